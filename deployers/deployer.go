@@ -1,0 +1,69 @@
+// Package deployers holds the contract every deployer implements: how an immutable release
+// reaches a host, goes live by an atomic switch of a `current` symlink, and is rolled back.
+//
+// A host keeps its releases under BASE/releases/<sha>/ and a `current` symlink (and a
+// `previous` one) pointing at one of them. Upload is idempotent and verified by sha256;
+// Activate switches `current` by writing a temporary link and renaming it over `current`,
+// then (re)starts the app and waits for its health check. Rollback is Activate of an older
+// release. The engine decides which release goes where and when; a deployer only carries
+// it out and reports what a host holds, so a restart of Immunity can re-check a step
+// instead of repeating it.
+package deployers
+
+import (
+	"context"
+	"errors"
+)
+
+// Release is an immutable, checksummed build of one commit.
+type Release struct {
+	App      string
+	SHA      string // full commit SHA; the release's name on every host
+	Artifact string // path of the packed artifact (tar.gz) on the Immunity machine
+	Checksum string // sha256 of Artifact, hex
+}
+
+// Host is one server of a region as a deployer sees it.
+type Host struct {
+	App    string
+	Region string
+	Name   string
+	// Address is deployer-specific: empty for local, "user@host:port" for ssh.
+	Address string
+	// Base is the folder holding releases/ and current on the host.
+	Base string
+	// Port is where the app listens on the host (local deployer: assigned per host).
+	Port int
+	// URL is the base URL the app answers on; health checks, tests and metrics use it.
+	URL string
+}
+
+// String names the host in logs and errors: "prod3/host1".
+func (h Host) String() string { return h.Region + "/" + h.Name }
+
+// HostState is what a host holds right now.
+type HostState struct {
+	Current  string   // SHA `current` points at, "" when nothing is live
+	Previous string   // SHA `previous` points at, "" when none
+	Releases []string // complete releases present on the host, newest first
+}
+
+// Deployer puts releases on hosts and switches them live. Implementations are safe for
+// concurrent use on different hosts.
+type Deployer interface {
+	// Upload places rel under releases/<sha> on the host. A release already present and
+	// verified is not uploaded again. A half-written upload never looks complete.
+	Upload(ctx context.Context, h Host, rel Release) error
+	// Activate atomically points `current` at releases/<sha> (remembering the old one as
+	// `previous`), restarts the app and waits until it is healthy; then prunes old
+	// releases beyond the keep limit, never the live or previous one.
+	Activate(ctx context.Context, h Host, sha string) error
+	// State reports what the host holds.
+	State(ctx context.Context, h Host) (HostState, error)
+	// Close stops whatever the deployer keeps open (connections; the local deployer's
+	// processes are left running unless StopAll is called).
+	Close() error
+}
+
+// ErrNotFound is returned by Activate when the release is not on the host.
+var ErrNotFound = errors.New("release not on host")

@@ -1,0 +1,198 @@
+package pipeline
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole of immunity.yml: the server's settings and the apps it deploys.
+type Config struct {
+	File   string       `yaml:"-"`
+	Server ServerConfig `yaml:"server"`
+	GitHub GitHubConfig `yaml:"github"`
+	Slack  SlackConfig  `yaml:"slack"`
+	Apps   []App        `yaml:"apps"`
+
+	lines map[string]int // config path ("apps[0].regions[1]") -> line, for errors
+}
+
+// ServerConfig is how the Immunity server runs.
+type ServerConfig struct {
+	Listen  string `yaml:"listen"`   // default 127.0.0.1:3102 (IMMUNITY_LISTEN wins)
+	DataDir string `yaml:"data_dir"` // SQLite file, releases, host folders; default ./immunity-data
+	// URL is where people reach the dashboard; links in GitHub and Slack point there.
+	URL string `yaml:"url"`
+}
+
+// App is one deployable service, bound to one repo.
+type App struct {
+	Name         string   `yaml:"name"`
+	Repo         Repo     `yaml:"repo"`
+	Build        Build    `yaml:"build"`
+	Run          Run      `yaml:"run"`
+	Tests        Tests    `yaml:"tests"`
+	Metrics      []Metric `yaml:"metrics"`
+	KeepReleases int      `yaml:"keep_releases"` // per host, default 5
+	Regions      []Region `yaml:"regions"`
+	Slack        AppSlack `yaml:"slack"`
+	Access       *Access  `yaml:"access"`
+}
+
+// Repo says where an app's code lives: a GitHub repo, a local git repository, or both.
+type Repo struct {
+	GitHub string `yaml:"github"` // owner/name
+	Path   string `yaml:"path"`   // local git repository (relative to the config file)
+	Branch string `yaml:"branch"` // the branch whose pushes start runs; default main
+}
+
+// Build turns a checkout into a release. Command is an argv list run in the checkout.
+type Build struct {
+	Command   []string          `yaml:"command"`
+	Artifacts []string          `yaml:"artifacts"` // paths (relative to the checkout) packed into the release
+	Env       map[string]string `yaml:"env"`
+	Timeout   Duration          `yaml:"timeout"` // default 5m
+}
+
+// Run is how a host starts the app from its `current` release (local deployer; the ssh
+// deployer uses the region's restart command).
+type Run struct {
+	Command      []string          `yaml:"command"` // argv, relative to the release folder; $PORT in env
+	Env          map[string]string `yaml:"env"`
+	Health       string            `yaml:"health"`        // path of the health check, default /healthz
+	StartTimeout Duration          `yaml:"start_timeout"` // default 20s
+}
+
+// Tests are the integration tests run against a region: an argv run in the release
+// folder with IMMUNITY_BASE_URL (and IMMUNITY_REGION, IMMUNITY_HOST) in its environment.
+type Tests struct {
+	Command []string          `yaml:"command"`
+	Env     map[string]string `yaml:"env"`
+	Timeout Duration          `yaml:"timeout"` // default 2m
+}
+
+// Region is an ordered group of hosts.
+type Region struct {
+	Name           string     `yaml:"name"`
+	Deployer       string     `yaml:"deployer"` // local (default) or ssh
+	Hosts          []Host     `yaml:"hosts"`
+	Production     bool       `yaml:"production"`
+	ManualApproval bool       `yaml:"manual_approval"` // a person promotes the release into this region
+	HostsAtATime   int        `yaml:"hosts_at_a_time"` // production rollout batch; default 1
+	Monitor        *Monitor   `yaml:"monitor"`
+	SkipTests      bool       `yaml:"skip_tests"`
+	SSH            *SSHRegion `yaml:"ssh"`
+}
+
+// Host is one server of a region.
+type Host struct {
+	Name    string `yaml:"name"`
+	Port    int    `yaml:"port"`    // local deployer: where the app listens
+	Address string `yaml:"address"` // ssh deployer: user@host:port
+	Path    string `yaml:"path"`    // ssh deployer: base folder on the host
+	URL     string `yaml:"url"`     // where the app answers; default http://127.0.0.1:PORT
+}
+
+// Monitor makes a region a canary: it receives mirrored read-only traffic from a
+// production region for Period, and its metrics are judged against that region's.
+type Monitor struct {
+	MirrorFrom string   `yaml:"mirror_from"`
+	Period     Duration `yaml:"period"`     // default 5m
+	Interval   Duration `yaml:"interval"`   // how often metrics are taken and judged; default 10s
+	Source     string   `yaml:"source"`     // scrape (default), prometheus, mirror
+	Prometheus string   `yaml:"prometheus"` // Prometheus base URL for source: prometheus
+}
+
+// AppSlack is where an app's runs are posted.
+type AppSlack struct {
+	Channel string `yaml:"channel"`
+}
+
+// Duration is a time.Duration written as "5m", "30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML reads "90s", "5m".
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: expected a duration such as 30s or 5m, got %q", n.Line, n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration back as text.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Or returns d, or def when d is zero.
+func (d Duration) Or(def time.Duration) time.Duration {
+	if d.Duration == 0 {
+		return def
+	}
+	return d.Duration
+}
+
+// App returns the app named name.
+func (c *Config) App(name string) (*App, bool) {
+	for i := range c.Apps {
+		if c.Apps[i].Name == name {
+			return &c.Apps[i], true
+		}
+	}
+	return nil, false
+}
+
+// Region returns the region named name.
+func (a *App) Region(name string) (*Region, int, bool) {
+	for i := range a.Regions {
+		if a.Regions[i].Name == name {
+			return &a.Regions[i], i, true
+		}
+	}
+	return nil, -1, false
+}
+
+// RegionNames lists the app's regions in order.
+func (a *App) RegionNames() []string {
+	var out []string
+	for _, r := range a.Regions {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+// LoadConfig reads and checks a config file. Every problem is reported as
+// "FILE:LINE: what was expected", all of them at once.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ConfigError lists every problem found in a config file.
+type ConfigError struct {
+	File     string
+	Problems []Problem
+}
+
+// Problem is one mistake in a config file.
+type Problem struct {
+	Line int
+	Msg  string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s:%d: %s", e.File, p.Line, p.Msg)
+	}
+	return b.String()
+}

@@ -1,0 +1,370 @@
+package pipeline
+
+import (
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ParseConfig parses a config file's bytes; file names it in errors and anchors relative paths.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	cerr := &ConfigError{File: file}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		cerr.Problems = append(cerr.Problems, yamlProblem(err))
+		return nil, cerr
+	}
+	cfg := &Config{File: file, lines: map[string]int{}}
+	if len(root.Content) == 0 {
+		cerr.Problems = append(cerr.Problems, Problem{Line: 1, Msg: "empty config: expected a mapping with apps:"})
+		return nil, cerr
+	}
+	doc := root.Content[0]
+	checkKeys(doc, reflect.TypeOf(*cfg), "", cfg.lines, &cerr.Problems)
+	if len(cerr.Problems) > 0 {
+		return nil, cerr
+	}
+	if err := doc.Decode(cfg); err != nil {
+		cerr.Problems = append(cerr.Problems, yamlProblem(err))
+		return nil, cerr
+	}
+	cfg.applyDefaults()
+	cerr.Problems = cfg.validate()
+	if len(cerr.Problems) > 0 {
+		return nil, cerr
+	}
+	return cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): `)
+
+func yamlProblem(err error) Problem {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	line := 0
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		fmt.Sscan(m[1], &line)
+		msg = strings.Replace(msg, m[0], "", 1)
+	}
+	return Problem{Line: line, Msg: msg}
+}
+
+// checkKeys walks the YAML tree alongside the Go type, reporting unknown keys and wrong
+// shapes with their line, and recording the line of every path for later messages.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[string]int, probs *[]Problem) {
+	lines[path] = n.Line
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if t.Name() == "Duration" {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			*probs = append(*probs, Problem{n.Line, fmt.Sprintf("%s: expected a mapping, got %s", orRoot(path), describe(n))})
+			return
+		}
+		fields := map[string]reflect.StructField{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" || !f.IsExported() {
+				continue
+			}
+			fields[tag] = f
+			names = append(names, tag)
+		}
+		sort.Strings(names)
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			f, ok := fields[k.Value]
+			if !ok {
+				msg := fmt.Sprintf("unknown key %q in %s; expected one of: %s", k.Value, orRoot(path), strings.Join(names, ", "))
+				if s := closest(k.Value, names); s != "" {
+					msg = fmt.Sprintf("unknown key %q in %s (did you mean %q?); expected one of: %s", k.Value, orRoot(path), s, strings.Join(names, ", "))
+				}
+				*probs = append(*probs, Problem{k.Line, msg})
+				continue
+			}
+			if seen[k.Value] {
+				*probs = append(*probs, Problem{k.Line, fmt.Sprintf("key %q given twice in %s", k.Value, orRoot(path))})
+			}
+			seen[k.Value] = true
+			checkKeys(v, f.Type, join(path, k.Value), lines, probs)
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return
+		}
+		if n.Kind != yaml.SequenceNode {
+			*probs = append(*probs, Problem{n.Line, fmt.Sprintf("%s: expected a list, got %s", orRoot(path), describe(n))})
+			return
+		}
+		for i, c := range n.Content {
+			checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), lines, probs)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+			*probs = append(*probs, Problem{n.Line, fmt.Sprintf("%s: expected a mapping, got %s", orRoot(path), describe(n))})
+		}
+	default:
+		if n.Kind != yaml.ScalarNode {
+			*probs = append(*probs, Problem{n.Line, fmt.Sprintf("%s: expected a %s value, got %s", orRoot(path), kindName(t), describe(n))})
+		}
+	}
+}
+
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true/false"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "number"
+	}
+	return "text"
+}
+
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return fmt.Sprintf("%q", n.Value)
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return "the top level"
+	}
+	return p
+}
+
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+// closest returns the candidate within edit distance 2 of s, if any.
+func closest(s string, cands []string) string {
+	best, bestD := "", 3
+	for _, c := range cands {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func (c *Config) applyDefaults() {
+	if c.Server.Listen == "" {
+		c.Server.Listen = "127.0.0.1:3102"
+	}
+	dir := filepath.Dir(c.File)
+	if c.Server.DataDir == "" {
+		c.Server.DataDir = "immunity-data"
+	}
+	if !filepath.IsAbs(c.Server.DataDir) {
+		c.Server.DataDir = filepath.Join(dir, c.Server.DataDir)
+	}
+	for i := range c.Apps {
+		a := &c.Apps[i]
+		if a.Repo.Branch == "" {
+			a.Repo.Branch = "main"
+		}
+		if a.Repo.Path != "" && !filepath.IsAbs(a.Repo.Path) {
+			a.Repo.Path = filepath.Join(dir, a.Repo.Path)
+		}
+		if a.Run.Health == "" {
+			a.Run.Health = "/healthz"
+		}
+		if a.KeepReleases == 0 {
+			a.KeepReleases = 5
+		}
+		for j := range a.Regions {
+			r := &a.Regions[j]
+			if r.Deployer == "" {
+				r.Deployer = "local"
+			}
+			if r.HostsAtATime == 0 {
+				r.HostsAtATime = 1
+			}
+			for k := range r.Hosts {
+				h := &r.Hosts[k]
+				if h.URL == "" && h.Port != 0 {
+					h.URL = fmt.Sprintf("http://127.0.0.1:%d", h.Port)
+				}
+			}
+		}
+	}
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+func (c *Config) validate() []Problem {
+	var ps []Problem
+	add := func(path, format string, args ...any) {
+		line := c.lines[path]
+		for p := path; line == 0 && p != ""; {
+			i := strings.LastIndexAny(p, ".[")
+			if i < 0 {
+				p = ""
+			} else {
+				p = p[:i]
+			}
+			line = c.lines[p]
+		}
+		ps = append(ps, Problem{line, fmt.Sprintf(format, args...)})
+	}
+	if len(c.Apps) == 0 {
+		add("apps", "apps: expected at least one app")
+	}
+	apps := map[string]bool{}
+	ports := map[int]string{}
+	for i, a := range c.Apps {
+		ap := fmt.Sprintf("apps[%d]", i)
+		if !nameRE.MatchString(a.Name) {
+			add(ap+".name", "%s.name: expected a lowercase name of letters, digits, - or _, got %q", ap, a.Name)
+		}
+		if apps[a.Name] {
+			add(ap+".name", "app %q is defined twice", a.Name)
+		}
+		apps[a.Name] = true
+		if a.Repo.GitHub == "" && a.Repo.Path == "" {
+			add(ap+".repo", "app %s: repo: expected github (owner/name) and/or path (a local git repository)", a.Name)
+		}
+		if a.Repo.GitHub != "" && strings.Count(a.Repo.GitHub, "/") != 1 {
+			add(ap+".repo.github", "app %s: repo.github: expected owner/name, got %q", a.Name, a.Repo.GitHub)
+		}
+		if len(a.Build.Command) == 0 {
+			add(ap+".build", "app %s: build.command: expected an argv list such as [go, build, -o, bin/app, .]", a.Name)
+		}
+		if len(a.Build.Artifacts) == 0 {
+			add(ap+".build", "app %s: build.artifacts: expected the paths to pack into the release", a.Name)
+		}
+		if !strings.HasPrefix(a.Run.Health, "/") {
+			add(ap+".run.health", "app %s: run.health: expected a path starting with /", a.Name)
+		}
+		if a.KeepReleases < 2 {
+			add(ap+".keep_releases", "app %s: keep_releases: expected at least 2 (the live and the previous release)", a.Name)
+		}
+		if len(a.Regions) == 0 {
+			add(ap+".regions", "app %s: regions: expected at least one region", a.Name)
+		}
+		regions := map[string]int{}
+		for j, r := range a.Regions {
+			rp := fmt.Sprintf("%s.regions[%d]", ap, j)
+			if !nameRE.MatchString(r.Name) {
+				add(rp+".name", "%s.name: expected a lowercase name, got %q", rp, r.Name)
+			}
+			if _, dup := regions[r.Name]; dup {
+				add(rp+".name", "app %s: region %q is defined twice", a.Name, r.Name)
+			}
+			regions[r.Name] = j
+			if !slices.Contains([]string{"local", "ssh"}, r.Deployer) {
+				add(rp+".deployer", "region %s: deployer: expected local or ssh, got %q", r.Name, r.Deployer)
+			}
+			if len(r.Hosts) == 0 {
+				add(rp+".hosts", "region %s: hosts: expected at least one host", r.Name)
+			}
+			if r.HostsAtATime < 1 {
+				add(rp+".hosts_at_a_time", "region %s: hosts_at_a_time: expected 1 or more", r.Name)
+			}
+			if r.Deployer == "local" && len(a.Run.Command) == 0 {
+				add(ap+".run", "app %s: run.command: expected the argv that starts the app (local deployer)", a.Name)
+			}
+			hosts := map[string]bool{}
+			for k, h := range r.Hosts {
+				hp := fmt.Sprintf("%s.hosts[%d]", rp, k)
+				if !nameRE.MatchString(h.Name) {
+					add(hp+".name", "%s.name: expected a lowercase host name, got %q", hp, h.Name)
+				}
+				if hosts[h.Name] {
+					add(hp+".name", "region %s: host %q is listed twice", r.Name, h.Name)
+				}
+				hosts[h.Name] = true
+				switch r.Deployer {
+				case "local":
+					if h.Port < 1 || h.Port > 65535 {
+						add(hp+".port", "host %s/%s: port: expected a TCP port (1-65535) for the local deployer", r.Name, h.Name)
+					} else if other, dup := ports[h.Port]; dup {
+						add(hp+".port", "host %s/%s: port %d is already used by %s", r.Name, h.Name, h.Port, other)
+					} else {
+						ports[h.Port] = a.Name + "/" + r.Name + "/" + h.Name
+					}
+				case "ssh":
+					if h.Address == "" || h.Path == "" {
+						add(hp, "host %s/%s: expected address (user@host:port) and path (base folder) for the ssh deployer", r.Name, h.Name)
+					}
+				}
+			}
+			if r.Monitor != nil {
+				m := r.Monitor
+				if m.MirrorFrom == "" {
+					add(rp+".monitor", "region %s: monitor.mirror_from: expected the production region whose traffic is mirrored", r.Name)
+				}
+				if m.Source != "" && !slices.Contains([]string{"scrape", "prometheus", "mirror"}, m.Source) {
+					add(rp+".monitor.source", "region %s: monitor.source: expected scrape, prometheus or mirror, got %q", r.Name, m.Source)
+				}
+				if m.Source == "prometheus" && m.Prometheus == "" {
+					add(rp+".monitor", "region %s: monitor.prometheus: expected the Prometheus base URL", r.Name)
+				}
+			}
+		}
+		for j, r := range a.Regions {
+			if r.Monitor == nil || r.Monitor.MirrorFrom == "" {
+				continue
+			}
+			rp := fmt.Sprintf("%s.regions[%d].monitor.mirror_from", ap, j)
+			k, ok := regions[r.Monitor.MirrorFrom]
+			switch {
+			case !ok:
+				add(rp, "region %s: monitor.mirror_from: no region %q in app %s; expected one of: %s", r.Name, r.Monitor.MirrorFrom, a.Name, strings.Join(a.RegionNames(), ", "))
+			case !a.Regions[k].Production:
+				add(rp, "region %s: monitor.mirror_from: region %q is not a production region", r.Name, r.Monitor.MirrorFrom)
+			case r.Monitor.MirrorFrom == r.Name:
+				add(rp, "region %s: monitor.mirror_from: a region cannot mirror itself", r.Name)
+			}
+		}
+		for _, m := range a.Metrics {
+			_ = m
+		}
+	}
+	return ps
+}

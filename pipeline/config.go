@@ -76,15 +76,15 @@ type Tests struct {
 
 // Region is an ordered group of hosts.
 type Region struct {
-	Name           string     `yaml:"name"`
-	Deployer       string     `yaml:"deployer"` // local (default) or ssh
-	Hosts          []Host     `yaml:"hosts"`
-	Production     bool       `yaml:"production"`
-	ManualApproval bool       `yaml:"manual_approval"` // a person promotes the release into this region
-	HostsAtATime   int        `yaml:"hosts_at_a_time"` // production rollout batch; default 1
-	Monitor        *Monitor   `yaml:"monitor"`
-	SkipTests      bool       `yaml:"skip_tests"`
-	SSH            *SSHRegion `yaml:"ssh"`
+	Name           string         `yaml:"name"`
+	Deployer       string         `yaml:"deployer"` // local (default) or ssh
+	Hosts          []Host         `yaml:"hosts"`
+	Production     bool           `yaml:"production"`
+	ManualApproval bool           `yaml:"manual_approval"` // a person promotes the release into this region
+	HostsAtATime   int            `yaml:"hosts_at_a_time"` // production rollout batch; default 1
+	Monitor        *MonitorConfig `yaml:"monitor"`
+	SkipTests      bool           `yaml:"skip_tests"`
+	SSH            *SSHRegion     `yaml:"ssh"`
 }
 
 // Host is one server of a region.
@@ -96,9 +96,9 @@ type Host struct {
 	URL     string `yaml:"url"`     // where the app answers; default http://127.0.0.1:PORT
 }
 
-// Monitor makes a region a canary: it receives mirrored read-only traffic from a
+// MonitorConfig makes a region a canary: it receives mirrored read-only traffic from a
 // production region for Period, and its metrics are judged against that region's.
-type Monitor struct {
+type MonitorConfig struct {
 	MirrorFrom string   `yaml:"mirror_from"`
 	Period     Duration `yaml:"period"`     // default 5m
 	Interval   Duration `yaml:"interval"`   // how often metrics are taken and judged; default 10s

@@ -1,0 +1,32 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/judge"
+)
+
+// MonitorRequest asks for one monitoring window: the canary hosts receive mirrored
+// read-only traffic from the baseline hosts' region, and their metrics are judged.
+type MonitorRequest struct {
+	App            string
+	Region         string // the canary region
+	Release        string // SHA on the canary hosts
+	BaselineRegion string
+	Canary         []deployers.Host
+	Baseline       []deployers.Host
+	Period         time.Duration
+	Interval       time.Duration
+	Metrics        []judge.Metric
+	Source         string // scrape (default), prometheus, mirror
+	Prometheus     string // base URL when Source is prometheus
+}
+
+// Monitor runs a monitoring window and returns the final verdict. look is called with
+// each interim verdict; a Fail before the end of the window ends it early. Monitor turns
+// the traffic mirror on for the window and off afterwards, whatever happens.
+type Monitor interface {
+	Monitor(ctx context.Context, req MonitorRequest, look func(judge.Verdict)) (judge.Verdict, error)
+}

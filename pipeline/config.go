@@ -196,3 +196,10 @@ func (e *ConfigError) Error() string {
 	}
 	return b.String()
 }
+
+// EmptyConfig is the config of a server started without a file: no apps yet.
+func EmptyConfig() *Config {
+	c := &Config{File: "(environment)", lines: map[string]int{}}
+	c.applyDefaults()
+	return c
+}

@@ -55,6 +55,8 @@ type Metric struct {
 	AllowedEffect float64
 	Critical      bool // a failing critical metric fails the whole verdict
 	NoData        NoData
+	// Unit prints values in explanations: s, ms, bytes, or any word ("req/s").
+	Unit string
 }
 
 // Data is one side's measurements of one metric.
@@ -76,25 +78,37 @@ type Input struct {
 
 // MetricResult explains one metric's part in a verdict.
 type MetricResult struct {
-	Name      string  `json:"name"`
-	Kind      Kind    `json:"kind"`
-	Outcome   Outcome `json:"outcome"`
-	Baseline  float64 `json:"baseline"` // mean latency, or event rate
-	Canary    float64 `json:"canary"`
-	Effect    float64 `json:"effect"` // relative change canary vs baseline (0.25 = 25% higher)
-	Low       float64 `json:"low"`    // confidence interval of Effect
+	Name     string  `json:"name"`
+	Kind     Kind    `json:"kind"`
+	Outcome  Outcome `json:"outcome"`
+	Baseline float64 `json:"baseline"` // median value, or event rate
+	Canary   float64 `json:"canary"`
+	// Effect is the relative change canary vs baseline (0.25 = 25% higher): the
+	// Hodges-Lehmann ratio for positive values, the shift over the baseline's median for
+	// others, the ratio of event rates for rates. Capped at 1e9 (printed ∞).
+	Effect    float64 `json:"effect"`
+	Low       float64 `json:"low"` // the look's confidence interval of Effect
 	High      float64 `json:"high"`
 	NBaseline int     `json:"n_baseline"` // samples, or trials for rates
 	NCanary   int     `json:"n_canary"`
-	Critical  bool    `json:"critical"`
-	Why       string  `json:"why"`
+	// EventsBaseline and EventsCanary are a rate's event counts.
+	EventsBaseline int `json:"events_baseline,omitempty"`
+	EventsCanary   int `json:"events_canary,omitempty"`
+	// Dispersion is how many times more a rate's counts varied between intervals than
+	// independent events would (1 or more; 0 when not estimated); the test allowed for it.
+	Dispersion float64 `json:"dispersion,omitempty"`
+	Unit       string  `json:"unit,omitempty"`
+	Critical   bool    `json:"critical"`
+	Why        string  `json:"why"`
 }
 
 // Verdict is the judge's answer.
 type Verdict struct {
 	Outcome Outcome        `json:"outcome"`
-	Score   float64        `json:"score"` // 0-100, share of metrics that passed (Kayenta style)
+	Score   float64        `json:"score"` // 0-100 (Kayenta style): pass 1, marginal 1/2, fail 0
 	Reason  string         `json:"reason"`
 	Metrics []MetricResult `json:"metrics"`
-	Final   bool           `json:"final"` // false for an interim look during the window
+	Final   bool           `json:"final"`           // false for an interim look during the window
+	Look    int            `json:"look,omitempty"`  // 1-based look of the window
+	Looks   int            `json:"looks,omitempty"` // planned looks (Options.Looks)
 }

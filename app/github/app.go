@@ -1,0 +1,122 @@
+package github
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+// engine is the part of pipeline.Engine the App drives.
+type engine interface {
+	Config() *pipeline.Config
+	Store() *store.Store
+	StartRun(ctx context.Context, app, sha string, t pipeline.Trigger) (store.Run, error)
+	Rerun(ctx context.Context, a pipeline.Actor, runID int64, region string) (string, error)
+	Status(ctx context.Context, app string) ([]pipeline.AppStatus, error)
+	Audit(ctx context.Context, a pipeline.Actor, action, app, region, sha, args, outcome, detail string)
+}
+
+// commander runs one command line of the shared grammar (bot.Commands).
+type commander interface {
+	Exec(ctx context.Context, req bot.Request) bot.Reply
+}
+
+// App is the GitHub App: its webhook endpoint and the work deliveries start.
+type App struct {
+	secret  []byte
+	eng     engine
+	cmd     commander
+	clients *Clients
+	db      *sql.DB
+	log     *slog.Logger
+	maxBody int64
+
+	ctx    context.Context // parent of every delivery's work; cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New makes the App from its config (after FromEnv). It fails when the App is not fully
+// configured: no key, no app id, or, above all, no webhook secret.
+func New(cfg pipeline.GitHubConfig, eng engine, cmd commander, logger *slog.Logger) (*App, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if !cfg.Configured() {
+		return nil, errors.New("github app: not configured (set IMMUNITY_GITHUB_APP_ID and IMMUNITY_GITHUB_PRIVATE_KEY_FILE)")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("github app: %w", err)
+	}
+	if cmd == nil {
+		return nil, errors.New("github app: a command runner (bot.Commands) is required")
+	}
+	secret, err := cfg.Secret()
+	if err != nil {
+		return nil, fmt.Errorf("github app: %w", err)
+	}
+	db := eng.Store().DB()
+	clients, err := NewClients(cfg, db, logger)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &App{secret: secret, eng: eng, cmd: cmd, clients: clients, db: db, log: logger.With("part", "github"),
+		maxBody: MaxBody, ctx: ctx, cancel: cancel}, nil
+}
+
+// Clients is the App's installation client factory (the checks reporter uses it).
+func (a *App) Clients() *Clients { return a.clients }
+
+// Close waits for deliveries in progress to finish, or cancels them when ctx ends.
+func (a *App) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		a.cancel()
+		return nil
+	case <-ctx.Done():
+		a.cancel()
+		<-done
+		return fmt.Errorf("github app: deliveries still running at shutdown were cancelled: %w", ctx.Err())
+	}
+}
+
+// dispatch handles a recorded delivery on a tracked goroutine.
+func (a *App) dispatch(d delivery, body []byte) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.work(a.ctx, d, body)
+	}()
+}
+
+func (a *App) work(ctx context.Context, d delivery, body []byte) {
+	log := a.log.With("delivery", d.ID, "event", d.Event, "action", d.Action, "repo", d.Repo)
+	state, detail := "done", ""
+	defer func() {
+		if r := recover(); r != nil {
+			state, detail = "failed", fmt.Sprintf("panic: %v", r)
+			log.Error("github delivery panicked", "panic", r)
+		}
+		if err := finishDelivery(context.WithoutCancel(ctx), a.db, d.ID, state, detail); err != nil {
+			log.Warn("github delivery", "err", err)
+		}
+	}()
+	var err error
+	detail, err = a.handle(ctx, d.Event, body)
+	if err != nil {
+		state, detail = "failed", err.Error()
+		log.Error("github delivery failed", "err", err)
+		return
+	}
+	log.Info("github delivery handled", "detail", detail)
+}

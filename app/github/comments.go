@@ -1,0 +1,250 @@
+package github
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	gh "github.com/google/go-github/v60/github"
+)
+
+// onIssueComment runs a command typed on an issue or pull request of an app's repo.
+func (a *App) onIssueComment(ctx context.Context, ev *gh.IssueCommentEvent) (string, error) {
+	line, ok := commandLine(ev.GetComment().GetBody())
+	if !ok || isBot(ev.GetSender()) {
+		return "ignored: not a command", nil
+	}
+	repo := ev.GetRepo()
+	cl := a.clients.ForInstallation(ev.GetInstallation().GetID())
+	owner, name, id, number := repo.GetOwner().GetLogin(), repo.GetName(), ev.GetComment().GetID(), ev.GetIssue().GetNumber()
+	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), via: "github",
+		react: func(ctx context.Context, content string) error {
+			_, _, err := cl.Reactions.CreateIssueCommentReaction(ctx, owner, name, id, content)
+			return err
+		},
+		reply: func(ctx context.Context, body string) error {
+			_, _, err := cl.Issues.CreateComment(ctx, owner, name, number, &gh.IssueComment{Body: gh.String(body)})
+			return err
+		},
+	}
+	return a.runCommands(ctx, c, a.impliedApp(repo.GetFullName()), "", []string{line})
+}
+
+// onCommitComment runs a command typed on a commit. A bare /rollback there rolls back
+// every region where that commit is live.
+func (a *App) onCommitComment(ctx context.Context, ev *gh.CommitCommentEvent) (string, error) {
+	cm := ev.GetComment()
+	line, ok := commandLine(cm.GetBody())
+	if !ok || isBot(ev.GetSender()) {
+		return "ignored: not a command", nil
+	}
+	repo := ev.GetRepo()
+	cl := a.clients.ForInstallation(ev.GetInstallation().GetID())
+	owner, name, id, sha := repo.GetOwner().GetLogin(), repo.GetName(), cm.GetID(), cm.GetCommitID()
+	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), via: "github",
+		react: func(ctx context.Context, content string) error {
+			_, _, err := cl.Reactions.CreateCommentReaction(ctx, owner, name, id, content)
+			return err
+		},
+		reply: func(ctx context.Context, body string) error {
+			_, _, err := cl.Repositories.CreateComment(ctx, owner, name, sha, &gh.RepositoryComment{Body: gh.String(body)})
+			return err
+		},
+	}
+	app := a.impliedApp(repo.GetFullName())
+	lines := []string{line}
+	if verb, region := commandVerb(line); verb == "rollback" && region == "" && app != "" {
+		regions, err := a.liveRegions(ctx, app, sha)
+		if err != nil {
+			return "", err
+		}
+		if len(regions) == 0 {
+			a.react(ctx, c, "confused")
+			a.say(ctx, c, fmt.Sprintf("@%s %s is not live in any region of %s, so there is nothing to roll back.", c.login, short(sha), app))
+			return "rollback: commit not live", nil
+		}
+		lines = lines[:0]
+		for _, r := range regions {
+			lines = append(lines, "/rollback "+r)
+		}
+	}
+	return a.runCommands(ctx, c, app, sha, lines)
+}
+
+// liveRegions lists the regions of app where sha is live on at least one host.
+func (a *App) liveRegions(ctx context.Context, app, sha string) ([]string, error) {
+	st, err := a.eng.Status(ctx, app)
+	if err != nil {
+		return nil, fmt.Errorf("status of %s: %w", app, err)
+	}
+	var out []string
+	for _, s := range st {
+		if s.App != app {
+			continue
+		}
+		for _, r := range s.Regions {
+			if sameSHA(r.LiveSHA, sha) || anyLive(r.Live, sha) {
+				out = append(out, r.Name)
+			}
+		}
+	}
+	return out, nil
+}
+
+func anyLive(live map[string]string, sha string) bool {
+	for _, s := range live {
+		if sameSHA(s, sha) {
+			return true
+		}
+	}
+	return false
+}
+
+func sameSHA(a, b string) bool {
+	return a != "" && b != "" && (strings.HasPrefix(a, b) || strings.HasPrefix(b, a))
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+// isBot is true for comments by apps (our own replies included).
+func isBot(u *gh.User) bool { return u.GetType() == "Bot" }
+
+// checkRunEvent is the part of a check_run delivery we use. It is decoded here rather than
+// by go-github, whose timestamps refuse some payloads GitHub has sent (a check suite's
+// "2018-04-25 20:42:10"), and a button must not be lost to a field we do not read.
+type checkRunEvent struct {
+	Action   string `json:"action"`
+	CheckRun struct {
+		ID         int64  `json:"id"`
+		Name       string `json:"name"`
+		HeadSHA    string `json:"head_sha"`
+		ExternalID string `json:"external_id"`
+	} `json:"check_run"`
+	RequestedAction struct {
+		Identifier string `json:"identifier"`
+	} `json:"requested_action"`
+	Repository struct {
+		FullName string `json:"full_name"`
+		Name     string `json:"name"`
+		Owner    struct {
+			Login string `json:"login"`
+		} `json:"owner"`
+	} `json:"repository"`
+	Installation struct {
+		ID int64 `json:"id"`
+	} `json:"installation"`
+	Sender struct {
+		Login string `json:"login"`
+	} `json:"sender"`
+}
+
+// The identifiers of the check run buttons (checks.ActionPromote, checks.ActionRollback).
+const (
+	buttonPromote  = "promote"
+	buttonRollback = "rollback"
+)
+
+// onCheckRun handles a check run's buttons and re-run requests.
+func (a *App) onCheckRun(ctx context.Context, body []byte) (string, error) {
+	var ev checkRunEvent
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return "", fmt.Errorf("check_run payload: %w", err)
+	}
+	if ev.Installation.ID != 0 && ev.Repository.FullName != "" {
+		if err := rememberInstallation(ctx, a.db, ev.Repository.FullName, ev.Installation.ID, ev.Repository.Owner.Login); err != nil {
+			a.log.Warn("remember installation", "err", err)
+		}
+	}
+	switch ev.Action {
+	case "requested_action":
+		return a.onCheckRunAction(ctx, ev)
+	case "rerequested":
+		return a.onRerequest(ctx, ev)
+	}
+	return "ignored: check_run " + ev.Action, nil
+}
+
+func (a *App) buttonConversation(ev checkRunEvent) conversation {
+	return conversation{client: a.clients.ForInstallation(ev.Installation.ID), owner: ev.Repository.Owner.Login,
+		name: ev.Repository.Name, login: ev.Sender.Login, via: "button"}
+}
+
+// checkRunRef finds the run and region a check run of ours reports: from its external id
+// (run/ID/REGION), else from the stored check run ids.
+func (a *App) checkRunRef(ctx context.Context, ev checkRunEvent) (int64, string, error) {
+	cr := ev.CheckRun
+	if rest, ok := strings.CutPrefix(cr.ExternalID, "run/"); ok {
+		if id, region, ok := strings.Cut(rest, "/"); ok {
+			if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+				return n, region, nil
+			}
+		}
+	}
+	var runID int64
+	var region string
+	err := a.db.QueryRowContext(ctx, `SELECT run_id, region FROM github_check_runs WHERE check_run_id = ?`, cr.ID).Scan(&runID, &region)
+	if err != nil {
+		return 0, "", fmt.Errorf("check run %d (%s) is not one of ours: %w", cr.ID, cr.Name, err)
+	}
+	return runID, region, nil
+}
+
+// onCheckRunAction runs a check run button (promote, rollback) as the command it stands for.
+func (a *App) onCheckRunAction(ctx context.Context, ev checkRunEvent) (string, error) {
+	_, region, err := a.checkRunRef(ctx, ev)
+	if err != nil {
+		return "ignored: " + err.Error(), nil
+	}
+	sha := ev.CheckRun.HeadSHA
+	app := a.impliedApp(ev.Repository.FullName)
+	var line string
+	switch id := ev.RequestedAction.Identifier; id {
+	case buttonPromote:
+		line = fmt.Sprintf("/promote %s --release %s", region, sha)
+	case buttonRollback:
+		// An old check run's button must not roll back a newer release.
+		live, err := a.liveRegions(ctx, app, sha)
+		if err != nil {
+			return "", err
+		}
+		if !slices.Contains(live, region) {
+			return fmt.Sprintf("ignored: rollback button of %s, which is no longer live in %s", short(sha), region), nil
+		}
+		line = "/rollback " + region
+	default:
+		return "ignored: unknown action " + id, nil
+	}
+	return a.runCommands(ctx, a.buttonConversation(ev), app, sha, []string{line})
+}
+
+// onRerequest re-runs the region stage a check run reports, for someone who may write.
+func (a *App) onRerequest(ctx context.Context, ev checkRunEvent) (string, error) {
+	runID, region, err := a.checkRunRef(ctx, ev)
+	if err != nil {
+		return "ignored: " + err.Error(), nil
+	}
+	c := a.buttonConversation(ev)
+	ok, level, err := c.mayWrite(ctx)
+	if err != nil {
+		return "", err
+	}
+	app := a.impliedApp(ev.Repository.FullName)
+	if !ok {
+		a.eng.Audit(ctx, c.actor(), "rerun", app, region, ev.CheckRun.HeadSHA, fmt.Sprintf("run %d", runID), "refused",
+			fmt.Sprintf("GitHub permission %q on %s; write, maintain or admin needed", level, c.repo()))
+		return "refused rerun for " + c.login, nil
+	}
+	msg, err := a.eng.Rerun(ctx, c.actor(), runID, region)
+	if err != nil {
+		return "", fmt.Errorf("re-run run %d %s for %s: %w", runID, region, c.login, err)
+	}
+	return msg, nil
+}

@@ -1,0 +1,75 @@
+package github
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/immunity-app/immunity/pipeline"
+)
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte("s3cret\n"), 0o600)
+	env := map[string]string{
+		"IMMUNITY_GITHUB_APP_ID":              "12345",
+		"IMMUNITY_GITHUB_PRIVATE_KEY_FILE":    "/etc/immunity/app.pem",
+		"IMMUNITY_GITHUB_WEBHOOK_SECRET_FILE": secretFile,
+		"IMMUNITY_GITHUB_API_URL":             "https://ghe.example.com/api/v3",
+	}
+	g := pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: "from-file.pem", APIURL: "https://other/"}
+	if err := g.FromEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if g.AppID != 12345 || g.PrivateKeyFile != "/etc/immunity/app.pem" || g.BaseURL() != "https://ghe.example.com/api/v3/" {
+		t.Errorf("env did not win: %+v", g)
+	}
+	if err := g.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+	if s, err := g.Secret(); err != nil || string(s) != "s3cret" {
+		t.Errorf("Secret() = %q, %v", s, err)
+	}
+	bad := pipeline.GitHubConfig{}
+	if err := bad.FromEnv(func(k string) string {
+		if k == "IMMUNITY_GITHUB_APP_ID" {
+			return "twelve"
+		}
+		return ""
+	}); err == nil {
+		t.Error("a malformed IMMUNITY_GITHUB_APP_ID was accepted")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		g    pipeline.GitHubConfig
+		want string // "" = valid
+	}{
+		{"nothing configured", pipeline.GitHubConfig{}, ""},
+		{"no webhook secret", pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: "k.pem"}, "no webhook secret"},
+		{"key without id", pipeline.GitHubConfig{PrivateKeyFile: "k.pem", WebhookSecret: "s"}, "app_id"},
+		{"id without key", pipeline.GitHubConfig{AppID: 1, WebhookSecret: "s"}, "private_key_file"},
+		{"bad api url", pipeline.GitHubConfig{APIURL: "ftp://x"}, "api_url"},
+		{"complete", pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: "k.pem", WebhookSecret: "s"}, ""},
+	} {
+		err := c.g.Validate()
+		if (err == nil) != (c.want == "") || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: Validate() = %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
+// TestNewRefusesUnsigned: a configured App without a webhook secret does not start.
+func TestNewRefusesUnsigned(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	_, err := New(pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: testKey(t)}, h.eng, h.cmds, nil)
+	if err == nil || !strings.Contains(err.Error(), "no webhook secret") {
+		t.Errorf("New without a secret: %v", err)
+	}
+}

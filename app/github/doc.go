@@ -1,0 +1,20 @@
+// Package github is Immunity's GitHub App: the webhook endpoint, its signature check,
+// delivery persistence and de-duplication, event routing, installation clients and the
+// App manifest setup page.
+//
+// The model: a delivery is verified (HMAC-SHA256 of the raw body, constant time), recorded
+// in github_deliveries and answered 202 at once; the work then runs on a tracked goroutine
+// that Close drains. A delivery id seen before, or a second delivery of the same comment
+// or push (dedupe key), does nothing. Events become engine calls:
+//
+//	push on an app's branch           → Engine.StartRun
+//	issue_comment / commit_comment    → a command (/promote prod3, /rollback, /lock …)
+//	check_run requested_action        → the same command, from the check run's buttons
+//	check_run rerequested             → Engine.Rerun of that region's stage
+//	installation(_repositories)       → which installation serves which repo
+//
+// Every command first checks the sender's permission on the repo (write, maintain or
+// admin); refusals are audited. Commands go through the shared command layer (bot), so
+// the grammar and access rules are the same as in Slack. Reporting runs back to GitHub is
+// the checks package's job; it gets its clients from Clients here.
+package github

@@ -1,0 +1,198 @@
+package github
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/go-cmp/cmp"
+
+	"net/http/httptest"
+
+	"github.com/immunity-app/immunity/app/github/githubtest"
+	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/checks"
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+const e2eConfig = `
+server:
+  url: https://immunity.example.com
+apps:
+  - name: papi
+    repo: {github: Codertocat/Hello-World, branch: master}
+    build: {command: [true], artifacts: [README.md]}
+    run: {command: [./papi]}
+    tests: {command: [true]}
+    regions:
+      - name: sandbox1
+        hosts: [{name: s1, port: 18901}]
+      - name: prod3
+        production: true
+        manual_approval: true
+        hosts: [{name: p1, port: 18911}]
+`
+
+// builder is a hand-written Builder: the push's commit, packed as a tiny artifact.
+type builder struct{ dir string }
+
+func (b builder) Commit(ctx context.Context, a *pipeline.App, sha string) (pipeline.Commit, error) {
+	return pipeline.Commit{SHA: sha, Subject: "Update README.md", Author: "Codertocat"}, nil
+}
+
+func (b builder) Build(ctx context.Context, a *pipeline.App, sha string) (deployers.Release, error) {
+	p := filepath.Join(b.dir, sha+".tar.gz")
+	sum := sha256.Sum256([]byte(sha))
+	return deployers.Release{App: a.Name, SHA: sha, Artifact: p, Checksum: hex.EncodeToString(sum[:])}, os.WriteFile(p, []byte(sha), 0o644)
+}
+
+// hosts is a hand-written Deployer keeping each host's current release in memory.
+type hosts struct {
+	mu    sync.Mutex
+	state map[string]deployers.HostState
+}
+
+func (d *hosts) Upload(ctx context.Context, h deployers.Host, rel deployers.Release) error {
+	return nil
+}
+func (d *hosts) Activate(ctx context.Context, h deployers.Host, sha string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.state[h.String()]
+	d.state[h.String()] = deployers.HostState{Current: sha, Previous: s.Current, Releases: append([]string{sha}, s.Releases...)}
+	return nil
+}
+func (d *hosts) State(ctx context.Context, h deployers.Host) (deployers.HostState, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state[h.String()], nil
+}
+func (d *hosts) Close() error { return nil }
+
+type tester struct{}
+
+func (tester) Test(ctx context.Context, a *pipeline.App, rel deployers.Release, h deployers.Host) (string, error) {
+	return "ok  \tpapi/itest\t0.31s", nil
+}
+
+// TestEndToEnd: a push webhook starts a real engine run; the reporter shows it as check
+// runs and deployments; a /promote comment by a writer takes it to production. Every
+// request sent to GitHub is checked against GitHub's OpenAPI description.
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	contract := githubtest.LoadContract(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg, err := pipeline.ParseConfig(filepath.Join(dir, "immunity.yml"), []byte(e2eConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(dir, "immunity.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	dep := &hosts{state: map[string]deployers.HostState{}}
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: builder{dir}, Tester: tester{},
+		Deployer: func(*pipeline.App, *pipeline.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := githubtest.New(t)
+	fake.SetPermission("Codertocat", "write")
+	ghApp, err := New(githubConfig(t, fake), eng, bot.New(eng, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := checks.NewReporter(cfg, st, ghApp.Clients(), nil)
+	eng.AddListener(rep)
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Stop(); rep.Close(ctx); ghApp.Close(ctx) })
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	ghApp.Routes(r)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	h := &harness{app: ghApp, fake: fake, http: srv, store: st}
+
+	push := fixture(t, "push.json", nil)
+	sha := jsonField(t, push, "after")
+	if code := h.post(t, "push", "e2e-push", push, ""); code != 202 {
+		t.Fatalf("push: %d", code)
+	}
+	waitRun(t, eng, "waiting")
+	flushReports(t, rep)
+
+	comment := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 1})
+	h.post(t, "issue_comment", "e2e-promote", comment, "")
+	run := waitRun(t, eng, "succeeded")
+	flushReports(t, rep)
+
+	if run.SHA != sha {
+		t.Errorf("run of %s, want the pushed %s", run.SHA, sha)
+	}
+	if got := dep.state["prod3/p1"].Current; got != sha {
+		t.Errorf("prod3/p1 runs %q, want %s", got, sha)
+	}
+	// The final word on each region's check run and deployment.
+	conclusions := map[string]string{}
+	for _, req := range fake.Requests() {
+		if m := req.JSON(); strings.Contains(req.Path, "/check-runs") && m["conclusion"] != nil {
+			conclusions[m["name"].(string)] = m["conclusion"].(string)
+		}
+	}
+	want := map[string]string{"immunity / sandbox1": "success", "immunity / prod3": "success"}
+	if d := cmp.Diff(want, conclusions); d != "" {
+		t.Errorf("check run conclusions (-want +got):\n%s", d)
+	}
+	var reply []githubtest.Request
+	for _, req := range fake.Requests() {
+		if strings.HasSuffix(req.Path, "/issues/1/comments") {
+			reply = append(reply, req)
+		}
+	}
+	if len(reply) != 1 || !strings.Contains(string(reply[0].Body), "prod3") {
+		t.Errorf("reply to /promote: %v", reply)
+	}
+	t.Logf("%d requests to GitHub:\n%s", len(fake.Requests()), strings.Join(fake.Calls(), "\n"))
+	contract.ValidateAll(t, fake)
+}
+
+func waitRun(t *testing.T, eng *pipeline.Engine, state string) store.Run {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		runs, err := eng.Runs(context.Background(), "papi", false, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) == 1 && runs[0].State == state {
+			return runs[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run never reached %s: %v", state, fmt.Sprint(runs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func flushReports(t *testing.T, rep *checks.Reporter) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := rep.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

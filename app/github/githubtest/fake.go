@@ -1,0 +1,238 @@
+// Package githubtest is a fake GitHub REST API for tests: an httptest server that answers
+// the calls Immunity makes with realistic JSON, records every request, can be told to
+// fail the next requests (rate limits, 5xx), and can check each recorded request against
+// GitHub's official OpenAPI description (see Contract).
+package githubtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Request is one request the fake received.
+type Request struct {
+	Method, Path, Query string
+	Header              http.Header
+	Body                []byte
+}
+
+// Call is "METHOD /path", the short form tests compare.
+func (r Request) Call() string { return r.Method + " " + r.Path }
+
+// JSON decodes the request body.
+func (r Request) JSON() map[string]any {
+	var m map[string]any
+	json.Unmarshal(r.Body, &m)
+	return m
+}
+
+// Fault is an answer given instead of the normal one.
+type Fault struct {
+	Status int
+	Header map[string]string
+	Body   string
+}
+
+// Server is the fake GitHub.
+type Server struct {
+	*httptest.Server
+	mu       sync.Mutex
+	reqs     []Request
+	faults   []Fault
+	nextID   int64
+	perms    map[string]string // login -> permission; default "read"
+	Manifest map[string]any    // the app-manifest conversion answer
+}
+
+// New starts a fake GitHub, closed with the test.
+func New(t testing.TB) *Server {
+	s := &Server{nextID: 1000, perms: map[string]string{}}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	s.Server = httptest.NewServer(s.record(mux))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// URL of the API root with a trailing slash (what api_url is set to).
+func (s *Server) APIURL() string { return s.Server.URL + "/" }
+
+// SetPermission sets a user's permission on every repo: admin, write, read, none.
+func (s *Server) SetPermission(login, perm string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.perms[login] = perm
+}
+
+// FailNext makes the next len(f) requests answer with the given faults, in order.
+func (s *Server) FailNext(f ...Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f...)
+}
+
+// Requests returns what was received so far.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.reqs...)
+}
+
+// Calls lists the requests as "METHOD /path", leaving out installation token requests.
+func (s *Server) Calls() []string {
+	var out []string
+	for _, r := range s.Requests() {
+		if !strings.HasSuffix(r.Path, "/access_tokens") {
+			out = append(out, r.Call())
+		}
+	}
+	return out
+}
+
+// Find returns the recorded requests for a call ("POST /repos/o/r/check-runs").
+func (s *Server) Find(call string) []Request {
+	var out []Request
+	for _, r := range s.Requests() {
+		if r.Call() == call {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (s *Server) record(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		s.mu.Lock()
+		s.reqs = append(s.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
+		var f *Fault
+		if len(s.faults) > 0 {
+			f = &s.faults[0]
+			s.faults = s.faults[1:]
+		}
+		s.mu.Unlock()
+		if f != nil {
+			for k, v := range f.Header {
+				w.Header().Set(k, v)
+			}
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(f.Status)
+			io.WriteString(w, f.Body)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("X-RateLimit-Limit", "5000")
+		w.Header().Set("X-RateLimit-Remaining", "4999")
+		w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) id() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextID++
+	return s.nextID
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) user(login string) map[string]any {
+	return map[string]any{"login": login, "id": 1, "node_id": "MDQ6VXNlcjE=", "type": "User", "site_admin": false,
+		"url": s.URL + "/users/" + login, "html_url": "https://github.com/" + login}
+}
+
+func (s *Server) routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /app/installations/{id}/access_tokens", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 201, map[string]any{"token": "ghs_fake" + r.PathValue("id"), "expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339),
+			"permissions":          map[string]string{"checks": "write", "deployments": "write", "contents": "read", "issues": "write", "pull_requests": "write", "metadata": "read"},
+			"repository_selection": "selected"})
+	})
+	mux.HandleFunc("GET /repos/{owner}/{repo}/installation", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 200, map[string]any{"id": 4242, "app_id": 1, "target_type": "Organization", "account": s.user(r.PathValue("owner"))})
+	})
+	mux.HandleFunc("POST /repos/{owner}/{repo}/check-runs", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 201, s.checkRun(r, s.id()))
+	})
+	mux.HandleFunc("PATCH /repos/{owner}/{repo}/check-runs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		reply(w, 200, s.checkRun(r, id))
+	})
+	mux.HandleFunc("POST /repos/{owner}/{repo}/deployments", func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		id := s.id()
+		in["id"], in["url"], in["creator"] = id, fmt.Sprintf("%s/repos/%s/%s/deployments/%d", s.URL, r.PathValue("owner"), r.PathValue("repo"), id), s.user("immunity[bot]")
+		in["sha"], in["created_at"], in["updated_at"] = in["ref"], now(), now()
+		reply(w, 201, in)
+	})
+	mux.HandleFunc("POST /repos/{owner}/{repo}/deployments/{id}/statuses", func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		in["id"], in["creator"], in["created_at"], in["updated_at"] = s.id(), s.user("immunity[bot]"), now(), now()
+		reply(w, 201, in)
+	})
+	mux.HandleFunc("GET /repos/{owner}/{repo}/collaborators/{user}/permission", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		p, ok := s.perms[r.PathValue("user")]
+		s.mu.Unlock()
+		if !ok {
+			p = "read"
+		}
+		reply(w, 200, map[string]any{"permission": p, "role_name": p, "user": s.user(r.PathValue("user"))})
+	})
+	react := func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		reply(w, 201, map[string]any{"id": s.id(), "node_id": "REA_1", "content": in["content"], "user": s.user("immunity[bot]"), "created_at": now()})
+	}
+	mux.HandleFunc("POST /repos/{owner}/{repo}/issues/comments/{id}/reactions", react)
+	mux.HandleFunc("POST /repos/{owner}/{repo}/comments/{id}/reactions", react)
+	comment := func(w http.ResponseWriter, r *http.Request) {
+		var in map[string]any
+		json.NewDecoder(r.Body).Decode(&in)
+		reply(w, 201, map[string]any{"id": s.id(), "node_id": "IC_1", "body": in["body"], "user": s.user("immunity[bot]"), "created_at": now(), "updated_at": now()})
+	}
+	mux.HandleFunc("POST /repos/{owner}/{repo}/issues/{number}/comments", comment)
+	mux.HandleFunc("POST /repos/{owner}/{repo}/commits/{sha}/comments", comment)
+	mux.HandleFunc("POST /app-manifests/{code}/conversions", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		m := s.Manifest
+		s.mu.Unlock()
+		if m == nil {
+			reply(w, 404, map[string]any{"message": "Not Found"})
+			return
+		}
+		reply(w, 201, m)
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 404, map[string]any{"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
+	})
+}
+
+func (s *Server) checkRun(r *http.Request, id int64) map[string]any {
+	var in map[string]any
+	json.NewDecoder(r.Body).Decode(&in)
+	in["id"], in["node_id"] = id, "CR_"+strconv.FormatInt(id, 10)
+	in["url"] = fmt.Sprintf("%s/repos/%s/%s/check-runs/%d", s.URL, r.PathValue("owner"), r.PathValue("repo"), id)
+	in["html_url"] = fmt.Sprintf("https://github.com/%s/%s/runs/%d", r.PathValue("owner"), r.PathValue("repo"), id)
+	if in["status"] == nil {
+		in["status"] = "queued"
+	}
+	return in
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }

@@ -1,0 +1,260 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/immunity-app/immunity/app/github/githubtest"
+	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+const secret = "It's a Secret to Everybody"
+
+var keyOnce struct {
+	sync.Once
+	pem []byte
+}
+
+// testKey is an App private key, made once per test binary.
+func testKey(t *testing.T) string {
+	t.Helper()
+	keyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		keyOnce.pem = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	})
+	p := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(p, keyOnce.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func githubConfig(t *testing.T, fake *githubtest.Server) pipeline.GitHubConfig {
+	return pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: testKey(t), WebhookSecret: secret, APIURL: fake.APIURL()}
+}
+
+// fakeEngine records what the App asked of the engine.
+type fakeEngine struct {
+	cfg    *pipeline.Config
+	st     *store.Store
+	mu     sync.Mutex
+	calls  []string
+	status []pipeline.AppStatus
+}
+
+func (e *fakeEngine) Config() *pipeline.Config { return e.cfg }
+func (e *fakeEngine) Store() *store.Store      { return e.st }
+
+func (e *fakeEngine) record(s string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.calls = append(e.calls, s)
+}
+
+func (e *fakeEngine) Calls() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.calls...)
+}
+
+func (e *fakeEngine) StartRun(ctx context.Context, app, sha string, t pipeline.Trigger) (store.Run, error) {
+	e.record(fmt.Sprintf("start %s@%s %s %s by %s (%s, %s)", app, sha, t.Kind, t.Branch, t.Actor.Name, t.Actor.Via, t.Actor.GitHubLogin))
+	return store.Run{ID: 7, App: app, SHA: sha}, nil
+}
+
+func (e *fakeEngine) Rerun(ctx context.Context, a pipeline.Actor, runID int64, region string) (string, error) {
+	e.record(fmt.Sprintf("rerun %d %s by %s", runID, region, a))
+	return "re-running", nil
+}
+
+func (e *fakeEngine) Status(ctx context.Context, app string) ([]pipeline.AppStatus, error) {
+	return e.status, nil
+}
+
+func (e *fakeEngine) Audit(ctx context.Context, a pipeline.Actor, action, app, region, sha, args, outcome, detail string) {
+	e.record(fmt.Sprintf("audit %s %s %s/%s %q %s: %s", a, action, app, region, args, outcome, detail))
+}
+
+// fakeCommands records the commands it was asked to run.
+type fakeCommands struct {
+	mu   sync.Mutex
+	reqs []bot.Request
+}
+
+func (c *fakeCommands) Exec(ctx context.Context, r bot.Request) bot.Reply {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reqs = append(c.reqs, r)
+	return bot.Reply{Text: "done: " + r.Text, OK: true}
+}
+
+func (c *fakeCommands) Requests() []bot.Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]bot.Request(nil), c.reqs...)
+}
+
+// testConfig binds papi to the fixtures' repo and branch.
+func testConfig() *pipeline.Config {
+	return &pipeline.Config{Apps: []pipeline.App{
+		{Name: "papi", Repo: pipeline.Repo{GitHub: "Codertocat/Hello-World", Branch: "master"},
+			Regions: []pipeline.Region{{Name: "sandbox1"}, {Name: "prod3", Production: true, ManualApproval: true}}},
+		{Name: "electron", Repo: pipeline.Repo{GitHub: "electron/electron", Branch: "main"}, Regions: []pipeline.Region{{Name: "prod3"}}},
+		{Name: "hello", Repo: pipeline.Repo{GitHub: "github/hello-world", Branch: "main"}, Regions: []pipeline.Region{{Name: "sandbox1"}}},
+	}}
+}
+
+type harness struct {
+	app   *App
+	eng   *fakeEngine
+	cmds  *fakeCommands
+	fake  *githubtest.Server
+	http  *httptest.Server
+	store *store.Store
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "immunity.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := &harness{eng: &fakeEngine{cfg: testConfig(), st: st}, cmds: &fakeCommands{}, fake: githubtest.New(t), store: st}
+	h.app, err = New(githubConfig(t, h.fake), h.eng, h.cmds, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	h.app.Routes(r)
+	h.http = httptest.NewServer(r)
+	t.Cleanup(h.http.Close)
+	t.Cleanup(func() { h.app.Close(context.Background()) })
+	return h
+}
+
+func sign(body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// post delivers body as event with a delivery id; sig "" means a good signature, "-"
+// none at all. It waits for the delivery's work to finish.
+func (h *harness) post(t *testing.T, event, id string, body []byte, sig string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", h.http.URL+"/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", id)
+	switch sig {
+	case "":
+		req.Header.Set("X-Hub-Signature-256", sign(body))
+	case "-":
+	default:
+		req.Header.Set("X-Hub-Signature-256", sig)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h.app.wg.Wait()
+	return resp.StatusCode
+}
+
+// fixture reads fixtures/github/NAME and applies edits (dotted paths) in memory.
+func fixture(t *testing.T, name string, edits map[string]any) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "fixtures", "github", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(edits) == 0 {
+		return b
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for path, v := range edits {
+		setPath(m, path, v)
+	}
+	out, _ := json.Marshal(m)
+	return out
+}
+
+func setPath(m map[string]any, path string, v any) {
+	for {
+		i := bytes.IndexByte([]byte(path), '.')
+		if i < 0 {
+			m[path] = v
+			return
+		}
+		next, ok := m[path[:i]].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[path[:i]] = next
+		}
+		m, path = next, path[i+1:]
+	}
+}
+
+func (h *harness) deliveries(t *testing.T) map[string]string {
+	t.Helper()
+	rows, err := h.store.DB().Query(`SELECT id, state FROM github_deliveries`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, state string
+		rows.Scan(&id, &state)
+		out[id] = state
+	}
+	return out
+}
+
+func jsonField(t *testing.T, body []byte, key string) string {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := m[key].(string)
+	return s
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

@@ -1,0 +1,149 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// retryTransport retries GitHub calls that failed in a way worth retrying: 5xx, 429, and
+// 403 when it is a rate limit (primary: X-RateLimit-Remaining 0; secondary: Retry-After or
+// "secondary rate limit" in the body). The wait honours Retry-After and X-RateLimit-Reset,
+// else backs off exponentially; a wait longer than MaxWait gives up at once (the caller's
+// own queue retries later) rather than holding a goroutine for an hour.
+type retryTransport struct {
+	next     http.RoundTripper
+	attempts int           // total tries, default 5
+	base     time.Duration // first backoff, default 1s
+	maxWait  time.Duration // longest single wait, default 2m
+	now      func() time.Time
+	sleep    func(ctx context.Context, d time.Duration) error
+	log      *slog.Logger
+}
+
+func newRetryTransport(next http.RoundTripper, log *slog.Logger) *retryTransport {
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return &retryTransport{next: next, attempts: 5, base: time.Second, maxWait: 2 * time.Minute, now: time.Now, sleep: sleepCtx, log: log}
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	body, err := snapshotBody(req)
+	if err != nil {
+		return nil, err
+	}
+	for try := 1; ; try++ {
+		r := req
+		if body != nil {
+			r = req.Clone(req.Context())
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		resp, err := t.next.RoundTrip(r)
+		wait, retry := t.decide(try, resp, err)
+		if !retry || try >= t.attempts || wait > t.maxWait {
+			return resp, err
+		}
+		if resp != nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+		}
+		if t.log != nil {
+			t.log.Warn("github call will be retried", "method", req.Method, "path", req.URL.Path, "try", try, "wait", wait, "status", statusOf(resp), "err", err)
+		}
+		if err := t.sleep(req.Context(), wait); err != nil {
+			return nil, fmt.Errorf("%s %s: waiting to retry: %w", req.Method, req.URL.Path, err)
+		}
+	}
+}
+
+func snapshotBody(req *http.Request) ([]byte, error) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	b, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read request body: %w", req.Method, req.URL.Path, err)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(b))
+	return b, nil
+}
+
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+// decide says whether to retry after try number try, and how long to wait first.
+func (t *retryTransport) decide(try int, resp *http.Response, err error) (time.Duration, bool) {
+	backoff := t.base << (try - 1)
+	if err != nil {
+		return backoff, true // connection errors: GitHub calls we make are safe to repeat
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+	case resp.StatusCode == http.StatusForbidden && isRateLimited(resp):
+	case resp.StatusCode >= 500:
+		return backoff, true
+	default:
+		return 0, false
+	}
+	if d, ok := t.headerWait(resp.Header); ok {
+		return d, true
+	}
+	return max(backoff, time.Minute/time.Duration(max(t.attempts, 1))), true
+}
+
+// headerWait reads Retry-After (seconds or an HTTP date) or, when the primary limit is
+// exhausted, X-RateLimit-Reset (unix seconds).
+func (t *retryTransport) headerWait(h http.Header) (time.Duration, bool) {
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+			return time.Duration(s) * time.Second, true
+		}
+		if at, err := http.ParseTime(v); err == nil {
+			return max(at.Sub(t.now()), 0), true
+		}
+	}
+	if h.Get("X-RateLimit-Remaining") == "0" {
+		if s, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil {
+			return max(time.Unix(s, 0).Sub(t.now())+time.Second, 0), true
+		}
+	}
+	return 0, false
+}
+
+// isRateLimited tells a 403 rate limit from a 403 refusal. It peeks at the body and puts
+// it back.
+func isRateLimited(resp *http.Response) bool {
+	h := resp.Header
+	if h.Get("X-RateLimit-Remaining") == "0" || h.Get("Retry-After") != "" {
+		return true
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	s := strings.ToLower(string(b))
+	return strings.Contains(s, "rate limit")
+}

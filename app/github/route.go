@@ -1,0 +1,144 @@
+package github
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	gh "github.com/google/go-github/v60/github"
+
+	"github.com/immunity-app/immunity/pipeline"
+)
+
+// handle routes one verified delivery and says what it did.
+func (a *App) handle(ctx context.Context, event string, body []byte) (string, error) {
+	if event == "check_run" {
+		return a.onCheckRun(ctx, body)
+	}
+	payload, err := gh.ParseWebHook(event, body)
+	if err != nil {
+		if strings.Contains(err.Error(), "unknown X-Github-Event") {
+			return "ignored: " + event, nil
+		}
+		return "", fmt.Errorf("%s payload: %w", event, err)
+	}
+	a.rememberFrom(ctx, payload)
+	switch ev := payload.(type) {
+	case *gh.PingEvent:
+		return fmt.Sprintf("ping: %s", ev.GetZen()), nil
+	case *gh.PushEvent:
+		return a.onPush(ctx, ev)
+	case *gh.IssueCommentEvent:
+		if ev.GetAction() != "created" {
+			return "ignored: comment " + ev.GetAction(), nil
+		}
+		return a.onIssueComment(ctx, ev)
+	case *gh.CommitCommentEvent:
+		if ev.GetAction() != "created" {
+			return "ignored: commit comment " + ev.GetAction(), nil
+		}
+		return a.onCommitComment(ctx, ev)
+	case *gh.InstallationEvent:
+		return a.onInstallation(ctx, ev)
+	case *gh.InstallationRepositoriesEvent:
+		return a.onInstallationRepos(ctx, ev)
+	}
+	return "ignored: " + event, nil
+}
+
+// rememberFrom records the installation named by any event that carries a repository.
+func (a *App) rememberFrom(ctx context.Context, payload any) {
+	var id int64
+	var repo, owner string
+	switch p := payload.(type) {
+	case *gh.PushEvent: // its repository has a type of its own
+		id, repo, owner = p.GetInstallation().GetID(), p.GetRepo().GetFullName(), p.GetRepo().GetOwner().GetLogin()
+	case interface {
+		GetInstallation() *gh.Installation
+		GetRepo() *gh.Repository
+	}:
+		id, repo, owner = p.GetInstallation().GetID(), p.GetRepo().GetFullName(), p.GetRepo().GetOwner().GetLogin()
+	}
+	if id == 0 || repo == "" {
+		return
+	}
+	if err := rememberInstallation(ctx, a.db, repo, id, owner); err != nil {
+		a.log.Warn("remember installation", "err", err)
+	}
+}
+
+// appsFor lists the configured apps bound to a GitHub repo.
+func (a *App) appsFor(repo string) []*pipeline.App {
+	cfg := a.eng.Config()
+	var out []*pipeline.App
+	for i := range cfg.Apps {
+		if repo != "" && strings.EqualFold(cfg.Apps[i].Repo.GitHub, repo) {
+			out = append(out, &cfg.Apps[i])
+		}
+	}
+	return out
+}
+
+// onPush starts a run for every app whose branch was pushed. Tags, other branches and
+// branch deletions start nothing.
+func (a *App) onPush(ctx context.Context, ev *gh.PushEvent) (string, error) {
+	repo := ev.GetRepo().GetFullName()
+	branch, isBranch := strings.CutPrefix(ev.GetRef(), "refs/heads/")
+	if !isBranch || ev.GetDeleted() || strings.Trim(ev.GetAfter(), "0") == "" {
+		return "ignored: push of " + ev.GetRef(), nil
+	}
+	actor := pipeline.Actor{Name: ev.GetPusher().GetName(), Via: "push", GitHubLogin: ev.GetSender().GetLogin()}
+	if actor.Name == "" {
+		actor.Name = actor.GitHubLogin
+	}
+	var started []string
+	for _, app := range a.appsFor(repo) {
+		if app.Repo.Branch != branch {
+			continue
+		}
+		run, err := a.eng.StartRun(ctx, app.Name, ev.GetAfter(), pipeline.Trigger{Kind: "push", Branch: branch, Actor: actor})
+		if err != nil {
+			return "", fmt.Errorf("push to %s@%s: start run of %s: %w", repo, branch, app.Name, err)
+		}
+		started = append(started, fmt.Sprintf("%s run %d", app.Name, run.ID))
+	}
+	if len(started) == 0 {
+		return fmt.Sprintf("ignored: no app deploys %s@%s", repo, branch), nil
+	}
+	return "started " + strings.Join(started, ", "), nil
+}
+
+func (a *App) onInstallation(ctx context.Context, ev *gh.InstallationEvent) (string, error) {
+	id := ev.GetInstallation().GetID()
+	account := ev.GetInstallation().GetAccount().GetLogin()
+	switch ev.GetAction() {
+	case "deleted", "suspend":
+		return fmt.Sprintf("installation %d %s", id, ev.GetAction()), forgetRepos(ctx, a.db, id, nil)
+	}
+	for _, r := range ev.Repositories {
+		if err := rememberInstallation(ctx, a.db, r.GetFullName(), id, account); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("installation %d %s: %d repos", id, ev.GetAction(), len(ev.Repositories)), nil
+}
+
+func (a *App) onInstallationRepos(ctx context.Context, ev *gh.InstallationRepositoriesEvent) (string, error) {
+	id := ev.GetInstallation().GetID()
+	account := ev.GetInstallation().GetAccount().GetLogin()
+	for _, r := range ev.RepositoriesAdded {
+		if err := rememberInstallation(ctx, a.db, r.GetFullName(), id, account); err != nil {
+			return "", err
+		}
+	}
+	var removed []string
+	for _, r := range ev.RepositoriesRemoved {
+		removed = append(removed, r.GetFullName())
+	}
+	if len(removed) > 0 {
+		if err := forgetRepos(ctx, a.db, id, removed); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("installation %d: +%d -%d repos", id, len(ev.RepositoriesAdded), len(removed)), nil
+}

@@ -1,0 +1,130 @@
+package github
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestFixturesSigned delivers every real payload with a good signature (accepted), a bad
+// one and none (401, nothing recorded).
+func TestFixturesSigned(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	files, err := filepath.Glob(filepath.Join("..", "..", "fixtures", "github", "*.json"))
+	if err != nil || len(files) < 10 {
+		t.Fatalf("fixtures: %v, %d files", err, len(files))
+	}
+	for i, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		event, _, _ := strings.Cut(filepath.Base(f), ".")
+		bad := sign(append(bytes.Clone(body), ' '))
+		if got := h.post(t, event, fmt.Sprintf("bad-%d", i), body, bad); got != 401 {
+			t.Errorf("%s with a wrong signature: %d, want 401", f, got)
+		}
+		if got := h.post(t, event, fmt.Sprintf("none-%d", i), body, "-"); got != 401 {
+			t.Errorf("%s unsigned: %d, want 401", f, got)
+		}
+		if got := h.post(t, event, fmt.Sprintf("sha1-%d", i), body, "sha1=0123"); got != 401 {
+			t.Errorf("%s with a SHA-1 signature: %d, want 401", f, got)
+		}
+		if got := h.post(t, event, fmt.Sprintf("good-%d", i), body, ""); got != 202 {
+			t.Errorf("%s signed: %d, want 202", f, got)
+		}
+	}
+	d := h.deliveries(t)
+	if len(d) != len(files) {
+		t.Errorf("recorded %d deliveries, want %d (only the signed ones): %v", len(d), len(files), d)
+	}
+	for id, state := range d {
+		if !strings.HasPrefix(id, "good-") || state != "done" {
+			t.Errorf("delivery %s: %s", id, state)
+		}
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	body := bytes.Repeat([]byte(" "), MaxBody+1)
+	if got := h.post(t, "push", "big", body, ""); got != 413 {
+		t.Errorf("a %d byte body: %d, want 413", len(body), got)
+	}
+	if len(h.deliveries(t)) != 0 {
+		t.Error("an oversized delivery was recorded")
+	}
+}
+
+func TestPushStartsRun(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	if got := h.post(t, "push", "p1", fixture(t, "push.json", nil), ""); got != 202 {
+		t.Fatalf("push: %d", got)
+	}
+	h.post(t, "push", "p2", fixture(t, "push.tag.json", nil), "")
+	h.post(t, "push", "p3", fixture(t, "push.json", map[string]any{"ref": "refs/heads/feature", "after": "1111111111111111111111111111111111111111"}), "")
+	want := []string{"start papi@0000000000000000000000000000000000000000 push master by Codertocat (push, Codertocat)"}
+	// The fixture is a branch creation whose after is a real commit; read it from the file.
+	body := fixture(t, "push.json", nil)
+	after := jsonField(t, body, "after")
+	want[0] = strings.Replace(want[0], "0000000000000000000000000000000000000000", after, 1)
+	if d := cmp.Diff(want, h.eng.Calls()); d != "" {
+		t.Errorf("engine calls (-want +got):\n%s", d)
+	}
+	if id, _ := installationFor(t.Context(), h.store.DB(), "codertocat/hello-world"); id != 1 {
+		t.Errorf("installation of the pushed repo: %d, want 1 (from the payload)", id)
+	}
+}
+
+// TestDuplicates: a redelivered id, and the same comment under a second delivery id (an
+// org hook and a repo hook), do nothing the second time.
+func TestDuplicates(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.fake.SetPermission("Codertocat", "write")
+	body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 42})
+	for _, id := range []string{"d1", "d1", "d2"} {
+		h.post(t, "issue_comment", id, body, "")
+	}
+	push := fixture(t, "push.json", nil)
+	h.post(t, "push", "d3", push, "")
+	h.post(t, "push", "d4", push, "")
+	if n := len(h.cmds.Requests()); n != 1 {
+		t.Errorf("the command ran %d times, want 1", n)
+	}
+	if n := len(h.eng.Calls()); n != 1 {
+		t.Errorf("engine calls %v, want one run started", h.eng.Calls())
+	}
+	want := map[string]string{"d1": "done", "d2": "duplicate", "d3": "done", "d4": "duplicate"}
+	if d := cmp.Diff(want, h.deliveries(t)); d != "" {
+		t.Errorf("deliveries (-want +got):\n%s", d)
+	}
+}
+
+func TestSignatureCheck(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"zen":"Design for failure."}`)
+	for _, c := range []struct {
+		header string
+		ok     bool
+	}{
+		{sign(body), true},
+		{"", false},
+		{"sha256=", false},
+		{"sha256=zz", false},
+		{strings.ToUpper(sign(body)), false},
+		{sign([]byte(`{"zen":"Design for failure!"}`)), false},
+	} {
+		if err := checkSignature([]byte(secret), c.header, body); (err == nil) != c.ok {
+			t.Errorf("signature %q: err %v, want ok=%v", c.header, err, c.ok)
+		}
+	}
+}

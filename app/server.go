@@ -1,0 +1,187 @@
+// Package app is Immunity's HTTP server: the dashboard, the JSON API the CLI talks to,
+// health and metrics endpoints, and the mount points of the GitHub and Slack handlers.
+// Every door that changes something (CLI, chat, comments, buttons) goes through the one
+// command layer handed to NewServer.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+// CommandFunc runs one command line as typed in chat, for an actor, and returns the answer.
+type CommandFunc func(ctx context.Context, who pipeline.Actor, text string) (reply string, ok bool)
+
+// engine is what the server reads from the pipeline.
+type engine interface {
+	Status(ctx context.Context, app string) ([]pipeline.AppStatus, error)
+	Runs(ctx context.Context, app string, activeOnly bool, limit int) ([]store.Run, error)
+	Run(ctx context.Context, id int64) (store.Run, error)
+	Store() *store.Store
+}
+
+// Server is the HTTP server.
+type Server struct {
+	eng     engine
+	command CommandFunc
+	log     *slog.Logger
+	router  *gin.Engine
+	ready   atomic.Bool
+	srv     *http.Server
+	reg     *prometheus.Registry
+}
+
+// NewServer builds the router. mounts add the GitHub and Slack routes.
+func NewServer(eng engine, command CommandFunc, log *slog.Logger, mounts ...func(gin.IRouter)) *Server {
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{eng: eng, command: command, log: log, router: gin.New(), reg: prometheus.NewRegistry()}
+	s.router.Use(gin.Recovery())
+	s.reg.MustRegister(prometheus.NewGoCollector(), newStoreCollector(eng))
+	s.router.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	s.router.GET("/readyz", func(c *gin.Context) {
+		if !s.ready.Load() {
+			c.String(http.StatusServiceUnavailable, "starting")
+			return
+		}
+		c.String(http.StatusOK, "ready")
+	})
+	s.router.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	api := s.router.Group("/api")
+	api.GET("/status", s.apiStatus)
+	api.GET("/runs", s.apiRuns)
+	api.GET("/runs/:id", s.apiRun)
+	api.GET("/history", s.apiHistory)
+	api.GET("/audit", s.apiAudit)
+	api.POST("/commands", s.apiCommand)
+	s.router.GET("/", s.dashboard)
+	s.router.GET("/runs/:id", s.runPage)
+	for _, m := range mounts {
+		m(s.router)
+	}
+	return s
+}
+
+// Handler is the server's http.Handler (tests use it with httptest).
+func (s *Server) Handler() http.Handler { return s.router }
+
+// SetReady flips /readyz once the engine has resumed.
+func (s *Server) SetReady(v bool) { s.ready.Store(v) }
+
+// Listen binds addr; Serve then serves on it. Binding first lets callers report a busy
+// port before anything else starts.
+func (s *Server) Listen(addr string) (net.Listener, error) {
+	return net.Listen("tcp", addr)
+}
+
+// Serve serves until ctx ends, then drains for up to 10 s.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.srv = &http.Server{Handler: s.router, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(sctx)
+	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) {
+		return e
+	}
+	return err
+}
+
+type commandRequest struct {
+	Text  string `json:"text"`
+	Actor string `json:"actor"`
+}
+
+type commandReply struct {
+	OK   bool   `json:"ok"`
+	Text string `json:"text"`
+}
+
+// apiCommand runs a command typed at the CLI. The API listens on loopback by default;
+// whoever reaches it acts as the local user they name.
+func (s *Server) apiCommand(c *gin.Context) {
+	var req commandRequest
+	if err := c.ShouldBindJSON(&req); err != nil || req.Text == "" {
+		c.JSON(http.StatusBadRequest, commandReply{Text: "expected a JSON body {\"text\": \"promote papi prod3\", \"actor\": \"name\"}"})
+		return
+	}
+	if req.Actor == "" {
+		req.Actor = "cli"
+	}
+	reply, ok := s.command(c.Request.Context(), pipeline.Actor{Name: req.Actor, Via: "cli"}, req.Text)
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusUnprocessableEntity
+	}
+	c.JSON(status, commandReply{OK: ok, Text: reply})
+}
+
+func (s *Server) apiStatus(c *gin.Context) {
+	st, err := s.eng.Status(c.Request.Context(), c.Query("app"))
+	if err != nil {
+		c.JSON(http.StatusNotFound, gin.H{"error": err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) apiRuns(c *gin.Context) {
+	limit, _ := strconv.Atoi(c.DefaultQuery("limit", "50"))
+	runs, err := s.eng.Runs(c.Request.Context(), c.Query("app"), c.Query("active") == "1", limit)
+	if err != nil {
+		c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, runs)
+}
+
+func (s *Server) apiRun(c *gin.Context) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil {
+		c.JSON(http.StatusBadRequest, gin.H{"error": "expected a run id"})
+		return
+	}
+	r, err := s.eng.Run(c.Request.Context(), id)
+	if err != nil {
+		c.JSON(http.StatusNotFound, gin.H{"error": err.Error()})
+		return
+	}
+	events, _ := s.eng.Store().Events(c.Request.Context(), id, 1000)
+	c.JSON(http.StatusOK, gin.H{"run": r, "events": events})
+}
+
+func (s *Server) apiHistory(c *gin.Context) {
+	h, err := s.eng.Store().History(c.Request.Context(), c.Query("app"), c.Query("region"), 100)
+	if err != nil {
+		c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, h)
+}
+
+func (s *Server) apiAudit(c *gin.Context) {
+	a, err := s.eng.Store().Audits(c.Request.Context(), c.Query("app"), 200)
+	if err != nil {
+		c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
+		return
+	}
+	c.JSON(http.StatusOK, a)
+}

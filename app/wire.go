@@ -1,0 +1,192 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/canary"
+	"github.com/immunity-app/immunity/canary/mirror"
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/deployers/local"
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/release"
+	"github.com/immunity-app/immunity/store"
+)
+
+// Options configure an Instance.
+type Options struct {
+	Config    *pipeline.Config
+	Logger    *slog.Logger
+	Listeners []pipeline.Listener
+	BuildLog  io.Writer
+	// Mounts add routes (GitHub, Slack) to the server.
+	Mounts []func(gin.IRouter)
+}
+
+// Instance is a whole Immunity server: store, engine, deployers, canary monitor, command
+// layer and HTTP server, built from one config.
+type Instance struct {
+	Config   *pipeline.Config
+	Store    *store.Store
+	Engine   *pipeline.Engine
+	Server   *Server
+	Commands *bot.Commands
+	Monitor  *canary.Monitor
+	Mirrors  *mirror.Registry
+
+	log    *slog.Logger
+	mu     sync.Mutex
+	locals map[string]*local.Deployer // per app
+}
+
+// Open builds an Instance; Start sets it going.
+func Open(ctx context.Context, o Options) (*Instance, error) {
+	cfg := o.Config
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Server.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.Server.DataDir, "immunity.db"))
+	if err != nil {
+		return nil, err
+	}
+	in := &Instance{Config: cfg, Store: st, log: o.Logger, locals: map[string]*local.Deployer{}}
+	in.Mirrors = mirror.NewRegistry(mirror.Options{})
+	in.Monitor = &canary.Monitor{Mirrors: in.Mirrors, Registry: in.Mirrors, Log: o.Logger}
+	eng, err := pipeline.New(pipeline.Options{
+		Config:   cfg,
+		Store:    st,
+		Builder:  builder{dir: cfg.Server.DataDir, log: o.BuildLog},
+		Tester:   pipeline.CommandTester{Dir: cfg.Server.DataDir},
+		Monitor:  in.Monitor,
+		Deployer: in.deployer,
+		Logger:   o.Logger,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	for _, l := range o.Listeners {
+		eng.AddListener(l)
+	}
+	in.Engine = eng
+	in.Commands = bot.New(eng, nil)
+	in.Server = NewServer(eng, in.command, o.Logger, o.Mounts...)
+	return in, nil
+}
+
+func (in *Instance) command(ctx context.Context, who pipeline.Actor, text string) (string, bool) {
+	r := in.Commands.Exec(ctx, bot.Request{Actor: who, Text: text})
+	return r.Text, r.OK
+}
+
+// Start turns stale mirrors off, puts the local hosts' apps back up, starts the in-process
+// traffic mirrors in front of production hosts and resumes the engine.
+func (in *Instance) Start(ctx context.Context) error {
+	in.Monitor.Reset(ctx)
+	for i := range in.Config.Apps {
+		a := &in.Config.Apps[i]
+		for j := range a.Regions {
+			r := &a.Regions[j]
+			if r.Deployer != "local" {
+				continue
+			}
+			d, _ := in.deployer(a, r)
+			for _, h := range in.Engine.Hosts(a, r) {
+				if st, err := d.State(ctx, h); err == nil && st.Current != "" {
+					if err := d.(*local.Deployer).EnsureRunning(ctx, h); err != nil {
+						in.log.Warn("host not running", "host", h.String(), "err", err)
+					}
+				}
+				if r.Production {
+					if _, err := in.Mirrors.Start(ctx, h, "127.0.0.1:0"); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return in.Engine.Start(ctx)
+}
+
+// MirrorURL is where production traffic for a local host goes (its mirror), or the host's
+// own URL when it has none.
+func (in *Instance) MirrorURL(h deployers.Host) string {
+	if p := in.Mirrors.Lookup(h); p != nil {
+		return p.URL()
+	}
+	return h.URL
+}
+
+// Close stops the engine and closes the store; stopHosts also stops local apps.
+func (in *Instance) Close(stopHosts bool) {
+	in.Engine.Stop()
+	in.Mirrors.Close()
+	if stopHosts {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, d := range in.locals {
+			d.StopAll(ctx)
+		}
+	}
+	in.Store.Close()
+}
+
+// deployer returns the deployer of an app's region.
+func (in *Instance) deployer(a *pipeline.App, r *pipeline.Region) (deployers.Deployer, error) {
+	switch r.Deployer {
+	case "local":
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if d, ok := in.locals[a.Name]; ok {
+			return d, nil
+		}
+		d := local.New(local.Options{Run: a.Run.Command, Env: a.Run.Env, Health: a.Run.Health,
+			StartTimeout: a.Run.StartTimeout.Or(20 * time.Second), Keep: a.KeepReleases, Log: in.log})
+		in.locals[a.Name] = d
+		return d, nil
+	}
+	return nil, fmt.Errorf("region %s: deployer %q is not available in this build", r.Name, r.Deployer)
+}
+
+// builder builds releases with pipeline/release from the app's local repository.
+type builder struct {
+	dir string
+	log io.Writer
+}
+
+var errNoRepo = errors.New("has no local repository (repo.path)")
+
+func (b builder) Build(ctx context.Context, a *pipeline.App, sha string) (deployers.Release, error) {
+	if a.Repo.Path == "" {
+		return deployers.Release{}, fmt.Errorf("build %s: app %w", a.Name, errNoRepo)
+	}
+	return release.Build(ctx, release.Spec{App: a.Name, RepoPath: a.Repo.Path, SHA: sha, Command: a.Build.Command,
+		Artifacts: a.Build.Artifacts, Env: a.Build.Env, Timeout: a.Build.Timeout.Duration, Dir: b.dir, Log: b.log})
+}
+
+func (b builder) Commit(ctx context.Context, a *pipeline.App, sha string) (pipeline.Commit, error) {
+	if a.Repo.Path == "" {
+		return pipeline.Commit{}, fmt.Errorf("app %s %w", a.Name, errNoRepo)
+	}
+	var c release.Commit
+	var err error
+	if sha == "" {
+		c, err = release.Head(a.Repo.Path, a.Repo.Branch)
+	} else {
+		c, err = release.Lookup(a.Repo.Path, sha)
+	}
+	return pipeline.Commit{SHA: c.SHA, Subject: c.Subject, Author: c.Author}, err
+}

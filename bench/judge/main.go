@@ -1,0 +1,259 @@
+// Command judge evaluates the canary judge on a generated corpus with known truth, side
+// by side with Kayenta's classifier, and prints the table of issue 6: the false-alarm
+// rate on A/A comparisons, and per effect size the detection rate and the median time to
+// a Fail.
+//
+//	go run ./bench/judge              # the default corpus, about a minute on 2 cores
+//	go run ./bench/judge -reps 20 -aa 100   # a quick look
+//
+// Each comparison is a 5-minute window looked at every 10 s (30 looks); both judges see
+// the same data (see corpus.go for the corpus, kayenta.go for the classifier).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/immunity-app/immunity/pipeline/judge"
+)
+
+func main() {
+	reps := flag.Int("reps", 100, "windows per effect cell (6 traffic×shape combinations per effect)")
+	aa := flag.Int("aa", 500, "windows per A/A cell (12 cells)")
+	seed := flag.Uint64("seed", 1, "random seed")
+	alpha := flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
+	spending := flag.String("spending", string(judge.OBrienFleming), "alpha spending: obrien-fleming or pocock")
+	workers := flag.Int("workers", runtime.GOMAXPROCS(0), "parallel windows")
+	debug := flag.Bool("debug", false, "print which metrics Kayenta flags on A/A windows, then exit")
+	flag.Parse()
+	if *debug {
+		debugKayenta(*aa, *seed)
+		return
+	}
+	opts := judge.Options{Looks: intervals, Alpha: *alpha, Spending: judge.Spending(*spending)}
+	start := time.Now()
+	jobs := corpus(*reps, *aa)
+	results := run(jobs, opts, *seed, *workers)
+	fmt.Printf("%d windows (%d looks of %d s, %d metrics each), judge alpha %g %s, in %s on %d workers\n\n",
+		len(jobs), intervals, intervalSec, len(metrics), *alpha, *spending, time.Since(start).Round(time.Second), *workers)
+	report(os.Stdout, jobs, results)
+}
+
+var traffics = []struct {
+	name string
+	rps  float64
+}{{"low (2 req/s)", 2}, {"high (100 req/s)", 100}}
+
+func corpus(reps, aa int) []cell {
+	var jobs []cell
+	add := func(c cell, n int) {
+		for range n {
+			jobs = append(jobs, c)
+		}
+	}
+	for _, t := range traffics {
+		for _, sh := range []shape{steady, noisy, bursty} {
+			for _, base := range []float64{0.001, 0.01} {
+				add(cell{truth: "A/A", factor: 1, rps: t.rps, errorRate: base, shape: sh}, aa)
+			}
+			for _, f := range []float64{1.05, 1.10, 1.25, 1.50} {
+				add(cell{truth: "latency", factor: f, rps: t.rps, errorRate: 0.01, shape: sh}, reps)
+			}
+			for _, base := range []float64{0.001, 0.01} {
+				for _, f := range []float64{1.5, 3, 10} {
+					add(cell{truth: "errors", factor: f, rps: t.rps, errorRate: base, shape: sh}, reps)
+				}
+			}
+		}
+	}
+	return jobs
+}
+
+// result is one window's outcome: the look of the first Fail (0: none) for our judge and
+// for Kayenta looking every interval, and Kayenta's verdict looking once at the end.
+type result struct {
+	ours, kayenta int
+	kayentaEnd    bool
+}
+
+func run(jobs []cell, opts judge.Options, seed uint64, workers int) []result {
+	out := make([]result, len(jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(1, workers) {
+		wg.Go(func() {
+			for i := range next {
+				out[i] = one(jobs[i], opts, rand.New(rand.NewPCG(seed, uint64(i))))
+			}
+		})
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func one(c cell, opts judge.Options, rng *rand.Rand) result {
+	base, can := c.window(rng)
+	var r result
+	s := judge.NewSequence(metrics, opts)
+	for k := 1; k <= intervals; k++ {
+		if v := s.Look(input(base, can, k), k == intervals); v.Outcome == judge.Fail {
+			r.ours = k
+			break
+		}
+	}
+	var ky kayenta
+	for k := 1; k <= intervals; k++ {
+		if failed, _ := ky.look(base[:k], can[:k]); failed {
+			r.kayenta = k
+			break
+		}
+	}
+	r.kayentaEnd, _ = ky.look(base, can)
+	return r
+}
+
+// row groups windows of one truth, effect, traffic and error base over all shapes.
+type row struct {
+	truth, traffic string
+	factor, base   float64
+	rps            float64
+	rs             []result
+}
+
+func report(w io.Writer, jobs []cell, results []result) {
+	rows := map[string]*row{}
+	var keys []string
+	shapes := map[string][]result{}
+	for i, c := range jobs {
+		tname := trafficName(c.rps)
+		k := fmt.Sprintf("%s|%g|%s|%g", c.truth, c.factor, tname, c.errorRate)
+		if c.truth == "latency" {
+			k = fmt.Sprintf("%s|%g|%s|", c.truth, c.factor, tname)
+		}
+		if rows[k] == nil {
+			rows[k] = &row{truth: c.truth, traffic: tname, factor: c.factor, base: c.errorRate, rps: c.rps}
+			keys = append(keys, k)
+		}
+		rows[k].rs = append(rows[k].rs, results[i])
+		if c.truth == "A/A" {
+			sk := tname + ", " + string(c.shape)
+			shapes[sk] = append(shapes[sk], results[i])
+		}
+	}
+	fmt.Fprintln(w, "False alarms on A/A (no change): share of windows failed")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| traffic, shape | windows | ours | Kayenta, every look | Kayenta, end only |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
+	var all []result
+	skeys := make([]string, 0, len(shapes))
+	for k := range shapes {
+		skeys = append(skeys, k)
+	}
+	sort.Strings(skeys)
+	for _, k := range skeys {
+		rs := shapes[k]
+		all = append(all, rs...)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", k, len(rs), pct(rs, ours), pct(rs, kay), pct(rs, kayEnd))
+	}
+	fmt.Fprintf(w, "| **all A/A** | %d | **%s** | **%s** | **%s** |\n\n", len(all), pct(all, ours), pct(all, kay), pct(all, kayEnd))
+
+	fmt.Fprintln(w, "Detection: share of windows failed, and median time to the Fail (of 300 s)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| canary change | traffic | baseline errors / window | ours: detected | ours: median time | Kayenta every look: detected | Kayenta: median time | Kayenta end only: detected |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, k := range keys {
+		r := rows[k]
+		if r.truth == "A/A" {
+			continue
+		}
+		change := fmt.Sprintf("latency +%.0f%%", 100*(r.factor-1))
+		events := ""
+		if r.truth == "errors" {
+			change = fmt.Sprintf("errors ×%g from %g%%", r.factor, 100*r.base)
+			events = fmt.Sprintf("%.1f", r.rps*intervals*intervalSec*r.base)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", change, r.traffic, events,
+			pct(r.rs, ours), medianTime(r.rs, ours), pct(r.rs, kay), medianTime(r.rs, kay), pct(r.rs, kayEnd))
+	}
+}
+
+func trafficName(rps float64) string {
+	for _, t := range traffics {
+		if t.rps == rps {
+			return strings.Fields(t.name)[0]
+		}
+	}
+	return fmt.Sprint(rps)
+}
+
+func ours(r result) int { return r.ours }
+func kay(r result) int  { return r.kayenta }
+func kayEnd(r result) int {
+	if r.kayentaEnd {
+		return intervals
+	}
+	return 0
+}
+
+func pct(rs []result, look func(result) int) string {
+	n := 0
+	for _, r := range rs {
+		if look(r) > 0 {
+			n++
+		}
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(len(rs)))
+}
+
+func medianTime(rs []result, look func(result) int) string {
+	var ts []int
+	for _, r := range rs {
+		if k := look(r); k > 0 {
+			ts = append(ts, k*intervalSec)
+		}
+	}
+	if len(ts) == 0 {
+		return "–"
+	}
+	slices.Sort(ts)
+	return fmt.Sprintf("%d s", ts[len(ts)/2])
+}
+
+func debugKayenta(n int, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for _, t := range traffics {
+		counts := map[string]int{}
+		for range n {
+			base, can := cell{truth: "A/A", factor: 1, rps: t.rps, errorRate: 0.01, shape: steady}.window(rng)
+			kayentaFlags(base, can, counts)
+		}
+		fmt.Println(t.name, n, "steady A/A windows, Kayenta flags at the end:", counts)
+	}
+	shown := 0
+	for range n {
+		base, can := cell{truth: "A/A", factor: 1, rps: 100, errorRate: 0.001, shape: noisy}.window(rng)
+		s := judge.NewSequence(metrics, judge.Options{Looks: intervals, Alpha: 0.01})
+		for k := 1; k <= intervals; k++ {
+			if v := s.Look(input(base, can, k), k == intervals); v.Outcome == judge.Fail {
+				if shown++; shown <= 3 {
+					fmt.Println(v.Table())
+				}
+				break
+			}
+		}
+	}
+	fmt.Println("high noisy A/A at 0.1% errors: our judge failed", shown, "of", n)
+}

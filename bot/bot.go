@@ -1,0 +1,146 @@
+// Package bot is Immunity's ChatOps layer: one command grammar shared by Slack slash
+// commands and buttons, GitHub comments and the CLI, and the authorization of who may
+// change which region.
+//
+// The model: a caller turns whatever it received into a Request (who, through which door,
+// the text typed, and the app implied by the repo for GitHub comments) and calls
+// Commands.Exec, which answers a Reply. Exec parses the text against one explicit command
+// table (name, syntax, summary, examples, the access action it needs, handler); `help`,
+// usage lines and "did you mean" answers are all derived from that table. Names of apps
+// and regions are checked against the config, then the actor is checked against the app's
+// access grants (refusals are answered and audited), then the handler calls the engine,
+// which audits every region-changing call itself.
+//
+// Slack (slash commands, interactions, one thread per run) lives in bot/slackbot; the
+// console rendering of the same thread is ConsoleThread in this package.
+package bot
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+// engine is what the commands need of pipeline.Engine.
+type engine interface {
+	Config() *pipeline.Config
+	Promote(ctx context.Context, a pipeline.Actor, app, region, sha string) (string, error)
+	Rollback(ctx context.Context, a pipeline.Actor, app, region, toSHA string) (string, error)
+	Deploy(ctx context.Context, a pipeline.Actor, app, sha, region string) (string, error)
+	Lock(ctx context.Context, a pipeline.Actor, app, region, reason string) (string, error)
+	Unlock(ctx context.Context, a pipeline.Actor, app, region string, force bool) (string, error)
+	Status(ctx context.Context, app string) ([]pipeline.AppStatus, error)
+	History(ctx context.Context, app, region string, limit int) ([]store.HistoryEntry, error)
+	Audit(ctx context.Context, a pipeline.Actor, action, app, region, sha, args, outcome, detail string)
+}
+
+var _ engine = (*pipeline.Engine)(nil)
+
+// Request is one command to run.
+type Request struct {
+	Actor pipeline.Actor
+	Text  string // the command as typed: "promote papi prod3", "/promote prod3"
+	// App is the app implied by where the command was typed (a GitHub comment on the app's
+	// repo); "" for Slack and the CLI, where the command names it.
+	App string
+	// SHA is the commit the command was typed on (a commit or PR comment), if any: the
+	// default release of `/deploy to REGION` and the release `/rollback` takes back.
+	SHA string
+}
+
+// Reply is the answer to a Request, in plain text with `code` spans (readable as Slack
+// mrkdwn, GitHub Markdown and in a terminal).
+type Reply struct {
+	Text    string
+	OK      bool
+	Command string // the command's name, "" when it was not understood
+	App     string
+	Region  string
+	// Changed is set when the command changed a region (or tried to): such answers belong
+	// in the channel or thread, the rest only to the person who asked.
+	Changed bool
+}
+
+// Commands runs commands against an engine.
+type Commands struct {
+	eng     engine
+	members Memberships
+	table   []*command
+}
+
+// New makes the command runner. members answers Slack user group and GitHub team
+// questions that access grants ask; nil means no one is in any group.
+func New(e engine, members Memberships) *Commands {
+	return &Commands{eng: e, members: members, table: commands}
+}
+
+// Exec parses, checks and runs one command. It never panics on any input; every answer,
+// including refusals, is in the Reply.
+func (c *Commands) Exec(ctx context.Context, req Request) Reply {
+	p, err := Parse(req.Text, req.App)
+	if err != nil {
+		var pe *ParseError
+		errors.As(err, &pe)
+		r := Reply{Text: err.Error(), Command: pe.Command}
+		c.refuse(ctx, req, p, &r, "could not parse")
+		return r
+	}
+	if req.App != "" {
+		p.App = req.App
+	}
+	spec, _ := lookupIn(c.table, p.Name)
+	r := Reply{Command: p.Name, Changed: spec.action != ""}
+	if msg := c.resolve(ctx, req, spec, &p); msg != "" {
+		r.Text, r.App, r.Region = msg, p.App, p.Region
+		c.refuse(ctx, req, p, &r, msg)
+		return r
+	}
+	r.App, r.Region = p.App, p.Region
+	if spec.action != "" {
+		if ok, why := c.allowed(ctx, req.Actor, spec.action, p.App, p.Region); !ok {
+			r.Text = why
+			c.refuse(ctx, req, p, &r, why)
+			return r
+		}
+	}
+	out, err := spec.run(c, ctx, req, &p)
+	if err != nil {
+		r.Text = err.Error()
+		return r
+	}
+	r.Text, r.OK = out, true
+	return r
+}
+
+// refuse audits a refused region-changing command.
+func (c *Commands) refuse(ctx context.Context, req Request, p Parsed, r *Reply, detail string) {
+	spec, ok := lookupIn(c.table, r.Command)
+	if !ok || spec.action == "" {
+		return
+	}
+	if p.App == "" {
+		p.App = req.App
+	}
+	c.eng.Audit(ctx, req.Actor, spec.name, p.App, p.Region, p.SHA, clipArgs(req.Text), "refused", detail)
+}
+
+func lookupIn(table []*command, name string) (*command, bool) {
+	for _, c := range table {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+// clipArgs keeps the audited command text to one short line.
+func clipArgs(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > 200 {
+		return string(r[:200]) + "…"
+	}
+	return s
+}

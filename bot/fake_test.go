@@ -1,0 +1,107 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+// fakeEngine records what it was asked, as one line per call.
+type fakeEngine struct {
+	cfg    *pipeline.Config
+	status []pipeline.AppStatus
+	hist   []store.HistoryEntry
+	err    error // returned by every region-changing call when set
+
+	mu     sync.Mutex
+	calls  []string
+	audits []string
+}
+
+func (f *fakeEngine) record(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeEngine) Config() *pipeline.Config { return f.cfg }
+
+func (f *fakeEngine) Promote(ctx context.Context, a pipeline.Actor, app, region, sha string) (string, error) {
+	f.record("promote %s %s %s by %s", app, region, sha, a)
+	return "promoted " + app + " to " + region, f.err
+}
+
+func (f *fakeEngine) Rollback(ctx context.Context, a pipeline.Actor, app, region, to string) (string, error) {
+	f.record("rollback %s %s %s by %s", app, region, to, a)
+	return "rolled back " + app + " in " + region, f.err
+}
+
+func (f *fakeEngine) Deploy(ctx context.Context, a pipeline.Actor, app, sha, region string) (string, error) {
+	f.record("deploy %s %s %s by %s", app, sha, region, a)
+	return "deploying " + sha + " to " + region, f.err
+}
+
+func (f *fakeEngine) Lock(ctx context.Context, a pipeline.Actor, app, region, reason string) (string, error) {
+	f.record("lock %s %s %q by %s", app, region, reason, a)
+	return "locked " + app + "/" + region, f.err
+}
+
+func (f *fakeEngine) Unlock(ctx context.Context, a pipeline.Actor, app, region string, force bool) (string, error) {
+	f.record("unlock %s %s force=%v by %s", app, region, force, a)
+	return "unlocked " + app + "/" + region, f.err
+}
+
+func (f *fakeEngine) Status(ctx context.Context, app string) ([]pipeline.AppStatus, error) {
+	f.record("status %s", app)
+	var out []pipeline.AppStatus
+	for _, s := range f.status {
+		if app == "" || s.App == app {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeEngine) History(ctx context.Context, app, region string, limit int) ([]store.HistoryEntry, error) {
+	f.record("history %s %s %d", app, region, limit)
+	return f.hist, nil
+}
+
+func (f *fakeEngine) Audit(ctx context.Context, a pipeline.Actor, action, app, region, sha, args, outcome, detail string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.audits = append(f.audits, strings.Join([]string{a.String(), action, app, region, sha, args, outcome}, "|"))
+}
+
+// testConfig is papi with two sandboxes and two production regions, plus a second app.
+func testConfig() *pipeline.Config {
+	regions := []pipeline.Region{
+		{Name: "sandbox1"}, {Name: "sandbox2"},
+		{Name: "prod3", Production: true, ManualApproval: true}, {Name: "prod4", Production: true},
+	}
+	return &pipeline.Config{
+		Slack: pipeline.SlackConfig{Users: map[string]string{"U0LINKED": "carol"}},
+		Apps: []pipeline.App{
+			{Name: "papi", Regions: regions},
+			{Name: "web", Regions: []pipeline.Region{{Name: "staging"}, {Name: "prod", Production: true}}},
+		},
+	}
+}
+
+// fakeMembers answers group questions from fixed lists ("group:member").
+type fakeMembers map[string]bool
+
+func (m fakeMembers) InSlackGroup(ctx context.Context, group, user string) (bool, error) {
+	return m[group+":"+user], nil
+}
+
+func (m fakeMembers) InGitHubTeam(ctx context.Context, team, login string) (bool, error) {
+	if team == "acme/broken" {
+		return false, fmt.Errorf("GitHub answered 502")
+	}
+	return m[team+":"+login], nil
+}

@@ -1,0 +1,116 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+func (c *Commands) promote(ctx context.Context, req Request, p *Parsed) (string, error) {
+	return c.eng.Promote(ctx, req.Actor, p.App, p.Region, p.SHA)
+}
+
+func (c *Commands) rollback(ctx context.Context, req Request, p *Parsed) (string, error) {
+	return c.eng.Rollback(ctx, req.Actor, p.App, p.Region, p.SHA)
+}
+
+func (c *Commands) deploy(ctx context.Context, req Request, p *Parsed) (string, error) {
+	return c.eng.Deploy(ctx, req.Actor, p.App, p.SHA, p.Region)
+}
+
+func (c *Commands) lock(ctx context.Context, req Request, p *Parsed) (string, error) {
+	return c.eng.Lock(ctx, req.Actor, p.App, p.Region, p.Reason)
+}
+
+func (c *Commands) unlock(ctx context.Context, req Request, p *Parsed) (string, error) {
+	return c.eng.Unlock(ctx, req.Actor, p.App, p.Region, p.Force)
+}
+
+func (c *Commands) status(ctx context.Context, req Request, p *Parsed) (string, error) {
+	sts, err := c.eng.Status(ctx, p.App)
+	if err != nil {
+		return "", fmt.Errorf("status: %w", err)
+	}
+	return formatStatus(sts), nil
+}
+
+func (c *Commands) history(ctx context.Context, req Request, p *Parsed) (string, error) {
+	hs, err := c.eng.History(ctx, p.App, p.Region, 15)
+	if err != nil {
+		return "", fmt.Errorf("history of %s: %w", p.App, err)
+	}
+	return formatHistory(p.App, p.Region, hs), nil
+}
+
+func (c *Commands) help(ctx context.Context, req Request, p *Parsed) (string, error) {
+	implied := req.App != ""
+	if p.Topic == "" {
+		return helpAll(c.table, implied), nil
+	}
+	spec, ok := lookupIn(c.table, p.Topic)
+	if !ok {
+		var names []string
+		for _, s := range c.table {
+			names = append(names, s.name)
+		}
+		return "", fmt.Errorf("%s", unknownName("command", p.Topic, names, ""))
+	}
+	return helpOne(spec, implied), nil
+}
+
+// helpAll lists every command with its usage and summary.
+func helpAll(table []*command, implied bool) string {
+	var b strings.Builder
+	if implied {
+		b.WriteString("Commands (comment on a commit or pull request; the app is this repo's):\n")
+	} else {
+		b.WriteString("Commands (`/immunity COMMAND` in Slack, `immunity COMMAND` on the command line):\n")
+	}
+	for _, s := range table {
+		fmt.Fprintf(&b, "  `%s` — %s\n", usage(s, implied), s.summary)
+	}
+	if implied {
+		b.WriteString("`/help COMMAND` shows examples and who may run it.")
+	} else {
+		b.WriteString("`help COMMAND` shows examples and who may run it.")
+	}
+	return b.String()
+}
+
+// helpOne shows one command's usage, examples and who may run it.
+func helpOne(s *command, implied bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "`%s` — %s\n", usage(s, implied), s.summary)
+	b.WriteString("examples:\n")
+	for _, e := range examples(s, implied) {
+		fmt.Fprintf(&b, "  `%s`\n", e)
+	}
+	if s.action == "" {
+		b.WriteString("who: anyone")
+	} else {
+		fmt.Fprintf(&b, "who: people granted %q for the region in the app's access config (production regions are granted separately); anyone when the app has no access config", s.action)
+	}
+	return b.String()
+}
+
+// examples are the table's, rewritten for a repo comment when the app is implied.
+func examples(s *command, implied bool) []string {
+	if !implied {
+		return s.examples
+	}
+	var out []string
+	for _, e := range s.examples {
+		w := strings.Fields(e)
+		if hasParam(s.params, "APP") && len(w) > 1 {
+			w = append(w[:1], w[2:]...)
+		}
+		out = append(out, "/"+strings.Join(w, " "))
+	}
+	for _, e := range s.repo {
+		if !slices.Contains(out, e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package bot
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+// PostsFor says what an event adds to a thread (or, for region events outside a run, to
+// the app's channel). app may be nil; it tells production regions (which get a "Roll
+// back" button) from the others. logs are the run's recent log lines for the region,
+// from which a failure's first useful lines are picked.
+func PostsFor(app *pipeline.App, ev pipeline.Event, logs []string) []Post {
+	switch ev.Kind {
+	case pipeline.StageChanged:
+		if ev.Stage == nil {
+			return nil
+		}
+		if p, ok := stagePost(app, ev.Run, *ev.Stage, logs); ok {
+			return []Post{p}
+		}
+	case pipeline.RunChanged:
+		if p, ok := runPost(ev.Run, logs); ok {
+			return []Post{p}
+		}
+	case pipeline.RolledBack:
+		if ev.Actor.Via == "engine" {
+			return nil // an automatic rollback: the failed stage's post says so
+		}
+		return []Post{{App: ev.App, Region: ev.Region, Icon: IconBack, Broadcast: true,
+			Text: fmt.Sprintf("%s rolled back %s %s to %s", actorName(ev.Actor), ev.App, ev.Region, short(ev.SHA))}}
+	case pipeline.Locked:
+		return []Post{{App: ev.App, Region: ev.Region, Icon: IconLock, Text: ev.Message}}
+	case pipeline.Unlocked:
+		return []Post{{App: ev.App, Region: ev.Region, Icon: IconUnlock, Text: ev.Message}}
+	}
+	return nil
+}
+
+func stagePost(app *pipeline.App, run store.Run, s store.Stage, logs []string) (Post, bool) {
+	p := Post{Key: "stage/" + s.Region + "/" + s.State, RunID: run.ID, App: run.App, Region: s.Region}
+	rel := fmt.Sprintf("%s %s", run.App, short(run.SHA))
+	switch s.State {
+	case pipeline.StageAwaitingApproval:
+		p.Icon, p.Broadcast = IconWaiting, true
+		p.Text = fmt.Sprintf("%s is ready for %s: waiting for promotion", rel, s.Region)
+		p.Actions = []Action{{ID: "promote", Label: "Promote to " + s.Region, Style: "primary",
+			Command: fmt.Sprintf("promote %s %s --release %s", run.App, s.Region, run.SHA)}}
+	case pipeline.StageApproved:
+		if s.ApprovedBy == "" {
+			return p, false
+		}
+		p.Icon, p.Text = IconGo, fmt.Sprintf("%s promoted %s to %s", s.ApprovedBy, rel, s.Region)
+	case pipeline.StageSucceeded:
+		p.Icon, p.Text = IconOK, fmt.Sprintf("%s passed %s%s", rel, s.Region, took(s))
+		p.Verdict = verdictOf(s)
+		if isProduction(app, s.Region) {
+			p.Actions = []Action{{ID: "rollback", Label: "Roll back " + s.Region, Style: "danger",
+				Command: fmt.Sprintf("rollback %s %s", run.App, s.Region)}}
+		}
+	case pipeline.StageFailed, pipeline.StageRolledBack:
+		p.Icon, p.Broadcast = IconFailed, true
+		p.Text = fmt.Sprintf("%s failed in %s: %s", rel, s.Region, firstLine(s.Message))
+		p.Verdict = verdictOf(s)
+		p.Detail = UsefulLines(append(strings.Split(s.Tests, "\n"), logs...), 12)
+	default:
+		return p, false
+	}
+	return p, true
+}
+
+func runPost(run store.Run, logs []string) (Post, bool) {
+	p := Post{Key: "run/" + run.State, RunID: run.ID, App: run.App}
+	rel := fmt.Sprintf("%s %s", run.App, short(run.SHA))
+	switch run.State {
+	case pipeline.RunSucceeded:
+		p.Icon, p.Text = IconOK, rel+" is live in every region"
+	case pipeline.RunFailed:
+		for _, s := range run.Stages {
+			if s.State == pipeline.StageFailed || s.State == pipeline.StageRolledBack {
+				return p, false // the stage's post told it
+			}
+		}
+		p.Icon, p.Broadcast = IconFailed, true
+		p.Text = fmt.Sprintf("%s failed: %s", rel, firstLine(run.Message))
+		p.Detail = UsefulLines(append(strings.Split(run.Message, "\n"), logs...), 12)
+	default:
+		return p, false
+	}
+	return p, true
+}
+
+func isProduction(app *pipeline.App, region string) bool {
+	if app == nil {
+		return false
+	}
+	r, _, ok := app.Region(region)
+	return ok && r.Production
+}
+
+func actorName(a pipeline.Actor) string {
+	if a.Name == "" {
+		return "someone"
+	}
+	return a.Name
+}
+
+var usefulRE = regexp.MustCompile(`(?i)(error|fail|panic|fatal|exception|refused|denied|timed? ?out|unexpected|cannot|can't|not found|exit (status|code))`)
+
+// UsefulLines picks the first lines that say what went wrong (errors, failures, panics),
+// each with the line before it for context, at most max lines; without any such line, the
+// last max lines. Blank lines are dropped.
+func UsefulLines(lines []string, max int) []string {
+	var kept []string
+	for _, l := range lines {
+		if l = strings.TrimRight(l, " \t\r"); strings.TrimSpace(l) != "" {
+			kept = append(kept, l)
+		}
+	}
+	var out []string
+	taken := map[int]bool{}
+	for i, l := range kept {
+		if !usefulRE.MatchString(l) {
+			continue
+		}
+		for _, j := range []int{i - 1, i} {
+			if j >= 0 && !taken[j] && len(out) < max {
+				taken[j] = true
+				out = append(out, clipLine(kept[j]))
+			}
+		}
+		if len(out) >= max {
+			break
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	if len(kept) > max {
+		kept = kept[len(kept)-max:]
+	}
+	for i := range kept {
+		kept[i] = clipLine(kept[i])
+	}
+	return kept
+}
+
+func clipLine(s string) string {
+	if r := []rune(s); len(r) > 200 {
+		return string(r[:200]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,333 @@
+package slackbot
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+// The end-to-end tests drive the real engine (pipeline.New, a real SQLite store) through
+// signed Slack requests, with hand-written builder, deployer and tester that record what
+// they were asked, and check the run in the store and the thread in the fake Slack.
+
+const (
+	sha1 = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d" // the release the fixture's button promotes
+	sha2 = "2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e"
+)
+
+type fakeBuilder struct{ dir string }
+
+func (b fakeBuilder) Build(ctx context.Context, app *pipeline.App, sha string) (deployers.Release, error) {
+	path := filepath.Join(b.dir, sha+".tar.gz")
+	body := []byte("release " + sha)
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		return deployers.Release{}, err
+	}
+	sum := sha256.Sum256(body)
+	return deployers.Release{App: app.Name, SHA: sha, Artifact: path, Checksum: hex.EncodeToString(sum[:])}, nil
+}
+
+func (b fakeBuilder) Commit(ctx context.Context, app *pipeline.App, sha string) (pipeline.Commit, error) {
+	return pipeline.Commit{SHA: sha, Subject: "change " + sha[:4], Author: "Alice Doe"}, nil
+}
+
+// fakeDeployer keeps each host's releases in memory and records the switches.
+type fakeDeployer struct {
+	mu       sync.Mutex
+	current  map[string]string
+	previous map[string]string
+	switches []string
+}
+
+func (d *fakeDeployer) Upload(ctx context.Context, h deployers.Host, rel deployers.Release) error {
+	return nil
+}
+
+func (d *fakeDeployer) Activate(ctx context.Context, h deployers.Host, sha string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.previous[h.String()] = d.current[h.String()]
+	d.current[h.String()] = sha
+	d.switches = append(d.switches, h.String()+"="+sha[:7])
+	return nil
+}
+
+func (d *fakeDeployer) State(ctx context.Context, h deployers.Host) (deployers.HostState, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return deployers.HostState{Current: d.current[h.String()], Previous: d.previous[h.String()]}, nil
+}
+
+func (d *fakeDeployer) Close() error { return nil }
+
+type passTester struct{}
+
+func (passTester) Test(ctx context.Context, app *pipeline.App, rel deployers.Release, h deployers.Host) (string, error) {
+	return "ok", nil
+}
+
+// e2e is a running engine with the Slack bot as its listener and routes.
+type e2e struct {
+	eng    *pipeline.Engine
+	st     *store.Store
+	slack  *fakeSlack
+	resp   *responses
+	bot    *Bot
+	router *gin.Engine
+	dep    *fakeDeployer
+}
+
+func newE2E(t *testing.T) *e2e {
+	t.Helper()
+	f := newFakeSlack(t)
+	cfg := testConfig(f.GetAPIURL())
+	cfg.Server.DataDir = t.TempDir()
+	cfg.Apps[0].Regions = []pipeline.Region{
+		{Name: "sandbox1", Deployer: "local", Hosts: []pipeline.Host{{Name: "s1", Port: 1}}, HostsAtATime: 1},
+		{Name: "prod3", Deployer: "local", Production: true, ManualApproval: true, Hosts: []pipeline.Host{{Name: "p3a", Port: 2}, {Name: "p3b", Port: 3}}, HostsAtATime: 1},
+	}
+	// Production is granted to amy (the fixture button's user) and a Slack group holding steve.
+	cfg.Apps[0].Access = &pipeline.Access{
+		NonProduction: []pipeline.Grant{{Actions: []string{"*"}, SlackUsers: []string{"U2147483697", "U0CA5"}}},
+		Production:    []pipeline.Grant{{Actions: []string{"*"}, SlackUsers: []string{"U0CA5"}, SlackGroups: []string{"S0SRE"}}},
+	}
+	f.groups["S0SRE"] = []string{"U2147483697"}
+	st := openStore(t, filepath.Join(t.TempDir(), "immunity.db"))
+	dep := &fakeDeployer{current: map[string]string{}, previous: map[string]string{}}
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: fakeBuilder{t.TempDir()}, Tester: passTester{},
+		Deployer: func(*pipeline.App, *pipeline.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := NewClient(cfg.Slack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmds := bot.New(eng, bot.MemberFuncs{SlackGroup: NewGroups(client).InSlackGroup})
+	b, err := New(Options{Config: cfg, Client: client, Commands: cmds, Store: st, NoCharts: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.AddListener(b)
+	if err := eng.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		eng.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		b.Close(ctx)
+	})
+	gin.SetMode(gin.TestMode)
+	r := gin.New()
+	b.Routes(r)
+	return &e2e{eng: eng, st: st, slack: f, resp: newResponses(t), bot: b, router: r, dep: dep}
+}
+
+// slash sends `/immunity text` as a Slack user and waits for the answer.
+func (e *e2e) slash(t *testing.T, userID, userName, text string) slackAnswer {
+	t.Helper()
+	v, _ := url.ParseQuery(slashBody(t, text, e.resp.URL))
+	v.Set("user_id", userID)
+	v.Set("user_name", userName)
+	before := len(e.resp.Msgs())
+	if w := serve(e.router, signedRequest("/slack/commands", secret, v.Encode(), time.Now())); w.Code != http.StatusOK {
+		t.Fatalf("/immunity %s: %d %s", text, w.Code, w.Body)
+	}
+	return e.answer(t, before, "/immunity "+text)
+}
+
+// press presses the fixture's "Promote to prod3" button as amy and waits for the answer.
+func (e *e2e) press(t *testing.T) slackAnswer {
+	t.Helper()
+	before := len(e.resp.Msgs())
+	if w := serve(e.router, signedRequest("/slack/interactions", secret, buttonBody(t, e.resp.URL), time.Now())); w.Code != http.StatusOK {
+		t.Fatalf("button: %d %s", w.Code, w.Body)
+	}
+	return e.answer(t, before, "the button")
+}
+
+type slackAnswer struct {
+	Text     string
+	Public   bool
+	Replaced bool
+}
+
+func (e *e2e) answer(t *testing.T, before int, what string) slackAnswer {
+	t.Helper()
+	waitFor(t, what+" answered", func() bool { return len(e.resp.Msgs()) > before })
+	m := e.resp.Msgs()[before]
+	text := m.Text
+	if m.Blocks != nil {
+		for _, b := range m.Blocks.BlockSet {
+			j, _ := json.Marshal(b)
+			text += " " + strings.NewReplacer(`\u003c`, "<", `\u003e`, ">").Replace(string(j))
+		}
+	}
+	return slackAnswer{Text: text, Public: m.ResponseType == "in_channel", Replaced: m.ReplaceOriginal}
+}
+
+// stage returns the state of a run's stage in a region.
+func (e *e2e) stage(t *testing.T, runID int64, region string) string {
+	t.Helper()
+	r, err := e.st.Run(context.Background(), runID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range r.Stages {
+		if s.Region == region {
+			return s.State
+		}
+	}
+	t.Fatalf("run %d has no stage %s", runID, region)
+	return ""
+}
+
+func (e *e2e) waitStage(t *testing.T, runID int64, region, state string) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("run %d %s %s", runID, region, state), func() bool { return e.stage(t, runID, region) == state })
+}
+
+// waitFor polls cond until it holds; the test's own deadline bounds it.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 15s for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestE2EPromoteFromButtonAndSlashCommand(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	ctx := context.Background()
+	run1, err := e.eng.StartRun(ctx, "papi", sha1, pipeline.Trigger{Kind: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitStage(t, run1.ID, "prod3", pipeline.StageAwaitingApproval)
+
+	// The fixture's button, pressed by amy, promotes sha1 to prod3.
+	a := e.press(t)
+	if !a.Replaced || !strings.Contains(a.Text, "<@U0CA5> pressed *Promote to prod3*: promoted papi 1a2b3c4 to prod3") {
+		t.Errorf("button answer %+v; want the message rewritten to show amy promoted", a)
+	}
+	e.waitStage(t, run1.ID, "prod3", pipeline.StageSucceeded)
+
+	// The next release waits in turn, and a slash command from steve (in S0SRE) promotes it.
+	run2, err := e.eng.StartRun(ctx, "papi", sha2, pipeline.Trigger{Kind: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitStage(t, run2.ID, "prod3", pipeline.StageAwaitingApproval)
+	a = e.slash(t, "U2147483697", "steve", "promote papi prod3")
+	if !a.Public || !strings.Contains(a.Text, "promoted papi 2b3c4d5 to prod3") {
+		t.Errorf("slash answer %+v; want a public \"promoted\"", a)
+	}
+	e.waitStage(t, run2.ID, "prod3", pipeline.StageSucceeded)
+	waitFor(t, "run 2 succeeded", func() bool { r, _ := e.st.Run(ctx, run2.ID); return r.State == pipeline.RunSucceeded })
+
+	// Each run has one thread: one root message, every reply under it.
+	e.bot.Flush(ctx)
+	roots := map[string]bool{}
+	var texts []string
+	for _, c := range e.slack.Calls() {
+		if c.Method == "chat.postMessage" && c.ThreadTS == "" {
+			roots[c.TS] = true
+		}
+	}
+	for _, c := range e.slack.Calls() {
+		if c.Method == "chat.postMessage" && c.ThreadTS != "" {
+			if !roots[c.ThreadTS] {
+				t.Errorf("reply %q outside the runs' threads", c.Text)
+			}
+			texts = append(texts, c.Text)
+		}
+	}
+	if len(roots) != 2 {
+		t.Errorf("%d root messages; want one per run", len(roots))
+	}
+	joined := strings.Join(texts, "\n")
+	for _, want := range []string{"papi 1a2b3c4 is ready for prod3: waiting for promotion", "amy promoted papi 1a2b3c4 to prod3",
+		"papi 1a2b3c4 passed prod3", "steve promoted papi 2b3c4d5 to prod3", "papi 2b3c4d5 is live in every region"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("thread replies lack %q:\n%s", want, joined)
+		}
+	}
+}
+
+func TestE2EUnauthorisedIsRefusedAndAudited(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	ctx := context.Background()
+	run, err := e.eng.StartRun(ctx, "papi", sha1, pipeline.Trigger{Kind: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitStage(t, run.ID, "prod3", pipeline.StageAwaitingApproval)
+	a := e.slash(t, "U0MALLORY", "mallory", "promote papi prod3")
+	if a.Public || !strings.Contains(a.Text, "mallory may not promote papi/prod3") {
+		t.Errorf("answer %+v; want a private refusal", a)
+	}
+	if got := e.stage(t, run.ID, "prod3"); got != pipeline.StageAwaitingApproval {
+		t.Errorf("after a refusal prod3 is %s; want it still awaiting approval", got)
+	}
+	audits, err := e.st.Audits(ctx, "papi", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audits) == 0 || audits[0].Actor != "mallory" || audits[0].Via != "slack" || audits[0].Action != "promote" || audits[0].Outcome != "refused" {
+		t.Errorf("audit log %+v; want mallory's refused promote first", audits)
+	}
+}
+
+func TestE2ELockHoldsRunUntilUnlocked(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	ctx := context.Background()
+	if a := e.slash(t, "U2147483697", "steve", "lock papi sandbox1 database migration"); !a.Public || !strings.Contains(a.Text, "locked papi sandbox1") {
+		t.Fatalf("lock answer %+v", a)
+	}
+	run, err := e.eng.StartRun(ctx, "papi", sha1, pipeline.Trigger{Kind: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the release built", func() bool { r, _ := e.st.Run(ctx, run.ID); return r.State != pipeline.RunBuilding })
+	for i := 0; i < 5; i++ { // let the scheduler look several times
+		e.eng.Kick()
+		time.Sleep(30 * time.Millisecond)
+	}
+	if got := e.stage(t, run.ID, "sandbox1"); got != pipeline.StagePending {
+		t.Fatalf("sandbox1 is %s while locked; want pending", got)
+	}
+	// amy may not lift steve's lock without --force; steve may.
+	if a := e.slash(t, "U0CA5", "amy", "unlock papi sandbox1"); !strings.Contains(a.Text, "only they can unlock it") {
+		t.Errorf("amy's unlock answer %+v; want a refusal naming the holder", a)
+	}
+	if a := e.slash(t, "U2147483697", "steve", "unlock papi sandbox1"); !strings.Contains(a.Text, "unlocked papi sandbox1") {
+		t.Errorf("unlock answer %+v", a)
+	}
+	e.waitStage(t, run.ID, "prod3", pipeline.StageAwaitingApproval)
+	if got := e.stage(t, run.ID, "sandbox1"); got != pipeline.StageSucceeded {
+		t.Errorf("sandbox1 is %s after the unlock; want succeeded", got)
+	}
+}

@@ -1,0 +1,139 @@
+// Package slackbot is Immunity's Slack side (slack-go): the `/immunity` slash command,
+// the buttons in run threads, and one thread per run.
+//
+// Requests from Slack are verified before anything is parsed: the v0 HMAC-SHA256 signature
+// over `v0:timestamp:body` of the raw body, with timestamps over 5 minutes old refused
+// (slack.NewSecretsVerifier, constant-time compare). A slash command is answered at once
+// with an ephemeral "working on it"; the command runs on a tracked goroutine through
+// bot.Commands (the same grammar and access checks as GitHub comments and the CLI) and
+// is answered through the response_url, in the channel when it changed a region. A
+// button press runs the command in the button's value the same way, as the person who
+// pressed it, and rewrites the message to show who did.
+//
+// Bot is also a pipeline.Listener: each run gets one thread in its app's channel. The
+// root message (commit, author, a live line per region) is posted on the run's first
+// event and kept current with chat.update; stage results, the metric comparison (a table
+// and a chart image), failures with their first useful log lines and "waiting for
+// promotion" are replies, the last two also broadcast to the channel. The thread's ts and
+// the posts made are stored (migration 020), so a restarted server keeps posting into the
+// same thread and never repeats a post. Every Slack call goes through a per-channel
+// queue that honours rate limits (RetryAfter) on its own goroutine: Notify never blocks
+// the pipeline.
+package slackbot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/gin-gonic/gin"
+	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+	"github.com/slack-go/slack"
+)
+
+// executor runs a command (bot.Commands).
+type executor interface {
+	Exec(ctx context.Context, req bot.Request) bot.Reply
+}
+
+// slackAPI is what the bot asks of Slack's Web API (*slack.Client).
+type slackAPI interface {
+	PostMessageContext(ctx context.Context, channel string, opts ...slack.MsgOption) (string, string, error)
+	UpdateMessageContext(ctx context.Context, channel, ts string, opts ...slack.MsgOption) (string, string, string, error)
+	UploadFileContext(ctx context.Context, p slack.UploadFileParameters) (*slack.FileSummary, error)
+}
+
+// Options are what a Bot is made of.
+type Options struct {
+	Config   *pipeline.Config // Slack settings (after FromEnv), apps' channels, server URL
+	Client   *slack.Client    // from NewClient
+	Commands executor         // *bot.Commands
+	Store    *store.Store     // threads and posts are remembered here
+	Logger   *slog.Logger
+	// Charts turns off the chart image when false is wanted (tests of other parts).
+	NoCharts bool
+}
+
+// Bot answers Slack and reports runs to Slack threads.
+type Bot struct {
+	cfg    *pipeline.Config
+	api    slackAPI
+	cmds   executor
+	st     *store.Store
+	log    *slog.Logger
+	secret string
+	charts bool
+
+	ctx    context.Context // the bot's lifetime: background work stops with Close
+	stop   context.CancelFunc
+	work   sync.WaitGroup // command goroutines
+	out    *poster
+	events *eventQueue
+	logs   *bot.LogBook
+
+	mu      sync.Mutex
+	threads map[int64]*thread
+}
+
+// NewClient makes the Slack Web API client from the config: the bot token (or its file)
+// and api_url (IMMUNITY_SLACK_API_URL, a fake in tests).
+func NewClient(c pipeline.SlackConfig) (*slack.Client, error) {
+	tok, err := c.Token()
+	if err != nil {
+		return nil, fmt.Errorf("slack client: %w", err)
+	}
+	return slack.New(tok, slack.OptionAPIURL(c.BaseURL())), nil
+}
+
+// New makes the bot; call Close to drain its work on shutdown.
+func New(o Options) (*Bot, error) {
+	if o.Config == nil || o.Client == nil || o.Commands == nil || o.Store == nil {
+		return nil, errors.New("slackbot.New: Config, Client, Commands and Store are required")
+	}
+	secret, err := o.Config.Slack.Secret()
+	if err != nil {
+		return nil, fmt.Errorf("slackbot: %w", err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	b := &Bot{cfg: o.Config, api: o.Client, cmds: o.Commands, st: o.Store, log: o.Logger.With("part", "slack"),
+		secret: secret, charts: !o.NoCharts, ctx: ctx, stop: stop, logs: bot.NewLogBook(50), threads: map[int64]*thread{}}
+	b.out = newPoster(ctx, b.log)
+	b.events = newEventQueue(b.handle)
+	return b, nil
+}
+
+// Routes registers POST /slack/commands and POST /slack/interactions.
+func (b *Bot) Routes(r gin.IRouter) {
+	r.POST("/slack/commands", b.slashCommand)
+	r.POST("/slack/interactions", b.interaction)
+}
+
+// Close waits for commands in flight and queued posts (until ctx ends), then stops.
+func (b *Bot) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		b.work.Wait()
+		b.events.close()
+		b.out.wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	b.stop()
+	return ctx.Err()
+}
+
+// Flush waits until every event notified so far is handled and posted (tests, the demo).
+func (b *Bot) Flush(ctx context.Context) {
+	b.events.flush()
+	b.out.flush(ctx)
+}

@@ -1,0 +1,203 @@
+package slackbot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/immunity-app/immunity/pipeline"
+)
+
+// runEvents is a whole run of papi as the engine reports it (written by bot's tests).
+func runEvents(t *testing.T) []pipeline.Event {
+	t.Helper()
+	raw, err := os.ReadFile("../../fixtures/slack/run_events.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []pipeline.Event
+	if err := json.Unmarshal(raw, &evs); err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// replay tells the bot each event once Slack has seen the previous one, as a real run
+// spreads them over minutes.
+func replay(t *testing.T, b *Bot, evs []pipeline.Event) {
+	for _, ev := range evs {
+		b.Notify(context.Background(), ev)
+		b.Flush(t.Context())
+	}
+}
+
+func TestThreadPerRun(t *testing.T) {
+	t.Parallel()
+	f := newFakeSlack(t)
+	dbPath := filepath.Join(t.TempDir(), "db")
+	b, _ := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, dbPath), &fakeExec{})
+	replay(t, b, runEvents(t))
+
+	calls := f.Calls()
+	var roots, replies []call
+	for _, c := range calls {
+		if c.Method == "chat.postMessage" && c.ThreadTS == "" {
+			roots = append(roots, c)
+		} else if c.Method == "chat.postMessage" {
+			replies = append(replies, c)
+		}
+	}
+	// One root for the run; the lock (a region event outside the run) goes to the channel.
+	if len(roots) != 2 || !strings.Contains(roots[1].Text, "locked papi prod3") {
+		t.Fatalf("top-level messages: %+v; want the run's root and the lock notice", roots)
+	}
+	root := roots[0]
+	var summary []string
+	for _, c := range calls {
+		switch {
+		case c.Channel != "C0DEPLOYS":
+			t.Errorf("%s posted to %q, want C0DEPLOYS", c.Method, c.Channel)
+		case c.Method == "chat.update" && c.TS != root.TS:
+			t.Errorf("chat.update of %s, want the root %s", c.TS, root.TS)
+		case c.Method != "chat.update" && c.TS != root.TS && c.TS != roots[1].TS && c.ThreadTS != root.TS:
+			t.Errorf("%s %q not in the run's thread (thread_ts %q, want %q)", c.Method, c.Text, c.ThreadTS, root.TS)
+		}
+		if c.Method == "chat.postMessage" && c.ThreadTS != "" {
+			summary = append(summary, map[bool]string{true: "broadcast: ", false: "reply: "}[c.Broadcast]+c.Text)
+		}
+		if c.Method == "files.completeUploadExternal" {
+			summary = append(summary, "file: "+c.Text)
+		}
+	}
+	want := []string{
+		"reply: papi 1a2b3c4 passed sandbox1 in 10s",
+		"reply: papi 1a2b3c4 passed sandbox2 in 15s",
+		`file: [{"id":"F000004","title":"canary vs baseline: sandbox2"}]`,
+		"broadcast: papi 1a2b3c4 is ready for prod3: waiting for promotion",
+		"reply: alice promoted papi 1a2b3c4 to prod3",
+		"broadcast: papi 1a2b3c4 failed in prod3: tests failed on p3b: exit status 1; rolled back 2 hosts",
+	}
+	if !equalStrings(want, summary) {
+		t.Errorf("thread replies:\n%s\nwant:\n%s", strings.Join(summary, "\n"), strings.Join(want, "\n"))
+	}
+	if n := countMethod(calls, "chat.update"); n < 10 || n >= len(runEvents(t)) {
+		t.Errorf("%d root updates; want one per event that changed the root", n)
+	}
+	for id, png := range f.uploads {
+		if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+			t.Errorf("upload %s is not a PNG", id)
+		}
+	}
+	if len(f.uploads) != 1 {
+		t.Errorf("%d files uploaded, want the sandbox2 chart", len(f.uploads))
+	}
+	goldenCalls(t, "thread.json", root, calls)
+
+	// A restarted server keeps posting into the same thread and repeats nothing.
+	st2 := openStore(t, dbPath)
+	f2 := newFakeSlack(t)
+	b2, _ := newTestBot(t, testConfig(f2.GetAPIURL()), st2, &fakeExec{})
+	replay(t, b2, runEvents(t)[10:])
+	for _, c := range f2.Calls() {
+		if c.Method == "chat.postMessage" && c.ThreadTS == "" && !strings.Contains(c.Text, "locked") {
+			t.Errorf("after a restart, a new top-level message %q; want the old thread", c.Text)
+		}
+		if c.Method == "chat.postMessage" && c.ThreadTS != "" {
+			t.Errorf("after a restart, repeated %q", c.Text)
+		}
+		if c.Method == "chat.update" && c.TS != root.TS {
+			t.Errorf("after a restart, updated %s; want the old root %s", c.TS, root.TS)
+		}
+	}
+}
+
+// goldenCalls writes the root's last content and every reply's blocks, with the ts
+// replaced by names so the file reads as the thread does.
+func goldenCalls(t *testing.T, name string, root call, calls []call) {
+	t.Helper()
+	var last call = root
+	var out []call
+	for _, c := range calls {
+		if c.Method == "chat.update" {
+			last = c
+		}
+	}
+	out = append(out, call{Method: "root (final)", Text: last.Text, Blocks: last.Blocks})
+	for _, c := range calls {
+		if c.Method == "chat.postMessage" && c.TS != root.TS {
+			c.TS = ""
+			if c.ThreadTS == root.TS {
+				c.ThreadTS = "ROOT"
+			}
+			out = append(out, c)
+		}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	for i := range out {
+		var v any
+		if len(out[i].Blocks) > 0 {
+			json.Unmarshal(out[i].Blocks, &v)
+			out[i].Blocks, _ = json.Marshal(v)
+		}
+	}
+	enc.Encode(out)
+	golden(t, name, buf.String())
+}
+
+func countMethod(calls []call, m string) int {
+	n := 0
+	for _, c := range calls {
+		if c.Method == m {
+			n++
+		}
+	}
+	return n
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRateLimited: Slack answers 429 with Retry-After; the bot waits and posts everything,
+// in order, and Notify never waits for Slack.
+func TestRateLimited(t *testing.T) {
+	t.Parallel()
+	f := newFakeSlack(t)
+	f.limited["chat.postMessage"] = 1
+	f.hold = make(chan struct{})
+	cfg := testConfig(f.GetAPIURL())
+	b, _ := newTestBot(t, cfg, openStore(t, filepath.Join(t.TempDir(), "db")), &fakeExec{})
+	b.charts = false
+	evs := runEvents(t)
+	for i := 0; i < 3; i++ { // Slack holds every post; Notify must still return
+		for _, ev := range evs {
+			b.Notify(context.Background(), ev)
+		}
+	}
+	close(f.hold)
+	b.Flush(t.Context())
+	calls := f.Calls()
+	if calls[0].Method != "chat.postMessage" || calls[0].ThreadTS != "" {
+		t.Fatalf("first call %+v; want the root, retried after the rate limit", calls[0])
+	}
+	// The run's root and 5 replies once each, though told 3 times; the lock notice (a
+	// region event, not part of a run) each time it happened.
+	if n := countMethod(calls, "chat.postMessage"); n != 9 {
+		t.Errorf("%d messages posted; want 9", n)
+	}
+}

@@ -1,0 +1,95 @@
+package bot
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// suggest returns the candidates a mistyped word probably meant: those within a small
+// edit distance (transpositions count once), or that it is a prefix of; best first.
+func suggest(word string, cands []string) []string {
+	if word == "" {
+		return nil
+	}
+	limit := 2
+	if len(word) <= 4 {
+		limit = 1
+	}
+	type scored struct {
+		s string
+		d int
+	}
+	var out []scored
+	for _, c := range cands {
+		d := distance(word, c)
+		switch {
+		case d <= limit:
+			out = append(out, scored{c, d})
+		case len(word) >= 3 && strings.HasPrefix(c, word):
+			out = append(out, scored{c, limit + 1})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].d < out[j].d })
+	var names []string
+	for _, s := range out {
+		if len(names) == 3 || s.d > out[0].d {
+			break
+		}
+		names = append(names, s.s)
+	}
+	return names
+}
+
+// distance is the optimal string alignment distance: Levenshtein plus adjacent swaps.
+func distance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	if len(ra) > 64 || len(rb) > 64 {
+		return 1 << 20 // no one mistypes a 64-letter word; keep untrusted input cheap
+	}
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
+}
+
+// orList quotes names as `a`, `b` or `c`.
+func orList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("`%s`", n)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+// unknownName answers an app or region name that does not exist.
+func unknownName(kind, name string, known []string, in string) string {
+	where := ""
+	if in != "" {
+		where = " in " + in
+	}
+	if s := suggest(name, known); len(s) > 0 {
+		return fmt.Sprintf("no %s %q%s; did you mean %s?", kind, clip(name), where, orList(s))
+	}
+	return fmt.Sprintf("no %s %q%s; expected one of %s", kind, clip(name), where, strings.Join(known, ", "))
+}

@@ -1,0 +1,133 @@
+package bot
+
+import (
+	"context"
+	"strings"
+
+	"github.com/immunity-app/immunity/pipeline"
+)
+
+// command is one entry of the command table: its syntax, help, who may run it and what
+// it does. Parsing, usage lines and help are all derived from this table.
+type command struct {
+	name     string
+	params   []param
+	summary  string
+	examples []string // as typed in Slack or the CLI; GitHub forms are derived
+	repo     []string // extra GitHub comment examples, where the short form differs
+	action   string   // the access action checked before running; "" = anyone may run it
+	run      func(c *Commands, ctx context.Context, req Request, p *Parsed) (string, error)
+}
+
+var (
+	pApp      = param{name: "APP"}
+	pRegion   = param{name: "REGION"}
+	pRegionRO = param{name: "REGION", repoOpt: true}
+)
+
+// commands is the command table, in the order help lists it.
+var commands = []*command{
+	{
+		name:     "promote",
+		params:   []param{pApp, pRegionRO, {flag: "--release", name: "SHA"}},
+		summary:  "approve the release waiting for REGION (or the one named with --release)",
+		examples: []string{"promote papi prod3", "promote papi prod3 --release 1a2b3c4"},
+		repo:     []string{"/promote", "/promote prod3"},
+		action:   pipeline.ActionPromote,
+		run:      (*Commands).promote,
+	},
+	{
+		name:     "rollback",
+		params:   []param{pApp, pRegionRO, {flag: "--to", name: "SHA"}},
+		summary:  "put the previous release (or the one named with --to) back on every host of REGION",
+		examples: []string{"rollback papi prod3", "rollback papi prod3 --to 0a1b2c3"},
+		repo:     []string{"/rollback", "/rollback prod3"},
+		action:   pipeline.ActionRollback,
+		run:      (*Commands).rollback,
+	},
+	{
+		name:     "deploy",
+		params:   []param{pApp, {name: "SHA", repoOpt: true}, {name: "to", literal: true}, pRegion},
+		summary:  "put a known release on REGION, subject to the same gates as a promotion",
+		examples: []string{"deploy papi 1a2b3c4 to sandbox2"},
+		repo:     []string{"/deploy to sandbox2"},
+		action:   pipeline.ActionDeploy,
+		run:      (*Commands).deploy,
+	},
+	{
+		name:     "status",
+		params:   []param{{name: "APP", optional: true}},
+		summary:  "each region's live release, runs in flight, waiting approvals and locks",
+		examples: []string{"status", "status papi"},
+		run:      (*Commands).status,
+	},
+	{
+		name:     "lock",
+		params:   []param{pApp, pRegion, {name: "reason…", rest: true, optional: true}},
+		summary:  "freeze REGION: no automatic progress or promotion there until it is unlocked",
+		examples: []string{"lock papi prod3 investigating a latency spike"},
+		action:   pipeline.ActionLock,
+		run:      (*Commands).lock,
+	},
+	{
+		name:     "unlock",
+		params:   []param{pApp, pRegion, {flag: "--force"}},
+		summary:  "lift a freeze; only the person who locked it, or anyone with --force (audited)",
+		examples: []string{"unlock papi prod3", "unlock papi prod3 --force"},
+		action:   pipeline.ActionUnlock,
+		run:      (*Commands).unlock,
+	},
+	{
+		name:     "history",
+		params:   []param{pApp, {name: "REGION", optional: true}},
+		summary:  "recent releases of APP and who promoted or rolled back what",
+		examples: []string{"history papi", "history papi prod3"},
+		run:      (*Commands).history,
+	},
+	{
+		name:     "help",
+		params:   []param{{name: "COMMAND", optional: true}},
+		summary:  "this list, or one command's usage and examples",
+		examples: []string{"help", "help promote"},
+		run:      (*Commands).help,
+	},
+}
+
+func lookup(name string) (*command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
+func commandNames() []string {
+	out := make([]string, len(commands))
+	for i, c := range commands {
+		out[i] = c.name
+	}
+	return out
+}
+
+// usage renders a command's syntax; in a repo the APP word is left out.
+func usage(c *command, implied bool) string {
+	words := []string{c.name}
+	if implied {
+		words[0] = "/" + c.name
+	}
+	for _, q := range paramsFor(c, implied) {
+		w := q.name
+		switch {
+		case q.isFlag() && q.name == "":
+			w = q.flag
+		case q.isFlag():
+			w = q.flag + " " + q.name
+		}
+		if q.optional || q.isFlag() || (implied && q.repoOpt) {
+			w = "[" + w + "]"
+		}
+		words = append(words, w)
+	}
+	return strings.Join(words, " ")
+}

@@ -1,0 +1,14 @@
+// Package canary holds the canary's parts: the traffic mirror (canary/mirror), the metric
+// sources (canary/measure is their contract; canary/scrape, canary/prom and
+// canary/mirrorsrc the backends) and the monitoring window (Monitor, which implements
+// pipeline.Monitor).
+//
+// A window works like this: the baseline region's traffic mirrors are told to copy their
+// safe requests to the canary hosts; every Interval the source measures both sides over
+// the interval just ended; the interval's data are added to the window's cumulative data
+// (counts summed, samples appended) and the judge looks at the cumulative data with a
+// sequential test planned for Period/Interval looks. A Fail ends the window early. The
+// mirrors are turned off when the window ends, whatever happened. A canary in the
+// baseline's own region (production, host by host) takes real traffic, so nothing is
+// mirrored for it; only its metrics are compared with its neighbours'.
+package canary

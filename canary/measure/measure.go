@@ -1,0 +1,90 @@
+// Package measure is the contract between the monitoring window and the metric sources,
+// and what the sources share.
+//
+// A Source measures both sides of a window (the canary hosts and the baseline hosts)
+// over one interval and returns, per metric, the data of that interval only: counts of
+// events and trials for Rate metrics, samples for Latency and Gauge metrics. The window
+// adds the intervals up. A source that cannot measure a metric sets that metric's
+// Data.Err (a measurement error, judged as such); an error returned by Measure means
+// nothing could be measured.
+//
+// The default metrics read the sample app's standard names: error_rate is
+// http_requests_total with code 5xx (events) out of all of it (trials); latency is
+// per-request durations reconstructed from http_request_duration_seconds bucket deltas
+// (see Samples).
+package measure
+
+import (
+	"context"
+	"time"
+
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/judge"
+)
+
+// The default metrics and the series they are computed from.
+const (
+	ErrorRate = "error_rate" // Rate: 5xx requests out of all requests
+	Latency   = "latency"    // Latency: seconds per request
+	// MismatchRate (source mirror only) is the share of mirrored requests the canary
+	// answered with another status (or body, when compared) than production.
+	MismatchRate = "mismatch_rate"
+
+	RequestsTotal   = "http_requests_total"           // counter {method,path,code}
+	DurationSeconds = "http_request_duration_seconds" // histogram {method,path}
+)
+
+// Window is what a source measures: the canary hosts and the baseline hosts of one
+// monitoring window, and the metrics wanted.
+type Window struct {
+	App            string
+	Region         string // canary region
+	BaselineRegion string
+	Release        string // SHA on the canary hosts
+	Canary         []deployers.Host
+	Baseline       []deployers.Host
+	Metrics        []judge.Metric
+	// Specs say where a configured metric's samples come from, by metric name. A metric
+	// without a spec is one of the defaults (ErrorRate, Latency), read from the sample
+	// app's standard series.
+	Specs map[string]Spec
+}
+
+// Spec is where one metric's samples come from: the app config's metric fields
+// (pipeline.Metric).
+type Spec struct {
+	// Query is a Prometheus query template ({{.Region}}, {{.Host}}, {{.Release}}, ...):
+	// a rate's events counter (TrialsQuery its trials), read as levels at both ends of
+	// the interval; for a latency or gauge metric, an instant query at the interval's end
+	// whose every series' value is one sample.
+	Query, TrialsQuery string
+	// Scrape is an exposition selector such as http_requests_total{code=~"5.."}: a rate's
+	// events counter (TrialsScrape its trials); for a latency or gauge metric, a
+	// histogram (per-request samples from its bucket deltas, or with Quantile that
+	// quantile per host and interval) or a gauge (its value per host and interval).
+	Scrape, TrialsScrape string
+	Quantile             float64
+}
+
+// Source measures a window interval by interval.
+type Source interface {
+	// Measure returns both sides' data for the interval (from, to]. The first call of a
+	// window has from == to and primes the source (stateful sources remember where the
+	// counters stood); its result is not judged.
+	Measure(ctx context.Context, w Window, from, to time.Time) (judge.Input, error)
+}
+
+// Empty returns an Input with empty maps.
+func Empty() judge.Input {
+	return judge.Input{Baseline: map[string]judge.Data{}, Canary: map[string]judge.Data{}}
+}
+
+// Failed returns an Input in which every metric of w carries err.
+func Failed(w Window, err error) judge.Input {
+	in := Empty()
+	for _, m := range w.Metrics {
+		in.Baseline[m.Name] = judge.Data{Err: err.Error()}
+		in.Canary[m.Name] = judge.Data{Err: err.Error()}
+	}
+	return in
+}

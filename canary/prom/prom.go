@@ -1,0 +1,287 @@
+// Package prom is the metric source that asks a Prometheus server (HTTP API, through
+// client_golang's api/v1) instead of the hosts.
+//
+// Each metric has a Query: PromQL text/templates rendered once per host with the Vars
+// below. A Rate metric has an Events and a Trials query, a Latency metric a Buckets
+// query (cumulative histogram buckets by `le`, turned into per-request samples by
+// measure.Samples) or a Values query, a Gauge metric a Values query: a range query over
+// the interval whose every point is one sample.
+//
+// Events, Trials and Buckets are either levels of counters (Levels: true, e.g.
+// `sum(http_requests_total{instance="{{.Instance}}"})`), evaluated at both ends of the
+// interval and differenced, which is exact, or increases over the interval
+// (`sum(increase(x[{{.Range}}]))`), evaluated at its end. DefaultQueries use levels.
+package prom
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/immunity-app/immunity/canary/measure"
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/judge"
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+)
+
+// Query is how one metric is asked for. See the package comment.
+type Query struct {
+	Events  string `yaml:"events" json:"events,omitempty"`
+	Trials  string `yaml:"trials" json:"trials,omitempty"`
+	Buckets string `yaml:"buckets" json:"buckets,omitempty"`
+	Values  string `yaml:"values" json:"values,omitempty"`
+	Levels  bool   `yaml:"levels" json:"levels,omitempty"`
+}
+
+// Vars are what a query template can use.
+type Vars struct {
+	App, Region, Release string
+	Host                 string // host name in the config, e.g. host1
+	Instance             string // host:port of the host's URL, Prometheus's usual instance label
+	URL                  string
+	Range                string // the interval as a PromQL duration, e.g. 10s
+}
+
+// DefaultQueries read the sample app's standard series, by instance label, counting only
+// the methods the mirror copies (GET, HEAD) on both sides.
+func DefaultQueries() map[string]Query {
+	return map[string]Query{
+		measure.ErrorRate: {
+			Events: `sum(` + measure.RequestsTotal + `{instance="{{.Instance}}",method=~"GET|HEAD",code=~"5.."})`,
+			Trials: `sum(` + measure.RequestsTotal + `{instance="{{.Instance}}",method=~"GET|HEAD"})`,
+			Levels: true,
+		},
+		measure.Latency: {
+			Buckets: `sum by (le) (` + measure.DurationSeconds + `_bucket{instance="{{.Instance}}",method=~"GET|HEAD"})`,
+			Levels:  true,
+		},
+	}
+}
+
+// Source queries one Prometheus server.
+type Source struct {
+	api     v1.API
+	queries map[string]Query
+	Step    time.Duration // step of Values range queries; default 1s
+}
+
+// New returns a source for the Prometheus at base; queries add to (and override)
+// DefaultQueries.
+func New(base string, queries map[string]Query) (*Source, error) {
+	if u, err := url.Parse(base); err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("prometheus source: %q: expected the server's base URL, like http://prometheus:9090", base)
+	}
+	c, err := api.NewClient(api.Config{Address: base})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus source %s: %w", base, err)
+	}
+	qs := DefaultQueries()
+	for k, q := range queries {
+		qs[k] = q
+	}
+	return &Source{api: v1.NewAPI(c), queries: qs, Step: time.Second}, nil
+}
+
+// Measure asks Prometheus for each metric of each host over (from, to].
+func (s *Source) Measure(ctx context.Context, w measure.Window, from, to time.Time) (judge.Input, error) {
+	in := measure.Empty()
+	if !to.After(from) {
+		return in, nil
+	}
+	side := func(region, release string, hosts []deployers.Host, out map[string]judge.Data) {
+		for _, m := range w.Metrics {
+			d := judge.Data{}
+			for _, h := range hosts {
+				v := vars(w.App, region, release, h, to.Sub(from))
+				if err := s.measure(ctx, m, v, from, to, &d); err != nil {
+					d.Err = join(d.Err, fmt.Sprintf("%s %s: %v", h, m.Name, err))
+				}
+			}
+			out[m.Name] = d
+		}
+	}
+	side(w.BaselineRegion, "", w.Baseline, in.Baseline)
+	side(w.Region, w.Release, w.Canary, in.Canary)
+	return in, nil
+}
+
+func vars(app, region, release string, h deployers.Host, d time.Duration) Vars {
+	inst := h.URL
+	if u, err := url.Parse(h.URL); err == nil && u.Host != "" {
+		inst = u.Host
+	}
+	return Vars{App: app, Region: region, Release: release, Host: h.Name, Instance: inst, URL: h.URL,
+		Range: model.Duration(d.Round(time.Millisecond)).String()}
+}
+
+// measure adds one host's data of metric m to d.
+func (s *Source) measure(ctx context.Context, m judge.Metric, v Vars, from, to time.Time, d *judge.Data) error {
+	q, ok := s.queries[m.Name]
+	if !ok {
+		return fmt.Errorf("no Prometheus query configured")
+	}
+	switch {
+	case m.Kind == judge.Rate && q.Events != "" && q.Trials != "":
+		e, err := s.increase(ctx, q.Events, q.Levels, v, from, to)
+		if err != nil {
+			return err
+		}
+		t, err := s.increase(ctx, q.Trials, q.Levels, v, from, to)
+		if err != nil {
+			return err
+		}
+		d.Events += e
+		d.Trials += t
+	case q.Buckets != "":
+		vals, err := s.buckets(ctx, q, v, from, to)
+		if err != nil {
+			return err
+		}
+		d.Values = append(d.Values, vals...)
+	case q.Values != "":
+		vals, err := s.values(ctx, q.Values, v, from, to)
+		if err != nil {
+			return err
+		}
+		d.Values = append(d.Values, vals...)
+	default:
+		return fmt.Errorf("a %s metric needs events and trials, buckets or values queries", m.Kind)
+	}
+	return nil
+}
+
+func render(tmpl string, v Vars) (string, error) {
+	t, err := template.New("q").Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return "", fmt.Errorf("query template %q: %w", tmpl, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, v); err != nil {
+		return "", fmt.Errorf("query template %q: %w", tmpl, err)
+	}
+	return b.String(), nil
+}
+
+func join(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
+// instant runs an instant query and returns its series.
+func (s *Source) instant(ctx context.Context, tmpl string, v Vars, at time.Time) (model.Vector, error) {
+	q, err := render(tmpl, v)
+	if err != nil {
+		return nil, err
+	}
+	val, _, _, err := s.api.Query(ctx, q, at)
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", q, err)
+	}
+	switch r := val.(type) {
+	case model.Vector:
+		return r, nil
+	case *model.Scalar:
+		return model.Vector{{Value: r.Value, Timestamp: r.Timestamp}}, nil
+	}
+	return nil, fmt.Errorf("query %s: expected a vector or a scalar, got a %s", q, val.Type())
+}
+
+func sum(vec model.Vector) float64 {
+	t := 0.0
+	for _, s := range vec {
+		if !math.IsNaN(float64(s.Value)) {
+			t += float64(s.Value)
+		}
+	}
+	return t
+}
+
+// increase is a counter's increase over the interval.
+func (s *Source) increase(ctx context.Context, tmpl string, levels bool, v Vars, from, to time.Time) (float64, error) {
+	end, err := s.instant(ctx, tmpl, v, to)
+	if err != nil || !levels {
+		return sum(end), err
+	}
+	start, err := s.instant(ctx, tmpl, v, from)
+	if err != nil {
+		return 0, err
+	}
+	if d := sum(end) - sum(start); d >= 0 {
+		return d, nil
+	}
+	return sum(end), nil // the counter was reset
+}
+
+// buckets reconstructs per-request samples from a histogram's buckets.
+func (s *Source) buckets(ctx context.Context, q Query, v Vars, from, to time.Time) ([]float64, error) {
+	end, err := s.instant(ctx, q.Buckets, v, to)
+	if err != nil {
+		return nil, err
+	}
+	var before []measure.Bucket
+	if q.Levels {
+		start, err := s.instant(ctx, q.Buckets, v, from)
+		if err != nil {
+			return nil, err
+		}
+		if before, err = byLe(start); err != nil {
+			return nil, err
+		}
+	}
+	now, err := byLe(end)
+	if err != nil {
+		return nil, err
+	}
+	return measure.Samples(before, now), nil
+}
+
+func byLe(vec model.Vector) ([]measure.Bucket, error) {
+	var out []measure.Bucket
+	for _, s := range vec {
+		le, ok := s.Metric["le"]
+		if !ok {
+			return nil, fmt.Errorf("a buckets query must return series by le, got %s", s.Metric)
+		}
+		u, err := strconv.ParseFloat(strings.TrimSpace(string(le)), 64)
+		if err != nil {
+			return nil, fmt.Errorf("bucket le=%q: %w", le, err)
+		}
+		out = append(out, measure.Bucket{Upper: u, Count: float64(s.Value)})
+	}
+	return out, nil
+}
+
+// values runs a range query over the interval; every point is a sample.
+func (s *Source) values(ctx context.Context, tmpl string, v Vars, from, to time.Time) ([]float64, error) {
+	q, err := render(tmpl, v)
+	if err != nil {
+		return nil, err
+	}
+	val, _, _, err := s.api.QueryRange(ctx, q, v1.Range{Start: from, End: to, Step: s.Step})
+	if err != nil {
+		return nil, fmt.Errorf("range query %s: %w", q, err)
+	}
+	m, ok := val.(model.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("range query %s: expected a matrix, got a %s", q, val.Type())
+	}
+	var out []float64
+	for _, series := range m {
+		for _, p := range series.Values {
+			if !math.IsNaN(float64(p.Value)) {
+				out = append(out, float64(p.Value))
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,186 @@
+package prom
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/immunity-app/immunity/canary/internal/testapp"
+	"github.com/immunity-app/immunity/canary/measure"
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/judge"
+)
+
+// startPrometheus runs the real Prometheus (Debian package) on 127.0.0.1, scraping
+// targets every second, and returns its base URL.
+func startPrometheus(t *testing.T, targets []string) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("IMMUNITY_TEST_REQUIRE_ALL") == "1" {
+			t.Fatalf("prometheus not found (apt-get install prometheus): %v", err)
+		}
+		t.Skip("prometheus not installed")
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['%s']\n",
+		strings.Join(targets, "','"))
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr, "--log.level=warn")
+	log, _ := os.Create(filepath.Join(dir, "prometheus.log"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := "http://" + addr
+	until(t, "prometheus ready", 15*time.Second, func() bool {
+		resp, err := http.Get(base + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return base
+}
+
+func until(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func hit(t *testing.T, u string, n int) {
+	for range n {
+		resp, err := http.Get(u + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
+
+func TestPrometheusSource(t *testing.T) {
+	t.Parallel()
+	base := httptest.NewServer(testapp.New(0, 0))
+	defer base.Close()
+	can := httptest.NewServer(testapp.New(3, 30*time.Millisecond))
+	defer can.Close()
+	b := deployers.Host{App: "papi", Region: "prod3", Name: "host1", URL: base.URL}
+	c := deployers.Host{App: "papi", Region: "sandbox2", Name: "host1", URL: can.URL}
+	promURL := startPrometheus(t, []string{strings.TrimPrefix(base.URL, "http://"), strings.TrimPrefix(can.URL, "http://")})
+
+	src, err := New(promURL, map[string]Query{
+		"requests_level": {Values: `sum(http_requests_total{instance="{{.Instance}}"})`},
+		"broken":         {Values: `sum(rate(`},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w := measure.Window{App: "papi", Region: "sandbox2", BaselineRegion: "prod3", Release: "1a2b3c4",
+		Baseline: []deployers.Host{b}, Canary: []deployers.Host{c},
+		Metrics: []judge.Metric{
+			{Name: measure.ErrorRate, Kind: judge.Rate},
+			{Name: measure.Latency, Kind: judge.Latency},
+			{Name: "requests_level", Kind: judge.Gauge},
+			{Name: "broken", Kind: judge.Gauge},
+			{Name: "unconfigured", Kind: judge.Gauge},
+		}}
+	// Both targets scraped before the window starts, so its start is a known level.
+	level := func(u string) float64 {
+		in, _ := src.instant(ctx, `count(up{instance="{{.Instance}}"} == 1)`, Vars{Instance: strings.TrimPrefix(u, "http://")}, time.Now())
+		return sum(in)
+	}
+	until(t, "both targets up", 10*time.Second, func() bool { return level(base.URL) == 1 && level(can.URL) == 1 })
+	from := time.Now()
+	hit(t, base.URL, 30)
+	hit(t, can.URL, 30)
+	trials := func(u string) float64 {
+		in, _ := src.instant(ctx, DefaultQueries()[measure.ErrorRate].Trials, Vars{Instance: strings.TrimPrefix(u, "http://")}, time.Now())
+		return sum(in)
+	}
+	until(t, "the traffic scraped", 10*time.Second, func() bool { return trials(base.URL) == 30 && trials(can.URL) == 30 })
+	to := time.Now()
+
+	in, err := src.Measure(ctx, w, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := in.Baseline[measure.ErrorRate]; d.Events != 0 || d.Trials != 30 || d.Err != "" {
+		t.Fatalf("baseline error_rate = %+v, want 0 of 30", d)
+	}
+	if d := in.Canary[measure.ErrorRate]; d.Events != 10 || d.Trials != 30 || d.Err != "" {
+		t.Fatalf("canary error_rate = %+v, want 10 of 30", d)
+	}
+	bl, cl := in.Baseline[measure.Latency].Values, in.Canary[measure.Latency].Values
+	if len(bl) != 30 || len(cl) != 30 || bl[29] > 0.005 || cl[0] < 0.025 {
+		t.Fatalf("latency samples: baseline %v canary %v; want 30 each, under 5 ms and over 25 ms", bl, cl)
+	}
+	if d := in.Canary["requests_level"]; len(d.Values) == 0 || d.Err != "" {
+		t.Fatalf("range query samples = %+v, want points", d)
+	}
+	// A range query's points are at from, from+1s, ...; the request counter's level.
+	if vals, err := src.values(ctx, `sum(http_requests_total{instance="{{.Instance}}"})`, vars("", "", "", c, 0), from, to.Add(time.Second)); err != nil || vals[len(vals)-1] != 30 {
+		t.Fatalf("range query to past the traffic = %v, %v; want the last point at 30", vals, err)
+	}
+	if e := in.Canary["broken"].Err; !strings.Contains(e, "sandbox2/host1 broken: range query sum(rate(") {
+		t.Fatalf("broken query err = %q, want a measurement error naming host and query", e)
+	}
+	if e := in.Baseline["unconfigured"].Err; !strings.Contains(e, "no Prometheus query configured") {
+		t.Fatalf("unconfigured err = %q", e)
+	}
+	// The first call of a window only primes.
+	if in, _ := src.Measure(ctx, w, to, to); len(in.Canary) != 0 {
+		t.Fatalf("priming call measured %v", in.Canary)
+	}
+}
+
+func TestPrometheusDownIsAMeasurementError(t *testing.T) {
+	t.Parallel()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	src, err := New(dead.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := measure.Window{Baseline: []deployers.Host{{Region: "prod3", Name: "host1", URL: "http://127.0.0.1:1"}},
+		Canary:  []deployers.Host{{Region: "sandbox2", Name: "host1", URL: "http://127.0.0.1:2"}},
+		Metrics: []judge.Metric{{Name: measure.ErrorRate, Kind: judge.Rate}}}
+	in, err := src.Measure(context.Background(), w, time.Now().Add(-time.Second), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := in.Canary[measure.ErrorRate].Err; !strings.Contains(e, "connection refused") {
+		t.Fatalf("err = %q, want connection refused", e)
+	}
+}
+
+func TestNewRefusesBadURL(t *testing.T) {
+	if _, err := New("prometheus:9090", nil); err == nil {
+		t.Fatal("accepted a URL without a scheme")
+	}
+}

@@ -1,0 +1,141 @@
+package scrape
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/immunity-app/immunity/canary/internal/testapp"
+	"github.com/immunity-app/immunity/canary/measure"
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/judge"
+)
+
+func host(t *testing.T, region, name string, a *testapp.App) deployers.Host {
+	s := httptest.NewServer(a)
+	t.Cleanup(s.Close)
+	return deployers.Host{App: "papi", Region: region, Name: name, URL: s.URL}
+}
+
+func hit(t *testing.T, h deployers.Host, n int) {
+	t.Helper()
+	for range n {
+		resp, err := http.Get(h.URL + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
+
+var metrics = []judge.Metric{
+	{Name: measure.ErrorRate, Kind: judge.Rate},
+	{Name: measure.Latency, Kind: judge.Latency},
+}
+
+func TestScrapeIntervalDeltas(t *testing.T) {
+	t.Parallel()
+	b1 := host(t, "prod3", "host1", testapp.New(0, 0))
+	b2 := host(t, "prod3", "host2", testapp.New(0, 0))
+	c1 := host(t, "sandbox2", "host1", testapp.New(4, 30*time.Millisecond)) // 1 in 4 fails, 30 ms each
+	hit(t, b1, 5)                                                           // before the window: not counted
+	w := measure.Window{Baseline: []deployers.Host{b1, b2}, Canary: []deployers.Host{c1}, Metrics: metrics}
+	s := New(nil)
+	ctx := context.Background()
+	start := time.Now()
+	if in, err := s.Measure(ctx, w, start, start); err != nil || in.Baseline[measure.ErrorRate].Trials != 0 {
+		t.Fatalf("priming read = %+v, %v; want no trials", in, err)
+	}
+	hit(t, b1, 10)
+	hit(t, b2, 6)
+	hit(t, c1, 8)
+	in, err := s.Measure(ctx, w, start, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := in.Baseline[measure.ErrorRate]; d.Trials != 16 || d.Events != 0 || d.Err != "" {
+		t.Fatalf("baseline error_rate = %+v, want 0 of 16", d)
+	}
+	if d := in.Canary[measure.ErrorRate]; d.Trials != 8 || d.Events != 2 {
+		t.Fatalf("canary error_rate = %+v, want 2 of 8", d)
+	}
+	if d := in.Baseline[measure.Latency]; len(d.Values) != 16 || d.Values[0] > 0.005 {
+		t.Fatalf("baseline latency = %v, want 16 samples under 5 ms", d.Values)
+	}
+	cv := in.Canary[measure.Latency].Values
+	if len(cv) != 8 {
+		t.Fatalf("canary latency has %d samples, want 8", len(cv))
+	}
+	for _, v := range cv {
+		if v < 0.025 || v > 0.05 { // the (0.025, 0.05] bucket
+			t.Fatalf("canary latency sample %v outside the 25-50 ms bucket", v)
+		}
+	}
+	// The next interval counts only what happened since.
+	hit(t, c1, 4)
+	in, _ = s.Measure(ctx, w, start, time.Now())
+	if d := in.Canary[measure.ErrorRate]; d.Trials != 4 || d.Events != 1 {
+		t.Fatalf("second interval canary error_rate = %+v, want 1 of 4", d)
+	}
+	if d := in.Baseline[measure.ErrorRate]; d.Trials != 0 {
+		t.Fatalf("second interval baseline trials = %v, want 0", d.Trials)
+	}
+}
+
+func TestScrapeFailureIsAMeasurementError(t *testing.T) {
+	t.Parallel()
+	good := host(t, "prod3", "host1", testapp.New(0, 0))
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	w := measure.Window{
+		Baseline: []deployers.Host{good},
+		Canary:   []deployers.Host{{Region: "sandbox2", Name: "host1", URL: dead.URL}},
+		Metrics:  append(metrics, judge.Metric{Name: "signups", Kind: judge.Rate}),
+	}
+	s := New(nil)
+	ctx := context.Background()
+	s.Measure(ctx, w, time.Now(), time.Now())
+	in, err := s.Measure(ctx, w, time.Now(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := in.Canary[measure.ErrorRate].Err; !strings.Contains(e, "scrape sandbox2/host1") {
+		t.Fatalf("canary err = %q, want the failed scrape named", e)
+	}
+	if e := in.Baseline[measure.ErrorRate].Err; e != "" {
+		t.Fatalf("baseline err = %q, want none", e)
+	}
+	if e := in.Baseline["signups"].Err; !strings.Contains(e, "use source prometheus") {
+		t.Fatalf("unknown metric err = %q", e)
+	}
+}
+
+func TestScrapeCountsOnlyMirroredMethods(t *testing.T) {
+	t.Parallel()
+	b := host(t, "prod3", "host1", testapp.New(2, 0)) // every second request fails
+	c := host(t, "sandbox2", "host1", testapp.New(0, 0))
+	w := measure.Window{Baseline: []deployers.Host{b}, Canary: []deployers.Host{c}, Metrics: metrics}
+	s := New(nil)
+	ctx := context.Background()
+	s.Measure(ctx, w, time.Now(), time.Now())
+	for range 4 { // GET, POST, GET, POST: the POSTs (even requests) are the ones that fail
+		for _, m := range []string{"GET", "POST"} {
+			req, _ := http.NewRequest(m, b.URL+"/x", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	in, _ := s.Measure(ctx, w, time.Now(), time.Now())
+	if d := in.Baseline[measure.ErrorRate]; d.Trials != 4 || d.Events != 0 {
+		t.Fatalf("baseline error_rate = %+v, want 0 of 4 GETs", d)
+	}
+	if n := len(in.Baseline[measure.Latency].Values); n != 4 {
+		t.Fatalf("%d latency samples, want the 4 GETs", n)
+	}
+}

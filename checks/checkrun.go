@@ -1,0 +1,162 @@
+package checks
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	gh "github.com/google/go-github/v60/github"
+
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+// CheckName is the name of a region's check run.
+func CheckName(region string) string { return "immunity / " + region }
+
+// Button identifiers; app/github maps them back to commands.
+const (
+	ActionPromote  = "promote"
+	ActionRollback = "rollback"
+)
+
+// checkView is what GitHub should show for one stage.
+type checkView struct {
+	Status     string // queued, in_progress, completed
+	Conclusion string // set when completed
+	Title      string
+	Summary    string
+	Actions    []*gh.CheckRunAction
+}
+
+// digest identifies a view, so an unchanged view is not sent again.
+func (v checkView) digest() string {
+	b, _ := json.Marshal(v)
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:12])
+}
+
+// statusOf maps a stage (and its run) to a check run status and conclusion.
+func statusOf(runState, stageState string) (status, conclusion string) {
+	switch stageState {
+	case pipeline.StageAwaitingApproval:
+		return "completed", "action_required"
+	case pipeline.StageApproved, pipeline.StageDeploying, pipeline.StageTesting, pipeline.StageMonitoring:
+		return "in_progress", ""
+	case pipeline.StageSucceeded:
+		return "completed", "success"
+	case pipeline.StageFailed, pipeline.StageRolledBack:
+		return "completed", "failure"
+	case pipeline.StageSkipped:
+		return "completed", "neutral"
+	case pipeline.StageCancelled:
+		return "completed", "cancelled"
+	}
+	// pending: still to come, unless the run ended before reaching it
+	switch runState {
+	case pipeline.RunSuperseded, pipeline.RunCancelled:
+		return "completed", "cancelled"
+	case pipeline.RunFailed, pipeline.RunSucceeded:
+		return "completed", "skipped"
+	}
+	return "queued", ""
+}
+
+// view computes a stage's check run. live says whether the run's release is live in the
+// stage's region now (the Roll back button is offered only then).
+func view(cfg *pipeline.Config, app *pipeline.App, run store.Run, st *store.Stage, live bool) checkView {
+	status, concl := statusOf(run.State, st.State)
+	v := checkView{Status: status, Conclusion: concl, Title: title(run, st, concl), Summary: summary(cfg, app, run, st)}
+	region, _, _ := app.Region(st.Region)
+	switch {
+	case st.State == pipeline.StageAwaitingApproval:
+		v.Actions = append(v.Actions, button("Promote to "+st.Region, "Promote", "Deploy this release to "+st.Region, ActionPromote))
+	case st.State == pipeline.StageSucceeded && live && region != nil:
+		v.Actions = append(v.Actions, button("Roll back", "Roll back", "Put the previous release back on "+st.Region, ActionRollback))
+	}
+	return v
+}
+
+// button makes a check run action within GitHub's limits (label and identifier ≤ 20
+// characters, description ≤ 40); short is the label when long does not fit.
+func button(long, short, desc, id string) *gh.CheckRunAction {
+	label := long
+	if len([]rune(label)) > 20 {
+		label = short
+	}
+	if r := []rune(desc); len(r) > 40 {
+		desc = string(r[:39]) + "…"
+	}
+	return &gh.CheckRunAction{Label: label, Description: desc, Identifier: id}
+}
+
+func title(run store.Run, st *store.Stage, concl string) string {
+	t := fmt.Sprintf("%s %s: %s", shortSHA(run.SHA), st.Region, words(st.State))
+	if concl == "skipped" || concl == "cancelled" && st.State == pipeline.StagePending {
+		t = fmt.Sprintf("%s %s: not reached (run %s)", shortSHA(run.SHA), st.Region, run.State)
+	}
+	return t
+}
+
+// createOptions and updateOptions turn a view into the API's request bodies.
+func createOptions(v checkView, run store.Run, st *store.Stage, details string) gh.CreateCheckRunOptions {
+	o := gh.CreateCheckRunOptions{Name: CheckName(st.Region), HeadSHA: run.SHA, Status: gh.String(v.Status),
+		ExternalID: gh.String(externalID(run.ID, st.Region)), Output: output(v), Actions: v.Actions}
+	if details != "" {
+		o.DetailsURL = gh.String(details)
+	}
+	if !st.Started.IsZero() {
+		o.StartedAt = &gh.Timestamp{Time: st.Started}
+	}
+	if v.Status == "completed" {
+		o.Conclusion = gh.String(v.Conclusion)
+		o.CompletedAt = &gh.Timestamp{Time: finished(st)}
+	}
+	return o
+}
+
+// checkUpdate is the body of PATCH /repos/{owner}/{repo}/check-runs/{id}. go-github's
+// UpdateCheckRunOptions drops an empty actions list, and an empty list is how buttons that
+// no longer apply are removed, so the body is ours.
+type checkUpdate struct {
+	Name        string               `json:"name"`
+	DetailsURL  string               `json:"details_url,omitempty"`
+	ExternalID  string               `json:"external_id"`
+	Status      string               `json:"status"`
+	Conclusion  string               `json:"conclusion,omitempty"`
+	CompletedAt *gh.Timestamp        `json:"completed_at,omitempty"`
+	Output      *gh.CheckRunOutput   `json:"output"`
+	Actions     []*gh.CheckRunAction `json:"actions"`
+}
+
+func updateBody(v checkView, run store.Run, st *store.Stage, details string) checkUpdate {
+	u := checkUpdate{Name: CheckName(st.Region), DetailsURL: details, ExternalID: externalID(run.ID, st.Region),
+		Status: v.Status, Output: output(v), Actions: v.Actions}
+	if u.Actions == nil {
+		u.Actions = []*gh.CheckRunAction{}
+	}
+	if v.Status == "completed" {
+		u.Conclusion = v.Conclusion
+		u.CompletedAt = &gh.Timestamp{Time: finished(st)}
+	}
+	return u
+}
+
+func output(v checkView) *gh.CheckRunOutput {
+	return &gh.CheckRunOutput{Title: gh.String(v.Title), Summary: gh.String(v.Summary)}
+}
+
+func finished(st *store.Stage) time.Time {
+	if !st.Finished.IsZero() {
+		return st.Finished.UTC()
+	}
+	if !st.Updated.IsZero() {
+		return st.Updated.UTC()
+	}
+	return time.Now().UTC()
+}
+
+// externalID ties a check run to its run and region (app/github reads it back).
+func externalID(runID int64, region string) string { return fmt.Sprintf("run/%d/%s", runID, region) }

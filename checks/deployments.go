@@ -1,0 +1,179 @@
+package checks
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	gh "github.com/google/go-github/v60/github"
+
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
+)
+
+// deployState maps a stage to the deployment status GitHub should show; "" means the
+// stage has not started deploying (no deployment yet).
+func deployState(stageState string) string {
+	switch stageState {
+	case pipeline.StageApproved:
+		return "queued"
+	case pipeline.StageDeploying, pipeline.StageTesting, pipeline.StageMonitoring:
+		return "in_progress"
+	case pipeline.StageSucceeded:
+		return "success"
+	case pipeline.StageFailed, pipeline.StageRolledBack:
+		return "failure"
+	case pipeline.StageCancelled:
+		return "error"
+	}
+	return ""
+}
+
+// deployment is one GitHub Deployment to create or move on.
+type deployment struct {
+	key        string
+	app        *pipeline.App
+	region     *pipeline.Region
+	repo       string
+	sha        string
+	runID      int64
+	task, desc string
+	state      string // wanted status
+	logURL     string
+	statusDesc string
+}
+
+// syncDeployment creates the deployment if needed and posts the wanted status when it
+// differs from the last one sent. A successful production deployment makes our earlier
+// ones there inactive (GitHub does that itself only outside production).
+func (r *Reporter) syncDeployment(ctx context.Context, cl *gh.Client, d deployment) error {
+	owner, name, _ := strings.Cut(d.repo, "/")
+	row, found, err := loadDeployment(ctx, r.db, d.key)
+	if err != nil {
+		return err
+	}
+	if !found {
+		if row, err = r.createDeployment(ctx, cl, d); err != nil {
+			return err
+		}
+	}
+	for _, state := range ladder(row.State, d.state) {
+		desc := d.statusDesc
+		if state != d.state {
+			desc = words(state)
+		}
+		if err := r.postStatus(ctx, cl, &row, state, d.logURL, envURL(d.region), desc); err != nil {
+			return err
+		}
+	}
+	if d.state == "success" && d.region.Production {
+		return r.retireOthers(ctx, cl, owner, name, row)
+	}
+	return nil
+}
+
+// ladder lists the statuses to post to go from the last one sent to the wanted one, so
+// the deployment's timeline always reads queued → in_progress → outcome even when the
+// reporter only saw the outcome (events are coalesced while GitHub is slow).
+func ladder(last, want string) []string {
+	if last == want {
+		return nil
+	}
+	var out []string
+	if last == "" && want != "queued" {
+		out = append(out, "queued")
+	}
+	if (last == "" || last == "queued") && want != "queued" && want != "in_progress" && want != "inactive" {
+		out = append(out, "in_progress")
+	}
+	return append(out, want)
+}
+
+func (r *Reporter) createDeployment(ctx context.Context, cl *gh.Client, d deployment) (deployRow, error) {
+	owner, name, _ := strings.Cut(d.repo, "/")
+	req := &gh.DeploymentRequest{
+		Ref:                   gh.String(d.sha),
+		Task:                  gh.String(d.task),
+		AutoMerge:             gh.Bool(false),
+		RequiredContexts:      &[]string{},
+		Payload:               map[string]any{"app": d.app.Name, "run_id": d.runID, "region": d.region.Name},
+		Environment:           gh.String(d.region.Name),
+		Description:           gh.String(clip(d.desc, 140)),
+		ProductionEnvironment: gh.Bool(d.region.Production),
+		TransientEnvironment:  gh.Bool(!d.region.Production),
+	}
+	dep, _, err := cl.Repositories.CreateDeployment(ctx, owner, name, req)
+	if err != nil {
+		return deployRow{}, fmt.Errorf("create deployment of %s@%s to %s: %w", d.app.Name, shortSHA(d.sha), d.region.Name, err)
+	}
+	if dep.GetID() == 0 {
+		return deployRow{}, fmt.Errorf("create deployment of %s@%s to %s: GitHub answered without a deployment id", d.app.Name, shortSHA(d.sha), d.region.Name)
+	}
+	row := deployRow{Key: d.key, App: d.app.Name, Region: d.region.Name, SHA: d.sha, RunID: d.runID, Repo: d.repo,
+		DeploymentID: dep.GetID(), Production: d.region.Production}
+	return row, saveDeployment(ctx, r.db, row)
+}
+
+func (r *Reporter) postStatus(ctx context.Context, cl *gh.Client, row *deployRow, state, logURL, env, desc string) error {
+	owner, name, _ := strings.Cut(row.Repo, "/")
+	req := &gh.DeploymentStatusRequest{State: gh.String(state), Description: gh.String(clip(desc, 140))}
+	if logURL != "" {
+		req.LogURL = gh.String(logURL)
+	}
+	if env != "" {
+		req.EnvironmentURL = gh.String(env)
+	}
+	if _, _, err := cl.Repositories.CreateDeploymentStatus(ctx, owner, name, row.DeploymentID, req); err != nil {
+		return fmt.Errorf("deployment %d (%s@%s in %s) -> %s: %w", row.DeploymentID, row.App, shortSHA(row.SHA), row.Region, state, err)
+	}
+	row.State = state
+	return saveDeployment(ctx, r.db, *row)
+}
+
+// retireOthers marks our earlier successful deployments of a production region inactive.
+func (r *Reporter) retireOthers(ctx context.Context, cl *gh.Client, owner, name string, cur deployRow) error {
+	others, err := activeDeployments(ctx, r.db, cur.Repo, cur.Region, cur.Key)
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if err := r.postStatus(ctx, cl, &o, "inactive", "", "", fmt.Sprintf("replaced by %s", shortSHA(cur.SHA))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageDeployment is the deployment a run's stage should have, if any.
+func stageDeployment(cfg *pipeline.Config, app *pipeline.App, run store.Run, st *store.Stage) (deployment, bool) {
+	region, _, ok := app.Region(st.Region)
+	state := deployState(st.State)
+	if !ok || state == "" || run.SHA == "" {
+		return deployment{}, false
+	}
+	desc := st.Message
+	if desc == "" {
+		desc = words(st.State)
+	}
+	return deployment{key: fmt.Sprintf("run/%d/%s", run.ID, st.Region), app: app, region: region, repo: app.Repo.GitHub,
+		sha: run.SHA, runID: run.ID, task: "deploy", desc: fmt.Sprintf("%s %s to %s (run %d)", app.Name, shortSHA(run.SHA), region.Name, run.ID),
+		state: state, logURL: RunURL(cfg, run.ID), statusDesc: desc}, true
+}
+
+// envURL is where the region's app answers: its first host's URL.
+func envURL(r *pipeline.Region) string {
+	for _, h := range r.Hosts {
+		if strings.HasPrefix(h.URL, "http://") || strings.HasPrefix(h.URL, "https://") {
+			return h.URL
+		}
+	}
+	return ""
+}
+
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,3 @@
+module immunity.test/deployertest/app
+
+go 1.22

@@ -1,0 +1,143 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/immunity-app/immunity/deployers"
+)
+
+// Activate switches the host to the release, restarts the app, waits for it to be healthy
+// and prunes old releases.
+func (d *Deployer) Activate(ctx context.Context, h deployers.Host, sha string) error {
+	e, err := d.lock(&h)
+	if err != nil {
+		return err
+	}
+	defer e.mu.Unlock()
+	if err := d.activate(ctx, h, e, sha); err != nil {
+		return fmt.Errorf("activate %s@%s on %s: %w", h.App, short(sha), h, err)
+	}
+	return nil
+}
+
+func (d *Deployer) activate(ctx context.Context, h deployers.Host, e *host, sha string) error {
+	if err := checkSHA(sha); err != nil {
+		return err
+	}
+	if ok, _ := complete(h.Base, sha); !ok {
+		return deployers.ErrNotFound
+	}
+	if h.Port == 0 {
+		return errors.New("host has no port for the app")
+	}
+	if err := d.switchTo(h, sha); err != nil {
+		return err
+	}
+	if err := d.stop(ctx, h, e); err != nil {
+		return err
+	}
+	if err := d.start(ctx, h, e, sha); err != nil {
+		return err
+	}
+	if err := d.prune(h); err != nil {
+		d.hostLog(h).Warn("prune old releases", "err", err)
+	}
+	return nil
+}
+
+// switchTo points previous at the old current (if it changes) and then current at sha.
+// In that order a crash in between leaves previous == current, never a lost rollback target.
+func (d *Deployer) switchTo(h deployers.Host, sha string) error {
+	old, err := linkSHA(h.Base, currentLink)
+	if err != nil {
+		return err
+	}
+	if old != "" && old != sha {
+		if err := switchLink(h.Base, prevLink, old); err != nil {
+			return err
+		}
+	}
+	if err := switchLink(h.Base, currentLink, sha); err != nil {
+		return err
+	}
+	if err := stamp(h.Base, sha); err != nil {
+		return err
+	}
+	d.hostLog(h).Info("switched current", "sha", sha, "previous", old)
+	return nil
+}
+
+// prune keeps current, previous and the most recently used other releases up to Keep,
+// and removes what crashes left behind (temporary folders and links, incomplete releases).
+func (d *Deployer) prune(h deployers.Host) error {
+	rels, err := listReleases(h.Base)
+	if err != nil {
+		return err
+	}
+	cur, err := linkSHA(h.Base, currentLink)
+	if err != nil {
+		return err
+	}
+	prev, err := linkSHA(h.Base, prevLink)
+	if err != nil {
+		return err
+	}
+	keep := keepSet(rels, cur, prev, d.opts.Keep)
+	entries, err := os.ReadDir(filepath.Join(h.Base, releasesDir))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ent := range entries {
+		if keep[ent.Name()] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(h.Base, releasesDir, ent.Name())); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		d.hostLog(h).Info("pruned", "entry", ent.Name())
+	}
+	errs = append(errs, removeTempFiles(h.Base))
+	return errors.Join(errs...)
+}
+
+// keepSet chooses the releases to keep: current, previous, then the newest until keep.
+func keepSet(newestFirst []string, cur, prev string, keep int) map[string]bool {
+	set := map[string]bool{}
+	for _, sha := range []string{cur, prev} {
+		if sha != "" && slices.Contains(newestFirst, sha) {
+			set[sha] = true
+		}
+	}
+	for _, sha := range newestFirst {
+		if len(set) >= keep {
+			break
+		}
+		set[sha] = true
+	}
+	return set
+}
+
+// removeTempFiles removes the temporary links and pid files (NAME.tmp-*) a crash left
+// behind in the host folder.
+func removeTempFiles(base string) error {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return err
+	}
+	for _, ent := range entries {
+		if !ent.IsDir() && strings.Contains(ent.Name(), tmpInfix) {
+			if err := os.Remove(filepath.Join(base, ent.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package ssh
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/immunity-app/immunity/deployers"
+)
+
+// switchScript marks the release as the most recently used (for pruning), points
+// `previous` at the old release and renames a fresh symlink over `current` (rename is
+// atomic); it leaves the links' targets in $cur and $prev for pruneBody. The restart
+// command and the prune may be appended. Exit 64: the release is not on the host.
+// Args: base, sha.
+const switchScript = `set -e
+cd %[1]s
+if [ ! -f releases/%[2]s/.immunity-release ]; then
+	echo "immunity: release %[2]s is not on the host" >&2
+	exit 64
+fi
+touch releases/%[2]s/.immunity-release
+cur=$(readlink current 2>/dev/null || true)
+prev=
+if [ "$cur" != releases/%[2]s ]; then
+	if [ -n "$cur" ]; then
+		ln -sfn "$cur" .previous.tmp
+		mv -fT .previous.tmp previous
+		prev=$cur
+	fi
+	ln -sfn releases/%[2]s .current.tmp
+	mv -fT .current.tmp current
+	cur=releases/%[2]s
+else
+	prev=$(readlink previous 2>/dev/null || true)
+fi
+`
+
+// restartTail runs the restart argv in the new release; its words are quoted by the caller.
+const restartTail = `set +e
+(cd current && exec %s)
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+	echo "immunity: restart command exited $rc" >&2
+	exit 66
+fi
+`
+
+// pruneBody keeps the releases `current` and `previous` point at ($cur, $prev), then the
+// most recently uploaded or activated others until keep releases remain, and deletes the
+// rest. It runs in BASE; it lists by time only when there are more than keep releases.
+// Args: keep.
+const pruneBody = `slots=%s
+if [ -d releases ]; then
+	set -- releases/*/.immunity-release
+	if [ "$#" -gt "$slots" ]; then
+		[ -z "$cur" ] || slots=$((slots-1))
+		[ -z "$prev" ] || [ "$prev" = "$cur" ] || slots=$((slots-1))
+		IFS='
+'
+		for m in $(ls -1t releases/*/.immunity-release 2>/dev/null); do
+			d=${m%%/.immunity-release}
+			if [ "$d" = "$cur" ] || [ "$d" = "$prev" ]; then
+				continue
+			fi
+			if [ "$slots" -gt 0 ]; then
+				slots=$((slots-1))
+				continue
+			fi
+			rm -rf "$d"
+		done
+	fi
+fi
+`
+
+// pruneScript is pruneBody on its own, after the health check. Args: base, keep.
+const pruneScript = `cd %s || exit 0
+cur=$(readlink current 2>/dev/null || true)
+prev=$(readlink previous 2>/dev/null || true)
+` + pruneBody
+
+// Activate switches h to release sha, restarts the app, waits for the health check and
+// prunes old releases.
+func (d *Deployer) Activate(ctx context.Context, h deployers.Host, sha string) error {
+	if err := d.activate(ctx, h, sha); err != nil {
+		return fmt.Errorf("activate %s@%s on %s: %w", h.App, short(sha), h, err)
+	}
+	return nil
+}
+
+func (d *Deployer) activate(ctx context.Context, h deployers.Host, sha string) error {
+	if err := checkName(sha); err != nil {
+		return err
+	}
+	s := d.settings(h)
+	t, err := parseAddress(h.Address, s)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	sw, err := d.switchCommand(h, s, sha)
+	if err != nil {
+		return err
+	}
+	keep := fmt.Sprint(s.Keep)
+	healthCheck := len(s.HealthCommand) > 0 || (s.HealthPath != "" && h.URL != "")
+	if !healthCheck {
+		// Nothing to wait for: switch, restart and prune in one round trip.
+		sw += fmt.Sprintf(pruneBody, shellQuote(keep))
+	}
+	err = d.pool.run(ctx, t, command{script: sw})
+	switch exitCode(err) {
+	case 64:
+		return deployers.ErrNotFound
+	case 66:
+		return fmt.Errorf("restart: %w", err)
+	}
+	if err != nil {
+		return fmt.Errorf("switch current: %w", err)
+	}
+	if !healthCheck {
+		d.log.InfoContext(ctx, "release active", "host", h.String(), "sha", sha)
+		return nil
+	}
+	if err := d.waitHealthy(ctx, h, s, t); err != nil {
+		return err
+	}
+	prune, err := script(pruneScript, h.Base, keep)
+	if err != nil {
+		return err
+	}
+	if err := d.pool.run(ctx, t, command{script: prune}); err != nil {
+		return fmt.Errorf("prune old releases: %w", err)
+	}
+	d.log.InfoContext(ctx, "release active", "host", h.String(), "sha", sha)
+	return nil
+}
+
+func (d *Deployer) switchCommand(h deployers.Host, s Settings, sha string) (string, error) {
+	sw, err := script(switchScript, h.Base, sha)
+	if err != nil || len(s.Restart) == 0 {
+		return sw, err
+	}
+	env, err := envArgs(map[string]string{"IMMUNITY_RELEASE": sha, "IMMUNITY_BASE": h.Base, "IMMUNITY_HOST": h.Name})
+	if err != nil {
+		return "", err
+	}
+	line, err := shellJoin(append(append([]string{"env"}, env...), s.Restart...))
+	if err != nil {
+		return "", fmt.Errorf("restart command: %w", err)
+	}
+	return sw + fmt.Sprintf(restartTail, line), nil
+}

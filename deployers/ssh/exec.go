@@ -1,0 +1,116 @@
+package ssh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// remoteError is a command that ran on the host and exited non-zero.
+type remoteError struct {
+	code   int
+	stderr string
+}
+
+func (e *remoteError) Error() string {
+	if e.stderr == "" {
+		return fmt.Sprintf("remote command exited %d", e.code)
+	}
+	return fmt.Sprintf("remote command exited %d: %s", e.code, e.stderr)
+}
+
+// exitCode returns the remote exit code of err, or -1.
+func exitCode(err error) int {
+	var r *remoteError
+	if errors.As(err, &r) {
+		return r.code
+	}
+	return -1
+}
+
+// command is one remote command: a script from a template, with optional stdin/stdout.
+type command struct {
+	script string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer // also captured (the tail) for the error
+}
+
+// run runs c on t's pooled connection. A session that cannot be opened on a pooled
+// connection is retried once on a fresh one; a connection that fails mid-command is
+// dropped (the command is not retried: the caller decides).
+func (p *pool) run(ctx context.Context, t target, c command) error {
+	for attempt := 0; ; attempt++ {
+		client, err := p.get(ctx, t)
+		if err != nil {
+			return err
+		}
+		sess, err := client.NewSession()
+		if err != nil {
+			p.drop(t, client)
+			if attempt == 0 && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("open session on %s: %w", t.hostport, err)
+		}
+		err = runSession(ctx, sess, c)
+		var r *remoteError
+		if err != nil && !errors.As(err, &r) && ctx.Err() == nil {
+			// The connection failed under the command (a cancelled command only closes its
+			// own session: other hosts may be using the same connection).
+			p.drop(t, client)
+		}
+		return err
+	}
+}
+
+func runSession(ctx context.Context, sess *ssh.Session, c command) error {
+	defer sess.Close()
+	var tail tailBuffer
+	sess.Stdin = c.stdin
+	sess.Stdout = c.stdout
+	sess.Stderr = &tail
+	if c.stderr != nil {
+		sess.Stderr = io.MultiWriter(&tail, c.stderr)
+	}
+	if err := sess.Start(c.script); err != nil {
+		return fmt.Errorf("start remote command: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err := <-done:
+		var exit *ssh.ExitError
+		if errors.As(err, &exit) {
+			return &remoteError{code: exit.ExitStatus(), stderr: tail.String()}
+		}
+		if err != nil {
+			return fmt.Errorf("connection lost during remote command: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+		sess.Signal(ssh.SIGKILL)
+		sess.Close()
+		return fmt.Errorf("remote command stopped: %w", ctx.Err())
+	}
+}
+
+// tailBuffer keeps the last 2 KiB written, for error messages.
+type tailBuffer struct{ b bytes.Buffer }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b.Write(p)
+	if t.b.Len() > 4096 {
+		rest := t.b.Bytes()[t.b.Len()-2048:]
+		t.b.Reset()
+		t.b.Write(rest)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return strings.TrimSpace(t.b.String()) }

@@ -1,0 +1,180 @@
+package ssh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// pool keeps one SSH client per (address, credentials), dialled on first use and again
+// after it drops.
+type pool struct {
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	mu    sync.Mutex
+	conns map[string]*pooled
+}
+
+type pooled struct {
+	mu     sync.Mutex // held while dialling, so one host is dialled once
+	client *ssh.Client
+	dead   chan struct{} // closed when client's connection ends
+}
+
+func newPool(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *pool {
+	return &pool{dial: dial, conns: map[string]*pooled{}}
+}
+
+// target is where a host's connection goes.
+type target struct {
+	user, hostport string
+	s              Settings
+}
+
+func (t target) key() string {
+	return strings.Join([]string{t.user, t.hostport, t.s.KeyFile, fmt.Sprint(t.s.Agent), t.s.KnownHosts}, "\x00")
+}
+
+// parseAddress splits "user@host:port" (user and port optional).
+func parseAddress(addr string, s Settings) (target, error) {
+	t := target{user: s.User, s: s}
+	hostport := addr
+	if i := strings.LastIndex(addr, "@"); i >= 0 {
+		t.user, hostport = addr[:i], addr[i+1:]
+	}
+	if _, _, err := net.SplitHostPort(hostport); err != nil {
+		hostport = net.JoinHostPort(strings.Trim(hostport, "[]"), "22")
+	}
+	host, _, _ := net.SplitHostPort(hostport)
+	if t.user == "" || host == "" {
+		return t, fmt.Errorf("address %q: expected user@host:port (or a user in the region's ssh settings)", addr)
+	}
+	t.hostport = hostport
+	return t, nil
+}
+
+// get returns the live client for t, dialling when there is none.
+func (p *pool) get(ctx context.Context, t target) (*ssh.Client, error) {
+	p.mu.Lock()
+	e := p.conns[t.key()]
+	if e == nil {
+		e = &pooled{}
+		p.conns[t.key()] = e
+	}
+	p.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client != nil {
+		select {
+		case <-e.dead:
+			e.client = nil
+		default:
+			return e.client, nil
+		}
+	}
+	c, err := p.dialRetry(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	e.client, e.dead = c, make(chan struct{})
+	go func(c *ssh.Client, dead chan struct{}) { c.Wait(); close(dead) }(c, e.dead)
+	return c, nil
+}
+
+// drop closes c if it is still t's pooled client, so the next get dials afresh.
+func (p *pool) drop(t target, c *ssh.Client) {
+	p.mu.Lock()
+	e := p.conns[t.key()]
+	p.mu.Unlock()
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	if e.client == c {
+		e.client = nil
+	}
+	e.mu.Unlock()
+	c.Close()
+}
+
+func (p *pool) closeAll() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = map[string]*pooled{}
+	p.mu.Unlock()
+	for _, e := range conns {
+		e.mu.Lock()
+		if e.client != nil {
+			e.client.Close()
+			e.client = nil
+		}
+		e.mu.Unlock()
+	}
+}
+
+// dialRetry dials with backoff on network errors; host key and auth errors fail at once.
+func (p *pool) dialRetry(ctx context.Context, t target) (*ssh.Client, error) {
+	var err error
+	for i, wait := range []time.Duration{0, 200 * time.Millisecond, time.Second} {
+		if err = sleep(ctx, wait); err != nil {
+			break
+		}
+		var c *ssh.Client
+		if c, err = p.dialOnce(ctx, t); err == nil {
+			return c, nil
+		}
+		var nerr net.Error
+		if !errors.As(err, &nerr) || i == 2 {
+			break
+		}
+	}
+	return nil, fmt.Errorf("connect to %s@%s: %w", t.user, t.hostport, err)
+}
+
+func (p *pool) dialOnce(ctx context.Context, t target) (*ssh.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	conn, err := p.dial(ctx, "tcp", t.hostport)
+	if err != nil {
+		return nil, err
+	}
+	cfg, closeAuth, err := clientConfig(t, conn.RemoteAddr())
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	defer closeAuth()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	c, chans, reqs, err := ssh.NewClientConn(conn, t.hostport, cfg)
+	if !stop() {
+		if err == nil {
+			c.Close()
+		}
+		return nil, fmt.Errorf("ssh handshake: %w", ctx.Err())
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}

@@ -1,0 +1,48 @@
+package ssh
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/immunity-app/immunity/deployers"
+)
+
+// runScript runs an argv in BASE/current with an environment. Args: base; then the
+// already-quoted `env NAME=value... argv` line.
+const runScript = `cd %s/current && exec %s`
+
+// Run runs argv on h in BASE/current over the pooled connection, with env added to its
+// environment (for example the region's tests when they run on the host). Output goes to
+// stdout and stderr; a non-zero exit is an error carrying the tail of stderr.
+func (d *Deployer) Run(ctx context.Context, h deployers.Host, argv []string, env map[string]string, stdout, stderr io.Writer) error {
+	if err := d.runOn(ctx, h, argv, env, stdout, stderr); err != nil {
+		return fmt.Errorf("run %s on %s: %w", strings.Join(argv, " "), h, err)
+	}
+	return nil
+}
+
+func (d *Deployer) runOn(ctx context.Context, h deployers.Host, argv []string, env map[string]string, stdout, stderr io.Writer) error {
+	if len(argv) == 0 {
+		return fmt.Errorf("empty command")
+	}
+	s := d.settings(h)
+	t, err := parseAddress(h.Address, s)
+	if err != nil {
+		return err
+	}
+	words, err := envArgs(env)
+	if err != nil {
+		return err
+	}
+	line, err := shellJoin(append(append([]string{"env"}, words...), argv...))
+	if err != nil {
+		return err
+	}
+	base, err := script("%s", h.Base)
+	if err != nil {
+		return err
+	}
+	return d.pool.run(ctx, t, command{script: fmt.Sprintf(runScript, base, line), stdout: stdout, stderr: stderr})
+}

@@ -1,0 +1,114 @@
+// Package ssh is the deployer for real servers, reached over SSH (golang.org/x/crypto/ssh).
+//
+// A host is "user@host:port" plus a base folder. On the host the layout is the one every
+// deployer shares:
+//
+//	BASE/releases/<sha>/          one unpacked release; .immunity-release inside holds its sha256
+//	BASE/releases/<sha>.tmp/      an upload in progress (never looks complete)
+//	BASE/current -> releases/<sha>
+//	BASE/previous -> releases/<sha>
+//
+// Upload streams the gzipped tar over the connection and unpacks it into
+// releases/<sha>.tmp as it arrives while the host hashes the same stream; only when the
+// sha256 matches does it write the .immunity-release marker and rename the folder to
+// releases/<sha>. A release whose marker already holds the checksum is not sent again. An
+// artifact gzip could not shrink is sent as the plain tar inside it (checked against that
+// tar's sha256, computed here after checking the artifact's), so hosts do not inflate it. Activate points `previous` at the old release and renames a new symlink over
+// `current` (atomic), runs the region's restart command, waits for the health check, then
+// prunes releases beyond the keep limit, never the live or previous one. Rollback is
+// Activate of an older release; the engine calls it for every host in parallel.
+//
+// Every remote command is a fixed template of this package whose arguments are all
+// single-quoted (see script); no text from a config, commit or user is ever placed in a
+// command unquoted. Host keys are checked against a known_hosts file; an unknown or
+// changed key fails that host and there is no way to turn the check off.
+//
+// One SSH connection per address is kept open and reused for upload, switch, tests and
+// rollback, so a rollback costs a few round trips rather than fresh logins. A dropped
+// connection is redialled on the next call.
+package ssh
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/immunity-app/immunity/deployers"
+)
+
+// Settings is how one region's hosts are reached and switched.
+type Settings struct {
+	User       string // used when the host address has no user@
+	KeyFile    string // private key (no passphrase); or use Agent
+	Agent      bool   // authenticate with the keys of the ssh-agent at $SSH_AUTH_SOCK
+	KnownHosts string // known_hosts file holding every host's key (required)
+	// Restart is run (argv, quoted) in BASE/current after the switch, with IMMUNITY_RELEASE,
+	// IMMUNITY_BASE and IMMUNITY_HOST in its environment. Empty: nothing is run.
+	Restart []string
+	// HealthPath is fetched on the host's URL until it answers 2xx (when the host has a URL).
+	HealthPath string
+	// HealthCommand is run (argv) in BASE/current on the host until it exits 0.
+	HealthCommand []string
+	// Timeout bounds each step on one host (upload; switch, restart and health). Default 2m.
+	Timeout time.Duration
+	// Keep is how many releases a host keeps, at least 2. Default 5.
+	Keep int
+}
+
+// Options configure a Deployer.
+type Options struct {
+	// Settings returns the settings of the host's region.
+	Settings func(h deployers.Host) Settings
+	// Dial opens the TCP connection to an address; default net.Dialer. Tests use it to
+	// cut connections; it also fits a jump host.
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger *slog.Logger
+	// TempDir holds the plain tars sent for incompressible artifacts; default os.TempDir().
+	TempDir string
+}
+
+// Deployer deploys releases to hosts over SSH. Safe for concurrent use.
+type Deployer struct {
+	opts  Options
+	pool  *pool
+	forms forms
+	log   *slog.Logger
+}
+
+var _ deployers.Deployer = (*Deployer)(nil)
+
+// New returns a Deployer; call Close to drop its connections.
+func New(opts Options) *Deployer {
+	if opts.Dial == nil {
+		var d net.Dialer
+		opts.Dial = d.DialContext
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Deployer{opts: opts, pool: newPool(opts.Dial), forms: forms{dir: opts.TempDir}, log: log}
+}
+
+// Close drops every pooled connection and deletes temporary files.
+func (d *Deployer) Close() error {
+	d.pool.closeAll()
+	d.forms.clear()
+	return nil
+}
+
+func (d *Deployer) settings(h deployers.Host) Settings {
+	var s Settings
+	if d.opts.Settings != nil {
+		s = d.opts.Settings(h)
+	}
+	if s.Timeout == 0 {
+		s.Timeout = 2 * time.Minute
+	}
+	if s.Keep == 0 {
+		s.Keep = 5
+	}
+	s.Keep = max(s.Keep, 2)
+	return s
+}

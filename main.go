@@ -1,0 +1,208 @@
+// Command immunity is a GitHub App and ChatOps bot that turns every push into a staged
+// deployment through regions, with canary analysis and one-host-at-a-time production
+// rollouts. Run `immunity help` for the commands.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"os/user"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/immunity-app/immunity/app"
+	"github.com/immunity-app/immunity/app/demo"
+	"github.com/immunity-app/immunity/pipeline"
+)
+
+const usage = `immunity — staged deployments with canary analysis, driven from GitHub and Slack
+
+usage:
+  immunity serve [--config FILE]          run the server (dashboard, API, webhooks) on IMMUNITY_LISTEN
+  immunity demo [--once]                  the whole pipeline on this machine with a sample app
+  immunity config check FILE              check a config file; every error with file:line
+  immunity promote APP REGION [--release SHA]
+  immunity rollback APP REGION [--to SHA]
+  immunity deploy APP SHA to REGION
+  immunity status [APP]
+  immunity lock APP REGION [REASON...]
+  immunity unlock APP REGION [--force]
+  immunity history APP [REGION]
+  immunity judge --config FILE --baseline FILE --canary FILE [--json]
+  immunity mirror --listen ADDR --primary URL --control URL
+
+The chat-style commands (promote … history) talk to a running server at IMMUNITY_SERVER
+(default http://127.0.0.1:3102) and go through the same command layer as Slack and GitHub.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stderr)
+	case "demo":
+		err = runDemo(ctx, args[1:], stdout)
+	case "config":
+		err = configCmd(args[1:], stdout)
+	case "promote", "rollback", "deploy", "status", "lock", "unlock", "history":
+		return remote(ctx, args, stdout, stderr)
+	case "judge":
+		err = judgeCmd(ctx, args[1:], stdout)
+	case "mirror":
+		err = mirrorCmd(ctx, args[1:], stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "immunity: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 2
+		}
+		fmt.Fprintln(stderr, "immunity:", err)
+		return 1
+	}
+	return 0
+}
+
+func configCmd(args []string, stdout io.Writer) error {
+	if len(args) != 2 || args[0] != "check" {
+		return errors.New("usage: immunity config check FILE")
+	}
+	cfg, err := pipeline.LoadConfig(args[1])
+	if err != nil {
+		return err
+	}
+	regions := 0
+	for _, a := range cfg.Apps {
+		regions += len(a.Regions)
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d apps, %d regions)\n", args[1], len(cfg.Apps), regions)
+	return nil
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgFile := fs.String("config", "", "config file (default ./immunity.yml when present)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadServeConfig(*cfgFile)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	in, err := app.Open(ctx, app.Options{Config: cfg, Logger: log, Listeners: []pipeline.Listener{app.NewConsole(stderr)}})
+	if err != nil {
+		return err
+	}
+	defer in.Close(false)
+	ln, err := in.Server.Listen(cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if err := in.Start(ctx); err != nil {
+		return err
+	}
+	in.Server.SetReady(true)
+	log.Info("immunity serving", "url", "http://"+ln.Addr().String(), "apps", len(cfg.Apps))
+	return in.Server.Serve(ctx, ln)
+}
+
+// loadServeConfig reads the config file, or starts from an empty one; the environment
+// overrides the listen address.
+func loadServeConfig(file string) (*pipeline.Config, error) {
+	if file == "" {
+		if _, err := os.Stat("immunity.yml"); err == nil {
+			file = "immunity.yml"
+		}
+	}
+	var cfg *pipeline.Config
+	if file != "" {
+		c, err := pipeline.LoadConfig(file)
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+	} else {
+		cfg = pipeline.EmptyConfig()
+	}
+	if v := os.Getenv("IMMUNITY_LISTEN"); v != "" {
+		cfg.Server.Listen = v
+	}
+	return cfg, nil
+}
+
+func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	once := fs.Bool("once", false, "run the scripted scenario, print a summary and exit (0 only if every outcome happened)")
+	listen := fs.String("listen", envOr("IMMUNITY_LISTEN", "127.0.0.1:3102"), "address of the dashboard and API")
+	dir := fs.String("dir", "", "working folder (default: a new temporary folder)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return demo.Run(ctx, demo.Options{Once: *once, Listen: *listen, Dir: *dir, Out: stdout})
+}
+
+// remote sends a chat-style command to the running server's command layer.
+func remote(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	server := strings.TrimRight(envOr("IMMUNITY_SERVER", "http://"+envOr("IMMUNITY_LISTEN", "127.0.0.1:3102")), "/")
+	actor := os.Getenv("USER")
+	if u, err := user.Current(); err == nil && actor == "" {
+		actor = u.Username
+	}
+	body, _ := json.Marshal(map[string]string{"text": strings.Join(args, " "), "actor": actor})
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, server+"/api/commands", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "immunity: cannot reach the server at %s (start it with `immunity serve` or `immunity demo`): %v\n", server, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	var reply struct {
+		OK   bool   `json:"ok"`
+		Text string `json:"text"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+		fmt.Fprintf(stderr, "immunity: bad answer from %s: %s\n", server, resp.Status)
+		return 1
+	}
+	if !reply.OK {
+		fmt.Fprintln(stderr, reply.Text)
+		return 1
+	}
+	fmt.Fprintln(stdout, reply.Text)
+	return 0
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

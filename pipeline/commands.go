@@ -1,0 +1,430 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/store"
+)
+
+// Trigger says what started a run.
+type Trigger struct {
+	Kind   string // push, cli, demo, deploy
+	Branch string
+	Actor  Actor
+}
+
+// StartRun starts a run of an app's commit (sha "" is the head of its branch). A run of
+// the same commit already in flight is returned instead of starting another, so a
+// redelivered push does nothing twice.
+func (e *Engine) StartRun(ctx context.Context, app, sha string, t Trigger) (store.Run, error) {
+	a, err := e.app(app)
+	if err != nil {
+		return store.Run{}, err
+	}
+	c, err := e.builder.Commit(ctx, a, sha)
+	if err != nil {
+		return store.Run{}, fmt.Errorf("start run of %s@%s: %w", app, short(sha), err)
+	}
+	active, err := e.st.Runs(ctx, app, true, 0)
+	if err != nil {
+		return store.Run{}, err
+	}
+	for _, r := range active {
+		if r.SHA == c.SHA {
+			return r, nil
+		}
+	}
+	if t.Branch == "" {
+		t.Branch = a.Repo.Branch
+	}
+	hosts := map[string][]string{}
+	for _, r := range a.Regions {
+		for _, h := range r.Hosts {
+			hosts[r.Name] = append(hosts[r.Name], h.Name)
+		}
+	}
+	run, err := e.st.CreateRun(ctx, store.Run{App: app, SHA: c.SHA, Branch: t.Branch, Subject: c.Subject, Author: c.Author,
+		Trigger: t.Kind, Actor: t.Actor.Name, State: RunBuilding}, a.RegionNames(), hosts)
+	if err != nil {
+		return store.Run{}, err
+	}
+	e.emitRun(ctx, RunCreated, run.ID, "", "", fmt.Sprintf("run %d: %s %s %q by %s", run.ID, app, short(c.SHA), c.Subject, c.Author))
+	e.Kick()
+	return run, nil
+}
+
+// Promote approves the release waiting for a region (sha "" means the newest waiting).
+func (e *Engine) Promote(ctx context.Context, who Actor, app, region, sha string) (string, error) {
+	msg, err := e.promote(ctx, who, app, region, sha)
+	e.audit(ctx, who, "promote", app, region, sha, err)
+	return msg, err
+}
+
+func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string) (string, error) {
+	a, err := e.app(app)
+	if err != nil {
+		return "", err
+	}
+	if _, _, err := e.region(a, region); err != nil {
+		return "", err
+	}
+	if l, err := e.st.Lock(ctx, app, region); err == nil {
+		return "", fmt.Errorf("promote %s to %s: %w by %s (%s); unlock it first", app, region, ErrLocked, l.Holder, l.Reason)
+	}
+	runs, err := e.st.Runs(ctx, app, true, 0)
+	if err != nil {
+		return "", err
+	}
+	for _, r := range runs { // newest first
+		if sha != "" && !strings.HasPrefix(r.SHA, sha) {
+			continue
+		}
+		n := nextStage(&r)
+		if n == nil || n.Region != region || (n.State != StageAwaitingApproval && n.State != StagePending) {
+			continue
+		}
+		if n.State == StagePending && r.State != RunWaiting {
+			continue
+		}
+		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: StageApproved, ApprovedBy: who.Name, Message: "promoted by " + who.String()}); err != nil {
+			return "", err
+		}
+		if err := e.st.SetRunState(ctx, r.ID, RunRunning, "promoted to "+region+" by "+who.Name); err != nil {
+			return "", err
+		}
+		e.emitRun(ctx, StageChanged, r.ID, region, "", fmt.Sprintf("%s promoted %s %s to %s", who.Name, app, short(r.SHA), region))
+		e.Kick()
+		return fmt.Sprintf("promoted %s %s to %s (run %d)", app, short(r.SHA), region, r.ID), nil
+	}
+	var waiting []string
+	for _, r := range runs {
+		if n := nextStage(&r); n != nil && n.State == StageAwaitingApproval {
+			waiting = append(waiting, fmt.Sprintf("%s for %s", short(r.SHA), n.Region))
+		}
+	}
+	what := "nothing"
+	if len(waiting) > 0 {
+		what = strings.Join(waiting, ", ")
+	}
+	if sha != "" {
+		return "", fmt.Errorf("promote %s %s to %s: %w with that release; waiting: %s", app, sha, region, ErrNothingWaiting, what)
+	}
+	return "", fmt.Errorf("promote %s to %s: %w there; waiting: %s", app, region, ErrNothingWaiting, what)
+}
+
+// Rollback puts the previous release (or toSHA) back on every host of a region, in
+// parallel. A stage running in the region is cancelled first.
+func (e *Engine) Rollback(ctx context.Context, who Actor, app, region, toSHA string) (string, error) {
+	msg, sha, err := e.rollback(ctx, who, app, region, toSHA)
+	e.audit(ctx, who, "rollback", app, region, sha, err)
+	return msg, err
+}
+
+func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA string) (string, string, error) {
+	start := time.Now()
+	a, err := e.app(app)
+	if err != nil {
+		return "", toSHA, err
+	}
+	reg, _, err := e.region(a, region)
+	if err != nil {
+		return "", toSHA, err
+	}
+	live, err := e.st.Live(ctx, app, region)
+	if err != nil {
+		return "", toSHA, err
+	}
+	current := majority(live)
+	target := toSHA
+	if target == "" {
+		hist, err := e.st.History(ctx, app, region, 100)
+		if err != nil {
+			return "", "", err
+		}
+		for _, h := range hist {
+			if h.SHA != current {
+				target = h.SHA
+				break
+			}
+		}
+		if target == "" {
+			return "", "", fmt.Errorf("roll back %s %s: %w: only %s has been live there", app, region, ErrNoPreviousRelease, short(current))
+		}
+	}
+	rel, err := e.st.Release(ctx, app, target)
+	if err != nil || rel.State != "ready" {
+		return "", target, fmt.Errorf("roll back %s %s to %s: %w", app, region, target, ErrUnknownRelease)
+	}
+	e.cancelRegion(ctx, app, region, fmt.Sprintf("cancelled: %s rolled %s back", who.Name, region))
+	dep, err := e.deployer(a, reg)
+	if err != nil {
+		return "", rel.SHA, err
+	}
+	dr := deployers.Release{App: app, SHA: rel.SHA, Artifact: rel.Artifact, Checksum: rel.Checksum}
+	hosts := e.Hosts(a, reg)
+	err = parallel(hosts, func(h deployers.Host) error {
+		if err := dep.Upload(ctx, h, dr); err != nil {
+			return fmt.Errorf("roll back %s to %s: %w", h, short(rel.SHA), err)
+		}
+		if err := dep.Activate(ctx, h, rel.SHA); err != nil {
+			return fmt.Errorf("roll back %s to %s: %w", h, short(rel.SHA), err)
+		}
+		return e.st.SetLive(ctx, app, region, h.Name, rel.SHA)
+	})
+	if err != nil {
+		return "", rel.SHA, err
+	}
+	e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: region, SHA: rel.SHA, Action: "rollback", Actor: who.Name})
+	msg := fmt.Sprintf("rolled back %s %s to %s (was %s) on %s in %.1fs", app, region, short(rel.SHA), short(current), plural(len(hosts), "host"), time.Since(start).Seconds())
+	e.emit(ctx, Event{Kind: RolledBack, App: app, Region: region, SHA: rel.SHA, Actor: who, Message: msg})
+	e.st.AddEvent(ctx, store.Event{App: app, Region: region, Kind: RolledBack, Message: msg})
+	return msg, rel.SHA, nil
+}
+
+// cancelRegion stops a stage running in a region and records why.
+func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) {
+	runs, err := e.st.Runs(ctx, app, true, 0)
+	if err != nil {
+		return
+	}
+	for _, r := range runs {
+		for _, s := range r.Stages {
+			if s.Region != region || !ActiveStage(s.State) {
+				continue
+			}
+			e.mu.Lock()
+			cancel := e.running[s.ID]
+			e.mu.Unlock()
+			if cancel != nil {
+				cancel()
+				for e.isRunning(s.ID) {
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+			e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageCancelled, Message: why, Finish: true})
+			e.st.SetRunState(ctx, r.ID, RunCancelled, why)
+			e.emitRun(ctx, RunChanged, r.ID, region, "", why)
+		}
+	}
+}
+
+// Deploy puts a known release on one region, outside the normal order, subject to locks.
+func (e *Engine) Deploy(ctx context.Context, who Actor, app, sha, region string) (string, error) {
+	msg, err := e.deploy(ctx, who, app, sha, region)
+	e.audit(ctx, who, "deploy", app, region, sha, err)
+	return msg, err
+}
+
+func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string) (string, error) {
+	a, err := e.app(app)
+	if err != nil {
+		return "", err
+	}
+	reg, _, err := e.region(a, region)
+	if err != nil {
+		return "", err
+	}
+	if l, err := e.st.Lock(ctx, app, region); err == nil {
+		return "", fmt.Errorf("deploy %s to %s: %w by %s (%s)", app, region, ErrLocked, l.Holder, l.Reason)
+	}
+	rel, err := e.st.Release(ctx, app, sha)
+	if err != nil || rel.State != "ready" {
+		return "", fmt.Errorf("deploy %s %s: %w (only built releases can be deployed)", app, sha, ErrUnknownRelease)
+	}
+	var hosts []string
+	for _, h := range reg.Hosts {
+		hosts = append(hosts, h.Name)
+	}
+	run, err := e.st.CreateRun(ctx, store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: "deploy", Actor: who.Name, State: RunRunning},
+		[]string{region}, map[string][]string{region: hosts})
+	if err != nil {
+		return "", err
+	}
+	if err := e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: StageApproved, ApprovedBy: who.Name, Message: "deploy asked by " + who.String()}); err != nil {
+		return "", err
+	}
+	e.emitRun(ctx, RunCreated, run.ID, region, "", fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region))
+	e.Kick()
+	return fmt.Sprintf("deploying %s %s to %s (run %d)", app, short(rel.SHA), region, run.ID), nil
+}
+
+// Lock freezes a region: no automatic deploys or promotions there until Unlock.
+func (e *Engine) Lock(ctx context.Context, who Actor, app, region, reason string) (string, error) {
+	err := e.lock(ctx, who, app, region, reason)
+	e.audit(ctx, who, "lock", app, region, "", err)
+	if err != nil {
+		return "", err
+	}
+	e.emit(ctx, Event{Kind: Locked, App: app, Region: region, Actor: who, Message: fmt.Sprintf("%s locked %s %s: %s", who.Name, app, region, reason)})
+	return fmt.Sprintf("locked %s %s: %s", app, region, reason), nil
+}
+
+func (e *Engine) lock(ctx context.Context, who Actor, app, region, reason string) error {
+	a, err := e.app(app)
+	if err != nil {
+		return err
+	}
+	if _, _, err := e.region(a, region); err != nil {
+		return err
+	}
+	if reason == "" {
+		reason = "no reason given"
+	}
+	if err := e.st.PutLock(ctx, store.Lock{App: app, Region: region, Holder: who.Name, Reason: reason}); err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return fmt.Errorf("lock %s %s: %w", app, region, ErrLocked)
+		}
+		return err
+	}
+	return nil
+}
+
+// Unlock lifts a region's freeze; only its holder may, unless force.
+func (e *Engine) Unlock(ctx context.Context, who Actor, app, region string, force bool) (string, error) {
+	l, err := e.st.Lock(ctx, app, region)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		err = fmt.Errorf("unlock %s %s: it is not locked", app, region)
+	case err != nil:
+	case l.Holder != who.Name && !force:
+		err = fmt.Errorf("unlock %s %s: locked by %s (%s); only they can unlock it, or use --force", app, region, l.Holder, l.Reason)
+	default:
+		err = e.st.DeleteLock(ctx, app, region)
+	}
+	args := ""
+	if force {
+		args = "--force"
+	}
+	e.auditArgs(ctx, who, "unlock", app, region, "", args, err)
+	if err != nil {
+		return "", err
+	}
+	e.emit(ctx, Event{Kind: Unlocked, App: app, Region: region, Actor: who, Message: fmt.Sprintf("%s unlocked %s %s", who.Name, app, region)})
+	e.Kick()
+	return fmt.Sprintf("unlocked %s %s", app, region), nil
+}
+
+// Rerun runs a region's stage of a run again.
+func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region string) (string, error) {
+	r, err := e.st.Run(ctx, runID)
+	if err != nil {
+		return "", err
+	}
+	var st *store.Stage
+	for i := range r.Stages {
+		if r.Stages[i].Region == region {
+			st = &r.Stages[i]
+		}
+	}
+	switch {
+	case st == nil:
+		err = fmt.Errorf("rerun run %d: %w %q", runID, ErrUnknownRegion, region)
+	case ActiveStage(st.State) || waitingStage(st.State):
+		err = fmt.Errorf("rerun %s of run %d: the stage is %s", region, runID, st.State)
+	}
+	if err == nil {
+		if err = e.st.ResetHostSteps(ctx, st.ID); err == nil {
+			err = e.st.UpdateStage(ctx, st.ID, store.StageUpdate{State: StagePending, Message: "re-run asked by " + who.String()})
+			for _, later := range r.Stages {
+				if later.Position > st.Position && (later.State == StageSkipped || later.State == StageCancelled) {
+					e.st.ResetHostSteps(ctx, later.ID)
+					e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: StagePending, Message: " "})
+				}
+			}
+		}
+		if err == nil {
+			err = e.st.SetRunState(ctx, runID, RunRunning, "re-running "+region)
+		}
+	}
+	e.audit(ctx, who, "rerun", r.App, region, r.SHA, err)
+	if err != nil {
+		return "", err
+	}
+	e.emitRun(ctx, StageChanged, runID, region, "", fmt.Sprintf("%s re-runs %s of %s", who.Name, region, short(r.SHA)))
+	e.Kick()
+	return fmt.Sprintf("re-running %s of %s %s (run %d)", region, r.App, short(r.SHA), runID), nil
+}
+
+// Seed makes a release live in every region at once, without tests: the starting point of
+// a new app (and of the demo).
+func (e *Engine) Seed(ctx context.Context, who Actor, app, sha string) (string, error) {
+	a, err := e.app(app)
+	if err != nil {
+		return "", err
+	}
+	c, err := e.builder.Commit(ctx, a, sha)
+	if err != nil {
+		return "", err
+	}
+	e.st.PutRelease(ctx, store.Release{App: app, SHA: c.SHA, Subject: c.Subject, Author: c.Author, State: "building"})
+	rel, err := e.builder.Build(ctx, a, c.SHA)
+	if err != nil {
+		return "", fmt.Errorf("seed %s: %w", app, err)
+	}
+	if err := e.st.PutRelease(ctx, store.Release{App: app, SHA: c.SHA, Subject: c.Subject, Author: c.Author, State: "ready", Artifact: rel.Artifact, Checksum: rel.Checksum}); err != nil {
+		return "", err
+	}
+	err = parallel(a.Regions, func(reg Region) error {
+		dep, err := e.deployer(a, &reg)
+		if err != nil {
+			return err
+		}
+		err = parallel(e.Hosts(a, &reg), func(h deployers.Host) error {
+			if err := dep.Upload(ctx, h, rel); err != nil {
+				return fmt.Errorf("seed %s: %w", h, err)
+			}
+			if err := dep.Activate(ctx, h, rel.SHA); err != nil {
+				return fmt.Errorf("seed %s: %w", h, err)
+			}
+			return e.st.SetLive(ctx, app, reg.Name, h.Name, rel.SHA)
+		})
+		if err == nil {
+			e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: reg.Name, SHA: rel.SHA, Action: "seed", Actor: who.Name})
+			e.emit(ctx, Event{Kind: Deployed, App: app, Region: reg.Name, SHA: rel.SHA, Actor: who, Message: fmt.Sprintf("%s %s is live in %s", app, short(rel.SHA), reg.Name)})
+		}
+		return err
+	})
+	e.audit(ctx, who, "seed", app, "", c.SHA, err)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s %s is live in every region", app, short(c.SHA)), nil
+}
+
+// Audit records an action decided outside the engine (a refusal, a parse error).
+func (e *Engine) Audit(ctx context.Context, who Actor, action, app, region, sha, args, outcome, detail string) {
+	e.st.AddAudit(ctx, store.Audit{Actor: who.Name, Via: who.Via, Action: action, App: app, Region: region, SHA: sha, Args: args, Outcome: outcome, Detail: detail})
+}
+
+func (e *Engine) audit(ctx context.Context, who Actor, action, app, region, sha string, err error) {
+	e.auditArgs(ctx, who, action, app, region, sha, "", err)
+}
+
+func (e *Engine) auditArgs(ctx context.Context, who Actor, action, app, region, sha, args string, err error) {
+	outcome, detail := "ok", ""
+	if err != nil {
+		outcome, detail = "failed", err.Error()
+		if errors.Is(err, ErrLocked) {
+			outcome = "refused"
+		}
+	}
+	e.Audit(ctx, who, action, app, region, sha, args, outcome, detail)
+}
+
+// majority is the SHA most hosts of a region run.
+func majority(live map[string]string) string {
+	count := map[string]int{}
+	best := ""
+	for _, sha := range live {
+		count[sha]++
+		if count[sha] > count[best] || (count[sha] == count[best] && sha < best) {
+			best = sha
+		}
+	}
+	return best
+}

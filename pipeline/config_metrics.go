@@ -1,0 +1,161 @@
+package pipeline
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"text/template"
+
+	"github.com/immunity-app/immunity/pipeline/judge"
+)
+
+// Metric is one application metric the judge compares between canary and baseline: how
+// it is judged (kind, direction, allowed effect, critical, no_data) and where its samples
+// come from (query for the Prometheus source, scrape for the hosts' /metrics).
+//
+// A latency or gauge metric gives one sample per interval and host: query is a
+// Prometheus expression returning that value; scrape names an exposition metric (a
+// selector such as `http_request_duration_seconds{path="/api"}`), of which a histogram
+// gives the interval's mean (or its Quantile), a gauge its value.
+//
+// A rate metric counts events out of trials (errors out of requests). Query and scrape
+// select the events' counter and TrialsQuery / TrialsScrape the trials' counter; the
+// source reports their increase since the window began.
+//
+// Query templates may use {{.Region}}, {{.Host}} and {{.Release}}.
+type Metric struct {
+	Name          string  `yaml:"name"`
+	Kind          string  `yaml:"kind"`           // latency, rate or gauge
+	Direction     string  `yaml:"direction"`      // which change is bad: increase (default), decrease, either
+	AllowedEffect float64 `yaml:"allowed_effect"` // relative change tolerated: 0.2 = 20% worse is still fine
+	Critical      bool    `yaml:"critical"`       // a failing critical metric fails the stage
+	NoData        string  `yaml:"no_data"`        // what no data means: inconclusive (default), pass, fail
+	Unit          string  `yaml:"unit"`           // for explanations: s, ms, bytes, or any word
+
+	Query        string  `yaml:"query"`         // Prometheus query template (events, for a rate)
+	TrialsQuery  string  `yaml:"trials_query"`  // rate: the trials' query template
+	Scrape       string  `yaml:"scrape"`        // exposition metric selector (events, for a rate)
+	TrialsScrape string  `yaml:"trials_scrape"` // rate: the trials' selector
+	Quantile     float64 `yaml:"quantile"`      // histogram samples: this quantile instead of the mean
+}
+
+// Judge is the metric as the judge sees it, defaults applied.
+func (m Metric) Judge() judge.Metric {
+	dir := judge.Direction(m.Direction)
+	if dir == "" {
+		dir = judge.Increase
+	}
+	nd := judge.NoData(m.NoData)
+	if nd == "" {
+		nd = judge.NoDataInconclusive
+	}
+	return judge.Metric{
+		Name: m.Name, Kind: judge.Kind(m.Kind), Direction: dir, AllowedEffect: m.AllowedEffect,
+		Critical: m.Critical, NoData: nd, Unit: m.Unit,
+	}
+}
+
+// DefaultMetrics suits an app exposing http_requests_total{code} and the histogram
+// http_request_duration_seconds (the Prometheus client's conventions).
+func DefaultMetrics() []Metric {
+	host := `instance="{{.Host}}"`
+	return []Metric{
+		{
+			Name: "error_rate", Kind: "rate", Direction: "increase", AllowedEffect: 0.2, Critical: true,
+			Scrape: `http_requests_total{code=~"5.."}`, TrialsScrape: "http_requests_total",
+			Query:       `sum(http_requests_total{code=~"5..",` + host + `})`,
+			TrialsQuery: `sum(http_requests_total{` + host + `})`,
+		},
+		{
+			Name: "latency", Kind: "latency", Direction: "increase", AllowedEffect: 0.2, Unit: "s",
+			Scrape: "http_request_duration_seconds",
+			Query: `sum(rate(http_request_duration_seconds_sum{` + host + `}[30s]))` +
+				` / sum(rate(http_request_duration_seconds_count{` + host + `}[30s]))`,
+		},
+	}
+}
+
+var (
+	metricKinds      = []string{"latency", "rate", "gauge"}
+	metricDirections = []string{"increase", "decrease", "either"}
+	metricNoData     = []string{"inconclusive", "pass", "fail"}
+)
+
+// check reports the metric's problems through add; path is its config path
+// ("apps[0].metrics[1]").
+func (m Metric) check(add func(path, format string, args ...any), path string) {
+	name := m.Name
+	if name == "" {
+		add(path+".name", "metric: name: expected a name")
+		name = path
+	}
+	if !slices.Contains(metricKinds, m.Kind) {
+		add(path+".kind", "metric %s: kind: expected one of %s, got %q", name, strings.Join(metricKinds, ", "), m.Kind)
+	}
+	if m.Direction != "" && !slices.Contains(metricDirections, m.Direction) {
+		add(path+".direction", "metric %s: direction: expected one of %s, got %q", name, strings.Join(metricDirections, ", "), m.Direction)
+	}
+	if m.NoData != "" && !slices.Contains(metricNoData, m.NoData) {
+		add(path+".no_data", "metric %s: no_data: expected one of %s, got %q", name, strings.Join(metricNoData, ", "), m.NoData)
+	}
+	switch {
+	case m.AllowedEffect < 0 || m.AllowedEffect > 100:
+		add(path+".allowed_effect", "metric %s: allowed_effect: expected a fraction such as 0.2 (20%% worse tolerated), got %v", name, m.AllowedEffect)
+	case m.AllowedEffect >= 1 && m.Direction != "" && m.Direction != "increase":
+		add(path+".allowed_effect", "metric %s: allowed_effect: %v allows a drop of 100%% or more, so a decrease can never fail; expected less than 1", name, m.AllowedEffect)
+	}
+	if m.Quantile < 0 || m.Quantile >= 1 || (m.Quantile > 0 && m.Kind == "rate") {
+		add(path+".quantile", "metric %s: quantile: expected a number between 0 and 1 for a latency or gauge metric, got %v", name, m.Quantile)
+	}
+	m.checkSources(add, path, name)
+}
+
+func (m Metric) checkSources(add func(path, format string, args ...any), path, name string) {
+	for _, q := range []struct{ key, text string }{{"query", m.Query}, {"trials_query", m.TrialsQuery}} {
+		if err := checkQueryTemplate(q.text); err != nil {
+			add(path+"."+q.key, "metric %s: %s: %v", name, q.key, err)
+		}
+	}
+	if m.Kind == "rate" {
+		if (m.Query == "") != (m.TrialsQuery == "") {
+			add(path+".trials_query", "metric %s: a rate needs both query (events) and trials_query (trials), or neither", name)
+		}
+		if (m.Scrape == "") != (m.TrialsScrape == "") {
+			add(path+".trials_scrape", "metric %s: a rate needs both scrape (events) and trials_scrape (trials), or neither", name)
+		}
+		return
+	}
+	if m.TrialsQuery != "" || m.TrialsScrape != "" {
+		add(path+".kind", "metric %s: trials_query and trials_scrape are for rate metrics, this one is %s", name, m.Kind)
+	}
+}
+
+// checkQueryTemplate parses a query template and runs it on sample values, so a typo
+// such as {{.Hots}} is reported when the config is loaded, not during a deploy.
+func checkQueryTemplate(text string) error {
+	if text == "" {
+		return nil
+	}
+	t, err := template.New("query").Option("missingkey=error").Parse(text)
+	if err != nil {
+		return fmt.Errorf("parse template: %w", err)
+	}
+	vars := struct{ Region, Host, Release string }{"prod3", "host1", "1a2b3c4"}
+	if err := t.Execute(&strings.Builder{}, vars); err != nil {
+		return fmt.Errorf("template uses something other than {{.Region}}, {{.Host}}, {{.Release}}: %w", err)
+	}
+	return nil
+}
+
+// checkMetrics checks an app's metric list: each metric, and that names are unique.
+func checkMetrics(add func(path, format string, args ...any), path string, ms []Metric) {
+	seen := map[string]bool{}
+	for i, m := range ms {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		m.check(add, p)
+		if m.Name != "" && seen[m.Name] {
+			add(p+".name", "metric %s: given twice", m.Name)
+		}
+		seen[m.Name] = true
+	}
+}

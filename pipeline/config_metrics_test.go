@@ -1,0 +1,81 @@
+package pipeline
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
+
+	"github.com/immunity-app/immunity/pipeline/judge"
+)
+
+// problems collects what check reports, as "path: message".
+type problems []string
+
+func (p *problems) add(path, format string, args ...any) {
+	*p = append(*p, path+": "+fmt.Sprintf(format, args...))
+}
+
+func TestDefaultMetricsAreValid(t *testing.T) {
+	t.Parallel()
+	var ps problems
+	checkMetrics(ps.add, "apps[0].metrics", DefaultMetrics())
+	if len(ps) > 0 {
+		t.Errorf("default metrics have problems: %v", ps)
+	}
+	got := []judge.Metric{DefaultMetrics()[0].Judge(), DefaultMetrics()[1].Judge()}
+	want := []judge.Metric{
+		{Name: "error_rate", Kind: judge.Rate, Direction: judge.Increase, AllowedEffect: 0.2, Critical: true, NoData: judge.NoDataInconclusive},
+		{Name: "latency", Kind: judge.Latency, Direction: judge.Increase, AllowedEffect: 0.2, NoData: judge.NoDataInconclusive, Unit: "s"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Judge() (-want +got):\n%s", diff)
+	}
+}
+
+func TestMetricCheck(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		yaml string
+		want string // "" for no problem
+	}{
+		{"{name: p99, kind: latency, allowed_effect: 0.2, query: 'histogram_quantile(0.99, rate(x{instance=\"{{.Host}}\",region=\"{{.Region}}\"}[1m]))'}", ""},
+		{"{name: errors, kind: rate, critical: true, scrape: 'req{code=~\"5..\"}', trials_scrape: req}", ""},
+		{"{kind: latency}", "apps[0].metrics[0].name: metric: name: expected a name"},
+		{"{name: p99, kind: histogram}", "apps[0].metrics[0].kind: metric p99: kind: expected one of latency, rate, gauge, got \"histogram\""},
+		{"{name: p99, kind: latency, direction: up}", "direction: expected one of increase, decrease, either"},
+		{"{name: p99, kind: latency, no_data: ignore}", "no_data: expected one of inconclusive, pass, fail"},
+		{"{name: p99, kind: latency, allowed_effect: -0.1}", "allowed_effect: expected a fraction"},
+		{"{name: signups, kind: gauge, direction: decrease, allowed_effect: 1}", "a decrease can never fail"},
+		{"{name: p99, kind: latency, query: 'x{instance=\"{{.Hots}}\"}'}", "apps[0].metrics[0].query: metric p99: query: template uses something other than"},
+		{"{name: p99, kind: latency, query: 'x{instance=\"{{.Host}\"}'}", "query: parse template"},
+		{"{name: errors, kind: rate, query: 'sum(errors)'}", "a rate needs both query (events) and trials_query"},
+		{"{name: errors, kind: rate, trials_scrape: req}", "a rate needs both scrape (events) and trials_scrape"},
+		{"{name: p99, kind: latency, trials_query: 'sum(x)'}", "trials_query and trials_scrape are for rate metrics"},
+		{"{name: errors, kind: rate, quantile: 0.99}", "quantile: expected a number between 0 and 1"},
+	} {
+		var m Metric
+		if err := yaml.Unmarshal([]byte(tc.yaml), &m); err != nil {
+			t.Fatalf("%s: %v", tc.yaml, err)
+		}
+		var ps problems
+		m.check(ps.add, "apps[0].metrics[0]")
+		switch {
+		case tc.want == "" && len(ps) > 0:
+			t.Errorf("%s: unexpected problems %v", tc.yaml, ps)
+		case tc.want != "" && (len(ps) != 1 || !strings.Contains(ps[0], tc.want)):
+			t.Errorf("%s: problems %q, want one containing %q", tc.yaml, ps, tc.want)
+		}
+	}
+}
+
+func TestMetricNamesUnique(t *testing.T) {
+	t.Parallel()
+	var ps problems
+	checkMetrics(ps.add, "apps[1].metrics", []Metric{{Name: "a", Kind: "gauge"}, {Name: "a", Kind: "gauge"}})
+	if want := []string{"apps[1].metrics[1].name: metric a: given twice"}; !cmp.Equal(want, []string(ps)) {
+		t.Errorf("problems = %q, want %q", ps, want)
+	}
+}

@@ -1,0 +1,264 @@
+// Package pipeline is Immunity's engine: the config model, the run/stage state machine,
+// scheduling, batching, locks and the monitoring step that asks the judge.
+//
+// A run carries one immutable release through an app's regions in order. Each region's
+// part is a stage: (await approval) → deploy → test → (monitor → judge). Production regions
+// roll out HostsAtATime hosts at a time, each batch deployed, tested and monitored before
+// the next; a failure there rolls back every host the stage switched. One stage at a time
+// runs in a region; when several runs wait for the same region, the newest wins and the
+// older ones are superseded (batching). A locked region takes no automatic progress and no
+// promotion.
+//
+// Every transition is written to the store before it is acted on; Start resumes whatever
+// was in flight, re-checking a host step that may or may not have finished instead of
+// repeating it. The engine tells the world through Listener; it imports no GitHub, Slack
+// or SSH code.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/store"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrUnknownApp        = errors.New("unknown app")
+	ErrUnknownRegion     = errors.New("unknown region")
+	ErrLocked            = errors.New("region is locked")
+	ErrNothingWaiting    = errors.New("nothing is waiting for promotion")
+	ErrUnknownRelease    = errors.New("unknown release")
+	ErrRegionBusy        = errors.New("region is busy")
+	ErrNoPreviousRelease = errors.New("no previous release")
+)
+
+// Builder builds the release of one commit of an app (pipeline/release does it).
+type Builder interface {
+	Build(ctx context.Context, app *App, sha string) (deployers.Release, error)
+	// Commit describes a commit; sha "" means the head of the app's branch.
+	Commit(ctx context.Context, app *App, sha string) (Commit, error)
+}
+
+// Commit is what the engine needs to know of a commit.
+type Commit struct {
+	SHA, Subject, Author string
+}
+
+// Tester runs an app's integration tests against one host.
+type Tester interface {
+	Test(ctx context.Context, app *App, rel deployers.Release, h deployers.Host) (output string, err error)
+}
+
+// Options are what an Engine is made of.
+type Options struct {
+	Config  *Config
+	Store   *store.Store
+	Builder Builder
+	Tester  Tester
+	Monitor Monitor // nil: monitored regions fail with a clear error
+	// Deployer returns the deployer for a region of an app.
+	Deployer func(app *App, region *Region) (deployers.Deployer, error)
+	Logger   *slog.Logger
+	// Tick is how often the scheduler looks at waiting runs even when nothing kicks it.
+	Tick time.Duration
+}
+
+// Engine drives runs. Make one with New, add listeners, then Start.
+type Engine struct {
+	cfg       *Config
+	st        *store.Store
+	builder   Builder
+	tester    Tester
+	monitor   Monitor
+	deployer  func(app *App, region *Region) (deployers.Deployer, error)
+	log       *slog.Logger
+	tick      time.Duration
+	listeners []Listener
+
+	mu       sync.Mutex
+	running  map[int64]context.CancelFunc // stage id -> cancel of its goroutine
+	building map[int64]bool               // run id -> build in progress
+	kick     chan struct{}
+	wg       sync.WaitGroup
+	ctx      context.Context
+	stop     context.CancelFunc
+}
+
+// New makes an engine.
+func New(o Options) (*Engine, error) {
+	if o.Config == nil || o.Store == nil || o.Builder == nil || o.Deployer == nil {
+		return nil, errors.New("pipeline.New: Config, Store, Builder and Deployer are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Tick == 0 {
+		o.Tick = time.Second
+	}
+	if o.Tester == nil {
+		o.Tester = CommandTester{}
+	}
+	return &Engine{
+		cfg: o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
+		deployer: o.Deployer, log: o.Logger, tick: o.Tick,
+		running: map[int64]context.CancelFunc{}, building: map[int64]bool{},
+		kick: make(chan struct{}, 1),
+	}, nil
+}
+
+// Config returns the engine's config.
+func (e *Engine) Config() *Config { return e.cfg }
+
+// Store returns the engine's store.
+func (e *Engine) Store() *store.Store { return e.st }
+
+// AddListener adds a reporter. Call it before Start.
+func (e *Engine) AddListener(l Listener) { e.listeners = append(e.listeners, l) }
+
+// Start resumes what was in flight and starts scheduling. It returns at once; Stop ends it.
+func (e *Engine) Start(ctx context.Context) error {
+	e.ctx, e.stop = context.WithCancel(ctx)
+	runs, err := e.st.Runs(e.ctx, "", true, 0)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	for _, r := range runs {
+		e.log.Info("resuming run", "app", r.App, "run", r.ID, "sha", short(r.SHA), "state", r.State)
+	}
+	e.wg.Add(1)
+	go e.loop()
+	e.Kick()
+	return nil
+}
+
+// Stop stops scheduling and waits for stage goroutines to end. Work in flight is left as
+// persisted, for the next Start to resume.
+func (e *Engine) Stop() {
+	if e.stop != nil {
+		e.stop()
+	}
+	e.wg.Wait()
+}
+
+// Kick asks the scheduler to look at the runs now.
+func (e *Engine) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) loop() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.tick)
+	defer t.Stop()
+	for {
+		if err := e.schedule(e.ctx); err != nil && e.ctx.Err() == nil {
+			e.log.Error("schedule", "err", err)
+		}
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-e.kick:
+		case <-t.C:
+		}
+	}
+}
+
+// emit tells every listener about a persisted change.
+func (e *Engine) emit(ctx context.Context, ev Event) {
+	ev.Time = time.Now()
+	if ev.Run.ID == 0 && ev.Stage != nil {
+		ev.Run, _ = e.st.Run(ctx, ev.Stage.RunID)
+	}
+	if ev.Stage != nil {
+		for i := range ev.Run.Stages {
+			if ev.Run.Stages[i].ID == ev.Stage.ID {
+				ev.Stage = &ev.Run.Stages[i]
+			}
+		}
+	}
+	if ev.App == "" {
+		ev.App = ev.Run.App
+	}
+	for _, l := range e.listeners {
+		l.Notify(ctx, ev)
+	}
+}
+
+// emitRun reloads a run and emits an event about it (and a stage of it, by region).
+func (e *Engine) emitRun(ctx context.Context, kind string, runID int64, region, host, msg string) {
+	r, err := e.st.Run(ctx, runID)
+	if err != nil {
+		e.log.Error("reload run for event", "run", runID, "err", err)
+		return
+	}
+	ev := Event{Kind: kind, Run: r, Region: region, Host: host, Message: msg, SHA: r.SHA}
+	for i := range r.Stages {
+		if r.Stages[i].Region == region {
+			ev.Stage = &r.Stages[i]
+		}
+	}
+	if kind != Logged && msg != "" {
+		e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: kind, Message: msg})
+	}
+	e.emit(ctx, ev)
+}
+
+// logf records a line in a run's log and tells listeners.
+func (e *Engine) logf(ctx context.Context, runID int64, region, host, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	r, _ := e.st.Run(ctx, runID)
+	e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: Logged, Message: msg})
+	e.emitRun(ctx, Logged, runID, region, host, msg)
+}
+
+func (e *Engine) app(name string) (*App, error) {
+	a, ok := e.cfg.App(name)
+	if !ok {
+		return nil, fmt.Errorf("%w %q; apps: %v", ErrUnknownApp, name, e.appNames())
+	}
+	return a, nil
+}
+
+func (e *Engine) appNames() []string {
+	var out []string
+	for _, a := range e.cfg.Apps {
+		out = append(out, a.Name)
+	}
+	return out
+}
+
+func (e *Engine) region(a *App, name string) (*Region, int, error) {
+	r, i, ok := a.Region(name)
+	if !ok {
+		return nil, -1, fmt.Errorf("%w %q in app %s; regions: %v", ErrUnknownRegion, name, a.Name, a.RegionNames())
+	}
+	return r, i, nil
+}
+
+// Hosts returns the deployer's view of a region's hosts.
+func (e *Engine) Hosts(a *App, r *Region) []deployers.Host {
+	var out []deployers.Host
+	for _, h := range r.Hosts {
+		base := h.Path
+		if r.Deployer == "local" {
+			base = fmt.Sprintf("%s/hosts/%s/%s/%s", e.cfg.Server.DataDir, a.Name, r.Name, h.Name)
+		}
+		out = append(out, deployers.Host{App: a.Name, Region: r.Name, Name: h.Name, Address: h.Address, Base: base, Port: h.Port, URL: h.URL})
+	}
+	return out
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

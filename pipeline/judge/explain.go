@@ -1,0 +1,133 @@
+package judge
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// explain is a metric's Why: both sides' values, the effect and its interval, the sample
+// sizes, and the rule that decided.
+func explain(r MetricResult, m Metric, lv level) string {
+	var side string
+	if m.Kind == Rate {
+		if r.EventsBaseline+r.EventsCanary == 0 {
+			return fmt.Sprintf("%s: canary 0/%d vs baseline 0/%d, no events on either side: %s", m.Name, r.NCanary, r.NBaseline, r.Outcome)
+		}
+		side = fmt.Sprintf("canary %s (%d/%d) vs baseline %s (%d/%d)",
+			formatRate(r.Canary), r.EventsCanary, r.NCanary, formatRate(r.Baseline), r.EventsBaseline, r.NBaseline)
+	} else {
+		side = fmt.Sprintf("canary %s vs baseline %s", formatValue(r.Canary, m.Unit), formatValue(r.Baseline, m.Unit))
+	}
+	n := ""
+	if m.Kind != Rate {
+		n = fmt.Sprintf(", n=%d/%d", r.NCanary, r.NBaseline)
+	}
+	if r.Dispersion >= 1.5 {
+		n = fmt.Sprintf(", bursty counts (variance ×%.1f allowed for)", r.Dispersion)
+	}
+	return fmt.Sprintf("%s: %s, %s [%s, %s]%s, %s: %s", m.Name, side,
+		formatEffect(r.Effect), formatEffect(r.Low), formatEffect(r.High), n, rule(r, m, lv), r.Outcome)
+}
+
+// rule says which comparison decided the outcome.
+func rule(r MetricResult, m Metric, lv level) string {
+	allowed := allowedText(m)
+	switch {
+	case lv.decide == 0 && lv.wait != "":
+		return lv.wait
+	case lv.decide == 0:
+		return fmt.Sprintf("too early to decide (look %d of %d)", lv.look, lv.looks)
+	case r.Outcome == Fail && r.Effect > 0:
+		return "significantly higher, beyond the allowed " + allowed
+	case r.Outcome == Fail:
+		return "significantly lower, beyond the allowed " + allowed
+	case r.Outcome == Marginal:
+		return "significantly worse, but within the allowed " + allowed
+	case r.Low > 0 || r.High < 0:
+		return "a significant change in the harmless direction"
+	}
+	return "no significant change"
+}
+
+func allowedText(m Metric) string {
+	p := formatPercent(m.AllowedEffect)
+	switch m.Direction {
+	case Decrease:
+		return "-" + p
+	case Either:
+		return "±" + p
+	}
+	return "+" + p
+}
+
+func noDataWhy(m Metric, lv level, o Outcome) string {
+	if !lv.final {
+		return fmt.Sprintf("%s: no data yet: %s", m.Name, o)
+	}
+	policy := m.NoData
+	if policy == "" {
+		policy = NoDataInconclusive
+	}
+	return fmt.Sprintf("%s: no data (no_data: %s): %s", m.Name, policy, o)
+}
+
+// formatEffect prints a relative change: +110%, -3.5%, +∞.
+func formatEffect(e float64) string {
+	switch {
+	case e >= maxEffect:
+		return "+∞"
+	case e <= -maxEffect:
+		return "-∞"
+	}
+	s := formatPercent(math.Abs(e))
+	if e < 0 && s != "0%" {
+		return "-" + s
+	}
+	return "+" + s
+}
+
+func formatPercent(f float64) string {
+	p := 100 * f
+	switch {
+	case p >= 10:
+		return strconv.FormatFloat(p, 'f', 0, 64) + "%"
+	case p >= 0.05:
+		return strings.TrimSuffix(strconv.FormatFloat(p, 'f', 1, 64), ".0") + "%"
+	case p == 0:
+		return "0%"
+	}
+	return strconv.FormatFloat(p, 'g', 2, 64) + "%"
+}
+
+func formatRate(f float64) string {
+	if f == 0 {
+		return "0%"
+	}
+	return strconv.FormatFloat(100*f, 'g', 3, 64) + "%"
+}
+
+// formatValue prints a value in its unit: s and ms as durations, bytes in powers of 1024.
+func formatValue(v float64, unit string) string {
+	g := func(x float64) string { return strconv.FormatFloat(x, 'g', 3, 64) }
+	switch unit {
+	case "s", "seconds":
+		if math.Abs(v) < 1 {
+			return g(v*1000) + " ms"
+		}
+		return g(v) + " s"
+	case "ms":
+		return g(v) + " ms"
+	case "bytes":
+		for _, u := range []string{"B", "KiB", "MiB", "GiB"} {
+			if math.Abs(v) < 1024 || u == "GiB" {
+				return g(v) + " " + u
+			}
+			v /= 1024
+		}
+	case "", "1":
+		return g(v)
+	}
+	return g(v) + " " + unit
+}

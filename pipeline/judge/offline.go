@@ -1,0 +1,249 @@
+package judge
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Offline judging: two recorded sets of samples are replayed look by look, exactly as
+// the live pipeline judges a monitoring window.
+//
+// CSV format (one file per side), a header row "time,metric,value" optional:
+//
+//	time   Unix seconds (1732240000.5) or RFC 3339 (2024-11-22T01:46:40Z)
+//	metric a metric's name from the config, or NAME.events / NAME.trials for a rate
+//	value  a number
+//
+// A latency or gauge metric's rows are its samples. A rate metric takes either rows
+// NAME.events and NAME.trials, each the count in the interval ending at time (errors and
+// requests in those 10 s), or plain NAME rows, one per request, whose value (0 or 1) is
+// added to the events and 1 to the trials. Rows of metrics not in the config are ignored
+// (and listed).
+//
+// The window starts at the earliest time in either file and is cut into intervals; look k
+// judges every row before start + k·interval, the last look judges everything, and a Fail
+// or Error stops the replay early, as it stops a live window.
+
+// Offline replays recorded samples through a Sequence.
+type Offline struct {
+	Metrics  []Metric
+	Interval time.Duration // default 10s, the monitor's default interval
+	Options  Options       // Looks is set from the data
+}
+
+// Replay is the outcome of an offline run.
+type Replay struct {
+	Verdict Verdict
+	Start   time.Time
+	Looks   int
+	Ignored []string // metric names in the files but not in the config
+}
+
+// RunOffline judges baseline against canary samples with the default interval and
+// options, and prints the verdict (its table, or JSON) to out.
+func RunOffline(ctx context.Context, metrics []Metric, baselineCSV, canaryCSV io.Reader, asJSON bool, out io.Writer) (Verdict, error) {
+	r, err := Offline{Metrics: metrics}.Run(ctx, baselineCSV, canaryCSV)
+	if err != nil {
+		return Verdict{}, err
+	}
+	return r.Verdict, r.Print(out, asJSON)
+}
+
+// Run reads both files and replays them.
+func (o Offline) Run(ctx context.Context, baselineCSV, canaryCSV io.Reader) (Replay, error) {
+	if len(o.Metrics) == 0 {
+		return Replay{}, errors.New("judge offline: no metrics configured")
+	}
+	base, err := readSamples(baselineCSV)
+	if err != nil {
+		return Replay{}, fmt.Errorf("read baseline samples: %w", err)
+	}
+	can, err := readSamples(canaryCSV)
+	if err != nil {
+		return Replay{}, fmt.Errorf("read canary samples: %w", err)
+	}
+	if len(base)+len(can) == 0 {
+		return Replay{}, errors.New("judge offline: both sample files are empty")
+	}
+	interval := o.Interval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	start, end := span(base, can)
+	looks := max(1, int(math.Ceil(float64(end.Sub(start))/float64(interval))))
+	opts := o.Options
+	opts.Looks = looks
+	seq := NewSequence(o.Metrics, opts)
+	rep := Replay{Start: start, Looks: looks, Ignored: ignored(o.Metrics, base, can)}
+	for k := 1; k <= looks; k++ {
+		if err := ctx.Err(); err != nil {
+			return rep, fmt.Errorf("judge offline at look %d: %w", k, err)
+		}
+		cut := start.Add(time.Duration(k) * interval)
+		final := k == looks
+		in := Input{Baseline: gather(o.Metrics, base, cut, final), Canary: gather(o.Metrics, can, cut, final)}
+		rep.Verdict = seq.Look(in, final)
+		if rep.Verdict.Stop() {
+			break
+		}
+	}
+	return rep, nil
+}
+
+// Print writes the verdict as its table with a line saying what was replayed, or as JSON.
+func (r Replay) Print(w io.Writer, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r.Verdict); err != nil {
+			return fmt.Errorf("write verdict: %w", err)
+		}
+		return nil
+	}
+	interval := ""
+	if r.Looks > 0 {
+		interval = fmt.Sprintf("%d looks from %s", r.Looks, r.Start.UTC().Format(time.RFC3339))
+	}
+	head := "Replayed " + interval
+	if !r.Verdict.Final {
+		head += fmt.Sprintf("; stopped early at look %d", r.Verdict.Look)
+	}
+	if len(r.Ignored) > 0 {
+		head += "; ignored metrics not in the config: " + strings.Join(r.Ignored, ", ")
+	}
+	if _, err := fmt.Fprintf(w, "%s\n\n%s", head, r.Verdict.Table()); err != nil {
+		return fmt.Errorf("write verdict: %w", err)
+	}
+	return nil
+}
+
+type sample struct {
+	at     time.Time
+	metric string
+	value  float64
+}
+
+func readSamples(r io.Reader) ([]sample, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = 3
+	cr.TrimLeadingSpace = true
+	cr.Comment = '#'
+	var out []sample
+	for line := 1; ; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err // csv errors name their line
+		}
+		if line == 1 && strings.EqualFold(rec[0], "time") {
+			continue
+		}
+		at, err := parseTime(rec[0])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: time %q: expected Unix seconds or RFC 3339", line, rec[0])
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rec[2]), 64)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: value %q: expected a number", line, rec[2])
+		}
+		out = append(out, sample{at: at, metric: strings.TrimSpace(rec[1]), value: v})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at.Before(out[j].at) })
+	return out, nil
+}
+
+func parseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		sec, frac := math.Modf(f)
+		return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+func span(sides ...[]sample) (start, end time.Time) {
+	for _, ss := range sides {
+		if len(ss) == 0 {
+			continue
+		}
+		if first := ss[0].at; start.IsZero() || first.Before(start) {
+			start = first
+		}
+		if last := ss[len(ss)-1].at; last.After(end) {
+			end = last
+		}
+	}
+	return start, end
+}
+
+// gather is one side's cumulative data before cut (everything on the final look).
+func gather(ms []Metric, ss []sample, cut time.Time, final bool) map[string]Data {
+	kinds := map[string]Kind{}
+	for _, m := range ms {
+		kinds[m.Name] = m.Kind
+	}
+	out := map[string]Data{}
+	for _, s := range ss {
+		if !final && !s.at.Before(cut) {
+			break
+		}
+		name, part := s.metric, ""
+		if kinds[name] == "" {
+			if i := strings.LastIndexByte(name, '.'); i > 0 && kinds[name[:i]] == Rate {
+				name, part = name[:i], name[i+1:]
+			}
+		}
+		kind, ok := kinds[name]
+		if !ok {
+			continue
+		}
+		d := out[name]
+		switch {
+		case kind != Rate:
+			d.Values = append(d.Values, s.value)
+		case part == "events":
+			d.Events += s.value
+		case part == "trials":
+			d.Trials += s.value
+		case part == "":
+			d.Events += s.value
+			d.Trials++
+		}
+		out[name] = d
+	}
+	return out
+}
+
+func ignored(ms []Metric, sides ...[]sample) []string {
+	known := map[string]bool{}
+	for _, m := range ms {
+		known[m.Name] = true
+		if m.Kind == Rate {
+			known[m.Name+".events"], known[m.Name+".trials"] = true, true
+		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, ss := range sides {
+		for _, s := range ss {
+			if !known[s.metric] && !seen[s.metric] {
+				seen[s.metric] = true
+				out = append(out, s.metric)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,72 @@
+package judge
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// The textbook example of R's wilcox.test: W = 35 for x against y; with the normal
+// approximation and continuity correction z = (35 - 25 - 0.5) / sqrt(10·5·16/12).
+func TestRankSumKnownAnswer(t *testing.T) {
+	t.Parallel()
+	x := []float64{0.80, 0.83, 1.89, 1.04, 1.45, 1.38, 1.91, 1.64, 0.73, 1.46}
+	y := []float64{1.15, 0.88, 0.90, 0.74, 1.21}
+	r := newRanks(y, x)
+	if u, ties := r.count(r.neutral()); u != 35 || ties != 0 {
+		t.Errorf("count = %v, %v; want U 35, no ties", u, ties)
+	}
+	want := 9.5 / math.Sqrt(10*5*16.0/12)
+	if got := r.z(1); math.Abs(got-want) > 1e-12 {
+		t.Errorf("z = %v, want %v", got, want)
+	}
+}
+
+// Ties count one half and shrink the variance.
+func TestRankSumTies(t *testing.T) {
+	t.Parallel()
+	r := newRanks([]float64{2, 3}, []float64{1, 2, 2})
+	// canary 1 beats nothing; each canary 2 ties one baseline 2 (1/2) and beats nothing.
+	if u, ties := r.count(1); u != 1 || ties != 24 {
+		t.Errorf("count = %v, %v; want 1, 24 (one group of three)", u, ties)
+	}
+}
+
+// The Hodges-Lehmann ratio is the median of the pairwise ratios canary/baseline, and its
+// interval the matching order statistics of them.
+func TestHodgesLehmann(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	b, c := make([]float64, 200), make([]float64, 300)
+	for i := range b {
+		b[i] = math.Exp(rng.NormFloat64() * 0.5)
+	}
+	for i := range c {
+		c[i] = 1.3 * math.Exp(rng.NormFloat64()*0.5)
+	}
+	var ratios []float64
+	for _, x := range c {
+		for _, y := range b {
+			ratios = append(ratios, x/y)
+		}
+	}
+	slices.Sort(ratios)
+	r := newRanks(b, c)
+	nm := float64(len(ratios))
+	sd := math.Sqrt(200 * 300 * 501 / 12.0)
+	est, lo, hi := r.estimate(1.96)
+	for _, tc := range []struct {
+		got  float64
+		rank float64
+	}{
+		{est, nm / 2},
+		{lo, nm/2 - 1.96*sd},
+		{hi, nm/2 + 1.96*sd},
+	} {
+		want := ratios[int(tc.rank)]
+		if math.Abs(tc.got/want-1) > 2e-3 {
+			t.Errorf("rank %.0f: ratio %.5f, want %.5f", tc.rank, tc.got, want)
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBuildGivesTheCommitsContentNotHead(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.write("msg.txt", "A", 0o644)
+	a := r.commit("A")
+	r.write("msg.txt", "B", 0o644)
+	r.write("only-in-b.txt", "B", 0o644)
+	b := r.commit("B")
+
+	relA := mustBuild(t, r.spec(a, "."))
+	if relA.SHA != a || relA.App != "demo" || len(relA.Checksum) != 64 {
+		t.Fatalf("release %+v, want demo@%s with a sha256", relA, a)
+	}
+	dir := unpack(t, relA)
+	if got := readFile(t, filepath.Join(dir, "msg.txt")); got != "A" {
+		t.Errorf("msg.txt of A's release = %q, want A", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "only-in-b.txt")); !os.IsNotExist(err) {
+		t.Errorf("A's release holds a file of B (stat: %v)", err)
+	}
+	relB := mustBuild(t, r.spec(b[:8], "msg.txt"))
+	if relB.SHA != b {
+		t.Errorf("short SHA %s built %s, want %s", b[:8], relB.SHA, b)
+	}
+	if got := readFile(t, filepath.Join(unpack(t, relB), "msg.txt")); got != "B" {
+		t.Errorf("msg.txt of B's release = %q, want B", got)
+	}
+}
+
+func TestBuildIsDeterministicAndKeepsModes(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.write("bin/run.sh", "#!/bin/sh\necho hi\n", 0o755)
+	r.write("bin/data.txt", "data", 0o644)
+	if err := os.Symlink("data.txt", filepath.Join(r.dir, "bin/link")); err != nil {
+		t.Fatal(err)
+	}
+	sha := r.commit("files")
+
+	one := mustBuild(t, r.spec(sha, "bin"))
+	two := mustBuild(t, r.spec(sha, "bin")) // another Dir: a build from scratch
+	if one.Checksum != two.Checksum {
+		t.Errorf("two builds of one commit: checksums %s and %s differ", one.Checksum, two.Checksum)
+	}
+	dir := unpack(t, one)
+	if fi, err := os.Stat(filepath.Join(dir, "bin/run.sh")); err != nil || fi.Mode().Perm()&0o100 == 0 {
+		t.Errorf("bin/run.sh is not executable in the release: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "bin/data.txt")); err != nil || fi.Mode().Perm()&0o100 != 0 {
+		t.Errorf("bin/data.txt should be a plain file: %v %v", fi, err)
+	}
+	if target, err := os.Readlink(filepath.Join(dir, "bin/link")); err != nil || target != "data.txt" {
+		t.Errorf("bin/link = %q, %v; want a symlink to data.txt", target, err)
+	}
+}
+
+func TestBuildReusesAFinishedArtifact(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.write("msg.txt", "A", 0o644)
+	sha := r.commit("A")
+	s := r.spec(sha, "msg.txt")
+	first := mustBuild(t, s)
+
+	s.Command = []string{"false"} // would fail if it ran again
+	again, err := Build(context.Background(), s)
+	if err != nil {
+		t.Fatalf("second Build of a finished release rebuilt it: %v", err)
+	}
+	if again != first {
+		t.Errorf("second Build = %+v, want %+v", again, first)
+	}
+	for _, co := range []string{sha, sha + ".tmp"} {
+		if _, err := os.Stat(filepath.Join(s.Dir, "checkouts", "demo", co)); !os.IsNotExist(err) {
+			t.Errorf("checkout %s left behind (stat: %v)", co, err)
+		}
+	}
+}
+
+func TestFailingBuildSaysWhyAndLeavesNoArtifact(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.write("go.mod", "module demo\n\ngo 1.26\n", 0o644)
+	r.write("main.go", "package main\n\nfunc main() { undefinedThing() }\n", 0o644)
+	sha := r.commit("broken")
+	s := r.spec(sha, "bin")
+	s.Command = []string{"go", "build", "-o", "bin/", "."}
+	var log strings.Builder
+	s.Log = &log
+
+	_, err := Build(context.Background(), s)
+	if err == nil {
+		t.Fatal("Build of a broken commit succeeded")
+	}
+	want := "build demo@" + sha[:7] + ": go build exited 1: "
+	if !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "undefinedThing") {
+		t.Errorf("error = %q, want it to start %q and quote the compiler", err, want)
+	}
+	if !strings.Contains(log.String(), "undefinedThing") {
+		t.Errorf("build output not logged: %q", log.String())
+	}
+	arts, _ := os.ReadDir(filepath.Join(s.Dir, "artifacts", "demo"))
+	if len(arts) != 0 {
+		t.Errorf("a failed build left %d files in artifacts/", len(arts))
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "checkouts", "demo", sha)); !os.IsNotExist(err) {
+		t.Errorf("the checkout was not removed (stat: %v)", err)
+	}
+}
+
+func TestBuildTimesOut(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	sha := r.commit("empty")
+	s := r.spec(sha, ".")
+	s.Command = []string{"sh", "-c", "sleep 60 & sleep 60"}
+	s.Timeout = 200 * time.Millisecond
+	_, err := Build(context.Background(), s)
+	if err == nil || !strings.Contains(err.Error(), "sh timed out after 200ms") {
+		t.Fatalf("Build = %v, want a timeout error", err)
+	}
+}
+
+func TestBuildUnknownOrNonHexSHA(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.write("msg.txt", "A", 0o644)
+	r.commit("A")
+	for _, sha := range []string{strings.Repeat("ab", 20), "abcdef0", "main", "HEAD", "HEAD~1", "", "--help"} {
+		_, err := Build(context.Background(), r.spec(sha, "msg.txt"))
+		if !errors.Is(err, ErrUnknownCommit) {
+			t.Errorf("Build of %q: err = %v, want ErrUnknownCommit", sha, err)
+		}
+		if _, err := Lookup(r.dir, sha); !errors.Is(err, ErrUnknownCommit) {
+			t.Errorf("Lookup of %q: err = %v, want ErrUnknownCommit", sha, err)
+		}
+	}
+}
+
+func TestBuildRefusesBadAppNames(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	sha := r.commit("empty")
+	for _, app := range []string{"", "..", "../x", "a/b", "/abs"} {
+		s := r.spec(sha, ".")
+		s.App = app
+		if _, err := Build(context.Background(), s); err == nil {
+			t.Errorf("Build with app %q succeeded", app)
+		}
+	}
+}
+
+func TestHeadAndLookup(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	first := r.commit("first\n\nbody")
+	second := r.commit("second: the subject\nmore")
+	head, err := Head(r.dir, "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.SHA != second || head.Subject != "second: the subject" || head.Author != "Ada Lovelace" || head.Email != "ada@example.com" || head.When.IsZero() {
+		t.Errorf("Head = %+v", head)
+	}
+	c, err := Lookup(r.dir, first[:7])
+	if err != nil || c.SHA != first || c.Subject != "first" {
+		t.Errorf("Lookup(%s) = %+v, %v", first[:7], c, err)
+	}
+	if _, err := Head(r.dir, "no-such-branch"); err == nil {
+		t.Error("Head of a missing branch succeeded")
+	}
+	if _, err := Head(t.TempDir(), "main"); err == nil {
+		t.Error("Head of a folder that is no repository succeeded")
+	}
+}
+
+// Commit messages, branch names and file names are data: nothing in them ever runs.
+func TestUntrustedTextIsNeverExecuted(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	canary := filepath.Join(t.TempDir(), "pwned")
+	evil := "$(touch " + canary + ") `touch " + canary + "`; touch " + canary
+	r.write("$(touch "+filepath.Base(canary)+")", "x", 0o644)
+	sha := r.commit(evil + "\n\n" + evil)
+	branch := "feat;touch${IFS}" + canary + "|sh"
+	r.branch(branch, sha)
+
+	head, err := Head(r.dir, branch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head.SHA != sha || head.Subject != evil {
+		t.Errorf("Head(%q) = %+v, want the commit with its subject verbatim", branch, head)
+	}
+	s := r.spec(sha, ".")
+	s.Command = []string{"ls", "-la"}
+	s.Env = map[string]string{"MSG": evil}
+	rel := mustBuild(t, s)
+	if readFile(t, filepath.Join(unpack(t, rel), "$(touch pwned)")) != "x" {
+		t.Error("the file named like a command lost its content")
+	}
+	if _, err := os.Stat(canary); !os.IsNotExist(err) {
+		t.Fatalf("untrusted text was executed: %s exists", canary)
+	}
+}
+
+func TestConcurrentBuildsOfOneCommitBuildOnce(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.write("msg.txt", "A", 0o644)
+	sha := r.commit("A")
+	s := r.spec(sha, "msg.txt")
+	runs := filepath.Join(t.TempDir(), "runs")
+	s.Command = []string{"sh", "-c", `echo run >> "$RUNS"; sleep 0.3`}
+	s.Env = map[string]string{"RUNS": runs}
+	results := make(chan error, 2)
+	checksums := make(chan string, 2)
+	for range 2 {
+		go func() {
+			rel, err := Build(context.Background(), s)
+			checksums <- rel.Checksum
+			results <- err
+		}()
+	}
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, b := <-checksums, <-checksums; a != b {
+		t.Errorf("checksums differ: %s %s", a, b)
+	}
+	if got := readFile(t, runs); got != "run" {
+		t.Errorf("the build command ran %d times, want once", strings.Count(got, "run"))
+	}
+}

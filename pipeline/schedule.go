@@ -1,0 +1,221 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/immunity-app/immunity/store"
+)
+
+// Stage states.
+const (
+	StagePending          = "pending"
+	StageAwaitingApproval = "awaiting_approval"
+	StageApproved         = "approved"
+	StageDeploying        = "deploying"
+	StageTesting          = "testing"
+	StageMonitoring       = "monitoring"
+	StageSucceeded        = "succeeded"
+	StageFailed           = "failed"
+	StageSkipped          = "skipped"
+	StageCancelled        = "cancelled"
+	StageRolledBack       = "rolled_back"
+)
+
+// Run states.
+const (
+	RunBuilding   = "building"
+	RunRunning    = "running"
+	RunWaiting    = "waiting"
+	RunSucceeded  = "succeeded"
+	RunFailed     = "failed"
+	RunSuperseded = "superseded"
+	RunCancelled  = "cancelled"
+)
+
+// ActiveStage reports whether a stage is doing work in its region.
+func ActiveStage(state string) bool {
+	return state == StageDeploying || state == StageTesting || state == StageMonitoring
+}
+
+// waitingStage reports whether a stage waits for its turn in its region.
+func waitingStage(state string) bool {
+	return state == StagePending || state == StageAwaitingApproval || state == StageApproved
+}
+
+// nextStage is the first stage of a run that has not succeeded or been skipped.
+func nextStage(r *store.Run) *store.Stage {
+	for i := range r.Stages {
+		if s := r.Stages[i].State; s != StageSucceeded && s != StageSkipped {
+			return &r.Stages[i]
+		}
+	}
+	return nil
+}
+
+// schedule looks at every run in flight and moves each as far as it can go now.
+func (e *Engine) schedule(ctx context.Context) error {
+	runs, err := e.st.Runs(ctx, "", true, 0) // newest first
+	if err != nil {
+		return err
+	}
+	byApp := map[string][]store.Run{}
+	for _, r := range runs {
+		byApp[r.App] = append(byApp[r.App], r)
+	}
+	for app, rs := range byApp {
+		a, ok := e.cfg.App(app)
+		if !ok {
+			e.log.Warn("run of an app no longer configured", "app", app)
+			continue
+		}
+		if err := e.scheduleApp(ctx, a, rs); err != nil {
+			return fmt.Errorf("schedule %s: %w", app, err)
+		}
+	}
+	return nil
+}
+
+func (e *Engine) scheduleApp(ctx context.Context, a *App, runs []store.Run) error {
+	busy := map[string]int64{}
+	newestWaiting := map[string]int64{}
+	for i := range runs {
+		r := &runs[i]
+		for j := range r.Stages {
+			s := &r.Stages[j]
+			if ActiveStage(s.State) {
+				busy[s.Region] = r.ID
+				if !e.isRunning(s.ID) {
+					e.startStage(a, *r, *s) // resume after a restart
+				}
+			}
+		}
+		if r.State == RunBuilding {
+			continue
+		}
+		if n := nextStage(r); n != nil && waitingStage(n.State) && newestWaiting[n.Region] == 0 {
+			newestWaiting[n.Region] = r.ID // runs are newest first
+		}
+	}
+	for i := len(runs) - 1; i >= 0; i-- { // oldest first
+		r := &runs[i]
+		if err := e.scheduleRun(ctx, a, r, busy, newestWaiting); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) scheduleRun(ctx context.Context, a *App, r *store.Run, busy, newestWaiting map[string]int64) error {
+	if r.State == RunBuilding {
+		e.startBuild(a, *r)
+		return nil
+	}
+	n := nextStage(r)
+	if n == nil {
+		if err := e.st.SetRunState(ctx, r.ID, RunSucceeded, "live in every region"); err != nil {
+			return err
+		}
+		e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("%s %s is live in every region", a.Name, short(r.SHA)))
+		return nil
+	}
+	if ActiveStage(n.State) {
+		return nil
+	}
+	switch n.State {
+	case StageFailed, StageRolledBack, StageCancelled:
+		state := RunFailed
+		if n.State == StageCancelled {
+			state = RunCancelled
+		}
+		if err := e.st.SetRunState(ctx, r.ID, state, n.Message); err != nil {
+			return err
+		}
+		e.emitRun(ctx, RunChanged, r.ID, n.Region, "", "")
+		return nil
+	}
+	if newer := newestWaiting[n.Region]; newer != r.ID && n.State != StageApproved {
+		return e.supersede(ctx, r, n, newer)
+	}
+	reg, _, err := e.region(a, n.Region)
+	if err != nil {
+		return err
+	}
+	if n.State == StagePending && reg.ManualApproval && n.ApprovedBy == "" {
+		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion"}); err != nil {
+			return err
+		}
+		if err := e.st.SetRunState(ctx, r.ID, RunWaiting, "waiting for promotion to "+n.Region); err != nil {
+			return err
+		}
+		e.emitRun(ctx, StageChanged, r.ID, n.Region, "", fmt.Sprintf("%s %s is ready for %s: promote it with `promote %s %s`", a.Name, short(r.SHA), n.Region, a.Name, n.Region))
+		return nil
+	}
+	if n.State == StageAwaitingApproval {
+		return nil
+	}
+	if other := busy[n.Region]; other != 0 {
+		return e.hold(ctx, r, n, fmt.Sprintf("waiting for %s (busy with run %d)", n.Region, other))
+	}
+	if l, err := e.st.Lock(ctx, a.Name, n.Region); err == nil {
+		return e.hold(ctx, r, n, fmt.Sprintf("held: %s is locked by %s: %s", n.Region, l.Holder, l.Reason))
+	}
+	busy[n.Region] = r.ID
+	if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: StageDeploying, Message: "deploying", Start: true}); err != nil {
+		return err
+	}
+	if err := e.st.SetRunState(ctx, r.ID, RunRunning, "in "+n.Region); err != nil {
+		return err
+	}
+	e.emitRun(ctx, StageChanged, r.ID, n.Region, "", fmt.Sprintf("deploying %s %s to %s", a.Name, short(r.SHA), n.Region))
+	fresh, err := e.st.Run(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	for _, s := range fresh.Stages {
+		if s.ID == n.ID {
+			e.startStage(a, fresh, s)
+		}
+	}
+	return nil
+}
+
+// hold records why a stage cannot start yet (once per reason).
+func (e *Engine) hold(ctx context.Context, r *store.Run, n *store.Stage, why string) error {
+	if n.Message == why {
+		return nil
+	}
+	if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{Message: why}); err != nil {
+		return err
+	}
+	e.emitRun(ctx, StageChanged, r.ID, n.Region, "", why)
+	return nil
+}
+
+// supersede ends a run that waits for a region a newer run also waits for.
+func (e *Engine) supersede(ctx context.Context, r *store.Run, n *store.Stage, newer int64) error {
+	nr, err := e.st.Run(ctx, newer)
+	if err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("superseded by %s (run %d) at %s", short(nr.SHA), newer, n.Region)
+	for _, s := range r.Stages {
+		if s.Position >= n.Position && (waitingStage(s.State)) {
+			if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageCancelled, Message: msg}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := e.st.SetRunState(ctx, r.ID, RunSuperseded, msg); err != nil {
+		return err
+	}
+	e.emitRun(ctx, RunChanged, r.ID, n.Region, "", msg)
+	return nil
+}
+
+func (e *Engine) isRunning(stageID int64) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.running[stageID]
+	return ok
+}

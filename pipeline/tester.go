@@ -1,0 +1,78 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/immunity-app/immunity/deployers"
+)
+
+// CommandTester runs an app's test command on this machine, in an unpacked copy of the
+// release (under Dir/testbeds), against a host's URL given as IMMUNITY_BASE_URL.
+type CommandTester struct {
+	Dir string
+}
+
+var testbedMu sync.Mutex
+
+// Test runs the tests; the error says how they ended when they did not pass.
+func (t CommandTester) Test(ctx context.Context, a *App, rel deployers.Release, h deployers.Host) (string, error) {
+	dir, err := t.testbed(rel)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.Tests.Timeout.Or(2*time.Minute))
+	defer cancel()
+	argv := a.Tests.Command
+	name := argv[0]
+	if !filepath.IsAbs(name) && filepath.Base(name) != name {
+		name = filepath.Join(dir, name) // a program shipped in the release
+	}
+	cmd := exec.CommandContext(ctx, name, argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "IMMUNITY_BASE_URL="+h.URL, "IMMUNITY_APP="+a.Name, "IMMUNITY_REGION="+h.Region, "IMMUNITY_HOST="+h.Name, "IMMUNITY_RELEASE="+rel.SHA)
+	for k, v := range a.Tests.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	if ctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("timed out after %s", a.Tests.Timeout.Or(2*time.Minute))
+	}
+	return tail(out.String(), 4000), err
+}
+
+// testbed unpacks a release once for running its tests here.
+func (t CommandTester) testbed(rel deployers.Release) (string, error) {
+	testbedMu.Lock()
+	defer testbedMu.Unlock()
+	dir := filepath.Join(t.Dir, "testbeds", rel.App, rel.SHA)
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return dir, nil
+	}
+	os.RemoveAll(dir)
+	tmp := dir + ".tmp"
+	os.RemoveAll(tmp)
+	f, err := os.Open(rel.Artifact)
+	if err != nil {
+		return "", fmt.Errorf("unpack release for tests: %w", err)
+	}
+	defer f.Close()
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if err := deployers.Unpack(f, tmp); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(rel.Checksum), 0o644); err != nil {
+		return "", err
+	}
+	return dir, os.Rename(tmp, dir)
+}

@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Event is one line of a run's log.
+type Event struct {
+	ID                int64
+	RunID             int64
+	App, Region, Host string
+	Kind, Message     string
+	At                time.Time
+}
+
+// AddEvent appends to the event log.
+func (s *Store) AddEvent(ctx context.Context, e Event) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO events (run_id, app, region, host, kind, message, at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		e.RunID, e.App, e.Region, e.Host, e.Kind, e.Message, s.nowNS())
+	return err
+}
+
+// Events lists a run's events in order (runID 0: the newest events of every run).
+func (s *Store) Events(ctx context.Context, runID int64, limit int) ([]Event, error) {
+	if limit <= 0 {
+		limit = 500
+	}
+	q := `SELECT id, run_id, app, region, host, kind, message, at FROM events WHERE run_id = ? ORDER BY id LIMIT ?`
+	args := []any{runID, limit}
+	if runID == 0 {
+		q = `SELECT id, run_id, app, region, host, kind, message, at FROM events ORDER BY id DESC LIMIT ?`
+		args = []any{limit}
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var at int64
+		if err := rows.Scan(&e.ID, &e.RunID, &e.App, &e.Region, &e.Host, &e.Kind, &e.Message, &at); err != nil {
+			return nil, err
+		}
+		e.At = fromNS(at)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Audit is one entry of the audit log: who did what, from where, when, and how it ended.
+type Audit struct {
+	ID               int64
+	At               time.Time
+	Actor, Via       string
+	Action           string
+	App, Region, SHA string
+	Args             string
+	Outcome, Detail  string
+}
+
+// AddAudit appends to the audit log.
+func (s *Store) AddAudit(ctx context.Context, a Audit) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO audit (at, actor, via, action, app, region, sha, args, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.nowNS(), a.Actor, a.Via, a.Action, a.App, a.Region, a.SHA, a.Args, a.Outcome, a.Detail)
+	return err
+}
+
+// Audits lists the audit log, newest first; app "" means every app.
+func (s *Store) Audits(ctx context.Context, app string, limit int) ([]Audit, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, actor, via, action, app, region, sha, args, outcome, detail FROM audit
+		WHERE (? = '' OR app = ?) ORDER BY id DESC LIMIT ?`, app, app, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Audit
+	for rows.Next() {
+		var a Audit
+		var at int64
+		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Via, &a.Action, &a.App, &a.Region, &a.SHA, &a.Args, &a.Outcome, &a.Detail); err != nil {
+			return nil, err
+		}
+		a.At = fromNS(at)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

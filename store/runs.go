@@ -1,0 +1,318 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Release is a build of one commit.
+type Release struct {
+	App, SHA, Subject, Author string
+	Artifact, Checksum        string
+	State                     string // building, ready, failed
+	Message                   string
+	Created                   time.Time
+}
+
+// Run is one release travelling through an app's regions.
+type Run struct {
+	ID               int64
+	App, SHA, Branch string
+	Subject, Author  string
+	Trigger, Actor   string
+	State            string
+	Message          string
+	Created, Updated time.Time
+	Stages           []Stage
+}
+
+// Stage is one region's part of a run.
+type Stage struct {
+	ID, RunID         int64
+	Region            string
+	Position          int
+	State             string
+	Message           string
+	ApprovedBy        string
+	Tests             string
+	Verdict           string // judge.Verdict JSON
+	Started, Finished time.Time
+	Updated           time.Time
+	Hosts             []HostStep
+}
+
+// HostStep is one host's progress within a stage.
+type HostStep struct {
+	StageID  int64
+	Host     string
+	Position int
+	Step     string
+	PrevSHA  string
+	Message  string
+	Updated  time.Time
+}
+
+// Terminal run states.
+var terminalRun = map[string]bool{"succeeded": true, "failed": true, "superseded": true, "cancelled": true}
+
+// IsTerminalRun reports whether a run state is final.
+func IsTerminalRun(state string) bool { return terminalRun[state] }
+
+// PutRelease inserts or replaces a release row.
+func (s *Store) PutRelease(ctx context.Context, r Release) error {
+	if r.Created.IsZero() {
+		r.Created = s.now()
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO releases (app, sha, subject, author, artifact, checksum, state, message, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (app, sha) DO UPDATE SET subject=excluded.subject, author=excluded.author, artifact=excluded.artifact,
+		checksum=excluded.checksum, state=excluded.state, message=excluded.message`,
+		r.App, r.SHA, r.Subject, r.Author, r.Artifact, r.Checksum, r.State, r.Message, r.Created.UnixNano())
+	if err != nil {
+		return fmt.Errorf("put release %s@%s: %w", r.App, short(r.SHA), err)
+	}
+	return nil
+}
+
+// Release returns one release; sha may be a unique prefix.
+func (s *Store) Release(ctx context.Context, app, sha string) (Release, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT app, sha, subject, author, artifact, checksum, state, message, created_at
+		FROM releases WHERE app = ? AND sha LIKE ? || '%' ORDER BY created_at DESC LIMIT 2`, app, sha)
+	if err != nil {
+		return Release{}, err
+	}
+	defer rows.Close()
+	var out []Release
+	for rows.Next() {
+		var r Release
+		var created int64
+		if err := rows.Scan(&r.App, &r.SHA, &r.Subject, &r.Author, &r.Artifact, &r.Checksum, &r.State, &r.Message, &created); err != nil {
+			return Release{}, err
+		}
+		r.Created = fromNS(created)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return Release{}, err
+	}
+	switch {
+	case len(out) == 0 || sha == "":
+		return Release{}, fmt.Errorf("release %s@%s: %w", app, sha, ErrNotFound)
+	case len(out) > 1 && out[0].SHA != sha:
+		return Release{}, fmt.Errorf("release %s@%s: ambiguous, give more of the SHA", app, sha)
+	}
+	return out[0], nil
+}
+
+// CreateRun records a new run with its stages (all pending) in one transaction.
+func (s *Store) CreateRun(ctx context.Context, r Run, regions []string, hosts map[string][]string) (Run, error) {
+	now := s.nowNS()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO runs (app, sha, branch, subject, author, trigger, actor, state, message, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.App, r.SHA, r.Branch, r.Subject, r.Author, r.Trigger, r.Actor, r.State, r.Message, now, now)
+		if err != nil {
+			return err
+		}
+		if r.ID, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		for i, region := range regions {
+			res, err := tx.ExecContext(ctx, `INSERT INTO stages (run_id, region, position, state, updated_at) VALUES (?, ?, ?, 'pending', ?)`, r.ID, region, i, now)
+			if err != nil {
+				return err
+			}
+			sid, _ := res.LastInsertId()
+			for j, h := range hosts[region] {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO host_steps (stage_id, host, position, step, updated_at) VALUES (?, ?, ?, 'pending', ?)`, sid, h, j, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Run{}, fmt.Errorf("create run %s@%s: %w", r.App, short(r.SHA), err)
+	}
+	return s.Run(ctx, r.ID)
+}
+
+// SetRunState moves a run to state with a message.
+func (s *Store) SetRunState(ctx context.Context, id int64, state, msg string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE runs SET state = ?, message = ?, updated_at = ? WHERE id = ?`, state, msg, s.nowNS(), id)
+	if err != nil {
+		return fmt.Errorf("run %d -> %s: %w", id, state, err)
+	}
+	return nil
+}
+
+// SetRunSHA records the commit of a run (when a run was started before its build).
+func (s *Store) SetRunSHA(ctx context.Context, id int64, sha, subject, author string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE runs SET sha = ?, subject = ?, author = ?, updated_at = ? WHERE id = ?`, sha, subject, author, s.nowNS(), id)
+	return err
+}
+
+// StageUpdate changes a stage. Empty fields are left as they are; Started/Finished are set
+// when the flags say so.
+type StageUpdate struct {
+	State, Message, ApprovedBy, Tests, Verdict string
+	Start, Finish                              bool
+}
+
+// UpdateStage applies u to a stage.
+func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error {
+	now := s.nowNS()
+	q := `UPDATE stages SET updated_at = ?`
+	args := []any{now}
+	set := func(col, v string) {
+		if v != "" {
+			q += ", " + col + " = ?"
+			args = append(args, v)
+		}
+	}
+	set("state", u.State)
+	set("message", u.Message)
+	set("approved_by", u.ApprovedBy)
+	set("tests", u.Tests)
+	set("verdict", u.Verdict)
+	if u.Start {
+		q += ", started_at = ?, finished_at = 0"
+		args = append(args, now)
+	}
+	if u.Finish {
+		q += ", finished_at = ?"
+		args = append(args, now)
+	}
+	q += " WHERE id = ?"
+	args = append(args, id)
+	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("stage %d -> %s: %w", id, u.State, err)
+	}
+	return nil
+}
+
+// SetHostStep records a host's step within a stage.
+func (s *Store) SetHostStep(ctx context.Context, stageID int64, host, step, prevSHA, msg string) error {
+	q := `UPDATE host_steps SET step = ?, message = ?, updated_at = ?`
+	args := []any{step, msg, s.nowNS()}
+	if prevSHA != "" {
+		q += `, prev_sha = ?`
+		args = append(args, prevSHA)
+	}
+	q += ` WHERE stage_id = ? AND host = ?`
+	args = append(args, stageID, host)
+	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+		return fmt.Errorf("host step %s -> %s: %w", host, step, err)
+	}
+	return nil
+}
+
+// ResetHostSteps puts every host of a stage back to pending (a re-run of the stage).
+func (s *Store) ResetHostSteps(ctx context.Context, stageID int64) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE host_steps SET step = 'pending', message = '', prev_sha = '', updated_at = ? WHERE stage_id = ?`, s.nowNS(), stageID)
+	return err
+}
+
+const runCols = `id, app, sha, branch, subject, author, trigger, actor, state, message, created_at, updated_at`
+
+func scanRun(sc interface{ Scan(...any) error }) (Run, error) {
+	var r Run
+	var c, u int64
+	err := sc.Scan(&r.ID, &r.App, &r.SHA, &r.Branch, &r.Subject, &r.Author, &r.Trigger, &r.Actor, &r.State, &r.Message, &c, &u)
+	r.Created, r.Updated = fromNS(c), fromNS(u)
+	return r, err
+}
+
+// Run returns a run with its stages and host steps.
+func (s *Store) Run(ctx context.Context, id int64) (Run, error) {
+	r, err := scanRun(s.db.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, fmt.Errorf("run %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Run{}, fmt.Errorf("run %d: %w", id, err)
+	}
+	if r.Stages, err = s.stages(ctx, id); err != nil {
+		return Run{}, err
+	}
+	return r, nil
+}
+
+// Runs lists runs, newest first. app "" means every app; active limits to runs not yet finished.
+func (s *Store) Runs(ctx context.Context, app string, active bool, limit int) ([]Run, error) {
+	q := `SELECT ` + runCols + ` FROM runs WHERE (? = '' OR app = ?)`
+	if active {
+		q += ` AND state NOT IN ('succeeded', 'failed', 'superseded', 'cancelled')`
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	if limit <= 0 {
+		limit = 1 << 30
+	}
+	rows, err := s.db.QueryContext(ctx, q, app, app, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	var out []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	rows.Close()
+	for i := range out {
+		if out[i].Stages, err = s.stages(ctx, out[i].ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) stages(ctx context.Context, runID int64) ([]Stage, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, run_id, region, position, state, message, approved_by, tests, verdict, started_at, finished_at, updated_at
+		FROM stages WHERE run_id = ? ORDER BY position`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("stages of run %d: %w", runID, err)
+	}
+	var out []Stage
+	for rows.Next() {
+		var st Stage
+		var a, b, c int64
+		if err := rows.Scan(&st.ID, &st.RunID, &st.Region, &st.Position, &st.State, &st.Message, &st.ApprovedBy, &st.Tests, &st.Verdict, &a, &b, &c); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		st.Started, st.Finished, st.Updated = fromNS(a), fromNS(b), fromNS(c)
+		out = append(out, st)
+	}
+	rows.Close()
+	for i := range out {
+		hs, err := s.db.QueryContext(ctx, `SELECT stage_id, host, position, step, prev_sha, message, updated_at FROM host_steps WHERE stage_id = ? ORDER BY position`, out[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		for hs.Next() {
+			var h HostStep
+			var u int64
+			if err := hs.Scan(&h.StageID, &h.Host, &h.Position, &h.Step, &h.PrevSHA, &h.Message, &u); err != nil {
+				hs.Close()
+				return nil, err
+			}
+			h.Updated = fromNS(u)
+			out[i].Hosts = append(out[i].Hosts, h)
+		}
+		hs.Close()
+	}
+	return out, nil
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}

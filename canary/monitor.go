@@ -32,7 +32,13 @@ type Monitor struct {
 	Mirrors switcher
 	// Registry gives the mirror source the in-process proxies' records (source: mirror).
 	Registry *mirror.Registry
-	// Prometheus holds the query templates of source: prometheus; nil: prom.DefaultQueries.
+	// Config returns the current config: an app's metric section says where each
+	// metric's samples come from (query, scrape). nil: only the default metrics work.
+	Config func() *pipeline.Config
+	// MirrorMethods are the methods the mirrors copy (their Options.Methods); default GET,
+	// HEAD. A mirrored canary is compared on these methods' series only.
+	MirrorMethods []string
+	// Prometheus overrides query templates of source: prometheus, by metric name.
 	Prometheus map[string]prom.Query
 	HTTP       *http.Client
 	// Alpha is the window's overall false-alarm rate; default 0.01.
@@ -72,7 +78,13 @@ func (m *Monitor) Monitor(ctx context.Context, req pipeline.MonitorRequest, look
 		return judge.Verdict{}, fmt.Errorf("%s: %w", name, err)
 	}
 	defer m.off(context.WithoutCancel(ctx), req)
-	w := window(req)
+	w := window(req, m.specs(req.App))
+	if mirrored(m, req) {
+		w.Methods = m.MirrorMethods
+		if len(w.Methods) == 0 {
+			w.Methods = []string{"GET", "HEAD"}
+		}
+	}
 	looks := max(1, int(req.Period/req.Interval))
 	run := &run{w: w, src: src, seq: judge.NewSequence(w.Metrics, judge.Options{Alpha: m.alpha(), Looks: looks, MaxErrors: m.MaxErrors}),
 		cum: measure.Empty(), log: m.logger().With("app", req.App, "region", req.Region)}
@@ -116,13 +128,34 @@ func (m *Monitor) source(req pipeline.MonitorRequest) (measure.Source, error) {
 	return nil, fmt.Errorf("unknown metric source %q: expected scrape, prometheus or mirror", req.Source)
 }
 
-func window(req pipeline.MonitorRequest) measure.Window {
+// specs reads where the app's metrics come from in the current config.
+func (m *Monitor) specs(app string) map[string]measure.Spec {
+	out := map[string]measure.Spec{}
+	if m.Config == nil {
+		return out
+	}
+	cfg := m.Config()
+	if cfg == nil {
+		return out
+	}
+	a, ok := cfg.App(app)
+	if !ok {
+		return out
+	}
+	for _, x := range a.Metrics {
+		out[x.Name] = measure.Spec{Query: x.Query, TrialsQuery: x.TrialsQuery, Scrape: x.Scrape,
+			TrialsScrape: x.TrialsScrape, Quantile: x.Quantile}
+	}
+	return out
+}
+
+func window(req pipeline.MonitorRequest, specs map[string]measure.Spec) measure.Window {
 	ms := req.Metrics
 	if len(ms) == 0 {
 		ms = DefaultMetrics()
 	}
 	return measure.Window{App: req.App, Region: req.Region, BaselineRegion: req.BaselineRegion, Release: req.Release,
-		Canary: req.Canary, Baseline: req.Baseline, Metrics: ms}
+		Canary: req.Canary, Baseline: req.Baseline, Metrics: ms, Specs: specs}
 }
 
 // on points every baseline host's mirror at the canary hosts; if one fails, those

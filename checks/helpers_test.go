@@ -10,6 +10,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,16 +57,23 @@ func openStore(t *testing.T) *store.Store {
 	return st
 }
 
-// writeKey writes a fresh RSA App key and returns its path.
+var keyOnce struct {
+	sync.Once
+	pem []byte
+}
+
+// writeKey writes an App key (made once per test binary) and returns its path.
 func writeKey(t *testing.T) string {
 	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
+	keyOnce.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			panic(err)
+		}
+		keyOnce.pem = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	})
 	p := filepath.Join(t.TempDir(), "app.pem")
-	b := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
-	if err := os.WriteFile(p, b, 0o600); err != nil {
+	if err := os.WriteFile(p, keyOnce.pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -47,6 +47,9 @@ type Repo struct {
 	GitHub string `yaml:"github"` // owner/name
 	Path   string `yaml:"path"`   // local git repository (relative to the config file)
 	Branch string `yaml:"branch"` // the branch whose pushes start runs; default main
+	// Poll makes the server look at the local repository's branch this often and start a
+	// run when its head moves (for apps not on GitHub); 0 turns polling off.
+	Poll Duration `yaml:"poll"`
 }
 
 // Build turns a checkout into a release. Command is an argv list run in the checkout.

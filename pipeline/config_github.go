@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -125,4 +126,15 @@ func (g *GitHubConfig) Key() ([]byte, error) {
 		return nil, fmt.Errorf("read github private key: %w", err)
 	}
 	return b, nil
+}
+
+// ResolvePaths makes the key and secret file paths given in a config file relative to
+// that file's folder (call it before FromEnv: paths from the environment are relative to
+// the working directory).
+func (g *GitHubConfig) ResolvePaths(configDir string) {
+	for _, p := range []*string{&g.PrivateKeyFile, &g.WebhookSecretFile} {
+		if *p != "" && !filepath.IsAbs(*p) && configDir != "" {
+			*p = filepath.Join(configDir, *p)
+		}
+	}
 }

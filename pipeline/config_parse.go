@@ -336,8 +336,8 @@ func (c *Config) validate() []Problem {
 			}
 			if r.Monitor != nil {
 				m := r.Monitor
-				if m.MirrorFrom == "" {
-					add(rp+".monitor", "region %s: monitor.mirror_from: expected the production region whose traffic is mirrored", r.Name)
+				if m.MirrorFrom == "" && !r.Production {
+					add(rp+".monitor", "region %s: monitor.mirror_from: expected the production region whose traffic is mirrored (only production regions may leave it out: their switched hosts are compared with the ones not yet switched)", r.Name)
 				}
 				if m.Source != "" && !slices.Contains([]string{"scrape", "prometheus", "mirror"}, m.Source) {
 					add(rp+".monitor.source", "region %s: monitor.source: expected scrape, prometheus or mirror, got %q", r.Name, m.Source)

@@ -133,6 +133,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.wg.Add(1)
 	go e.loop()
+	for i := range e.cfg.Apps {
+		if a := &e.cfg.Apps[i]; a.Repo.Poll.Duration > 0 && a.Repo.Path != "" {
+			e.wg.Add(1)
+			go e.poll(e.ctx, a)
+		}
+	}
 	e.Kick()
 	return nil
 }

@@ -73,3 +73,22 @@ func TestNewRefusesUnsigned(t *testing.T) {
 		t.Errorf("New without a secret: %v", err)
 	}
 }
+
+// TestConfigFileSection: the github: section of immunity.yml is read, typos are refused,
+// and relative paths are taken from the config file's folder.
+func TestConfigFileSection(t *testing.T) {
+	t.Parallel()
+	text := "github:\n  app_id: 5\n  private_key_file: keys/app.pem\n  webhook_secret_file: keys/secret\n  api_url: https://ghe.example.com/api/v3/\n" + e2eConfig
+	cfg, err := pipeline.ParseConfig("/etc/immunity/immunity.yml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.GitHub.ResolvePaths(filepath.Dir(cfg.File))
+	g := cfg.GitHub
+	if g.AppID != 5 || g.PrivateKeyFile != "/etc/immunity/keys/app.pem" || g.WebhookSecretFile != "/etc/immunity/keys/secret" || g.BaseURL() != "https://ghe.example.com/api/v3/" {
+		t.Errorf("github section: %+v", g)
+	}
+	if _, err := pipeline.ParseConfig("immunity.yml", []byte("github:\n  webhook_secrett: x\n"+e2eConfig)); err == nil || !strings.Contains(err.Error(), "webhook_secret") {
+		t.Errorf("a typo in the github section: %v", err)
+	}
+}

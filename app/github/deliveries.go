@@ -3,6 +3,7 @@ package github
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -14,7 +15,7 @@ type delivery struct {
 }
 
 // recordDelivery persists a delivery before it is acted on. It returns false when the
-// delivery id was seen before, or another delivery carried the same dedupe key (the
+// delivery id was seen before (unless its work failed), or another delivery carried the same dedupe key (the
 // duplicate is still recorded, with state duplicate, for the log).
 func recordDelivery(ctx context.Context, db *sql.DB, d delivery) (fresh bool, err error) {
 	tx, err := db.BeginTx(ctx, nil)
@@ -22,13 +23,21 @@ func recordDelivery(ctx context.Context, db *sql.DB, d delivery) (fresh bool, er
 		return false, fmt.Errorf("record delivery %s: %w", d.ID, err)
 	}
 	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM github_deliveries WHERE id = ?`, d.ID).Scan(&n); err != nil {
+	var prev string
+	err = tx.QueryRowContext(ctx, `SELECT state FROM github_deliveries WHERE id = ?`, d.ID).Scan(&prev)
+	switch {
+	case err == nil && prev == "failed":
+		// A redelivery (GitHub's "Redeliver" button) of a delivery whose work failed: try again.
+		if _, err := tx.ExecContext(ctx, `UPDATE github_deliveries SET state = 'received', detail = '', finished_at = 0 WHERE id = ?`, d.ID); err != nil {
+			return false, fmt.Errorf("record delivery %s: %w", d.ID, err)
+		}
+		return true, tx.Commit()
+	case err == nil:
+		return false, nil
+	case !errors.Is(err, sql.ErrNoRows):
 		return false, fmt.Errorf("record delivery %s: %w", d.ID, err)
 	}
-	if n > 0 {
-		return false, nil
-	}
+	var n int
 	state, key := "received", sql.NullString{String: d.DedupeKey, Valid: d.DedupeKey != ""}
 	if key.Valid {
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM github_deliveries WHERE dedupe_key = ?`, key).Scan(&n); err != nil {

@@ -18,7 +18,8 @@ import (
 // wait GitHub asks for; a plain 403 or 404 is not.
 func TestRetries(t *testing.T) {
 	t.Parallel()
-	reset := time.Now().Add(30 * time.Second).Unix()
+	now := time.Unix(1763776800, 0) // the transport's clock in this test
+	reset := now.Add(30 * time.Second).Unix()
 	for _, c := range []struct {
 		name   string
 		faults []githubtest.Fault
@@ -45,6 +46,7 @@ func TestRetries(t *testing.T) {
 			fake := githubtest.New(t)
 			fake.FailNext(c.faults...)
 			tr := newRetryTransport(http.DefaultTransport, nil)
+			tr.now = func() time.Time { return now }
 			var waits []time.Duration
 			tr.sleep = func(ctx context.Context, d time.Duration) error {
 				waits = append(waits, (d + time.Second - 1).Truncate(time.Second)) // ceil

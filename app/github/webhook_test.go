@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/immunity-app/immunity/app/github/githubtest"
 )
 
 // TestFixturesSigned delivers every real payload with a good signature (accepted), a bad
@@ -126,5 +128,22 @@ func TestSignatureCheck(t *testing.T) {
 		if err := checkSignature([]byte(secret), c.header, body); (err == nil) != c.ok {
 			t.Errorf("signature %q: err %v, want ok=%v", c.header, err, c.ok)
 		}
+	}
+}
+
+// TestRedeliverFailed: a delivery whose work failed is done again when GitHub redelivers it.
+func TestRedeliverFailed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.fake.SetPermission("Codertocat", "write")
+	h.fake.FailNext(githubtest.Fault{Status: 404, Body: `{"message":"Not Found"}`}, githubtest.Fault{Status: 404, Body: `{"message":"Not Found"}`}) // the installation token, twice: the eyes reaction and the permission check fail
+	body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 42})
+	h.post(t, "issue_comment", "f1", body, "")
+	if got := h.deliveries(t)["f1"]; got != "failed" {
+		t.Fatalf("delivery state %q, want failed (GitHub refused the permission check)", got)
+	}
+	h.post(t, "issue_comment", "f1", body, "")
+	if got := h.deliveries(t)["f1"]; got != "done" || len(h.cmds.Requests()) != 1 {
+		t.Errorf("redelivered: state %q, commands %d; want done, 1", got, len(h.cmds.Requests()))
 	}
 }

@@ -44,6 +44,10 @@ type Window struct {
 	Canary         []deployers.Host
 	Baseline       []deployers.Host
 	Metrics        []judge.Metric
+	// Methods, when the canary receives only mirrored traffic, are the methods mirrored
+	// (GET, HEAD): sources compare only those methods' series on both sides, unless a
+	// configured selector names a method itself. Empty: every series counts.
+	Methods []string
 	// Specs say where a configured metric's samples come from, by metric name. A metric
 	// without a spec is one of the defaults (ErrorRate, Latency), read from the sample
 	// app's standard series.

@@ -2,15 +2,20 @@
 // client_golang's api/v1) instead of the hosts.
 //
 // Each metric has a Query: PromQL text/templates rendered once per host with the Vars
-// below. A Rate metric has an Events and a Trials query, a Latency metric a Buckets
+// below. A Rate metric has an Events and a Trials query; a Latency metric a Buckets
 // query (cumulative histogram buckets by `le`, turned into per-request samples by
-// measure.Samples) or a Values query, a Gauge metric a Values query: a range query over
-// the interval whose every point is one sample.
+// measure.Samples); a Latency or Gauge metric a Sample query (an instant query at the
+// interval's end: each series' value is one sample) or a Values query (a range query over
+// the interval: every point is one sample).
 //
 // Events, Trials and Buckets are either levels of counters (Levels: true, e.g.
-// `sum(http_requests_total{instance="{{.Instance}}"})`), evaluated at both ends of the
+// `sum(http_requests_total{instance="{{.Host}}"})`), evaluated at both ends of the
 // interval and differenced, which is exact, or increases over the interval
 // (`sum(increase(x[{{.Range}}]))`), evaluated at its end. DefaultQueries use levels.
+//
+// Where a metric's query comes from, first match wins: the queries given to New, the
+// window's specs (the app config's query / trials_query: levels for a rate, a Sample
+// query otherwise), DefaultQueries.
 package prom
 
 import (
@@ -19,6 +24,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"text/template"
@@ -37,6 +43,7 @@ type Query struct {
 	Events  string `yaml:"events" json:"events,omitempty"`
 	Trials  string `yaml:"trials" json:"trials,omitempty"`
 	Buckets string `yaml:"buckets" json:"buckets,omitempty"`
+	Sample  string `yaml:"sample" json:"sample,omitempty"`
 	Values  string `yaml:"values" json:"values,omitempty"`
 	Levels  bool   `yaml:"levels" json:"levels,omitempty"`
 }
@@ -44,23 +51,27 @@ type Query struct {
 // Vars are what a query template can use.
 type Vars struct {
 	App, Region, Release string
-	Host                 string // host name in the config, e.g. host1
-	Instance             string // host:port of the host's URL, Prometheus's usual instance label
-	URL                  string
-	Range                string // the interval as a PromQL duration, e.g. 10s
+	// Host and Instance are host:port of the host's URL, Prometheus's usual instance label.
+	Host, Instance string
+	Name           string // the host's name in the config, e.g. host1
+	URL            string
+	Range          string // the interval as a PromQL duration, e.g. 10s
+	// Methods is a regexp of the methods compared: "GET|HEAD" when the canary only gets
+	// mirrored traffic (measure.Window.Methods), ".*" otherwise.
+	Methods string
 }
 
-// DefaultQueries read the sample app's standard series, by instance label, counting only
-// the methods the mirror copies (GET, HEAD) on both sides.
+// DefaultQueries read the sample app's standard series, by instance label; when the
+// canary only gets mirrored traffic, only the mirrored methods' series count on both sides.
 func DefaultQueries() map[string]Query {
 	return map[string]Query{
 		measure.ErrorRate: {
-			Events: `sum(` + measure.RequestsTotal + `{instance="{{.Instance}}",method=~"GET|HEAD",code=~"5.."})`,
-			Trials: `sum(` + measure.RequestsTotal + `{instance="{{.Instance}}",method=~"GET|HEAD"})`,
+			Events: `sum(` + measure.RequestsTotal + `{instance="{{.Instance}}",method=~"{{.Methods}}",code=~"5.."})`,
+			Trials: `sum(` + measure.RequestsTotal + `{instance="{{.Instance}}",method=~"{{.Methods}}"})`,
 			Levels: true,
 		},
 		measure.Latency: {
-			Buckets: `sum by (le) (` + measure.DurationSeconds + `_bucket{instance="{{.Instance}}",method=~"GET|HEAD"})`,
+			Buckets: `sum by (le) (` + measure.DurationSeconds + `_bucket{instance="{{.Instance}}",method=~"{{.Methods}}"})`,
 			Levels:  true,
 		},
 	}
@@ -68,13 +79,13 @@ func DefaultQueries() map[string]Query {
 
 // Source queries one Prometheus server.
 type Source struct {
-	api     v1.API
-	queries map[string]Query
-	Step    time.Duration // step of Values range queries; default 1s
+	api   v1.API
+	given map[string]Query
+	Step  time.Duration // step of Values range queries; default 1s
 }
 
-// New returns a source for the Prometheus at base; queries add to (and override)
-// DefaultQueries.
+// New returns a source for the Prometheus at base; queries (may be nil) override the
+// window's specs and DefaultQueries.
 func New(base string, queries map[string]Query) (*Source, error) {
 	if u, err := url.Parse(base); err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("prometheus source: %q: expected the server's base URL, like http://prometheus:9090", base)
@@ -83,11 +94,7 @@ func New(base string, queries map[string]Query) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus source %s: %w", base, err)
 	}
-	qs := DefaultQueries()
-	for k, q := range queries {
-		qs[k] = q
-	}
-	return &Source{api: v1.NewAPI(c), queries: qs, Step: time.Second}, nil
+	return &Source{api: v1.NewAPI(c), given: queries, Step: time.Second}, nil
 }
 
 // Measure asks Prometheus for each metric of each host over (from, to].
@@ -99,9 +106,15 @@ func (s *Source) Measure(ctx context.Context, w measure.Window, from, to time.Ti
 	side := func(region, release string, hosts []deployers.Host, out map[string]judge.Data) {
 		for _, m := range w.Metrics {
 			d := judge.Data{}
+			q, ok := s.queryFor(m, w.Specs)
 			for _, h := range hosts {
 				v := vars(w.App, region, release, h, to.Sub(from))
-				if err := s.measure(ctx, m, v, from, to, &d); err != nil {
+				v.Methods = methods(w.Methods)
+				err := fmt.Errorf("no Prometheus query configured")
+				if ok {
+					err = s.measure(ctx, m, q, v, from, to, &d)
+				}
+				if err != nil {
 					d.Err = join(d.Err, fmt.Sprintf("%s %s: %v", h, m.Name, err))
 				}
 			}
@@ -118,16 +131,38 @@ func vars(app, region, release string, h deployers.Host, d time.Duration) Vars {
 	if u, err := url.Parse(h.URL); err == nil && u.Host != "" {
 		inst = u.Host
 	}
-	return Vars{App: app, Region: region, Release: release, Host: h.Name, Instance: inst, URL: h.URL,
+	return Vars{App: app, Region: region, Release: release, Host: inst, Instance: inst, Name: h.Name, URL: h.URL,
 		Range: model.Duration(d.Round(time.Millisecond)).String()}
 }
 
-// measure adds one host's data of metric m to d.
-func (s *Source) measure(ctx context.Context, m judge.Metric, v Vars, from, to time.Time, d *judge.Data) error {
-	q, ok := s.queries[m.Name]
-	if !ok {
-		return fmt.Errorf("no Prometheus query configured")
+func methods(ms []string) string {
+	if len(ms) == 0 {
+		return ".*"
 	}
+	q := make([]string, len(ms))
+	for i, m := range ms {
+		q[i] = regexp.QuoteMeta(strings.ToUpper(m))
+	}
+	return strings.Join(q, "|")
+}
+
+// queryFor finds metric m's query (see the package comment).
+func (s *Source) queryFor(m judge.Metric, specs map[string]measure.Spec) (Query, bool) {
+	if q, ok := s.given[m.Name]; ok {
+		return q, true
+	}
+	if sp := specs[m.Name]; sp.Query != "" {
+		if m.Kind == judge.Rate {
+			return Query{Events: sp.Query, Trials: sp.TrialsQuery, Levels: true}, true
+		}
+		return Query{Sample: sp.Query}, true
+	}
+	q, ok := DefaultQueries()[m.Name]
+	return q, ok
+}
+
+// measure adds one host's data of metric m to d.
+func (s *Source) measure(ctx context.Context, m judge.Metric, q Query, v Vars, from, to time.Time, d *judge.Data) error {
 	switch {
 	case m.Kind == judge.Rate && q.Events != "" && q.Trials != "":
 		e, err := s.increase(ctx, q.Events, q.Levels, v, from, to)
@@ -146,6 +181,16 @@ func (s *Source) measure(ctx context.Context, m judge.Metric, v Vars, from, to t
 			return err
 		}
 		d.Values = append(d.Values, vals...)
+	case q.Sample != "":
+		vec, err := s.instant(ctx, q.Sample, v, to)
+		if err != nil {
+			return err
+		}
+		for _, x := range vec {
+			if !math.IsNaN(float64(x.Value)) {
+				d.Values = append(d.Values, float64(x.Value))
+			}
+		}
 	case q.Values != "":
 		vals, err := s.values(ctx, q.Values, v, from, to)
 		if err != nil {
@@ -153,7 +198,7 @@ func (s *Source) measure(ctx context.Context, m judge.Metric, v Vars, from, to t
 		}
 		d.Values = append(d.Values, vals...)
 	default:
-		return fmt.Errorf("a %s metric needs events and trials, buckets or values queries", m.Kind)
+		return fmt.Errorf("a %s metric needs events and trials, buckets, sample or values queries", m.Kind)
 	}
 	return nil
 }

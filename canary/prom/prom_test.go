@@ -83,6 +83,16 @@ func hit(t *testing.T, u string, n int) {
 	}
 }
 
+func post(t *testing.T, u string, n int) {
+	for range n {
+		resp, err := http.Post(u+"/x", "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+}
+
 func TestPrometheusSource(t *testing.T) {
 	t.Parallel()
 	base := httptest.NewServer(testapp.New(0, 0))
@@ -109,6 +119,12 @@ func TestPrometheusSource(t *testing.T) {
 			{Name: "requests_level", Kind: judge.Gauge},
 			{Name: "broken", Kind: judge.Gauge},
 			{Name: "unconfigured", Kind: judge.Gauge},
+			{Name: "spec_errors", Kind: judge.Rate},
+			{Name: "spec_level", Kind: judge.Gauge},
+		},
+		Specs: map[string]measure.Spec{
+			"spec_errors": {Query: `sum(http_requests_total{instance="{{.Host}}",code="500"})`, TrialsQuery: `sum(http_requests_total{instance="{{.Host}}"})`},
+			"spec_level":  {Query: `sum(http_requests_total{instance="{{.Host}}"})`},
 		}}
 	// Both targets scraped before the window starts, so its start is a known level.
 	level := func(u string) float64 {
@@ -119,11 +135,13 @@ func TestPrometheusSource(t *testing.T) {
 	from := time.Now()
 	hit(t, base.URL, 30)
 	hit(t, can.URL, 30)
+	post(t, can.URL, 5) // not mirrored methods: left out of the comparison
+	w.Methods = []string{"GET", "HEAD"}
 	trials := func(u string) float64 {
-		in, _ := src.instant(ctx, DefaultQueries()[measure.ErrorRate].Trials, Vars{Instance: strings.TrimPrefix(u, "http://")}, time.Now())
+		in, _ := src.instant(ctx, DefaultQueries()[measure.ErrorRate].Trials, Vars{Instance: strings.TrimPrefix(u, "http://"), Methods: ".*"}, time.Now())
 		return sum(in)
 	}
-	until(t, "the traffic scraped", 10*time.Second, func() bool { return trials(base.URL) == 30 && trials(can.URL) == 30 })
+	until(t, "the traffic scraped", 10*time.Second, func() bool { return trials(base.URL) == 30 && trials(can.URL) == 35 })
 	to := time.Now()
 
 	in, err := src.Measure(ctx, w, from, to)
@@ -146,6 +164,12 @@ func TestPrometheusSource(t *testing.T) {
 	// A range query's points are at from, from+1s, ...; the request counter's level.
 	if vals, err := src.values(ctx, `sum(http_requests_total{instance="{{.Instance}}"})`, vars("", "", "", c, 0), from, to.Add(time.Second)); err != nil || vals[len(vals)-1] != 30 {
 		t.Fatalf("range query to past the traffic = %v, %v; want the last point at 30", vals, err)
+	}
+	if d := in.Canary["spec_errors"]; d.Events < 10 || d.Trials != 35 || d.Err != "" {
+		t.Fatalf("configured rate = %+v, want 10 or more of 35 (its query counts every method)", d)
+	}
+	if d := in.Baseline["spec_level"]; len(d.Values) != 1 || d.Values[0] != 30 {
+		t.Fatalf("configured sample query = %+v, want one sample of 30", d)
 	}
 	if e := in.Canary["broken"].Err; !strings.Contains(e, "sandbox2/host1 broken: range query sum(rate(") {
 		t.Fatalf("broken query err = %q, want a measurement error naming host and query", e)

@@ -19,9 +19,8 @@ type rule struct {
 }
 
 // ruleFor builds a metric's rule from its spec, or the defaults for error_rate and latency.
-func (s *Scraper) ruleFor(m judge.Metric, specs map[string]measure.Spec) rule {
+func ruleFor(m judge.Metric, specs map[string]measure.Spec, methods []string) rule {
 	sp, ok := specs[m.Name]
-	keep := func(*dto.Metric) bool { return true }
 	if !ok || sp.Scrape == "" {
 		switch m.Name {
 		case measure.ErrorRate:
@@ -31,9 +30,8 @@ func (s *Scraper) ruleFor(m judge.Metric, specs map[string]measure.Spec) rule {
 		default:
 			return rule{err: "no scrape selector configured for " + m.Name}
 		}
-		keep = s.mirrored
 	}
-	r := rule{quantile: sp.Quantile, keep: keep}
+	r := rule{quantile: sp.Quantile, keep: func(*dto.Metric) bool { return true }}
 	var err error
 	if r.events, err = parseSelector(sp.Scrape); err != nil {
 		return rule{err: err.Error()}
@@ -46,17 +44,26 @@ func (s *Scraper) ruleFor(m judge.Metric, specs map[string]measure.Spec) rule {
 			return rule{err: err.Error()}
 		}
 	}
+	if len(methods) > 0 && !r.events.names("method") && !r.trials.names("method") {
+		r.keep = only(methods)
+	}
 	return r
 }
 
-// mirrored keeps the series of the mirrored methods (series without a method label too).
-func (s *Scraper) mirrored(m *dto.Metric) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == "method" {
-			return s.Methods[strings.ToUpper(l.GetValue())]
-		}
+// only keeps the series of the given methods (and series without a method label).
+func only(methods []string) func(*dto.Metric) bool {
+	set := map[string]bool{}
+	for _, m := range methods {
+		set[strings.ToUpper(m)] = true
 	}
-	return true
+	return func(m *dto.Metric) bool {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "method" {
+				return set[strings.ToUpper(l.GetValue())]
+			}
+		}
+		return true
+	}
 }
 
 // apply adds one host's interval to d, or says why it cannot.

@@ -10,10 +10,11 @@
 // over a gauge, its value per host and interval (a counter: its increase).
 //
 // The defaults: error_rate is http_requests_total{code=~"5.."} out of
-// http_requests_total, latency is http_request_duration_seconds, counting only the series
-// of the mirrored methods (GET and HEAD; Scraper.Methods) on both sides: the canary only
-// receives those, so production's POSTs would make the two sides incomparable. A counter
-// that went down (the app restarted) counts from zero.
+// http_requests_total, latency is http_request_duration_seconds. When the canary only
+// receives mirrored traffic (Window.Methods), only the series of the mirrored methods
+// count, on both sides, since production's POSTs would make the two sides incomparable;
+// a selector naming a method itself is left alone. A counter that went down (the app
+// restarted) counts from zero.
 //
 // A Scraper remembers the last read of each host, so a window uses its own Scraper.
 package scrape
@@ -38,9 +39,8 @@ import (
 
 // Scraper is a measure.Source reading hosts' /metrics.
 type Scraper struct {
-	HTTP    *http.Client    // default: 5s timeout
-	Path    string          // default /metrics
-	Methods map[string]bool // series the default metrics count, by method label; default GET, HEAD
+	HTTP *http.Client // default: 5s timeout
+	Path string       // default /metrics
 
 	mu   sync.Mutex
 	last map[string]reading // by host URL
@@ -51,7 +51,7 @@ func New(hc *http.Client) *Scraper {
 	if hc == nil {
 		hc = &http.Client{Timeout: 5 * time.Second}
 	}
-	return &Scraper{HTTP: hc, Path: "/metrics", Methods: map[string]bool{"GET": true, "HEAD": true}, last: map[string]reading{}}
+	return &Scraper{HTTP: hc, Path: "/metrics", last: map[string]reading{}}
 }
 
 // reading is one scrape of one host: its metric families by name.
@@ -62,7 +62,7 @@ func (s *Scraper) Measure(ctx context.Context, w measure.Window, from, to time.T
 	in := measure.Empty()
 	rules := map[string]rule{}
 	for _, m := range w.Metrics {
-		rules[m.Name] = s.ruleFor(m, w.Specs)
+		rules[m.Name] = ruleFor(m, w.Specs, w.Methods)
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex

@@ -2,6 +2,7 @@ package scrape
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -108,7 +109,7 @@ func TestScrapeFailureIsAMeasurementError(t *testing.T) {
 	if e := in.Baseline[measure.ErrorRate].Err; e != "" {
 		t.Fatalf("baseline err = %q, want none", e)
 	}
-	if e := in.Baseline["signups"].Err; !strings.Contains(e, "use source prometheus") {
+	if e := in.Baseline["signups"].Err; !strings.Contains(e, "no scrape selector configured for signups") {
 		t.Fatalf("unknown metric err = %q", e)
 	}
 }
@@ -117,7 +118,7 @@ func TestScrapeCountsOnlyMirroredMethods(t *testing.T) {
 	t.Parallel()
 	b := host(t, "prod3", "host1", testapp.New(2, 0)) // every second request fails
 	c := host(t, "sandbox2", "host1", testapp.New(0, 0))
-	w := measure.Window{Baseline: []deployers.Host{b}, Canary: []deployers.Host{c}, Metrics: metrics}
+	w := measure.Window{Baseline: []deployers.Host{b}, Canary: []deployers.Host{c}, Metrics: metrics, Methods: []string{"GET", "HEAD"}}
 	s := New(nil)
 	ctx := context.Background()
 	s.Measure(ctx, w, time.Now(), time.Now())
@@ -137,5 +138,112 @@ func TestScrapeCountsOnlyMirroredMethods(t *testing.T) {
 	}
 	if n := len(in.Baseline[measure.Latency].Values); n != 4 {
 		t.Fatalf("%d latency samples, want the 4 GETs", n)
+	}
+	// Without mirroring (a production canary) every method counts.
+	w.Methods = nil
+	hit(t, b, 2) // GETs 9 and 10: the 10th fails
+	in, _ = s.Measure(ctx, w, time.Now(), time.Now())
+	if d := in.Baseline[measure.ErrorRate]; d.Trials != 2 || d.Events != 1 {
+		t.Fatalf("unmirrored baseline error_rate = %+v, want 1 of 2", d)
+	}
+}
+
+// exposition is a host whose /metrics text the test writes.
+type exposition struct{ text string }
+
+func (e *exposition) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	io.WriteString(w, e.text)
+}
+
+const expo1 = `# TYPE signups_total counter
+signups_total{plan="free"} 10
+signups_total{plan="pro"} 5
+# TYPE visits_total counter
+visits_total 100
+# TYPE queue_depth gauge
+queue_depth{q="a"} 3
+queue_depth{q="b"} 4
+# TYPE job_seconds histogram
+job_seconds_bucket{le="1"} 0
+job_seconds_bucket{le="2"} 0
+job_seconds_bucket{le="+Inf"} 0
+job_seconds_sum 0
+job_seconds_count 0
+`
+
+const expo2 = `# TYPE signups_total counter
+signups_total{plan="free"} 12
+signups_total{plan="pro"} 9
+# TYPE visits_total counter
+visits_total 150
+# TYPE queue_depth gauge
+queue_depth{q="a"} 7
+queue_depth{q="b"} 1
+# TYPE job_seconds histogram
+job_seconds_bucket{le="1"} 10
+job_seconds_bucket{le="2"} 20
+job_seconds_bucket{le="+Inf"} 20
+job_seconds_sum 25
+job_seconds_count 20
+`
+
+func TestScrapeConfiguredSelectors(t *testing.T) {
+	t.Parallel()
+	e := &exposition{text: expo1}
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	h := deployers.Host{Region: "sandbox2", Name: "host1", URL: srv.URL}
+	w := measure.Window{Canary: []deployers.Host{h},
+		Metrics: []judge.Metric{
+			{Name: "pro_signups", Kind: judge.Rate},
+			{Name: "queue", Kind: judge.Gauge},
+			{Name: "job", Kind: judge.Latency},
+			{Name: "job_p90", Kind: judge.Latency},
+			{Name: "typo", Kind: judge.Gauge},
+		},
+		Specs: map[string]measure.Spec{
+			"pro_signups": {Scrape: `signups_total{plan=~"pro|ent"}`, TrialsScrape: `visits_total`},
+			"queue":       {Scrape: `queue_depth{q!="c"}`},
+			"job":         {Scrape: `job_seconds`},
+			"job_p90":     {Scrape: `job_seconds`, Quantile: 0.9},
+			"typo":        {Scrape: `queue_depth{q="a"`},
+		}}
+	s := New(nil)
+	ctx := context.Background()
+	s.Measure(ctx, w, time.Now(), time.Now())
+	e.text = expo2
+	in, _ := s.Measure(ctx, w, time.Now(), time.Now())
+	c := in.Canary
+	if d := c["pro_signups"]; d.Events != 4 || d.Trials != 50 || d.Err != "" {
+		t.Fatalf("pro_signups = %+v, want 4 of 50", d)
+	}
+	if d := c["queue"]; len(d.Values) != 1 || d.Values[0] != 8 {
+		t.Fatalf("queue = %+v, want one sample of 8", d)
+	}
+	if d := c["job"]; len(d.Values) != 20 || d.Values[0] != 0.05 || d.Values[19] != 1.95 {
+		t.Fatalf("job = %v, want 20 samples spread over (0,2]", d.Values)
+	}
+	if d := c["job_p90"]; len(d.Values) != 1 || d.Values[0] != 1.8 {
+		t.Fatalf("job_p90 = %+v, want one sample of 1.8", d)
+	}
+	if d := c["typo"]; !strings.Contains(d.Err, "expected a closing }") {
+		t.Fatalf("typo err = %q", d.Err)
+	}
+}
+
+func TestParseSelector(t *testing.T) {
+	t.Parallel()
+	sel, err := parseSelector(`http_requests_total{code=~"5..", method!="POST",path="/a\"b"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sel.name != "http_requests_total" || len(sel.matchers) != 3 || sel.matchers[2].value != `/a"b` {
+		t.Fatalf("parsed %+v", sel)
+	}
+	for _, bad := range []string{`{code="5"}`, `x{code=5}`, `x{code=~"("}`, `x{code~"a"}`} {
+		if _, err := parseSelector(bad); err == nil {
+			t.Errorf("parseSelector(%q) accepted", bad)
+		}
 	}
 }

@@ -82,3 +82,13 @@ func (s selector) matches(m *dto.Metric) bool {
 	}
 	return true
 }
+
+// names says whether the selector matches on label.
+func (s selector) names(label string) bool {
+	for _, t := range s.matchers {
+		if t.label == label {
+			return true
+		}
+	}
+	return false
+}

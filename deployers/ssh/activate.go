@@ -92,8 +92,7 @@ func (d *Deployer) activate(ctx context.Context, h deployers.Host, sha string) e
 	if err := checkName(sha); err != nil {
 		return err
 	}
-	s := d.settings(h)
-	t, err := parseAddress(h.Address, s)
+	s, t, err := d.target(h)
 	if err != nil {
 		return err
 	}

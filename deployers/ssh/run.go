@@ -27,8 +27,7 @@ func (d *Deployer) runOn(ctx context.Context, h deployers.Host, argv []string, e
 	if len(argv) == 0 {
 		return fmt.Errorf("empty command")
 	}
-	s := d.settings(h)
-	t, err := parseAddress(h.Address, s)
+	_, t, err := d.target(h)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,7 @@ package ssh
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -96,6 +97,16 @@ func (d *Deployer) Close() error {
 	d.pool.closeAll()
 	d.forms.clear()
 	return nil
+}
+
+// target returns the host's settings and where its connection goes.
+func (d *Deployer) target(h deployers.Host) (Settings, target, error) {
+	s := d.settings(h)
+	if h.Base == "" {
+		return s, target{}, fmt.Errorf("host %s has no base folder", h)
+	}
+	t, err := parseAddress(h.Address, s)
+	return s, t, err
 }
 
 func (d *Deployer) settings(h deployers.Host) Settings {

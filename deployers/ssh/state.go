@@ -29,8 +29,7 @@ func (d *Deployer) State(ctx context.Context, h deployers.Host) (deployers.HostS
 
 func (d *Deployer) state(ctx context.Context, h deployers.Host) (deployers.HostState, error) {
 	var st deployers.HostState
-	s := d.settings(h)
-	t, err := parseAddress(h.Address, s)
+	s, t, err := d.target(h)
 	if err != nil {
 		return st, err
 	}

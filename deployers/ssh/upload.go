@@ -75,8 +75,7 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 	if !checksumRE.MatchString(rel.Checksum) {
 		return fmt.Errorf("checksum %q: expected 64 hex digits of sha256", rel.Checksum)
 	}
-	s := d.settings(h)
-	t, err := parseAddress(h.Address, s)
+	s, t, err := d.target(h)
 	if err != nil {
 		return err
 	}

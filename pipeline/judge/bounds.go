@@ -27,6 +27,10 @@ const (
 	Pocock Spending = "pocock"
 )
 
+// HwangShihDeCani is the spending family α·(1-e^(-γt))/(1-e^(-γ)): γ = -4 is close to
+// O'Brien-Fleming, γ = 1 to Pocock; written "hsd:γ".
+func HwangShihDeCani(gamma float64) Spending { return Spending(fmt.Sprintf("hsd:%g", gamma)) }
+
 func (sp Spending) spent(a, t float64) float64 {
 	if t <= 0 {
 		return 0
@@ -36,6 +40,13 @@ func (sp Spending) spent(a, t float64) float64 {
 	}
 	if sp == Pocock {
 		return a * math.Log(1+(math.E-1)*t)
+	}
+	var g float64
+	if _, err := fmt.Sscanf(string(sp), "hsd:%g", &g); err == nil {
+		if g == 0 {
+			return a * t
+		}
+		return a * (1 - math.Exp(-g*t)) / (1 - math.Exp(-g))
 	}
 	z := distuv.UnitNormal.Quantile(1 - a/2)
 	return 2 * distuv.UnitNormal.Survival(z/math.Sqrt(t))

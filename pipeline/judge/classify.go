@@ -53,8 +53,12 @@ func classifyValues(r *MetricResult, m Metric, rk ranks, lv level, o Options) {
 		}
 		rel = func(s float64) float64 { return s / scale }
 	}
-	zc := distuv.UnitNormal.Quantile(1 - lv.show)
-	est, lo, hi := rk.estimate(zc)
+	var est, lo, hi float64
+	if rk.exactOK() {
+		est, lo, hi = rk.exactEstimate(lv.show)
+	} else {
+		est, lo, hi = rk.estimate(distuv.UnitNormal.Quantile(1 - lv.show))
+	}
 	r.Effect, r.Low, r.High = capEffect(rel(est)), capEffect(rel(lo)), capEffect(rel(hi))
 	decide(r, m, lv)
 }

@@ -1,0 +1,98 @@
+package pipeline
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestConfigErrorsNameFileLineAndWhatWasExpected(t *testing.T) {
+	cases := []struct {
+		name, yml string
+		want      []string
+	}{
+		{"typo in a region key", `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    regions:
+      - name: prod3
+        prodution: true
+        hosts: [{name: host1, port: 4001}]
+`, []string{`immunity.yml:9: unknown key "prodution" in apps[0].regions[0] (did you mean "production"?)`}},
+		{"wrong shape", `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: make, artifacts: [bin]}
+    run: {command: [bin/papi]}
+    regions: []
+`, []string{`immunity.yml:5: apps[0].build.command: expected a list, got "make"`}},
+		{"bad values, all reported", `
+apps:
+  - name: Papi!
+    repo: {}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    regions:
+      - name: sandbox2
+        deployer: docker
+        hosts: [{name: host1, port: 4001}]
+        monitor: {mirror_from: prod9, period: 5m}
+      - name: prod3
+        production: true
+        hosts: [{name: host1, port: 4002}, {name: host2, port: 4002}]
+`, []string{
+			`immunity.yml:14: host prod3/host2: port 4002 is already used by Papi!/prod3/host1`,
+			`immunity.yml:3: apps[0].name: expected a lowercase name`,
+			`immunity.yml:4: app Papi!: repo: expected github (owner/name) and/or path`,
+			`immunity.yml:9: region sandbox2: deployer: expected local or ssh, got "docker"`,
+			`immunity.yml:11: region sandbox2: monitor.mirror_from: no region "prod9" in app Papi!; expected one of: sandbox2, prod3`,
+		}},
+		{"bad duration", `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin], timeout: soon}
+    run: {command: [bin/papi]}
+    regions:
+      - name: s1
+        hosts: [{name: host1, port: 4001}]
+`, []string{`immunity.yml:5: expected a duration such as 30s or 5m, got "soon"`}},
+		{"not yaml", "apps: [\n", []string{`immunity.yml:1: did not find expected node content`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("immunity.yml", []byte(c.yml))
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("want a *ConfigError, got %v", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q; it says:\n%s", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	cfg, err := ParseConfig("/etc/immunity/immunity.yml", []byte(fourRegions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Apps[0]
+	if a.Repo.Path != "/etc/immunity/papi.git" || a.Repo.Branch != "main" || a.KeepReleases != 5 || a.Run.Health != "/healthz" {
+		t.Fatalf("app defaults: %+v", a)
+	}
+	r, _, _ := a.Region("prod3")
+	if r.Deployer != "local" || r.HostsAtATime != 1 || r.Hosts[0].URL != "http://127.0.0.1:41003" {
+		t.Fatalf("region defaults: %+v", r)
+	}
+	if cfg.Server.Listen != "127.0.0.1:3102" || cfg.Server.DataDir != "/etc/immunity/immunity-data" {
+		t.Fatalf("server defaults: %+v", cfg.Server)
+	}
+}

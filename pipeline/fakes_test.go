@@ -1,0 +1,319 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/judge"
+	"github.com/immunity-app/immunity/store"
+)
+
+// fakeBuilder builds tiny real artifacts for commits it was told about.
+type fakeBuilder struct {
+	dir     string
+	mu      sync.Mutex
+	commits []Commit
+	builds  []string
+}
+
+func (b *fakeBuilder) add(subject string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sum := sha1.Sum([]byte(fmt.Sprintf("%s-%d", subject, len(b.commits))))
+	sha := hex.EncodeToString(sum[:])
+	b.commits = append(b.commits, Commit{SHA: sha, Subject: subject, Author: "ada"})
+	return sha
+}
+
+func (b *fakeBuilder) Commit(_ context.Context, _ *App, sha string) (Commit, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sha == "" && len(b.commits) > 0 {
+		return b.commits[len(b.commits)-1], nil
+	}
+	for _, c := range b.commits {
+		if c.SHA == sha {
+			return c, nil
+		}
+	}
+	return Commit{}, fmt.Errorf("no commit %s", sha)
+}
+
+func (b *fakeBuilder) Build(_ context.Context, a *App, sha string) (deployers.Release, error) {
+	b.mu.Lock()
+	b.builds = append(b.builds, sha)
+	b.mu.Unlock()
+	src := filepath.Join(b.dir, "src-"+sha)
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "version"), []byte(sha), 0o644)
+	art := filepath.Join(b.dir, sha+".tar.gz")
+	f, err := os.Create(art)
+	if err != nil {
+		return deployers.Release{}, err
+	}
+	if err := deployers.Pack(src, []string{"version"}, f); err != nil {
+		return deployers.Release{}, err
+	}
+	f.Close()
+	sum, err := deployers.FileChecksum(art)
+	return deployers.Release{App: a.Name, SHA: sha, Artifact: art, Checksum: sum}, err
+}
+
+// fakeDeployer keeps each host's current and previous release in memory and records
+// what it was asked.
+type fakeDeployer struct {
+	mu          sync.Mutex
+	current     map[string]string
+	previous    map[string]string
+	activations []string // "region/host@sha7"
+	failOn      map[string]bool
+	// hang, when set for "region/host", makes Activate switch and then hang until the
+	// context ends: a crash right after the switch.
+	hang map[string]bool
+}
+
+func newFakeDeployer() *fakeDeployer {
+	return &fakeDeployer{current: map[string]string{}, previous: map[string]string{}, failOn: map[string]bool{}, hang: map[string]bool{}}
+}
+
+func (d *fakeDeployer) Upload(context.Context, deployers.Host, deployers.Release) error { return nil }
+
+func (d *fakeDeployer) Activate(ctx context.Context, h deployers.Host, sha string) error {
+	d.mu.Lock()
+	d.activations = append(d.activations, h.String()+"@"+short(sha))
+	if d.failOn[h.String()+"@"+short(sha)] {
+		d.mu.Unlock()
+		return fmt.Errorf("health check of %s failed", h)
+	}
+	if d.current[h.String()] != sha {
+		d.previous[h.String()] = d.current[h.String()]
+	}
+	d.current[h.String()] = sha
+	hang := d.hang[h.String()]
+	d.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (d *fakeDeployer) State(_ context.Context, h deployers.Host) (deployers.HostState, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return deployers.HostState{Current: d.current[h.String()], Previous: d.previous[h.String()]}, nil
+}
+
+func (d *fakeDeployer) Close() error { return nil }
+
+func (d *fakeDeployer) asked() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.activations)
+}
+
+// fakeTester fails the tests of releases it was told to.
+type fakeTester struct {
+	mu   sync.Mutex
+	fail map[string]bool
+}
+
+func (t *fakeTester) Test(_ context.Context, _ *App, rel deployers.Release, h deployers.Host) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fail[rel.SHA] {
+		return "PASS healthz\nFAIL items_list_sorted: items out of order\n1 passed, 1 failed", fmt.Errorf("exit status 1")
+	}
+	return "PASS healthz\n1 passed, 0 failed", nil
+}
+
+// fakeMonitor fails windows whose canary includes a host it was told about.
+type fakeMonitor struct {
+	mu       sync.Mutex
+	failHost map[string]bool // "region/host"
+	reqs     []MonitorRequest
+}
+
+func (m *fakeMonitor) Monitor(_ context.Context, req MonitorRequest, look func(judge.Verdict)) (judge.Verdict, error) {
+	m.mu.Lock()
+	m.reqs = append(m.reqs, req)
+	fail := false
+	for _, h := range req.Canary {
+		fail = fail || m.failHost[h.String()]
+	}
+	m.mu.Unlock()
+	v := judge.Verdict{Outcome: judge.Pass, Score: 100, Reason: "all metrics within range", Final: true}
+	if fail {
+		v = judge.Verdict{Outcome: judge.Fail, Score: 50, Reason: "latency +80% above the allowed +20%", Final: true}
+	}
+	look(v)
+	return v, nil
+}
+
+// recorder keeps the events a listener was told about.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Notify(_ context.Context, ev Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, ev)
+}
+
+func (r *recorder) kinds(kind string) []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Event
+	for _, e := range r.events {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// harness is an engine on a real SQLite store with fake parts around it.
+type harness struct {
+	t       *testing.T
+	dir     string
+	cfg     *Config
+	st      *store.Store
+	eng     *Engine
+	build   *fakeBuilder
+	dep     *fakeDeployer
+	tests   *fakeTester
+	monitor *fakeMonitor
+	rec     *recorder
+}
+
+const fourRegions = `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    tests: {command: [bin/itest]}
+    regions:
+      - name: sandbox1
+        hosts: [{name: host1, port: 41001}]
+      - name: sandbox2
+        hosts: [{name: host1, port: 41002}]
+        monitor: {mirror_from: prod3, period: 1s, interval: 100ms}
+      - name: prod3
+        production: true
+        manual_approval: true
+        hosts: [{name: host1, port: 41003}, {name: host2, port: 41004}, {name: host3, port: 41005}]
+        monitor: {period: 1s}
+      - name: prod4
+        production: true
+        hosts: [{name: host1, port: 41006}]
+`
+
+func newHarness(t *testing.T, yml string) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	h := &harness{t: t, dir: dir, build: &fakeBuilder{dir: dir}, dep: newFakeDeployer(),
+		tests: &fakeTester{fail: map[string]bool{}}, monitor: &fakeMonitor{failHost: map[string]bool{}}, rec: &recorder{}}
+	cfg, err := ParseConfig(filepath.Join(dir, "immunity.yml"), []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg = cfg
+	h.st, err = store.Open(context.Background(), filepath.Join(dir, "immunity.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.st.Close() })
+	h.start()
+	return h
+}
+
+// start makes and starts a fresh engine on the same store and fakes (a restart).
+func (h *harness) start() {
+	h.t.Helper()
+	eng, err := New(Options{Config: h.cfg, Store: h.st, Builder: h.build, Tester: h.tests, Monitor: h.monitor,
+		Deployer: func(*App, *Region) (deployers.Deployer, error) { return h.dep, nil }, Tick: 20 * time.Millisecond})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	eng.AddListener(h.rec)
+	if err := eng.Start(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	h.eng = eng
+	h.t.Cleanup(eng.Stop)
+}
+
+var ada = Actor{Name: "ada", Via: "cli"}
+
+func (h *harness) push(subject string) store.Run {
+	h.t.Helper()
+	sha := h.build.add(subject)
+	r, err := h.eng.StartRun(context.Background(), "papi", sha, Trigger{Kind: "push"})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
+}
+
+// waitRun waits until the run satisfies ok, failing the test after 10 s.
+func (h *harness) waitRun(id int64, what string, ok func(store.Run) bool) store.Run {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := h.st.Run(context.Background(), id)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if ok(r) {
+			return r
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("run %d never %s; it is %s: %s %s", id, what, r.State, r.Message, stageStates(r))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) waitState(id int64, state string) store.Run {
+	h.t.Helper()
+	return h.waitRun(id, state, func(r store.Run) bool { return r.State == state })
+}
+
+func stageStates(r store.Run) string {
+	s := ""
+	for _, st := range r.Stages {
+		s += fmt.Sprintf(" %s=%s(%s)", st.Region, st.State, st.Message)
+	}
+	return s
+}
+
+func stageOf(r store.Run, region string) store.Stage {
+	for _, s := range r.Stages {
+		if s.Region == region {
+			return s
+		}
+	}
+	return store.Stage{}
+}
+
+// seed makes a release live everywhere, as the starting point.
+func (h *harness) seed() string {
+	h.t.Helper()
+	sha := h.build.add("first release")
+	if _, err := h.eng.Seed(context.Background(), ada, "papi", sha); err != nil {
+		h.t.Fatal(err)
+	}
+	return sha
+}

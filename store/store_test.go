@@ -1,0 +1,84 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+func open(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStateSurvivesReopenAndMigrationsRunOnce(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "immunity.db")
+	s := open(t, path)
+	r, err := s.CreateRun(ctx, Run{App: "papi", SHA: "1a2b3c4d5e", State: "building"}, []string{"sandbox1", "prod3"},
+		map[string][]string{"sandbox1": {"host1"}, "prod3": {"host1", "host2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetHostStep(ctx, r.Stages[1].ID, "host2", "switching", "0ff1ce", "switching"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = open(t, path) // applies no migration twice
+	defer s.Close()
+	got, err := s.Run(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := got.Stages[1].Hosts[1]
+	if len(got.Stages) != 2 || h.Host != "host2" || h.Step != "switching" || h.PrevSHA != "0ff1ce" {
+		t.Fatalf("after reopen: %+v", got.Stages)
+	}
+	var n int
+	s.DB().QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n)
+	if n == 0 {
+		t.Fatal("no migrations recorded")
+	}
+	if _, err := s.Run(ctx, 999); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing run: %v", err)
+	}
+}
+
+func TestReleasePrefixMustBeUnique(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "immunity.db"))
+	defer s.Close()
+	s.PutRelease(ctx, Release{App: "papi", SHA: "abc111", State: "ready"})
+	s.PutRelease(ctx, Release{App: "papi", SHA: "abc222", State: "ready"})
+	if r, err := s.Release(ctx, "papi", "abc2"); err != nil || r.SHA != "abc222" {
+		t.Fatalf("unique prefix: %+v %v", r, err)
+	}
+	if _, err := s.Release(ctx, "papi", "abc"); err == nil {
+		t.Fatal("an ambiguous prefix was accepted")
+	}
+	if _, err := s.Release(ctx, "papi", "fff"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown release: %v", err)
+	}
+}
+
+func TestALockHasOneHolder(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "immunity.db"))
+	defer s.Close()
+	if err := s.PutLock(ctx, Lock{App: "papi", Region: "prod3", Holder: "ada", Reason: "incident"}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.PutLock(ctx, Lock{App: "papi", Region: "prod3", Holder: "bob"})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second lock: %v", err)
+	}
+	if l, _ := s.Lock(ctx, "papi", "prod3"); l.Holder != "ada" {
+		t.Fatalf("holder = %q", l.Holder)
+	}
+}

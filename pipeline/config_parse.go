@@ -196,7 +196,10 @@ func (c *Config) applyDefaults() {
 	if c.Server.Listen == "" {
 		c.Server.Listen = "127.0.0.1:3102"
 	}
-	dir := filepath.Dir(c.File)
+	dir, err := filepath.Abs(filepath.Dir(c.File))
+	if err != nil {
+		dir = filepath.Dir(c.File)
+	}
 	if c.Server.DataDir == "" {
 		c.Server.DataDir = "immunity-data"
 	}

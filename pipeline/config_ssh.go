@@ -43,21 +43,24 @@ func (s *SSHRegion) check(add func(path, format string, args ...any), path strin
 	if s.Health != "" && !strings.HasPrefix(s.Health, "/") {
 		add(path+".health", "%s.health: expected a URL path starting with /, got %q", path, s.Health)
 	}
-	for key, argv := range map[string][]string{"restart": s.Restart, "health_command": s.HealthCommand} {
-		if len(argv) > 0 && argv[0] == "" {
-			add(path+"."+key, "%s.%s: expected an argv list whose first word is the program", path, key)
-		}
-		for _, a := range argv {
-			if strings.ContainsRune(a, 0) {
-				add(path+"."+key, "%s.%s: a word contains a NUL byte", path, key)
-			}
-		}
-	}
+	checkSSHArgv(add, path+".restart", s.Restart)
+	checkSSHArgv(add, path+".health_command", s.HealthCommand)
 	if s.Keep != 0 && s.Keep < 2 {
 		add(path+".keep", "%s.keep: expected at least 2 (the live and the previous release)", path)
 	}
 	if s.Concurrency < 0 {
 		add(path+".concurrency", "%s.concurrency: expected 0 (all hosts at once) or more", path)
+	}
+}
+
+func checkSSHArgv(add func(path, format string, args ...any), path string, argv []string) {
+	if len(argv) > 0 && argv[0] == "" {
+		add(path, "%s: expected an argv list whose first word is the program", path)
+	}
+	for _, a := range argv {
+		if strings.ContainsRune(a, 0) {
+			add(path, "%s: a word contains a NUL byte", path)
+		}
 	}
 }
 
@@ -67,11 +70,11 @@ func (s *SSHRegion) applyDefaults(dir string) {
 	if s == nil {
 		return
 	}
-	s.KeyFile = resolvePath(dir, s.KeyFile)
-	s.KnownHosts = resolvePath(dir, s.KnownHosts)
+	s.KeyFile = sshConfigPath(dir, s.KeyFile)
+	s.KnownHosts = sshConfigPath(dir, s.KnownHosts)
 }
 
-func resolvePath(dir, p string) string {
+func sshConfigPath(dir, p string) string {
 	if p == "" || filepath.IsAbs(p) {
 		return p
 	}

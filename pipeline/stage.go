@@ -320,10 +320,17 @@ func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.H
 	for _, hs := range steps {
 		req.Canary = append(req.Canary, sr.hosts[hs.Host])
 	}
-	// Baseline: the hosts of this region not yet switched, else the mirror source region.
+	// Baseline: the hosts of this region not yet switched (and running an older
+	// release), else the mirror source region.
+	live, err := e.st.Live(ctx, sr.app.Name, sr.region.Name)
+	if err != nil {
+		return err
+	}
 	for _, hs := range sr.stage.Hosts[end:] {
-		req.Baseline = append(req.Baseline, sr.hosts[hs.Host])
-		req.BaselineRegion = sr.region.Name
+		if sha := live[hs.Host]; sha != "" && sha != sr.rel.SHA {
+			req.Baseline = append(req.Baseline, sr.hosts[hs.Host])
+			req.BaselineRegion = sr.region.Name
+		}
 	}
 	if m.MirrorFrom != "" {
 		src, _, err := e.region(sr.app, m.MirrorFrom)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
@@ -66,6 +67,9 @@ func New(cfg pipeline.GitHubConfig, eng engine, cmd commander, logger *slog.Logg
 	clients, err := NewClients(cfg, db, logger)
 	if err != nil {
 		return nil, err
+	}
+	if err := pruneDeliveries(context.Background(), db, time.Now()); err != nil {
+		logger.Warn("github app", "err", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &App{secret: secret, eng: eng, cmd: cmd, clients: clients, db: db, log: logger.With("part", "github"),

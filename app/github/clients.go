@@ -34,6 +34,7 @@ type Clients struct {
 	appTr   *ghinstallation.AppsTransport
 	mu      sync.Mutex
 	byInst  map[int64]*gh.Client
+	teams   map[string]teamAnswer
 	timeout time.Duration
 }
 
@@ -60,7 +61,7 @@ func NewClients(cfg pipeline.GitHubConfig, db *sql.DB, logger *slog.Logger) (*Cl
 	}
 	atr.BaseURL = strings.TrimRight(base.String(), "/")
 	return &Clients{appID: cfg.AppID, key: key, base: base, tr: tr, db: db, log: logger, appTr: atr,
-		byInst: map[int64]*gh.Client{}, timeout: 30 * time.Second}, nil
+		byInst: map[int64]*gh.Client{}, teams: map[string]teamAnswer{}, timeout: 30 * time.Second}, nil
 }
 
 // newClient makes a go-github client over rt pointed at the configured API.

@@ -66,3 +66,16 @@ func finishDelivery(ctx context.Context, db *sql.DB, id, state, detail string) e
 	}
 	return nil
 }
+
+// deliveryRetention is how long deliveries are kept for de-duplication and the log
+// (GitHub redelivers for up to three days).
+const deliveryRetention = 30 * 24 * time.Hour
+
+// pruneDeliveries forgets deliveries older than the retention.
+func pruneDeliveries(ctx context.Context, db *sql.DB, now time.Time) error {
+	_, err := db.ExecContext(ctx, `DELETE FROM github_deliveries WHERE received_at < ?`, now.Add(-deliveryRetention).UnixNano())
+	if err != nil {
+		return fmt.Errorf("prune github deliveries: %w", err)
+	}
+	return nil
+}

@@ -36,7 +36,7 @@ var keyOnce struct {
 }
 
 // testKey is an App private key, made once per test binary.
-func testKey(t *testing.T) string {
+func testKey(t testing.TB) string {
 	t.Helper()
 	keyOnce.Do(func() {
 		k, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -52,7 +52,7 @@ func testKey(t *testing.T) string {
 	return p
 }
 
-func githubConfig(t *testing.T, fake *githubtest.Server) pipeline.GitHubConfig {
+func githubConfig(t testing.TB, fake *githubtest.Server) pipeline.GitHubConfig {
 	return pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: testKey(t), WebhookSecret: secret, APIURL: fake.APIURL()}
 }
 
@@ -136,7 +136,7 @@ type harness struct {
 	store *store.Store
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "immunity.db"))
 	if err != nil {
@@ -188,7 +188,7 @@ func (h *harness) post(t *testing.T, event, id string, body []byte, sig string) 
 }
 
 // fixture reads fixtures/github/NAME and applies edits (dotted paths) in memory.
-func fixture(t *testing.T, name string, edits map[string]any) []byte {
+func fixture(t testing.TB, name string, edits map[string]any) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "..", "fixtures", "github", name))
 	if err != nil {

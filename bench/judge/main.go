@@ -242,6 +242,25 @@ func debugKayenta(n int, seed uint64) {
 		}
 		fmt.Println(t.name, n, "steady A/A windows, Kayenta flags at the end:", counts)
 	}
+	missed := 0
+	for _, sh := range []shape{steady, noisy, bursty} {
+		for range n / 3 {
+			base, can := cell{truth: "errors", factor: 10, rps: 100, errorRate: 0.001, shape: sh}.window(rng)
+			s := judge.NewSequence(metrics, judge.Options{Looks: intervals, Alpha: 0.01})
+			var v judge.Verdict
+			for k := 1; k <= intervals; k++ {
+				if v = s.Look(input(base, can, k), k == intervals); v.Outcome == judge.Fail {
+					break
+				}
+			}
+			if v.Outcome != judge.Fail {
+				if missed++; missed <= 2 {
+					fmt.Println(sh, v.Metrics[0].Why)
+				}
+			}
+		}
+	}
+	fmt.Println("errors x10 from 0.1% at high traffic: missed", missed, "of", n/3*3)
 	shown := 0
 	for range n {
 		base, can := cell{truth: "A/A", factor: 1, rps: 100, errorRate: 0.001, shape: noisy}.window(rng)

@@ -41,44 +41,75 @@ func orchestrate(ctx context.Context, dur time.Duration, conns int) error {
 	}
 	c := mirror.Client{URL: "http://" + ctl, Token: "bench"}
 	shadows := []string{"", "http://" + fastS, "http://" + slowS, "http://" + dead}
-	var oursR, nginxR []result
-	var drops []string
-	for i, name := range cases {
-		var targets []string
-		if shadows[i] != "" {
-			targets = []string{shadows[i]}
+	// Rounds go through every case in turn, so a change of background load hits all
+	// cases alike; each case reports its median round (by req/s).
+	oursR, nginxR := make([][]result, len(cases)), make([][]result, len(cases))
+	drops := make([]mirror.Stats, len(cases))
+	for range max(1, repeats) {
+		for i, name := range cases {
+			r, st, err := runOurs(ctx, c, shadows[i], "http://"+ours+"/", dur, conns)
+			if err != nil {
+				return fmt.Errorf("ours, %s: %w", name, err)
+			}
+			oursR[i] = append(oursR[i], r)
+			drops[i] = add(drops[i], st)
+			if r, err = wrk(ctx, "http://"+nginxPorts[i]+"/", dur, conns); err != nil {
+				return fmt.Errorf("nginx, %s: %w", name, err)
+			}
+			nginxR[i] = append(nginxR[i], r)
 		}
-		if err := c.SetShadow(ctx, targets); err != nil {
-			return err
-		}
-		before, _ := c.Stats(ctx)
-		r, err := median(ctx, "http://"+ours+"/", dur, conns)
-		if err != nil {
-			return fmt.Errorf("ours, %s: %w", name, err)
-		}
-		after, _ := c.Stats(ctx)
-		oursR = append(oursR, r)
-		drops = append(drops, fmt.Sprintf("queued %d, dropped %d, shed %d, shadow errors %d", after.Queued-before.Queued,
-			after.Dropped-before.Dropped, after.Shed-before.Shed, after.ShadowErrors-before.ShadowErrors))
-		c.Off(ctx)
-		time.Sleep(300 * time.Millisecond)
-		r, err = median(ctx, "http://"+nginxPorts[i]+"/", dur, conns)
-		if err != nil {
-			return fmt.Errorf("nginx, %s: %w", name, err)
-		}
-		nginxR = append(nginxR, r)
 	}
-	report(oursR, nginxR, drops, dur, conns)
+	report(medians(oursR), medians(nginxR), drops, dur, conns)
 	return nil
 }
 
-func report(ours, ngx []result, drops []string, dur time.Duration, conns int) {
+// runOurs switches our mirror to shadow (off when ""), runs wrk against it and returns
+// what the mirror did meanwhile.
+func runOurs(ctx context.Context, c mirror.Client, shadow, url string, dur time.Duration, conns int) (result, mirror.Stats, error) {
+	var targets []string
+	if shadow != "" {
+		targets = []string{shadow}
+	}
+	if err := c.SetShadow(ctx, targets); err != nil {
+		return result{}, mirror.Stats{}, err
+	}
+	defer c.Off(ctx)
+	before, _ := c.Stats(ctx)
+	r, err := wrk(ctx, url, dur, conns)
+	after, _ := c.Stats(ctx)
+	d := mirror.Stats{Queued: after.Queued - before.Queued, Dropped: after.Dropped - before.Dropped,
+		Shed: after.Shed - before.Shed, ShadowErrors: after.ShadowErrors - before.ShadowErrors}
+	time.Sleep(300 * time.Millisecond) // let queued copies drain before the next case
+	return r, d, err
+}
+
+func add(a, b mirror.Stats) mirror.Stats {
+	a.Queued += b.Queued
+	a.Dropped += b.Dropped
+	a.Shed += b.Shed
+	a.ShadowErrors += b.ShadowErrors
+	return a
+}
+
+func medians(rs [][]result) []result {
+	out := make([]result, len(rs))
+	for i, r := range rs {
+		r = append([]result(nil), r...)
+		sort.Slice(r, func(a, b int) bool { return r[a].rps < r[b].rps })
+		out[i] = r[len(r)/2]
+	}
+	return out
+}
+
+func report(ours, ngx []result, drops []mirror.Stats, dur time.Duration, conns int) {
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("\nwrk -t1 -c%d -d%s on core 1 (median of %d runs); proxies and backends on core 0; SCHED_RR %v; load average %s\n\n",
+	fmt.Printf("\nwrk -t1 -c%d -d%s on core 1 (median of %d rounds); proxies and backends on core 0; SCHED_RR %v; load average %s\n\n",
 		conns, dur, max(1, repeats), realtime, strings.Fields(string(load) + " ?")[0])
-	fmt.Printf("| case | ours req/s | ours p99 ms | nginx req/s | nginx p99 ms | our mirror queue |\n|---|---:|---:|---:|---:|---|\n")
+	fmt.Printf("| case | ours req/s | ours p99 ms | nginx req/s | nginx p99 ms | our copies: queued / dropped / shed / shadow errors (all rounds) |\n|---|---:|---:|---:|---:|---|\n")
 	for i, name := range cases {
-		fmt.Printf("| %s | %.0f | %.2f | %.0f | %.2f | %s |\n", name, ours[i].rps, ours[i].p99ms, ngx[i].rps, ngx[i].p99ms, drops[i])
+		d := drops[i]
+		fmt.Printf("| %s | %.0f | %.2f | %.0f | %.2f | %d / %d / %d / %d |\n", name, ours[i].rps, ours[i].p99ms, ngx[i].rps, ngx[i].p99ms,
+			d.Queued, d.Dropped, d.Shed, d.ShadowErrors)
 	}
 	base := ours[0]
 	fmt.Println()
@@ -102,20 +133,6 @@ var (
 	rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 	p99Re = regexp.MustCompile(`\n\s+99%\s+([0-9.]+)(us|ms|s)`)
 )
-
-// median runs wrk repeats times and returns the run with the median req/s.
-func median(ctx context.Context, url string, dur time.Duration, conns int) (result, error) {
-	var rs []result
-	for range max(1, repeats) {
-		r, err := wrk(ctx, url, dur, conns)
-		if err != nil {
-			return r, err
-		}
-		rs = append(rs, r)
-	}
-	sort.Slice(rs, func(i, j int) bool { return rs[i].rps < rs[j].rps })
-	return rs[len(rs)/2], nil
-}
 
 // wrk runs wrk pinned to core 1 and reads req/s and p99.
 func wrk(ctx context.Context, url string, dur time.Duration, conns int) (result, error) {

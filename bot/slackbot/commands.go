@@ -54,10 +54,16 @@ func (b *Bot) slashCommand(c *gin.Context) {
 		text = "help"
 	}
 	actor := pipeline.Actor{Name: form.Get("user_name"), Via: "slack", SlackUserID: form.Get("user_id")}
+	req := bot.Request{Actor: actor, Text: text}
+	if p, err := bot.Parse(text, ""); err != nil || p.Name == "help" {
+		// Help and mistakes need no engine: answer them at once, to the person only.
+		reply := b.cmds.Exec(c.Request.Context(), req)
+		c.JSON(http.StatusOK, slack.Msg{ResponseType: slack.ResponseTypeEphemeral, Text: replyText(reply)})
+		return
+	}
 	respURL := form.Get("response_url")
 	b.goWork(func(ctx context.Context) {
-		reply := b.cmds.Exec(ctx, bot.Request{Actor: actor, Text: text})
-		b.respond(ctx, respURL, actor, reply)
+		b.respond(ctx, respURL, actor, b.cmds.Exec(ctx, req))
 	})
 	c.JSON(http.StatusOK, slack.Msg{ResponseType: slack.ResponseTypeEphemeral,
 		Text: fmt.Sprintf("working on it: `%s %s`", commandName(form.Get("command")), esc(clip(text, 200)))})

@@ -111,7 +111,7 @@ func newE2E(t *testing.T) *e2e {
 	st := openStore(t, filepath.Join(t.TempDir(), "immunity.db"))
 	dep := &fakeDeployer{current: map[string]string{}, previous: map[string]string{}}
 	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: fakeBuilder{t.TempDir()}, Tester: passTester{},
-		Deployer: func(*pipeline.App, *pipeline.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond})
+		Deployer: func(*pipeline.App, *pipeline.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func newE2E(t *testing.T) *e2e {
 		t.Fatal(err)
 	}
 	cmds := bot.New(eng, bot.MemberFuncs{SlackGroup: NewGroups(client).InSlackGroup})
-	b, err := New(Options{Config: cfg, Client: client, Commands: cmds, Store: st, NoCharts: true})
+	b, err := New(Options{Config: cfg, Client: client, Commands: cmds, Store: st, NoCharts: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +246,16 @@ func TestE2EPromoteFromButtonAndSlashCommand(t *testing.T) {
 	e.waitStage(t, run2.ID, "prod3", pipeline.StageSucceeded)
 	waitFor(t, "run 2 succeeded", func() bool { r, _ := e.st.Run(ctx, run2.ID); return r.State == pipeline.RunSucceeded })
 
-	// Each run has one thread: one root message, every reply under it.
-	e.bot.Flush(ctx)
+	// Each run has one thread: one root message, every reply under it. (The store says
+	// the run succeeded a moment before the engine tells its listeners.)
+	waitFor(t, "the last reply", func() bool {
+		for _, c := range e.slack.Calls() {
+			if strings.Contains(c.Text, "papi 2b3c4d5 is live in every region") {
+				return true
+			}
+		}
+		return false
+	})
 	roots := map[string]bool{}
 	var texts []string
 	for _, c := range e.slack.Calls() {

@@ -54,7 +54,7 @@ type Options struct {
 	Commands executor         // *bot.Commands
 	Store    *store.Store     // threads and posts are remembered here
 	Logger   *slog.Logger
-	// Charts turns off the chart image when false is wanted (tests of other parts).
+	// NoCharts leaves out the chart image of a verdict.
 	NoCharts bool
 }
 

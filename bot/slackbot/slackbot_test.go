@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,6 +25,9 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 const secret = "8f742231b10e8888abcd99yyyzzz85a5"
+
+// quiet keeps the tests' output to their failures.
+var quiet = slog.New(slog.DiscardHandler)
 
 // fakeExec records the commands it was asked to run and answers OK.
 type fakeExec struct {
@@ -76,7 +80,7 @@ func newTestBot(t *testing.T, cfg *pipeline.Config, st *store.Store, exec execut
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Options{Config: cfg, Client: client, Commands: exec, Store: st})
+	b, err := New(Options{Config: cfg, Client: client, Commands: exec, Store: st, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,14 +159,27 @@ func TestSlashCommandAnswersPrivatelyWhenNothingChanged(t *testing.T) {
 	resp := newResponses(t)
 	exec := &fakeExec{reply: bot.Reply{Text: "papi\n  prod3  live 1a2b3c4", OK: true, Command: "status"}}
 	b, r := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), exec)
-	serve(r, signedRequest("/slack/commands", secret, slashBody(t, "", resp.URL), time.Now()))
+	serve(r, signedRequest("/slack/commands", secret, slashBody(t, "status papi", resp.URL), time.Now()))
+	b.Close(context.Background())
+	msgs := resp.Msgs()
+	if len(msgs) != 1 || msgs[0].ResponseType != "ephemeral" || msgs[0].Text != "```\npapi\n  prod3  live 1a2b3c4\n```" {
+		t.Errorf("response_url got %+v; want one ephemeral code block", msgs)
+	}
+}
+
+func TestSlashHelpAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFakeSlack(t)
+	resp := newResponses(t)
+	exec := &fakeExec{reply: bot.Reply{Text: "Commands (`/immunity COMMAND` in Slack …", OK: true, Command: "help"}}
+	b, r := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), exec)
+	w := serve(r, signedRequest("/slack/commands", secret, slashBody(t, "", resp.URL), time.Now()))
 	b.Close(context.Background())
 	if reqs := exec.Reqs(); len(reqs) != 1 || reqs[0].Text != "help" {
 		t.Errorf("an empty /immunity ran %+v; want help", reqs)
 	}
-	msgs := resp.Msgs()
-	if len(msgs) != 1 || msgs[0].ResponseType != "ephemeral" || msgs[0].Text != "```\npapi\n  prod3  live 1a2b3c4\n```" {
-		t.Errorf("response_url got %+v; want one ephemeral code block", msgs)
+	if !strings.Contains(w.Body.String(), `"text":"Commands (`+"`/immunity COMMAND`"+` in Slack …"`) || len(resp.Msgs()) != 0 {
+		t.Errorf("help answered %s and %+v on the response_url; want the help in the answer itself", w.Body, resp.Msgs())
 	}
 }
 

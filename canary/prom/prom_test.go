@@ -162,8 +162,8 @@ func TestPrometheusSource(t *testing.T) {
 		t.Fatalf("range query samples = %+v, want points", d)
 	}
 	// A range query's points are at from, from+1s, ...; the request counter's level.
-	if vals, err := src.values(ctx, `sum(http_requests_total{instance="{{.Instance}}"})`, vars("", "", "", c, 0), from, to.Add(time.Second)); err != nil || vals[len(vals)-1] != 30 {
-		t.Fatalf("range query to past the traffic = %v, %v; want the last point at 30", vals, err)
+	if vals, err := src.values(ctx, `sum(http_requests_total{instance="{{.Instance}}"})`, vars("", "", "", c, 0), from, to.Add(time.Second)); err != nil || vals[len(vals)-1] != 35 {
+		t.Fatalf("range query to past the traffic = %v, %v; want the last point at 35", vals, err)
 	}
 	if d := in.Canary["spec_errors"]; d.Events < 10 || d.Trials != 35 || d.Err != "" {
 		t.Fatalf("configured rate = %+v, want 10 or more of 35 (its query counts every method)", d)

@@ -282,3 +282,31 @@ func TestCancelledCommandKeepsSharedConnection(t *testing.T) {
 		t.Errorf("%d connections dialled, want 1 (the cancel must not drop the shared one)", n)
 	}
 }
+
+// Many base folders behind one address may need more sessions at once than the server
+// allows: the refused ones wait for a free slot instead of failing or dropping the
+// connection under the others.
+func TestSessionLimitWaitsForAFreeSlot(t *testing.T) {
+	t.Parallel()
+	env := sshtest.New(t)
+	env.MaxSessions = 2
+	srv, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []deployers.Host
+	for i := range 6 {
+		base := filepath.Join(t.TempDir(), "current")
+		os.MkdirAll(base, 0o755)
+		hosts = append(hosts, deployers.Host{App: "papi", Region: "sandbox1", Name: fmt.Sprintf("host%d", i), Address: env.Address(srv), Base: filepath.Dir(base)})
+	}
+	d := New(Options{Settings: func(deployers.Host) Settings {
+		return Settings{KeyFile: env.KeyFile, KnownHosts: env.KnownHosts, Timeout: 30 * time.Second}
+	}})
+	defer d.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mustAll(t, parallel(hosts, func(h deployers.Host) error {
+		return d.Run(ctx, h, []string{"sleep", "0.3"}, nil, nil, nil)
+	}))
+}

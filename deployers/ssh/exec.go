@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -41,21 +42,35 @@ type command struct {
 	stderr io.Writer // also captured (the tail) for the error
 }
 
-// run runs c on t's pooled connection. A session that cannot be opened on a pooled
-// connection is retried once on a fresh one; a connection that fails mid-command is
-// dropped (the command is not retried: the caller decides).
+// run runs c on t's pooled connection. A session the server refuses (at its MaxSessions
+// limit, when many base folders share one address) is retried until ctx ends; a session
+// that cannot be opened on a pooled connection is retried once on a fresh one; a
+// connection that fails mid-command is dropped (the command is not retried: the caller
+// decides).
 func (p *pool) run(ctx context.Context, t target, c command) error {
-	for attempt := 0; ; attempt++ {
+	redialled := false
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		client, err := p.get(ctx, t)
 		if err != nil {
 			return err
 		}
-		sess, err := client.NewSession()
-		if err != nil {
-			p.drop(t, client)
-			if attempt == 0 && ctx.Err() == nil {
-				continue
+		sess, err := newSession(ctx, client)
+		var refused *ssh.OpenChannelError
+		switch {
+		case err == nil:
+		case errors.As(err, &refused):
+			if serr := sleep(ctx, wait); serr != nil {
+				return fmt.Errorf("open session on %s: %w (%w)", t.hostport, err, serr)
 			}
+			continue
+		case ctx.Err() != nil:
+			return fmt.Errorf("open session on %s: %w", t.hostport, ctx.Err())
+		case !redialled:
+			p.drop(t, client)
+			redialled = true
+			continue
+		default:
+			p.drop(t, client)
 			return fmt.Errorf("open session on %s: %w", t.hostport, err)
 		}
 		err = runSession(ctx, sess, c)
@@ -66,6 +81,31 @@ func (p *pool) run(ctx context.Context, t target, c command) error {
 			p.drop(t, client)
 		}
 		return err
+	}
+}
+
+// newSession opens a session, giving up when ctx ends (a connection that hangs is closed
+// by its keepalive).
+func newSession(ctx context.Context, c *ssh.Client) (*ssh.Session, error) {
+	type opened struct {
+		s   *ssh.Session
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		s, err := c.NewSession()
+		ch <- opened{s, err}
+	}()
+	select {
+	case o := <-ch:
+		return o.s, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-ch; o.s != nil {
+				o.s.Close()
+			}
+		}()
+		return nil, ctx.Err()
 	}
 }
 

@@ -83,7 +83,38 @@ func (p *pool) get(ctx context.Context, t target) (*ssh.Client, error) {
 	}
 	e.client, e.dead = c, make(chan struct{})
 	go func(c *ssh.Client, dead chan struct{}) { c.Wait(); close(dead) }(c, e.dead)
+	go keepalive(c, e.dead)
 	return c, nil
+}
+
+// Keepalive timing: a pooled connection that does not answer a keepalive within
+// keepaliveTimeout is closed, so a silently dropped link (NAT, firewall) fails fast and is
+// redialled instead of hanging the next command.
+const (
+	keepaliveEvery   = 15 * time.Second
+	keepaliveTimeout = 10 * time.Second
+)
+
+func keepalive(c *ssh.Client, dead chan struct{}) {
+	tick := time.NewTicker(keepaliveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-dead:
+			return
+		case <-tick.C:
+		}
+		answered := make(chan struct{})
+		go func() { c.SendRequest("keepalive@openssh.com", true, nil); close(answered) }()
+		select {
+		case <-answered:
+		case <-dead:
+			return
+		case <-time.After(keepaliveTimeout):
+			c.Close()
+			return
+		}
+	}
 }
 
 // drop closes c if it is still t's pooled client, so the next get dials afresh.

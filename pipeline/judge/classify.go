@@ -21,11 +21,12 @@ type level struct {
 // JSON; it prints as ∞.
 const maxEffect = 1e9
 
-// classify judges one metric with data on both sides; phi is a rate's overdispersion.
-func classify(m Metric, b, c Data, lv level, o Options, phi float64) MetricResult {
+// classify judges one metric with data on both sides; bs is what a rate's intervals say
+// about bursts.
+func classify(m Metric, b, c Data, lv level, o Options, bs bursts) MetricResult {
 	r := MetricResult{Name: m.Name, Kind: m.Kind, Critical: m.Critical, Unit: m.Unit}
 	if m.Kind == Rate {
-		classifyCounts(&r, m, newCounts(b, c), lv, phi)
+		classifyCounts(&r, m, newCounts(b, c), lv, bs)
 	} else {
 		classifyValues(&r, m, newRanks(b.Values, c.Values), lv, o)
 	}
@@ -63,7 +64,7 @@ func classifyValues(r *MetricResult, m Metric, rk ranks, lv level, o Options) {
 	decide(r, m, lv)
 }
 
-func classifyCounts(r *MetricResult, m Metric, k counts, lv level, phi float64) {
+func classifyCounts(r *MetricResult, m Metric, k counts, lv level, bs bursts) {
 	r.NBaseline, r.NCanary = int(k.nb), int(k.nc)
 	if k.nb == 0 || k.nc == 0 {
 		r.Outcome = noDataOutcome(m, lv)
@@ -72,7 +73,12 @@ func classifyCounts(r *MetricResult, m Metric, k counts, lv level, phi float64) 
 	}
 	r.Baseline, r.Canary = k.xb/k.nb, k.xc/k.nc
 	r.EventsBaseline, r.EventsCanary = int(k.xb), int(k.xc)
-	if phi > 1 {
+	if bs.nBursts > 0 && k.nb > bs.left.nb && k.nc > bs.left.nc {
+		r.Bursts = bs.nBursts
+		r.BurstEvents = int(bs.left.xb + bs.left.xc)
+		k = counts{xb: k.xb - bs.left.xb, nb: k.nb - bs.left.nb, xc: k.xc - bs.left.xc, nc: k.nc - bs.left.nc}
+	}
+	if phi := bs.phi; phi > 1 {
 		r.Dispersion = phi
 		k = counts{xb: k.xb / phi, nb: k.nb / phi, xc: k.xc / phi, nc: k.nc / phi}
 	}

@@ -43,7 +43,7 @@ func TestDispersion(t *testing.T) {
 			return 1, 1
 		}, 3, 100},
 	} {
-		if phi, _ := dispersion(history(rng, tc.burst)); phi < tc.min || phi > tc.max {
+		if phi := burstCheck(history(rng, tc.burst)).phi; phi < tc.min || phi > tc.max {
 			t.Errorf("%s: φ = %.2f, want %v..%v", tc.name, phi, tc.min, tc.max)
 		}
 	}

@@ -24,8 +24,11 @@ func explain(r MetricResult, m Metric, lv level) string {
 	if m.Kind != Rate {
 		n = fmt.Sprintf(", n=%d/%d", r.NCanary, r.NBaseline)
 	}
+	if r.Bursts > 0 {
+		n += fmt.Sprintf(", %d burst interval(s) with %d events left out", r.Bursts, r.BurstEvents)
+	}
 	if r.Dispersion >= 1.5 {
-		n = fmt.Sprintf(", bursty counts (variance ×%.1f allowed for)", r.Dispersion)
+		n += fmt.Sprintf(", counts vary ×%.1f more than chance (allowed for)", r.Dispersion)
 	}
 	return fmt.Sprintf("%s: %s, %s [%s, %s]%s, %s: %s", m.Name, side,
 		formatEffect(r.Effect), formatEffect(r.Low), formatEffect(r.High), n, rule(r, m, lv), r.Outcome)

@@ -97,9 +97,13 @@ type MetricResult struct {
 	// Dispersion is how many times more a rate's counts varied between intervals than
 	// independent events would (1 or more; 0 when not estimated); the test allowed for it.
 	Dispersion float64 `json:"dispersion,omitempty"`
-	Unit       string  `json:"unit,omitempty"`
-	Critical   bool    `json:"critical"`
-	Why        string  `json:"why"`
+	// Bursts is how many intervals of a rate were left out of its test as bursts, and
+	// BurstEvents how many events they held (both sides); Effect is without them.
+	Bursts      int    `json:"bursts,omitempty"`
+	BurstEvents int    `json:"burst_events,omitempty"`
+	Unit        string `json:"unit,omitempty"`
+	Critical    bool   `json:"critical"`
+	Why         string `json:"why"`
 }
 
 // Verdict is the judge's answer.

@@ -99,15 +99,14 @@ func (s *Sequence) Look(in Input, final bool) Verdict {
 		if b.Err != "" || c.Err != "" {
 			return // judged below, in order
 		}
-		lv, phi := levels[s.level(m)], 1.0
+		lv, bs := levels[s.level(m)], bursts{phi: 1}
 		if m.Kind == Rate {
-			var ok bool
-			if phi, ok = dispersion(s.rates[i]); !ok && !final {
+			if bs = burstCheck(s.rates[i]); !bs.ok && !final {
 				lv.decide = 0
 				lv.wait = fmt.Sprintf("fewer than %d intervals with events yet, too few to tell a burst from a regression", minStrata)
 			}
 		}
-		results[i] = classify(m, b, c, lv, s.opts, phi)
+		results[i] = classify(m, b, c, lv, s.opts, bs)
 	})
 	for i, m := range s.metrics {
 		b, c := in.Baseline[m.Name], in.Canary[m.Name]

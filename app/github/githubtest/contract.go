@@ -33,6 +33,8 @@ var ContractPaths = []string{
 	"/repos/{owner}/{repo}/issues/{issue_number}/comments",
 	"/repos/{owner}/{repo}/commits/{commit_sha}/comments",
 	"/app-manifests/{code}/conversions",
+	"/orgs/{org}/installation",
+	"/orgs/{org}/teams/{team_slug}/memberships/{username}",
 }
 
 // Contract validates requests against GitHub's official REST description (npm

@@ -50,12 +50,13 @@ type Server struct {
 	faults   []Fault
 	nextID   int64
 	perms    map[string]string // login -> permission; default "read"
+	teams    map[string]bool   // "org/slug/login" -> active member
 	Manifest map[string]any    // the app-manifest conversion answer
 }
 
 // New starts a fake GitHub, closed with the test.
 func New(t testing.TB) *Server {
-	s := &Server{nextID: 1000, perms: map[string]string{}}
+	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.Server = httptest.NewServer(s.record(mux))
@@ -71,6 +72,13 @@ func (s *Server) SetPermission(login, perm string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.perms[login] = perm
+}
+
+// AddTeamMember makes login an active member of org/slug.
+func (s *Server) AddTeamMember(org, slug, login string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.teams[org+"/"+slug+"/"+login] = true
 }
 
 // FailNext makes the next len(f) requests answer with the given faults, in order.
@@ -163,6 +171,19 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /repos/{owner}/{repo}/installation", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 200, map[string]any{"id": 4242, "app_id": 1, "target_type": "Organization", "account": s.user(r.PathValue("owner"))})
+	})
+	mux.HandleFunc("GET /orgs/{org}/installation", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 200, map[string]any{"id": 4343, "app_id": 1, "target_type": "Organization", "account": s.user(r.PathValue("org"))})
+	})
+	mux.HandleFunc("GET /orgs/{org}/teams/{slug}/memberships/{user}", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		ok := s.teams[r.PathValue("org")+"/"+r.PathValue("slug")+"/"+r.PathValue("user")]
+		s.mu.Unlock()
+		if !ok {
+			reply(w, 404, map[string]any{"message": "Not Found"})
+			return
+		}
+		reply(w, 200, map[string]any{"url": s.URL + r.URL.Path, "role": "member", "state": "active"})
 	})
 	mux.HandleFunc("POST /repos/{owner}/{repo}/check-runs", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 201, s.checkRun(r, s.id()))

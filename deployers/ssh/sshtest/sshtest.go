@@ -37,6 +37,9 @@ type Env struct {
 	User       string // the user the servers let in (the one running the tests)
 	KeyFile    string // client private key (OpenSSH PEM, no passphrase)
 	KnownHosts string // known_hosts with every server's host key
+	// MaxSessions is the sessions one connection may have open at once on servers
+	// started from now on; default 200 (OpenSSH's own default is 10).
+	MaxSessions int
 
 	mu      sync.Mutex
 	servers []*Server
@@ -140,7 +143,11 @@ func (e *Env) start(ips []string) (*Server, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "sshd_config")
-	if err := os.WriteFile(conf, []byte(sshdConfig(dir, e.Dir, port, ips)), 0o600); err != nil {
+	maxSessions := e.MaxSessions
+	if maxSessions == 0 {
+		maxSessions = 200
+	}
+	if err := os.WriteFile(conf, []byte(sshdConfig(dir, e.Dir, port, ips, maxSessions)), 0o600); err != nil {
 		return nil, err
 	}
 	s := &Server{Port: port, Addrs: ips, HostKey: hostKey, Log: filepath.Join(dir, "sshd.log"), done: make(chan struct{})}
@@ -296,7 +303,7 @@ func (e *Env) Close() {
 	}
 }
 
-func sshdConfig(dir, envDir string, port int, ips []string) string {
+func sshdConfig(dir, envDir string, port int, ips []string, maxSessions int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Port %d\n", port)
 	for _, ip := range ips {
@@ -305,6 +312,7 @@ func sshdConfig(dir, envDir string, port int, ips []string) string {
 	fmt.Fprintf(&b, "HostKey %s\n", filepath.Join(dir, "host_ed25519"))
 	fmt.Fprintf(&b, "PidFile %s\n", filepath.Join(dir, "sshd.pid"))
 	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", filepath.Join(envDir, "authorized_keys"))
+	fmt.Fprintf(&b, "MaxSessions %d\n", maxSessions)
 	// SHLVL=1 makes bash skip ~/.bashrc for ssh commands (bash sources it only for a
 	// top-level shell): a developer's interactive set-up (pyenv, nvm) then costs nothing
 	// per session, as on a server whose deploy user has a plain shell profile.
@@ -315,7 +323,6 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
-MaxSessions 200
 MaxStartups 200:30:400
 LogLevel ERROR
 Subsystem sftp internal-sftp

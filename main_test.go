@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/immunity-app/immunity/fixtures"
+	"github.com/immunity-app/immunity/store"
+)
+
+func TestConfigCheckNamesFileLineAndKey(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "immunity.yml")
+	os.WriteFile(file, []byte("apps:\n  - name: papi\n    repo: {path: x}\n    biuld: {command: [make]}\n"), 0o644)
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"config", "check", file}, &out, &errb)
+	want := file + `:4: unknown key "biuld" in apps[0] (did you mean "build"?)`
+	if code != 1 || !strings.Contains(errb.String(), want) {
+		t.Fatalf("exit %d, stderr:\n%s\nwant it to contain %q", code, errb.String(), want)
+	}
+}
+
+func TestUnknownCommandIsAnError(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"promte"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), `unknown command "promte"`) {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+// TestKillDuringRolloutAndRestartFinishesTheRun runs the real binary on a real repository
+// with the local deployer, SIGKILLs it in the middle of a production rollout, starts it
+// again and checks the run finishes with every host's current on a complete release.
+func TestKillDuringRolloutAndRestartFinishesTheRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds papi and the immunity binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "immunity")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build immunity: %v\n%s", err, out)
+	}
+	repo := papiRepo(t, filepath.Join(dir, "papi.git"))
+	first := commit(t, repo, "first release", "")
+	listen := freeAddr(t)
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	cfg := fmt.Sprintf(`server:
+  listen: %s
+  data_dir: data
+apps:
+  - name: papi
+    repo: {path: papi.git, branch: main, poll: 200ms}
+    build: {command: [go, build, -o, bin/, ., ./itest], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    tests: {command: [bin/itest]}
+    regions:
+      - name: prod
+        production: true
+        monitor: {period: 1500ms, interval: 500ms}
+        hosts: [{name: host1, port: %d}, {name: host2, port: %d}, {name: host3, port: %d}]
+`, listen, ports[0], ports[1], ports[2])
+	os.WriteFile(filepath.Join(dir, "immunity.yml"), []byte(cfg), 0o644)
+	api := "http://" + listen
+
+	srv := startServer(t, bin, dir)
+	waitRun(t, api, first, "succeeded", 3*time.Minute)
+
+	second := commit(t, repo, "second release", `"hello again"`)
+	// Wait until host1 is switched but host3 is not, then kill the server outright.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		r := runOf(t, api, second)
+		if r != nil && len(r.Stages) == 1 {
+			steps := map[string]string{}
+			for _, h := range r.Stages[0].Hosts {
+				steps[h.Host] = h.Step
+			}
+			if (steps["host1"] == "monitoring" || steps["host1"] == "done") && steps["host3"] == "pending" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never saw the rollout half way: %+v", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Process.Signal(syscall.SIGKILL)
+	srv.Wait()
+
+	startServer(t, bin, dir)
+	r := waitRun(t, api, second, "succeeded", 2*time.Minute)
+	for _, h := range []string{"host1", "host2", "host3"} {
+		base := filepath.Join(dir, "data", "hosts", "papi", "prod", h)
+		target, err := os.Readlink(filepath.Join(base, "current"))
+		if err != nil {
+			t.Fatalf("%s: %v", h, err)
+		}
+		if filepath.Base(target) != second {
+			t.Errorf("%s current -> %s, want %s", h, target, second)
+		}
+		if _, err := os.Stat(filepath.Join(base, "releases", second, ".immunity-release")); err != nil {
+			t.Errorf("%s: release %s is not complete: %v", h, second[:7], err)
+		}
+	}
+	// The app on every host answers with the new release.
+	for _, p := range ports {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ Release string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if body.Release != second {
+			t.Errorf("port %d serves %q, want %s", p, body.Release, second[:7])
+		}
+	}
+	_ = r
+}
+
+func startServer(t *testing.T, bin, dir string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", "immunity.yml")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "IMMUNITY_LISTEN=")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+		stopApps(dir)
+	})
+	return cmd
+}
+
+// stopApps kills the apps the local deployer started (they outlive the server by design).
+func stopApps(dir string) {
+	filepath.WalkDir(filepath.Join(dir, "data", "hosts"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == "app.pid" {
+			var pid int
+			b, _ := os.ReadFile(path)
+			fmt.Sscan(string(b), &pid)
+			if pid > 0 {
+				syscall.Kill(-pid, syscall.SIGKILL)
+			}
+		}
+		return nil
+	})
+}
+
+func runOf(t *testing.T, api, sha string) *store.Run {
+	resp, err := http.Get(api + "/api/runs?app=papi")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var runs []store.Run
+	json.NewDecoder(resp.Body).Decode(&runs)
+	for i := range runs {
+		if runs[i].SHA == sha {
+			return &runs[i]
+		}
+	}
+	return nil
+}
+
+func waitRun(t *testing.T, api, sha, state string, timeout time.Duration) *store.Run {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if r := runOf(t, api, sha); r != nil && r.State == state {
+			return r
+		} else if r != nil && store.IsTerminalRun(r.State) {
+			t.Fatalf("run of %s ended %s: %s", sha[:7], r.State, r.Message)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("run of %s did not reach %s in %s: %+v", sha[:7], state, timeout, runOf(t, api, sha))
+	return nil
+}
+
+func papiRepo(t *testing.T, dir string) *git.Repository {
+	t.Helper()
+	r, err := git.PlainInitWithOptions(dir, &git.PlainInitOptions{InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := fs.Sub(fixtures.Papi, "papi")
+	if err := os.CopyFS(dir, sub); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte(fixtures.PapiGoMod), 0o644)
+	return r
+}
+
+// commit commits the work tree, first setting papi's greeting when given.
+func commit(t *testing.T, r *git.Repository, msg, greeting string) string {
+	t.Helper()
+	wt, _ := r.Worktree()
+	if greeting != "" {
+		path := filepath.Join(wt.Filesystem.Root(), "knobs.go")
+		b, _ := os.ReadFile(path)
+		lines := strings.Split(string(b), "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "var Greeting = ") {
+				lines[i] = "var Greeting = " + greeting
+			}
+		}
+		os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644)
+	}
+	if err := wt.AddWithOptions(&git.AddOptions{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := wt.Commit(msg, &git.CommitOptions{Author: &object.Signature{Name: "Ada", Email: "ada@example.com", When: time.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func freeAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }

@@ -64,7 +64,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	}
 	in := &Instance{Config: cfg, Store: st, log: o.Logger, locals: map[string]*local.Deployer{}}
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
-	in.Monitor = &canary.Monitor{Mirrors: in.Mirrors, Registry: in.Mirrors, Log: o.Logger}
+	in.Monitor = &canary.Monitor{Mirrors: in.Mirrors, Registry: in.Mirrors, Config: func() *pipeline.Config { return cfg }, Log: o.Logger}
 	eng, err := pipeline.New(pipeline.Options{
 		Config:   cfg,
 		Store:    st,

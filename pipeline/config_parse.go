@@ -228,6 +228,7 @@ func (c *Config) applyDefaults() {
 			if r.HostsAtATime == 0 {
 				r.HostsAtATime = 1
 			}
+			r.SSH.applyDefaults(dir)
 			for k := range r.Hosts {
 				h := &r.Hosts[k]
 				if h.URL == "" && h.Port != 0 {
@@ -337,6 +338,9 @@ func (c *Config) validate() []Problem {
 					}
 				}
 			}
+			if r.Deployer == "ssh" || r.SSH != nil {
+				r.SSH.check(add, rp+".ssh")
+			}
 			if r.Monitor != nil {
 				m := r.Monitor
 				if m.MirrorFrom == "" && !r.Production {
@@ -365,8 +369,14 @@ func (c *Config) validate() []Problem {
 				add(rp, "region %s: monitor.mirror_from: a region cannot mirror itself", r.Name)
 			}
 		}
-		for _, m := range a.Metrics {
-			_ = m
+		metrics := map[string]bool{}
+		for j, m := range a.Metrics {
+			mp := fmt.Sprintf("%s.metrics[%d]", ap, j)
+			m.check(add, mp)
+			if metrics[m.Name] {
+				add(mp+".name", "app %s: metric %q is defined twice", a.Name, m.Name)
+			}
+			metrics[m.Name] = true
 		}
 	}
 	return ps

@@ -51,6 +51,15 @@ func (e *Engine) startBuild(a *App, r store.Run) {
 }
 
 func (e *Engine) build(ctx context.Context, a *App, r store.Run) {
+	// The scheduler may have seen the run before an earlier build of it finished.
+	if fresh, err := e.st.Run(ctx, r.ID); err != nil || fresh.State != RunBuilding {
+		return
+	}
+	if rel, err := e.st.Release(ctx, a.Name, r.SHA); err == nil && rel.State == "ready" {
+		e.st.SetRunState(ctx, r.ID, RunRunning, "built")
+		e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("%s %s is already built", a.Name, short(r.SHA)))
+		return
+	}
 	e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: "building"})
 	e.logf(ctx, r.ID, "", "", "building %s %s", a.Name, short(r.SHA))
 	rel, err := e.builder.Build(ctx, a, r.SHA)
@@ -114,8 +123,14 @@ func (e *Engine) execStage(ctx context.Context, a *App, r store.Run, s store.Sta
 		return e.failStage(ctx, nil, r, s, err.Error())
 	}
 	rel, err := e.st.Release(ctx, a.Name, r.SHA)
-	if err != nil || rel.State != "ready" {
-		return e.failStage(ctx, nil, r, s, fmt.Sprintf("release %s is not built", short(r.SHA)))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return e.failStage(ctx, nil, r, s, fmt.Sprintf("release %s: %v", short(r.SHA), err))
+	}
+	if rel.State != "ready" {
+		return e.failStage(ctx, nil, r, s, fmt.Sprintf("release %s is not built (%s)", short(r.SHA), rel.State))
 	}
 	dep, err := e.deployer(a, reg)
 	if err != nil {

@@ -116,6 +116,10 @@ apps:
     tests:
       command: [bin/itest]
       timeout: 60s
+    metrics:   # read from each host's /metrics; judged canary (sandbox2) against baseline (prod3)
+      - {name: error_rate, kind: rate, critical: true, allowed_effect: 0.2, scrape: 'http_requests_total{code=~"5.."}', trials_scrape: http_requests_total}
+      - {name: latency, kind: latency, allowed_effect: 0.2, unit: s, scrape: http_request_duration_seconds}
+      - {name: search_latency, kind: latency, allowed_effect: 0.2, unit: s, scrape: 'http_request_duration_seconds{path="/api/search"}'}
     regions:
       - name: sandbox1
         hosts: [{name: host1, port: %d}]

@@ -11,25 +11,30 @@ import (
 	"github.com/immunity-app/immunity/bot"
 )
 
-// blockingCommands holds every command until released.
+// blockingCommands holds every command until released or cancelled.
 type blockingCommands struct {
+	entered chan struct{}
 	release chan struct{}
 	done    atomic.Bool
 }
 
 func (b *blockingCommands) Exec(ctx context.Context, r bot.Request) bot.Reply {
-	<-b.release
-	b.done.Store(true)
-	return bot.Reply{Text: "ok", OK: true}
+	close(b.entered)
+	select {
+	case <-b.release:
+		b.done.Store(true)
+		return bot.Reply{Text: "ok", OK: true}
+	case <-ctx.Done():
+		return bot.Reply{Text: "cancelled"}
+	}
 }
 
-// TestAnswersBeforeWorkAndDrains: the webhook answers while the command is still running,
-// and Close waits for it; a Close whose context ends first cancels and says so.
-func TestAnswersBeforeWorkAndDrains(t *testing.T) {
-	t.Parallel()
+// startSlow posts a command and returns once the command is running; the webhook has
+// answered 202 by then.
+func startSlow(t *testing.T) (*harness, *blockingCommands) {
 	h := newHarness(t)
 	h.fake.SetPermission("Codertocat", "write")
-	cmds := &blockingCommands{release: make(chan struct{})}
+	cmds := &blockingCommands{entered: make(chan struct{}), release: make(chan struct{})}
 	h.app.cmd = cmds
 	body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 42})
 	req, _ := http.NewRequest("POST", h.http.URL+"/webhooks/github", bytes.NewReader(body))
@@ -41,22 +46,46 @@ func TestAnswersBeforeWorkAndDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 202 || cmds.done.Load() {
-		t.Fatalf("answered %d with the command done=%v; want 202 before the command ends", resp.StatusCode, cmds.done.Load())
+	if resp.StatusCode != 202 {
+		t.Fatalf("answered %d, want 202", resp.StatusCode)
 	}
-	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
+	<-cmds.entered
+	return h, cmds
+}
+
+// TestCloseDrains: the webhook answers while the command still runs, and Close waits for it.
+func TestCloseDrains(t *testing.T) {
+	t.Parallel()
+	h, cmds := startSlow(t)
 	closed := make(chan error, 1)
-	go func() { closed <- h.app.Close(short) }()
-	time.Sleep(100 * time.Millisecond) // Close's context has ended; it waits for the work to see the cancel
+	go func() { closed <- h.app.Close(context.Background()) }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) while a delivery was still being handled", err)
+	default:
+	}
 	close(cmds.release)
-	if err := <-closed; err == nil {
-		t.Error("Close with an expired context reported a clean drain")
+	if err := <-closed; err != nil {
+		t.Errorf("Close: %v", err)
 	}
 	if !cmds.done.Load() {
-		t.Error("Close returned before the delivery's work ended")
+		t.Error("the command did not finish")
 	}
 	if got := h.deliveries(t)["slow"]; got != "done" {
 		t.Errorf("delivery state %q, want done", got)
+	}
+}
+
+// TestCloseCancels: when Close's context ends first, the work is cancelled and Close says so.
+func TestCloseCancels(t *testing.T) {
+	t.Parallel()
+	h, cmds := startSlow(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := h.app.Close(ctx); err == nil {
+		t.Error("Close with an expired context reported a clean drain")
+	}
+	if cmds.done.Load() {
+		t.Error("the command was not cancelled")
 	}
 }

@@ -17,4 +17,10 @@
 // admin); refusals are audited. Commands go through the shared command layer (bot), so
 // the grammar and access rules are the same as in Slack. Reporting runs back to GitHub is
 // the checks package's job; it gets its clients from Clients here.
+//
+// Clients authenticate as the App (JWT) or one of its installations (ghinstallation, one
+// cached transport each) against a configurable API URL, over one transport that retries
+// 5xx and rate limits, honouring Retry-After and X-RateLimit-Reset. Clients also answer
+// the bot's team-membership questions (InGitHubTeam). Setup serves the manifest flow
+// that creates the App when no credentials are configured.
 package github

@@ -20,11 +20,12 @@ const MaxBody = 25 << 20
 
 // Routes registers the webhook endpoint.
 func (a *App) Routes(r gin.IRouter) {
-	r.POST("/webhooks/github", a.webhook)
+	r.POST("/webhooks/github", a.Webhook)
 }
 
-// webhook verifies, records and acknowledges a delivery; the work happens afterwards.
-func (a *App) webhook(c *gin.Context) {
+// Webhook is the handler of POST /webhooks/github: it verifies, records and acknowledges
+// a delivery; the work happens afterwards.
+func (a *App) Webhook(c *gin.Context) {
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, a.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError

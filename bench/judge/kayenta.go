@@ -234,12 +234,3 @@ func wilcoxRoot(x, y []float64, zq float64) (float64, bool) {
 	}
 	return (lo + hi) / 2, true
 }
-
-// kayentaFlags counts, per metric, the windows Kayenta flags at the end (for -debug).
-func kayentaFlags(base, can []interval, counts map[string]int) {
-	for _, m := range metrics {
-		if c := kayentaClassify(series(base, m), series(can, m), m.Direction); c == kHigh || c == kLow {
-			counts[m.Name]++
-		}
-	}
-}

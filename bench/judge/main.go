@@ -33,12 +33,7 @@ func main() {
 	alpha := flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
 	spending := flag.String("spending", string(judge.OBrienFleming), "alpha spending: obrien-fleming or pocock")
 	workers := flag.Int("workers", runtime.GOMAXPROCS(0), "parallel windows")
-	debug := flag.Bool("debug", false, "print which metrics Kayenta flags on A/A windows, then exit")
 	flag.Parse()
-	if *debug {
-		debugKayenta(*aa, *seed)
-		return
-	}
 	opts := judge.Options{Looks: intervals, Alpha: *alpha, Spending: judge.Spending(*spending)}
 	start := time.Now()
 	jobs := corpus(*reps, *aa)
@@ -230,49 +225,4 @@ func medianTime(rs []result, look func(result) int) string {
 	}
 	slices.Sort(ts)
 	return fmt.Sprintf("%d s", ts[len(ts)/2])
-}
-
-func debugKayenta(n int, seed uint64) {
-	rng := rand.New(rand.NewPCG(seed, 0))
-	for _, t := range traffics {
-		counts := map[string]int{}
-		for range n {
-			base, can := cell{truth: "A/A", factor: 1, rps: t.rps, errorRate: 0.01, shape: steady}.window(rng)
-			kayentaFlags(base, can, counts)
-		}
-		fmt.Println(t.name, n, "steady A/A windows, Kayenta flags at the end:", counts)
-	}
-	missed := 0
-	for _, sh := range []shape{steady, noisy, bursty} {
-		for range n / 3 {
-			base, can := cell{truth: "errors", factor: 10, rps: 100, errorRate: 0.001, shape: sh}.window(rng)
-			s := judge.NewSequence(metrics, judge.Options{Looks: intervals, Alpha: 0.01})
-			var v judge.Verdict
-			for k := 1; k <= intervals; k++ {
-				if v = s.Look(input(base, can, k), k == intervals); v.Outcome == judge.Fail {
-					break
-				}
-			}
-			if v.Outcome != judge.Fail {
-				if missed++; missed <= 2 {
-					fmt.Println(sh, v.Metrics[0].Why)
-				}
-			}
-		}
-	}
-	fmt.Println("errors x10 from 0.1% at high traffic: missed", missed, "of", n/3*3)
-	shown := 0
-	for range n {
-		base, can := cell{truth: "A/A", factor: 1, rps: 100, errorRate: 0.001, shape: noisy}.window(rng)
-		s := judge.NewSequence(metrics, judge.Options{Looks: intervals, Alpha: 0.01})
-		for k := 1; k <= intervals; k++ {
-			if v := s.Look(input(base, can, k), k == intervals); v.Outcome == judge.Fail {
-				if shown++; shown <= 3 {
-					fmt.Println(v.Table())
-				}
-				break
-			}
-		}
-	}
-	fmt.Println("high noisy A/A at 0.1% errors: our judge failed", shown, "of", n)
 }

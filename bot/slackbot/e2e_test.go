@@ -91,6 +91,7 @@ type e2e struct {
 	bot    *Bot
 	router *gin.Engine
 	dep    *fakeDeployer
+	last   string
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -201,15 +202,29 @@ func (e *e2e) stage(t *testing.T, runID int64, region string) string {
 
 func (e *e2e) waitStage(t *testing.T, runID int64, region, state string) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("run %d %s %s", runID, region, state), func() bool { return e.stage(t, runID, region) == state })
+	waitFor(t, fmt.Sprintf("run %d %s %s", runID, region, state), func() bool {
+		if e.stage(t, runID, region) == state {
+			return true
+		}
+		r, _ := e.st.Run(context.Background(), runID)
+		last := fmt.Sprintf("run %d %s (%s):", r.ID, r.State, r.Message)
+		for _, s := range r.Stages {
+			last += fmt.Sprintf(" %s=%s(%s)", s.Region, s.State, s.Message)
+		}
+		e.last = last
+		return false
+	}, func() string { return e.last })
 }
 
-// waitFor polls cond until it holds; the test's own deadline bounds it.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFor polls cond until it holds, for at most 15s; state says where things stood.
+func waitFor(t *testing.T, what string, cond func() bool, state ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, s := range state {
+				what += "; last seen: " + s()
+			}
 			t.Fatalf("waited 15s for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)

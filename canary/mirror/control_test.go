@@ -105,6 +105,9 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("through the registry's proxy: %d %q", code, body)
 	}
 	waitFor(t, "1 mirrored", func() bool { return p.Stats().Mirrored == 1 })
+	if st := r.Stats()["papi/prod3/host1"]; st.Mirrored != 1 {
+		t.Fatalf("registry stats = %+v", r.Stats())
+	}
 	r.Reset(ctx)
 	if len(p.Shadow()) != 0 {
 		t.Fatal("Reset left mirroring on")

@@ -5,7 +5,11 @@
 // one shadow target (round robin over the targets) once the primary has answered: the
 // copy is put on a bounded queue with a non-blocking send (dropped and counted when the
 // queue is full) and sent by a small pool of workers over keep-alive connections with a
-// timeout. So the primary never waits for a shadow, whether it is fast, slow or dead.
+// timeout. A shadow failing at the transport level (dead, refusing, timing out) several
+// times in a row rests for a second, its copies shed and counted (see breaker.go). So
+// the primary never waits for a shadow, whether it is fast, slow or dead, and a dead one
+// costs next to nothing. The primary's request gets the usual reverse-proxy treatment
+// (httputil.ReverseProxy: hop-by-hop headers dropped, X-Forwarded-For added).
 //
 // For each mirrored request the mirror records the status and latency of the primary and
 // of the shadow and whether they answered alike (status code; optionally a sha256 of the

@@ -117,3 +117,14 @@ func (r *Registry) Close() error {
 	}
 	return nil
 }
+
+// Stats returns every proxy's counters by "app/region/host" (for the dashboard).
+func (r *Registry) Stats() map[string]Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]Stats, len(r.proxies))
+	for k, s := range r.proxies {
+		out[k] = s.p.Stats()
+	}
+	return out
+}

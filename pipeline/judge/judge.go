@@ -1,7 +1,44 @@
 // Package judge compares a canary's metrics with a baseline's and says whether the canary
 // is worse: Pass, Marginal, Fail, Inconclusive (not enough data) or Error (the
 // measurements failed). It does no I/O: callers hand it samples, it hands back a verdict
-// that explains itself metric by metric.
+// that explains itself metric by metric (MetricResult.Why, Verdict.Table).
+//
+// The model, per metric:
+//
+//   - Latency and gauge metrics are samples (per request, or one value per interval).
+//     The canary is compared with the Mann-Whitney rank test and the effect is the
+//     Hodges-Lehmann estimate with its confidence interval, as Kayenta does: for positive
+//     values as a ratio (canary/baseline - 1), otherwise as a shift relative to the
+//     baseline's median. Below 50 values a side without ties the interval is exact.
+//   - Rate metrics are events out of trials (errors out of requests), compared with the
+//     conditional binomial test and its exact interval on the ratio of the two rates, so
+//     3 errors against 0 at low traffic weigh as the 3 events they are. Intervals with a
+//     burst of events are left out and extra-binomial variation is allowed for (dispersion.go).
+//   - A metric fails when the canary is significantly worse (its interval excludes no
+//     change in the bad direction) and its estimated effect is beyond the metric's
+//     allowed effect; significantly worse but within the allowed effect is Marginal.
+//     Without data, the metric's no-data policy decides on the final look.
+//
+// Many metrics and many looks: the overall false-alarm rate Alpha is split over the
+// metrics (weighted Bonferroni, a critical metric counting 4 times), and each metric's
+// share is spent over the window's looks with a group-sequential alpha-spending function
+// (bounds.go), so a window looked at every interval fails a canary that is no different
+// at most Alpha of the time, while a clearly bad canary fails at an early look. The
+// interval shown at each look is the look's repeated confidence interval.
+//
+// The verdict: Error when a metric's measurement failed MaxErrors looks in a row; Fail
+// when a critical metric fails or the Kayenta-style score (the share of judged metrics
+// not failing) is below MarginalScore; Inconclusive when a critical metric
+// has too little data; Marginal when any metric is marginal or a non-critical one fails;
+// else Pass.
+//
+// Offline (RunOffline, `immunity judge`): two CSV files of recorded samples, columns
+// time,metric,value (time in Unix seconds or RFC 3339; a header row is optional), are
+// replayed look by look through the same Sequence as a live window, one look per 10 s
+// interval from the earliest sample. A latency or gauge metric's rows are its samples.
+// A rate metric NAME takes rows NAME.events and NAME.trials (the counts of the interval
+// ending at time), or plain NAME rows, one per request, value 1 for an event and 0 for
+// none.
 package judge
 
 // Outcome is a verdict's result.
@@ -109,7 +146,7 @@ type MetricResult struct {
 // Verdict is the judge's answer.
 type Verdict struct {
 	Outcome Outcome        `json:"outcome"`
-	Score   float64        `json:"score"` // 0-100 (Kayenta style): pass 1, marginal 1/2, fail 0
+	Score   float64        `json:"score"` // 0-100 (Kayenta style): share of judged metrics not failing
 	Reason  string         `json:"reason"`
 	Metrics []MetricResult `json:"metrics"`
 	Final   bool           `json:"final"`           // false for an interim look during the window

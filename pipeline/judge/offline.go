@@ -15,26 +15,12 @@ import (
 	"time"
 )
 
-// Offline judging: two recorded sets of samples are replayed look by look, exactly as
-// the live pipeline judges a monitoring window.
-//
-// CSV format (one file per side), a header row "time,metric,value" optional:
-//
-//	time   Unix seconds (1732240000.5) or RFC 3339 (2024-11-22T01:46:40Z)
-//	metric a metric's name from the config, or NAME.events / NAME.trials for a rate
-//	value  a number
-//
-// A latency or gauge metric's rows are its samples. A rate metric takes either rows
-// NAME.events and NAME.trials, each the count in the interval ending at time (errors and
-// requests in those 10 s), or plain NAME rows, one per request, whose value (0 or 1) is
-// added to the events and 1 to the trials. Rows of metrics not in the config are ignored
-// (and listed).
-//
-// The window starts at the earliest time in either file and is cut into intervals; look k
-// judges every row before start + k·interval, the last look judges everything, and a Fail
-// or Error stops the replay early, as it stops a live window.
-
-// Offline replays recorded samples through a Sequence.
+// Offline replays recorded samples through a Sequence, exactly as the live pipeline
+// judges a monitoring window (the CSV format is in the package comment). The window
+// starts at the earliest time in either file and is cut into intervals; look k judges
+// every row before start + k·interval, the last look judges everything, and a Fail or
+// Error stops the replay early, as it stops a live window. Rows of metrics not in the
+// config are ignored and listed.
 type Offline struct {
 	Metrics  []Metric
 	Interval time.Duration // default 10s, the monitor's default interval

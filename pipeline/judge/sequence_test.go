@@ -248,3 +248,60 @@ func TestVerdictEncodes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Significantly worse but within the allowed effect is Marginal, not Fail: +5% latency at
+// high traffic with 10% allowed.
+func TestSmallRealShiftIsMarginal(t *testing.T) {
+	t.Parallel()
+	m := []Metric{{Name: "latency", Kind: Latency, AllowedEffect: 0.1, Critical: true, Unit: "s"}}
+	in := Input{
+		Baseline: map[string]Data{"latency": {Values: spread(3000, 0.1)}},
+		Canary:   map[string]Data{"latency": {Values: spread(3000, 0.105)}},
+	}
+	v := Judge(m, in, Options{})
+	r := v.Metrics[0]
+	if v.Outcome != Marginal || r.Outcome != Marginal || math.Abs(r.Effect-0.05) > 0.005 {
+		t.Errorf("got %s (%s), want marginal at +5%%", v.Outcome, r.Why)
+	}
+	if !strings.Contains(r.Why, "significantly worse, but within the allowed +10%: marginal") {
+		t.Errorf("why = %q", r.Why)
+	}
+}
+
+// Values that are zero or negative are compared as shifts relative to the baseline's
+// median: a queue depth around 10 that grows by 5 is +50%.
+func TestShiftModelForNonPositiveValues(t *testing.T) {
+	t.Parallel()
+	var b, c []float64
+	for i := range 40 {
+		x := float64(i%21) - 0 // 0..20, median 10
+		b, c = append(b, x), append(c, x+5+0.001*float64(i))
+	}
+	m := []Metric{{Name: "queue", Kind: Gauge, Direction: Increase, AllowedEffect: 0.2}}
+	v := Judge(m, Input{Baseline: map[string]Data{"queue": {Values: b}}, Canary: map[string]Data{"queue": {Values: c}}}, Options{})
+	r := v.Metrics[0]
+	if math.Abs(r.Effect-0.5) > 0.05 || r.Outcome != Fail {
+		t.Errorf("effect %.3f (%s), want +50%% and fail", r.Effect, r.Why)
+	}
+}
+
+// Large inputs are judged on all cores; the results are those of judging each metric
+// alone.
+func TestParallelJudgingMatchesSerial(t *testing.T) {
+	t.Parallel()
+	var ms []Metric
+	in := Input{Baseline: map[string]Data{}, Canary: map[string]Data{}}
+	for i := range 4 {
+		name := string(rune('a' + i))
+		ms = append(ms, Metric{Name: name, Kind: Latency, AllowedEffect: 0.1})
+		in.Baseline[name] = Data{Values: spread(7000, 1)}
+		in.Canary[name] = Data{Values: spread(7000, 1+0.05*float64(i))}
+	}
+	all := Judge(ms, in, Options{})
+	for i, m := range ms {
+		one := Judge([]Metric{m}, in, Options{Alpha: 0.01 / 4})
+		if all.Metrics[i].Why != one.Metrics[0].Why {
+			t.Errorf("metric %s: together %q, alone %q", m.Name, all.Metrics[i].Why, one.Metrics[0].Why)
+		}
+	}
+}

@@ -32,9 +32,9 @@ func (s *Sequence) measurementError(i int, m Metric, b, c Data, final bool) Metr
 // aggregate turns metric results into a verdict. In order: any metric in Error → Error;
 // a critical metric failing, or the score below MarginalScore → Fail; a critical metric
 // inconclusive, or no metric judged → Inconclusive; any metric failing or marginal, or
-// the score below PassScore → Marginal; else Pass. The score counts judged metrics
-// (pass 1, marginal 1/2, fail 0); inconclusive ones are left out, as Kayenta leaves out
-// metrics without data.
+// the score below PassScore → Marginal; else Pass. The score is the share of judged
+// metrics not failing (a marginal one is within its allowed effect); inconclusive ones
+// are left out, as Kayenta leaves out metrics without data.
 func aggregate(rs []MetricResult, o Options) Verdict {
 	v := Verdict{Metrics: rs}
 	var points, judged float64
@@ -43,8 +43,8 @@ func aggregate(rs []MetricResult, o Options) Verdict {
 		switch r.Outcome {
 		case Pass:
 			points++
-		case Marginal:
-			points += 0.5
+		case Marginal: // within the allowed effect: it counts as passing
+			points++
 			marg = append(marg, r.Name)
 		case Fail:
 			fails = append(fails, r.Name)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -151,6 +152,15 @@ func loadServeConfig(file string) (*pipeline.Config, error) {
 	}
 	if v := os.Getenv("IMMUNITY_LISTEN"); v != "" {
 		cfg.Server.Listen = v
+	}
+	if file != "" {
+		cfg.GitHub.ResolvePaths(filepath.Dir(file))
+	}
+	if err := cfg.GitHub.FromEnv(os.Getenv); err != nil {
+		return nil, err
+	}
+	if err := cfg.GitHub.Validate(); err != nil {
+		return nil, fmt.Errorf("github: %w", err)
 	}
 	return cfg, nil
 }

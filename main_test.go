@@ -249,3 +249,16 @@ func freePort(t *testing.T) int {
 }
 
 func freeAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+
+func TestServeRefusesAGitHubAppWithoutWebhookSecret(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv("IMMUNITY_GITHUB_APP_ID", "12345")
+	t.Setenv("IMMUNITY_GITHUB_WEBHOOK_SECRET", "")
+	t.Setenv("IMMUNITY_GITHUB_WEBHOOK_SECRET_FILE", "")
+	t.Setenv("IMMUNITY_LISTEN", freeAddr(t))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"serve"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "webhook secret") {
+		t.Fatalf("exit %d, stderr %q; want a refusal naming the webhook secret", code, errb.String())
+	}
+}

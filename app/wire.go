@@ -13,9 +13,11 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/immunity-app/immunity/app/github"
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/canary"
 	"github.com/immunity-app/immunity/canary/mirror"
+	"github.com/immunity-app/immunity/checks"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/deployers/local"
 	"github.com/immunity-app/immunity/pipeline"
@@ -44,9 +46,10 @@ type Instance struct {
 	Monitor  *canary.Monitor
 	Mirrors  *mirror.Registry
 
-	log    *slog.Logger
-	mu     sync.Mutex
-	locals map[string]*local.Deployer // per app
+	log     *slog.Logger
+	closers []func(context.Context) error // reporters and handlers, drained on Close
+	mu      sync.Mutex
+	locals  map[string]*local.Deployer // per app
 }
 
 // Open builds an Instance; Start sets it going.
@@ -83,7 +86,25 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	}
 	in.Engine = eng
 	in.Commands = bot.New(eng, nil)
-	in.Server = NewServer(eng, in.command, o.Logger, o.Mounts...)
+	mounts := o.Mounts
+	if cfg.GitHub.Configured() {
+		gh, err := github.New(cfg.GitHub, eng, in.Commands, o.Logger)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		rep := checks.NewReporter(cfg, st, gh.Clients(), o.Logger)
+		eng.AddListener(rep)
+		in.closers = append(in.closers, gh.Close, rep.Close)
+		mounts = append(mounts, gh.Routes)
+	} else {
+		url := cfg.Server.URL
+		if url == "" {
+			url = "http://" + cfg.Server.Listen
+		}
+		mounts = append(mounts, github.NewSetup(cfg.GitHub, url, cfg.Server.DataDir, o.Logger).Routes)
+	}
+	in.Server = NewServer(eng, in.command, o.Logger, mounts...)
 	return in, nil
 }
 
@@ -133,6 +154,11 @@ func (in *Instance) MirrorURL(h deployers.Host) string {
 // Close stops the engine and closes the store; stopHosts also stops local apps.
 func (in *Instance) Close(stopHosts bool) {
 	in.Engine.Stop()
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer dcancel()
+	for _, c := range in.closers {
+		c(dctx)
+	}
 	in.Mirrors.Close()
 	if stopHosts {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -115,7 +115,7 @@ func (c *ConsoleThread) write(ev pipeline.Event) {
 	if c.cfg != nil {
 		app, _ = c.cfg.App(ev.App)
 	}
-	for _, p := range PostsFor(app, ev, c.logs.Lines(ev.Run.ID, ev.Region)) {
+	for _, p := range PostsFor(app, ev, func(region string) []string { return c.logs.Lines(ev.Run.ID, region) }) {
 		if p.RunID != 0 && p.Key != "" {
 			if c.posted[p.RunID] == nil {
 				c.posted[p.RunID] = map[string]bool{}

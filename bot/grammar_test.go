@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -172,6 +173,30 @@ func FuzzParse(f *testing.F) {
 		}
 		if p.SHA != "" && !shaWord.MatchString(p.SHA) {
 			t.Fatalf("accepted sha %q", p.SHA)
+		}
+	})
+}
+
+// FuzzExec checks that no text makes Exec panic or reach the engine with a name the
+// config does not have.
+func FuzzExec(f *testing.F) {
+	for _, s := range []string{"promote papi prod3", "/rollback", "deploy web 1a2b to prod", "status", "lock papi prod4 x y", "history papi sandbox1"} {
+		f.Add(s, "", "")
+		f.Add(s, "papi", "1a2b3c4")
+	}
+	f.Fuzz(func(t *testing.T, text, app, sha string) {
+		fe := &fakeEngine{cfg: testConfig(), status: waitingStatus()}
+		r := New(fe, nil).Exec(context.Background(), Request{Actor: alice, Text: text, App: app, SHA: sha})
+		if r.Text == "" {
+			t.Fatalf("Exec(%q) gave an empty answer", text)
+		}
+		for _, c := range fe.calls {
+			w := strings.Fields(c)
+			if len(w) > 1 && w[0] != "status" && w[0] != "history" {
+				if _, ok := fe.cfg.App(w[1]); !ok {
+					t.Fatalf("engine asked %q", c)
+				}
+			}
 		}
 	})
 }

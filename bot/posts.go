@@ -10,22 +10,26 @@ import (
 )
 
 // PostsFor says what an event adds to a thread (or, for region events outside a run, to
-// the app's channel). app may be nil; it tells production regions (which get a "Roll
-// back" button) from the others. logs are the run's recent log lines for the region,
-// from which a failure's first useful lines are picked.
-func PostsFor(app *pipeline.App, ev pipeline.Event, logs []string) []Post {
+// the app's channel). A run event's snapshot is read whole, every stage of it, so a state
+// that came and went between two snapshots is still reported; each post has a Key, and
+// callers post a run's key once. app may be nil; it tells production regions (which get a
+// "Roll back" button) from the others. logs returns the run's recent log lines for a
+// region ("" = the run's own), from which a failure's first useful lines are picked.
+func PostsFor(app *pipeline.App, ev pipeline.Event, logs func(region string) []string) []Post {
+	if logs == nil {
+		logs = func(string) []string { return nil }
+	}
+	if ev.Run.ID != 0 {
+		var out []Post
+		for _, s := range ev.Run.Stages {
+			out = append(out, stagePosts(app, ev.Run, s, logs(s.Region))...)
+		}
+		if p, ok := runPost(ev.Run, logs("")); ok {
+			out = append(out, p)
+		}
+		return out
+	}
 	switch ev.Kind {
-	case pipeline.StageChanged:
-		if ev.Stage == nil {
-			return nil
-		}
-		if p, ok := stagePost(app, ev.Run, *ev.Stage, logs); ok {
-			return []Post{p}
-		}
-	case pipeline.RunChanged:
-		if p, ok := runPost(ev.Run, logs); ok {
-			return []Post{p}
-		}
 	case pipeline.RolledBack:
 		if ev.Actor.Via == "engine" {
 			return nil // an automatic rollback: the failed stage's post says so
@@ -40,20 +44,24 @@ func PostsFor(app *pipeline.App, ev pipeline.Event, logs []string) []Post {
 	return nil
 }
 
-func stagePost(app *pipeline.App, run store.Run, s store.Stage, logs []string) (Post, bool) {
-	p := Post{Key: "stage/" + s.Region + "/" + s.State, RunID: run.ID, App: run.App, Region: s.Region}
+// stagePosts are what a stage's state has to say: who promoted it, that it waits, how it ended.
+func stagePosts(app *pipeline.App, run store.Run, s store.Stage, logs []string) []Post {
+	var out []Post
 	rel := fmt.Sprintf("%s %s", run.App, short(run.SHA))
+	base := Post{RunID: run.ID, App: run.App, Region: s.Region}
+	if s.ApprovedBy != "" && !waitingState(s.State) {
+		p := base
+		p.Key, p.Icon, p.Text = "stage/"+s.Region+"/approved", IconGo, fmt.Sprintf("%s promoted %s to %s", s.ApprovedBy, rel, s.Region)
+		out = append(out, p)
+	}
+	p := base
+	p.Key = "stage/" + s.Region + "/" + s.State
 	switch s.State {
 	case pipeline.StageAwaitingApproval:
 		p.Icon, p.Broadcast = IconWaiting, true
 		p.Text = fmt.Sprintf("%s is ready for %s: waiting for promotion", rel, s.Region)
 		p.Actions = []Action{{ID: "promote", Label: "Promote to " + s.Region, Style: "primary",
 			Command: fmt.Sprintf("promote %s %s --release %s", run.App, s.Region, run.SHA)}}
-	case pipeline.StageApproved:
-		if s.ApprovedBy == "" {
-			return p, false
-		}
-		p.Icon, p.Text = IconGo, fmt.Sprintf("%s promoted %s to %s", s.ApprovedBy, rel, s.Region)
 	case pipeline.StageSucceeded:
 		p.Icon, p.Text = IconOK, fmt.Sprintf("%s passed %s%s", rel, s.Region, took(s))
 		p.Verdict = verdictOf(s)
@@ -67,9 +75,18 @@ func stagePost(app *pipeline.App, run store.Run, s store.Stage, logs []string) (
 		p.Verdict = verdictOf(s)
 		p.Detail = UsefulLines(append(strings.Split(s.Tests, "\n"), logs...), 12)
 	default:
-		return p, false
+		return out
 	}
-	return p, true
+	return append(out, p)
+}
+
+// waitingState: the stage has not been approved into action (or never will be).
+func waitingState(state string) bool {
+	switch state {
+	case pipeline.StagePending, pipeline.StageAwaitingApproval, pipeline.StageSkipped, pipeline.StageCancelled:
+		return true
+	}
+	return false
 }
 
 func runPost(run store.Run, logs []string) (Post, bool) {

@@ -287,7 +287,7 @@ func (d *demo) traffic(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			for i := w; ctx.Err() == nil; i++ {
-				u := targets[i%len(targets)] + paths[i%len(paths)]
+				u := targets[i%len(targets)] + paths[(i/len(targets))%len(paths)]
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 				if resp, err := client.Do(req); err == nil {
 					io.Copy(io.Discard, resp.Body)

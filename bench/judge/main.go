@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -33,7 +34,21 @@ func main() {
 	alpha := flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
 	spending := flag.String("spending", string(judge.OBrienFleming), "alpha spending: obrien-fleming or pocock")
 	workers := flag.Int("workers", runtime.GOMAXPROCS(0), "parallel windows")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	opts := judge.Options{Looks: intervals, Alpha: *alpha, Spending: judge.Spending(*spending)}
 	start := time.Now()
 	jobs := corpus(*reps, *aa)

@@ -26,6 +26,7 @@ type thread struct {
 	root    bot.Root // the newest content of the root message
 	shown   string   // the content last sent to Slack
 	queued  bool     // a root sync is on the queue
+	posted  map[string]bool
 }
 
 // Notify queues the event for the bot's own goroutine and returns.
@@ -53,8 +54,8 @@ func (b *Bot) handle(ev pipeline.Event) {
 		th = b.thread(ev.Run.ID, channel)
 		b.syncRoot(th, bot.RootOf(ev.Run))
 	}
-	for _, p := range bot.PostsFor(app, ev, b.logs.Lines(ev.Run.ID, ev.Region)) {
-		if th != nil && p.Key != "" && !b.claim(th.runID, p.Key) {
+	for _, p := range bot.PostsFor(app, ev, func(region string) []string { return b.logs.Lines(ev.Run.ID, region) }) {
+		if th != nil && p.Key != "" && !b.claim(th, p.Key) {
 			continue
 		}
 		b.post(th, channel, p)
@@ -71,7 +72,7 @@ func (b *Bot) thread(runID int64, channel string) *thread {
 	if th, ok := b.threads[runID]; ok {
 		return th
 	}
-	th := &thread{runID: runID, channel: channel}
+	th := &thread{runID: runID, channel: channel, posted: map[string]bool{}}
 	err := b.st.DB().QueryRowContext(b.ctx, `SELECT channel, ts FROM slack_threads WHERE run_id = ?`, runID).Scan(&th.channel, &th.ts)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		b.log.Warn("load slack thread", "run", runID, "err", err)
@@ -127,12 +128,20 @@ func (b *Bot) sendRoot(ctx context.Context, th *thread) error {
 	return nil
 }
 
-// claim records that a run's post is being made; false if it was made before.
-func (b *Bot) claim(runID int64, key string) bool {
+// claim records that a run's post is being made; false if it was made before (by this
+// process, or by one before a restart).
+func (b *Bot) claim(th *thread, key string) bool {
+	b.mu.Lock()
+	seen := th.posted[key]
+	th.posted[key] = true
+	b.mu.Unlock()
+	if seen {
+		return false
+	}
 	res, err := b.st.DB().ExecContext(b.ctx, `INSERT INTO slack_posts (run_id, key, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-		runID, key, time.Now().UnixNano())
+		th.runID, key, time.Now().UnixNano())
 	if err != nil {
-		b.log.Warn("remember slack post", "run", runID, "key", key, "err", err)
+		b.log.Warn("remember slack post", "run", th.runID, "key", key, "err", err)
 		return true
 	}
 	n, _ := res.RowsAffected()

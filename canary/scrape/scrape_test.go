@@ -71,8 +71,10 @@ func TestScrapeIntervalDeltas(t *testing.T) {
 		t.Fatalf("canary latency has %d samples, want 8", len(cv))
 	}
 	for _, v := range cv {
-		if v < 0.025 || v > 0.05 { // the (0.025, 0.05] bucket
-			t.Fatalf("canary latency sample %v outside the 25-50 ms bucket", v)
+		// 30 ms requests land in the (0.025, 0.05] bucket, or a later one on a loaded
+		// machine, never an earlier one.
+		if v < 0.025 || v > 0.25 {
+			t.Fatalf("canary latency sample %v outside the 25-250 ms buckets", v)
 		}
 	}
 	// The next interval counts only what happened since.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -22,8 +23,8 @@ func (d *Deployer) waitHealthy(ctx context.Context, h deployers.Host, s Settings
 		if err != nil {
 			return fmt.Errorf("health command: %w", err)
 		}
-		base, _ := script("%s", h.Base)
-		cmd := fmt.Sprintf(healthCommandScript, base, argv)
+		dir, _ := script("%s", path.Join(h.Base, "current"))
+		cmd := fmt.Sprintf(healthCommandScript, dir, argv)
 		if err := poll(ctx, func() error { return d.pool.run(ctx, t, command{script: cmd}) }); err != nil {
 			return fmt.Errorf("health command %s: %w", strings.Join(s.HealthCommand, " "), err)
 		}

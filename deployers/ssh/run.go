@@ -4,26 +4,28 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 
 	"github.com/immunity-app/immunity/deployers"
 )
 
-// runScript runs an argv in BASE/current with an environment. Args: base; then the
-// already-quoted `env NAME=value... argv` line.
-const runScript = `cd %s/current && exec %s`
+// runScript runs an argv in a folder of BASE with an environment. Args: the folder
+// (quoted); then the already-quoted `env NAME=value... argv` line.
+const runScript = `cd %s && exec %s`
 
 // Run runs argv on h in BASE/current over the pooled connection, with env added to its
 // environment (for example the region's tests when they run on the host). Output goes to
 // stdout and stderr; a non-zero exit is an error carrying the tail of stderr.
 func (d *Deployer) Run(ctx context.Context, h deployers.Host, argv []string, env map[string]string, stdout, stderr io.Writer) error {
-	if err := d.runOn(ctx, h, argv, env, stdout, stderr); err != nil {
+	if err := d.runIn(ctx, h, "current", argv, env, stdout, stderr); err != nil {
 		return fmt.Errorf("run %s on %s: %w", strings.Join(argv, " "), h, err)
 	}
 	return nil
 }
 
-func (d *Deployer) runOn(ctx context.Context, h deployers.Host, argv []string, env map[string]string, stdout, stderr io.Writer) error {
+// runIn runs argv in BASE/sub.
+func (d *Deployer) runIn(ctx context.Context, h deployers.Host, sub string, argv []string, env map[string]string, stdout, stderr io.Writer) error {
 	if len(argv) == 0 {
 		return fmt.Errorf("empty command")
 	}
@@ -39,9 +41,9 @@ func (d *Deployer) runOn(ctx context.Context, h deployers.Host, argv []string, e
 	if err != nil {
 		return err
 	}
-	base, err := script("%s", h.Base)
+	dir, err := script("%s", path.Join(h.Base, sub))
 	if err != nil {
 		return err
 	}
-	return d.pool.run(ctx, t, command{script: fmt.Sprintf(runScript, base, line), stdout: stdout, stderr: stderr})
+	return d.pool.run(ctx, t, command{script: fmt.Sprintf(runScript, dir, line), stdout: stdout, stderr: stderr})
 }

@@ -8,24 +8,29 @@
 //	BASE/current -> releases/<sha>
 //	BASE/previous -> releases/<sha>
 //
-// Upload streams the gzipped tar over the connection and unpacks it into
-// releases/<sha>.tmp as it arrives while the host hashes the same stream; only when the
-// sha256 matches does it write the .immunity-release marker and rename the folder to
-// releases/<sha>. A release whose marker already holds the checksum is not sent again. An
-// artifact gzip could not shrink is sent as the plain tar inside it (checked against that
-// tar's sha256, computed here after checking the artifact's), so hosts do not inflate it. Activate points `previous` at the old release and renames a new symlink over
-// `current` (atomic), runs the region's restart command, waits for the health check, then
-// prunes releases beyond the keep limit, never the live or previous one. Rollback is
-// Activate of an older release; the engine calls it for every host in parallel.
+// Upload streams the artifact over the connection into releases/<sha>.tmp, checks its
+// sha256 on the host (openssl when present, else sha256sum), unpacks it, writes the marker
+// and renames the folder to releases/<sha>. A release whose marker already holds the
+// checksum is not sent again. An artifact gzip could not shrink is sent as the plain tar
+// inside it (checked against that tar's sha256, computed here after checking the
+// artifact's), so hosts do not spend CPU inflating it.
+//
+// Activate marks the release as the most recently used, points `previous` at the old
+// release and renames a new symlink over `current` (atomic), runs the region's restart
+// command in the new release, waits for the health check, then prunes releases beyond the
+// keep limit, never the live or previous one. With no health check, switch, restart and
+// prune are one round trip. Rollback is Activate of an older release; the engine calls it
+// for every host of a region in parallel.
 //
 // Every remote command is a fixed template of this package whose arguments are all
 // single-quoted (see script); no text from a config, commit or user is ever placed in a
 // command unquoted. Host keys are checked against a known_hosts file; an unknown or
 // changed key fails that host and there is no way to turn the check off.
 //
-// One SSH connection per address is kept open and reused for upload, switch, tests and
-// rollback, so a rollback costs a few round trips rather than fresh logins. A dropped
-// connection is redialled on the next call.
+// One SSH connection per address (user@host:port) is kept open and reused for upload,
+// switch, tests and rollback, so a rollback costs a round trip or two rather than fresh
+// logins. A keepalive closes a connection that stops answering; a dropped connection is
+// redialled on the next call. Hosts need a POSIX sh, GNU coreutils, tar and mkfifo.
 package ssh
 
 import (

@@ -16,10 +16,11 @@ const marker = ".immunity-release"
 // Args: base, sha, checksum.
 const presentScript = `test "$(cat %[1]s/releases/%[2]s/.immunity-release 2>/dev/null)" = %[3]s`
 
-// uploadScript receives the release on stdin and unpacks it into releases/<sha>.tmp as it
-// arrives, hashing the same stream; only when the sha256 matches does it write the marker
-// and rename the folder to releases/<sha>. It first deletes uploads abandoned over an hour
-// ago. Exit 65 means the checksum did not match.
+// uploadScript receives the release on stdin into releases/<sha>.tmp, checks its sha256
+// (openssl when present: several times faster than sha256sum), unpacks it, writes the
+// marker and renames the folder to releases/<sha>. It first deletes uploads abandoned over
+// an hour ago. Exit 65 means the checksum did not match. (Writing the file and reading it
+// back costs less CPU than hashing and unpacking the stream through tee and a fifo.)
 // Args: base, sha, sha256 of the stream, marker checksum, tar flags (-xzf or -xf).
 const uploadScript = `set -e
 umask 022
@@ -28,33 +29,22 @@ cd %[1]s/releases
 sha=%[2]s
 want=%[3]s
 find . -maxdepth 1 -name '*.tmp' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
-rm -rf "$sha.tmp" "$sha.hash.tmp" "$sha.sum.tmp"
+rm -rf "$sha.tmp"
 mkdir "$sha.tmp"
-mkfifo "$sha.hash.tmp"
+cat > "$sha.tmp/.immunity-upload"
 if command -v openssl >/dev/null 2>&1; then
-	openssl dgst -sha256 -r < "$sha.hash.tmp" > "$sha.sum.tmp" &
+	got=$(openssl dgst -sha256 -r < "$sha.tmp/.immunity-upload")
 else
-	sha256sum < "$sha.hash.tmp" > "$sha.sum.tmp" &
+	got=$(sha256sum < "$sha.tmp/.immunity-upload")
 fi
-hasher=$!
-set +e
-tee "$sha.hash.tmp" | { tar %[5]s - -C "$sha.tmp" --no-same-owner; rc=$?; cat >/dev/null; exit $rc; }
-rc=$?
-wait $hasher
-set -e
-got=$(cat "$sha.sum.tmp")
 got=${got%%%% *}
-rm -f "$sha.hash.tmp" "$sha.sum.tmp"
 if [ "$got" != "$want" ]; then
 	rm -rf "$sha.tmp"
 	echo "immunity: checksum mismatch: got sha256 $got, want $want" >&2
 	exit 65
 fi
-if [ "$rc" -ne 0 ]; then
-	rm -rf "$sha.tmp"
-	echo "immunity: unpack failed (tar exited $rc)" >&2
-	exit 1
-fi
+tar -b 256 %[5]s "$sha.tmp/.immunity-upload" -C "$sha.tmp" --no-same-owner
+rm -f "$sha.tmp/.immunity-upload"
 printf '%%s\n' %[4]s > "$sha.tmp/.immunity-release"
 rm -rf "$sha"
 mv "$sha.tmp" "$sha"

@@ -226,6 +226,8 @@ func (r ranks) scale() float64 {
 // estimate returns the Hodges-Lehmann shift and its interval at critical value zc.
 func (r ranks) estimate(zc float64) (est, lo, hi float64) {
 	se := r.scale() * 1.023 * math.Sqrt(1/float64(len(r.b))+1/float64(len(r.c)))
+	lo, hi = r.span()
+	se = math.Max(se, (r.toLine(hi)-r.toLine(lo))*1e-4) // heavy ties: no spread to go by
 	guess := r.toLine(median(r.c)) - r.toLine(median(r.b))
 	est, slope := r.solve(0, r.fromLine(guess), -1/se)
 	x := r.toLine(est)

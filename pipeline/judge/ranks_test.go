@@ -70,3 +70,31 @@ func TestHodgesLehmann(t *testing.T) {
 		}
 	}
 }
+
+// Samples with heavy ties (durations spread evenly inside histogram buckets, the same
+// points every interval, as the scrape source reconstructs them) still give an estimate
+// and a finite interval, and a shift of a quarter of the requests to a slower bucket is
+// significant.
+func TestHeavyTies(t *testing.T) {
+	t.Parallel()
+	spreadBuckets := func(counts []int) []float64 {
+		bounds := []float64{0, 0.05, 0.1, 0.2, 0.5}
+		var xs []float64
+		for k, n := range counts {
+			for i := range n {
+				xs = append(xs, bounds[k]+(float64(i)+0.5)*(bounds[k+1]-bounds[k])/float64(n))
+			}
+		}
+		return xs
+	}
+	var b, c []float64
+	for range 30 {
+		b = append(b, spreadBuckets([]int{25, 25, 25, 25})...)
+		c = append(c, spreadBuckets([]int{0, 50, 25, 25})...)
+	}
+	r := newRanks(b, c)
+	est, lo, hi := r.estimate(3)
+	if !(lo <= est && est <= hi) || lo <= 1 || math.IsInf(hi, 0) || est > 1.5 {
+		t.Errorf("estimate %v [%v, %v]", est, lo, hi)
+	}
+}

@@ -49,6 +49,7 @@ td,th{border:1px solid #ddd;padding:4px 8px;text-align:left} th{background:#f5f5
 <td>{{with .Active}}<a href="/runs/{{.RunID}}">{{short .SHA}}</a> <span class="{{.State}}">{{.State}}</span> {{.Message}}{{end}}</td>
 <td>{{with .Waiting}}<a href="/runs/{{.RunID}}">{{short .SHA}}</a> {{.Subject}}{{end}}</td>
 <td>{{with .Lock}}locked by {{.Holder}}: {{.Reason}}{{end}}</td></tr>{{end}}</table>{{end}}
+<p>Try at the CLI: <code>immunity status</code>, <code>immunity promote APP REGION</code>, <code>immunity lock papi prod3 REASON</code>, <code>immunity rollback APP REGION</code>.</p>
 <h2>Runs</h2><table><tr><th>run</th><th>app</th><th>commit</th><th>state</th><th>stages</th></tr>
 {{range .Runs}}<tr><td><a href="/runs/{{.ID}}">{{.ID}}</a></td><td>{{.App}}</td><td><code>{{short .SHA}}</code> {{.Subject}}</td>
 <td class="{{.State}}">{{.State}}</td><td>{{range .Stages}}<span class="{{.State}}">{{.Region}}: {{.State}}</span> {{end}}</td></tr>{{end}}</table>

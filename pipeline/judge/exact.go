@@ -38,10 +38,12 @@ func (r ranks) exactEstimate(a float64) (est, lo, hi float64) {
 			}
 		}
 	}
-	sortFloats(d)
-	est = median(d)
+	est = selectK(d, len(d)/2)
+	if len(d)%2 == 0 {
+		est = (est + selectK(d[:len(d)/2], len(d)/2-1)) / 2
+	}
 	cdf := wilcoxCDF(n, m)
-	j := 0 // the lower bound is d[j-1], j-1 the largest c with P(U <= c) <= a
+	j := 0 // the lower bound is the j-th smallest, j-1 the largest c with P(U <= c) <= a
 	for j < len(cdf) && cdf[j] <= a {
 		j++
 	}
@@ -52,7 +54,49 @@ func (r ranks) exactEstimate(a float64) (est, lo, hi float64) {
 		}
 		return est, lo, hi
 	}
-	return est, d[j-1], d[len(d)-j]
+	return est, selectK(d, j-1), selectK(d, len(d)-j)
+}
+
+// selectK returns the k-th smallest of xs (0-based), partly reordering xs: quickselect
+// with a median-of-three pivot, linear time.
+func selectK(xs []float64, k int) float64 {
+	lo, hi := 0, len(xs)-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if xs[mid] < xs[lo] {
+			xs[mid], xs[lo] = xs[lo], xs[mid]
+		}
+		if xs[hi] < xs[lo] {
+			xs[hi], xs[lo] = xs[lo], xs[hi]
+		}
+		if xs[hi] < xs[mid] {
+			xs[hi], xs[mid] = xs[mid], xs[hi]
+		}
+		pivot := xs[mid]
+		i, j := lo, hi
+		for i <= j {
+			for xs[i] < pivot {
+				i++
+			}
+			for xs[j] > pivot {
+				j--
+			}
+			if i <= j {
+				xs[i], xs[j] = xs[j], xs[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return xs[k]
+		}
+	}
+	return xs[k]
 }
 
 var wilcoxCache = struct {

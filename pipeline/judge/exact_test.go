@@ -2,6 +2,8 @@ package judge
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -48,5 +50,23 @@ func TestExactIntervalSmallSamples(t *testing.T) {
 	}
 	if zc := 3.719; r.z(1) >= zc { // z for p = 1e-4
 		t.Errorf("normal approximation z = %v unexpectedly reaches %v", r.z(1), zc)
+	}
+}
+
+func TestSelectK(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(8, 8))
+	for _, n := range []int{1, 2, 3, 10, 101, 900} {
+		xs := make([]float64, n)
+		for i := range xs {
+			xs[i] = float64(rng.IntN(n/2 + 1)) // with ties
+		}
+		want := slices.Clone(xs)
+		slices.Sort(want)
+		for _, k := range []int{0, n / 2, n - 1} {
+			if got := selectK(slices.Clone(xs), k); got != want[k] {
+				t.Errorf("n=%d k=%d: %v, want %v", n, k, got, want[k])
+			}
+		}
 	}
 }

@@ -1,0 +1,134 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/judge"
+	"github.com/immunity-app/immunity/store"
+)
+
+const dashboardConfig = `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    regions:
+      - name: sandbox2
+        hosts: [{name: host1, port: 41901}]
+        monitor: {mirror_from: prod3}
+      - name: prod3
+        production: true
+        manual_approval: true
+        hosts: [{name: host1, port: 41902}]
+`
+
+// openTest opens an Instance on a real store in a temp folder, without starting it.
+func openTest(t *testing.T) *Instance {
+	t.Helper()
+	dir := t.TempDir()
+	cfg, err := pipeline.ParseConfig(filepath.Join(dir, "immunity.yml"), []byte(dashboardConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := Open(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Store.Close() })
+	return in
+}
+
+// chromium renders a page in headless Chromium and returns the DOM it built.
+func chromium(t *testing.T, url string) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("IMMUNITY_TEST_REQUIRE_ALL") != "" {
+			t.Fatal("chromium is not installed (bash .ci/test installs it)")
+		}
+		t.Skip("chromium is not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", url).Output()
+	if err != nil {
+		t.Fatalf("chromium %s: %v", url, err)
+	}
+	return string(out)
+}
+
+func TestDashboardInABrowser(t *testing.T) {
+	in := openTest(t)
+	ctx := context.Background()
+	st := in.Store
+	st.SetLive(ctx, "papi", "prod3", "host1", "1111111aaaa")
+	run, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: "2222222bbbb", Subject: "Rank <search> results", Author: "ada", State: "failed"},
+		[]string{"sandbox2", "prod3"}, map[string][]string{"sandbox2": {"host1"}, "prod3": {"host1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := json.Marshal(judge.Verdict{Outcome: judge.Fail, Score: 50, Reason: "failed search_latency", Metrics: []judge.MetricResult{
+		{Name: "search_latency", Outcome: judge.Fail, Baseline: 0.0025, Canary: 0.375, Effect: 149, NBaseline: 40, NCanary: 36, Why: "significantly higher"}}})
+	st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: "failed", Message: "canary analysis failed in sandbox2", Verdict: string(v)})
+	in.Engine.Lock(ctx, pipeline.Actor{Name: "ada", Via: "cli"}, "papi", "prod3", "incident 42")
+
+	srv := httptest.NewServer(in.Server.Handler())
+	defer srv.Close()
+	home := chromium(t, srv.URL+"/")
+	for _, want := range []string{"papi", "sandbox2", "prod3 (production)", "1111111", "locked by ada: incident 42", "Rank &lt;search&gt; results"} {
+		if !strings.Contains(home, want) {
+			t.Errorf("dashboard lacks %q", want)
+		}
+	}
+	page := chromium(t, srv.URL+"/runs/1")
+	for _, want := range []string{"Run 1: papi", "canary analysis failed in sandbox2", "search_latency", "significantly higher", "+14900.0%"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("run page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("home:\n%s\nrun:\n%s", home, page)
+	}
+}
+
+func TestCommandAPIGoesThroughTheCommandLayer(t *testing.T) {
+	in := openTest(t)
+	srv := httptest.NewServer(in.Server.Handler())
+	defer srv.Close()
+	post := func(body string) (int, string) {
+		resp, err := srv.Client().Post(srv.URL+"/api/commands", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct{ Text string }
+		json.NewDecoder(resp.Body).Decode(&r)
+		return resp.StatusCode, r.Text
+	}
+	if code, text := post(`{"text": "lock papi prod3 deploy freeze", "actor": "ada"}`); code != 200 || !strings.Contains(text, "locked") {
+		t.Fatalf("lock: %d %q", code, text)
+	}
+	if code, text := post(`{"text": "promte papi prod3", "actor": "ada"}`); code != 422 || !strings.Contains(text, "promote") {
+		t.Fatalf("typo: %d %q", code, text)
+	}
+	if code, _ := post(`not json`); code != 400 {
+		t.Fatalf("bad body: %d", code)
+	}
+	audit, _ := in.Store.Audits(context.Background(), "papi", 5)
+	if len(audit) == 0 || audit[0].Actor != "ada" || audit[0].Via != "cli" || audit[0].Action != "lock" {
+		t.Fatalf("audit = %+v", audit)
+	}
+}

@@ -162,6 +162,10 @@ func loadServeConfig(file string) (*pipeline.Config, error) {
 	if err := cfg.GitHub.Validate(); err != nil {
 		return nil, fmt.Errorf("github: %w", err)
 	}
+	cfg.Slack.FromEnv(os.Getenv)
+	if err := cfg.Slack.Validate(); err != nil {
+		return nil, fmt.Errorf("slack: %w", err)
+	}
 	return cfg, nil
 }
 

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/slack-go/slack"
 
 	"github.com/immunity-app/immunity/app/github"
 	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/bot/slackbot"
 	"github.com/immunity-app/immunity/canary"
 	"github.com/immunity-app/immunity/canary/mirror"
 	"github.com/immunity-app/immunity/checks"
@@ -85,10 +87,35 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		eng.AddListener(l)
 	}
 	in.Engine = eng
-	in.Commands = bot.New(eng, nil)
+	var gh *github.App
+	members := bot.MemberFuncs{GitHubTeam: func(ctx context.Context, team, login string) (bool, error) {
+		if gh == nil {
+			return false, errors.New("GitHub teams need the GitHub App to be configured")
+		}
+		return gh.Clients().InGitHubTeam(ctx, team, login)
+	}}
+	var slackClient *slack.Client
+	if cfg.Slack.Configured() {
+		if slackClient, err = slackbot.NewClient(cfg.Slack); err != nil {
+			st.Close()
+			return nil, err
+		}
+		members.SlackGroup = slackbot.NewGroups(slackClient).InSlackGroup
+	}
+	in.Commands = bot.New(eng, members)
 	mounts := o.Mounts
+	if slackClient != nil {
+		sb, err := slackbot.New(slackbot.Options{Config: cfg, Client: slackClient, Commands: in.Commands, Store: st, Logger: o.Logger})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		eng.AddListener(sb)
+		in.closers = append(in.closers, sb.Close)
+		mounts = append(mounts, sb.Routes)
+	}
 	if cfg.GitHub.Configured() {
-		gh, err := github.New(cfg.GitHub, eng, in.Commands, o.Logger)
+		gh, err = github.New(cfg.GitHub, eng, in.Commands, o.Logger)
 		if err != nil {
 			st.Close()
 			return nil, err

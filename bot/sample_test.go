@@ -131,3 +131,22 @@ func TestConsoleThread(t *testing.T) {
 	c.Close()
 	golden(t, "console_thread.golden", b.String())
 }
+
+// A snapshot can skip a state (the scheduler moved on before the event was built): the
+// posts are read from the whole snapshot, so the promotion is still told.
+func TestPostsFromSkippedState(t *testing.T) {
+	t.Parallel()
+	run := store.Run{ID: 3, App: "papi", SHA: "1a2b3c4d5e", State: pipeline.RunRunning, Stages: []store.Stage{
+		{Region: "sandbox1", State: pipeline.StageSucceeded},
+		{Region: "prod3", State: pipeline.StageDeploying, ApprovedBy: "alice"},
+	}}
+	ev := pipeline.Event{Kind: pipeline.HostChanged, App: "papi", Region: "prod3", Run: run}
+	var got []string
+	for _, p := range PostsFor(nil, ev, nil) {
+		got = append(got, p.Key+": "+p.Text)
+	}
+	want := []string{"stage/sandbox1/succeeded: papi 1a2b3c4 passed sandbox1", "stage/prod3/approved: alice promoted papi 1a2b3c4 to prod3"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("posts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -116,8 +116,15 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, lines map[string]int, 
 			checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), lines, probs)
 		}
 	case reflect.Map:
-		if n.Kind != yaml.MappingNode && !(n.Kind == yaml.ScalarNode && n.Tag == "!!null") {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
 			*probs = append(*probs, Problem{n.Line, fmt.Sprintf("%s: expected a mapping, got %s", orRoot(path), describe(n))})
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			checkKeys(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), lines, probs)
 		}
 	default:
 		if n.Kind != yaml.ScalarNode {
@@ -367,6 +374,11 @@ func (c *Config) validate() []Problem {
 				add(rp, "region %s: monitor.mirror_from: region %q is not a production region", r.Name, r.Monitor.MirrorFrom)
 			case r.Monitor.MirrorFrom == r.Name:
 				add(rp, "region %s: monitor.mirror_from: a region cannot mirror itself", r.Name)
+			}
+		}
+		if a.Access != nil {
+			if err := a.Access.Validate(&c.Apps[i]); err != nil {
+				add(ap+".access", "app %s: access: %v", a.Name, err)
 			}
 		}
 		metrics := map[string]bool{}

@@ -151,10 +151,11 @@ func quantile(s []float64, p float64) float64 {
 
 // wilcoxZ is R's asymptotic Wilcoxon statistic of x - mu against y (both sorted): the
 // rank sum with average ranks for ties, the tie-corrected variance and the continuity
-// correction. It walks both samples once in merged order.
-func wilcoxZ(x, y []float64, mu float64) float64 {
+// correction. It walks both samples once in merged order; tiesXY is the tie term of x
+// and y on their own.
+func wilcoxZ(x, y []float64, mu, tiesXY float64) float64 {
 	nx, ny := float64(len(x)), float64(len(y))
-	u, ties := 0.0, tieSum(x)+tieSum(y)
+	u, ties := 0.0, tiesXY
 	j := 0
 	for i := 0; i < len(x); {
 		v := x[i] - mu
@@ -212,12 +213,13 @@ func tieSum(s []float64) float64 {
 func wilcoxRoot(x, y []float64, zq float64) (float64, bool) {
 	lo := x[0] - y[len(y)-1]
 	hi := x[len(x)-1] - y[0]
-	if !(wilcoxZ(x, y, lo) >= zq && wilcoxZ(x, y, hi) <= zq) {
+	ties := tieSum(x) + tieSum(y)
+	if !(wilcoxZ(x, y, lo, ties) >= zq && wilcoxZ(x, y, hi, ties) <= zq) {
 		return 0, false
 	}
-	for range 40 {
+	for range 32 {
 		mid := (lo + hi) / 2
-		if wilcoxZ(x, y, mid) > zq {
+		if wilcoxZ(x, y, mid, ties) > zq {
 			lo = mid
 		} else {
 			hi = mid

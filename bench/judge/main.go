@@ -32,7 +32,7 @@ func main() {
 	aa := flag.Int("aa", 500, "windows per A/A cell (12 cells)")
 	seed := flag.Uint64("seed", 1, "random seed")
 	alpha := flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
-	spending := flag.String("spending", string(judge.OBrienFleming), "alpha spending: obrien-fleming or pocock")
+	spending := flag.String("spending", string(judge.Balanced), "alpha spending: obrien-fleming, pocock or hsd:γ")
 	workers := flag.Int("workers", runtime.GOMAXPROCS(0), "parallel windows")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()

@@ -3,7 +3,6 @@ package slackbot
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"image/color"
 	"math"
 
@@ -21,15 +20,17 @@ const maxChartPercent = 400
 // error bar. Metrics of different units share one axis that way.
 func ChartPNG(v judge.Verdict, title string) ([]byte, error) {
 	var names []string
-	var can plotter.Values
+	var can []float64
+	var outcomes []judge.Outcome
 	var ci canaryInterval
 	for _, m := range v.Metrics {
 		if m.NBaseline == 0 || m.NCanary == 0 || m.Outcome == judge.Error {
 			continue
 		}
-		names = append(names, fmt.Sprintf("%s (%s)", m.Name, m.Outcome))
+		names = append(names, m.Name)
 		y := pct(m.Effect)
 		can = append(can, y)
+		outcomes = append(outcomes, m.Outcome)
 		ci = append(ci, ciPoint{x: float64(len(can) - 1), y: y, lo: y - pct(m.Low), hi: pct(m.High) - y})
 	}
 	if len(names) == 0 {
@@ -39,19 +40,27 @@ func ChartPNG(v judge.Verdict, title string) ([]byte, error) {
 	p.Title.Text = title
 	p.Y.Label.Text = "% of baseline"
 	p.Y.Min = 0
-	cb, err := plotter.NewBarChart(can, vg.Points(28))
-	if err != nil {
-		return nil, err
+	legend := map[judge.Outcome]bool{}
+	for i, y := range can {
+		bar, err := plotter.NewBarChart(plotter.Values{y}, vg.Points(28))
+		if err != nil {
+			return nil, err
+		}
+		o := outcomes[i]
+		bar.XMin, bar.Color = float64(i), outcomeColor(o)
+		p.Add(bar)
+		if !legend[o] {
+			legend[o] = true
+			p.Legend.Add("canary: "+string(o), bar)
+		}
 	}
-	cb.Color = color.RGBA{R: 255, G: 152, B: 0, A: 255}
 	eb, err := plotter.NewYErrorBars(ci)
 	if err != nil {
 		return nil, err
 	}
 	base := plotter.NewFunction(func(float64) float64 { return 100 })
 	base.Color, base.Dashes, base.Width = color.RGBA{R: 69, G: 90, B: 100, A: 255}, []vg.Length{vg.Points(4), vg.Points(3)}, vg.Points(1.5)
-	p.Add(cb, eb, base, plotter.NewGrid())
-	p.Legend.Add("canary", cb)
+	p.Add(eb, base, plotter.NewGrid())
 	p.Legend.Add("baseline = 100%", base)
 	p.Legend.Top = true
 	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
@@ -84,3 +93,16 @@ type canaryInterval []ciPoint
 func (c canaryInterval) Len() int                        { return len(c) }
 func (c canaryInterval) XY(i int) (float64, float64)     { return c[i].x, c[i].y }
 func (c canaryInterval) YError(i int) (float64, float64) { return math.Abs(c[i].lo), math.Abs(c[i].hi) }
+
+// outcomeColor paints a metric's bar by how it was judged.
+func outcomeColor(o judge.Outcome) color.Color {
+	switch o {
+	case judge.Pass:
+		return color.RGBA{R: 67, G: 160, B: 71, A: 255}
+	case judge.Marginal:
+		return color.RGBA{R: 255, G: 179, B: 0, A: 255}
+	case judge.Fail:
+		return color.RGBA{R: 229, G: 57, B: 53, A: 255}
+	}
+	return color.RGBA{R: 158, G: 158, B: 158, A: 255}
+}

@@ -2,11 +2,14 @@ package slackbot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/immunity-app/immunity/bot"
@@ -30,12 +33,42 @@ func (b *Bot) verified(c *gin.Context) ([]byte, bool) {
 		sv.Write(body)
 		err = sv.Ensure()
 	}
+	if err == nil && !b.seen.first(c.GetHeader("X-Slack-Signature")) {
+		err = errors.New("replayed request: this signature was already used")
+	}
 	if err != nil {
 		b.log.Warn("refused a Slack request", "path", c.Request.URL.Path, "remote", c.ClientIP(), "err", err)
 		c.String(http.StatusUnauthorized, "invalid Slack signature: %v", err)
 		return nil, false
 	}
 	return body, true
+}
+
+// signatures remembers the signatures of the last minutes of requests, so a captured
+// request cannot be replayed while its timestamp is still accepted.
+type signatures struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// first reports whether sig is new, and remembers it for the 5-minute window (both sides).
+func (s *signatures) first(sig string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.seen == nil {
+		s.seen = map[string]time.Time{}
+	}
+	for k, at := range s.seen {
+		if now.Sub(at) > 11*time.Minute {
+			delete(s.seen, k)
+		}
+	}
+	if _, dup := s.seen[sig]; dup {
+		return false
+	}
+	s.seen[sig] = now
+	return true
 }
 
 // slashCommand answers `/immunity …`: an ephemeral "working on it" now, the answer later.

@@ -296,6 +296,60 @@ func TestE2EPromoteFromButtonAndSlashCommand(t *testing.T) {
 			t.Errorf("thread replies lack %q:\n%s", want, joined)
 		}
 	}
+
+	// The "Roll back prod3" button under run 2's result, pressed as Slack would send it,
+	// puts run 1's release back on both prod3 hosts.
+	a = e.pressPosted(t, "papi 2b3c4d5 passed prod3", "immunity_rollback")
+	if !a.Replaced || !strings.Contains(a.Text, "pressed *Roll back prod3*") {
+		t.Errorf("rollback button answer %+v", a)
+	}
+	waitFor(t, "prod3 back on 1a2b3c4", func() bool {
+		e.dep.mu.Lock()
+		defer e.dep.mu.Unlock()
+		return e.dep.current["prod3/p3a"] == sha1 && e.dep.current["prod3/p3b"] == sha1
+	})
+}
+
+// pressPosted presses a button of a message the bot posted, building the block_actions
+// payload from the message's own blocks as Slack does, as amy.
+func (e *e2e) pressPosted(t *testing.T, text, actionID string) slackAnswer {
+	t.Helper()
+	var msg call
+	for _, c := range e.slack.Calls() {
+		if c.Method == "chat.postMessage" && strings.HasPrefix(c.Text, text) {
+			msg = c
+		}
+	}
+	var blocks []map[string]any
+	if err := json.Unmarshal(msg.Blocks, &blocks); err != nil {
+		t.Fatalf("blocks of %q: %v", text, err)
+	}
+	var action map[string]any
+	for _, b := range blocks {
+		els, _ := b["elements"].([]any)
+		for _, el := range els {
+			if m, _ := el.(map[string]any); m["action_id"] == actionID {
+				action = m
+				action["block_id"] = b["block_id"]
+				action["action_ts"] = "1700000200.000100"
+			}
+		}
+	}
+	if action == nil {
+		t.Fatalf("no %s button under %q", actionID, text)
+	}
+	payload, _ := json.Marshal(map[string]any{
+		"type": "block_actions", "user": map[string]any{"id": "U0CA5", "username": "amy", "name": "amy"},
+		"channel": map[string]any{"id": msg.Channel}, "response_url": e.resp.URL,
+		"message": map[string]any{"type": "message", "ts": msg.TS, "thread_ts": msg.ThreadTS, "text": msg.Text, "blocks": blocks},
+		"actions": []any{action},
+	})
+	before := len(e.resp.Msgs())
+	body := url.Values{"payload": {string(payload)}}.Encode()
+	if w := serve(e.router, signedRequest("/slack/interactions", secret, body, time.Now())); w.Code != http.StatusOK {
+		t.Fatalf("button: %d %s", w.Code, w.Body)
+	}
+	return e.answer(t, before, actionID)
 }
 
 func TestE2EUnauthorisedIsRefusedAndAudited(t *testing.T) {

@@ -201,18 +201,25 @@ func TestRefusesBadSignatures(t *testing.T) {
 	oldButton := signedRequest("/slack/interactions", secret, button, time.Now().Add(-6*time.Minute))
 	unsignedButton := httptest.NewRequest(http.MethodPost, "/slack/interactions", strings.NewReader(button))
 
-	for name, req := range map[string]*http.Request{"unsigned": unsigned, "wrongly signed": wrong, "6 minutes old": old,
+	// A request replayed while its timestamp is still accepted: the first one runs.
+	first := signedRequest("/slack/commands", secret, body, time.Now())
+	replayed := httptest.NewRequest(http.MethodPost, "/slack/commands", strings.NewReader(body))
+	replayed.Header = first.Header.Clone()
+	if w := serve(r, first); w.Code != http.StatusOK {
+		t.Fatalf("a signed request: %d %s", w.Code, w.Body)
+	}
+	for name, req := range map[string]*http.Request{"replayed": replayed, "unsigned": unsigned, "wrongly signed": wrong, "6 minutes old": old,
 		"body changed after signing": tampered, "old button": oldButton, "unsigned button": unsignedButton} {
 		if w := serve(r, req); w.Code != http.StatusUnauthorized {
 			t.Errorf("%s: answered %d %s; want 401", name, w.Code, w.Body)
 		}
 	}
 	b.Close(context.Background())
-	if reqs := exec.Reqs(); len(reqs) != 0 {
-		t.Errorf("refused requests ran commands: %+v", reqs)
+	if reqs := exec.Reqs(); len(reqs) != 1 {
+		t.Errorf("refused requests ran commands: %+v; want only the first signed one", reqs)
 	}
-	if msgs := resp.Msgs(); len(msgs) != 0 {
-		t.Errorf("refused requests were answered: %+v", msgs)
+	if msgs := resp.Msgs(); len(msgs) != 1 {
+		t.Errorf("refused requests were answered: %+v; want only the first signed one", msgs)
 	}
 	if calls := f.Calls(); len(calls) != 0 {
 		t.Errorf("refused requests called Slack: %+v", calls)

@@ -130,7 +130,10 @@ func authMethods(s Settings) ([]ssh.AuthMethod, func(), error) {
 		methods = append(methods, ssh.PublicKeys(signer))
 	}
 	if s.Agent {
-		sock := os.Getenv("SSH_AUTH_SOCK")
+		sock := s.AgentSocket
+		if sock == "" {
+			sock = os.Getenv("SSH_AUTH_SOCK")
+		}
 		if sock == "" {
 			return nil, nil, errors.New("agent: true but SSH_AUTH_SOCK is not set")
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -309,4 +310,48 @@ func TestSessionLimitWaitsForAFreeSlot(t *testing.T) {
 	mustAll(t, parallel(hosts, func(h deployers.Host) error {
 		return d.Run(ctx, h, []string{"sleep", "0.3"}, nil, nil, nil)
 	}))
+}
+
+// With agent: true the key comes from a real ssh-agent; no key file is read.
+func TestAuthWithSSHAgent(t *testing.T) {
+	t.Parallel()
+	agentBin, err := exec.LookPath("ssh-agent")
+	if err != nil {
+		requireOrSkip(t, "ssh-agent not installed (Debian package openssh-client)")
+	}
+	f := newFixture(t, 1, Settings{})
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	agent := exec.Command(agentBin, "-D", "-a", sock)
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if i == 100 {
+			t.Fatal("ssh-agent did not create its socket")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	add := exec.Command("ssh-add", f.env.KeyFile)
+	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
+	if out, err := add.CombinedOutput(); err != nil {
+		t.Fatalf("ssh-add: %v: %s", err, out)
+	}
+	f.settings.KeyFile, f.settings.Agent, f.settings.AgentSocket = "", true, sock
+	var out strings.Builder
+	os.MkdirAll(filepath.Join(f.hosts[0].Base, "current"), 0o755)
+	if err := f.d.Run(context.Background(), f.hosts[0], []string{"sh", "-c", "echo agent-ok"}, nil, &out, nil); err != nil || out.String() != "agent-ok\n" {
+		t.Fatalf("run with agent auth: %q, %v", out.String(), err)
+	}
+}
+
+func requireOrSkip(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("IMMUNITY_TEST_REQUIRE_ALL") == "1" {
+		t.Fatalf("%s (IMMUNITY_TEST_REQUIRE_ALL=1)", why)
+	}
+	t.Skip(why)
 }

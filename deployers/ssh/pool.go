@@ -37,7 +37,7 @@ type target struct {
 }
 
 func (t target) key() string {
-	return strings.Join([]string{t.user, t.hostport, t.s.KeyFile, fmt.Sprint(t.s.Agent), t.s.KnownHosts}, "\x00")
+	return strings.Join([]string{t.user, t.hostport, t.s.KeyFile, fmt.Sprint(t.s.Agent), t.s.AgentSocket, t.s.KnownHosts}, "\x00")
 }
 
 // parseAddress splits "user@host:port" (user and port optional).

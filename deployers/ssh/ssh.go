@@ -45,10 +45,12 @@ import (
 
 // Settings is how one region's hosts are reached and switched.
 type Settings struct {
-	User       string // used when the host address has no user@
-	KeyFile    string // private key (no passphrase); or use Agent
-	Agent      bool   // authenticate with the keys of the ssh-agent at $SSH_AUTH_SOCK
-	KnownHosts string // known_hosts file holding every host's key (required)
+	User    string // used when the host address has no user@
+	KeyFile string // private key (no passphrase); or use Agent
+	Agent   bool   // authenticate with the keys of the ssh-agent at AgentSocket
+	// AgentSocket is the ssh-agent's socket; default $SSH_AUTH_SOCK.
+	AgentSocket string
+	KnownHosts  string // known_hosts file holding every host's key (required)
 	// Restart is run (argv, quoted) in BASE/current after the switch, with IMMUNITY_RELEASE,
 	// IMMUNITY_BASE and IMMUNITY_HOST in its environment. Empty: nothing is run.
 	Restart []string

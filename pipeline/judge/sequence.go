@@ -16,7 +16,7 @@ type Options struct {
 	// Looks is how many looks the window is planned to have, the final one included
 	// (Period / Interval). 0: only the final look may fail the canary.
 	Looks int
-	// Spending is how alpha is spent over the looks (default OBrienFleming).
+	// Spending is how alpha is spent over the looks (default Balanced).
 	Spending Spending
 	// MinSamples is the fewest values per side for a latency or gauge metric to be
 	// judged (default 3); fewer is Inconclusive.
@@ -34,7 +34,7 @@ func (o Options) withDefaults() Options {
 		o.Alpha = 0.01
 	}
 	if o.Spending == "" {
-		o.Spending = OBrienFleming
+		o.Spending = Balanced
 	}
 	if o.MinSamples <= 0 {
 		o.MinSamples = 3

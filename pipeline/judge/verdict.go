@@ -32,9 +32,10 @@ func (s *Sequence) measurementError(i int, m Metric, b, c Data, final bool) Metr
 // aggregate turns metric results into a verdict. In order: any metric in Error → Error;
 // a critical metric failing, or the score below MarginalScore → Fail; a critical metric
 // inconclusive, or no metric judged → Inconclusive; any metric failing or marginal, or
-// the score below PassScore → Marginal; else Pass. The score is the share of judged
-// metrics not failing (a marginal one is within its allowed effect); inconclusive ones
-// are left out, as Kayenta leaves out metrics without data.
+// the score below PassScore → Marginal; else Pass. The score is the share of metrics
+// with data that are not failing (a marginal one is within its allowed effect, one the
+// look cannot decide yet has nothing against it); metrics without enough data are left
+// out, as Kayenta leaves out metrics without data.
 func aggregate(rs []MetricResult, o Options) Verdict {
 	v := Verdict{Metrics: rs}
 	var points, judged float64
@@ -58,7 +59,10 @@ func aggregate(rs []MetricResult, o Options) Verdict {
 			if r.Critical {
 				critInc = append(critInc, r.Name)
 			}
-			continue
+			if !tested(r, o) {
+				continue // no data: left out of the score
+			}
+			points++ // too early to decide: nothing against it yet
 		}
 		judged++
 	}
@@ -93,3 +97,12 @@ func list(names []string) string { return strings.Join(names, ", ") }
 
 // Stop reports whether the window should end now: an interim Fail or Error.
 func (v Verdict) Stop() bool { return v.Outcome == Fail || v.Outcome == Error }
+
+// tested reports whether a metric had the data for a test, even if its look could not
+// decide yet.
+func tested(r MetricResult, o Options) bool {
+	if r.NBaseline == 0 || r.NCanary == 0 {
+		return false
+	}
+	return r.Kind == Rate || min(r.NBaseline, r.NCanary) >= o.MinSamples
+}

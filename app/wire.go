@@ -22,6 +22,7 @@ import (
 	"github.com/immunity-app/immunity/checks"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/deployers/local"
+	sshdeploy "github.com/immunity-app/immunity/deployers/ssh"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/release"
 	"github.com/immunity-app/immunity/store"
@@ -52,6 +53,7 @@ type Instance struct {
 	closers []func(context.Context) error // reporters and handlers, drained on Close
 	mu      sync.Mutex
 	locals  map[string]*local.Deployer // per app
+	ssh     *sshdeploy.Deployer        // every ssh region's hosts, one pooled connection each
 }
 
 // Open builds an Instance; Start sets it going.
@@ -68,13 +70,14 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		return nil, err
 	}
 	in := &Instance{Config: cfg, Store: st, log: o.Logger, locals: map[string]*local.Deployer{}}
+	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshdeploy.ConfigSettings(cfg), Logger: o.Logger})
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
 	in.Monitor = &canary.Monitor{Mirrors: in.Mirrors, Registry: in.Mirrors, Config: func() *pipeline.Config { return cfg }, Log: o.Logger}
 	eng, err := pipeline.New(pipeline.Options{
 		Config:   cfg,
 		Store:    st,
 		Builder:  builder{dir: cfg.Server.DataDir, log: o.BuildLog},
-		Tester:   pipeline.CommandTester{Dir: cfg.Server.DataDir},
+		Tester:   sshdeploy.Tester{Deployer: in.ssh, Fallback: pipeline.CommandTester{Dir: cfg.Server.DataDir}},
 		Monitor:  in.Monitor,
 		Deployer: in.deployer,
 		Logger:   o.Logger,
@@ -187,6 +190,7 @@ func (in *Instance) Close(stopHosts bool) {
 		c(dctx)
 	}
 	in.Mirrors.Close()
+	in.ssh.Close()
 	if stopHosts {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -210,6 +214,8 @@ func (in *Instance) deployer(a *pipeline.App, r *pipeline.Region) (deployers.Dep
 			StartTimeout: a.Run.StartTimeout.Or(20 * time.Second), Keep: a.KeepReleases, Log: in.log})
 		in.locals[a.Name] = d
 		return d, nil
+	case "ssh":
+		return in.ssh, nil
 	}
 	return nil, fmt.Errorf("region %s: deployer %q is not available in this build", r.Name, r.Deployer)
 }

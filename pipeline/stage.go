@@ -200,7 +200,11 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 		if err := e.setStage(ctx, sr, StageDeploying, fmt.Sprintf("deploying to %s", hostList(deploy))); err != nil {
 			return err
 		}
-		if err := parallel(deploy, func(hs store.HostStep) error { return e.deployHost(ctx, sr, hs) }); err != nil {
+		limit := 0
+		if sr.region.SSH != nil {
+			limit = sr.region.SSH.Concurrency
+		}
+		if err := parallelN(deploy, limit, func(hs store.HostStep) error { return e.deployHost(ctx, sr, hs) }); err != nil {
 			return err
 		}
 	}
@@ -461,14 +465,23 @@ func (e *Engine) rollbackTouched(ctx context.Context, sr *stageRun) (int, error)
 	return len(touched), err
 }
 
-// parallel calls fn for every item at once and returns the first error.
-func parallel[T any](items []T, fn func(T) error) error {
+// parallel calls fn for every item at once and returns their errors joined.
+func parallel[T any](items []T, fn func(T) error) error { return parallelN(items, 0, fn) }
+
+// parallelN is parallel with at most n calls at a time (n <= 0: no limit).
+func parallelN[T any](items []T, n int, fn func(T) error) error {
+	if n <= 0 {
+		n = len(items)
+	}
 	errs := make([]error, len(items))
+	slots := make(chan struct{}, max(n, 1))
 	var wg sync.WaitGroup
 	for i, it := range items {
 		wg.Add(1)
+		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			errs[i] = fn(it)
 		}()
 	}

@@ -262,3 +262,38 @@ func TestServeRefusesAGitHubAppWithoutWebhookSecret(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want a refusal naming the webhook secret", code, errb.String())
 	}
 }
+
+// TestREADMEConfigExamplesAreValid keeps the README's config examples true: the main
+// example, with the metrics and access examples put into its app, passes config check.
+func TestREADMEConfigExamplesAreValid(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	for _, part := range strings.Split(string(b), "```yaml\n")[1:] {
+		blocks = append(blocks, part[:strings.Index(part, "```")])
+	}
+	if len(blocks) < 4 {
+		t.Fatalf("found %d yaml examples in the README, want the config, access, metrics and ssh ones", len(blocks))
+	}
+	main := blocks[0]
+	var extra string
+	for _, blk := range blocks[1:] {
+		if strings.HasPrefix(blk, "    access:") || strings.HasPrefix(blk, "    metrics:") {
+			extra += blk
+		}
+	}
+	full := strings.Replace(main, "    metrics: []", extra+"    # metrics and access from the README", 1)
+	if full == main || extra == "" {
+		t.Fatal("could not put the metrics and access examples into the main example")
+	}
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "keys"), 0o755)
+	file := filepath.Join(dir, "immunity.yml")
+	os.WriteFile(file, []byte(full), 0o644)
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"config", "check", file}, &out, &errb); code != 0 {
+		t.Fatalf("README example fails config check:\n%s\n%s", errb.String(), full)
+	}
+}

@@ -120,6 +120,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer in.Close(false)
+	in.Server.SetAPIToken(os.Getenv("IMMUNITY_API_TOKEN"))
 	ln, err := in.Server.Listen(cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -192,6 +193,9 @@ func remote(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, server+"/api/commands", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	if tok := os.Getenv("IMMUNITY_API_TOKEN"); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "immunity: cannot reach the server at %s (start it with `immunity serve` or `immunity demo`): %v\n", server, err)

@@ -132,3 +132,30 @@ func TestCommandAPIGoesThroughTheCommandLayer(t *testing.T) {
 		t.Fatalf("audit = %+v", audit)
 	}
 }
+
+func TestCommandAPIRefusesRemoteCallersWithoutTheToken(t *testing.T) {
+	in := openTest(t)
+	in.Server.SetAPIToken("s3cret")
+	call := func(remote, token string) int {
+		req := httptest.NewRequest("POST", "/api/commands", strings.NewReader(`{"text": "lock papi prod3 x", "actor": "mallory"}`))
+		req.RemoteAddr = remote
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		in.Server.Handler().ServeHTTP(w, req)
+		return w.Code
+	}
+	if code := call("203.0.113.9:4444", ""); code != 403 {
+		t.Fatalf("remote without token: %d, want 403", code)
+	}
+	if code := call("203.0.113.9:4444", "wrong"); code != 403 {
+		t.Fatalf("remote with a wrong token: %d, want 403", code)
+	}
+	if _, err := in.Store.Lock(context.Background(), "papi", "prod3"); err == nil {
+		t.Fatal("a refused call locked the region")
+	}
+	if code := call("203.0.113.9:4444", "s3cret"); code != 200 {
+		t.Fatalf("remote with the token: %d, want 200", code)
+	}
+}

@@ -6,11 +6,13 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +44,23 @@ type Server struct {
 	ready   atomic.Bool
 	srv     *http.Server
 	reg     *prometheus.Registry
+	token   string // IMMUNITY_API_TOKEN: lets non-loopback callers run commands
+}
+
+// SetAPIToken sets the bearer token that non-loopback callers of /api/commands need.
+func (s *Server) SetAPIToken(token string) { s.token = token }
+
+// operator reports whether the caller may act as the local operator.
+func (s *Server) operator(c *gin.Context) bool {
+	if s.token != "" {
+		got := strings.TrimPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1 {
+			return true
+		}
+	}
+	host, _, err := net.SplitHostPort(c.Request.RemoteAddr)
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
 }
 
 // NewServer builds the router. mounts add the GitHub and Slack routes.
@@ -115,9 +134,13 @@ type commandReply struct {
 	Text string `json:"text"`
 }
 
-// apiCommand runs a command typed at the CLI. The API listens on loopback by default;
-// whoever reaches it acts as the local user they name.
+// apiCommand runs a command typed at the CLI, as the local operator. It answers callers on
+// loopback, or anyone presenting IMMUNITY_API_TOKEN as a bearer token when one is set.
 func (s *Server) apiCommand(c *gin.Context) {
+	if !s.operator(c) {
+		c.JSON(http.StatusForbidden, commandReply{Text: "commands over the API need a loopback connection or the bearer token in IMMUNITY_API_TOKEN"})
+		return
+	}
 	var req commandRequest
 	if err := c.ShouldBindJSON(&req); err != nil || req.Text == "" {
 		c.JSON(http.StatusBadRequest, commandReply{Text: "expected a JSON body {\"text\": \"promote papi prod3\", \"actor\": \"name\"}"})

@@ -13,20 +13,22 @@ type ranks struct {
 	b, c         []float64 // sorted baseline and canary
 	ratio        bool      // multiplicative model (all values > 0)
 	tiesB, tiesC float64   // tieSum of each sample
+	bInf         []float64 // b with a +Inf sentinel, for countLess
 }
 
 func newRanks(baseline, canary []float64) ranks {
 	b, c := clean(baseline), clean(canary)
 	sortFloats(b)
 	sortFloats(c)
-	r := ranks{b: b, c: c, tiesB: tieSum(b), tiesC: tieSum(c)}
+	bInf := append(b, math.Inf(1)) // clean left room for it
+	r := ranks{b: bInf[:len(b)], c: c, tiesB: tieSum(b), tiesC: tieSum(c), bInf: bInf}
 	r.ratio = len(b) > 0 && len(c) > 0 && b[0] > 0 && c[0] > 0
 	return r
 }
 
-// clean copies xs without NaN or infinite values.
+// clean copies xs without NaN or infinite values (with room for one more).
 func clean(xs []float64) []float64 {
-	out := make([]float64, 0, len(xs))
+	out := make([]float64, 0, len(xs)+1)
 	for _, x := range xs {
 		if !math.IsNaN(x) && !math.IsInf(x, 0) {
 			out = append(out, x)
@@ -48,7 +50,11 @@ func (r ranks) neutral() float64 {
 // Positive z: the shifted canary is larger. It is nonincreasing in s.
 func (r ranks) z(s float64) float64 {
 	n, m := float64(len(r.c)), float64(len(r.b))
-	u, ties := r.count(s)
+	lt, tie := r.countLess(s)
+	u, ties := float64(lt), r.tiesB+r.tiesC
+	if tie {
+		u, ties = r.count(s)
+	}
 	N := n + m
 	v := n * m / 12 * ((N + 1) - ties/(N*(N-1)))
 	if v <= 0 {
@@ -95,6 +101,41 @@ func (r ranks) count(s float64) (u, ties float64) {
 		i = i2
 	}
 	return u, ties
+}
+
+// countLess counts the (canary, baseline) pairs where the shifted canary value is
+// larger, and reports whether any pair is equal (then count must do the work). It is
+// the merge of count without branches that depend on the data, which makes it several
+// times faster on large samples: this is where judging spends its time.
+func (r ranks) countLess(s float64) (lt int, tie bool) {
+	b, c := r.bInf, r.c
+	i, j := 0, 0
+	if r.ratio {
+		for i < len(c) {
+			x, y := c[i], b[j]*s
+			adv := 0
+			if y < x {
+				adv = 1
+			}
+			tie = tie || y == x
+			j += adv
+			lt += (1 - adv) * j
+			i += 1 - adv
+		}
+		return lt, tie
+	}
+	for i < len(c) {
+		x, y := c[i], b[j]+s
+		adv := 0
+		if y < x {
+			adv = 1
+		}
+		tie = tie || y == x
+		j += adv
+		lt += (1 - adv) * j
+		i += 1 - adv
+	}
+	return lt, tie
 }
 
 // tieSum is the sum of t³-t over groups of equal values of a sorted sample.

@@ -53,7 +53,8 @@ type Instance struct {
 	closers []func(context.Context) error // reporters and handlers, drained on Close
 	mu      sync.Mutex
 	locals  map[string]*local.Deployer // per app
-	ssh     *sshdeploy.Deployer        // every ssh region's hosts, one pooled connection each
+	builder *builder
+	ssh     *sshdeploy.Deployer // every ssh region's hosts, one pooled connection each
 }
 
 // Open builds an Instance; Start sets it going.
@@ -69,14 +70,16 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	var gh *github.App
 	in := &Instance{Config: cfg, Store: st, log: o.Logger, locals: map[string]*local.Deployer{}}
+	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog}
 	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshdeploy.ConfigSettings(cfg), Logger: o.Logger})
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
 	in.Monitor = &canary.Monitor{Mirrors: in.Mirrors, Registry: in.Mirrors, Config: func() *pipeline.Config { return cfg }, Log: o.Logger}
 	eng, err := pipeline.New(pipeline.Options{
 		Config:   cfg,
 		Store:    st,
-		Builder:  builder{dir: cfg.Server.DataDir, log: o.BuildLog},
+		Builder:  in.builder,
 		Tester:   sshdeploy.Tester{Deployer: in.ssh, Fallback: pipeline.CommandTester{Dir: cfg.Server.DataDir}},
 		Monitor:  in.Monitor,
 		Deployer: in.deployer,
@@ -90,7 +93,6 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		eng.AddListener(l)
 	}
 	in.Engine = eng
-	var gh *github.App
 	members := bot.MemberFuncs{GitHubTeam: func(ctx context.Context, team, login string) (bool, error) {
 		if gh == nil {
 			return false, errors.New("GitHub teams need the GitHub App to be configured")
@@ -118,6 +120,10 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		mounts = append(mounts, sb.Routes)
 	}
 	if cfg.GitHub.Configured() {
+		in.builder.remote = func(ctx context.Context, a *pipeline.App) (release.Remote, error) {
+			tok, err := gh.Clients().CloneToken(ctx, a.Repo.GitHub)
+			return release.Remote{URL: github.CloneURL(cfg.GitHub.BaseURL(), a.Repo.GitHub), Token: tok}, err
+		}
 		gh, err = github.New(cfg.GitHub, eng, in.Commands, o.Logger)
 		if err != nil {
 			st.Close()
@@ -220,32 +226,65 @@ func (in *Instance) deployer(a *pipeline.App, r *pipeline.Region) (deployers.Dep
 	return nil, fmt.Errorf("region %s: deployer %q is not available in this build", r.Name, r.Deployer)
 }
 
-// builder builds releases with pipeline/release from the app's local repository.
+// builder builds releases with pipeline/release from the app's local repository, or, for
+// an app only on GitHub, from a mirror of it kept under data_dir/repos.
 type builder struct {
 	dir string
 	log io.Writer
+	// remote says where an app without repo.path is fetched from.
+	remote func(ctx context.Context, a *pipeline.App) (release.Remote, error)
 }
 
-var errNoRepo = errors.New("has no local repository (repo.path)")
+var errNoRepo = errors.New("has no repository: expected repo.path, or repo.github with the GitHub App configured")
+
+// repo is where the app's commits are read.
+func (b builder) repo(a *pipeline.App) (path string, mirrored bool, err error) {
+	switch {
+	case a.Repo.Path != "":
+		return a.Repo.Path, false, nil
+	case a.Repo.GitHub != "" && b.remote != nil:
+		return filepath.Join(b.dir, "repos", a.Name+".git"), true, nil
+	}
+	return "", false, fmt.Errorf("app %s %w", a.Name, errNoRepo)
+}
+
+func (b builder) sync(ctx context.Context, a *pipeline.App, path string) error {
+	r, err := b.remote(ctx, a)
+	if err != nil {
+		return err
+	}
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	return release.Sync(ctx, path, r)
+}
 
 func (b builder) Build(ctx context.Context, a *pipeline.App, sha string) (deployers.Release, error) {
-	if a.Repo.Path == "" {
-		return deployers.Release{}, fmt.Errorf("build %s: app %w", a.Name, errNoRepo)
+	path, _, err := b.repo(a)
+	if err != nil {
+		return deployers.Release{}, fmt.Errorf("build %s: %w", a.Name, err)
 	}
-	return release.Build(ctx, release.Spec{App: a.Name, RepoPath: a.Repo.Path, SHA: sha, Command: a.Build.Command,
+	return release.Build(ctx, release.Spec{App: a.Name, RepoPath: path, SHA: sha, Command: a.Build.Command,
 		Artifacts: a.Build.Artifacts, Env: a.Build.Env, Timeout: a.Build.Timeout.Duration, Dir: b.dir, Log: b.log})
 }
 
+// Commit looks a commit up; a mirror is fetched first when it lacks the commit (or always,
+// for the head of the branch).
 func (b builder) Commit(ctx context.Context, a *pipeline.App, sha string) (pipeline.Commit, error) {
-	if a.Repo.Path == "" {
-		return pipeline.Commit{}, fmt.Errorf("app %s %w", a.Name, errNoRepo)
+	path, mirrored, err := b.repo(a)
+	if err != nil {
+		return pipeline.Commit{}, err
 	}
-	var c release.Commit
-	var err error
-	if sha == "" {
-		c, err = release.Head(a.Repo.Path, a.Repo.Branch)
-	} else {
-		c, err = release.Lookup(a.Repo.Path, sha)
+	lookup := func() (release.Commit, error) {
+		if sha == "" {
+			return release.Head(path, a.Repo.Branch)
+		}
+		return release.Lookup(path, sha)
+	}
+	c, err := lookup()
+	if mirrored && (err != nil || sha == "") {
+		if serr := b.sync(ctx, a, path); serr != nil {
+			return pipeline.Commit{}, fmt.Errorf("app %s: %w", a.Name, serr)
+		}
+		c, err = lookup()
 	}
 	return pipeline.Commit{SHA: c.SHA, Subject: c.Subject, Author: c.Author}, err
 }

@@ -98,3 +98,29 @@ func TestHeavyTies(t *testing.T) {
 		t.Errorf("estimate %v [%v, %v]", est, lo, hi)
 	}
 }
+
+// The fast count agrees with the plain merge, at shifts with and without ties.
+func TestCountLessMatchesCount(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(9, 9))
+	for _, n := range []int{10, 3000} {
+		b, c := make([]float64, n), make([]float64, n+7)
+		for i := range b {
+			b[i] = math.Round(100*math.Exp(rng.NormFloat64())) / 100
+		}
+		for i := range c {
+			c[i] = math.Round(110*math.Exp(rng.NormFloat64())) / 100
+		}
+		r := newRanks(b, c)
+		for _, s := range []float64{0.5, 1, 1.1, 1.37, 2} {
+			lt, tie := r.countLess(s)
+			u, _ := r.count(s)
+			if !tie && float64(lt) != u {
+				t.Errorf("n=%d s=%v: countLess %d, count %v", n, s, lt, u)
+			}
+			if tie && float64(lt) > u {
+				t.Errorf("n=%d s=%v: countLess %d above count %v with ties", n, s, lt, u)
+			}
+		}
+	}
+}

@@ -110,56 +110,50 @@ func (r ranks) count(s float64) (u, ties float64) {
 // side (each starting where a binary search puts it), so four independent chains of
 // work overlap instead of one waiting on itself.
 func (r ranks) countLess(s float64) (lt int, tie bool) {
-	c := r.c
+	c, b := r.c, r.bInf
 	if len(c) < 1024 {
 		return r.chain(s, 0, len(c), 0)
 	}
-	const k = 4
-	var i, end, j, n [k]int
-	for p := range k {
-		i[p], end[p] = len(c)*p/k, len(c)*(p+1)/k
-		j[p] = r.below(c[i[p]], s)
-	}
-	steps := len(c) + len(r.b) // a chain takes a step per canary value and per baseline value it passes
-	for p := range k {
-		steps = min(steps, end[p]-i[p]+r.below(c[end[p]-1], s)-j[p])
-	}
-	b := r.bInf
-	var ties [k]bool
+	q := len(c) / 4
+	i0, i1, i2, i3 := 0, q, 2*q, 3*q
+	e0, e1, e2, e3 := q, 2*q, 3*q, len(c)
+	j0, j1, j2, j3 := 0, r.below(c[i1], s), r.below(c[i2], s), r.below(c[i3], s)
+	steps := min(e0-i0+r.below(c[e0-1], s)-j0, e1-i1+r.below(c[e1-1], s)-j1,
+		e2-i2+r.below(c[e2-1], s)-j2, e3-i3+r.below(c[e3-1], s)-j3)
+	var n0, n1, n2, n3 int
+	var t0, t1, t2, t3 bool
 	for range steps {
-		for p := range k {
-			x, y := c[i[p]], r.shiftB(b[j[p]], s)
-			adv := 0
-			if y < x {
-				adv = 1
-			}
-			ties[p] = ties[p] || y == x
-			j[p] += adv
-			n[p] += (1 - adv) * j[p]
-			i[p] += 1 - adv
-		}
+		i0, j0, n0, t0 = r.step(c[i0], b[j0], s, i0, j0, n0, t0)
+		i1, j1, n1, t1 = r.step(c[i1], b[j1], s, i1, j1, n1, t1)
+		i2, j2, n2, t2 = r.step(c[i2], b[j2], s, i2, j2, n2, t2)
+		i3, j3, n3, t3 = r.step(c[i3], b[j3], s, i3, j3, n3, t3)
 	}
-	for p := range k {
-		rest, t := r.chain(s, i[p], end[p], j[p])
-		lt += n[p] + rest
-		tie = tie || ties[p] || t
+	lt, tie = n0+n1+n2+n3, t0 || t1 || t2 || t3
+	for _, p := range [4][3]int{{i0, e0, j0}, {i1, e1, j1}, {i2, e2, j2}, {i3, e3, j3}} {
+		rest, t := r.chain(s, p[0], p[1], p[2])
+		lt, tie = lt+rest, tie || t
 	}
 	return lt, tie
+}
+
+// step is one step of a merge: take the baseline value y if it is below the canary
+// value x (j moves on), else the canary value (i moves on, and the j baseline values
+// below it are counted).
+func (r ranks) step(x, y, s float64, i, j, n int, tie bool) (int, int, int, bool) {
+	y = r.shiftB(y, s)
+	adv := 0
+	if y < x {
+		adv = 1
+	}
+	j += adv
+	return i + 1 - adv, j, n + (1-adv)*j, tie || y == x
 }
 
 // chain merges canary values c[i:end] from baseline position j.
 func (r ranks) chain(s float64, i, end, j int) (lt int, tie bool) {
 	b, c := r.bInf, r.c
 	for i < end {
-		x, y := c[i], r.shiftB(b[j], s)
-		adv := 0
-		if y < x {
-			adv = 1
-		}
-		tie = tie || y == x
-		j += adv
-		lt += (1 - adv) * j
-		i += 1 - adv
+		i, j, lt, tie = r.step(c[i], b[j], s, i, j, lt, tie)
 	}
 	return lt, tie
 }

@@ -39,7 +39,8 @@ usage:
   immunity lock APP REGION [REASON...]
   immunity unlock APP REGION [--force]
   immunity history APP [REGION]
-  immunity judge --config FILE --baseline FILE --canary FILE [--json]
+  immunity judge --config FILE [--app NAME] --baseline FILE --canary FILE [--json]
+                                          (exit 0 pass/marginal/inconclusive, 3 fail/error)
   immunity mirror --listen ADDR --primary URL --control URL
 
 The chat-style commands (promote … history) talk to a running server at IMMUNITY_SERVER
@@ -81,6 +82,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 2
+		}
+		var code errExit
+		if errors.As(err, &code) {
+			return int(code)
 		}
 		fmt.Fprintln(stderr, "immunity:", err)
 		return 1

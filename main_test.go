@@ -297,3 +297,51 @@ func TestREADMEConfigExamplesAreValid(t *testing.T) {
 		t.Fatalf("README example fails config check:\n%s\n%s", errb.String(), full)
 	}
 }
+
+func TestJudgeOfflineFromRecordedSamples(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "immunity.yml")
+	os.WriteFile(cfg, []byte(`apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    metrics:
+      - {name: latency, kind: latency, allowed_effect: 0.2, unit: s}
+      - {name: error_rate, kind: rate, critical: true}
+    regions: [{name: s1, hosts: [{name: h1, port: 4001}]}]
+`), 0o644)
+	// Five minutes of samples, 20 requests per 10 s interval; the canary is twice as slow.
+	write := func(name string, slow float64) string {
+		var b strings.Builder
+		b.WriteString("time,metric,value\n")
+		for s := 0; s < 300; s++ {
+			for k := 0; k < 2; k++ {
+				fmt.Fprintf(&b, "%d,latency,%.4f\n", 1700000000+s, slow*(0.1+0.01*float64((s*7+k*3)%10)))
+			}
+			if s%10 == 9 {
+				fmt.Fprintf(&b, "%d,error_rate.events,0\n%d,error_rate.trials,20\n", 1700000000+s, 1700000000+s)
+			}
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(b.String()), 0o644)
+		return p
+	}
+	base, same, slow := write("base.csv", 1), write("same.csv", 1), write("slow.csv", 2)
+
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"judge", "--config", cfg, "--baseline", base, "--canary", same, "--json"}, &out, &errb)
+	var v struct {
+		Outcome string
+		Score   float64
+		Metrics []struct{ Name, Outcome, Why string }
+	}
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil || code != 0 || v.Outcome != "pass" {
+		t.Fatalf("A/A: exit %d, outcome %q (%v)\n%s%s", code, v.Outcome, err, out.String(), errb.String())
+	}
+	out.Reset()
+	code = run(context.Background(), []string{"judge", "--config", cfg, "--baseline", base, "--canary", slow}, &out, &errb)
+	if code != 3 || !strings.Contains(out.String(), "latency") || !strings.Contains(strings.ToLower(out.String()), "fail") {
+		t.Fatalf("twice as slow: exit %d\n%s", code, out.String())
+	}
+}

@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "immunity: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(stderr, "immunity: unknown command %q%s\n\n%s", args[0], didYouMean(args[0]), usage)
 		return 2
 	}
 	if err != nil {
@@ -228,4 +228,20 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
+}
+
+var commands = []string{"serve", "demo", "config", "promote", "rollback", "deploy", "status", "lock", "unlock", "history", "judge", "mirror", "help"}
+
+// didYouMean suggests the command closest to a mistyped one.
+func didYouMean(typed string) string {
+	best, bestD := "", 3
+	for _, c := range commands {
+		if d := pipeline.EditDistance(typed, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
 }

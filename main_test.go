@@ -38,7 +38,7 @@ func TestConfigCheckNamesFileLineAndKey(t *testing.T) {
 
 func TestUnknownCommandIsAnError(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"promte"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), `unknown command "promte"`) {
+	if code := run(context.Background(), []string{"promte"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), `unknown command "promte" (did you mean "promote"?)`) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 }

@@ -146,16 +146,3 @@ func checkQueryTemplate(text string) error {
 	}
 	return nil
 }
-
-// checkMetrics checks an app's metric list: each metric, and that names are unique.
-func checkMetrics(add func(path, format string, args ...any), path string, ms []Metric) {
-	seen := map[string]bool{}
-	for i, m := range ms {
-		p := fmt.Sprintf("%s[%d]", path, i)
-		m.check(add, p)
-		if m.Name != "" && seen[m.Name] {
-			add(p+".name", "metric %s: given twice", m.Name)
-		}
-		seen[m.Name] = true
-	}
-}

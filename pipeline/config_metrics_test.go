@@ -21,7 +21,9 @@ func (p *problems) add(path, format string, args ...any) {
 func TestDefaultMetricsAreValid(t *testing.T) {
 	t.Parallel()
 	var ps problems
-	checkMetrics(ps.add, "apps[0].metrics", DefaultMetrics())
+	for i, m := range DefaultMetrics() {
+		m.check(ps.add, fmt.Sprintf("apps[0].metrics[%d]", i))
+	}
 	if len(ps) > 0 {
 		t.Errorf("default metrics have problems: %v", ps)
 	}
@@ -71,11 +73,39 @@ func TestMetricCheck(t *testing.T) {
 	}
 }
 
-func TestMetricNamesUnique(t *testing.T) {
+// Through ParseConfig, a metric's problems name the file and the line of the bad key.
+func TestMetricProblemsInConfig(t *testing.T) {
 	t.Parallel()
-	var ps problems
-	checkMetrics(ps.add, "apps[1].metrics", []Metric{{Name: "a", Kind: "gauge"}, {Name: "a", Kind: "gauge"}})
-	if want := []string{"apps[1].metrics[1].name: metric a: given twice"}; !cmp.Equal(want, []string(ps)) {
-		t.Errorf("problems = %q, want %q", ps, want)
+	_, err := ParseConfig("immunity.yml", []byte(`
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    metrics:
+      - name: error_rate
+        kind: rate
+        critical: true
+        scrape: 'http_requests_total{code=~"5.."}'
+        trials_scrape: http_requests_total
+      - name: p99
+        kind: latency
+        no_data: ignore
+        query: 'histogram_quantile(0.99, rate(x{instance="{{.Hots}}"}[1m]))'
+    regions:
+      - name: prod3
+        production: true
+        hosts: [{name: host1, port: 4001}]
+`))
+	if err == nil {
+		t.Fatal("expected problems")
+	}
+	for _, want := range []string{
+		`immunity.yml:15: metric p99: no_data: expected one of inconclusive, pass, fail, got "ignore"`,
+		`immunity.yml:16: metric p99: query: template uses something other than {{.Region}}, {{.Host}}, {{.Release}}`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q\nwant it to contain %q", err, want)
+		}
 	}
 }

@@ -131,7 +131,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return nil
 	}
-	fmt.Fprintf(out, "\nThe demo keeps running: open %s, or try `go run . status papi` in another terminal. Ctrl-C stops it.\n", cfg.Server.URL)
+	fmt.Fprintf(out, "\nThe demo keeps running: open %s, or in another terminal try `go run . status papi`,\n"+
+		"`go run . lock papi prod3 testing`, `go run . history papi`. Commit a change in %s\n"+
+		"(knobs.go holds the sample app's behaviour) and a run starts. Ctrl-C stops it.\n", cfg.Server.URL, repo.dir)
 	<-ctx.Done()
 	return nil
 }

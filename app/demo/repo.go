@@ -107,6 +107,7 @@ apps:
     repo:
       path: papi.git
       branch: main
+      poll: 2s   # a commit you make in papi.git starts a run
     build:
       command: [go, build, -o, bin/, ., ./itest]
       artifacts: [bin]

@@ -3,11 +3,16 @@
 // rate on A/A comparisons, and per effect size the detection rate and the median time to
 // a Fail.
 //
-//	go run ./bench/judge              # the default corpus, about a minute on 2 cores
-//	go run ./bench/judge -reps 20 -aa 100   # a quick look
+//	go run ./bench/judge                  # 12,000 windows: ~90 s of CPU, about a minute on 2 idle cores
+//	go run ./bench/judge -reps 20 -aa 100 # a quick look
+//	go run ./bench/judge -spending obrien-fleming
 //
-// Each comparison is a 5-minute window looked at every 10 s (30 looks); both judges see
-// the same data (see corpus.go for the corpus, kayenta.go for the classifier).
+// Each comparison is a 5-minute window looked at every 10 s (30 looks) with 10 metrics;
+// both judges see the same data (corpus.go) and the same metric settings (critical,
+// direction). Our judge gets what a metric source gives it: one value per interval for
+// latency and gauges, cumulative counts for rates; Kayenta (kayenta.go) gets every
+// metric as a per-interval series, as it reads them from a time-series database. A
+// detection is a Fail verdict; its time is the look that failed.
 package main
 
 import (

@@ -46,6 +46,11 @@ func classifyValues(r *MetricResult, m Metric, rk ranks, lv level, o Options) {
 		r.Why = fmt.Sprintf("%s: n=%d/%d, fewer than %d samples on a side: %s", m.Name, r.NCanary, r.NBaseline, o.MinSamples, Inconclusive)
 		return
 	}
+	if b := rk.b; b[0] == b[len(b)-1] && rk.c[0] == rk.c[len(rk.c)-1] && b[0] == rk.c[0] {
+		r.Outcome = Pass // one value on both sides, as Kayenta passes identical data
+		r.Why = fmt.Sprintf("%s: every value is %s on both sides, n=%d/%d: %s", m.Name, formatValue(b[0], m.Unit), r.NCanary, r.NBaseline, Pass)
+		return
+	}
 	rel := func(s float64) float64 { return s - 1 }
 	if !rk.ratio {
 		scale := math.Abs(r.Baseline)

@@ -259,6 +259,11 @@ func (r ranks) solve(target, guess, slope float64) (root, slopeOut float64) {
 		if math.Abs(x-prev) < tol/4 {
 			return to(x), slope // regula falsi has settled
 		}
+		if it == 0 && r.smooth() && math.Abs(flo) < 1.5 && math.Abs(fhi) < 1.5 {
+			// Large samples: z is a straight line this close to the target, so the
+			// first interpolation is as good as the tolerance.
+			return to(x), slope
+		}
 		prev = x
 		fx := f(x)
 		switch {
@@ -280,6 +285,10 @@ func (r ranks) solve(target, guess, slope float64) (root, slopeOut float64) {
 	}
 	return to((lo + hi) / 2), slope
 }
+
+// smooth reports whether both samples are large enough for z to be close to linear in
+// the shift over a few standard errors, with steps far below the solver's tolerance.
+func (r ranks) smooth() bool { return min(len(r.b), len(r.c)) >= 2000 }
 
 // The solver works on a line where the shift model is additive: log s for ratios.
 func (r ranks) toLine(s float64) float64 {

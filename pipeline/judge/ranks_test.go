@@ -124,3 +124,32 @@ func TestCountLessMatchesCount(t *testing.T) {
 		}
 	}
 }
+
+// Large samples take the solver's shortcut; the result is still the order statistic.
+func TestHodgesLehmannLarge(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	b, c := make([]float64, 2000), make([]float64, 2100)
+	for i := range b {
+		b[i] = math.Exp(rng.NormFloat64() * 0.7)
+	}
+	for i := range c {
+		c[i] = 1.1 * math.Exp(rng.NormFloat64()*0.7)
+	}
+	ratios := make([]float64, 0, len(b)*len(c))
+	for _, x := range c {
+		for _, y := range b {
+			ratios = append(ratios, x/y)
+		}
+	}
+	sortFloats(ratios)
+	r := newRanks(b, c)
+	nm := float64(len(ratios))
+	sd := math.Sqrt(nm * float64(len(b)+len(c)+1) / 12)
+	est, lo, hi := r.estimate(2.5)
+	for _, tc := range []struct{ got, rank float64 }{{est, nm / 2}, {lo, nm/2 - 2.5*sd}, {hi, nm/2 + 2.5*sd}} {
+		if want := ratios[int(tc.rank)]; math.Abs(tc.got/want-1) > 2e-4 {
+			t.Errorf("rank %.0f: ratio %.6f, want %.6f", tc.rank, tc.got, want)
+		}
+	}
+}

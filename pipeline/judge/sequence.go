@@ -85,33 +85,13 @@ func NewSequence(ms []Metric, o Options) *Sequence {
 func (s *Sequence) Look(in Input, final bool) Verdict {
 	s.look++
 	levels := s.levels(final)
+	s.recordCounts(in)
 	results := make([]MetricResult, len(s.metrics))
-	for i, m := range s.metrics {
-		b, c := in.Baseline[m.Name], in.Canary[m.Name]
-		if m.Kind == Rate && b.Err == "" && c.Err == "" {
-			k := newCounts(b, c)
-			s.rates[i] = append(s.rates[i], rateLook{k.xb, k.nb, k.xc, k.nc})
-		}
-	}
-	s.each(in, func(i int) {
-		m := s.metrics[i]
-		b, c := in.Baseline[m.Name], in.Canary[m.Name]
-		if b.Err != "" || c.Err != "" {
-			return // judged below, in order
-		}
-		lv, bs := levels[s.level(m)], bursts{phi: 1}
-		if m.Kind == Rate {
-			if bs = burstCheck(s.rates[i]); !bs.ok && !final {
-				lv.decide = 0
-				lv.wait = fmt.Sprintf("fewer than %d intervals with events yet, too few to tell a burst from a regression", minStrata)
-			}
-		}
-		results[i] = classify(m, b, c, lv, s.opts, bs)
-	})
+	s.each(in, func(i int) { results[i] = s.judgeOne(i, in, levels, final) })
 	for i, m := range s.metrics {
 		b, c := in.Baseline[m.Name], in.Canary[m.Name]
 		if b.Err != "" || c.Err != "" {
-			results[i] = s.measurementError(i, m, b, c, final)
+			results[i] = s.measurementError(i, m, b, c)
 			continue
 		}
 		s.errRun[i] = 0
@@ -124,6 +104,34 @@ func (s *Sequence) Look(in Input, final bool) Verdict {
 		v.Reason = fmt.Sprintf("too early to decide (look %d of %d)", s.look, s.opts.Looks)
 	}
 	return v
+}
+
+// recordCounts keeps each rate metric's cumulative counts, look by look.
+func (s *Sequence) recordCounts(in Input) {
+	for i, m := range s.metrics {
+		b, c := in.Baseline[m.Name], in.Canary[m.Name]
+		if m.Kind == Rate && b.Err == "" && c.Err == "" {
+			k := newCounts(b, c)
+			s.rates[i] = append(s.rates[i], rateLook{k.xb, k.nb, k.xc, k.nc})
+		}
+	}
+}
+
+// judgeOne classifies metric i on this look (a failed measurement is handled in Look).
+func (s *Sequence) judgeOne(i int, in Input, levels map[float64]level, final bool) MetricResult {
+	m := s.metrics[i]
+	b, c := in.Baseline[m.Name], in.Canary[m.Name]
+	if b.Err != "" || c.Err != "" {
+		return MetricResult{}
+	}
+	lv, bs := levels[s.level(m)], bursts{phi: 1}
+	if m.Kind == Rate {
+		if bs = burstCheck(s.rates[i]); !bs.ok && !final {
+			lv.decide = 0
+			lv.wait = fmt.Sprintf("fewer than %d intervals with events yet, too few to tell a burst from a regression", minStrata)
+		}
+	}
+	return classify(m, b, c, lv, s.opts, bs)
 }
 
 func tooEarly(levels map[float64]level) bool {

@@ -305,3 +305,14 @@ func TestParallelJudgingMatchesSerial(t *testing.T) {
 		}
 	}
 }
+
+// A gauge with one value on both sides passes and says so.
+func TestIdenticalValues(t *testing.T) {
+	t.Parallel()
+	m := []Metric{{Name: "workers", Kind: Gauge, AllowedEffect: 0.1}}
+	same := []float64{8, 8, 8, 8, 8}
+	v := Judge(m, Input{Baseline: map[string]Data{"workers": {Values: same}}, Canary: map[string]Data{"workers": {Values: same}}}, Options{})
+	if r := v.Metrics[0]; r.Outcome != Pass || r.Why != "workers: every value is 8 on both sides, n=5/5: pass" {
+		t.Errorf("got %s: %q", r.Outcome, r.Why)
+	}
+}

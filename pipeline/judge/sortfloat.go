@@ -3,7 +3,12 @@ package judge
 import (
 	"math"
 	"slices"
+	"sync"
 )
+
+// radixBufs keeps the sort's key buffers between calls: judging allocates nothing else
+// of that size.
+var radixBufs = sync.Pool{New: func() any { return new([2][]uint64) }}
 
 // sortFloats sorts xs (no NaNs) ascending: an LSD radix sort on the float's bits for
 // large samples, about three times faster than a comparison sort there, which keeps
@@ -14,7 +19,14 @@ func sortFloats(xs []float64) {
 		return
 	}
 	const bits, passes = 11, 6 // 66 bits cover a uint64
-	keys, tmp := make([]uint64, len(xs)), make([]uint64, len(xs))
+	bufs := radixBufs.Get().(*[2][]uint64)
+	defer radixBufs.Put(bufs)
+	for i := range bufs {
+		if cap(bufs[i]) < len(xs) {
+			bufs[i] = make([]uint64, len(xs))
+		}
+	}
+	keys, tmp := bufs[0][:len(xs)], bufs[1][:len(xs)]
 	var hist [passes][1 << bits]int
 	for i, x := range xs {
 		k := math.Float64bits(x)

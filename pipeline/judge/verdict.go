@@ -7,7 +7,7 @@ import (
 
 // measurementError is a metric's result on a look whose measurement failed: Error once
 // MaxErrors looks in a row failed, else the last good result (or Inconclusive), noted.
-func (s *Sequence) measurementError(i int, m Metric, b, c Data, final bool) MetricResult {
+func (s *Sequence) measurementError(i int, m Metric, b, c Data) MetricResult {
 	s.errRun[i]++
 	msg := b.Err
 	if msg == "" {

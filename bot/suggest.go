@@ -2,6 +2,7 @@ package bot
 
 import (
 	"fmt"
+	"github.com/immunity-app/immunity/pipeline"
 	"sort"
 	"strings"
 )
@@ -22,7 +23,7 @@ func suggest(word string, cands []string) []string {
 	}
 	var out []scored
 	for _, c := range cands {
-		d := distance(word, c)
+		d := pipeline.EditDistance(word, c)
 		switch {
 		case d <= limit:
 			out = append(out, scored{c, d})
@@ -39,35 +40,6 @@ func suggest(word string, cands []string) []string {
 		names = append(names, s.s)
 	}
 	return names
-}
-
-// distance is the optimal string alignment distance: Levenshtein plus adjacent swaps.
-func distance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 64 || len(rb) > 64 {
-		return 1 << 20 // no one mistypes a 64-letter word; keep untrusted input cheap
-	}
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }
 
 // orList quotes names as `a`, `b` or `c`.

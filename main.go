@@ -120,7 +120,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	in, err := app.Open(ctx, app.Options{Config: cfg, Logger: log, Listeners: []pipeline.Listener{app.NewConsole(stderr)}})
+	token, err := mirrorToken()
+	if err != nil {
+		return err
+	}
+	in, err := app.Open(ctx, app.Options{Config: cfg, Logger: log, Listeners: []pipeline.Listener{app.NewConsole(stderr)}, MirrorToken: token})
 	if err != nil {
 		return err
 	}
@@ -244,4 +248,17 @@ func didYouMean(typed string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// mirrorToken is the shared secret of the traffic mirror sidecars, from
+// IMMUNITY_MIRROR_TOKEN or the file IMMUNITY_MIRROR_TOKEN_FILE names.
+func mirrorToken() (string, error) {
+	if f := os.Getenv("IMMUNITY_MIRROR_TOKEN_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("IMMUNITY_MIRROR_TOKEN_FILE: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return os.Getenv("IMMUNITY_MIRROR_TOKEN"), nil
 }

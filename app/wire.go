@@ -36,6 +36,8 @@ type Options struct {
 	BuildLog  io.Writer
 	// Mounts add routes (GitHub, Slack) to the server.
 	Mounts []func(gin.IRouter)
+	// MirrorToken authenticates Immunity to the mirror sidecars of production hosts.
+	MirrorToken string
 }
 
 // Instance is a whole Immunity server: store, engine, deployers, canary monitor, command
@@ -75,7 +77,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog}
 	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshdeploy.ConfigSettings(cfg), Logger: o.Logger})
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
-	in.Monitor = &canary.Monitor{Mirrors: in.Mirrors, Registry: in.Mirrors, Config: func() *pipeline.Config { return cfg }, Log: o.Logger}
+	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Config: func() *pipeline.Config { return cfg }, Log: o.Logger}
 	eng, err := pipeline.New(pipeline.Options{
 		Config:   cfg,
 		Store:    st,

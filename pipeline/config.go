@@ -97,6 +97,10 @@ type Host struct {
 	Address string `yaml:"address"` // ssh deployer: user@host:port
 	Path    string `yaml:"path"`    // ssh deployer: base folder on the host
 	URL     string `yaml:"url"`     // where the app answers; default http://127.0.0.1:PORT
+	// Mirror is the control URL of the traffic mirror sidecar in front of a production host
+	// (`immunity mirror --control ...`), e.g. http://10.0.3.11:9101; local hosts get an
+	// in-process mirror instead.
+	Mirror string `yaml:"mirror"`
 }
 
 // MonitorConfig makes a region a canary: it receives mirrored read-only traffic from a

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -339,6 +340,13 @@ func (c *Config) validate() []Problem {
 					add(hp+".name", "region %s: host %q is listed twice", r.Name, h.Name)
 				}
 				hosts[h.Name] = true
+				if h.Mirror != "" {
+					if u, err := url.Parse(h.Mirror); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+						add(hp+".mirror", "host %s/%s: mirror: expected the sidecar's control URL such as http://10.0.3.11:9101, got %q", r.Name, h.Name, h.Mirror)
+					} else if !r.Production {
+						add(hp+".mirror", "host %s/%s: mirror: only production hosts have their traffic mirrored", r.Name, h.Name)
+					}
+				}
 				switch r.Deployer {
 				case "local":
 					if h.Port < 1 || h.Port > 65535 {

@@ -82,6 +82,7 @@ type Engine struct {
 	listeners []Listener
 
 	mu       sync.Mutex
+	emitMu   sync.Mutex                   // one event at a time, snapshots in order
 	running  map[int64]context.CancelFunc // stage id -> cancel of its goroutine
 	building map[int64]bool               // run id -> build in progress
 	kick     chan struct{}
@@ -177,8 +178,16 @@ func (e *Engine) loop() {
 	}
 }
 
-// emit tells every listener about a persisted change.
+// emit tells every listener about a persisted change. Events are delivered one at a time,
+// each run snapshot read inside the same lock, so a listener never sees a run go back to
+// an older state.
 func (e *Engine) emit(ctx context.Context, ev Event) {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	e.deliver(ctx, ev)
+}
+
+func (e *Engine) deliver(ctx context.Context, ev Event) {
 	ev.Time = time.Now()
 	if ev.Run.ID == 0 && ev.Stage != nil {
 		ev.Run, _ = e.st.Run(ctx, ev.Stage.RunID)
@@ -200,6 +209,8 @@ func (e *Engine) emit(ctx context.Context, ev Event) {
 
 // emitRun reloads a run and emits an event about it (and a stage of it, by region).
 func (e *Engine) emitRun(ctx context.Context, kind string, runID int64, region, host, msg string) {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
 	r, err := e.st.Run(ctx, runID)
 	if err != nil {
 		e.log.Error("reload run for event", "run", runID, "err", err)
@@ -214,7 +225,7 @@ func (e *Engine) emitRun(ctx context.Context, kind string, runID int64, region, 
 	if kind != Logged && msg != "" {
 		e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: kind, Message: msg})
 	}
-	e.emit(ctx, ev)
+	e.deliver(ctx, ev)
 }
 
 // logf records a line in a run's log and tells listeners.

@@ -1,101 +1,236 @@
 package app
 
 import (
-	"encoding/json"
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
 	"html/template"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/bot/slackbot"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
 
-var funcs = template.FuncMap{
-	"mul100": func(f float64) float64 { return f * 100 },
-	"short": func(s string) string {
-		if len(s) > 7 {
-			return s[:7]
-		}
-		return s
-	},
-	"verdict": func(s string) *judge.Verdict {
-		if s == "" {
-			return nil
-		}
-		var v judge.Verdict
-		if json.Unmarshal([]byte(s), &v) != nil {
-			return nil
-		}
-		return &v
-	},
+// The dashboard is server-rendered HTML (html/template, so every string from a commit, a
+// message or a person is escaped). Pages are cut into fragments, each with its own URL
+// under /ui/; the embedded live.js refetches the fragments an event from /api/events
+// concerns. Without JavaScript the pages refresh themselves every few seconds.
+
+//go:embed web
+var webFS embed.FS
+
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"short":        short,
+	"ago":          ago,
+	"pct":          pct,
+	"metricValue":  metricValue,
+	"stateClass":   stateClass,
+	"icon":         func(name string) string { return threadIcons[name] },
+	"took":         took,
+	"verdictTable": func(v *judge.Verdict) string { return bot.VerdictTable(*v) },
+}).ParseFS(webFS, "web/*.html"))
+
+// asset serves the stylesheet or the script.
+func asset(c *gin.Context) {
+	types := map[string]string{"dashboard.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+	ct, ok := types[c.Param("name")]
+	if !ok {
+		c.String(http.StatusNotFound, "no such asset")
+		return
+	}
+	b, _ := webFS.ReadFile("web/" + c.Param("name"))
+	c.Header("Cache-Control", "no-cache")
+	c.Data(http.StatusOK, ct, b)
 }
 
-var pages = template.Must(template.New("").Funcs(funcs).Parse(`
-{{define "head"}}<!doctype html><html><head><meta charset="utf-8"><title>Immunity</title>
-<meta http-equiv="refresh" content="2">
-<style>
-body{font:14px system-ui,sans-serif;margin:2em;color:#222} table{border-collapse:collapse;margin:.5em 0 1.5em}
-td,th{border:1px solid #ddd;padding:4px 8px;text-align:left} th{background:#f5f5f5}
-.succeeded,.pass,.done{color:#1a7f37}.failed,.fail,.rolled_back{color:#cf222e}.awaiting_approval,.marginal{color:#9a6700}
-.deploying,.testing,.monitoring{color:#0969da} code{background:#f3f3f3;padding:1px 4px} pre{background:#f6f8fa;padding:8px;overflow:auto}
-</style></head><body><h1><a href="/">Immunity</a></h1>{{end}}
-{{define "index"}}{{template "head"}}
-{{range .Status}}<h2>{{.App}}</h2><table><tr><th>region</th><th>live</th><th>now</th><th>waiting for promotion</th><th>lock</th></tr>
-{{range .Regions}}<tr><td>{{.Name}}{{if .Production}} (production){{end}}</td>
-<td>{{range $h, $sha := .Live}}{{$h}}: <code>{{short $sha}}</code> {{end}}</td>
-<td>{{with .Active}}<a href="/runs/{{.RunID}}">{{short .SHA}}</a> <span class="{{.State}}">{{.State}}</span> {{.Message}}{{end}}</td>
-<td>{{with .Waiting}}<a href="/runs/{{.RunID}}">{{short .SHA}}</a> {{.Subject}}{{end}}</td>
-<td>{{with .Lock}}locked by {{.Holder}}: {{.Reason}}{{end}}</td></tr>{{end}}</table>{{end}}
-<p>Try at the CLI: <code>immunity status</code>, <code>immunity promote APP REGION</code>, <code>immunity lock papi prod3 REASON</code>, <code>immunity rollback APP REGION</code>.</p>
-<h2>Runs</h2><table><tr><th>run</th><th>app</th><th>commit</th><th>state</th><th>stages</th></tr>
-{{range .Runs}}<tr><td><a href="/runs/{{.ID}}">{{.ID}}</a></td><td>{{.App}}</td><td><code>{{short .SHA}}</code> {{.Subject}}</td>
-<td class="{{.State}}">{{.State}}</td><td>{{range .Stages}}<span class="{{.State}}">{{.Region}}: {{.State}}</span> {{end}}</td></tr>{{end}}</table>
-<h2>Audit log</h2><table><tr><th>when</th><th>who</th><th>via</th><th>what</th><th>outcome</th></tr>
-{{range .Audit}}<tr><td>{{.At.Format "15:04:05"}}</td><td>{{.Actor}}</td><td>{{.Via}}</td><td>{{.Action}} {{.App}} {{.Region}} {{short .SHA}}</td><td>{{.Outcome}} {{.Detail}}</td></tr>{{end}}</table>
-</body></html>{{end}}
-{{define "run"}}{{template "head"}}{{with .Run}}
-<h2>Run {{.ID}}: {{.App}} <code>{{short .SHA}}</code> {{.Subject}}</h2><p>by {{.Author}}, <span class="{{.State}}">{{.State}}</span> {{.Message}}</p>
-{{range .Stages}}<h3>{{.Region}}: <span class="{{.State}}">{{.State}}</span></h3><p>{{.Message}}{{if .ApprovedBy}} (promoted by {{.ApprovedBy}}){{end}}</p>
-<table><tr><th>host</th><th>step</th><th></th></tr>{{range .Hosts}}<tr><td>{{.Host}}</td><td class="{{.Step}}">{{.Step}}</td><td>{{.Message}}</td></tr>{{end}}</table>
-{{with verdict .Verdict}}<p>canary verdict: <b class="{{.Outcome}}">{{.Outcome}}</b> (score {{printf "%.0f" .Score}}) {{.Reason}}</p>
-<table><tr><th>metric</th><th>baseline</th><th>canary</th><th>effect</th><th>n</th><th>result</th><th>why</th></tr>
-{{range .Metrics}}<tr><td>{{.Name}}</td><td>{{printf "%.4g" .Baseline}}</td><td>{{printf "%.4g" .Canary}}</td><td>{{printf "%+.1f%%" (mul100 .Effect)}}</td><td>{{.NBaseline}}/{{.NCanary}}</td><td class="{{.Outcome}}">{{.Outcome}}</td><td>{{.Why}}</td></tr>{{end}}</table>{{end}}
-{{if .Tests}}<pre>{{.Tests}}</pre>{{end}}{{end}}{{end}}
-<h3>Log</h3><pre>{{range .Events}}{{.At.Format "15:04:05.000"}} {{if .Region}}[{{.Region}}{{if .Host}}/{{.Host}}{{end}}] {{end}}{{.Message}}
-{{end}}</pre></body></html>{{end}}
-`))
+// threadIcons draw the thread's icons as Slack's emoji do.
+var threadIcons = map[string]string{
+	bot.IconPending: "⚪", bot.IconRunning: "🔄", bot.IconWaiting: "⏸️", bot.IconOK: "✅", bot.IconFailed: "❌",
+	bot.IconSkipped: "➖", bot.IconBack: "↩️", bot.IconLock: "🔒", bot.IconUnlock: "🔓", bot.IconGo: "🚀",
+}
+
+// stateClass colours a state: ok, bad, warn, run or idle.
+func stateClass(state string) string {
+	switch state {
+	case "succeeded", "done", "pass", "ok", "passed":
+		return "ok"
+	case "failed", "fail", "rolled_back", "error", "refused", "denied":
+		return "bad"
+	case "awaiting_approval", "waiting", "marginal", "approved":
+		return "warn"
+	case "deploying", "testing", "monitoring", "building", "running", "uploading", "switching":
+		return "run"
+	}
+	return "idle"
+}
+
+func short(s string) string {
+	if len(s) > 7 {
+		return s[:7]
+	}
+	return s
+}
+
+// ago is a time as people glance at it: "12s ago", "5m ago", then the date.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := time.Since(t)
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Format("2006-01-02 15:04")
+}
+
+// pct is a relative change as a signed percentage ("+25.0%").
+func pct(e float64) string {
+	if e >= 1e9 {
+		return "+∞"
+	}
+	return fmt.Sprintf("%+.1f%%", 100*e)
+}
+
+// metricValue shows a metric's value in its unit.
+func metricValue(m judge.MetricResult, x float64) string {
+	if m.NBaseline == 0 || m.NCanary == 0 || m.Outcome == judge.Error {
+		return "-"
+	}
+	switch {
+	case m.Kind == judge.Rate:
+		return strconv.FormatFloat(100*x, 'g', 3, 64) + "%"
+	case m.Unit == "s" || m.Unit == "seconds":
+		return strconv.FormatFloat(1000*x, 'g', 3, 64) + " ms"
+	}
+	return strconv.FormatFloat(x, 'g', 4, 64) + m.Unit
+}
+
+// took is how long a finished stage ran.
+func took(s store.Stage) string {
+	if s.Started.IsZero() || s.Finished.Before(s.Started) {
+		return ""
+	}
+	return "in " + s.Finished.Sub(s.Started).Round(time.Second).String()
+}
+
+// render executes a template into a buffer first, so a failure is a clean 500.
+func render(c *gin.Context, name string, data any) {
+	var b bytes.Buffer
+	if err := pages.ExecuteTemplate(&b, name, data); err != nil {
+		c.String(http.StatusInternalServerError, "render %s: %v", name, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Data(http.StatusOK, "text/html; charset=utf-8", b.Bytes())
+}
+
+func (s *Server) homeView(ctx context.Context) (homeView, error) {
+	apps, err := s.appViews(ctx, "")
+	if err != nil {
+		return homeView{}, err
+	}
+	audit, _ := s.eng.Store().Audits(ctx, "", 30)
+	return homeView{Title: "pipeline", Apps: apps, Runs: s.runsView(ctx), Audit: audit}, nil
+}
 
 func (s *Server) dashboard(c *gin.Context) {
-	ctx := c.Request.Context()
-	st, err := s.eng.Status(ctx, "")
+	v, err := s.homeView(c.Request.Context())
 	if err != nil {
 		c.String(http.StatusInternalServerError, err.Error())
 		return
 	}
-	runs, _ := s.eng.Runs(ctx, "", false, 30)
-	audit, _ := s.eng.Store().Audits(ctx, "", 30)
-	c.Header("Content-Type", "text/html; charset=utf-8")
-	pages.ExecuteTemplate(c.Writer, "index", struct {
-		Status []pipeline.AppStatus
-		Runs   []store.Run
-		Audit  []store.Audit
-	}{st, runs, audit})
+	render(c, "home", v)
+}
+
+// appFragment is one app's card.
+func (s *Server) appFragment(c *gin.Context) {
+	apps, err := s.appViews(c.Request.Context(), c.Param("app"))
+	if err != nil || len(apps) != 1 {
+		c.String(http.StatusNotFound, "no app %q", c.Param("app"))
+		return
+	}
+	render(c, "app", apps[0])
+}
+
+func (s *Server) runsFragment(c *gin.Context) { render(c, "runs", s.runsView(c.Request.Context())) }
+
+func (s *Server) auditFragment(c *gin.Context) {
+	audit, _ := s.eng.Store().Audits(c.Request.Context(), "", 30)
+	render(c, "audit", audit)
+}
+
+// loadRun reads the run named in the path, answering 404 when there is none.
+func (s *Server) loadRun(c *gin.Context) (runView, bool) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil {
+		c.String(http.StatusNotFound, "expected a run id")
+		return runView{}, false
+	}
+	r, err := s.eng.Run(c.Request.Context(), id)
+	if err != nil {
+		c.String(http.StatusNotFound, err.Error())
+		return runView{}, false
+	}
+	return s.runViewOf(c.Request.Context(), r), true
 }
 
 func (s *Server) runPage(c *gin.Context) {
+	if v, ok := s.loadRun(c); ok {
+		render(c, "run", v)
+	}
+}
+
+func (s *Server) runFragment(c *gin.Context) {
+	if v, ok := s.loadRun(c); ok {
+		render(c, "runbody", v)
+	}
+}
+
+func (s *Server) runLogFragment(c *gin.Context) {
+	if v, ok := s.loadRun(c); ok {
+		render(c, "runlog", v)
+	}
+}
+
+// chart draws a stage's canary verdict as a PNG.
+func (s *Server) chart(c *gin.Context) {
 	id, _ := strconv.ParseInt(c.Param("id"), 10, 64)
 	r, err := s.eng.Run(c.Request.Context(), id)
 	if err != nil {
 		c.String(http.StatusNotFound, err.Error())
 		return
 	}
-	events, _ := s.eng.Store().Events(c.Request.Context(), id, 1000)
-	c.Header("Content-Type", "text/html; charset=utf-8")
-	pages.ExecuteTemplate(c.Writer, "run", struct {
-		Run    store.Run
-		Events []store.Event
-	}{r, events})
+	for _, st := range r.Stages {
+		if st.Region != c.Param("region") {
+			continue
+		}
+		v := verdictOf(st.Verdict)
+		if v == nil {
+			break
+		}
+		png, err := slackbot.ChartPNG(*v, fmt.Sprintf("%s %s in %s: %s", r.App, short(r.SHA), st.Region, strings.ToUpper(string(v.Outcome))))
+		if err != nil {
+			c.String(http.StatusNotFound, "chart of run %d in %s: %v", id, st.Region, err)
+			return
+		}
+		c.Header("Cache-Control", "no-cache")
+		c.Data(http.StatusOK, "image/png", png)
+		return
+	}
+	c.String(http.StatusNotFound, "run %d has no verdict in %s", id, c.Param("region"))
 }

@@ -70,33 +70,64 @@ func chromium(t *testing.T, url string) string {
 	return string(out)
 }
 
-func TestDashboardInABrowser(t *testing.T) {
-	in := openTest(t)
+// fillDashboard records, through the store API, what a dashboard shows: a live release,
+// a failed run with a canary verdict and test output, a run waiting for promotion to
+// prod3, history, a log line and a lock.
+func fillDashboard(t *testing.T, in *Instance) {
+	t.Helper()
 	ctx := context.Background()
 	st := in.Store
 	st.SetLive(ctx, "papi", "prod3", "host1", "1111111aaaa")
-	run, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: "2222222bbbb", Subject: "Rank <search> results", Author: "ada", State: "failed"},
+	st.AddHistory(ctx, store.HistoryEntry{App: "papi", Region: "prod3", SHA: "1111111aaaa", Action: "seed", Actor: "demo"})
+	run, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: "2222222bbbb", Subject: "Rank <search> results <img src=x onerror=alert(1)>", Author: "ada", State: "failed"},
 		[]string{"sandbox2", "prod3"}, map[string][]string{"sandbox2": {"host1"}, "prod3": {"host1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := json.Marshal(judge.Verdict{Outcome: judge.Fail, Score: 50, Reason: "failed search_latency", Metrics: []judge.MetricResult{
-		{Name: "search_latency", Outcome: judge.Fail, Baseline: 0.0025, Canary: 0.375, Effect: 149, NBaseline: 40, NCanary: 36, Why: "significantly higher"}}})
-	st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: "failed", Message: "canary analysis failed in sandbox2", Verdict: string(v)})
+	v, _ := json.Marshal(judge.Verdict{Outcome: judge.Fail, Score: 50, Reason: "failed search_latency", Final: true, Metrics: []judge.MetricResult{
+		{Name: "search_latency", Outcome: judge.Fail, Baseline: 0.0025, Canary: 0.375, Effect: 149, Low: 120, High: 180, NBaseline: 40, NCanary: 36, Why: "significantly higher"},
+		{Name: "error_rate", Kind: judge.Rate, Outcome: judge.Pass, Baseline: 0.01, Canary: 0.011, Effect: 0.1, Low: -0.2, High: 0.4, NBaseline: 900, NCanary: 880, Why: "within range"}}})
+	st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: "failed", Message: "canary analysis failed in sandbox2", Verdict: string(v),
+		Tests: "--- FAIL: TestSearch <b>bold</b>\nexit status 1"})
+	st.SetHostStep(ctx, run.Stages[0].ID, "host1", "done", "1111111aaaa", "switched")
+	st.AddEvent(ctx, store.Event{RunID: run.ID, App: "papi", Region: "sandbox2", Host: "host1", Kind: pipeline.Logged, Message: "smoke test GET /search answered 200"})
+	st.SetRunState(ctx, run.ID, "failed", "canary analysis failed in sandbox2")
+	waiting, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: "3333333cccc", Subject: "Cache the index", Author: "lin", State: "waiting"},
+		[]string{"sandbox2", "prod3"}, map[string][]string{"sandbox2": {"host1"}, "prod3": {"host1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.UpdateStage(ctx, waiting.Stages[0].ID, store.StageUpdate{State: "succeeded"})
+	st.UpdateStage(ctx, waiting.Stages[1].ID, store.StageUpdate{State: "awaiting_approval", Message: "ready for prod3"})
 	in.Engine.Lock(ctx, pipeline.Actor{Name: "ada", Via: "cli"}, "papi", "prod3", "incident 42")
+}
 
+func TestDashboardInABrowser(t *testing.T) {
+	t.Parallel()
+	in := openTest(t)
+	fillDashboard(t, in)
 	srv := httptest.NewServer(in.Server.Handler())
 	defer srv.Close()
 	home := chromium(t, srv.URL+"/")
-	for _, want := range []string{"papi", "sandbox2", "prod3 (production)", "1111111", "locked by ada: incident 42", "Rank &lt;search&gt; results"} {
+	for _, want := range []string{"papi", "sandbox2", `prod3</b> <span class="tag prod">production</span>`, "1111111",
+		"locked by ada: incident 42", "Rank &lt;search&gt; results &lt;img src=x onerror=alert(1)&gt;",
+		"<code>immunity promote papi prod3</code>", "<code>/immunity promote papi prod3</code>", "3333333", "Cache the index",
+		"Runs in flight", "Recent runs", "Audit log", "History", "seed", `class="live on"`} {
 		if !strings.Contains(home, want) {
 			t.Errorf("dashboard lacks %q", want)
 		}
 	}
 	page := chromium(t, srv.URL+"/runs/1")
-	for _, want := range []string{"Run 1: papi", "canary analysis failed in sandbox2", "search_latency", "significantly higher", "+14900.0%"} {
+	for _, want := range []string{"Run 1: papi", "canary analysis failed in sandbox2", "search_latency", "significantly higher", "+14900.0%",
+		`src="/runs/1/stages/sandbox2/chart.png"`, "Slack thread", "papi 2222222 failed in sandbox2", "smoke test GET /search answered 200",
+		"--- FAIL: TestSearch &lt;b&gt;bold&lt;/b&gt;", "1.1%", "Event log"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("run page lacks %q", want)
+		}
+	}
+	for _, doc := range []string{home, page} {
+		if strings.Contains(doc, "<img src=\"x\"") || strings.Contains(doc, "<b>bold</b>") {
+			t.Errorf("untrusted text became markup")
 		}
 	}
 	if t.Failed() {

@@ -45,6 +45,7 @@ type Server struct {
 	srv     *http.Server
 	reg     *prometheus.Registry
 	token   string // IMMUNITY_API_TOKEN: lets non-loopback callers run commands
+	live    *Live  // the dashboard's live updates; a pipeline.Listener
 }
 
 // SetAPIToken sets the bearer token that non-loopback callers of /api/commands need.
@@ -66,7 +67,7 @@ func (s *Server) operator(c *gin.Context) bool {
 // NewServer builds the router. mounts add the GitHub and Slack routes.
 func NewServer(eng engine, command CommandFunc, log *slog.Logger, mounts ...func(gin.IRouter)) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{eng: eng, command: command, log: log, router: gin.New(), reg: prometheus.NewRegistry()}
+	s := &Server{eng: eng, command: command, log: log, router: gin.New(), reg: prometheus.NewRegistry(), live: NewLive()}
 	s.router.Use(gin.Recovery())
 	s.reg.MustRegister(prometheus.NewGoCollector(), newStoreCollector(eng))
 	s.router.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
@@ -87,6 +88,14 @@ func NewServer(eng engine, command CommandFunc, log *slog.Logger, mounts ...func
 	api.POST("/commands", s.apiCommand)
 	s.router.GET("/", s.dashboard)
 	s.router.GET("/runs/:id", s.runPage)
+	s.router.GET("/runs/:id/stages/:region/chart.png", s.chart)
+	s.router.GET("/ui/apps/:app", s.appFragment)
+	s.router.GET("/ui/runs", s.runsFragment)
+	s.router.GET("/ui/runs/:id", s.runFragment)
+	s.router.GET("/ui/runs/:id/log", s.runLogFragment)
+	s.router.GET("/ui/audit", s.auditFragment)
+	s.router.GET("/assets/:name", asset)
+	api.GET("/events", s.live.ServeEvents)
 	for _, m := range mounts {
 		m(s.router)
 	}

@@ -143,6 +143,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		mounts = append(mounts, github.NewSetup(cfg.GitHub, url, cfg.Server.DataDir, o.Logger).Routes)
 	}
 	in.Server = NewServer(eng, in.command, o.Logger, mounts...)
+	eng.AddListener(in.Server.live)
 	return in, nil
 }
 

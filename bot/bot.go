@@ -46,9 +46,13 @@ type Request struct {
 	// App is the app implied by where the command was typed (a GitHub comment on the app's
 	// repo); "" for Slack and the CLI, where the command names it.
 	App string
-	// SHA is the commit the command was typed on (a commit or PR comment), if any: the
-	// default release of `/deploy to REGION` and the release `/rollback` takes back.
+	// SHA is the commit the command was typed on (a commit comment's commit, a pull
+	// request's head), if any: the release `/promote` approves, the default release of
+	// `/deploy to REGION` and the commit a bare `/rollback` takes back.
 	SHA string
+	// SHASource says where SHA came from, for answers: "this commit", "the head of pull
+	// request #5"; "" reads as "commit".
+	SHASource string
 }
 
 // Reply is the answer to a Request, in plain text with `code` spans (readable as Slack

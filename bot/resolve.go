@@ -27,6 +27,9 @@ func (c *Commands) resolve(ctx context.Context, req Request, spec *command, p *P
 	}
 	switch spec.name {
 	case "promote":
+		if p.SHA == "" && req.SHA != "" {
+			return c.promoteCommit(ctx, req, p)
+		}
 		if p.Region == "" {
 			return c.pickRegion(ctx, p, "waiting for promotion", func(r pipeline.RegionStatus) bool { return r.Waiting != nil })
 		}
@@ -67,6 +70,63 @@ func (c *Commands) pickRegion(ctx context.Context, p *Parsed, what string, want 
 		return ""
 	}
 	return fmt.Sprintf("%s are %s; name one: `/%s %s`", strings.Join(names, " and "), what, p.Name, names[0])
+}
+
+// promoteCommit fills in the release a `/promote` typed on a commit or pull request
+// means: that commit, in the region (named, or the only one) where it waits for promotion.
+// When it is not the release waiting, it says so and names the one that is.
+func (c *Commands) promoteCommit(ctx context.Context, req Request, p *Parsed) string {
+	sts, err := c.eng.Status(ctx, p.App)
+	if err != nil {
+		return fmt.Sprintf("status of %s: %v", p.App, err)
+	}
+	var mine, others []pipeline.RegionStatus
+	for _, st := range sts {
+		for _, r := range st.Regions {
+			switch {
+			case r.Waiting == nil || (p.Region != "" && r.Name != p.Region):
+			case sameSHA(r.Waiting.SHA, req.SHA):
+				mine = append(mine, r)
+			default:
+				others = append(others, r)
+			}
+		}
+	}
+	if len(mine) == 1 {
+		p.Region, p.SHA = mine[0].Name, mine[0].Waiting.SHA
+		return ""
+	}
+	if len(mine) > 1 {
+		var names []string
+		for _, r := range mine {
+			names = append(names, r.Name)
+		}
+		return fmt.Sprintf("%s (%s) waits for promotion to %s; name one: `/promote %s`", source(req), short(req.SHA), strings.Join(names, " and "), names[0])
+	}
+	where := ""
+	if p.Region != "" {
+		where = " to " + p.Region
+	}
+	msg := fmt.Sprintf("%s (%s) is not the release waiting for promotion%s, so nothing was promoted", source(req), short(req.SHA), where)
+	if len(others) == 0 {
+		return msg + "; no release of " + p.App + " is waiting for promotion" + where + "."
+	}
+	var waiting []string
+	for _, r := range others {
+		waiting = append(waiting, fmt.Sprintf("%s for %s", short(r.Waiting.SHA), r.Name))
+	}
+	o := others[0]
+	return fmt.Sprintf("%s; waiting: %s. To promote that one, comment on its commit or use `/promote %s --release %s`.",
+		msg, strings.Join(waiting, ", "), o.Name, short(o.Waiting.SHA))
+}
+
+// source names where a request's commit came from, capitalized to start an answer.
+func source(req Request) string {
+	s := req.SHASource
+	if s == "" {
+		s = "the commit"
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // pickRollback chooses the region a `/rollback` on a commit means: where that commit is live.

@@ -140,6 +140,8 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 		return "", toSHA, err
 	}
 	current := majority(live)
+	// A deploy in flight in the region is stopped first: rolling back means undoing it.
+	inflight := e.cancelRegion(ctx, app, region, fmt.Sprintf("cancelled: %s rolled %s back", who.Name, region))
 	target := toSHA
 	if target == "" {
 		hist, err := e.st.History(ctx, app, region, 100)
@@ -147,7 +149,7 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 			return "", "", err
 		}
 		for _, h := range hist {
-			if h.SHA != current {
+			if h.SHA != current || (inflight != "" && h.SHA != inflight) {
 				target = h.SHA
 				break
 			}
@@ -160,7 +162,6 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 	if err != nil || rel.State != "ready" {
 		return "", target, fmt.Errorf("roll back %s %s to %s: %w", app, region, target, ErrUnknownRelease)
 	}
-	e.cancelRegion(ctx, app, region, fmt.Sprintf("cancelled: %s rolled %s back", who.Name, region))
 	dep, err := e.deployer(a, reg)
 	if err != nil {
 		return "", rel.SHA, err
@@ -186,16 +187,23 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 	return msg, rel.SHA, nil
 }
 
-// cancelRegion stops a stage running in a region and records why.
-func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) {
+// cancelRegion stops a stage running in a region, records why, and returns the SHA it
+// was deploying ("" when none ran).
+func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha string) {
 	runs, err := e.st.Runs(ctx, app, true, 0)
 	if err != nil {
-		return
+		return ""
 	}
 	for _, r := range runs {
 		for _, s := range r.Stages {
 			if s.Region != region || !ActiveStage(s.State) {
 				continue
+			}
+			// Recorded first, so that neither the scheduler nor a restart resumes it.
+			err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageCancelled, Message: why, Finish: true,
+				OnlyIf: []string{StageDeploying, StageTesting, StageMonitoring}})
+			if err != nil {
+				continue // it finished meanwhile
 			}
 			e.mu.Lock()
 			cancel := e.running[s.ID]
@@ -206,11 +214,12 @@ func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) {
 					time.Sleep(10 * time.Millisecond)
 				}
 			}
-			e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageCancelled, Message: why, Finish: true})
 			e.st.SetRunState(ctx, r.ID, RunCancelled, why)
 			e.emitRun(ctx, RunChanged, r.ID, region, "", why)
+			sha = r.SHA
 		}
 	}
+	return sha
 }
 
 // Deploy puts a known release on one region, outside the normal order, subject to locks.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -77,6 +78,17 @@ func (s *SlackConfig) Validate() error {
 		errs = append(errs, errors.New("Slack bot configured but no signing secret: set IMMUNITY_SLACK_SIGNING_SECRET or IMMUNITY_SLACK_SIGNING_SECRET_FILE (slack.signing_secret[_file]); unsigned requests are refused"))
 	}
 	return errors.Join(errs...)
+}
+
+// ResolvePaths makes the token and signing secret file paths given in a config file
+// relative to that file's folder (call it before FromEnv: paths from the environment are
+// relative to the working directory), as GitHubConfig.ResolvePaths does.
+func (s *SlackConfig) ResolvePaths(configDir string) {
+	for _, p := range []*string{&s.BotTokenFile, &s.SigningSecretFile} {
+		if *p != "" && !filepath.IsAbs(*p) && configDir != "" {
+			*p = filepath.Join(configDir, *p)
+		}
+	}
 }
 
 // Token returns the bot token, reading bot_token_file when that is how it is given.

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestSlackConfigFromEnv(t *testing.T) {
@@ -117,5 +119,36 @@ func TestAccessConfig(t *testing.T) {
 	_, err = ParseConfig("immunity.yml", []byte(strings.Replace(accessYAML, "non_production:", "nonproduction:", 1)))
 	if err == nil || !strings.Contains(err.Error(), `unknown key "nonproduction"`) {
 		t.Errorf("a misspelt access key: %v", err)
+	}
+}
+
+// TestSlackResolvePaths: secret files named in immunity.yml are found beside it, whatever
+// the working directory; absolute paths and the environment's paths are left alone.
+func TestSlackResolvePaths(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"token": "xoxb-file\n", "signing": "s3cret\n"} {
+		if err := os.WriteFile(filepath.Join(dir, "secrets", name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var cfg struct{ Slack SlackConfig }
+	if err := yaml.Unmarshal([]byte("slack:\n  bot_token_file: secrets/token\n  signing_secret_file: secrets/signing\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Slack.ResolvePaths(dir)
+	if tok, err := cfg.Slack.Token(); err != nil || tok != "xoxb-file" {
+		t.Errorf("Token() = %q, %v; want the file beside immunity.yml", tok, err)
+	}
+	if sec, err := cfg.Slack.Secret(); err != nil || sec != "s3cret" {
+		t.Errorf("Secret() = %q, %v; want the file beside immunity.yml", sec, err)
+	}
+	abs := SlackConfig{BotTokenFile: "/run/secrets/token"}
+	abs.ResolvePaths(dir)
+	if abs.BotTokenFile != "/run/secrets/token" {
+		t.Errorf("an absolute path became %q", abs.BotTokenFile)
 	}
 }

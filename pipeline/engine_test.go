@@ -324,3 +324,49 @@ func TestStatusShowsLiveReleasesWaitingAndLocks(t *testing.T) {
 		t.Fatalf("status of an unknown app: %v", err)
 	}
 }
+
+func TestRollbackCancelsTheStageRunningInTheRegion(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	seed := h.seed()
+	h.dep.hang["sandbox1/host1"] = true // the deploy hangs in its health check
+	run := h.push("hangs on start")
+	h.waitRun(run.ID, "deploying", func(r store.Run) bool {
+		return slices.Contains(h.dep.asked(), "sandbox1/host1@"+short(run.SHA))
+	})
+	h.dep.hang["sandbox1/host1"] = false
+	msg, err := h.eng.Rollback(context.Background(), ada, "papi", "sandbox1", "")
+	if err != nil || !strings.Contains(msg, "to "+short(seed)) {
+		hist, _ := h.st.History(context.Background(), "papi", "sandbox1", 10)
+		t.Fatalf("rollback: %q %v; seed %s run %s history %+v", msg, err, short(seed), short(run.SHA), hist)
+	}
+	r := h.waitState(run.ID, RunCancelled)
+	if s := stageOf(r, "sandbox1"); s.State != StageCancelled || !strings.Contains(s.Message, "ada rolled sandbox1 back") {
+		t.Fatalf("sandbox1 = %s: %s", s.State, s.Message)
+	}
+	live, _ := h.st.Live(context.Background(), "papi", "sandbox1")
+	if live["host1"] != seed {
+		t.Fatalf("sandbox1 runs %s after the rollback", short(live["host1"]))
+	}
+}
+
+func TestRerunRunsAFailedStageAgain(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	h.seed()
+	sha := h.build.add("flaky")
+	h.tests.fail[sha] = true
+	run, _ := h.eng.StartRun(context.Background(), "papi", sha, Trigger{Kind: "push"})
+	h.waitState(run.ID, RunFailed)
+	h.tests.mu.Lock()
+	h.tests.fail[sha] = false
+	h.tests.mu.Unlock()
+	if _, err := h.eng.Rerun(context.Background(), ada, run.ID, "sandbox1"); err != nil {
+		t.Fatal(err)
+	}
+	r := h.waitState(run.ID, RunWaiting)
+	if stageOf(r, "sandbox2").State != StageSucceeded {
+		t.Fatalf("after the re-run: %s", stageStates(r))
+	}
+	if _, err := h.eng.Rerun(context.Background(), ada, run.ID, "prod3"); err == nil {
+		t.Fatal("re-running a stage that waits for promotion was accepted")
+	}
+}

@@ -154,8 +154,10 @@ func (e *Engine) execStage(ctx context.Context, a *App, r store.Run, s store.Sta
 			return e.failStage(ctx, sr, r, s, err.Error())
 		}
 	}
-	if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageSucceeded, Message: "live on " + plural(len(s.Hosts), "host"), Finish: true}); err != nil {
-		return err
+	err = e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageSucceeded, Message: "live on " + plural(len(s.Hosts), "host"), Finish: true,
+		OnlyIf: []string{StageDeploying, StageTesting, StageMonitoring}})
+	if err != nil {
+		return err // cancelled meanwhile (a rollback), or the store failed
 	}
 	action := "deploy"
 	if s.ApprovedBy != "" {
@@ -240,8 +242,11 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 	return nil
 }
 
+// setStage moves a running stage to its next activity, unless it was cancelled meanwhile.
 func (e *Engine) setStage(ctx context.Context, sr *stageRun, state, msg string) error {
-	if err := e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{State: state, Message: msg}); err != nil {
+	err := e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{State: state, Message: msg,
+		OnlyIf: []string{StageDeploying, StageTesting, StageMonitoring}})
+	if err != nil {
 		return err
 	}
 	e.emitRun(ctx, StageChanged, sr.run.ID, sr.region.Name, "", msg)
@@ -402,6 +407,13 @@ func (e *Engine) hostStep(ctx context.Context, sr *stageRun, host, step, prev, m
 // failStage records a stage's failure; in production it first rolls back every host the
 // stage switched.
 func (e *Engine) failStage(ctx context.Context, sr *stageRun, r store.Run, s store.Stage, reason string) error {
+	if fresh, err := e.st.Run(ctx, r.ID); err == nil {
+		for _, st := range fresh.Stages {
+			if st.ID == s.ID && !ActiveStage(st.State) {
+				return nil // cancelled meanwhile: whoever cancelled it tells the story
+			}
+		}
+	}
 	state := StageFailed
 	if sr != nil && sr.region.Production {
 		n, err := e.rollbackTouched(ctx, sr)
@@ -413,7 +425,12 @@ func (e *Engine) failStage(ctx context.Context, sr *stageRun, r store.Run, s sto
 			reason += "; rollback failed: " + err.Error()
 		}
 	}
-	if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: state, Message: reason, Finish: true}); err != nil {
+	err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: state, Message: reason, Finish: true,
+		OnlyIf: []string{StageDeploying, StageTesting, StageMonitoring}})
+	if errors.Is(err, store.ErrStateChanged) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	for _, later := range r.Stages {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -155,11 +156,15 @@ func (s *Store) SetRunSHA(ctx context.Context, id int64, sha, subject, author st
 }
 
 // StageUpdate changes a stage. Empty fields are left as they are; Started/Finished are set
-// when the flags say so.
+// when the flags say so. With OnlyIf, the stage changes only while in one of those states.
 type StageUpdate struct {
 	State, Message, ApprovedBy, Tests, Verdict string
 	Start, Finish                              bool
+	OnlyIf                                     []string
 }
+
+// ErrStateChanged is returned by UpdateStage when OnlyIf did not match.
+var ErrStateChanged = errors.New("stage state changed meanwhile")
 
 // UpdateStage applies u to a stage.
 func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error {
@@ -187,8 +192,18 @@ func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error 
 	}
 	q += " WHERE id = ?"
 	args = append(args, id)
-	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+	if len(u.OnlyIf) > 0 {
+		q += " AND state IN (?" + strings.Repeat(", ?", len(u.OnlyIf)-1) + ")"
+		for _, st := range u.OnlyIf {
+			args = append(args, st)
+		}
+	}
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
 		return fmt.Errorf("stage %d -> %s: %w", id, u.State, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 && len(u.OnlyIf) > 0 {
+		return fmt.Errorf("stage %d -> %s: %w", id, u.State, ErrStateChanged)
 	}
 	return nil
 }

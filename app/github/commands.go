@@ -2,7 +2,9 @@ package github
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	gh "github.com/google/go-github/v60/github"
@@ -45,6 +47,12 @@ type conversation struct {
 	via         string                                          // github, button
 	react       func(ctx context.Context, content string) error // nil: nowhere to react
 	reply       func(ctx context.Context, body string) error    // nil: nowhere to reply
+	// replyNeeds is the App permission reply needs ("contents: write"), named in the
+	// warning when GitHub refuses the reply with 403.
+	replyNeeds string
+	// commit finds the commit the command was typed on and says what it is ("this
+	// commit", "the head of pull request #5"); nil: none. It runs after the permission check.
+	commit func(ctx context.Context) (sha, source string, err error)
 }
 
 func (c conversation) repo() string { return c.owner + "/" + c.name }
@@ -69,10 +77,10 @@ func (c conversation) mayWrite(ctx context.Context) (bool, string, error) {
 	return false, level, nil
 }
 
-// runCommands checks the sender's permission, then runs each command line and answers:
-// eyes on receipt, +1 when every command succeeded, -1 when one failed or was refused,
-// confused when a command could not be run at all.
-func (a *App) runCommands(ctx context.Context, c conversation, app, sha string, lines []string) (string, error) {
+// runCommands checks the sender's permission, finds the commit commented on, then runs
+// each command line and answers: eyes on receipt, +1 when every command succeeded, -1
+// when one failed or was refused, confused when a command could not be run at all.
+func (a *App) runCommands(ctx context.Context, c conversation, app string, lines []string) (string, error) {
 	a.react(ctx, c, "eyes")
 	ok, level, err := c.mayWrite(ctx)
 	if err != nil {
@@ -90,10 +98,22 @@ func (a *App) runCommands(ctx context.Context, c conversation, app, sha string, 
 		a.say(ctx, c, fmt.Sprintf("@%s `%s` needs write access to %s; you have %s. Nothing was done.", c.login, strings.Join(lines, "`, `"), c.repo(), orNone(level)))
 		return fmt.Sprintf("refused %s: permission %s", c.login, level), nil
 	}
+	var sha, source string
+	if c.commit != nil {
+		if sha, source, err = c.commit(ctx); err != nil {
+			a.react(ctx, c, "confused")
+			a.say(ctx, c, fmt.Sprintf("@%s I could not find the commit this comment is about, so nothing was done: %v", c.login, err))
+			return "", err
+		}
+	}
+	lines, done, err := a.expandRollback(ctx, c, app, sha, source, lines)
+	if err != nil || done != "" {
+		return done, err
+	}
 	var out []string
 	allOK := true
 	for _, l := range lines {
-		r := a.cmd.Exec(ctx, bot.Request{Actor: c.actor(), App: app, Text: l, SHA: sha})
+		r := a.cmd.Exec(ctx, bot.Request{Actor: c.actor(), App: app, Text: l, SHA: sha, SHASource: source})
 		allOK = allOK && r.OK
 		out = append(out, r.Text)
 	}
@@ -104,6 +124,34 @@ func (a *App) runCommands(ctx context.Context, c conversation, app, sha string, 
 	}
 	a.say(ctx, c, strings.Join(out, "\n\n"))
 	return fmt.Sprintf("ran %q for %s: ok=%v", lines, c.login, allOK), nil
+}
+
+// expandRollback turns a bare `/rollback` typed on a commit (or a pull request) into one
+// rollback per region where that commit is live; when it is live nowhere it answers so
+// and returns what it did in done.
+func (a *App) expandRollback(ctx context.Context, c conversation, app, sha, source string, lines []string) (out []string, done string, err error) {
+	if len(lines) != 1 || app == "" || sha == "" {
+		return lines, "", nil
+	}
+	if verb, region := commandVerb(lines[0]); verb != "rollback" || region != "" {
+		return lines, "", nil
+	}
+	regions, err := a.liveRegions(ctx, app, sha)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(regions) == 0 {
+		if source == "" {
+			source = "this commit"
+		}
+		a.react(ctx, c, "confused")
+		a.say(ctx, c, fmt.Sprintf("@%s %s (%s) is not live in any region of %s, so there is nothing to roll back.", c.login, source, short(sha), app))
+		return nil, "rollback: commit not live", nil
+	}
+	for _, r := range regions {
+		out = append(out, "/rollback "+r)
+	}
+	return out, "", nil
 }
 
 func orNone(s string) string {
@@ -144,7 +192,17 @@ func (a *App) say(ctx context.Context, c conversation, body string) {
 		a.log.Info("github command answer", "repo", c.repo(), "actor", c.login, "text", body)
 		return
 	}
-	if err := c.reply(ctx, body); err != nil {
+	err := c.reply(ctx, body)
+	var ge *gh.ErrorResponse
+	if errors.As(err, &ge) && ge.Response != nil && ge.Response.StatusCode == http.StatusForbidden && c.replyNeeds != "" {
+		// Least privilege: the App may lack the permission this reply needs (commit
+		// comments need contents: write; the manifest asks for contents: read).
+		a.react(ctx, c, "confused")
+		a.log.Warn("github reply refused: the App lacks a permission; grant it in the App's settings (Permissions) to get answers here",
+			"repo", c.repo(), "needs", c.replyNeeds, "err", err, "answer", body)
+		return
+	}
+	if err != nil {
 		a.log.Warn("github reply", "repo", c.repo(), "err", err)
 	}
 }

@@ -9,9 +9,15 @@ import (
 	"strings"
 
 	gh "github.com/google/go-github/v60/github"
+
+	"github.com/immunity-app/immunity/bot"
 )
 
-// onIssueComment runs a command typed on an issue or pull request of an app's repo.
+// onIssueComment runs a command typed on a pull request or an issue of an app's repo.
+// On a pull request the command is about the PR's commit (its head, or its merge commit
+// once merged): `/promote` approves that release. An issue has no commit, so the commands
+// that need one (`/promote` without --release, `/deploy to REGION`, a bare `/rollback`)
+// are answered with where they work instead.
 func (a *App) onIssueComment(ctx context.Context, ev *gh.IssueCommentEvent) (string, error) {
 	line, ok := commandLine(ev.GetComment().GetBody())
 	if !ok || isBot(ev.GetSender()) {
@@ -20,7 +26,7 @@ func (a *App) onIssueComment(ctx context.Context, ev *gh.IssueCommentEvent) (str
 	repo := ev.GetRepo()
 	cl := a.clients.ForInstallation(ev.GetInstallation().GetID())
 	owner, name, id, number := repo.GetOwner().GetLogin(), repo.GetName(), ev.GetComment().GetID(), ev.GetIssue().GetNumber()
-	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), via: "github",
+	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), via: "github", replyNeeds: "issues: write",
 		react: func(ctx context.Context, content string) error {
 			_, _, err := cl.Reactions.CreateIssueCommentReaction(ctx, owner, name, id, content)
 			return err
@@ -30,11 +36,64 @@ func (a *App) onIssueComment(ctx context.Context, ev *gh.IssueCommentEvent) (str
 			return err
 		},
 	}
-	return a.runCommands(ctx, c, a.impliedApp(repo.GetFullName()), "", []string{line})
+	app := a.impliedApp(repo.GetFullName())
+	if !ev.GetIssue().IsPullRequest() {
+		if needsCommit(line, app) {
+			a.react(ctx, c, "confused")
+			a.say(ctx, c, fmt.Sprintf("@%s `%s` works on a pull request or a commit: comment there and Immunity takes that commit's release. "+
+				"Here, name it: `/promote REGION --release SHA`, `/deploy SHA to REGION`, `/rollback REGION`. Nothing was done.", c.login, line))
+			return "ignored: a release command on an issue", nil
+		}
+	} else {
+		c.replyNeeds = "pull_requests: write"
+		c.commit = func(ctx context.Context) (string, string, error) { return pullCommit(ctx, cl, owner, name, number) }
+	}
+	return a.runCommands(ctx, c, app, []string{line})
 }
 
-// onCommitComment runs a command typed on a commit. A bare /rollback there rolls back
-// every region where that commit is live.
+// pullCommit is the commit a pull request stands for: its merge commit once merged (the
+// commit a push to the base branch deployed), else its head.
+func pullCommit(ctx context.Context, cl *gh.Client, owner, name string, number int) (sha, source string, err error) {
+	pr, _, err := cl.PullRequests.Get(ctx, owner, name, number)
+	if err != nil {
+		return "", "", fmt.Errorf("pull request %s/%s#%d: %w", owner, name, number, err)
+	}
+	if pr.GetMerged() && pr.GetMergeCommitSHA() != "" {
+		return pr.GetMergeCommitSHA(), fmt.Sprintf("the merge commit of pull request #%d", number), nil
+	}
+	if pr.GetHead().GetSHA() == "" {
+		return "", "", fmt.Errorf("pull request %s/%s#%d has no head commit", owner, name, number)
+	}
+	return pr.GetHead().GetSHA(), fmt.Sprintf("the head of pull request #%d", number), nil
+}
+
+// needsCommit reports whether a command line only makes sense on a commit: a promote
+// without --release, a deploy without a SHA, a rollback without a region. Lines that do
+// not parse are left to the command layer, which explains them.
+func needsCommit(line, app string) bool {
+	p, err := bot.Parse(line, orDash(app))
+	if err != nil {
+		return false
+	}
+	switch p.Name {
+	case "promote", "deploy":
+		return p.SHA == ""
+	case "rollback":
+		return p.Region == ""
+	}
+	return false
+}
+
+// orDash stands in for the app when the repo implies none, so parsing keeps the comment form.
+func orDash(app string) string {
+	if app == "" {
+		return "-"
+	}
+	return app
+}
+
+// onCommitComment runs a command typed on a commit: `/promote` approves that commit's
+// release, a bare `/rollback` rolls back every region where that commit is live.
 func (a *App) onCommitComment(ctx context.Context, ev *gh.CommitCommentEvent) (string, error) {
 	cm := ev.GetComment()
 	line, ok := commandLine(cm.GetBody())
@@ -44,7 +103,7 @@ func (a *App) onCommitComment(ctx context.Context, ev *gh.CommitCommentEvent) (s
 	repo := ev.GetRepo()
 	cl := a.clients.ForInstallation(ev.GetInstallation().GetID())
 	owner, name, id, sha := repo.GetOwner().GetLogin(), repo.GetName(), cm.GetID(), cm.GetCommitID()
-	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), via: "github",
+	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), via: "github", replyNeeds: "contents: write",
 		react: func(ctx context.Context, content string) error {
 			_, _, err := cl.Reactions.CreateCommentReaction(ctx, owner, name, id, content)
 			return err
@@ -53,25 +112,9 @@ func (a *App) onCommitComment(ctx context.Context, ev *gh.CommitCommentEvent) (s
 			_, _, err := cl.Repositories.CreateComment(ctx, owner, name, sha, &gh.RepositoryComment{Body: gh.String(body)})
 			return err
 		},
+		commit: func(context.Context) (string, string, error) { return sha, "this commit", nil },
 	}
-	app := a.impliedApp(repo.GetFullName())
-	lines := []string{line}
-	if verb, region := commandVerb(line); verb == "rollback" && region == "" && app != "" {
-		regions, err := a.liveRegions(ctx, app, sha)
-		if err != nil {
-			return "", err
-		}
-		if len(regions) == 0 {
-			a.react(ctx, c, "confused")
-			a.say(ctx, c, fmt.Sprintf("@%s %s is not live in any region of %s, so there is nothing to roll back.", c.login, short(sha), app))
-			return "rollback: commit not live", nil
-		}
-		lines = lines[:0]
-		for _, r := range regions {
-			lines = append(lines, "/rollback "+r)
-		}
-	}
-	return a.runCommands(ctx, c, app, sha, lines)
+	return a.runCommands(ctx, c, a.impliedApp(repo.GetFullName()), []string{line})
 }
 
 // liveRegions lists the regions of app where sha is live on at least one host.
@@ -222,7 +265,9 @@ func (a *App) onCheckRunAction(ctx context.Context, ev checkRunEvent) (string, e
 	default:
 		return "ignored: unknown action " + id, nil
 	}
-	return a.runCommands(ctx, a.buttonConversation(ev), app, sha, []string{line})
+	c := a.buttonConversation(ev)
+	c.commit = func(context.Context) (string, string, error) { return sha, "this check run's commit", nil }
+	return a.runCommands(ctx, c, app, []string{line})
 }
 
 // onRerequest re-runs the region stage a check run reports, for someone who may write.

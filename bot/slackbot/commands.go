@@ -129,7 +129,7 @@ func (b *Bot) respond(ctx context.Context, respURL string, actor pipeline.Actor,
 		msg.ResponseType = slack.ResponseTypeInChannel
 		msg.Text = fmt.Sprintf("<@%s>: %s", actor.SlackUserID, msg.Text)
 	}
-	if err := slack.PostWebhookContext(ctx, respURL, msg); err != nil {
+	if err := b.postResponse(ctx, respURL, msg); err != nil {
 		b.log.Warn("answer a Slack command", "err", err)
 	}
 }

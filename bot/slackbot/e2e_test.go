@@ -138,7 +138,7 @@ func newE2E(t *testing.T) *e2e {
 	gin.SetMode(gin.TestMode)
 	r := gin.New()
 	b.Routes(r)
-	return &e2e{eng: eng, st: st, slack: f, resp: newResponses(t), bot: b, router: r, dep: dep}
+	return &e2e{eng: eng, st: st, slack: f, resp: newResponses(t, f), bot: b, router: r, dep: dep}
 }
 
 // slash sends `/immunity text` as a Slack user and waits for the answer.

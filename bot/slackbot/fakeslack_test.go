@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,16 +162,22 @@ func (f *fakeSlack) Calls() []call {
 	return append([]call(nil), f.calls...)
 }
 
-// responses records what was posted to response_url.
+// responses records what was posted to a response_url on the fake Slack's host (the bot
+// follows only response_urls of Slack's hooks host or of the configured API's host).
 type responses struct {
-	*httptest.Server
+	URL  string
 	mu   sync.Mutex
 	msgs []slack.WebhookMessage
 }
 
-func newResponses(t *testing.T) *responses {
+var responsesN atomic.Int64
+
+// newResponses serves a fresh response_url on f.
+func newResponses(t *testing.T, f *fakeSlack) *responses {
 	r := &responses{}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	path := fmt.Sprintf("/hooks/commands/T0001/%d/resp", responsesN.Add(1))
+	r.URL = strings.TrimSuffix(f.GetAPIURL(), "/") + path
+	f.Handle(path, func(w http.ResponseWriter, req *http.Request) {
 		var m slack.WebhookMessage
 		if err := json.NewDecoder(req.Body).Decode(&m); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -179,8 +186,7 @@ func newResponses(t *testing.T) *responses {
 		r.mu.Lock()
 		r.msgs = append(r.msgs, m)
 		r.mu.Unlock()
-	}))
-	t.Cleanup(r.Close)
+	})
 	return r
 }
 

@@ -69,7 +69,7 @@ func (b *Bot) press(ctx context.Context, cb slack.InteractionCallback, a slack.B
 		msg = &slack.WebhookMessage{ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: false,
 			Text: fmt.Sprintf(":no_entry: %s: %s", buttonLabel(a), esc(reply.Text))}
 	}
-	if err := slack.PostWebhookContext(ctx, cb.ResponseURL, msg); err != nil {
+	if err := b.postResponse(ctx, cb.ResponseURL, msg); err != nil {
 		b.log.Warn("answer a Slack button", "err", err)
 	}
 }

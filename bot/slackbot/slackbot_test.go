@@ -134,7 +134,7 @@ func serve(r http.Handler, req *http.Request) *httptest.ResponseRecorder {
 func TestSlashCommand(t *testing.T) {
 	t.Parallel()
 	f := newFakeSlack(t)
-	resp := newResponses(t)
+	resp := newResponses(t, f)
 	exec := &fakeExec{}
 	b, r := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), exec)
 
@@ -156,7 +156,7 @@ func TestSlashCommand(t *testing.T) {
 func TestSlashCommandAnswersPrivatelyWhenNothingChanged(t *testing.T) {
 	t.Parallel()
 	f := newFakeSlack(t)
-	resp := newResponses(t)
+	resp := newResponses(t, f)
 	exec := &fakeExec{reply: bot.Reply{Text: "papi\n  prod3  live 1a2b3c4", OK: true, Command: "status"}}
 	b, r := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), exec)
 	serve(r, signedRequest("/slack/commands", secret, slashBody(t, "status papi", resp.URL), time.Now()))
@@ -170,7 +170,7 @@ func TestSlashCommandAnswersPrivatelyWhenNothingChanged(t *testing.T) {
 func TestSlashHelpAnsweredAtOnce(t *testing.T) {
 	t.Parallel()
 	f := newFakeSlack(t)
-	resp := newResponses(t)
+	resp := newResponses(t, f)
 	exec := &fakeExec{reply: bot.Reply{Text: "Commands (`/immunity COMMAND` in Slack …", OK: true, Command: "help"}}
 	b, r := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), exec)
 	w := serve(r, signedRequest("/slack/commands", secret, slashBody(t, "", resp.URL), time.Now()))
@@ -186,7 +186,7 @@ func TestSlashHelpAnsweredAtOnce(t *testing.T) {
 func TestRefusesBadSignatures(t *testing.T) {
 	t.Parallel()
 	f := newFakeSlack(t)
-	resp := newResponses(t)
+	resp := newResponses(t, f)
 	exec := &fakeExec{}
 	b, r := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), exec)
 	body := slashBody(t, "rollback papi prod3", resp.URL)
@@ -229,7 +229,7 @@ func TestRefusesBadSignatures(t *testing.T) {
 func TestButton(t *testing.T) {
 	t.Parallel()
 	f := newFakeSlack(t)
-	resp := newResponses(t)
+	resp := newResponses(t, f)
 	exec := &fakeExec{}
 	b, r := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), exec)
 	if w := serve(r, signedRequest("/slack/interactions", secret, buttonBody(t, resp.URL), time.Now())); w.Code != http.StatusOK {
@@ -252,7 +252,7 @@ func TestButton(t *testing.T) {
 func TestButtonRefused(t *testing.T) {
 	t.Parallel()
 	f := newFakeSlack(t)
-	resp := newResponses(t)
+	resp := newResponses(t, f)
 	exec := &fakeExec{reply: bot.Reply{Text: "amy may not promote papi/prod3", Command: "promote", Changed: true}}
 	b, r := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), exec)
 	serve(r, signedRequest("/slack/interactions", secret, buttonBody(t, resp.URL), time.Now()))

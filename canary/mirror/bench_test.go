@@ -4,31 +4,32 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 )
 
+// benchBackend is the backend of the benchmarks: a real HTTP server answering 101 bytes,
+// like bench/mirror's backends.
+func benchBackend(b *testing.B) *httptest.Server {
+	body := strings.Repeat("x", 100) + "\n"
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }))
+	b.Cleanup(s.Close)
+	return s
+}
+
 // BenchmarkProxy measures a request through the proxy with mirroring off and on (fast
-// shadow). The side-by-side comparison with nginx is bench/mirror.
+// shadow), end to end over HTTP. The side-by-side comparison with nginx is bench/mirror.
 func BenchmarkProxy(b *testing.B) {
-	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	primary := httptest.NewServer(ok)
-	defer primary.Close()
-	shadow := httptest.NewServer(ok)
-	defer shadow.Close()
+	primary, shadow := benchBackend(b), benchBackend(b)
 	for _, on := range []bool{false, true} {
 		name := map[bool]string{false: "off", true: "fast-shadow"}[on]
 		b.Run(name, func(b *testing.B) {
-			p, err := New(primary.URL, Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer p.Close()
-			if on {
-				p.SetShadow([]string{shadow.URL})
-			}
+			p := benchProxy(b, primary.URL, on, shadow.URL)
 			front := httptest.NewServer(p)
 			defer front.Close()
 			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					resp, err := c.Get(front.URL + "/x")
@@ -39,6 +40,66 @@ func BenchmarkProxy(b *testing.B) {
 					resp.Body.Close()
 				}
 			})
+			drain(b, p)
 		})
 	}
 }
+
+// BenchmarkServeHTTP is the proxy's own cost per request: ServeHTTP called directly (no
+// client or front server), with the copies' cost counted by waiting until every queued
+// copy was sent before the clock stops. The difference between "off" and "fast-shadow"
+// is what mirroring costs per request (the shadow backend's own work included, as it is
+// in bench/mirror).
+func BenchmarkServeHTTP(b *testing.B) {
+	primary, shadow := benchBackend(b), benchBackend(b)
+	for _, on := range []bool{false, true} {
+		name := map[bool]string{false: "off", true: "fast-shadow"}[on]
+		b.Run(name, func(b *testing.B) {
+			p := benchProxy(b, primary.URL, on, shadow.URL)
+			req := httptest.NewRequest(http.MethodGet, "http://proxy/x?id=1", nil)
+			req.Header.Set("User-Agent", "bench")
+			req.Header.Set("Accept", "*/*")
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				clear(w.h)
+				p.ServeHTTP(w, req)
+			}
+			drain(b, p)
+		})
+	}
+}
+
+func benchProxy(b *testing.B, primary string, on bool, shadow string) *Proxy {
+	p, err := New(primary, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	if on {
+		if err := p.SetShadow([]string{shadow}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return p
+}
+
+// drain waits until every queued copy was sent, so the copies' cost is in the timing.
+func drain(b *testing.B, p *Proxy) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		s := p.Stats()
+		if s.Mirrored+s.Skipped >= s.Queued {
+			return
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	b.Fatalf("copies not sent after 10s: %+v", p.Stats())
+}
+
+// discardWriter is the cheapest http.ResponseWriter: it keeps nothing.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}

@@ -14,9 +14,11 @@ const (
 	tripRest  = time.Second
 )
 
-// target is one shadow with its breaker.
+// target is one shadow with its breaker and its idle connections.
 type target struct {
 	url   string
+	ep    endpoint
+	conns pool
 	fails atomic.Int32
 	until atomic.Int64 // unix nanoseconds; copies are shed before this
 }

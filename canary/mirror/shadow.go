@@ -2,26 +2,21 @@ package mirror
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"io"
-	"net/http"
 	"time"
 )
 
-// job is one copy waiting for a worker: the request to replay and how the primary answered.
+// job is one copy waiting for a worker: the request to replay, encoded (see client.go),
+// and how the primary answered.
 type job struct {
 	target      *target
+	req         *[]byte
 	method, uri string
-	header      http.Header
 	epoch       uint64
 	primary     Result
 	primaryHash []byte
 }
-
-// hopHeaders are connection-level headers that are not copied to the shadow.
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 func (p *Proxy) work() {
 	defer p.wg.Done()
@@ -31,21 +26,21 @@ func (p *Proxy) work() {
 			return
 		case j := <-p.jobs:
 			p.send(j)
+			putRequestBuf(j.req)
 		}
 	}
 }
 
-// send replays j on one shadow target and records the comparison.
+// send replays j on its shadow target and records the comparison.
 func (p *Proxy) send(j job) {
 	if j.epoch != p.epoch.Load() {
 		p.rec.skipped.Add(1)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
-	defer cancel()
 	r := Record{Time: time.Now(), Method: j.method, URI: j.uri, Target: j.target.url, Primary: j.primary}
-	r.Shadow, r.BodyMatch = p.shadow(ctx, j.target.url, j)
-	j.target.result(r.Shadow.Err == "", time.Now())
+	r.Shadow, r.BodyMatch = p.shadow(r.Time, j)
+	end := r.Time.Add(r.Shadow.Latency)
+	j.target.result(r.Shadow.Err == "", end)
 	r.StatusMatch = r.Shadow.Err == "" && r.Shadow.Status == j.primary.Status
 	if !p.opts.CompareBody || r.Shadow.Err != "" {
 		r.BodyMatch = r.StatusMatch
@@ -53,31 +48,26 @@ func (p *Proxy) send(j job) {
 	p.rec.add(r, p.opts.CompareBody)
 }
 
-func (p *Proxy) shadow(ctx context.Context, target string, j job) (Result, bool) {
-	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, j.method, target+j.uri, nil)
-	if err != nil {
-		return Result{Err: err.Error(), Latency: time.Since(start)}, false
-	}
-	req.Header = j.header
-	for _, h := range hopHeaders {
-		req.Header.Del(h)
-	}
-	req.Header.Set("X-Immunity-Mirror", "1")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return Result{Err: err.Error(), Latency: time.Since(start)}, false
-	}
-	defer resp.Body.Close()
-	h := sha256.New()
-	var dst io.Writer = io.Discard
+// shadow sends j and says how the shadow answered and, when bodies are compared,
+// whether its body hashed as the primary's did.
+func (p *Proxy) shadow(start time.Time, j job) (Result, bool) {
+	var body io.Writer = io.Discard
 	if p.opts.CompareBody {
-		dst = h
+		h := sha256.New()
+		body = h
+		defer func() { j.primaryHash = nil }()
+		status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, h)
+		res := result(status, err, start)
+		return res, res.Err == "" && bytes.Equal(h.Sum(nil), j.primaryHash)
 	}
-	_, err = io.Copy(dst, resp.Body)
-	res := Result{Status: resp.StatusCode, Latency: time.Since(start)}
+	status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, body)
+	return result(status, err, start), false
+}
+
+func result(status int, err error, start time.Time) Result {
+	r := Result{Status: status, Latency: time.Since(start)}
 	if err != nil {
-		res.Err = "reading the shadow's body: " + err.Error()
+		r.Err = err.Error()
 	}
-	return res, p.opts.CompareBody && bytes.Equal(h.Sum(nil), j.primaryHash)
+	return r
 }

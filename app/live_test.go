@@ -1,0 +1,102 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/immunity-app/immunity/pipeline"
+)
+
+// readEvent reads an SSE stream up to the next data line.
+func readEvent(t *testing.T, r *bufio.Reader) string {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the event stream: %v", err)
+		}
+		if data, ok := strings.CutPrefix(line, "data: "); ok {
+			return strings.TrimSpace(data)
+		}
+	}
+}
+
+func TestEventStreamDeliversAnEngineEvent(t *testing.T) {
+	t.Parallel()
+	in := openTest(t)
+	srv := httptest.NewServer(in.Server.Handler())
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/events", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type = %q", ct)
+	}
+	r := bufio.NewReader(resp.Body)
+	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "retry:") {
+		t.Fatalf("first line %q, want the retry hint", line)
+	}
+	// The stream is subscribed once its first bytes arrive: the engine's event reaches it.
+	if _, err := in.Engine.Lock(ctx, pipeline.Actor{Name: "ada", Via: "cli"}, "papi", "prod3", "freeze"); err != nil {
+		t.Fatal(err)
+	}
+	data := readEvent(t, r)
+	for _, want := range []string{`"kind":"region.locked"`, `"app":"papi"`, `"region":"prod3"`, `"seq":1`} {
+		if !strings.Contains(data, want) {
+			t.Errorf("event %s lacks %s", data, want)
+		}
+	}
+}
+
+func TestLiveDropsABrowserThatFallsBehind(t *testing.T) {
+	t.Parallel()
+	l := NewLive()
+	slow, _ := l.Subscribe()
+	fast, leave := l.Subscribe()
+	defer leave()
+	ev := pipeline.Event{Kind: pipeline.Logged, App: "papi", Message: "line"}
+	for i := 0; i < liveBuffer+1; i++ {
+		l.Notify(context.Background(), ev) // never waits for anyone
+		<-fast
+	}
+	n := 0
+	for range slow { // closed once dropped
+		n++
+	}
+	if n != liveBuffer || l.Dropped() != 1 || l.Clients() != 1 {
+		t.Fatalf("slow browser got %d events before being dropped (want %d); dropped %d, clients %d", n, liveBuffer, l.Dropped(), l.Clients())
+	}
+}
+
+func TestShutdownEndsEventStreams(t *testing.T) {
+	t.Parallel()
+	in := openTest(t)
+	ln, err := in.Server.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- in.Server.Serve(ctx, ln) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/api/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	bufio.NewReader(resp.Body).ReadString('\n')
+	stop()
+	// Without closing its streams, Shutdown would wait out its drain deadline and fail.
+	if err := <-served; err != nil {
+		t.Fatalf("Serve after shutdown with a browser watching: %v", err)
+	}
+}

@@ -165,6 +165,7 @@ func loadServeConfig(file string) (*pipeline.Config, error) {
 	}
 	if file != "" {
 		cfg.GitHub.ResolvePaths(filepath.Dir(file))
+		cfg.Slack.ResolvePaths(filepath.Dir(file))
 	}
 	if err := cfg.GitHub.FromEnv(os.Getenv); err != nil {
 		return nil, err

@@ -34,6 +34,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"metricValue":  metricValue,
 	"stateClass":   stateClass,
 	"icon":         func(name string) string { return threadIcons[name] },
+	"iconClass":    iconClass,
 	"took":         took,
 	"verdictTable": func(v *judge.Verdict) string { return bot.VerdictTable(*v) },
 }).ParseFS(webFS, "web/*.html"))
@@ -51,10 +52,22 @@ func asset(c *gin.Context) {
 	c.Data(http.StatusOK, ct, b)
 }
 
-// threadIcons draw the thread's icons as Slack's emoji do.
+// threadIcons draw the thread's icons with symbols every font has, coloured by iconClass.
 var threadIcons = map[string]string{
-	bot.IconPending: "⚪", bot.IconRunning: "🔄", bot.IconWaiting: "⏸️", bot.IconOK: "✅", bot.IconFailed: "❌",
-	bot.IconSkipped: "➖", bot.IconBack: "↩️", bot.IconLock: "🔒", bot.IconUnlock: "🔓", bot.IconGo: "🚀",
+	bot.IconPending: "○", bot.IconRunning: "▶", bot.IconWaiting: "⏸", bot.IconOK: "✓", bot.IconFailed: "✗",
+	bot.IconSkipped: "–", bot.IconBack: "↩", bot.IconLock: "⊘", bot.IconUnlock: "○", bot.IconGo: "→",
+}
+
+var iconClasses = map[string]string{
+	bot.IconRunning: "run", bot.IconWaiting: "warn", bot.IconOK: "ok", bot.IconFailed: "bad", bot.IconBack: "bad",
+	bot.IconLock: "bad", bot.IconGo: "run",
+}
+
+func iconClass(name string) string {
+	if c, ok := iconClasses[name]; ok {
+		return c
+	}
+	return "idle"
 }
 
 // stateClass colours a state: ok, bad, warn, run or idle.

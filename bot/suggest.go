@@ -65,3 +65,10 @@ func unknownName(kind, name string, known []string, in string) string {
 	}
 	return fmt.Sprintf("no %s %q%s; expected one of %s", kind, clip(name), where, strings.Join(known, ", "))
 }
+
+// SuggestCommand returns the commands a mistyped command word probably meant ("promtoe":
+// promote), best first; none when it is not close to any. GitHub comments use it to tell
+// a typo from another bot's command.
+func SuggestCommand(word string) []string {
+	return suggest(strings.ToLower(word), commandNames())
+}

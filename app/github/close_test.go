@@ -36,7 +36,7 @@ func startSlow(t *testing.T) (*harness, *blockingCommands) {
 	h.fake.SetPermission("Codertocat", "write")
 	cmds := &blockingCommands{entered: make(chan struct{}), release: make(chan struct{})}
 	h.app.cmd = cmds
-	body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 42})
+	body := h.prComment(t, "/promote prod3")
 	req, _ := http.NewRequest("POST", h.http.URL+"/webhooks/github", bytes.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "issue_comment")
 	req.Header.Set("X-GitHub-Delivery", "slow")

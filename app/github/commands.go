@@ -21,7 +21,8 @@ var commandWords = map[string]bool{
 }
 
 // commandLine returns the command in a comment body: its first non-empty line when that
-// starts with /WORD for a known WORD, or with /immunity or @immunity.
+// starts with /WORD for a known WORD or a near miss of one (`/promtoe`, answered with
+// "did you mean"), or with /immunity or @immunity.
 func commandLine(body string) (string, bool) {
 	for _, line := range strings.Split(body, "\n") {
 		line = strings.TrimSpace(line)
@@ -34,7 +35,7 @@ func commandLine(body string) (string, bool) {
 			return line, true
 		}
 		name, ok := strings.CutPrefix(w, "/")
-		return line, ok && commandWords[name]
+		return line, ok && (commandWords[name] || len(bot.SuggestCommand(name)) > 0)
 	}
 	return "", false
 }
@@ -82,6 +83,14 @@ func (c conversation) mayWrite(ctx context.Context) (bool, string, error) {
 // when one failed or was refused, confused when a command could not be run at all.
 func (a *App) runCommands(ctx context.Context, c conversation, app string, lines []string) (string, error) {
 	a.react(ctx, c, "eyes")
+	for _, l := range lines {
+		// A command that does not parse changes nothing: say why at once, whoever typed it.
+		if _, err := bot.Parse(l, app); err != nil {
+			a.react(ctx, c, "confused")
+			a.say(ctx, c, fmt.Sprintf("@%s %v", c.login, err))
+			return "not understood: " + l, nil
+		}
+	}
 	ok, level, err := c.mayWrite(ctx)
 	if err != nil {
 		a.react(ctx, c, "confused")

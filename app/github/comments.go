@@ -71,7 +71,7 @@ func pullCommit(ctx context.Context, cl *gh.Client, owner, name string, number i
 // without --release, a deploy without a SHA, a rollback without a region. Lines that do
 // not parse are left to the command layer, which explains them.
 func needsCommit(line, app string) bool {
-	p, err := bot.Parse(line, orDash(app))
+	p, err := bot.Parse(line, app)
 	if err != nil {
 		return false
 	}
@@ -82,14 +82,6 @@ func needsCommit(line, app string) bool {
 		return p.Region == ""
 	}
 	return false
-}
-
-// orDash stands in for the app when the repo implies none, so parsing keeps the comment form.
-func orDash(app string) string {
-	if app == "" {
-		return "-"
-	}
-	return app
 }
 
 // onCommitComment runs a command typed on a commit: `/promote` approves that commit's

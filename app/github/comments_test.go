@@ -1,6 +1,7 @@
 package github
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -13,23 +14,25 @@ import (
 
 const hello = "/repos/Codertocat/Hello-World"
 
-// TestPromoteComment: a /promote comment by a writer is acknowledged, checked, run and
-// answered; every request valid against GitHub's description.
+// TestPromoteComment: a /promote comment on a pull request by a writer is acknowledged,
+// checked, run for the PR's head commit and answered; every request valid against
+// GitHub's description.
 func TestPromoteComment(t *testing.T) {
 	t.Parallel()
 	contract := githubtest.LoadContract(t)
 	h := newHarness(t)
 	h.fake.SetPermission("Codertocat", "write")
-	body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3\r\nthanks!", "installation.id": 42})
-	h.post(t, "issue_comment", "c1", body, "")
+	h.post(t, "issue_comment", "c1", h.prComment(t, "/promote prod3\r\nthanks!"), "")
 
-	want := []bot.Request{{Actor: pipeline.Actor{Name: "Codertocat", Via: "github", GitHubLogin: "Codertocat"}, App: "papi", Text: "/promote prod3"}}
+	want := []bot.Request{{Actor: pipeline.Actor{Name: "Codertocat", Via: "github", GitHubLogin: "Codertocat"}, App: "papi", Text: "/promote prod3",
+		SHA: prHead, SHASource: "the head of pull request #1"}}
 	if d := cmp.Diff(want, h.cmds.Requests()); d != "" {
 		t.Errorf("commands (-want +got):\n%s", d)
 	}
 	wantCalls := []string{
 		"POST " + hello + "/issues/comments/492700400/reactions",
 		"GET " + hello + "/collaborators/Codertocat/permission",
+		"GET " + hello + "/pulls/1",
 		"POST " + hello + "/issues/comments/492700400/reactions",
 		"POST " + hello + "/issues/1/comments",
 	}
@@ -44,6 +47,103 @@ func TestPromoteComment(t *testing.T) {
 		t.Errorf("reply: %v", r)
 	}
 	contract.ValidateAll(t, h.fake)
+}
+
+// TestPromoteMergedPull: once a pull request is merged, its commands are about the merge
+// commit, the commit the push to the default branch deployed.
+func TestPromoteMergedPull(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.fake.SetPermission("Codertocat", "write")
+	body := h.prComment(t, "/promote")
+	const merge = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+	h.fake.SetPull("Codertocat/Hello-World", 1, githubtest.Pull{Head: prHead, Merged: true, MergeCommit: merge})
+	h.post(t, "issue_comment", "m1", body, "")
+	r := h.cmds.Requests()
+	if len(r) != 1 || r[0].SHA != merge || r[0].SHASource != "the merge commit of pull request #1" {
+		t.Errorf("commands %+v; want one for the merge commit %s", r, merge)
+	}
+}
+
+// TestPullRequestGone: when the pull request cannot be read, nothing runs and the
+// commenter is told why.
+func TestPullRequestGone(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.fake.SetPermission("Codertocat", "write")
+	body := h.prComment(t, "/promote prod3")
+	h.fake.FailCall("GET "+hello+"/pulls/1", githubtest.Fault{Status: 404, Body: `{"message":"Not Found"}`})
+	h.post(t, "issue_comment", "g1", body, "")
+	if n := len(h.cmds.Requests()); n != 0 {
+		t.Errorf("ran %d commands without knowing the pull request's commit", n)
+	}
+	reply := h.fake.Find("POST " + hello + "/issues/1/comments")
+	if len(reply) != 1 || !strings.Contains(reply[0].JSON()["body"].(string), "could not find the commit") {
+		t.Errorf("reply: %v", reply)
+	}
+	if got := h.deliveries(t)["g1"]; got != "failed" {
+		t.Errorf("delivery %q, want failed (GitHub may redeliver it)", got)
+	}
+}
+
+// TestReleaseCommandOnIssue: an issue has no commit: /promote there is answered with
+// where it works and runs nothing; commands that need no commit still run.
+func TestReleaseCommandOnIssue(t *testing.T) {
+	t.Parallel()
+	contract := githubtest.LoadContract(t)
+	h := newHarness(t)
+	h.fake.SetPermission("Codertocat", "write")
+	h.post(t, "issue_comment", "i1", fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 42}), "")
+	if n := len(h.cmds.Requests()); n != 0 {
+		t.Errorf("/promote on an issue ran %d commands", n)
+	}
+	wantCalls := []string{"POST " + hello + "/issues/comments/492700400/reactions", "POST " + hello + "/issues/1/comments"}
+	if d := cmp.Diff(wantCalls, h.fake.Calls()); d != "" {
+		t.Errorf("GitHub calls (-want +got):\n%s", d)
+	}
+	if r := h.fake.Find("POST " + hello + "/issues/comments/492700400/reactions"); len(r) != 1 || r[0].JSON()["content"] != "confused" {
+		t.Errorf("reactions: %v; want confused", r)
+	}
+	if r := h.fake.Find("POST " + hello + "/issues/1/comments"); len(r) != 1 || !strings.Contains(r[0].JSON()["body"].(string), "works on a pull request or a commit") {
+		t.Errorf("reply: %v", r)
+	}
+	contract.ValidateAll(t, h.fake)
+
+	for i, text := range []string{"/status", "/lock prod3 release freeze", "/rollback prod3", "/promote prod3 --release 1a2b3c4"} {
+		body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": text, "installation.id": 42, "comment.id": 500 + i})
+		h.post(t, "issue_comment", fmt.Sprintf("i%d", i+2), body, "")
+	}
+	var got []string
+	for _, r := range h.cmds.Requests() {
+		got = append(got, r.Text+" @"+r.SHA)
+	}
+	want := []string{"/status @", "/lock prod3 release freeze @", "/rollback prod3 @", "/promote prod3 --release 1a2b3c4 @"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("commands that need no commit (-want +got):\n%s", d)
+	}
+}
+
+// TestCommitCommentReplyForbidden: the manifest grants contents: read only, and GitHub
+// needs contents: write for a commit comment. The refused reply is made visible: a
+// confused reaction on the command.
+func TestCommitCommentReplyForbidden(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.fake.SetPermission("Codertocat", "write")
+	const sha = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+	h.fake.FailCall("POST "+hello+"/commits/"+sha+"/comments", githubtest.Fault{Status: 403,
+		Body: `{"message":"Resource not accessible by integration","documentation_url":"https://docs.github.com/rest/commits/comments#create-a-commit-comment"}`})
+	h.post(t, "commit_comment", "cc403", fixture(t, "commit_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 42}), "")
+	if n := len(h.fake.Find("POST " + hello + "/commits/" + sha + "/comments")); n != 1 {
+		t.Errorf("reply tried %d times, want once (a 403 refusal is not retried)", n)
+	}
+	var got []string
+	for _, r := range h.fake.Find("POST " + hello + "/comments/33548674/reactions") {
+		got = append(got, r.JSON()["content"].(string))
+	}
+	if d := cmp.Diff([]string{"eyes", "+1", "confused"}, got); d != "" {
+		t.Errorf("reactions (-want +got):\n%s", d)
+	}
 }
 
 // TestReadOnlyRefused: a read-only commenter changes nothing; the refusal is audited and
@@ -76,7 +176,7 @@ func TestReadOnlyRefused(t *testing.T) {
 func TestNotACommand(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	for i, text := range []string{"You are totally right!", "/cc @octocat", "", "  \n"} {
+	for i, text := range []string{"You are totally right!", "/cc @octocat", "", "  \n", "/hold", "/lgtm", "/retest", "/approve", "/assign @octocat", "/label bug", "/close", "/unhold"} {
 		body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": text, "installation.id": 42})
 		h.post(t, "issue_comment", "n"+string(rune('a'+i)), body, "")
 	}
@@ -84,6 +184,24 @@ func TestNotACommand(t *testing.T) {
 	h.post(t, "issue_comment", "edited", edited, "")
 	if len(h.cmds.Requests()) != 0 || len(h.fake.Requests()) != 0 {
 		t.Errorf("plain comments caused commands %v, calls %v", h.cmds.Requests(), h.fake.Calls())
+	}
+}
+
+// TestTypoInComment: a near miss of a command is answered with "did you mean" and runs
+// nothing; no permission is needed to be told.
+func TestTypoInComment(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.post(t, "issue_comment", "t1", h.prComment(t, "/promtoe prod3"), "")
+	if n := len(h.cmds.Requests()); n != 0 {
+		t.Errorf("a mistyped command ran %d commands", n)
+	}
+	wantCalls := []string{"POST " + hello + "/issues/comments/492700400/reactions", "POST " + hello + "/issues/comments/492700400/reactions", "POST " + hello + "/issues/1/comments"}
+	if d := cmp.Diff(wantCalls, h.fake.Calls()); d != "" {
+		t.Errorf("GitHub calls (-want +got):\n%s", d)
+	}
+	if r := h.fake.Find("POST " + hello + "/issues/1/comments"); len(r) != 1 || !strings.Contains(r[0].JSON()["body"].(string), "did you mean `promote`?") {
+		t.Errorf("reply: %v", r)
 	}
 }
 
@@ -128,7 +246,7 @@ func TestCheckRunButtons(t *testing.T) {
 		"check_run.external_id": "run/7/prod3", "check_run.name": "immunity / prod3", "requested_action.identifier": "promote"})
 	h.post(t, "check_run", "b1", body, "")
 	want := []bot.Request{{Actor: pipeline.Actor{Name: "codebytere", Via: "button", GitHubLogin: "codebytere"}, App: "electron",
-		Text: "/promote prod3 --release 5bd5f196a46b8222fb7484f05faba41a73cf34bd", SHA: "5bd5f196a46b8222fb7484f05faba41a73cf34bd"}}
+		Text: "/promote prod3 --release 5bd5f196a46b8222fb7484f05faba41a73cf34bd", SHA: "5bd5f196a46b8222fb7484f05faba41a73cf34bd", SHASource: "this check run's commit"}}
 	if d := cmp.Diff(want, h.cmds.Requests()); d != "" {
 		t.Errorf("commands (-want +got):\n%s", d)
 	}

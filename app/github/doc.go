@@ -8,9 +8,11 @@
 // or push (dedupe key), does nothing. Events become engine calls:
 //
 //	push on an app's branch           → Engine.StartRun
-//	issue_comment / commit_comment    → a command (/promote prod3, /rollback, /lock …)
+//	issue_comment / commit_comment    → a command (/promote prod3, /rollback, /lock …) about
+//	                                    the commit commented on, or a pull request's head
 //	check_run requested_action        → the same command, from the check run's buttons
 //	check_run rerequested             → Engine.Rerun of that region's stage
+//	check_suite rerequested           → Engine.Rerun of each failed stage of that commit's run
 //	installation(_repositories)       → which installation serves which repo
 //
 // Every command first checks the sender's permission on the repo (write, maintain or

@@ -135,7 +135,21 @@ func TestEndToEnd(t *testing.T) {
 	waitRun(t, eng, "waiting")
 	flushReports(t, rep)
 
-	comment := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 1})
+	// A /promote on a pull request whose head is not the release waiting promotes nothing
+	// and says which release is waiting.
+	comment := h.prComment(t, "/promote prod3")
+	h.post(t, "issue_comment", "e2e-promote-other", comment, "")
+	replies := fake.Find("POST " + hello + "/issues/1/comments")
+	if len(replies) != 1 || !strings.Contains(replies[0].JSON()["body"].(string), "The head of pull request #1 (ec26c3e) is not the release waiting for promotion to prod3") {
+		t.Errorf("reply to /promote of a PR whose head does not wait: %v", replies)
+	}
+	if runs, _ := eng.Runs(ctx, "papi", false, 1); len(runs) != 1 || runs[0].State != "waiting" {
+		t.Fatalf("after a /promote of another commit: %v, want the run still waiting", runs)
+	}
+	// The /promote typed on the pull request whose head is the pushed commit promotes it.
+	comment = fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 1, "comment.id": 492700401,
+		"issue.pull_request": map[string]any{"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}})
+	fake.SetPull("Codertocat/Hello-World", 1, githubtest.Pull{Head: sha})
 	h.post(t, "issue_comment", "e2e-promote", comment, "")
 	run := waitRun(t, eng, "succeeded")
 	flushReports(t, rep)
@@ -163,7 +177,7 @@ func TestEndToEnd(t *testing.T) {
 			reply = append(reply, req)
 		}
 	}
-	if len(reply) != 1 || !strings.Contains(string(reply[0].Body), "prod3") {
+	if len(reply) != 2 || !strings.Contains(reply[1].JSON()["body"].(string), "promoted papi 6113728 to prod3") {
 		t.Errorf("reply to /promote: %v", reply)
 	}
 	t.Logf("%d requests to GitHub:\n%s", len(fake.Requests()), strings.Join(fake.Calls(), "\n"))

@@ -224,6 +224,23 @@ func setPath(m map[string]any, path string, v any) {
 	}
 }
 
+// prHead is the head commit of pull request #1 in the fake.
+const prHead = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+
+// prComment is the issue_comment fixture made a comment on pull request #1 (GitHub marks
+// an issue that is a pull request with issue.pull_request), whose head the fake knows.
+func (h *harness) prComment(t testing.TB, text string) []byte {
+	t.Helper()
+	h.fake.SetPull("Codertocat/Hello-World", 1, githubtest.Pull{Head: prHead})
+	return fixture(t, "issue_comment.created.json", map[string]any{"comment.body": text, "installation.id": 42,
+		"issue.pull_request": map[string]any{
+			"url":       "https://api.github.com/repos/Codertocat/Hello-World/pulls/1",
+			"html_url":  "https://github.com/Codertocat/Hello-World/pull/1",
+			"diff_url":  "https://github.com/Codertocat/Hello-World/pull/1.diff",
+			"patch_url": "https://github.com/Codertocat/Hello-World/pull/1.patch",
+		}})
+}
+
 func (h *harness) deliveries(t *testing.T) map[string]string {
 	t.Helper()
 	rows, err := h.store.DB().Query(`SELECT id, state FROM github_deliveries`)

@@ -22,7 +22,7 @@ func Manifest(name, serverURL string) map[string]any {
 		},
 		"redirect_url": base + "/github/setup/callback",
 		"default_events": []any{
-			"check_run", "commit_comment", "issue_comment", "push",
+			"check_run", "check_suite", "commit_comment", "issue_comment", "push",
 		},
 		"default_permissions": map[string]any{
 			"checks":        "write",

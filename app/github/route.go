@@ -12,8 +12,11 @@ import (
 
 // handle routes one verified delivery and says what it did.
 func (a *App) handle(ctx context.Context, event string, body []byte) (string, error) {
-	if event == "check_run" {
+	switch event {
+	case "check_run":
 		return a.onCheckRun(ctx, body)
+	case "check_suite":
+		return a.onCheckSuite(ctx, body)
 	}
 	payload, err := gh.ParseWebHook(event, body)
 	if err != nil {

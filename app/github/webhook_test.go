@@ -92,7 +92,7 @@ func TestDuplicates(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.fake.SetPermission("Codertocat", "write")
-	body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 42})
+	body := h.prComment(t, "/promote prod3")
 	for _, id := range []string{"d1", "d1", "d2"} {
 		h.post(t, "issue_comment", id, body, "")
 	}
@@ -137,7 +137,7 @@ func TestRedeliverFailed(t *testing.T) {
 	h := newHarness(t)
 	h.fake.SetPermission("Codertocat", "write")
 	h.fake.FailNext(githubtest.Fault{Status: 404, Body: `{"message":"Not Found"}`}, githubtest.Fault{Status: 404, Body: `{"message":"Not Found"}`}) // the installation token, twice: the eyes reaction and the permission check fail
-	body := fixture(t, "issue_comment.created.json", map[string]any{"comment.body": "/promote prod3", "installation.id": 42})
+	body := h.prComment(t, "/promote prod3")
 	h.post(t, "issue_comment", "f1", body, "")
 	if got := h.deliveries(t)["f1"]; got != "failed" {
 		t.Fatalf("delivery state %q, want failed (GitHub refused the permission check)", got)

@@ -6,7 +6,8 @@
 // (slack.NewSecretsVerifier, constant-time compare). A slash command is answered at once
 // with an ephemeral "working on it"; the command runs on a tracked goroutine through
 // bot.Commands (the same grammar and access checks as GitHub comments and the CLI) and
-// is answered through the response_url, in the channel when it changed a region. A
+// is answered through the response_url (followed only when it is Slack's: https on
+// hooks.slack.com, or the configured API URL's host), in the channel when it changed a region. A
 // button press runs the command in the button's value the same way, as the person who
 // pressed it, and rewrites the message to show who did.
 //

@@ -201,3 +201,52 @@ func TestRateLimited(t *testing.T) {
 		t.Errorf("%d messages posted; want 9", n)
 	}
 }
+
+// TestRateLimitedUpdate: a chat.update answered 429 is retried after Retry-After, so the
+// root message still ends showing the run's last state. The 429 hits the update of the
+// last event that changes the root: dropping it would leave the root one state behind.
+func TestRateLimitedUpdate(t *testing.T) {
+	t.Parallel()
+	evs := runEvents(t)
+	// play notifies the events up to limitAt (all when -1) one at a time, rate-limiting
+	// the update made from event limitAt; it returns the root's last blocks and the events
+	// after which an update was made. Ending there leaves no later event to repair a
+	// dropped update.
+	play := func(limitAt int) (json.RawMessage, []int) {
+		f := newFakeSlack(t)
+		b, _ := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), &fakeExec{})
+		b.charts = false
+		var at []int
+		for i, ev := range evs {
+			if limitAt >= 0 && i > limitAt {
+				break
+			}
+			if i == limitAt {
+				f.mu.Lock()
+				f.limited["chat.update"] = 1
+				f.mu.Unlock()
+			}
+			before := countMethod(f.Calls(), "chat.update")
+			b.Notify(context.Background(), ev)
+			b.Flush(t.Context())
+			if countMethod(f.Calls(), "chat.update") > before {
+				at = append(at, i)
+			}
+		}
+		var last json.RawMessage
+		for _, c := range f.Calls() {
+			if c.Method == "chat.update" {
+				last = c.Blocks
+			}
+		}
+		return last, at
+	}
+	want, at := play(-1)
+	if len(at) == 0 {
+		t.Fatal("the run's root was never updated")
+	}
+	got, _ := play(at[len(at)-1])
+	if string(got) != string(want) {
+		t.Errorf("after a rate-limited chat.update the root shows\n%s\nwant\n%s", got, want)
+	}
+}

@@ -104,8 +104,8 @@ func parseEndpoint(u *url.URL) (endpoint, error) {
 	return e, nil
 }
 
-func (e endpoint) dial(timeout time.Duration) (*shadowConn, error) {
-	d := &net.Dialer{Timeout: min(2*time.Second, timeout), KeepAlive: 30 * time.Second}
+func (e endpoint) dial(deadline time.Time) (*shadowConn, error) {
+	d := &net.Dialer{Timeout: 2 * time.Second, Deadline: deadline, KeepAlive: 30 * time.Second}
 	var c net.Conn
 	var err error
 	if e.tls {
@@ -173,21 +173,21 @@ func putRequestBuf(b *[]byte) {
 var headRequest = &http.Request{Method: http.MethodHead}
 
 // roundTrip sends the encoded copy to t and reads the answer's body into body (which
-// may be io.Discard). A kept-alive connection that turns out closed is retried once on
-// a new one: every mirrored method is safe.
+// may be io.Discard), all within timeout. A kept-alive connection that turns out closed
+// is retried once on a new one: every mirrored method is safe.
 func (t *target) roundTrip(req []byte, method string, timeout time.Duration, body io.Writer) (int, error) {
-	c, reused := t.conns.get(time.Now()), true
-	if c == nil {
-		reused = false
-	}
+	now := time.Now()
+	deadline := now.Add(timeout)
+	c := t.conns.get(now)
+	reused := c != nil
 	for {
 		if c == nil {
 			var err error
-			if c, err = t.ep.dial(timeout); err != nil {
-				return 0, err
+			if c, err = t.ep.dial(deadline); err != nil {
+				return 0, timeoutErr(err, timeout)
 			}
 		}
-		status, keep, sent, err := exchange(c, req, method, timeout, body)
+		status, keep, sent, err := exchange(c, req, method, deadline, body)
 		if keep {
 			t.conns.put(c, time.Now())
 		} else {
@@ -203,8 +203,8 @@ func (t *target) roundTrip(req []byte, method string, timeout time.Duration, bod
 // exchange writes one request on c and reads its answer. sent says whether any of the
 // answer arrived (so a failure is the shadow's, not a stale connection's); keep whether
 // c may carry another request.
-func exchange(c *shadowConn, req []byte, method string, timeout time.Duration, body io.Writer) (status int, keep, sent bool, err error) {
-	if err = c.SetDeadline(time.Now().Add(timeout)); err != nil {
+func exchange(c *shadowConn, req []byte, method string, deadline time.Time, body io.Writer) (status int, keep, sent bool, err error) {
+	if err = c.SetDeadline(deadline); err != nil {
 		return 0, false, false, err
 	}
 	if _, err = c.Write(req); err != nil {

@@ -5,10 +5,10 @@
 // one shadow target (round robin over the targets) once the primary has answered: the
 // copy is put on a bounded queue with a non-blocking send (dropped and counted when the
 // queue is full) and sent by a small pool of workers over keep-alive connections with a
-// timeout. A shadow failing at the transport level (dead, refusing, timing out) several
-// times in a row rests for a second, its copies shed and counted (see breaker.go). So
-// the primary never waits for a shadow, whether it is fast, slow or dead, and a dead one
-// costs next to nothing. The primary's request gets the usual reverse-proxy treatment
+// timeout by a small HTTP/1.1 client of the package's own (client.go). A shadow failing
+// at the transport level (dead, refusing, timing out) several times in a row rests for
+// a second, its copies shed and counted (see breaker.go). So the primary never waits
+// for a shadow, whether it is fast, slow or dead, and a dead one costs next to nothing. The primary's request gets the usual reverse-proxy treatment
 // (httputil.ReverseProxy: hop-by-hop headers dropped, X-Forwarded-For added).
 //
 // For each mirrored request the mirror records the status and latency of the primary and
@@ -70,7 +70,6 @@ type Proxy struct {
 	opts    Options
 	safe    map[string]bool
 	rp      *httputil.ReverseProxy
-	client  *http.Client
 
 	targets atomic.Pointer[[]*target] // nil or empty: mirroring off
 	epoch   atomic.Uint64             // bumped by every switch; stale queued copies are skipped
@@ -101,10 +100,6 @@ func New(primary string, o Options) (*Proxy, error) {
 	p.rp.BufferPool = bufferPool{}
 	p.rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		w.WriteHeader(http.StatusBadGateway)
-	}
-	p.client = &http.Client{
-		Transport:     newTransport(o.Workers),
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	p.rec.init(o.Keep)
 	for range o.Workers {
@@ -151,10 +146,18 @@ func (p *Proxy) SetShadow(targets []string) error {
 		if err != nil || u.Scheme == "" || u.Host == "" {
 			return fmt.Errorf("mirror: shadow %q: expected an absolute http(s) URL", t)
 		}
-		clean = append(clean, &target{url: strings.TrimRight(t, "/")})
+		ep, err := parseEndpoint(u)
+		if err != nil {
+			return fmt.Errorf("mirror: shadow %q: %w", t, err)
+		}
+		clean = append(clean, &target{url: strings.TrimRight(t, "/"), ep: ep, conns: pool{max: p.opts.Workers}})
 	}
 	p.epoch.Add(1)
-	p.targets.Store(&clean)
+	if old := p.targets.Swap(&clean); old != nil {
+		for _, t := range *old {
+			t.conns.close()
+		}
+	}
 	return nil
 }
 
@@ -178,7 +181,6 @@ func (p *Proxy) Close() error {
 		p.Off()
 		close(p.stop)
 		p.wg.Wait()
-		p.client.CloseIdleConnections()
 	})
 	return nil
 }
@@ -202,7 +204,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.rp.ServeHTTP(w, r)
 		return
 	}
-	j := job{target: t, method: r.Method, uri: r.URL.RequestURI(), header: r.Header.Clone(), epoch: p.epoch.Load()}
+	j := job{target: t, method: r.Method, uri: requestURI(r), epoch: p.epoch.Load(), req: requestBufs.Get().(*[]byte)}
+	*j.req = encodeRequest(*j.req, j.method, j.uri, t.ep.host, r.Header)
 	rw := &watch{ResponseWriter: w, status: http.StatusOK}
 	if p.opts.CompareBody {
 		rw.hash = sha256.New()
@@ -218,7 +221,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.rec.queued.Add(1)
 	default:
 		p.rec.dropped.Add(1)
+		putRequestBuf(j.req)
 	}
+}
+
+// requestURI is the path and query the copy asks for: as the client sent it when that
+// is a plain path (no allocation), else rebuilt from the parsed URL.
+func requestURI(r *http.Request) string {
+	if strings.HasPrefix(r.RequestURI, "/") {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
 }
 
 // watch passes a response through while noting its status and hashing its body.

@@ -51,17 +51,14 @@ func (p *Proxy) send(j job) {
 // shadow sends j and says how the shadow answered and, when bodies are compared,
 // whether its body hashed as the primary's did.
 func (p *Proxy) shadow(start time.Time, j job) (Result, bool) {
-	var body io.Writer = io.Discard
-	if p.opts.CompareBody {
-		h := sha256.New()
-		body = h
-		defer func() { j.primaryHash = nil }()
-		status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, h)
-		res := result(status, err, start)
-		return res, res.Err == "" && bytes.Equal(h.Sum(nil), j.primaryHash)
+	if !p.opts.CompareBody {
+		status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, io.Discard)
+		return result(status, err, start), false
 	}
-	status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, body)
-	return result(status, err, start), false
+	h := sha256.New()
+	status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, h)
+	res := result(status, err, start)
+	return res, res.Err == "" && bytes.Equal(h.Sum(nil), j.primaryHash)
 }
 
 func result(status int, err error, start time.Time) Result {

@@ -32,6 +32,7 @@ var ContractPaths = []string{
 	"/repos/{owner}/{repo}/comments/{comment_id}/reactions",
 	"/repos/{owner}/{repo}/issues/{issue_number}/comments",
 	"/repos/{owner}/{repo}/commits/{commit_sha}/comments",
+	"/repos/{owner}/{repo}/pulls/{pull_number}",
 	"/app-manifests/{code}/conversions",
 	"/orgs/{org}/installation",
 	"/orgs/{org}/teams/{team_slug}/memberships/{username}",

@@ -48,15 +48,17 @@ type Server struct {
 	mu       sync.Mutex
 	reqs     []Request
 	faults   []Fault
+	onCall   map[string][]Fault // "METHOD /path" -> faults for its next requests
 	nextID   int64
 	perms    map[string]string // login -> permission; default "read"
 	teams    map[string]bool   // "org/slug/login" -> active member
+	pulls    map[string]Pull   // "owner/repo#number" -> pull request
 	Manifest map[string]any    // the app-manifest conversion answer
 }
 
 // New starts a fake GitHub, closed with the test.
 func New(t testing.TB) *Server {
-	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}}
+	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}, pulls: map[string]Pull{}, onCall: map[string][]Fault{}}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.Server = httptest.NewServer(s.record(mux))
@@ -74,6 +76,20 @@ func (s *Server) SetPermission(login, perm string) {
 	s.perms[login] = perm
 }
 
+// Pull is a pull request the fake knows: its head commit and, once merged, its merge commit.
+type Pull struct {
+	Head, Branch string // head commit and branch
+	Merged       bool
+	MergeCommit  string
+}
+
+// SetPull makes GET /repos/OWNER/REPO/pulls/NUMBER answer p (repo is "owner/repo").
+func (s *Server) SetPull(repo string, number int, p Pull) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pulls[strings.ToLower(repo)+"#"+strconv.Itoa(number)] = p
+}
+
 // AddTeamMember makes login an active member of org/slug.
 func (s *Server) AddTeamMember(org, slug, login string) {
 	s.mu.Lock()
@@ -86,6 +102,14 @@ func (s *Server) FailNext(f ...Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, f...)
+}
+
+// FailCall makes the next len(f) requests of one call ("POST /repos/o/r/commits/SHA/comments")
+// answer with the given faults, in order; other calls are answered normally.
+func (s *Server) FailCall(call string, f ...Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onCall[call] = append(s.onCall[call], f...)
 }
 
 // Requests returns what was received so far.
@@ -124,7 +148,11 @@ func (s *Server) record(next http.Handler) http.Handler {
 		s.mu.Lock()
 		s.reqs = append(s.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
 		var f *Fault
-		if len(s.faults) > 0 {
+		call := r.Method + " " + r.URL.Path
+		if fs := s.onCall[call]; len(fs) > 0 {
+			f = &fs[0]
+			s.onCall[call] = fs[1:]
+		} else if len(s.faults) > 0 {
 			f = &s.faults[0]
 			s.faults = s.faults[1:]
 		}
@@ -215,6 +243,17 @@ func (s *Server) routes(mux *http.ServeMux) {
 		}
 		reply(w, 200, map[string]any{"permission": p, "role_name": p, "user": s.user(r.PathValue("user"))})
 	})
+	mux.HandleFunc("GET /repos/{owner}/{repo}/pulls/{number}", func(w http.ResponseWriter, r *http.Request) {
+		repo := r.PathValue("owner") + "/" + r.PathValue("repo")
+		s.mu.Lock()
+		p, ok := s.pulls[strings.ToLower(repo)+"#"+r.PathValue("number")]
+		s.mu.Unlock()
+		if !ok {
+			reply(w, 404, map[string]any{"message": "Not Found", "documentation_url": "https://docs.github.com/rest/pulls/pulls#get-a-pull-request"})
+			return
+		}
+		reply(w, 200, s.pull(repo, r.PathValue("number"), p))
+	})
 	react := func(w http.ResponseWriter, r *http.Request) {
 		var in map[string]any
 		json.NewDecoder(r.Body).Decode(&in)
@@ -242,6 +281,29 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 404, map[string]any{"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
 	})
+}
+
+// pull is a pull request as GET /repos/{owner}/{repo}/pulls/{number} answers it (the
+// fields a client reads).
+func (s *Server) pull(repo, number string, p Pull) map[string]any {
+	n, _ := strconv.Atoi(number)
+	state, mergeSHA := "open", any(nil)
+	if p.Merged {
+		state, mergeSHA = "closed", p.MergeCommit
+	}
+	branch := p.Branch
+	if branch == "" {
+		branch = "changes"
+	}
+	owner, _, _ := strings.Cut(repo, "/")
+	return map[string]any{
+		"url": s.URL + "/repos/" + repo + "/pulls/" + number, "id": 279147437 + n, "node_id": "PR_1", "number": n,
+		"html_url": "https://github.com/" + repo + "/pull/" + number, "state": state, "locked": false, "title": "Update the README",
+		"user": s.user(owner), "draft": false, "merged": p.Merged, "merge_commit_sha": mergeSHA,
+		"head":       map[string]any{"label": owner + ":" + branch, "ref": branch, "sha": p.Head, "user": s.user(owner)},
+		"base":       map[string]any{"label": owner + ":master", "ref": "master", "sha": "f95f852bd8fca8fcc58a9a2d6c842781e32a215e", "user": s.user(owner)},
+		"created_at": now(), "updated_at": now(),
+	}
 }
 
 func (s *Server) checkRun(r *http.Request, id int64) map[string]any {

@@ -86,6 +86,9 @@ func TestFailingTestsStopTheRunAndSkipLaterRegions(t *testing.T) {
 	if !strings.Contains(s1.Tests, "FAIL items_list_sorted") {
 		t.Fatalf("test output not kept: %q", s1.Tests)
 	}
+	if hs := s1.Hosts[0]; hs.Step != HostFailed {
+		t.Fatalf("sandbox1/host1 step = %s, want failed", hs.Step)
+	}
 	for _, region := range []string{"sandbox2", "prod3", "prod4"} {
 		if s := stageOf(r, region); s.State != StageSkipped {
 			t.Fatalf("%s = %s, want skipped", region, s.State)
@@ -368,5 +371,17 @@ func TestRerunRunsAFailedStageAgain(t *testing.T) {
 	}
 	if _, err := h.eng.Rerun(context.Background(), ada, run.ID, "prod3"); err == nil {
 		t.Fatal("re-running a stage that waits for promotion was accepted")
+	}
+}
+
+func TestCanaryFailureEndsTheHostSteps(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	h.seed()
+	h.monitor.failHost["sandbox2/host1"] = true
+	run := h.push("slow")
+	r := h.waitState(run.ID, RunFailed)
+	s := stageOf(r, "sandbox2")
+	if s.State != StageFailed || s.Hosts[0].Step != HostFailed || s.Verdict == "" {
+		t.Fatalf("sandbox2 = %s, host1 %s, verdict %q", s.State, s.Hosts[0].Step, s.Verdict)
 	}
 }

@@ -433,6 +433,9 @@ func (e *Engine) failStage(ctx context.Context, sr *stageRun, r store.Run, s sto
 	if err != nil {
 		return err
 	}
+	if state == StageFailed {
+		e.markHostsFailed(ctx, r.ID, s.ID)
+	}
 	for _, later := range r.Stages {
 		if later.Position > s.Position && waitingStage(later.State) {
 			e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: StageSkipped, Message: "skipped: " + s.Region + " failed"})
@@ -537,4 +540,23 @@ func firstFailure(out string, err error) string {
 		}
 	}
 	return err.Error()
+}
+
+// markHostsFailed ends the host steps a failed stage left in the middle of something.
+func (e *Engine) markHostsFailed(ctx context.Context, runID, stageID int64) {
+	fresh, err := e.st.Run(ctx, runID)
+	if err != nil {
+		return
+	}
+	for _, st := range fresh.Stages {
+		if st.ID != stageID {
+			continue
+		}
+		for _, hs := range st.Hosts {
+			switch hs.Step {
+			case HostUploading, HostSwitching, HostTesting, HostMonitoring:
+				e.st.SetHostStep(ctx, stageID, hs.Host, HostFailed, "", "stopped: the stage failed")
+			}
+		}
+	}
 }

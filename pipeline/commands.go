@@ -205,15 +205,7 @@ func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha
 			if err != nil {
 				continue // it finished meanwhile
 			}
-			e.mu.Lock()
-			cancel := e.running[s.ID]
-			e.mu.Unlock()
-			if cancel != nil {
-				cancel()
-				for e.isRunning(s.ID) {
-					time.Sleep(10 * time.Millisecond)
-				}
-			}
+			e.cancelTask(stageTask(s.ID))
 			e.st.SetRunState(ctx, r.ID, RunCancelled, why)
 			e.emitRun(ctx, RunChanged, r.ID, region, "", why)
 			sha = r.SHA

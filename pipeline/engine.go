@@ -81,14 +81,13 @@ type Engine struct {
 	tick      time.Duration
 	listeners []Listener
 
-	mu       sync.Mutex
-	emitMu   sync.Mutex                   // one event at a time, snapshots in order
-	running  map[int64]context.CancelFunc // stage id -> cancel of its goroutine
-	building map[int64]bool               // run id -> build in progress
-	kick     chan struct{}
-	wg       sync.WaitGroup
-	ctx      context.Context
-	stop     context.CancelFunc
+	mu     sync.Mutex
+	emitMu sync.Mutex                    // one event at a time, snapshots in order
+	tasks  map[string]context.CancelFunc // builds and stages under way, by name
+	kick   chan struct{}
+	wg     sync.WaitGroup
+	ctx    context.Context
+	stop   context.CancelFunc
 }
 
 // New makes an engine.
@@ -108,8 +107,8 @@ func New(o Options) (*Engine, error) {
 	return &Engine{
 		cfg: o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
 		deployer: o.Deployer, log: o.Logger, tick: o.Tick,
-		running: map[int64]context.CancelFunc{}, building: map[int64]bool{},
-		kick: make(chan struct{}, 1),
+		tasks: map[string]context.CancelFunc{},
+		kick:  make(chan struct{}, 1),
 	}, nil
 }
 

@@ -85,7 +85,7 @@ func (e *Engine) scheduleApp(ctx context.Context, a *App, runs []store.Run) erro
 			s := &r.Stages[j]
 			if ActiveStage(s.State) {
 				busy[s.Region] = r.ID
-				if !e.isRunning(s.ID) {
+				if !e.running(stageTask(s.ID)) {
 					e.startStage(a, *r, *s) // resume after a restart
 				}
 			}
@@ -211,11 +211,4 @@ func (e *Engine) supersede(ctx context.Context, r *store.Run, n *store.Stage, ne
 	}
 	e.emitRun(ctx, RunChanged, r.ID, n.Region, "", msg)
 	return nil
-}
-
-func (e *Engine) isRunning(stageID int64) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	_, ok := e.running[stageID]
-	return ok
 }

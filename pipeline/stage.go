@@ -30,24 +30,7 @@ const (
 
 // startBuild builds a run's release in the background (once).
 func (e *Engine) startBuild(a *App, r store.Run) {
-	e.mu.Lock()
-	if e.building[r.ID] {
-		e.mu.Unlock()
-		return
-	}
-	e.building[r.ID] = true
-	e.mu.Unlock()
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer func() {
-			e.mu.Lock()
-			delete(e.building, r.ID)
-			e.mu.Unlock()
-			e.Kick()
-		}()
-		e.build(e.ctx, a, r)
-	}()
+	e.spawn(buildTask(r.ID), func(ctx context.Context) { e.build(ctx, a, r) })
 }
 
 func (e *Engine) build(ctx context.Context, a *App, r store.Run) {
@@ -82,28 +65,61 @@ func (e *Engine) build(ctx context.Context, a *App, r store.Run) {
 
 // startStage runs (or resumes) a stage in its own goroutine.
 func (e *Engine) startStage(a *App, r store.Run, s store.Stage) {
+	e.spawn(stageTask(s.ID), func(ctx context.Context) {
+		if err := e.execStage(ctx, a, r, s); err != nil && ctx.Err() == nil {
+			e.log.Error("stage", "app", a.Name, "run", r.ID, "region", s.Region, "err", err)
+		}
+	})
+}
+
+func buildTask(runID int64) string   { return fmt.Sprintf("build/%d", runID) }
+func stageTask(stageID int64) string { return fmt.Sprintf("stage/%d", stageID) }
+
+// spawn runs fn in a goroutine of its own unless a task of that name is running; its
+// context ends with the engine or with cancelTask. The scheduler is kicked when it ends.
+func (e *Engine) spawn(name string, fn func(ctx context.Context)) {
 	e.mu.Lock()
-	if _, ok := e.running[s.ID]; ok {
+	if _, ok := e.tasks[name]; ok {
 		e.mu.Unlock()
 		return
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
-	e.running[s.ID] = cancel
+	e.tasks[name] = cancel
 	e.mu.Unlock()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
 		defer func() {
 			e.mu.Lock()
-			delete(e.running, s.ID)
+			delete(e.tasks, name)
 			e.mu.Unlock()
 			cancel()
 			e.Kick()
 		}()
-		if err := e.execStage(ctx, a, r, s); err != nil && ctx.Err() == nil {
-			e.log.Error("stage", "app", a.Name, "run", r.ID, "region", s.Region, "err", err)
-		}
+		fn(ctx)
 	}()
+}
+
+// running reports whether a task is under way.
+func (e *Engine) running(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.tasks[name]
+	return ok
+}
+
+// cancelTask stops a task and waits until it has returned.
+func (e *Engine) cancelTask(name string) {
+	e.mu.Lock()
+	cancel := e.tasks[name]
+	e.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	for e.running(name) {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // stageRun is one stage being carried out.

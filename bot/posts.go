@@ -67,7 +67,7 @@ func stagePosts(app *pipeline.App, run store.Run, s store.Stage, logs []string) 
 		p.Verdict = verdictOf(s)
 		if isProduction(app, s.Region) {
 			p.Actions = []Action{{ID: "rollback", Label: "Roll back " + s.Region, Style: "danger",
-				Command: fmt.Sprintf("rollback %s %s", run.App, s.Region)}}
+				Command: fmt.Sprintf("rollback %s %s", run.App, s.Region), IfLive: run.SHA}}
 		}
 	case pipeline.StageFailed, pipeline.StageRolledBack:
 		p.Icon, p.Broadcast = IconFailed, true

@@ -72,6 +72,9 @@ type Action struct {
 	Label   string
 	Command string
 	Style   string // primary, danger
+	// IfLive, when set, makes the button act only while that release is still live in
+	// the region (a "Roll back" pressed on an old post must not roll back a newer release).
+	IfLive string
 }
 
 // RootOf renders a run's root message from a snapshot of the run.

@@ -68,7 +68,11 @@ func postBlocks(p bot.Post) []slack.Block {
 	if len(p.Actions) > 0 {
 		var els []slack.BlockElement
 		for _, a := range p.Actions {
-			btn := slack.NewButtonBlockElement(actionPrefix+a.ID, a.Command, slack.NewTextBlockObject(slack.PlainTextType, a.Label, false, false))
+			id := actionPrefix + a.ID
+			if a.IfLive != "" {
+				id += ifLiveSep + a.IfLive
+			}
+			btn := slack.NewButtonBlockElement(id, a.Command, slack.NewTextBlockObject(slack.PlainTextType, a.Label, false, false))
 			btn.Style = slack.Style(a.Style)
 			els = append(els, btn)
 		}

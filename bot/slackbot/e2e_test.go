@@ -308,6 +308,19 @@ func TestE2EPromoteFromButtonAndSlashCommand(t *testing.T) {
 		defer e.dep.mu.Unlock()
 		return e.dep.current["prod3/p3a"] == sha1 && e.dep.current["prod3/p3b"] == sha1
 	})
+
+	// Pressed again on that old post, the button refuses: 2b3c4d5 is no longer live, and
+	// rolling back what runs now (1a2b3c4) is not what the post offered.
+	a = e.pressPosted(t, "papi 2b3c4d5 passed prod3", "immunity_rollback")
+	if a.Replaced || !strings.Contains(a.Text, "2b3c4d5 is no longer live in prod3") {
+		t.Errorf("stale rollback button answer %+v", a)
+	}
+	time.Sleep(200 * time.Millisecond)
+	e.dep.mu.Lock()
+	defer e.dep.mu.Unlock()
+	if e.dep.current["prod3/p3a"] != sha1 || e.dep.current["prod3/p3b"] != sha1 {
+		t.Errorf("a stale button changed prod3: %v", e.dep.current)
+	}
 }
 
 // pressPosted presses a button of a message the bot posted, building the block_actions
@@ -328,10 +341,10 @@ func (e *e2e) pressPosted(t *testing.T, text, actionID string) slackAnswer {
 	for _, b := range blocks {
 		els, _ := b["elements"].([]any)
 		for _, el := range els {
-			if m, _ := el.(map[string]any); m["action_id"] == actionID {
+			if m, _ := el.(map[string]any); strings.HasPrefix(fmt.Sprint(m["action_id"]), actionID) {
 				action = m
 				action["block_id"] = b["block_id"]
-				action["action_ts"] = "1700000200.000100"
+				action["action_ts"] = fmt.Sprintf("%d.000100", time.Now().UnixNano()) // each press is its own request
 			}
 		}
 	}

@@ -58,7 +58,12 @@ func (b *Bot) press(ctx context.Context, cb slack.InteractionCallback, a slack.B
 		name = cb.User.Username
 	}
 	actor := pipeline.Actor{Name: name, Via: "button", SlackUserID: cb.User.ID}
-	reply := b.cmds.Exec(ctx, bot.Request{Actor: actor, Text: a.Value})
+	reply := bot.Reply{}
+	if stale := b.notLive(ctx, a); stale != "" {
+		reply.Text = stale
+	} else {
+		reply = b.cmds.Exec(ctx, bot.Request{Actor: actor, Text: a.Value})
+	}
 	if cb.ResponseURL == "" {
 		return
 	}
@@ -72,6 +77,42 @@ func (b *Bot) press(ctx context.Context, cb slack.InteractionCallback, a slack.B
 	if err := b.postResponse(ctx, cb.ResponseURL, msg); err != nil {
 		b.log.Warn("answer a Slack button", "err", err)
 	}
+}
+
+// ifLiveSep separates a button's action from the release it acts on only while live.
+const ifLiveSep = ":if-live:"
+
+// notLive explains why a button bound to a release (Roll back on a post about it) must
+// not act now that another release is live there; "" when it may.
+func (b *Bot) notLive(ctx context.Context, a slack.BlockAction) string {
+	_, sha, ok := strings.Cut(a.ActionID, ifLiveSep)
+	if !ok || sha == "" {
+		return ""
+	}
+	p, err := bot.Parse(a.Value, "")
+	if err != nil || p.App == "" || p.Region == "" {
+		return ""
+	}
+	live, err := b.st.Live(ctx, p.App, p.Region)
+	if err != nil {
+		return "cannot tell what is live in " + p.Region + ": " + err.Error()
+	}
+	var now []string
+	for _, s := range live {
+		if s == sha {
+			return ""
+		}
+		now = append(now, shortSHA(s))
+	}
+	return fmt.Sprintf("%s is no longer live in %s (it runs %s now), so nothing was rolled back; use `/immunity rollback %s %s` to roll back what runs there now",
+		shortSHA(sha), p.Region, strings.Join(now, ", "), p.App, p.Region)
+}
+
+func shortSHA(s string) string {
+	if len(s) > 7 {
+		return s[:7]
+	}
+	return s
 }
 
 // pressedMessage is the original message with its buttons replaced by who pressed which.

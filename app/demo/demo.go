@@ -111,11 +111,11 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(out, "\n== summary\n")
 	all := true
 	for _, oc := range outcomes {
-		mark := "ok  "
+		what := oc.what
 		if !oc.ok {
-			mark, all = "FAIL", false
+			what, all = "NOT AS EXPECTED: "+what, false
 		}
-		fmt.Fprintf(out, "%s %s %s\n", mark, short(oc.sha), oc.what)
+		fmt.Fprintf(out, "%s %s\n", short(oc.sha), what)
 	}
 	if st, err := in.Engine.Status(ctx, "papi"); err == nil {
 		for _, r := range st[0].Regions {
@@ -127,7 +127,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Once {
 		if !all {
-			return errors.New("demo: not every outcome happened (see FAIL lines above)")
+			return errors.New("demo: not every outcome happened (see NOT AS EXPECTED above)")
 		}
 		return nil
 	}

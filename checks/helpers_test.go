@@ -2,15 +2,10 @@ package checks
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,32 +52,10 @@ func openStore(t *testing.T) *store.Store {
 	return st
 }
 
-var keyOnce struct {
-	sync.Once
-	pem []byte
-}
-
-// writeKey writes an App key (made once per test binary) and returns its path.
-func writeKey(t *testing.T) string {
-	t.Helper()
-	keyOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		keyOnce.pem = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
-	})
-	p := filepath.Join(t.TempDir(), "app.pem")
-	if err := os.WriteFile(p, keyOnce.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // newReporter wires a reporter to a fake GitHub through the App's real clients.
 func newReporter(t *testing.T, cfg *pipeline.Config, st *store.Store, fake *githubtest.Server) *Reporter {
 	t.Helper()
-	gc := pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: writeKey(t), WebhookSecret: "s", APIURL: fake.APIURL()}
+	gc := pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: "s", APIURL: fake.APIURL()}
 	cl, err := ghapp.NewClients(gc, st.DB(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/immunity-app/immunity/app/github/githubtest"
 	"github.com/immunity-app/immunity/pipeline"
 )
 
@@ -68,7 +69,7 @@ func TestConfigValidate(t *testing.T) {
 func TestNewRefusesUnsigned(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	_, err := New(pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: testKey(t)}, h.eng, h.cmds, nil)
+	_, err := New(pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t)}, h.eng, h.cmds, nil)
 	if err == nil || !strings.Contains(err.Error(), "no webhook secret") {
 		t.Errorf("New without a secret: %v", err)
 	}

@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -30,30 +26,8 @@ import (
 
 const secret = "It's a Secret to Everybody"
 
-var keyOnce struct {
-	sync.Once
-	pem []byte
-}
-
-// testKey is an App private key, made once per test binary.
-func testKey(t testing.TB) string {
-	t.Helper()
-	keyOnce.Do(func() {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			panic(err)
-		}
-		keyOnce.pem = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
-	})
-	p := filepath.Join(t.TempDir(), "app.pem")
-	if err := os.WriteFile(p, keyOnce.pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func githubConfig(t testing.TB, fake *githubtest.Server) pipeline.GitHubConfig {
-	return pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: testKey(t), WebhookSecret: secret, APIURL: fake.APIURL()}
+	return pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: secret, APIURL: fake.APIURL()}
 }
 
 // fakeEngine records what the App asked of the engine.

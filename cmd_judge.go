@@ -8,7 +8,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
@@ -27,11 +27,11 @@ func judgeCmd(ctx context.Context, args []string, stdout io.Writer) error {
 	if *cfgFile == "" || *baseline == "" || *canary == "" {
 		return errors.New("usage: immunity judge --config FILE [--app NAME] --baseline FILE --canary FILE [--json]")
 	}
-	cfg, err := pipeline.LoadConfig(*cfgFile)
+	cfg, err := config.Load(*cfgFile)
 	if err != nil {
 		return err
 	}
-	var a *pipeline.App
+	var a *config.App
 	switch {
 	case *appName != "":
 		var ok bool

@@ -24,6 +24,7 @@ import (
 	"github.com/immunity-app/immunity/app"
 	"github.com/immunity-app/immunity/app/demo"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 const usage = `immunity — staged deployments with canary analysis, driven from GitHub and Slack
@@ -97,7 +98,7 @@ func configCmd(args []string, stdout io.Writer) error {
 	if len(args) != 2 || args[0] != "check" {
 		return errors.New("usage: immunity config check FILE")
 	}
-	cfg, err := pipeline.LoadConfig(args[1])
+	cfg, err := config.Load(args[1])
 	if err != nil {
 		return err
 	}
@@ -144,21 +145,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 // loadServeConfig reads the config file, or starts from an empty one; the environment
 // overrides the listen address.
-func loadServeConfig(file string) (*pipeline.Config, error) {
+func loadServeConfig(file string) (*config.Config, error) {
 	if file == "" {
 		if _, err := os.Stat("immunity.yml"); err == nil {
 			file = "immunity.yml"
 		}
 	}
-	var cfg *pipeline.Config
+	var cfg *config.Config
 	if file != "" {
-		c, err := pipeline.LoadConfig(file)
+		c, err := config.Load(file)
 		if err != nil {
 			return nil, err
 		}
 		cfg = c
 	} else {
-		cfg = pipeline.EmptyConfig()
+		cfg = config.Empty()
 	}
 	if v := os.Getenv("IMMUNITY_LISTEN"); v != "" {
 		cfg.Server.Listen = v
@@ -241,7 +242,7 @@ var commands = []string{"serve", "demo", "config", "promote", "rollback", "deplo
 func didYouMean(typed string) string {
 	best, bestD := "", 3
 	for _, c := range commands {
-		if d := pipeline.EditDistance(typed, c); d < bestD {
+		if d := config.EditDistance(typed, c); d < bestD {
 			best, bestD = c, d
 		}
 	}

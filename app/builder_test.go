@@ -11,7 +11,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/release"
 )
 
@@ -36,12 +36,12 @@ func TestAppOnlyOnGitHubIsBuiltFromAMirror(t *testing.T) {
 	}
 	first := commit("1")
 	var asked []string
-	b := &builder{dir: t.TempDir(), remote: func(_ context.Context, a *pipeline.App) (release.Remote, error) {
+	b := &builder{dir: t.TempDir(), remote: func(_ context.Context, a *config.App) (release.Remote, error) {
 		asked = append(asked, a.Repo.GitHub)
 		return release.Remote{URL: origin}, nil
 	}}
-	a := &pipeline.App{Name: "papi", Repo: pipeline.Repo{GitHub: "acme/papi", Branch: "main"},
-		Build: pipeline.Build{Command: []string{"cp", "version.txt", "out.txt"}, Artifacts: []string{"out.txt"}}}
+	a := &config.App{Name: "papi", Repo: config.Repo{GitHub: "acme/papi", Branch: "main"},
+		Build: config.Build{Command: []string{"cp", "version.txt", "out.txt"}, Artifacts: []string{"out.txt"}}}
 
 	c, err := b.Commit(ctx, a, first)
 	if err != nil || c.SHA != first || c.Subject != "version 1" {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -41,7 +42,7 @@ apps:
 func openTest(t *testing.T) *Instance {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, err := pipeline.ParseConfig(filepath.Join(dir, "immunity.yml"), []byte(dashboardConfig))
+	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(dashboardConfig))
 	if err != nil {
 		t.Fatal(err)
 	}

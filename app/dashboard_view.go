@@ -8,6 +8,7 @@ import (
 
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -172,12 +173,12 @@ func (s *Server) runViewOf(ctx context.Context, r store.Run) runView {
 }
 
 // configured is an engine that tells production regions apart (for the thread's buttons).
-type configured interface{ Config() *pipeline.Config }
+type configured interface{ Config() *config.Config }
 
 // threadOf is the thread Slack shows for the run's current snapshot, with failures'
 // log lines taken from the run's event log.
 func (s *Server) threadOf(r store.Run, events []store.Event) threadView {
-	var app *pipeline.App
+	var app *config.App
 	if c, ok := s.eng.(configured); ok {
 		app, _ = c.Config().App(r.App)
 	}

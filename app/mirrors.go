@@ -6,7 +6,7 @@ import (
 
 	"github.com/immunity-app/immunity/canary/mirror"
 	"github.com/immunity-app/immunity/deployers"
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // mirrors switches the traffic mirror of a production host: its sidecar when the config
@@ -16,7 +16,7 @@ type mirrors struct {
 	sidecars mirror.Sidecars
 }
 
-func switchMirrors(cfg *pipeline.Config, reg *mirror.Registry, token string) mirrors {
+func switchMirrors(cfg *config.Config, reg *mirror.Registry, token string) mirrors {
 	m := mirrors{local: reg, sidecars: mirror.Sidecars{Control: map[string]string{}, Token: token}}
 	for _, a := range cfg.Apps {
 		for _, r := range a.Regions {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/immunity-app/immunity/canary/mirror"
 	"github.com/immunity-app/immunity/deployers"
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 func freeAddr(t *testing.T) string {
@@ -35,7 +35,7 @@ func TestSidecarMirrorsAreSwitchedThroughTheirControlURL(t *testing.T) {
 	defer cancel()
 	go mirror.RunSidecar(ctx, mirror.SidecarOptions{Listen: freeAddr(t), Primary: app.URL, Control: ctrl, Token: "tok"})
 
-	cfg, err := pipeline.ParseConfig(filepath.Join(t.TempDir(), "immunity.yml"), []byte(`
+	cfg, err := config.Parse(filepath.Join(t.TempDir(), "immunity.yml"), []byte(`
 apps:
   - name: papi
     repo: {path: papi.git}

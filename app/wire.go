@@ -24,13 +24,14 @@ import (
 	"github.com/immunity-app/immunity/deployers/local"
 	sshdeploy "github.com/immunity-app/immunity/deployers/ssh"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/release"
 	"github.com/immunity-app/immunity/store"
 )
 
 // Options configure an Instance.
 type Options struct {
-	Config    *pipeline.Config
+	Config    *config.Config
 	Logger    *slog.Logger
 	Listeners []pipeline.Listener
 	BuildLog  io.Writer
@@ -43,7 +44,7 @@ type Options struct {
 // Instance is a whole Immunity server: store, engine, deployers, canary monitor, command
 // layer and HTTP server, built from one config.
 type Instance struct {
-	Config   *pipeline.Config
+	Config   *config.Config
 	Store    *store.Store
 	Engine   *pipeline.Engine
 	Server   *Server
@@ -77,7 +78,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog}
 	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshdeploy.ConfigSettings(cfg), Logger: o.Logger})
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
-	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Config: func() *pipeline.Config { return cfg }, Log: o.Logger}
+	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Config: func() *config.Config { return cfg }, Log: o.Logger}
 	eng, err := pipeline.New(pipeline.Options{
 		Config:   cfg,
 		Store:    st,
@@ -122,7 +123,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		mounts = append(mounts, sb.Routes)
 	}
 	if cfg.GitHub.Configured() {
-		in.builder.remote = func(ctx context.Context, a *pipeline.App) (release.Remote, error) {
+		in.builder.remote = func(ctx context.Context, a *config.App) (release.Remote, error) {
 			tok, err := gh.Clients().CloneToken(ctx, a.Repo.GitHub)
 			return release.Remote{URL: github.CloneURL(cfg.GitHub.BaseURL(), a.Repo.GitHub), Token: tok}, err
 		}
@@ -211,7 +212,7 @@ func (in *Instance) Close(stopHosts bool) {
 }
 
 // deployer returns the deployer of an app's region.
-func (in *Instance) deployer(a *pipeline.App, r *pipeline.Region) (deployers.Deployer, error) {
+func (in *Instance) deployer(a *config.App, r *config.Region) (deployers.Deployer, error) {
 	switch r.Deployer {
 	case "local":
 		in.mu.Lock()
@@ -235,13 +236,13 @@ type builder struct {
 	dir string
 	log io.Writer
 	// remote says where an app without repo.path is fetched from.
-	remote func(ctx context.Context, a *pipeline.App) (release.Remote, error)
+	remote func(ctx context.Context, a *config.App) (release.Remote, error)
 }
 
 var errNoRepo = errors.New("has no repository: expected repo.path, or repo.github with the GitHub App configured")
 
 // repo is where the app's commits are read.
-func (b builder) repo(a *pipeline.App) (path string, mirrored bool, err error) {
+func (b builder) repo(a *config.App) (path string, mirrored bool, err error) {
 	switch {
 	case a.Repo.Path != "":
 		return a.Repo.Path, false, nil
@@ -251,7 +252,7 @@ func (b builder) repo(a *pipeline.App) (path string, mirrored bool, err error) {
 	return "", false, fmt.Errorf("app %s %w", a.Name, errNoRepo)
 }
 
-func (b builder) sync(ctx context.Context, a *pipeline.App, path string) error {
+func (b builder) sync(ctx context.Context, a *config.App, path string) error {
 	r, err := b.remote(ctx, a)
 	if err != nil {
 		return err
@@ -260,7 +261,7 @@ func (b builder) sync(ctx context.Context, a *pipeline.App, path string) error {
 	return release.Sync(ctx, path, r)
 }
 
-func (b builder) Build(ctx context.Context, a *pipeline.App, sha string) (deployers.Release, error) {
+func (b builder) Build(ctx context.Context, a *config.App, sha string) (deployers.Release, error) {
 	path, _, err := b.repo(a)
 	if err != nil {
 		return deployers.Release{}, fmt.Errorf("build %s: %w", a.Name, err)
@@ -271,7 +272,7 @@ func (b builder) Build(ctx context.Context, a *pipeline.App, sha string) (deploy
 
 // Commit looks a commit up; a mirror is fetched first when it lacks the commit (or always,
 // for the head of the branch).
-func (b builder) Commit(ctx context.Context, a *pipeline.App, sha string) (pipeline.Commit, error) {
+func (b builder) Commit(ctx context.Context, a *config.App, sha string) (pipeline.Commit, error) {
 	path, mirrored, err := b.repo(a)
 	if err != nil {
 		return pipeline.Commit{}, err

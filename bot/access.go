@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // Memberships answers the group questions access grants ask. Slack's implementation asks
@@ -65,7 +66,7 @@ func (c *Commands) allowed(ctx context.Context, a pipeline.Actor, action, appNam
 }
 
 // matches reports whether a grant names the person; notes say which lookups failed.
-func (c *Commands) matches(ctx context.Context, g pipeline.Grant, slackID, login string) (bool, []string) {
+func (c *Commands) matches(ctx context.Context, g config.Grant, slackID, login string) (bool, []string) {
 	if slackID != "" && contains(g.SlackUsers, slackID, false) {
 		return true, nil
 	}

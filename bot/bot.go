@@ -21,12 +21,13 @@ import (
 	"strings"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
 // engine is what the commands need of pipeline.Engine.
 type engine interface {
-	Config() *pipeline.Config
+	Config() *config.Config
 	Promote(ctx context.Context, a pipeline.Actor, app, region, sha string) (string, error)
 	Rollback(ctx context.Context, a pipeline.Actor, app, region, toSHA string) (string, error)
 	Deploy(ctx context.Context, a pipeline.Actor, app, sha, region string) (string, error)

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -154,13 +156,13 @@ func TestExecAuditsRefusals(t *testing.T) {
 func TestAuthorization(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
-	cfg.Apps[0].Access = &pipeline.Access{
-		NonProduction: []pipeline.Grant{{Actions: []string{"*"}, GitHubTeams: []string{"acme/devs"}}},
-		Production: []pipeline.Grant{
+	cfg.Apps[0].Access = &config.Access{
+		NonProduction: []config.Grant{{Actions: []string{"*"}, GitHubTeams: []string{"acme/devs"}}},
+		Production: []config.Grant{
 			{Actions: []string{"promote", "rollback"}, SlackGroups: []string{"S0SRE"}, GitHubUsers: []string{"Carol"}},
 			{Actions: []string{"lock", "unlock"}, SlackUsers: []string{"U0ALICE"}, GitHubTeams: []string{"acme/broken"}},
 		},
-		Regions: map[string][]pipeline.Grant{"prod4": {{Actions: []string{"rollback"}, GitHubUsers: []string{"dave"}}}},
+		Regions: map[string][]config.Grant{"prod4": {{Actions: []string{"rollback"}, GitHubUsers: []string{"dave"}}}},
 	}
 	members := fakeMembers{"acme/devs:dave": true, "S0SRE:U0ERIN": true}
 	erin := pipeline.Actor{Name: "erin", Via: "button", SlackUserID: "U0ERIN"}

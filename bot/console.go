@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // consoleIcons draw the thread's icons in a terminal.
@@ -22,7 +23,7 @@ var consoleIcons = map[string]string{
 // Notify only queues the event; one goroutine writes.
 type ConsoleThread struct {
 	w    io.Writer
-	cfg  *pipeline.Config
+	cfg  *config.Config
 	logs *LogBook
 
 	mu     sync.Mutex
@@ -37,7 +38,7 @@ type ConsoleThread struct {
 }
 
 // NewConsoleThread writes threads to w. cfg (may be nil) tells production regions apart.
-func NewConsoleThread(w io.Writer, cfg *pipeline.Config) *ConsoleThread {
+func NewConsoleThread(w io.Writer, cfg *config.Config) *ConsoleThread {
 	c := &ConsoleThread{w: w, cfg: cfg, logs: NewLogBook(50), wake: make(chan struct{}, 1), done: make(chan struct{}),
 		status: map[int64]string{}, posted: map[int64]map[string]bool{}}
 	c.idle = sync.NewCond(&c.mu)
@@ -111,7 +112,7 @@ func (c *ConsoleThread) write(ev pipeline.Event) {
 	if ev.Run.ID != 0 {
 		c.writeRoot(&b, RootOf(ev.Run))
 	}
-	var app *pipeline.App
+	var app *config.App
 	if c.cfg != nil {
 		app, _ = c.cfg.App(ev.App)
 	}

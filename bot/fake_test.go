@@ -7,12 +7,13 @@ import (
 	"sync"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
 // fakeEngine records what it was asked, as one line per call.
 type fakeEngine struct {
-	cfg    *pipeline.Config
+	cfg    *config.Config
 	status []pipeline.AppStatus
 	hist   []store.HistoryEntry
 	err    error // returned by every region-changing call when set
@@ -28,7 +29,7 @@ func (f *fakeEngine) record(format string, args ...any) {
 	f.calls = append(f.calls, fmt.Sprintf(format, args...))
 }
 
-func (f *fakeEngine) Config() *pipeline.Config { return f.cfg }
+func (f *fakeEngine) Config() *config.Config { return f.cfg }
 
 func (f *fakeEngine) Promote(ctx context.Context, a pipeline.Actor, app, region, sha string) (string, error) {
 	f.record("promote %s %s %s by %s", app, region, sha, a)
@@ -78,16 +79,16 @@ func (f *fakeEngine) Audit(ctx context.Context, a pipeline.Actor, action, app, r
 }
 
 // testConfig is papi with two sandboxes and two production regions, plus a second app.
-func testConfig() *pipeline.Config {
-	regions := []pipeline.Region{
+func testConfig() *config.Config {
+	regions := []config.Region{
 		{Name: "sandbox1"}, {Name: "sandbox2"},
 		{Name: "prod3", Production: true, ManualApproval: true}, {Name: "prod4", Production: true},
 	}
-	return &pipeline.Config{
-		Slack: pipeline.SlackConfig{Users: map[string]string{"U0LINKED": "carol"}},
-		Apps: []pipeline.App{
+	return &config.Config{
+		Slack: config.SlackConfig{Users: map[string]string{"U0LINKED": "carol"}},
+		Apps: []config.App{
 			{Name: "papi", Regions: regions},
-			{Name: "web", Regions: []pipeline.Region{{Name: "staging"}, {Name: "prod", Production: true}}},
+			{Name: "web", Regions: []config.Region{{Name: "staging"}, {Name: "prod", Production: true}}},
 		},
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -15,7 +16,7 @@ import (
 // callers post a run's key once. app may be nil; it tells production regions (which get a
 // "Roll back" button) from the others. logs returns the run's recent log lines for a
 // region ("" = the run's own), from which a failure's first useful lines are picked.
-func PostsFor(app *pipeline.App, ev pipeline.Event, logs func(region string) []string) []Post {
+func PostsFor(app *config.App, ev pipeline.Event, logs func(region string) []string) []Post {
 	if logs == nil {
 		logs = func(string) []string { return nil }
 	}
@@ -45,7 +46,7 @@ func PostsFor(app *pipeline.App, ev pipeline.Event, logs func(region string) []s
 }
 
 // stagePosts are what a stage's state has to say: who promoted it, that it waits, how it ended.
-func stagePosts(app *pipeline.App, run store.Run, s store.Stage, logs []string) []Post {
+func stagePosts(app *config.App, run store.Run, s store.Stage, logs []string) []Post {
 	var out []Post
 	rel := fmt.Sprintf("%s %s", run.App, short(run.SHA))
 	base := Post{RunID: run.ID, App: run.App, Region: s.Region}
@@ -110,7 +111,7 @@ func runPost(run store.Run, logs []string) (Post, bool) {
 	return p, true
 }
 
-func isProduction(app *pipeline.App, region string) bool {
+func isProduction(app *config.App, region string) bool {
 	if app == nil {
 		return false
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // resolve checks app and region names against the config, and fills in what a GitHub
@@ -48,7 +49,7 @@ func (c *Commands) resolve(ctx context.Context, req Request, spec *command, p *P
 	return ""
 }
 
-func appNames(cfg *pipeline.Config) []string {
+func appNames(cfg *config.Config) []string {
 	var out []string
 	for _, a := range cfg.Apps {
 		out = append(out, a.Name)

@@ -2,9 +2,10 @@ package bot
 
 import (
 	"fmt"
-	"github.com/immunity-app/immunity/pipeline"
 	"sort"
 	"strings"
+
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // suggest returns the candidates a mistyped word probably meant: those within a small
@@ -23,7 +24,7 @@ func suggest(word string, cands []string) []string {
 	}
 	var out []scored
 	for _, c := range cands {
-		d := pipeline.EditDistance(word, c)
+		d := config.EditDistance(word, c)
 		switch {
 		case d <= limit:
 			out = append(out, scored{c, d})

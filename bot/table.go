@@ -4,7 +4,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // command is one entry of the command table: its syntax, help, who may run it and what
@@ -33,7 +33,7 @@ var commands = []*command{
 		summary:  "approve the release waiting for REGION (or the one named with --release)",
 		examples: []string{"promote papi prod3", "promote papi prod3 --release 1a2b3c4"},
 		repo:     []string{"/promote", "/promote prod3"},
-		action:   pipeline.ActionPromote,
+		action:   config.ActionPromote,
 		run:      (*Commands).promote,
 	},
 	{
@@ -42,7 +42,7 @@ var commands = []*command{
 		summary:  "put the previous release (or the one named with --to) back on every host of REGION",
 		examples: []string{"rollback papi prod3", "rollback papi prod3 --to 0a1b2c3"},
 		repo:     []string{"/rollback", "/rollback prod3"},
-		action:   pipeline.ActionRollback,
+		action:   config.ActionRollback,
 		run:      (*Commands).rollback,
 	},
 	{
@@ -51,7 +51,7 @@ var commands = []*command{
 		summary:  "put a known release on REGION, subject to the same gates as a promotion",
 		examples: []string{"deploy papi 1a2b3c4 to sandbox2"},
 		repo:     []string{"/deploy to sandbox2"},
-		action:   pipeline.ActionDeploy,
+		action:   config.ActionDeploy,
 		run:      (*Commands).deploy,
 	},
 	{
@@ -66,7 +66,7 @@ var commands = []*command{
 		params:   []param{pApp, pRegion, {name: "reason…", rest: true, optional: true}},
 		summary:  "freeze REGION: no automatic progress or promotion there until it is unlocked",
 		examples: []string{"lock papi prod3 investigating a latency spike"},
-		action:   pipeline.ActionLock,
+		action:   config.ActionLock,
 		run:      (*Commands).lock,
 	},
 	{
@@ -74,7 +74,7 @@ var commands = []*command{
 		params:   []param{pApp, pRegion, {flag: "--force"}},
 		summary:  "lift a freeze; only the person who locked it, or anyone with --force (audited)",
 		examples: []string{"unlock papi prod3", "unlock papi prod3 --force"},
-		action:   pipeline.ActionUnlock,
+		action:   config.ActionUnlock,
 		run:      (*Commands).unlock,
 	},
 	{

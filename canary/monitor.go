@@ -14,6 +14,7 @@ import (
 	"github.com/immunity-app/immunity/canary/scrape"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
@@ -34,7 +35,7 @@ type Monitor struct {
 	Registry *mirror.Registry
 	// Config returns the current config: an app's metric section says where each
 	// metric's samples come from (query, scrape). nil: only the default metrics work.
-	Config func() *pipeline.Config
+	Config func() *config.Config
 	// MirrorMethods are the methods the mirrors copy (their Options.Methods); default GET,
 	// HEAD. A mirrored canary is compared on these methods' series only.
 	MirrorMethods []string

@@ -10,6 +10,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -66,7 +67,7 @@ func statusOf(runState, stageState string) (status, conclusion string) {
 
 // view computes a stage's check run. live says whether the run's release is live in the
 // stage's region now (the Roll back button is offered only then).
-func view(cfg *pipeline.Config, app *pipeline.App, run store.Run, st *store.Stage, live bool) checkView {
+func view(cfg *config.Config, app *config.App, run store.Run, st *store.Stage, live bool) checkView {
 	status, concl := statusOf(run.State, st.State)
 	v := checkView{Status: status, Conclusion: concl, Title: title(run, st, concl), Summary: summary(cfg, app, run, st)}
 	region, _, _ := app.Region(st.Region)

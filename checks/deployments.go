@@ -8,6 +8,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -32,8 +33,8 @@ func deployState(stageState string) string {
 // deployment is one GitHub Deployment to create or move on.
 type deployment struct {
 	key        string
-	app        *pipeline.App
-	region     *pipeline.Region
+	app        *config.App
+	region     *config.Region
 	repo       string
 	sha        string
 	runID      int64
@@ -145,7 +146,7 @@ func (r *Reporter) retireOthers(ctx context.Context, cl *gh.Client, owner, name 
 }
 
 // stageDeployment is the deployment a run's stage should have, if any.
-func stageDeployment(cfg *pipeline.Config, app *pipeline.App, run store.Run, st *store.Stage) (deployment, bool) {
+func stageDeployment(cfg *config.Config, app *config.App, run store.Run, st *store.Stage) (deployment, bool) {
 	region, _, ok := app.Region(st.Region)
 	state := deployState(st.State)
 	if !ok || state == "" || run.SHA == "" {
@@ -161,7 +162,7 @@ func stageDeployment(cfg *pipeline.Config, app *pipeline.App, run store.Run, st 
 }
 
 // envURL is where the region's app answers: its first host's URL.
-func envURL(r *pipeline.Region) string {
+func envURL(r *config.Region) string {
 	for _, h := range r.Hosts {
 		if strings.HasPrefix(h.URL, "http://") || strings.HasPrefix(h.URL, "https://") {
 			return h.URL

@@ -14,6 +14,7 @@ import (
 	ghapp "github.com/immunity-app/immunity/app/github"
 	"github.com/immunity-app/immunity/app/github/githubtest"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -26,17 +27,17 @@ const (
 )
 
 // testConfig is papi bound to the repo of the webhook fixtures.
-func testConfig() *pipeline.Config {
-	return &pipeline.Config{
-		Server: pipeline.ServerConfig{URL: "https://immunity.example.com"},
-		Apps: []pipeline.App{{
+func testConfig() *config.Config {
+	return &config.Config{
+		Server: config.ServerConfig{URL: "https://immunity.example.com"},
+		Apps: []config.App{{
 			Name: "papi",
-			Repo: pipeline.Repo{GitHub: "Codertocat/Hello-World", Branch: "master"},
-			Regions: []pipeline.Region{
-				{Name: "sandbox1", Hosts: []pipeline.Host{{Name: "s1", Port: 18001, URL: "http://127.0.0.1:18001"}}},
+			Repo: config.Repo{GitHub: "Codertocat/Hello-World", Branch: "master"},
+			Regions: []config.Region{
+				{Name: "sandbox1", Hosts: []config.Host{{Name: "s1", Port: 18001, URL: "http://127.0.0.1:18001"}}},
 				{Name: "prod3", Production: true, ManualApproval: true,
-					Monitor: &pipeline.MonitorConfig{MirrorFrom: "prod4"},
-					Hosts:   []pipeline.Host{{Name: "p1", URL: "http://127.0.0.1:18101"}, {Name: "p2", URL: "http://127.0.0.1:18102"}}},
+					Monitor: &config.MonitorConfig{MirrorFrom: "prod4"},
+					Hosts:   []config.Host{{Name: "p1", URL: "http://127.0.0.1:18101"}, {Name: "p2", URL: "http://127.0.0.1:18102"}}},
 			},
 		}},
 	}
@@ -53,9 +54,9 @@ func openStore(t *testing.T) *store.Store {
 }
 
 // newReporter wires a reporter to a fake GitHub through the App's real clients.
-func newReporter(t *testing.T, cfg *pipeline.Config, st *store.Store, fake *githubtest.Server) *Reporter {
+func newReporter(t *testing.T, cfg *config.Config, st *store.Store, fake *githubtest.Server) *Reporter {
 	t.Helper()
-	gc := pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: "s", APIURL: fake.APIURL()}
+	gc := config.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: "s", APIURL: fake.APIURL()}
 	cl, err := ghapp.NewClients(gc, st.DB(), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -21,7 +22,7 @@ const (
 )
 
 // summary renders a stage as the check run's Markdown summary.
-func summary(cfg *pipeline.Config, app *pipeline.App, run store.Run, st *store.Stage) string {
+func summary(cfg *config.Config, app *config.App, run store.Run, st *store.Stage) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## %s `%s` in %s: %s\n\n", app.Name, shortSHA(run.SHA), st.Region, words(st.State))
 	writeRelease(&b, cfg, run)
@@ -35,7 +36,7 @@ func summary(cfg *pipeline.Config, app *pipeline.App, run store.Run, st *store.S
 	return fit(b.String(), MaxSummary, RunURL(cfg, run.ID))
 }
 
-func writeRelease(b *strings.Builder, cfg *pipeline.Config, run store.Run) {
+func writeRelease(b *strings.Builder, cfg *config.Config, run store.Run) {
 	fmt.Fprintf(b, "**Release** `%s`", run.SHA)
 	if run.Subject != "" {
 		fmt.Fprintf(b, " %s", inline(run.Subject))
@@ -55,7 +56,7 @@ func writeRelease(b *strings.Builder, cfg *pipeline.Config, run store.Run) {
 	b.WriteString("  \n")
 }
 
-func writeRegion(b *strings.Builder, app *pipeline.App, st *store.Stage) {
+func writeRegion(b *strings.Builder, app *config.App, st *store.Stage) {
 	var traits []string
 	if r, _, ok := app.Region(st.Region); ok {
 		if r.Production {
@@ -97,7 +98,7 @@ func writeHosts(b *strings.Builder, st *store.Stage) {
 
 var failing = regexp.MustCompile(`(?i)(^(--- )?FAIL\b|\bfail(ed|ure|ing)?\b|\berror\b|\bpanic\b)`)
 
-func writeTests(b *strings.Builder, app *pipeline.App, st *store.Stage) {
+func writeTests(b *strings.Builder, app *config.App, st *store.Stage) {
 	b.WriteString("\n### Tests\n\n")
 	if r, _, ok := app.Region(st.Region); ok && r.SkipTests {
 		b.WriteString("Tests are skipped in this region.\n")
@@ -234,7 +235,7 @@ func shortSHA(sha string) string {
 }
 
 // RunURL is the dashboard page of a run, or "" when no server URL is configured.
-func RunURL(cfg *pipeline.Config, runID int64) string {
+func RunURL(cfg *config.Config, runID int64) string {
 	if cfg == nil || cfg.Server.URL == "" || runID == 0 {
 		return ""
 	}

@@ -13,6 +13,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -23,7 +24,7 @@ type clientSource interface {
 
 // Reporter is the pipeline.Listener that shows runs on GitHub.
 type Reporter struct {
-	cfg      *pipeline.Config
+	cfg      *config.Config
 	st       *store.Store
 	db       *sql.DB
 	clients  clientSource
@@ -48,7 +49,7 @@ type job struct {
 }
 
 // NewReporter starts a reporter; stop it with Close.
-func NewReporter(cfg *pipeline.Config, st *store.Store, clients clientSource, logger *slog.Logger) *Reporter {
+func NewReporter(cfg *config.Config, st *store.Store, clients clientSource, logger *slog.Logger) *Reporter {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -223,7 +224,7 @@ func (r *Reporter) process(ctx context.Context, ev pipeline.Event) error {
 
 // reportRelease records a rollback (or a deploy outside a run) as a deployment of that
 // release, already successful.
-func (r *Reporter) reportRelease(ctx context.Context, cl *gh.Client, app *pipeline.App, ev pipeline.Event) error {
+func (r *Reporter) reportRelease(ctx context.Context, cl *gh.Client, app *config.App, ev pipeline.Event) error {
 	region, _, ok := app.Region(ev.Region)
 	if !ok {
 		return nil
@@ -248,7 +249,7 @@ func (r *Reporter) reportRelease(ctx context.Context, cl *gh.Client, app *pipeli
 
 // syncCheck creates or updates a stage's check run when what it shows changed. A stage
 // that starts again after its check run completed (a promotion, a re-run) gets a new one.
-func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *pipeline.App, run store.Run, st *store.Stage) error {
+func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App, run store.Run, st *store.Stage) error {
 	live := false
 	if st.State == pipeline.StageSucceeded {
 		hosts, err := r.st.Live(ctx, app.Name, st.Region)

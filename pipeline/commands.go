@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -370,7 +371,7 @@ func (e *Engine) Seed(ctx context.Context, who Actor, app, sha string) (string, 
 	if err := e.st.PutRelease(ctx, store.Release{App: app, SHA: c.SHA, Subject: c.Subject, Author: c.Author, State: "ready", Artifact: rel.Artifact, Checksum: rel.Checksum}); err != nil {
 		return "", err
 	}
-	err = parallel(a.Regions, func(reg Region) error {
+	err = parallel(a.Regions, func(reg config.Region) error {
 		dep, err := e.deployer(a, &reg)
 		if err != nil {
 			return err

@@ -1,5 +1,6 @@
-// Package pipeline is Immunity's engine: the config model, the run/stage state machine,
-// scheduling, batching, locks and the monitoring step that asks the judge.
+// Package pipeline is Immunity's engine: the run/stage state machine, scheduling,
+// batching, locks and the monitoring step that asks the judge. The config it runs on is
+// pipeline/config's.
 //
 // A run carries one immutable release through an app's regions in order. Each region's
 // part is a stage: (await approval) → deploy → test → (monitor → judge). Production regions
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -40,9 +42,9 @@ var (
 
 // Builder builds the release of one commit of an app (pipeline/release does it).
 type Builder interface {
-	Build(ctx context.Context, app *App, sha string) (deployers.Release, error)
+	Build(ctx context.Context, app *config.App, sha string) (deployers.Release, error)
 	// Commit describes a commit; sha "" means the head of the app's branch.
-	Commit(ctx context.Context, app *App, sha string) (Commit, error)
+	Commit(ctx context.Context, app *config.App, sha string) (Commit, error)
 }
 
 // Commit is what the engine needs to know of a commit.
@@ -52,18 +54,18 @@ type Commit struct {
 
 // Tester runs an app's integration tests against one host.
 type Tester interface {
-	Test(ctx context.Context, app *App, rel deployers.Release, h deployers.Host) (output string, err error)
+	Test(ctx context.Context, app *config.App, rel deployers.Release, h deployers.Host) (output string, err error)
 }
 
 // Options are what an Engine is made of.
 type Options struct {
-	Config  *Config
+	Config  *config.Config
 	Store   *store.Store
 	Builder Builder
 	Tester  Tester
 	Monitor Monitor // nil: monitored regions fail with a clear error
 	// Deployer returns the deployer for a region of an app.
-	Deployer func(app *App, region *Region) (deployers.Deployer, error)
+	Deployer func(app *config.App, region *config.Region) (deployers.Deployer, error)
 	Logger   *slog.Logger
 	// Tick is how often the scheduler looks at waiting runs even when nothing kicks it.
 	Tick time.Duration
@@ -71,12 +73,12 @@ type Options struct {
 
 // Engine drives runs. Make one with New, add listeners, then Start.
 type Engine struct {
-	cfg       *Config
+	cfg       *config.Config
 	st        *store.Store
 	builder   Builder
 	tester    Tester
 	monitor   Monitor
-	deployer  func(app *App, region *Region) (deployers.Deployer, error)
+	deployer  func(app *config.App, region *config.Region) (deployers.Deployer, error)
 	log       *slog.Logger
 	tick      time.Duration
 	listeners []Listener
@@ -113,7 +115,7 @@ func New(o Options) (*Engine, error) {
 }
 
 // Config returns the engine's config.
-func (e *Engine) Config() *Config { return e.cfg }
+func (e *Engine) Config() *config.Config { return e.cfg }
 
 // Store returns the engine's store.
 func (e *Engine) Store() *store.Store { return e.st }
@@ -235,7 +237,7 @@ func (e *Engine) logf(ctx context.Context, runID int64, region, host, format str
 	e.emitRun(ctx, Logged, runID, region, host, msg)
 }
 
-func (e *Engine) app(name string) (*App, error) {
+func (e *Engine) app(name string) (*config.App, error) {
 	a, ok := e.cfg.App(name)
 	if !ok {
 		return nil, fmt.Errorf("%w %q; apps: %v", ErrUnknownApp, name, e.appNames())
@@ -251,7 +253,7 @@ func (e *Engine) appNames() []string {
 	return out
 }
 
-func (e *Engine) region(a *App, name string) (*Region, int, error) {
+func (e *Engine) region(a *config.App, name string) (*config.Region, int, error) {
 	r, i, ok := a.Region(name)
 	if !ok {
 		return nil, -1, fmt.Errorf("%w %q in app %s; regions: %v", ErrUnknownRegion, name, a.Name, a.RegionNames())
@@ -260,7 +262,7 @@ func (e *Engine) region(a *App, name string) (*Region, int, error) {
 }
 
 // Hosts returns the deployer's view of a region's hosts.
-func (e *Engine) Hosts(a *App, r *Region) []deployers.Host {
+func (e *Engine) Hosts(a *config.App, r *config.Region) []deployers.Host {
 	var out []deployers.Host
 	for _, h := range r.Hosts {
 		base := h.Path

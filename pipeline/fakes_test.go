@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -34,7 +35,7 @@ func (b *fakeBuilder) add(subject string) string {
 	return sha
 }
 
-func (b *fakeBuilder) Commit(_ context.Context, _ *App, sha string) (Commit, error) {
+func (b *fakeBuilder) Commit(_ context.Context, _ *config.App, sha string) (Commit, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if sha == "" && len(b.commits) > 0 {
@@ -48,7 +49,7 @@ func (b *fakeBuilder) Commit(_ context.Context, _ *App, sha string) (Commit, err
 	return Commit{}, fmt.Errorf("no commit %s", sha)
 }
 
-func (b *fakeBuilder) Build(_ context.Context, a *App, sha string) (deployers.Release, error) {
+func (b *fakeBuilder) Build(_ context.Context, a *config.App, sha string) (deployers.Release, error) {
 	b.mu.Lock()
 	b.builds = append(b.builds, sha)
 	b.mu.Unlock()
@@ -127,7 +128,7 @@ type fakeTester struct {
 	fail map[string]bool
 }
 
-func (t *fakeTester) Test(_ context.Context, _ *App, rel deployers.Release, h deployers.Host) (string, error) {
+func (t *fakeTester) Test(_ context.Context, _ *config.App, rel deployers.Release, h deployers.Host) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.fail[rel.SHA] {
@@ -187,7 +188,7 @@ func (r *recorder) kinds(kind string) []Event {
 type harness struct {
 	t       *testing.T
 	dir     string
-	cfg     *Config
+	cfg     *config.Config
 	st      *store.Store
 	eng     *Engine
 	build   *fakeBuilder
@@ -225,7 +226,7 @@ func newHarness(t *testing.T, yml string) *harness {
 	dir := t.TempDir()
 	h := &harness{t: t, dir: dir, build: &fakeBuilder{dir: dir}, dep: newFakeDeployer(),
 		tests: &fakeTester{fail: map[string]bool{}}, monitor: &fakeMonitor{failHost: map[string]bool{}}, rec: &recorder{}}
-	cfg, err := ParseConfig(filepath.Join(dir, "immunity.yml"), []byte(yml))
+	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(yml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func newHarness(t *testing.T, yml string) *harness {
 func (h *harness) start() {
 	h.t.Helper()
 	eng, err := New(Options{Config: h.cfg, Store: h.st, Builder: h.build, Tester: h.tests, Monitor: h.monitor,
-		Deployer: func(*App, *Region) (deployers.Deployer, error) { return h.dep, nil }, Tick: 20 * time.Millisecond})
+		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return h.dep, nil }, Tick: 20 * time.Millisecond})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -3,11 +3,13 @@ package pipeline
 import (
 	"context"
 	"time"
+
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // poll watches the branch heads of apps with repo.poll set and starts a run when one moves
 // to a commit that has no run yet (the original Immunity's way of noticing new commits).
-func (e *Engine) poll(ctx context.Context, a *App) {
+func (e *Engine) poll(ctx context.Context, a *config.App) {
 	defer e.wg.Done()
 	t := time.NewTicker(a.Repo.Poll.Duration)
 	defer t.Stop()
@@ -21,7 +23,7 @@ func (e *Engine) poll(ctx context.Context, a *App) {
 	}
 }
 
-func (e *Engine) pollOnce(ctx context.Context, a *App) {
+func (e *Engine) pollOnce(ctx context.Context, a *config.App) {
 	c, err := e.builder.Commit(ctx, a, "")
 	if err != nil {
 		e.log.Warn("poll", "app", a.Name, "err", err)

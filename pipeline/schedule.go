@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -76,7 +77,7 @@ func (e *Engine) schedule(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) scheduleApp(ctx context.Context, a *App, runs []store.Run) error {
+func (e *Engine) scheduleApp(ctx context.Context, a *config.App, runs []store.Run) error {
 	busy := map[string]int64{}
 	newestWaiting := map[string]int64{}
 	for i := range runs {
@@ -106,7 +107,7 @@ func (e *Engine) scheduleApp(ctx context.Context, a *App, runs []store.Run) erro
 	return nil
 }
 
-func (e *Engine) scheduleRun(ctx context.Context, a *App, r *store.Run, busy, newestWaiting map[string]int64) error {
+func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, busy, newestWaiting map[string]int64) error {
 	if r.State == RunBuilding {
 		e.startBuild(a, *r)
 		return nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -29,11 +30,11 @@ const (
 )
 
 // startBuild builds a run's release in the background (once).
-func (e *Engine) startBuild(a *App, r store.Run) {
+func (e *Engine) startBuild(a *config.App, r store.Run) {
 	e.spawn(buildTask(r.ID), func(ctx context.Context) { e.build(ctx, a, r) })
 }
 
-func (e *Engine) build(ctx context.Context, a *App, r store.Run) {
+func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) {
 	// The scheduler may have seen the run before an earlier build of it finished.
 	if fresh, err := e.st.Run(ctx, r.ID); err != nil || fresh.State != RunBuilding {
 		return
@@ -64,7 +65,7 @@ func (e *Engine) build(ctx context.Context, a *App, r store.Run) {
 }
 
 // startStage runs (or resumes) a stage in its own goroutine.
-func (e *Engine) startStage(a *App, r store.Run, s store.Stage) {
+func (e *Engine) startStage(a *config.App, r store.Run, s store.Stage) {
 	e.spawn(stageTask(s.ID), func(ctx context.Context) {
 		if err := e.execStage(ctx, a, r, s); err != nil && ctx.Err() == nil {
 			e.log.Error("stage", "app", a.Name, "run", r.ID, "region", s.Region, "err", err)
@@ -124,8 +125,8 @@ func (e *Engine) cancelTask(name string) {
 
 // stageRun is one stage being carried out.
 type stageRun struct {
-	app    *App
-	region *Region
+	app    *config.App
+	region *config.Region
 	run    store.Run
 	stage  store.Stage
 	rel    deployers.Release
@@ -133,7 +134,7 @@ type stageRun struct {
 	hosts  map[string]deployers.Host
 }
 
-func (e *Engine) execStage(ctx context.Context, a *App, r store.Run, s store.Stage) error {
+func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s store.Stage) error {
 	reg, _, err := e.region(a, s.Region)
 	if err != nil {
 		return e.failStage(ctx, nil, r, s, err.Error())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // CommandTester runs an app's test command on this machine, in an unpacked copy of the
@@ -22,7 +23,7 @@ type CommandTester struct {
 var testbedMu sync.Mutex
 
 // Test runs the tests; the error says how they ended when they did not pass.
-func (t CommandTester) Test(ctx context.Context, a *App, rel deployers.Release, h deployers.Host) (string, error) {
+func (t CommandTester) Test(ctx context.Context, a *config.App, rel deployers.Release, h deployers.Host) (string, error) {
 	dir, err := t.testbed(rel)
 	if err != nil {
 		return "", err

@@ -22,6 +22,7 @@ import (
 	"github.com/immunity-app/immunity/app"
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -70,7 +71,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := pipeline.LoadConfig(cfgFile)
+	cfg, err := config.Load(cfgFile)
 	if err != nil {
 		return err
 	}

@@ -11,12 +11,13 @@ import (
 
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
 // engine is the part of pipeline.Engine the App drives.
 type engine interface {
-	Config() *pipeline.Config
+	Config() *config.Config
 	Store() *store.Store
 	StartRun(ctx context.Context, app, sha string, t pipeline.Trigger) (store.Run, error)
 	Rerun(ctx context.Context, a pipeline.Actor, runID int64, region string) (string, error)
@@ -46,7 +47,7 @@ type App struct {
 
 // New makes the App from its config (after FromEnv). It fails when the App is not fully
 // configured: no key, no app id, or, above all, no webhook secret.
-func New(cfg pipeline.GitHubConfig, eng engine, cmd commander, logger *slog.Logger) (*App, error) {
+func New(cfg config.GitHubConfig, eng engine, cmd commander, logger *slog.Logger) (*App, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}

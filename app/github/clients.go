@@ -16,7 +16,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 	ghtoken "github.com/google/go-github/v88/github" // ghinstallation's own go-github
 
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // Clients hands out GitHub API clients authenticated as an installation of the App: one
@@ -39,7 +39,7 @@ type Clients struct {
 }
 
 // NewClients makes the client factory of a configured App. db holds github_installations.
-func NewClients(cfg pipeline.GitHubConfig, db *sql.DB, logger *slog.Logger) (*Clients, error) {
+func NewClients(cfg config.GitHubConfig, db *sql.DB, logger *slog.Logger) (*Clients, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}

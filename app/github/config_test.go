@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/immunity-app/immunity/app/github/githubtest"
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -20,7 +20,7 @@ func TestConfigFromEnv(t *testing.T) {
 		"IMMUNITY_GITHUB_WEBHOOK_SECRET_FILE": secretFile,
 		"IMMUNITY_GITHUB_API_URL":             "https://ghe.example.com/api/v3",
 	}
-	g := pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: "from-file.pem", APIURL: "https://other/"}
+	g := config.GitHubConfig{AppID: 1, PrivateKeyFile: "from-file.pem", APIURL: "https://other/"}
 	if err := g.FromEnv(func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if s, err := g.Secret(); err != nil || string(s) != "s3cret" {
 		t.Errorf("Secret() = %q, %v", s, err)
 	}
-	bad := pipeline.GitHubConfig{}
+	bad := config.GitHubConfig{}
 	if err := bad.FromEnv(func(k string) string {
 		if k == "IMMUNITY_GITHUB_APP_ID" {
 			return "twelve"
@@ -48,15 +48,15 @@ func TestConfigValidate(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		name string
-		g    pipeline.GitHubConfig
+		g    config.GitHubConfig
 		want string // "" = valid
 	}{
-		{"nothing configured", pipeline.GitHubConfig{}, ""},
-		{"no webhook secret", pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: "k.pem"}, "no webhook secret"},
-		{"key without id", pipeline.GitHubConfig{PrivateKeyFile: "k.pem", WebhookSecret: "s"}, "app_id"},
-		{"id without key", pipeline.GitHubConfig{AppID: 1, WebhookSecret: "s"}, "private_key_file"},
-		{"bad api url", pipeline.GitHubConfig{APIURL: "ftp://x"}, "api_url"},
-		{"complete", pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: "k.pem", WebhookSecret: "s"}, ""},
+		{"nothing configured", config.GitHubConfig{}, ""},
+		{"no webhook secret", config.GitHubConfig{AppID: 1, PrivateKeyFile: "k.pem"}, "no webhook secret"},
+		{"key without id", config.GitHubConfig{PrivateKeyFile: "k.pem", WebhookSecret: "s"}, "app_id"},
+		{"id without key", config.GitHubConfig{AppID: 1, WebhookSecret: "s"}, "private_key_file"},
+		{"bad api url", config.GitHubConfig{APIURL: "ftp://x"}, "api_url"},
+		{"complete", config.GitHubConfig{AppID: 1, PrivateKeyFile: "k.pem", WebhookSecret: "s"}, ""},
 	} {
 		err := c.g.Validate()
 		if (err == nil) != (c.want == "") || (err != nil && !strings.Contains(err.Error(), c.want)) {
@@ -69,7 +69,7 @@ func TestConfigValidate(t *testing.T) {
 func TestNewRefusesUnsigned(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	_, err := New(pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t)}, h.eng, h.cmds, nil)
+	_, err := New(config.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t)}, h.eng, h.cmds, nil)
 	if err == nil || !strings.Contains(err.Error(), "no webhook secret") {
 		t.Errorf("New without a secret: %v", err)
 	}
@@ -80,7 +80,7 @@ func TestNewRefusesUnsigned(t *testing.T) {
 func TestConfigFileSection(t *testing.T) {
 	t.Parallel()
 	text := "github:\n  app_id: 5\n  private_key_file: keys/app.pem\n  webhook_secret_file: keys/secret\n  api_url: https://ghe.example.com/api/v3/\n" + e2eConfig
-	cfg, err := pipeline.ParseConfig("/etc/immunity/immunity.yml", []byte(text))
+	cfg, err := config.Parse("/etc/immunity/immunity.yml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestConfigFileSection(t *testing.T) {
 	if g.AppID != 5 || g.PrivateKeyFile != "/etc/immunity/keys/app.pem" || g.WebhookSecretFile != "/etc/immunity/keys/secret" || g.BaseURL() != "https://ghe.example.com/api/v3/" {
 		t.Errorf("github section: %+v", g)
 	}
-	if _, err := pipeline.ParseConfig("immunity.yml", []byte("github:\n  webhook_secrett: x\n"+e2eConfig)); err == nil || !strings.Contains(err.Error(), "webhook_secret") {
+	if _, err := config.Parse("immunity.yml", []byte("github:\n  webhook_secrett: x\n"+e2eConfig)); err == nil || !strings.Contains(err.Error(), "webhook_secret") {
 		t.Errorf("a typo in the github section: %v", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/immunity-app/immunity/checks"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -46,11 +47,11 @@ apps:
 // builder is a hand-written Builder: the push's commit, packed as a tiny artifact.
 type builder struct{ dir string }
 
-func (b builder) Commit(ctx context.Context, a *pipeline.App, sha string) (pipeline.Commit, error) {
+func (b builder) Commit(ctx context.Context, a *config.App, sha string) (pipeline.Commit, error) {
 	return pipeline.Commit{SHA: sha, Subject: "Update README.md", Author: "Codertocat"}, nil
 }
 
-func (b builder) Build(ctx context.Context, a *pipeline.App, sha string) (deployers.Release, error) {
+func (b builder) Build(ctx context.Context, a *config.App, sha string) (deployers.Release, error) {
 	p := filepath.Join(b.dir, sha+".tar.gz")
 	sum := sha256.Sum256([]byte(sha))
 	return deployers.Release{App: a.Name, SHA: sha, Artifact: p, Checksum: hex.EncodeToString(sum[:])}, os.WriteFile(p, []byte(sha), 0o644)
@@ -81,7 +82,7 @@ func (d *hosts) Close() error { return nil }
 
 type tester struct{}
 
-func (tester) Test(ctx context.Context, a *pipeline.App, rel deployers.Release, h deployers.Host) (string, error) {
+func (tester) Test(ctx context.Context, a *config.App, rel deployers.Release, h deployers.Host) (string, error) {
 	return "ok  \tpapi/itest\t0.31s", nil
 }
 
@@ -93,7 +94,7 @@ func TestEndToEnd(t *testing.T) {
 	contract := githubtest.LoadContract(t)
 	ctx := context.Background()
 	dir := t.TempDir()
-	cfg, err := pipeline.ParseConfig(filepath.Join(dir, "immunity.yml"), []byte(e2eConfig))
+	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(e2eConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	dep := &hosts{state: map[string]deployers.HostState{}}
 	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: builder{dir}, Tester: tester{},
-		Deployer: func(*pipeline.App, *pipeline.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond})
+		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

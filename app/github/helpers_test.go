@@ -21,26 +21,27 @@ import (
 	"github.com/immunity-app/immunity/app/github/githubtest"
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
 const secret = "It's a Secret to Everybody"
 
-func githubConfig(t testing.TB, fake *githubtest.Server) pipeline.GitHubConfig {
-	return pipeline.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: secret, APIURL: fake.APIURL()}
+func githubConfig(t testing.TB, fake *githubtest.Server) config.GitHubConfig {
+	return config.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: secret, APIURL: fake.APIURL()}
 }
 
 // fakeEngine records what the App asked of the engine.
 type fakeEngine struct {
-	cfg    *pipeline.Config
+	cfg    *config.Config
 	st     *store.Store
 	mu     sync.Mutex
 	calls  []string
 	status []pipeline.AppStatus
 }
 
-func (e *fakeEngine) Config() *pipeline.Config { return e.cfg }
-func (e *fakeEngine) Store() *store.Store      { return e.st }
+func (e *fakeEngine) Config() *config.Config { return e.cfg }
+func (e *fakeEngine) Store() *store.Store    { return e.st }
 
 func (e *fakeEngine) record(s string) {
 	e.mu.Lock()
@@ -92,12 +93,12 @@ func (c *fakeCommands) Requests() []bot.Request {
 }
 
 // testConfig binds papi to the fixtures' repo and branch.
-func testConfig() *pipeline.Config {
-	return &pipeline.Config{Apps: []pipeline.App{
-		{Name: "papi", Repo: pipeline.Repo{GitHub: "Codertocat/Hello-World", Branch: "master"},
-			Regions: []pipeline.Region{{Name: "sandbox1"}, {Name: "prod3", Production: true, ManualApproval: true}}},
-		{Name: "electron", Repo: pipeline.Repo{GitHub: "electron/electron", Branch: "main"}, Regions: []pipeline.Region{{Name: "prod3"}}},
-		{Name: "hello", Repo: pipeline.Repo{GitHub: "github/hello-world", Branch: "main"}, Regions: []pipeline.Region{{Name: "sandbox1"}}},
+func testConfig() *config.Config {
+	return &config.Config{Apps: []config.App{
+		{Name: "papi", Repo: config.Repo{GitHub: "Codertocat/Hello-World", Branch: "master"},
+			Regions: []config.Region{{Name: "sandbox1"}, {Name: "prod3", Production: true, ManualApproval: true}}},
+		{Name: "electron", Repo: config.Repo{GitHub: "electron/electron", Branch: "main"}, Regions: []config.Region{{Name: "prod3"}}},
+		{Name: "hello", Repo: config.Repo{GitHub: "github/hello-world", Branch: "main"}, Regions: []config.Region{{Name: "sandbox1"}}},
 	}}
 }
 

@@ -8,6 +8,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // handle routes one verified delivery and says what it did.
@@ -71,9 +72,9 @@ func (a *App) rememberFrom(ctx context.Context, payload any) {
 }
 
 // appsFor lists the configured apps bound to a GitHub repo.
-func (a *App) appsFor(repo string) []*pipeline.App {
+func (a *App) appsFor(repo string) []*config.App {
 	cfg := a.eng.Config()
-	var out []*pipeline.App
+	var out []*config.App
 	for i := range cfg.Apps {
 		if repo != "" && strings.EqualFold(cfg.Apps[i].Repo.GitHub, repo) {
 			out = append(out, &cfg.Apps[i])

@@ -19,7 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 	gh "github.com/google/go-github/v60/github"
 
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // Setup is the onboarding page served while no GitHub App is configured: it creates the
@@ -38,7 +38,7 @@ type Setup struct {
 
 // NewSetup makes the setup page. serverURL is Config.Server.URL (falls back to the listen
 // address), dataDir is Config.Server.DataDir.
-func NewSetup(cfg pipeline.GitHubConfig, serverURL, dataDir string, logger *slog.Logger) *Setup {
+func NewSetup(cfg config.GitHubConfig, serverURL, dataDir string, logger *slog.Logger) *Setup {
 	if logger == nil {
 		logger = slog.Default()
 	}

@@ -18,7 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/immunity-app/immunity/app/github/githubtest"
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // TestManifestMatchesAppYML keeps app.yml (what people read) and Manifest (what the setup
@@ -46,7 +46,7 @@ func TestSetupFlow(t *testing.T) {
 		"owner": map[string]any{"login": "Codertocat"}, "html_url": "https://github.com/apps/immunity-test",
 		"pem": "-----BEGIN RSA PRIVATE KEY-----\nMIIfake\n-----END RSA PRIVATE KEY-----\n", "webhook_secret": "whsec", "client_id": "Iv1.x", "client_secret": "cs"}
 	dataDir := t.TempDir()
-	s := NewSetup(pipeline.GitHubConfig{APIURL: fake.APIURL()}, "https://immunity.example.com/", dataDir, nil)
+	s := NewSetup(config.GitHubConfig{APIURL: fake.APIURL()}, "https://immunity.example.com/", dataDir, nil)
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	s.Routes(r)

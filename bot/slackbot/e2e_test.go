@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -33,7 +35,7 @@ const (
 
 type fakeBuilder struct{ dir string }
 
-func (b fakeBuilder) Build(ctx context.Context, app *pipeline.App, sha string) (deployers.Release, error) {
+func (b fakeBuilder) Build(ctx context.Context, app *config.App, sha string) (deployers.Release, error) {
 	path := filepath.Join(b.dir, sha+".tar.gz")
 	body := []byte("release " + sha)
 	if err := os.WriteFile(path, body, 0o644); err != nil {
@@ -43,7 +45,7 @@ func (b fakeBuilder) Build(ctx context.Context, app *pipeline.App, sha string) (
 	return deployers.Release{App: app.Name, SHA: sha, Artifact: path, Checksum: hex.EncodeToString(sum[:])}, nil
 }
 
-func (b fakeBuilder) Commit(ctx context.Context, app *pipeline.App, sha string) (pipeline.Commit, error) {
+func (b fakeBuilder) Commit(ctx context.Context, app *config.App, sha string) (pipeline.Commit, error) {
 	return pipeline.Commit{SHA: sha, Subject: "change " + sha[:4], Author: "Alice Doe"}, nil
 }
 
@@ -78,7 +80,7 @@ func (d *fakeDeployer) Close() error { return nil }
 
 type passTester struct{}
 
-func (passTester) Test(ctx context.Context, app *pipeline.App, rel deployers.Release, h deployers.Host) (string, error) {
+func (passTester) Test(ctx context.Context, app *config.App, rel deployers.Release, h deployers.Host) (string, error) {
 	return "ok", nil
 }
 
@@ -99,20 +101,20 @@ func newE2E(t *testing.T) *e2e {
 	f := newFakeSlack(t)
 	cfg := testConfig(f.GetAPIURL())
 	cfg.Server.DataDir = t.TempDir()
-	cfg.Apps[0].Regions = []pipeline.Region{
-		{Name: "sandbox1", Deployer: "local", Hosts: []pipeline.Host{{Name: "s1", Port: 1}}, HostsAtATime: 1},
-		{Name: "prod3", Deployer: "local", Production: true, ManualApproval: true, Hosts: []pipeline.Host{{Name: "p3a", Port: 2}, {Name: "p3b", Port: 3}}, HostsAtATime: 1},
+	cfg.Apps[0].Regions = []config.Region{
+		{Name: "sandbox1", Deployer: "local", Hosts: []config.Host{{Name: "s1", Port: 1}}, HostsAtATime: 1},
+		{Name: "prod3", Deployer: "local", Production: true, ManualApproval: true, Hosts: []config.Host{{Name: "p3a", Port: 2}, {Name: "p3b", Port: 3}}, HostsAtATime: 1},
 	}
 	// Production is granted to amy (the fixture button's user) and a Slack group holding steve.
-	cfg.Apps[0].Access = &pipeline.Access{
-		NonProduction: []pipeline.Grant{{Actions: []string{"*"}, SlackUsers: []string{"U2147483697", "U0CA5"}}},
-		Production:    []pipeline.Grant{{Actions: []string{"*"}, SlackUsers: []string{"U0CA5"}, SlackGroups: []string{"S0SRE"}}},
+	cfg.Apps[0].Access = &config.Access{
+		NonProduction: []config.Grant{{Actions: []string{"*"}, SlackUsers: []string{"U2147483697", "U0CA5"}}},
+		Production:    []config.Grant{{Actions: []string{"*"}, SlackUsers: []string{"U0CA5"}, SlackGroups: []string{"S0SRE"}}},
 	}
 	f.groups["S0SRE"] = []string{"U2147483697"}
 	st := openStore(t, filepath.Join(t.TempDir(), "immunity.db"))
 	dep := &fakeDeployer{current: map[string]string{}, previous: map[string]string{}}
 	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: fakeBuilder{t.TempDir()}, Tester: passTester{},
-		Deployer: func(*pipeline.App, *pipeline.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond, Logger: quiet})
+		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,10 +30,11 @@ import (
 	"sync"
 
 	"github.com/gin-gonic/gin"
-	"github.com/immunity-app/immunity/bot"
-	"github.com/immunity-app/immunity/pipeline"
-	"github.com/immunity-app/immunity/store"
 	"github.com/slack-go/slack"
+
+	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/pipeline/config"
+	"github.com/immunity-app/immunity/store"
 )
 
 // executor runs a command (bot.Commands).
@@ -50,10 +51,10 @@ type slackAPI interface {
 
 // Options are what a Bot is made of.
 type Options struct {
-	Config   *pipeline.Config // Slack settings (after FromEnv), apps' channels, server URL
-	Client   *slack.Client    // from NewClient
-	Commands executor         // *bot.Commands
-	Store    *store.Store     // threads and posts are remembered here
+	Config   *config.Config // Slack settings (after FromEnv), apps' channels, server URL
+	Client   *slack.Client  // from NewClient
+	Commands executor       // *bot.Commands
+	Store    *store.Store   // threads and posts are remembered here
 	Logger   *slog.Logger
 	// NoCharts leaves out the chart image of a verdict.
 	NoCharts bool
@@ -61,7 +62,7 @@ type Options struct {
 
 // Bot answers Slack and reports runs to Slack threads.
 type Bot struct {
-	cfg    *pipeline.Config
+	cfg    *config.Config
 	api    slackAPI
 	cmds   executor
 	st     *store.Store
@@ -83,7 +84,7 @@ type Bot struct {
 
 // NewClient makes the Slack Web API client from the config: the bot token (or its file)
 // and api_url (IMMUNITY_SLACK_API_URL, a fake in tests).
-func NewClient(c pipeline.SlackConfig) (*slack.Client, error) {
+func NewClient(c config.SlackConfig) (*slack.Client, error) {
 	tok, err := c.Token()
 	if err != nil {
 		return nil, fmt.Errorf("slack client: %w", err)

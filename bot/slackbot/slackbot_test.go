@@ -17,8 +17,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -53,11 +55,11 @@ func (f *fakeExec) Reqs() []bot.Request {
 	return append([]bot.Request(nil), f.reqs...)
 }
 
-func testConfig(apiURL string) *pipeline.Config {
-	return &pipeline.Config{
-		Server: pipeline.ServerConfig{URL: "https://immunity.example.com"},
-		Slack:  pipeline.SlackConfig{BotToken: "xoxb-test", SigningSecret: secret, APIURL: apiURL},
-		Apps: []pipeline.App{{Name: "papi", Slack: pipeline.AppSlack{Channel: "C0DEPLOYS"}, Regions: []pipeline.Region{
+func testConfig(apiURL string) *config.Config {
+	return &config.Config{
+		Server: config.ServerConfig{URL: "https://immunity.example.com"},
+		Slack:  config.SlackConfig{BotToken: "xoxb-test", SigningSecret: secret, APIURL: apiURL},
+		Apps: []config.App{{Name: "papi", Slack: config.AppSlack{Channel: "C0DEPLOYS"}, Regions: []config.Region{
 			{Name: "sandbox1"}, {Name: "sandbox2"}, {Name: "prod3", Production: true, ManualApproval: true}, {Name: "prod4", Production: true},
 		}}},
 	}
@@ -74,7 +76,7 @@ func openStore(t *testing.T, path string) *store.Store {
 }
 
 // newTestBot makes a bot talking to the fake Slack, with its routes on a gin engine.
-func newTestBot(t *testing.T, cfg *pipeline.Config, st *store.Store, exec executor) (*Bot, *gin.Engine) {
+func newTestBot(t *testing.T, cfg *config.Config, st *store.Store, exec executor) (*Bot, *gin.Engine) {
 	t.Helper()
 	client, err := NewClient(cfg.Slack)
 	if err != nil {

@@ -55,7 +55,7 @@ type Window struct {
 }
 
 // Spec is where one metric's samples come from: the app config's metric fields
-// (pipeline.Metric).
+// (config.Metric).
 type Spec struct {
 	// Query is a Prometheus query template ({{.Region}}, {{.Host}}, {{.Release}}, ...):
 	// a rate's events counter (TrialsQuery its trials), read as levels at both ends of

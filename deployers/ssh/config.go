@@ -2,13 +2,13 @@ package ssh
 
 import (
 	"github.com/immunity-app/immunity/deployers"
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // SettingsFor turns a region's ssh section of immunity.yml into the deployer's Settings.
 // The health check defaults to the app's run.health on each host's url; keep defaults to
 // the app's keep_releases.
-func SettingsFor(app *pipeline.App, r *pipeline.Region) Settings {
+func SettingsFor(app *config.App, r *config.Region) Settings {
 	s := Settings{Keep: app.KeepReleases, HealthPath: app.Run.Health}
 	c := r.SSH
 	if c == nil {
@@ -32,7 +32,7 @@ func SettingsFor(app *pipeline.App, r *pipeline.Region) Settings {
 
 // ConfigSettings returns the Settings lookup for Options.Settings from a whole config:
 // each host gets the settings of its app's region.
-func ConfigSettings(cfg *pipeline.Config) func(h deployers.Host) Settings {
+func ConfigSettings(cfg *config.Config) func(h deployers.Host) Settings {
 	return func(h deployers.Host) Settings {
 		app, ok := cfg.App(h.App)
 		if !ok {

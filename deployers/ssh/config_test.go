@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
 	"github.com/immunity-app/immunity/deployers"
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 func TestSettingsFromTheREADMEExample(t *testing.T) {
-	cfg, err := pipeline.LoadConfig(filepath.Join("testdata", "immunity.yml"))
+	cfg, err := config.Load(filepath.Join("testdata", "immunity.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestUnknownSSHKeyIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := strings.Replace(string(data), "known_hosts: keys/known_hosts", "known_host: keys/known_hosts", 1)
-	_, err = pipeline.ParseConfig("immunity.yml", []byte(bad))
+	_, err = config.Parse("immunity.yml", []byte(bad))
 	if err == nil || !strings.Contains(err.Error(), `did you mean "known_hosts"`) {
 		t.Errorf("typo in the ssh section: %v, want a suggestion of known_hosts", err)
 	}

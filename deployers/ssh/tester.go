@@ -9,6 +9,7 @@ import (
 
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // Tester runs an app's integration tests on the host itself, over the pooled connection,
@@ -23,7 +24,7 @@ type Tester struct {
 var _ pipeline.Tester = Tester{}
 
 // Test runs the tests and returns the tail of their output.
-func (t Tester) Test(ctx context.Context, a *pipeline.App, rel deployers.Release, h deployers.Host) (string, error) {
+func (t Tester) Test(ctx context.Context, a *config.App, rel deployers.Release, h deployers.Host) (string, error) {
 	r, _, ok := a.Region(h.Region)
 	if !ok || r.Deployer != "ssh" || r.SSH == nil || !r.SSH.TestsOnHost {
 		return t.Fallback.Test(ctx, a, rel, h)

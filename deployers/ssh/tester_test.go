@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/immunity-app/immunity/deployers"
-	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // recordingTester is the fallback: it records the hosts it was asked to test.
 type recordingTester struct{ hosts []string }
 
-func (r *recordingTester) Test(_ context.Context, _ *pipeline.App, _ deployers.Release, h deployers.Host) (string, error) {
+func (r *recordingTester) Test(_ context.Context, _ *config.App, _ deployers.Release, h deployers.Host) (string, error) {
 	r.hosts = append(r.hosts, h.String())
 	return "ran here", nil
 }
@@ -24,12 +24,12 @@ func TestTesterRunsTestsOnTheHost(t *testing.T) {
 	ctx := context.Background()
 	rel := release(t, "bbbbbbb2222", 100)
 	mustAll(t, f.deploy(ctx, f.hosts, rel))
-	app := &pipeline.App{Name: "papi", Tests: pipeline.Tests{
+	app := &config.App{Name: "papi", Tests: config.Tests{
 		Command: []string{"sh", "-c", `cat version; echo "url=$IMMUNITY_BASE_URL host=$IMMUNITY_HOST extra=$EXTRA"; echo failing >&2; exit 3`},
 		Env:     map[string]string{"EXTRA": "it's $(not run)"},
-	}, Regions: []pipeline.Region{
-		{Name: "sandbox1", Deployer: "ssh", SSH: &pipeline.SSHRegion{TestsOnHost: true}},
-		{Name: "sandbox2", Deployer: "ssh", SSH: &pipeline.SSHRegion{}},
+	}, Regions: []config.Region{
+		{Name: "sandbox1", Deployer: "ssh", SSH: &config.SSHRegion{TestsOnHost: true}},
+		{Name: "sandbox2", Deployer: "ssh", SSH: &config.SSHRegion{}},
 	}}
 	fallback := &recordingTester{}
 	tester := Tester{Deployer: f.d, Fallback: fallback}

@@ -1,4 +1,4 @@
-package pipeline
+package config
 
 import (
 	"fmt"
@@ -145,4 +145,21 @@ func checkQueryTemplate(text string) error {
 		return fmt.Errorf("template uses something other than {{.Region}}, {{.Host}}, {{.Release}}: %w", err)
 	}
 	return nil
+}
+
+// AppMetrics are the app's configured metrics, or DefaultMetrics when it configures none.
+func (a *App) AppMetrics() []Metric {
+	if len(a.Metrics) == 0 {
+		return DefaultMetrics()
+	}
+	return a.Metrics
+}
+
+// JudgeMetrics is how the app's metrics are judged.
+func (a *App) JudgeMetrics() []judge.Metric {
+	var out []judge.Metric
+	for _, m := range a.AppMetrics() {
+		out = append(out, m.Judge())
+	}
+	return out
 }

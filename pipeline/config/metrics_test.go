@@ -1,4 +1,4 @@
-package pipeline
+package config
 
 import (
 	"fmt"
@@ -73,10 +73,10 @@ func TestMetricCheck(t *testing.T) {
 	}
 }
 
-// Through ParseConfig, a metric's problems name the file and the line of the bad key.
+// Through Parse, a metric's problems name the file and the line of the bad key.
 func TestMetricProblemsInConfig(t *testing.T) {
 	t.Parallel()
-	_, err := ParseConfig("immunity.yml", []byte(`
+	_, err := Parse("immunity.yml", []byte(`
 apps:
   - name: papi
     repo: {path: papi.git}

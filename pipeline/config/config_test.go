@@ -1,4 +1,4 @@
-package pipeline
+package config
 
 import (
 	"errors"
@@ -65,7 +65,7 @@ apps:
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseConfig("immunity.yml", []byte(c.yml))
+			_, err := Parse("immunity.yml", []byte(c.yml))
 			var ce *ConfigError
 			if !errors.As(err, &ce) {
 				t.Fatalf("want a *ConfigError, got %v", err)
@@ -80,7 +80,7 @@ apps:
 }
 
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := ParseConfig("/etc/immunity/immunity.yml", []byte(fourRegions))
+	cfg, err := Parse("/etc/immunity/immunity.yml", []byte(fourRegions))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,3 +96,27 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("server defaults: %+v", cfg.Server)
 	}
 }
+
+// fourRegions is a config with the four regions of the worked example.
+const fourRegions = `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    tests: {command: [bin/itest]}
+    regions:
+      - name: sandbox1
+        hosts: [{name: host1, port: 41001}]
+      - name: sandbox2
+        hosts: [{name: host1, port: 41002}]
+        monitor: {mirror_from: prod3, period: 1s, interval: 100ms}
+      - name: prod3
+        production: true
+        manual_approval: true
+        hosts: [{name: host1, port: 41003}, {name: host2, port: 41004}, {name: host3, port: 41005}]
+        monitor: {period: 1s}
+      - name: prod4
+        production: true
+        hosts: [{name: host1, port: 41006}]
+`

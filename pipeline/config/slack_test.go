@@ -1,4 +1,4 @@
-package pipeline
+package config
 
 import (
 	"os"
@@ -86,7 +86,7 @@ apps:
 
 func TestAccessConfig(t *testing.T) {
 	t.Parallel()
-	cfg, err := ParseConfig("immunity.yml", []byte(accessYAML))
+	cfg, err := Parse("immunity.yml", []byte(accessYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestAccessConfig(t *testing.T) {
 		}
 	}
 
-	_, err = ParseConfig("immunity.yml", []byte(strings.Replace(accessYAML, "non_production:", "nonproduction:", 1)))
+	_, err = Parse("immunity.yml", []byte(strings.Replace(accessYAML, "non_production:", "nonproduction:", 1)))
 	if err == nil || !strings.Contains(err.Error(), `unknown key "nonproduction"`) {
 		t.Errorf("a misspelt access key: %v", err)
 	}

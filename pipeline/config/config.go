@@ -1,4 +1,14 @@
-package pipeline
+// Package config is the model of immunity.yml: the server's settings, and per app its
+// repository, build, run and test commands, metrics, access rules and ordered regions of
+// hosts. Load and Parse read a file and report every problem at once as FILE:LINE: what
+// was expected; unknown keys are refused by walking the YAML beside the Go types, so a new
+// field is accepted (and a typo refused) by adding it to a struct with its yaml tag.
+//
+// Secrets (GitHub App key and webhook secret, Slack token and signing secret) are named
+// here by value or by file and read only when asked for (Secret, Key, Token); they are
+// never logged. The package is a leaf: it imports nothing of the module but the judge's
+// metric types.
+package config
 
 import (
 	"fmt"
@@ -171,14 +181,14 @@ func (a *App) RegionNames() []string {
 	return out
 }
 
-// LoadConfig reads and checks a config file. Every problem is reported as
+// Load reads and checks a config file. Every problem is reported as
 // "FILE:LINE: what was expected", all of them at once.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
 // ConfigError lists every problem found in a config file.
@@ -204,8 +214,8 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// EmptyConfig is the config of a server started without a file: no apps yet.
-func EmptyConfig() *Config {
+// Empty is the config of a server started without a file: no apps yet.
+func Empty() *Config {
 	c := &Config{File: "(environment)", lines: map[string]int{}}
 	c.applyDefaults()
 	return c

@@ -1,4 +1,4 @@
-package pipeline
+package config
 
 import (
 	"fmt"
@@ -13,8 +13,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// ParseConfig parses a config file's bytes; file names it in errors and anchors relative paths.
-func ParseConfig(file string, data []byte) (*Config, error) {
+// Parse parses a config file's bytes; file names it in errors and anchors relative paths.
+func Parse(file string, data []byte) (*Config, error) {
 	cerr := &ConfigError{File: file}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

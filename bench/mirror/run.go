@@ -80,10 +80,11 @@ func runOurs(ctx context.Context, c mirror.Client, shadow, url string, dur time.
 	defer c.Off(ctx)
 	before, _ := c.Stats(ctx)
 	r, err := wrk(ctx, url, dur, conns)
+	time.Sleep(300 * time.Millisecond) // let queued copies drain before the next case
 	after, _ := c.Stats(ctx)
 	d := mirror.Stats{Queued: after.Queued - before.Queued, Dropped: after.Dropped - before.Dropped,
-		Shed: after.Shed - before.Shed, ShadowErrors: after.ShadowErrors - before.ShadowErrors}
-	time.Sleep(300 * time.Millisecond) // let queued copies drain before the next case
+		Shed: after.Shed - before.Shed, ShadowErrors: after.ShadowErrors - before.ShadowErrors,
+		Mirrored: after.Mirrored - before.Mirrored}
 	return r, d, err
 }
 
@@ -92,6 +93,7 @@ func add(a, b mirror.Stats) mirror.Stats {
 	a.Dropped += b.Dropped
 	a.Shed += b.Shed
 	a.ShadowErrors += b.ShadowErrors
+	a.Mirrored += b.Mirrored
 	return a
 }
 
@@ -114,11 +116,15 @@ func report(oursR [][]result, ngx []result, drops []mirror.Stats, dur time.Durat
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nwrk -t1 -c%d -d%s on core 1 (median of %d rounds); proxies and backends on core 0; SCHED_RR %v; load average %s\n\n",
 		conns, dur, max(1, repeats), realtime, strings.Fields(string(load) + " ?")[0])
-	fmt.Printf("| case | ours req/s | ours p99 ms | nginx req/s | nginx p99 ms | our copies: queued / dropped / shed / shadow errors (all rounds) |\n|---|---:|---:|---:|---:|---|\n")
+	fmt.Printf("| case | ours req/s | ours p99 ms | nginx req/s | nginx p99 ms | ours / nginx | our copies: queued / dropped / shed / shadow errors (all rounds) | copies answered by the shadow |\n|---|---:|---:|---:|---:|---:|---|---:|\n")
 	for i, name := range cases {
 		d := drops[i]
-		fmt.Printf("| %s | %.0f | %.2f | %.0f | %.2f | %d / %d / %d / %d |\n", name, ours[i].rps, ours[i].p99ms, ngx[i].rps, ngx[i].p99ms,
-			d.Queued, d.Dropped, d.Shed, d.ShadowErrors)
+		share := "–"
+		if made := d.Queued + d.Dropped + d.Shed; i > 0 && made > 0 {
+			share = fmt.Sprintf("%.1f%%", 100*float64(d.Mirrored-d.ShadowErrors)/float64(made))
+		}
+		fmt.Printf("| %s | %.0f | %.2f | %.0f | %.2f | %.2f× | %d / %d / %d / %d | %s |\n", name, ours[i].rps, ours[i].p99ms, ngx[i].rps, ngx[i].p99ms,
+			ours[i].rps/ngx[i].rps, d.Queued, d.Dropped, d.Shed, d.ShadowErrors, share)
 	}
 	fmt.Println()
 	for i := 1; i < len(cases); i++ {

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // The shadow client is a small HTTP/1.1 client of its own rather than http.Client: a
@@ -120,6 +123,15 @@ func (e endpoint) dial(deadline time.Time) (*shadowConn, error) {
 	return &shadowConn{Conn: c, br: bufio.NewReaderSize(c, 4096)}, nil
 }
 
+// CloseWrite half-closes a plain TCP connection (a tunnel's end of input); other
+// connections are closed.
+func (c *shadowConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}
+
 func (e endpoint) hostname() string {
 	if h, _, err := net.SplitHostPort(e.host); err == nil {
 		return h
@@ -136,26 +148,21 @@ var skipHeaders = map[string]bool{"Connection": true, "Proxy-Connection": true, 
 // encodeRequest appends the copy of a request as it goes on the wire: no body, the
 // shadow's Host, the original headers but skipHeaders, and X-Immunity-Mirror: 1. Header
 // lines with a CR or LF (only a handler called in process could pass them) are left out.
-func encodeRequest(b []byte, method, uri, host string, h http.Header) []byte {
+func encodeRequest(b []byte, method, uri, host string, h *fasthttp.RequestHeader) []byte {
 	b = append(b, method...)
 	b = append(b, ' ')
 	b = append(b, uri...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, host...)
 	b = append(b, "\r\n"...)
-	for k, vs := range h {
-		if skipHeaders[k] || strings.ContainsAny(k, "\r\n: ") {
+	for k, v := range h.All() {
+		if skipHeaders[string(k)] || bytes.ContainsAny(k, "\r\n: ") || bytes.ContainsAny(v, "\r\n") {
 			continue
 		}
-		for _, v := range vs {
-			if strings.ContainsAny(v, "\r\n") {
-				continue
-			}
-			b = append(b, k...)
-			b = append(b, ": "...)
-			b = append(b, v...)
-			b = append(b, "\r\n"...)
-		}
+		b = append(b, k...)
+		b = append(b, ": "...)
+		b = append(b, v...)
+		b = append(b, "\r\n"...)
 	}
 	return append(b, "X-Immunity-Mirror: 1\r\n\r\n"...)
 }
@@ -173,9 +180,9 @@ func putRequestBuf(b *[]byte) {
 var headRequest = &http.Request{Method: http.MethodHead}
 
 // roundTrip sends the encoded copy to t and reads the answer's body into body (which
-// may be io.Discard), all within timeout. A kept-alive connection that turns out closed
+// may be io.Discard), all within timeout; head is set to when the answer's head arrived. A kept-alive connection that turns out closed
 // is retried once on a new one: every mirrored method is safe.
-func (t *target) roundTrip(req []byte, method string, timeout time.Duration, body io.Writer) (int, error) {
+func (t *target) roundTrip(req []byte, method string, timeout time.Duration, body io.Writer, head *time.Time) (int, error) {
 	now := time.Now()
 	deadline := now.Add(timeout)
 	c := t.conns.get(now)
@@ -187,7 +194,7 @@ func (t *target) roundTrip(req []byte, method string, timeout time.Duration, bod
 				return 0, timeoutErr(err, timeout)
 			}
 		}
-		status, keep, sent, err := exchange(c, req, method, deadline, body)
+		status, keep, sent, err := exchange(c, req, method, deadline, body, head)
 		if keep {
 			t.conns.put(c, time.Now())
 		} else {
@@ -203,7 +210,7 @@ func (t *target) roundTrip(req []byte, method string, timeout time.Duration, bod
 // exchange writes one request on c and reads its answer. sent says whether any of the
 // answer arrived (so a failure is the shadow's, not a stale connection's); keep whether
 // c may carry another request.
-func exchange(c *shadowConn, req []byte, method string, deadline time.Time, body io.Writer) (status int, keep, sent bool, err error) {
+func exchange(c *shadowConn, req []byte, method string, deadline time.Time, body io.Writer, head *time.Time) (status int, keep, sent bool, err error) {
 	if err = c.SetDeadline(deadline); err != nil {
 		return 0, false, false, err
 	}
@@ -224,6 +231,7 @@ func exchange(c *shadowConn, req []byte, method string, deadline time.Time, body
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return 0, false, true, errors.New("shadow switched protocols")
 	}
+	*head = time.Now()
 	_, err = io.Copy(body, resp.Body)
 	resp.Body.Close()
 	if err != nil {

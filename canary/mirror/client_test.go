@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 // seenShadow is a real shadow server that records the requests' Host and headers and
@@ -142,9 +144,14 @@ func TestStaleShadowConnectionRetried(t *testing.T) {
 
 func TestEncodeRequestLeavesOutBrokenHeaders(t *testing.T) {
 	t.Parallel()
-	h := http.Header{"X-Ok": {"1"}, "X-Bad": {"a\r\nInjected: yes"}, "Bad\nKey": {"v"}, "Content-Length": {"5"}}
-	got := string(encodeRequest(nil, "GET", "/p?x=1", "canary1:8080", h))
-	want := "GET /p?x=1 HTTP/1.1\r\nHost: canary1:8080\r\nX-Ok: 1\r\nX-Immunity-Mirror: 1\r\n\r\n"
+	var h fasthttp.RequestHeader
+	h.Set("X-Ok", "1")
+	h.Set("X-Bad", "a\r\nInjected: yes")
+	h.Set("Bad\nKey", "v")
+	h.SetContentLength(5)
+	got := string(encodeRequest(nil, "GET", "/p?x=1", "canary1:8080", &h))
+	// fasthttp already turns a CR or LF in a set value into a space; a key with one is left out.
+	want := "GET /p?x=1 HTTP/1.1\r\nHost: canary1:8080\r\nX-Ok: 1\r\nX-Bad: a  Injected: yes\r\nX-Immunity-Mirror: 1\r\n\r\n"
 	if got != want {
 		t.Fatalf("encoded %q, want %q", got, want)
 	}

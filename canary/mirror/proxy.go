@@ -1,20 +1,32 @@
 // Package mirror is the traffic mirror: a reverse proxy in front of one production host.
 //
-// Every request goes to the primary unchanged and its response is streamed back as is.
-// When shadow targets are set, safe requests (GET and HEAD by default) are also copied to
-// one shadow target (round robin over the targets) once the primary has answered: the
-// copy is put on a bounded queue with a non-blocking send (dropped and counted when the
-// queue is full) and sent by a small pool of workers over keep-alive connections with a
-// timeout by a small HTTP/1.1 client of the package's own (client.go). A shadow failing
-// at the transport level (dead, refusing, timing out) several times in a row rests for
-// a second, its copies shed and counted (see breaker.go). So the primary never waits
-// for a shadow, whether it is fast, slow or dead, and a dead one costs next to nothing. The primary's request gets the usual reverse-proxy treatment
-// (httputil.ReverseProxy: hop-by-hop headers dropped, X-Forwarded-For added).
+// Every request goes to the primary and its response is streamed back. When shadow
+// targets are set, safe requests (GET and HEAD by default) are also copied to one shadow
+// target (round robin over the targets) once the primary has answered: the copy is put
+// on a bounded queue with a non-blocking send (dropped and counted when the queue is
+// full) and sent by a small pool of workers over keep-alive connections with a timeout
+// by a small HTTP/1.1 client of the package's own (client.go). A shadow failing at the
+// transport level (dead, refusing, timing out) several times in a row rests for a
+// second, its copies shed and counted (see breaker.go). So the primary never waits for a
+// shadow, whether it is fast, slow or dead, and a dead one costs next to nothing.
 //
-// For each mirrored request the mirror records the status and latency of the primary and
-// of the shadow and whether they answered alike (status code; optionally a sha256 of the
-// body). Stats is a snapshot of the counters; Records returns the recent records, which
-// canary/mirrorsrc turns into metrics.
+// The queue bound is also what a slow canary sees: Workers copies are in flight at
+// once, so a shadow answering in L seconds receives at most Workers/L copies a second
+// (8 workers and a 200 ms canary: 40 a second) and the rest are dropped and counted. The
+// canary is judged on that sample of production's traffic, never slowed into a backlog
+// that would make its latency a queue's.
+//
+// The proxy itself is served by fasthttp (server and primary client): a sidecar sits in
+// front of every production request, and net/http's server and Transport cost about
+// twice nginx's CPU per proxied request (goroutine hand-offs, a background read and
+// allocations per request). The primary's request keeps its Host, loses the hop-by-hop
+// headers and gets X-Forwarded-For; connection upgrades (WebSocket) are tunnelled.
+//
+// For each mirrored request the mirror records the status and latency (time to the
+// response head, on both sides) of the primary and of the shadow and whether they
+// answered alike (status code; optionally a sha256 of the body, for which the primary's
+// body is buffered rather than streamed). Stats is a snapshot of the counters; Records
+// returns the recent records, which canary/mirrorsrc turns into metrics.
 //
 // Mirroring is switched in process (SetShadow, Off), through a Registry of the proxies
 // the server runs for local hosts, or over HTTP through the control endpoint of a sidecar
@@ -22,17 +34,22 @@
 package mirror
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
-	"hash"
+	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
 
 // Options tune a proxy. Zero values take the defaults.
@@ -64,12 +81,14 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Proxy is the mirror in front of one primary. It is an http.Handler.
+// Proxy is the mirror in front of one primary. Serve answers on a listener.
 type Proxy struct {
 	primary *url.URL
+	ep      endpoint // the primary's, for tunnels
+	prefix  string   // the primary URL's path, put before every request's
 	opts    Options
 	safe    map[string]bool
-	rp      *httputil.ReverseProxy
+	hc      *fasthttp.HostClient
 
 	targets atomic.Pointer[[]*target] // nil or empty: mirroring off
 	epoch   atomic.Uint64             // bumped by every switch; stale queued copies are skipped
@@ -90,16 +109,25 @@ func New(primary string, o Options) (*Proxy, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("mirror: primary %q: expected an absolute http(s) URL", primary)
 	}
+	ep, err := parseEndpoint(u)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: primary %q: %w", primary, err)
+	}
 	o = o.withDefaults()
-	p := &Proxy{primary: u, opts: o, safe: map[string]bool{}, jobs: make(chan job, o.Queue), stop: make(chan struct{})}
+	p := &Proxy{primary: u, ep: ep, prefix: strings.TrimRight(u.Path, "/"), opts: o, safe: map[string]bool{},
+		jobs: make(chan job, o.Queue), stop: make(chan struct{})}
 	for _, m := range o.Methods {
 		p.safe[strings.ToUpper(m)] = true
 	}
-	p.rp = httputil.NewSingleHostReverseProxy(u)
-	p.rp.Transport = newTransport(256)
-	p.rp.BufferPool = bufferPool{}
-	p.rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
-		w.WriteHeader(http.StatusBadGateway)
+	p.hc = &fasthttp.HostClient{
+		Addr:                     ep.addr,
+		IsTLS:                    ep.tls,
+		TLSConfig:                &tls.Config{ServerName: strings.TrimSuffix(ep.hostname(), ".")},
+		MaxConns:                 4096,
+		MaxIdleConnDuration:      90 * time.Second,
+		ReadBufferSize:           16 << 10,
+		DisablePathNormalizing:   true,
+		NoDefaultUserAgentHeader: true,
 	}
 	p.rec.init(o.Keep)
 	for range o.Workers {
@@ -107,24 +135,6 @@ func New(primary string, o Options) (*Proxy, error) {
 		go p.work()
 	}
 	return p, nil
-}
-
-// bufferPool reuses the proxy's copy buffers instead of allocating 32 KiB per response.
-type bufferPool struct{}
-
-var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }
-
-func newTransport(idle int) *http.Transport {
-	return &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        idle * 4,
-		MaxIdleConnsPerHost: idle,
-		IdleConnTimeout:     90 * time.Second,
-	}
 }
 
 // Primary is the URL every request goes to.
@@ -181,40 +191,95 @@ func (p *Proxy) Close() error {
 		p.Off()
 		close(p.stop)
 		p.wg.Wait()
+		p.hc.CloseIdleConnections()
 	})
 	return nil
 }
 
-// ServeHTTP sends r to the primary and, when mirroring is on and r is safe, queues a
-// copy for the shadow once the primary has answered.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Server is a proxy answering on a listener.
+type Server struct{ s *fasthttp.Server }
+
+// Shutdown stops accepting, closes idle connections and waits for the requests in
+// flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error { return s.s.ShutdownWithContext(ctx) }
+
+// Close is Shutdown with a few seconds' patience.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// headerTimeout bounds how long a connection may take to send a request's head.
+const headerTimeout = 10 * time.Second
+
+// Serve answers on ln until the returned server is shut down. control, when not nil,
+// answers at ControlPath instead of the primary.
+func (p *Proxy) Serve(ln net.Listener, control http.Handler) *Server {
+	h := p.handle
+	if control != nil {
+		ctl := fasthttpadaptor.NewFastHTTPHandler(control)
+		h = func(ctx *fasthttp.RequestCtx) {
+			if string(ctx.Path()) == ControlPath {
+				ctl(ctx)
+				return
+			}
+			p.handle(ctx)
+		}
+	}
+	s := &fasthttp.Server{
+		Handler:                      h,
+		ReadTimeout:                  headerTimeout, // lifted for streamed bodies in forward
+		IdleTimeout:                  90 * time.Second,
+		ReadBufferSize:               16 << 10, // the longest request head accepted
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		Logger:                       quiet{},
+	}
+	go s.Serve(ln)
+	return &Server{s: s}
+}
+
+// quiet drops fasthttp's own log lines (a client hanging up mid-request and the like).
+type quiet struct{}
+
+func (quiet) Printf(string, ...any) {}
+
+// handle sends the request to the primary and, when mirroring is on and the request is
+// safe, queues a copy for the shadow once the primary has answered.
+func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
+	if ctx.Request.Header.ConnectionUpgrade() {
+		p.tunnel(ctx)
+		return
+	}
 	ts := p.targets.Load()
-	if ts == nil || len(*ts) == 0 || !p.safe[r.Method] {
-		p.rp.ServeHTTP(w, r)
+	if ts == nil || len(*ts) == 0 || !p.safe[string(ctx.Method())] {
+		p.forward(ctx, true)
 		return
 	}
 	t := (*ts)[(p.next.Add(1)-1)%uint64(len(*ts))]
 	if t.open(time.Now()) {
 		p.rec.shed.Add(1)
-		p.rp.ServeHTTP(w, r)
+		p.forward(ctx, true)
 		return
 	}
 	if len(p.jobs) == cap(p.jobs) { // full already: drop without copying anything
 		p.rec.dropped.Add(1)
-		p.rp.ServeHTTP(w, r)
+		p.forward(ctx, true)
 		return
 	}
-	j := job{target: t, method: r.Method, uri: requestURI(r), epoch: p.epoch.Load(), req: requestBufs.Get().(*[]byte)}
-	*j.req = encodeRequest(*j.req, j.method, j.uri, t.ep.host, r.Header)
-	rw := &watch{ResponseWriter: w, status: http.StatusOK}
-	if p.opts.CompareBody {
-		rw.hash = sha256.New()
-	}
+	j := job{target: t, method: string(ctx.Method()), uri: string(ctx.RequestURI()), epoch: p.epoch.Load(), req: requestBufs.Get().(*[]byte)}
+	*j.req = encodeRequest(*j.req, j.method, j.uri, t.ep.host, &ctx.Request.Header)
 	start := time.Now()
-	p.rp.ServeHTTP(rw, r)
-	j.primary = Result{Status: rw.status, Latency: time.Since(start)}
-	if rw.hash != nil {
-		j.primaryHash = rw.hash.Sum(nil)
+	p.forward(ctx, !p.opts.CompareBody)
+	j.primary = Result{Status: ctx.Response.StatusCode(), Latency: time.Since(start)}
+	if p.opts.CompareBody {
+		h := sha256.Sum256(ctx.Response.Body())
+		j.primaryHash = h[:]
 	}
 	select {
 	case p.jobs <- j:
@@ -225,38 +290,87 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// requestURI is the path and query the copy asks for: as the client sent it when that
-// is a plain path (no allocation), else rebuilt from the parsed URL.
-func requestURI(r *http.Request) string {
-	if strings.HasPrefix(r.RequestURI, "/") {
-		return r.RequestURI
+// hopHeaders belong to one connection and are not passed on (RFC 9110, 7.6.1).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+type header interface {
+	Peek(key string) []byte
+	Del(key string)
+}
+
+// dropHop removes the hop-by-hop headers and those the Connection header names.
+func dropHop(h header) {
+	for f := range bytes.SplitSeq(h.Peek("Connection"), []byte(",")) {
+		if f = bytes.TrimSpace(f); len(f) > 0 {
+			h.Del(string(f))
+		}
 	}
-	return r.URL.RequestURI()
-}
-
-// watch passes a response through while noting its status and hashing its body.
-type watch struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-	hash   hash.Hash
-}
-
-func (w *watch) WriteHeader(code int) {
-	if !w.wrote && code >= 200 {
-		w.status, w.wrote = code, true
+	for _, k := range hopHeaders {
+		h.Del(k)
 	}
-	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *watch) Write(b []byte) (int, error) {
-	w.wrote = true
-	if w.hash != nil {
-		w.hash.Write(b)
+// forward sends ctx's request to the primary and puts its answer in ctx's response,
+// streamed when stream is set (after the head arrived, the body follows as it comes).
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, stream bool) {
+	req, resp := &ctx.Request, &ctx.Response
+	clientClose := req.Header.ConnectionClose()
+	req.Header.ResetConnectionClose() // the connection to the primary is ours, kept alive
+	dropHop(&req.Header)
+	p.forwardedFor(ctx)
+	if p.prefix != "" {
+		req.SetRequestURI(p.prefix + string(req.RequestURI()))
 	}
-	return w.ResponseWriter.Write(b)
+	if req.IsBodyStream() {
+		ctx.Conn().SetReadDeadline(time.Time{}) // an upload takes as long as it takes
+	}
+	resp.StreamBody = stream
+	if err := p.hc.Do(req, resp); err != nil {
+		resp.Reset()
+		resp.SetStatusCode(http.StatusBadGateway)
+	}
+	resp.Header.ResetConnectionClose()
+	dropHop(&resp.Header)
+	if clientClose {
+		ctx.SetConnectionClose()
+	}
 }
 
-// Unwrap lets http.ResponseController (used by httputil.ReverseProxy to flush) reach
-// the real writer, so responses stream.
-func (w *watch) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// forwardedFor appends the client's address to X-Forwarded-For.
+func (p *Proxy) forwardedFor(ctx *fasthttp.RequestCtx) {
+	ip := ctx.RemoteIP().String()
+	if prior := ctx.Request.Header.Peek("X-Forwarded-For"); len(prior) > 0 {
+		ip = string(prior) + ", " + ip
+	}
+	ctx.Request.Header.Set("X-Forwarded-For", ip)
+}
+
+// tunnel passes a connection upgrade (WebSocket and the like) to the primary: the
+// request head is sent on a connection of its own, and from then on bytes flow both
+// ways until either side closes.
+func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx) {
+	up, err := p.ep.dial(time.Now().Add(5 * time.Second))
+	if err != nil {
+		ctx.SetStatusCode(http.StatusBadGateway)
+		return
+	}
+	up.SetDeadline(time.Time{})
+	p.forwardedFor(ctx)
+	if p.prefix != "" {
+		ctx.Request.SetRequestURI(p.prefix + string(ctx.Request.RequestURI()))
+	}
+	head := append([]byte(nil), ctx.Request.Header.Header()...)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		defer up.Close()
+		if _, err := up.Write(head); err != nil {
+			return
+		}
+		done := make(chan struct{})
+		go func() { io.Copy(up, c); up.CloseWrite(); close(done) }()
+		io.Copy(c, up.br)
+		c.Close()
+		<-done
+	})
+}

@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -71,14 +72,25 @@ func newPrimary(t *testing.T) *httptest.Server {
 	return s
 }
 
-func newProxy(t *testing.T, primary string, o Options) (*Proxy, *httptest.Server) {
+func newProxy(t *testing.T, primary string, o Options) (*Proxy, front) {
 	p, err := New(primary, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := httptest.NewServer(p)
-	t.Cleanup(func() { front.Close(); p.Close() })
-	return p, front
+	return p, serveProxy(t, p)
+}
+
+// front is where a proxy under test answers.
+type front struct{ URL string }
+
+func serveProxy(t testing.TB, p *Proxy) front {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := p.Serve(ln, nil)
+	t.Cleanup(func() { srv.Close(); p.Close() })
+	return front{URL: "http://" + ln.Addr().String()}
 }
 
 func do(t *testing.T, method, url, body string) (int, string) {
@@ -366,4 +378,97 @@ func TestResponsesStream(t *testing.T) {
 		t.Fatalf("rest = %q", rest)
 	}
 	waitFor(t, "the copy", func() bool { return p.Stats().Mirrored == 1 })
+}
+
+func TestPrimaryGetsHostForwardedForAndNoHopHeaders(t *testing.T) {
+	t.Parallel()
+	got := make(chan *http.Request, 1)
+	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r
+		w.Header().Set("Keep-Alive", "timeout=5")
+		io.WriteString(w, "ok")
+	}))
+	defer primary.Close()
+	_, front := newProxy(t, primary.URL, Options{})
+	req, _ := http.NewRequest("GET", front.URL+"/a/../b?q=1", nil)
+	req.Host = "papi.example"
+	req.Header.Set("X-Forwarded-For", "10.1.2.3")
+	req.Header.Set("Proxy-Authorization", "Basic secret")
+	req.Header.Set("Connection", "X-Private")
+	req.Header.Set("X-Private", "hop")
+	req.Header.Set("X-Request-Id", "abc")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	r := <-got
+	if r.Host != "papi.example" || r.RequestURI != "/a/../b?q=1" {
+		t.Errorf("primary saw Host %q URI %q, want the client's", r.Host, r.RequestURI)
+	}
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "10.1.2.3, 127.0.0.1" {
+		t.Errorf("X-Forwarded-For = %q", xff)
+	}
+	if r.Header.Get("Proxy-Authorization") != "" || r.Header.Get("X-Private") != "" || r.Header.Get("X-Request-Id") != "abc" {
+		t.Errorf("headers at the primary: %v", r.Header)
+	}
+	if resp.Header.Get("Keep-Alive") != "" {
+		t.Errorf("hop header Keep-Alive passed back: %v", resp.Header)
+	}
+}
+
+func TestPrimaryGetsRequestBodies(t *testing.T) {
+	t.Parallel()
+	_, front := newProxy(t, newPrimary(t).URL, Options{})
+	big := strings.Repeat("b", 3<<20)
+	code, body := do(t, "POST", front.URL+"/upload", big)
+	if code != 200 || body != "primary POST /upload "+big {
+		t.Fatalf("POST through the proxy: %d, %d bytes", code, len(body))
+	}
+}
+
+func TestUpgradesTunnelled(t *testing.T) {
+	t.Parallel()
+	primary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want an upgrade", http.StatusBadRequest)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo " + line)
+		brw.Flush()
+	}))
+	defer primary.Close()
+	_, front := newProxy(t, primary.URL, Options{})
+	c, err := net.Dial("tcp", strings.TrimPrefix(front.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: papi\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade answer: %v %v", resp, err)
+	}
+	io.WriteString(c, "hello\n")
+	if line, _ := br.ReadString('\n'); line != "echo hello\n" {
+		t.Fatalf("through the tunnel: %q", line)
+	}
+}
+
+func TestDeadPrimaryIsBadGateway(t *testing.T) {
+	t.Parallel()
+	_, front := newProxy(t, "http://"+freeAddr(t), Options{})
+	if code, _ := do(t, "GET", front.URL+"/", ""); code != http.StatusBadGateway {
+		t.Fatalf("dead primary: %d, want 502", code)
+	}
 }

@@ -48,7 +48,7 @@ func (r *Registry) Start(ctx context.Context, h deployers.Host, listen string) (
 	}
 	u := "http://" + ln.Addr().String()
 	p.url.Store(&u)
-	srv := serve(ln, p)
+	srv := p.Serve(ln, nil)
 	r.proxies[key(h)] = &served{p: p, srv: srv}
 	go func() {
 		<-ctx.Done()

@@ -45,19 +45,18 @@ func RunSidecar(ctx context.Context, o SidecarOptions) error {
 		return fmt.Errorf("mirror sidecar: listen %s: %w", o.Listen, err)
 	}
 	ctl := ControlHandler(p, o.Token)
-	servers := []*http.Server{}
+	var servers []interface{ Shutdown(context.Context) error }
 	if o.Control == "" {
-		mux := http.NewServeMux()
-		mux.Handle(ControlPath, ctl)
-		mux.Handle("/", p)
-		servers = append(servers, serve(ln, mux))
+		servers = append(servers, p.Serve(ln, ctl))
 	} else {
 		cln, err := net.Listen("tcp", hostPort(o.Control))
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("mirror sidecar: listen for control on %s: %w", o.Control, err)
 		}
-		servers = append(servers, serve(ln, p), serve(cln, ctl))
+		cs := &http.Server{Handler: ctl, ReadHeaderTimeout: headerTimeout}
+		go cs.Serve(cln)
+		servers = append(servers, p.Serve(ln, nil), cs)
 		log.Info("mirror control listening", "addr", cln.Addr().String())
 	}
 	log.Info("mirror listening", "addr", ln.Addr().String(), "primary", o.Primary)
@@ -76,12 +75,6 @@ func hostPort(s string) string {
 		h, _, _ := strings.Cut(rest, "/")
 		return h
 	}
-	return s
-}
-
-func serve(ln net.Listener, h http.Handler) *http.Server {
-	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go s.Serve(ln)
 	return s
 }
 

@@ -49,20 +49,25 @@ func (p *Proxy) send(j job) {
 }
 
 // shadow sends j and says how the shadow answered and, when bodies are compared,
-// whether its body hashed as the primary's did.
+// whether its body hashed as the primary's did. The latency is to the answer's head, as
+// the primary's is.
 func (p *Proxy) shadow(start time.Time, j job) (Result, bool) {
+	var head time.Time
 	if !p.opts.CompareBody {
-		status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, io.Discard)
-		return result(status, err, start), false
+		status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, io.Discard, &head)
+		return result(status, err, start, head), false
 	}
 	h := sha256.New()
-	status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, h)
-	res := result(status, err, start)
+	status, err := j.target.roundTrip(*j.req, j.method, p.opts.Timeout, h, &head)
+	res := result(status, err, start, head)
 	return res, res.Err == "" && bytes.Equal(h.Sum(nil), j.primaryHash)
 }
 
-func result(status int, err error, start time.Time) Result {
+func result(status int, err error, start, head time.Time) Result {
 	r := Result{Status: status, Latency: time.Since(start)}
+	if !head.IsZero() {
+		r.Latency = head.Sub(start)
+	}
 	if err != nil {
 		r.Err = err.Error()
 	}

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -43,6 +42,8 @@ usage:
   immunity judge --config FILE [--app NAME] --baseline FILE --canary FILE [--json]
                                           (exit 0 pass/marginal/inconclusive, 3 fail/error)
   immunity mirror --listen ADDR --primary URL --control URL
+  immunity healthcheck [--url URL]        exit 0 when the server at IMMUNITY_LISTEN is ready (for HEALTHCHECK)
+  immunity version                        the version and commit this binary was built from
 
 The chat-style commands (promote … history) talk to a running server at IMMUNITY_SERVER
 (default http://127.0.0.1:3102) and go through the same command layer as Slack and GitHub.
@@ -73,6 +74,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = judgeCmd(ctx, args[1:], stdout)
 	case "mirror":
 		err = mirrorCmd(ctx, args[1:], stderr)
+	case "healthcheck":
+		err = healthcheck(ctx, args[1:], stdout)
+	case "version":
+		fmt.Fprintln(stdout, versionLine())
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -113,19 +119,24 @@ func configCmd(args []string, stdout io.Writer) error {
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgFile := fs.String("config", "", "config file (default ./immunity.yml when present)")
+	logFormat := fs.String("log-format", os.Getenv("IMMUNITY_LOG_FORMAT"), "text or json (default text; IMMUNITY_LOG_FORMAT)")
+	logLevel := fs.String("log-level", os.Getenv("IMMUNITY_LOG_LEVEL"), "debug, info, warn or error (default info; IMMUNITY_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := app.NewLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
 		return err
 	}
 	cfg, err := loadServeConfig(*cfgFile)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
 	token, err := mirrorToken()
 	if err != nil {
 		return err
 	}
-	in, err := app.Open(ctx, app.Options{Config: cfg, Logger: log, Listeners: []pipeline.Listener{app.NewConsole(stderr)}, MirrorToken: token})
+	in, err := app.Open(ctx, app.Options{Config: cfg, Logger: log, Listeners: []pipeline.Listener{app.NewEventLog(log)}, MirrorToken: token})
 	if err != nil {
 		return err
 	}
@@ -139,7 +150,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	in.Server.SetReady(true)
-	log.Info("immunity serving", "url", "http://"+ln.Addr().String(), "apps", len(cfg.Apps))
+	log.Info("immunity serving", "url", "http://"+ln.Addr().String(), "apps", len(cfg.Apps), "version", versionLine())
 	return in.Server.Serve(ctx, ln)
 }
 
@@ -236,7 +247,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-var commands = []string{"serve", "demo", "config", "promote", "rollback", "deploy", "status", "lock", "unlock", "history", "judge", "mirror", "help"}
+var commands = []string{"serve", "demo", "config", "promote", "rollback", "deploy", "status", "lock", "unlock", "history", "judge", "mirror", "healthcheck", "version", "help"}
 
 // didYouMean suggests the command closest to a mistyped one.
 func didYouMean(typed string) string {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ apps:
 	os.WriteFile(filepath.Join(dir, "immunity.yml"), []byte(cfg), 0o644)
 	api := "http://" + listen
 
-	srv := startServer(t, bin, dir)
+	srv, _ := startServer(t, bin, dir)
 	waitRun(t, api, first, "succeeded", 3*time.Minute)
 
 	second := commit(t, repo, "second release", `"hello again"`)
@@ -102,8 +103,9 @@ apps:
 	srv.Process.Signal(syscall.SIGKILL)
 	srv.Wait()
 
-	startServer(t, bin, dir)
+	_, logs := startServer(t, bin, dir)
 	r := waitRun(t, api, second, "succeeded", 2*time.Minute)
+	checkJSONLogs(t, logs.String(), second)
 	for _, h := range []string{"host1", "host2", "host3"} {
 		base := filepath.Join(dir, "data", "hosts", "papi", "prod", h)
 		target, err := os.Readlink(filepath.Join(base, "current"))
@@ -133,13 +135,13 @@ apps:
 	_ = r
 }
 
-func startServer(t *testing.T, bin, dir string) *exec.Cmd {
+func startServer(t *testing.T, bin, dir string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := exec.Command(bin, "serve", "--config", "immunity.yml")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "IMMUNITY_LISTEN=")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Env = append(os.Environ(), "IMMUNITY_LISTEN=", "IMMUNITY_LOG_FORMAT=json", "IMMUNITY_LOG_LEVEL=")
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -149,9 +151,53 @@ func startServer(t *testing.T, bin, dir string) *exec.Cmd {
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
-		stopApps(dir)
 	})
-	return cmd
+	return cmd, logs
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// checkJSONLogs checks that with IMMUNITY_LOG_FORMAT=json every line the server wrote is
+// a JSON object, that the run's transitions were logged with app, run, region and sha,
+// and its host steps with app, region, host and sha.
+func checkJSONLogs(t *testing.T, logs, sha string) {
+	t.Helper()
+	stageLines, hostLines := 0, 0
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("log line is not JSON: %q", line)
+			continue
+		}
+		if rec["sha"] != sha || rec["app"] != "papi" {
+			continue
+		}
+		if rec["event"] == "stage.changed" && rec["run"] != nil && rec["region"] == "prod" {
+			stageLines++
+		}
+		if rec["host"] != nil && rec["region"] == "prod" {
+			hostLines++
+		}
+	}
+	if stageLines == 0 || hostLines == 0 {
+		t.Errorf("%d stage and %d host lines about %s with app, run, region, host and sha:\n%s", stageLines, hostLines, sha[:7], logs)
+	}
 }
 
 // stopApps kills the apps the local deployer started (they outlive the server by design).

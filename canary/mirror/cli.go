@@ -5,13 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 )
 
 // Command is `immunity mirror [flags]`: args are the flags after "mirror". It runs the
 // sidecar until ctx ends. The control token comes from IMMUNITY_MIRROR_TOKEN_FILE or
-// IMMUNITY_MIRROR_TOKEN, never from a flag (flags show in ps).
-func Command(ctx context.Context, args []string, stderr io.Writer) error {
+// IMMUNITY_MIRROR_TOKEN, never from a flag (flags show in ps). It logs to log.
+func Command(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
 	fs := flag.NewFlagSet("immunity mirror", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o SidecarOptions
@@ -45,5 +46,6 @@ func Command(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("immunity mirror: %w", err)
 	}
 	o.Token = tok
+	o.Log = log
 	return RunSidecar(ctx, o)
 }

@@ -143,12 +143,12 @@ func httptestServer(t *testing.T, h http.Handler) string {
 
 func TestCommandFlags(t *testing.T) {
 	var out strings.Builder
-	if err := Command(context.Background(), []string{"--primary", "http://127.0.0.1:1"}, &out); err == nil ||
+	if err := Command(context.Background(), []string{"--primary", "http://127.0.0.1:1"}, &out, nil); err == nil ||
 		!strings.Contains(out.String(), "usage: immunity mirror") {
 		t.Fatalf("missing --listen: err %v, output %q", err, out.String())
 	}
 	t.Setenv("IMMUNITY_MIRROR_TOKEN", "")
-	err := Command(context.Background(), []string{"--listen", "127.0.0.1:0", "--primary", "http://127.0.0.1:1"}, &out)
+	err := Command(context.Background(), []string{"--listen", "127.0.0.1:0", "--primary", "http://127.0.0.1:1"}, &out, nil)
 	if err == nil || !strings.Contains(err.Error(), "IMMUNITY_MIRROR_TOKEN") {
 		t.Fatalf("no token: err = %v", err)
 	}

@@ -61,6 +61,38 @@ func main() {
 	fmt.Printf("%d windows (%d looks of %d s, %d metrics each), judge alpha %g %s, in %s on %d workers\n\n",
 		len(jobs), intervals, intervalSec, len(metrics), *alpha, *spending, time.Since(start).Round(time.Second), *workers)
 	report(os.Stdout, jobs, results)
+	summarize(jobs, results)
+}
+
+// summarize prints the lines bench/all gathers into its table.
+func summarize(jobs []cell, results []result) {
+	var aa, changed []result
+	var ot, kt time.Duration
+	var ol, kl int
+	for i, c := range jobs {
+		r := results[i]
+		if c.truth == "A/A" {
+			aa = append(aa, r)
+		} else {
+			changed = append(changed, r)
+		}
+		ot, kt, ol, kl = ot+r.oursTime, kt+r.kayTime, ol+r.oursLooks, kl+r.kayLooks
+	}
+	share := func(rs []result, look func(result) int) float64 {
+		n := 0
+		for _, r := range rs {
+			if look(r) > 0 {
+				n++
+			}
+		}
+		return 100 * float64(n) / float64(len(rs))
+	}
+	oFA, kFA := share(aa, ours), share(aa, kay)
+	oD, kD := share(changed, ours), share(changed, kay)
+	fmt.Printf("SUMMARY\tjudge\tfalse alarms on A/A (%d windows)\t%.1f%%\t%.1f%%\tKayenta, every look\t<= 1%%\t%t\n", len(aa), oFA, kFA, oFA <= 1)
+	fmt.Printf("SUMMARY\tjudge\tchanges detected (%d windows)\t%.1f%%\t%.1f%%\tKayenta, every look\t>= Kayenta\t%t\n", len(changed), oD, kD, oD >= kD)
+	perO, perK := ot.Seconds()*1e6/float64(max(1, ol)), kt.Seconds()*1e6/float64(max(1, kl))
+	fmt.Printf("SUMMARY\tjudge\tµs per look (%d metrics)\t%.0f\t%.0f\tKayenta\t\t%t\n", len(metrics), perO, perK, true)
 }
 
 var traffics = []struct {
@@ -96,8 +128,10 @@ func corpus(reps, aa int) []cell {
 // result is one window's outcome: the look of the first Fail (0: none) for our judge and
 // for Kayenta looking every interval, and Kayenta's verdict looking once at the end.
 type result struct {
-	ours, kayenta int
-	kayentaEnd    bool
+	ours, kayenta       int
+	kayentaEnd          bool
+	oursLooks, kayLooks int           // looks taken, each judge until its Fail or the end
+	oursTime, kayTime   time.Duration // time those looks took
 }
 
 func run(jobs []cell, opts judge.Options, seed uint64, workers int) []result {
@@ -123,19 +157,25 @@ func one(c cell, opts judge.Options, rng *rand.Rand) result {
 	base, can := c.window(rng)
 	var r result
 	s := judge.NewSequence(metrics, opts)
+	t0 := time.Now()
 	for k := 1; k <= intervals; k++ {
+		r.oursLooks++
 		if v := s.Look(input(base, can, k), k == intervals); v.Outcome == judge.Fail {
 			r.ours = k
 			break
 		}
 	}
+	r.oursTime = time.Since(t0)
 	var ky kayenta
+	t0 = time.Now()
 	for k := 1; k <= intervals; k++ {
+		r.kayLooks++
 		if failed, _ := ky.look(base[:k], can[:k]); failed {
 			r.kayenta = k
 			break
 		}
 	}
+	r.kayTime = time.Since(t0)
 	r.kayentaEnd, _ = ky.look(base, can)
 	return r
 }

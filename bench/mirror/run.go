@@ -127,6 +127,15 @@ func report(oursR [][]result, ngx []result, drops []mirror.Stats, dur time.Durat
 			ours[i].rps/ngx[i].rps, d.Queued, d.Dropped, d.Shed, d.ShadowErrors, share)
 	}
 	fmt.Println()
+	r0 := ours[0].rps / ngx[0].rps
+	fmt.Printf("target no mirror:      %.2fx nginx (limit 0.80x): %s\n", r0, map[bool]string{true: "OK", false: "MISSED"}[r0 >= 0.8])
+	fmt.Printf("SUMMARY\tmirror\treq/s, mirroring off\t%.0f\t%.0f\tnginx proxy_pass\t>= 0.8x\t%t\n", ours[0].rps, ngx[0].rps, r0 >= 0.8)
+	slow := drops[2]
+	share := 0.0
+	if made := slow.Queued + slow.Dropped + slow.Shed; made > 0 {
+		share = 100 * float64(slow.Mirrored-slow.ShadowErrors) / float64(made)
+	}
+	fmt.Printf("SUMMARY\tmirror\treq/s, 200 ms shadow (copies answered)\t%.0f (%.1f%%)\t%.0f (100%%)\tnginx mirror\tno slowdown\t%t\n", ours[2].rps, share, ngx[2].rps, ours[2].rps >= 0.9*ours[0].rps)
 	for i := 1; i < len(cases); i++ {
 		var costs, p99s []float64
 		for r := range oursR[i] {

@@ -87,7 +87,29 @@ func run(sizeMB, nHosts, rounds int, scripted bool) error {
 		}
 	}
 	printTable(os.Stdout, scs, results)
+	summarize(nHosts, sizeMB, results)
 	return nil
+}
+
+// summarize prints the lines bench/all gathers into its table: the deploy beside the raw
+// ceiling and the scripted fan-out, the rollback beside the scripted one.
+func summarize(nHosts, sizeMB int, results map[string][]time.Duration) {
+	line := func(figure, ours, base, target string, ok bool) {
+		fmt.Printf("SUMMARY\tsshfanout\t%s\t%s\t%s\t%s\t%t\n", figure, ours, base, target, ok)
+	}
+	dep, raw := median(results[deployName]).Seconds(), median(results[rawName]).Seconds()
+	line(fmt.Sprintf("deploy %d MB to %d hosts, s", sizeMB, nHosts), fmt.Sprintf("%.2f", dep), fmt.Sprintf("%.2f\traw ssh streams", raw), "", true)
+	if x := results["scp + ssh switch, xargs -P 8"]; len(x) > 0 {
+		sc := median(x).Seconds()
+		line(fmt.Sprintf("deploy %d MB to %d hosts, s", sizeMB, nHosts), fmt.Sprintf("%.2f", dep), fmt.Sprintf("%.2f\tscp + ssh, xargs -P 8", sc), "faster", dep < sc)
+	}
+	rb := median(results[rollbackName]).Seconds()
+	if x := results["rollback: ssh ln+mv, xargs -P 8"]; len(x) > 0 {
+		sc := median(x).Seconds()
+		line(fmt.Sprintf("rollback %d hosts, s", nHosts), fmt.Sprintf("%.3f", rb), fmt.Sprintf("%.3f\tssh ln+mv, xargs -P 8", sc), "< 1 s, faster", rb < 1 && rb < sc)
+	} else {
+		line(fmt.Sprintf("rollback %d hosts, s", nHosts), fmt.Sprintf("%.3f", rb), "\t", "< 1 s", rb < 1)
+	}
 }
 
 type scenario struct {

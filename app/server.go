@@ -17,9 +17,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/immunity-app/immunity/app/metrics"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/store"
 )
@@ -43,7 +42,6 @@ type Server struct {
 	router  *gin.Engine
 	ready   atomic.Bool
 	srv     *http.Server
-	reg     *prometheus.Registry
 	token   string // IMMUNITY_API_TOKEN: lets non-loopback callers run commands
 	live    *Live  // the dashboard's live updates; a pipeline.Listener
 }
@@ -65,20 +63,13 @@ func (s *Server) operator(c *gin.Context) bool {
 }
 
 // NewServer builds the router. mounts add the GitHub and Slack routes.
-func NewServer(eng engine, command CommandFunc, log *slog.Logger, mounts ...func(gin.IRouter)) *Server {
+func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Logger, mounts ...func(gin.IRouter)) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{eng: eng, command: command, log: log, router: gin.New(), reg: prometheus.NewRegistry(), live: NewLive()}
+	s := &Server{eng: eng, command: command, log: log, router: gin.New(), live: NewLive()}
 	s.router.Use(gin.Recovery())
-	s.reg.MustRegister(prometheus.NewGoCollector(), newStoreCollector(eng))
 	s.router.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
-	s.router.GET("/readyz", func(c *gin.Context) {
-		if !s.ready.Load() {
-			c.String(http.StatusServiceUnavailable, "starting")
-			return
-		}
-		c.String(http.StatusOK, "ready")
-	})
-	s.router.GET("/metrics", gin.WrapH(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
+	s.router.GET("/readyz", s.readyz)
+	s.router.GET("/metrics", gin.WrapH(m.Handler()))
 	api := s.router.Group("/api")
 	api.GET("/status", s.apiStatus)
 	api.GET("/runs", s.apiRuns)
@@ -100,6 +91,22 @@ func NewServer(eng engine, command CommandFunc, log *slog.Logger, mounts ...func
 		m(s.router)
 	}
 	return s
+}
+
+// readyz answers 200 once the engine has resumed and while the database takes writes.
+func (s *Server) readyz(c *gin.Context) {
+	if !s.ready.Load() {
+		c.String(http.StatusServiceUnavailable, "starting")
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.eng.Store().Writable(ctx); err != nil {
+		s.log.Warn("not ready", "err", err)
+		c.String(http.StatusServiceUnavailable, "%v", err)
+		return
+	}
+	c.String(http.StatusOK, "ready")
 }
 
 // Handler is the server's http.Handler (tests use it with httptest).

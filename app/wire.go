@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/immunity-app/immunity/app/github"
+	"github.com/immunity-app/immunity/app/metrics"
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/bot/slackbot"
 	"github.com/immunity-app/immunity/canary"
@@ -51,6 +53,7 @@ type Instance struct {
 	Commands *bot.Commands
 	Monitor  *canary.Monitor
 	Mirrors  *mirror.Registry
+	Metrics  *metrics.Metrics
 
 	log     *slog.Logger
 	closers []func(context.Context) error // reporters and handlers, drained on Close
@@ -96,6 +99,8 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		eng.AddListener(l)
 	}
 	in.Engine = eng
+	in.Metrics = metrics.New(eng)
+	eng.AddListener(in.Metrics)
 	members := bot.MemberFuncs{GitHubTeam: func(ctx context.Context, team, login string) (bool, error) {
 		if gh == nil {
 			return false, errors.New("GitHub teams need the GitHub App to be configured")
@@ -104,16 +109,18 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	}}
 	var slackClient *slack.Client
 	if cfg.Slack.Configured() {
-		if slackClient, err = slackbot.NewClient(cfg.Slack); err != nil {
+		if slackClient, err = slackbot.NewClient(cfg.Slack, slack.OptionHTTPClient(&http.Client{Transport: in.Metrics.Transport("slack", nil)})); err != nil {
 			st.Close()
 			return nil, err
 		}
 		members.SlackGroup = slackbot.NewGroups(slackClient).InSlackGroup
 	}
 	in.Commands = bot.New(eng, members)
+	cmds := countedCommands{in.Commands, in.Metrics}
 	mounts := o.Mounts
 	if slackClient != nil {
-		sb, err := slackbot.New(slackbot.Options{Config: cfg, Client: slackClient, Commands: in.Commands, Store: st, Logger: o.Logger})
+		sb, err := slackbot.New(slackbot.Options{Config: cfg, Client: slackClient, Commands: cmds, Store: st, Logger: o.Logger,
+			OnRateLimit: func(d time.Duration) { in.Metrics.RateLimitWait("slack", d) }})
 		if err != nil {
 			st.Close()
 			return nil, err
@@ -127,7 +134,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 			tok, err := gh.Clients().CloneToken(ctx, a.Repo.GitHub)
 			return release.Remote{URL: github.CloneURL(cfg.GitHub.BaseURL(), a.Repo.GitHub), Token: tok}, err
 		}
-		gh, err = github.New(cfg.GitHub, eng, in.Commands, o.Logger)
+		gh, err = github.New(cfg.GitHub, eng, cmds, o.Logger)
 		if err != nil {
 			st.Close()
 			return nil, err
@@ -143,14 +150,34 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		}
 		mounts = append(mounts, github.NewSetup(cfg.GitHub, url, cfg.Server.DataDir, o.Logger).Routes)
 	}
-	in.Server = NewServer(eng, in.command, o.Logger, mounts...)
+	in.Server = NewServer(eng, in.Metrics, in.command, o.Logger, mounts...)
 	eng.AddListener(in.Server.live)
 	return in, nil
 }
 
 func (in *Instance) command(ctx context.Context, who pipeline.Actor, text string) (string, bool) {
-	r := in.Commands.Exec(ctx, bot.Request{Actor: who, Text: text})
+	r := countedCommands{in.Commands, in.Metrics}.Exec(ctx, bot.Request{Actor: who, Text: text})
 	return r.Text, r.OK
+}
+
+// countedCommands is the command layer counting every command by surface, command and
+// outcome.
+type countedCommands struct {
+	*bot.Commands
+	m *metrics.Metrics
+}
+
+func (c countedCommands) Exec(ctx context.Context, req bot.Request) bot.Reply {
+	r := c.Commands.Exec(ctx, req)
+	name, outcome := r.Command, "ok"
+	switch {
+	case name == "":
+		name, outcome = "unknown", "not_understood"
+	case !r.OK:
+		outcome = "refused"
+	}
+	c.m.Command(req.Actor.Via, name, outcome)
+	return r
 }
 
 // Start turns stale mirrors off, puts the local hosts' apps back up, starts the in-process

@@ -92,6 +92,7 @@ const maxRateLimitWaits = 8
 type poster struct {
 	ctx    context.Context
 	log    *slog.Logger
+	waited func(time.Duration) // told of each rate-limit wait; may be nil
 	mu     sync.Mutex
 	cond   *sync.Cond
 	queues map[string][]job
@@ -144,6 +145,9 @@ func (p *poster) run(channel string, j job) {
 		var rl *slack.RateLimitedError
 		if errors.As(err, &rl) && wait < maxRateLimitWaits {
 			p.log.Info("slack rate limited; waiting", "channel", channel, "call", j.what, "retry_after", rl.RetryAfter)
+			if p.waited != nil {
+				p.waited(rl.RetryAfter)
+			}
 			if !sleep(p.ctx, rl.RetryAfter) {
 				return
 			}

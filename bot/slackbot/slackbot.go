@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/slack-go/slack"
@@ -58,6 +59,8 @@ type Options struct {
 	Logger   *slog.Logger
 	// NoCharts leaves out the chart image of a verdict.
 	NoCharts bool
+	// OnRateLimit, when set, is told of every wait for Slack's rate limit (metrics).
+	OnRateLimit func(time.Duration)
 }
 
 // Bot answers Slack and reports runs to Slack threads.
@@ -84,12 +87,12 @@ type Bot struct {
 
 // NewClient makes the Slack Web API client from the config: the bot token (or its file)
 // and api_url (IMMUNITY_SLACK_API_URL, a fake in tests).
-func NewClient(c config.SlackConfig) (*slack.Client, error) {
+func NewClient(c config.SlackConfig, opts ...slack.Option) (*slack.Client, error) {
 	tok, err := c.Token()
 	if err != nil {
 		return nil, fmt.Errorf("slack client: %w", err)
 	}
-	return slack.New(tok, slack.OptionAPIURL(c.BaseURL())), nil
+	return slack.New(tok, append([]slack.Option{slack.OptionAPIURL(c.BaseURL())}, opts...)...), nil
 }
 
 // New makes the bot; call Close to drain its work on shutdown.
@@ -108,6 +111,7 @@ func New(o Options) (*Bot, error) {
 	b := &Bot{cfg: o.Config, api: o.Client, cmds: o.Commands, st: o.Store, log: o.Logger.With("part", "slack"),
 		secret: secret, charts: !o.NoCharts, ctx: ctx, stop: stop, logs: bot.NewLogBook(50), threads: map[int64]*thread{}}
 	b.out = newPoster(ctx, b.log)
+	b.out.waited = o.OnRateLimit
 	b.events = newEventQueue(b.handle)
 	return b, nil
 }

@@ -49,7 +49,7 @@ type deployment struct {
 // ones there inactive (GitHub does that itself only outside production).
 func (r *Reporter) syncDeployment(ctx context.Context, cl *gh.Client, d deployment) error {
 	owner, name, _ := strings.Cut(d.repo, "/")
-	row, found, err := loadDeployment(ctx, r.db, d.key)
+	row, found, err := r.st.Deployment(ctx, d.key)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func ladder(last, want string) []string {
 	return append(out, want)
 }
 
-func (r *Reporter) createDeployment(ctx context.Context, cl *gh.Client, d deployment) (deployRow, error) {
+func (r *Reporter) createDeployment(ctx context.Context, cl *gh.Client, d deployment) (store.Deployment, error) {
 	owner, name, _ := strings.Cut(d.repo, "/")
 	req := &gh.DeploymentRequest{
 		Ref:                   gh.String(d.sha),
@@ -105,17 +105,17 @@ func (r *Reporter) createDeployment(ctx context.Context, cl *gh.Client, d deploy
 	}
 	dep, _, err := cl.Repositories.CreateDeployment(ctx, owner, name, req)
 	if err != nil {
-		return deployRow{}, fmt.Errorf("create deployment of %s@%s to %s: %w", d.app.Name, shortSHA(d.sha), d.region.Name, err)
+		return store.Deployment{}, fmt.Errorf("create deployment of %s@%s to %s: %w", d.app.Name, shortSHA(d.sha), d.region.Name, err)
 	}
 	if dep.GetID() == 0 {
-		return deployRow{}, fmt.Errorf("create deployment of %s@%s to %s: GitHub answered without a deployment id", d.app.Name, shortSHA(d.sha), d.region.Name)
+		return store.Deployment{}, fmt.Errorf("create deployment of %s@%s to %s: GitHub answered without a deployment id", d.app.Name, shortSHA(d.sha), d.region.Name)
 	}
-	row := deployRow{Key: d.key, App: d.app.Name, Region: d.region.Name, SHA: d.sha, RunID: d.runID, Repo: d.repo,
+	row := store.Deployment{Key: d.key, App: d.app.Name, Region: d.region.Name, SHA: d.sha, RunID: d.runID, Repo: d.repo,
 		DeploymentID: dep.GetID(), Production: d.region.Production}
-	return row, saveDeployment(ctx, r.db, row)
+	return row, r.st.SaveDeployment(ctx, row)
 }
 
-func (r *Reporter) postStatus(ctx context.Context, cl *gh.Client, row *deployRow, state, logURL, env, desc string) error {
+func (r *Reporter) postStatus(ctx context.Context, cl *gh.Client, row *store.Deployment, state, logURL, env, desc string) error {
 	owner, name, _ := strings.Cut(row.Repo, "/")
 	req := &gh.DeploymentStatusRequest{State: gh.String(state), Description: gh.String(clip(desc, 140))}
 	if logURL != "" {
@@ -128,12 +128,12 @@ func (r *Reporter) postStatus(ctx context.Context, cl *gh.Client, row *deployRow
 		return fmt.Errorf("deployment %d (%s@%s in %s) -> %s: %w", row.DeploymentID, row.App, shortSHA(row.SHA), row.Region, state, err)
 	}
 	row.State = state
-	return saveDeployment(ctx, r.db, *row)
+	return r.st.SaveDeployment(ctx, *row)
 }
 
 // retireOthers marks our earlier successful deployments of a production region inactive.
-func (r *Reporter) retireOthers(ctx context.Context, cl *gh.Client, owner, name string, cur deployRow) error {
-	others, err := activeDeployments(ctx, r.db, cur.Repo, cur.Region, cur.Key)
+func (r *Reporter) retireOthers(ctx context.Context, cl *gh.Client, owner, name string, cur store.Deployment) error {
+	others, err := r.st.ActiveDeployments(ctx, cur.Repo, cur.Region, cur.Key)
 	if err != nil {
 		return err
 	}

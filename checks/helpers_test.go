@@ -57,7 +57,7 @@ func openStore(t *testing.T) *store.Store {
 func newReporter(t *testing.T, cfg *config.Config, st *store.Store, fake *githubtest.Server) *Reporter {
 	t.Helper()
 	gc := config.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: "s", APIURL: fake.APIURL()}
-	cl, err := ghapp.NewClients(gc, st.DB(), nil)
+	cl, err := ghapp.NewClients(gc, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package checks
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,7 +25,6 @@ type clientSource interface {
 type Reporter struct {
 	cfg      *config.Config
 	st       *store.Store
-	db       *sql.DB
 	clients  clientSource
 	log      *slog.Logger
 	backoff  time.Duration // first retry delay of a failed report
@@ -53,7 +51,7 @@ func NewReporter(cfg *config.Config, st *store.Store, clients clientSource, logg
 	if logger == nil {
 		logger = slog.Default()
 	}
-	r := &Reporter{cfg: cfg, st: st, db: st.DB(), clients: clients, log: logger.With("part", "checks"),
+	r := &Reporter{cfg: cfg, st: st, clients: clients, log: logger.With("part", "checks"),
 		backoff: 5 * time.Second, maxTries: 10, runs: map[int64]job{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go r.loop()
@@ -262,7 +260,7 @@ func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App
 	}
 	v := view(r.cfg, app, run, st, live)
 	dg := v.digest()
-	row, found, err := loadCheckRun(ctx, r.db, run.ID, st.Region)
+	row, found, err := r.st.CheckRun(ctx, run.ID, st.Region)
 	if err != nil || (found && row.Digest == dg) {
 		return err
 	}
@@ -273,7 +271,7 @@ func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App
 		if err != nil {
 			return fmt.Errorf("create check run %s for %s@%s: %w", CheckName(st.Region), app.Name, shortSHA(run.SHA), err)
 		}
-		row = checkRow{ID: cr.GetID()}
+		row = store.CheckRun{RunID: run.ID, Region: st.Region, Repo: app.Repo.GitHub, ID: cr.GetID()}
 	} else {
 		req, err := cl.NewRequest("PATCH", fmt.Sprintf("repos/%s/%s/check-runs/%d", owner, name, row.ID), updateBody(v, run, st, details))
 		if err == nil {
@@ -284,5 +282,5 @@ func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App
 		}
 	}
 	row.Status, row.Digest = v.Status, dg
-	return saveCheckRun(ctx, r.db, run.ID, st.Region, app.Repo.GitHub, row)
+	return r.st.SaveCheckRun(ctx, row)
 }

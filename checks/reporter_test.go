@@ -44,7 +44,7 @@ func TestReporterRun(t *testing.T) {
 		}
 	}
 	// An earlier production deployment of ours, to be retired on success.
-	if err := saveDeployment(ctx, st.DB(), deployRow{Key: "run/6/prod3", App: "papi", Region: "prod3", SHA: sha0, RunID: 6,
+	if err := st.SaveDeployment(ctx, store.Deployment{Key: "run/6/prod3", App: "papi", Region: "prod3", SHA: sha0, RunID: 6,
 		Repo: "Codertocat/Hello-World", DeploymentID: 77, Production: true, State: "success"}); err != nil {
 		t.Fatal(err)
 	}
@@ -176,9 +176,6 @@ func TestReporterRetries(t *testing.T) {
 	st := openStore(t)
 	r := newReporter(t, testConfig(), st, fake)
 	ctx := context.Background()
-	if err := st.DB().QueryRow(`SELECT 1`).Err(); err != nil {
-		t.Fatal(err)
-	}
 	limited := githubtest.Fault{Status: 403, Header: map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": fmt.Sprint(time.Now().Unix() + 3600)},
 		Body: `{"message":"API rate limit exceeded","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}`}
 	fake.FailNext(limited) // the installation lookup: reset is an hour away, so the transport gives up and the queue retries

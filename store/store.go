@@ -53,9 +53,6 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// DB exposes the database to the parts that keep their own tables (GitHub, Slack).
-func (s *Store) DB() *sql.DB { return s.db }
-
 // Now is the store's clock, in unix nanoseconds.
 func (s *Store) nowNS() int64 { return s.now().UnixNano() }
 

@@ -41,7 +41,7 @@ func TestStateSurvivesReopenAndMigrationsRunOnce(t *testing.T) {
 		t.Fatalf("after reopen: %+v", got.Stages)
 	}
 	var n int
-	s.DB().QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n)
+	s.db.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n)
 	if n == 0 {
 		t.Fatal("no migrations recorded")
 	}

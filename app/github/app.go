@@ -2,7 +2,6 @@ package github
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,7 +35,7 @@ type App struct {
 	eng     engine
 	cmd     commander
 	clients *Clients
-	db      *sql.DB
+	st      *store.Store
 	log     *slog.Logger
 	maxBody int64
 
@@ -64,16 +63,16 @@ func New(cfg config.GitHubConfig, eng engine, cmd commander, logger *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("github app: %w", err)
 	}
-	db := eng.Store().DB()
-	clients, err := NewClients(cfg, db, logger)
+	st := eng.Store()
+	clients, err := NewClients(cfg, st, logger)
 	if err != nil {
 		return nil, err
 	}
-	if err := pruneDeliveries(context.Background(), db, time.Now()); err != nil {
+	if err := st.PruneDeliveries(context.Background(), time.Now().Add(-deliveryRetention)); err != nil {
 		logger.Warn("github app", "err", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &App{secret: secret, eng: eng, cmd: cmd, clients: clients, db: db, log: logger.With("part", "github"),
+	return &App{secret: secret, eng: eng, cmd: cmd, clients: clients, st: st, log: logger.With("part", "github"),
 		maxBody: MaxBody, ctx: ctx, cancel: cancel}, nil
 }
 
@@ -96,7 +95,7 @@ func (a *App) Close(ctx context.Context) error {
 }
 
 // dispatch handles a recorded delivery on a tracked goroutine.
-func (a *App) dispatch(d delivery, body []byte) {
+func (a *App) dispatch(d store.Delivery, body []byte) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -104,7 +103,7 @@ func (a *App) dispatch(d delivery, body []byte) {
 	}()
 }
 
-func (a *App) work(ctx context.Context, d delivery, body []byte) {
+func (a *App) work(ctx context.Context, d store.Delivery, body []byte) {
 	log := a.log.With("delivery", d.ID, "event", d.Event, "action", d.Action, "repo", d.Repo)
 	state, detail := "done", ""
 	defer func() {
@@ -112,7 +111,7 @@ func (a *App) work(ctx context.Context, d delivery, body []byte) {
 			state, detail = "failed", fmt.Sprintf("panic: %v", r)
 			log.Error("github delivery panicked", "panic", r)
 		}
-		if err := finishDelivery(context.WithoutCancel(ctx), a.db, d.ID, state, detail); err != nil {
+		if err := a.st.FinishDelivery(context.WithoutCancel(ctx), d.ID, state, detail); err != nil {
 			log.Warn("github delivery", "err", err)
 		}
 	}()

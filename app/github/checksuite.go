@@ -48,7 +48,7 @@ func (a *App) onCheckSuite(ctx context.Context, body []byte) (string, error) {
 	}
 	repo := ev.Repository
 	if ev.Installation.ID != 0 && repo.FullName != "" {
-		if err := rememberInstallation(ctx, a.db, repo.FullName, ev.Installation.ID, repo.Owner.Login); err != nil {
+		if err := a.st.RememberInstallation(ctx, repo.FullName, ev.Installation.ID, repo.Owner.Login); err != nil {
 			a.log.Warn("remember installation", "err", err)
 		}
 	}

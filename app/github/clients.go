@@ -2,7 +2,6 @@ package github
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +28,7 @@ type Clients struct {
 	key     []byte
 	base    *url.URL
 	tr      http.RoundTripper // retrying transport under every client
-	db      *sql.DB
+	st      installations
 	log     *slog.Logger
 	appTr   *ghinstallation.AppsTransport
 	mu      sync.Mutex
@@ -38,8 +37,14 @@ type Clients struct {
 	timeout time.Duration
 }
 
-// NewClients makes the client factory of a configured App. db holds github_installations.
-func NewClients(cfg config.GitHubConfig, db *sql.DB, logger *slog.Logger) (*Clients, error) {
+// installations remembers which installation serves which repo (*store.Store does).
+type installations interface {
+	InstallationFor(ctx context.Context, repo string) (int64, error)
+	RememberInstallation(ctx context.Context, repo string, id int64, account string) error
+}
+
+// NewClients makes the client factory of a configured App; st remembers installations.
+func NewClients(cfg config.GitHubConfig, st installations, logger *slog.Logger) (*Clients, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -60,7 +65,7 @@ func NewClients(cfg config.GitHubConfig, db *sql.DB, logger *slog.Logger) (*Clie
 		return nil, fmt.Errorf("github clients: app %d private key: %w", cfg.AppID, err)
 	}
 	atr.BaseURL = strings.TrimRight(base.String(), "/")
-	return &Clients{appID: cfg.AppID, key: key, base: base, tr: tr, db: db, log: logger, appTr: atr,
+	return &Clients{appID: cfg.AppID, key: key, base: base, tr: tr, st: st, log: logger, appTr: atr,
 		byInst: map[int64]*gh.Client{}, teams: map[string]teamAnswer{}, timeout: 30 * time.Second}, nil
 }
 
@@ -94,7 +99,7 @@ func (c *Clients) ForInstallation(id int64) *gh.Client {
 
 // ForRepo returns a client of the installation that serves repo ("owner/name").
 func (c *Clients) ForRepo(ctx context.Context, repo string) (*gh.Client, error) {
-	id, err := installationFor(ctx, c.db, repo)
+	id, err := c.st.InstallationFor(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +113,7 @@ func (c *Clients) ForRepo(ctx context.Context, repo string) (*gh.Client, error) 
 			return nil, fmt.Errorf("find the installation of the GitHub App on %s: %w", repo, err)
 		}
 		id = inst.GetID()
-		if err := rememberInstallation(ctx, c.db, repo, id, inst.GetAccount().GetLogin()); err != nil {
+		if err := c.st.RememberInstallation(ctx, repo, id, inst.GetAccount().GetLogin()); err != nil {
 			c.log.Warn("remember github installation", "repo", repo, "err", err)
 		}
 	}

@@ -194,7 +194,7 @@ func (a *App) onCheckRun(ctx context.Context, body []byte) (string, error) {
 		return "", fmt.Errorf("check_run payload: %w", err)
 	}
 	if ev.Installation.ID != 0 && ev.Repository.FullName != "" {
-		if err := rememberInstallation(ctx, a.db, ev.Repository.FullName, ev.Installation.ID, ev.Repository.Owner.Login); err != nil {
+		if err := a.st.RememberInstallation(ctx, ev.Repository.FullName, ev.Installation.ID, ev.Repository.Owner.Login); err != nil {
 			a.log.Warn("remember installation", "err", err)
 		}
 	}
@@ -223,9 +223,7 @@ func (a *App) checkRunRef(ctx context.Context, ev checkRunEvent) (int64, string,
 			}
 		}
 	}
-	var runID int64
-	var region string
-	err := a.db.QueryRowContext(ctx, `SELECT run_id, region FROM github_check_runs WHERE check_run_id = ?`, cr.ID).Scan(&runID, &region)
+	runID, region, err := a.st.CheckRunByID(ctx, cr.ID)
 	if err != nil {
 		return 0, "", fmt.Errorf("check run %d (%s) is not one of ours: %w", cr.ID, cr.Name, err)
 	}

@@ -277,28 +277,22 @@ func TestInstallations(t *testing.T) {
 	h := newHarness(t)
 	h.post(t, "installation", "i1", fixture(t, "installation.created.json", nil), "")
 	h.post(t, "installation_repositories", "i2", fixture(t, "installation_repositories.added.json", nil), "")
-	rows, err := h.store.DB().Query(`SELECT repo, installation_id FROM github_installations ORDER BY repo`)
+	ins, err := h.store.Installations(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []string
-	for rows.Next() {
-		var repo string
-		var id int64
-		rows.Scan(&repo, &id)
-		got = append(got, repo)
-		if id != 957387 {
-			t.Errorf("%s: installation %d", repo, id)
+	for _, in := range ins {
+		got = append(got, in.Repo)
+		if in.ID != 957387 {
+			t.Errorf("%s: installation %d", in.Repo, in.ID)
 		}
 	}
-	rows.Close()
 	if len(got) == 0 {
 		t.Fatal("no repo remembered from installation events")
 	}
 	h.post(t, "installation", "i3", fixture(t, "installation.deleted.json", map[string]any{"installation.id": 957387}), "")
-	var n int
-	h.store.DB().QueryRow(`SELECT count(*) FROM github_installations`).Scan(&n)
-	if n != 0 {
-		t.Errorf("%d repos still remembered after the installation was deleted", n)
+	if ins, err := h.store.Installations(t.Context()); err != nil || len(ins) != 0 {
+		t.Errorf("repos still remembered after the installation was deleted: %v (%v)", ins, err)
 	}
 }

@@ -218,16 +218,13 @@ func (h *harness) prComment(t testing.TB, text string) []byte {
 
 func (h *harness) deliveries(t *testing.T) map[string]string {
 	t.Helper()
-	rows, err := h.store.DB().Query(`SELECT id, state FROM github_deliveries`)
+	ds, err := h.store.Deliveries(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
 	out := map[string]string{}
-	for rows.Next() {
-		var id, state string
-		rows.Scan(&id, &state)
-		out[id] = state
+	for _, d := range ds {
+		out[d.ID] = d.State
 	}
 	return out
 }

@@ -66,7 +66,7 @@ func (a *App) rememberFrom(ctx context.Context, payload any) {
 	if id == 0 || repo == "" {
 		return
 	}
-	if err := rememberInstallation(ctx, a.db, repo, id, owner); err != nil {
+	if err := a.st.RememberInstallation(ctx, repo, id, owner); err != nil {
 		a.log.Warn("remember installation", "err", err)
 	}
 }
@@ -117,10 +117,10 @@ func (a *App) onInstallation(ctx context.Context, ev *gh.InstallationEvent) (str
 	account := ev.GetInstallation().GetAccount().GetLogin()
 	switch ev.GetAction() {
 	case "deleted", "suspend":
-		return fmt.Sprintf("installation %d %s", id, ev.GetAction()), forgetRepos(ctx, a.db, id, nil)
+		return fmt.Sprintf("installation %d %s", id, ev.GetAction()), a.st.ForgetRepos(ctx, id, nil)
 	}
 	for _, r := range ev.Repositories {
-		if err := rememberInstallation(ctx, a.db, r.GetFullName(), id, account); err != nil {
+		if err := a.st.RememberInstallation(ctx, r.GetFullName(), id, account); err != nil {
 			return "", err
 		}
 	}
@@ -131,7 +131,7 @@ func (a *App) onInstallationRepos(ctx context.Context, ev *gh.InstallationReposi
 	id := ev.GetInstallation().GetID()
 	account := ev.GetInstallation().GetAccount().GetLogin()
 	for _, r := range ev.RepositoriesAdded {
-		if err := rememberInstallation(ctx, a.db, r.GetFullName(), id, account); err != nil {
+		if err := a.st.RememberInstallation(ctx, r.GetFullName(), id, account); err != nil {
 			return "", err
 		}
 	}
@@ -140,7 +140,7 @@ func (a *App) onInstallationRepos(ctx context.Context, ev *gh.InstallationReposi
 		removed = append(removed, r.GetFullName())
 	}
 	if len(removed) > 0 {
-		if err := forgetRepos(ctx, a.db, id, removed); err != nil {
+		if err := a.st.ForgetRepos(ctx, id, removed); err != nil {
 			return "", err
 		}
 	}

@@ -12,7 +12,7 @@ import (
 // CloneToken returns a short-lived installation token that may read repo ("owner/name"),
 // for fetching its code over HTTPS (as user x-access-token).
 func (c *Clients) CloneToken(ctx context.Context, repo string) (string, error) {
-	id, err := installationFor(ctx, c.db, repo)
+	id, err := c.st.InstallationFor(ctx, repo)
 	if err != nil {
 		return "", err
 	}
@@ -20,7 +20,7 @@ func (c *Clients) CloneToken(ctx context.Context, repo string) (string, error) {
 		if _, err := c.ForRepo(ctx, repo); err != nil {
 			return "", err
 		}
-		if id, err = installationFor(ctx, c.db, repo); err != nil {
+		if id, err = c.st.InstallationFor(ctx, repo); err != nil {
 			return "", err
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/immunity-app/immunity/store"
 )
 
 // MaxBody is the largest webhook body accepted (GitHub caps payloads at 25 MB).
@@ -47,7 +49,7 @@ func (a *App) Webhook(c *gin.Context) {
 		c.String(http.StatusBadRequest, "%v\n", err)
 		return
 	}
-	fresh, err := recordDelivery(c.Request.Context(), a.db, d)
+	fresh, err := a.st.RecordDelivery(c.Request.Context(), d)
 	if err != nil {
 		a.log.Error("github webhook", "delivery", d.ID, "err", err)
 		c.String(http.StatusInternalServerError, "could not record the delivery\n")
@@ -99,15 +101,15 @@ type envelope struct {
 
 // describe reads a delivery's identity and its dedupe key: a comment's id, a push's
 // ref and head. Two deliveries of one of those (an org hook and a repo hook) are one event.
-func describe(event, id string, body []byte) (delivery, error) {
+func describe(event, id string, body []byte) (store.Delivery, error) {
 	if event == "" || id == "" {
-		return delivery{}, errors.New("missing X-GitHub-Event or X-GitHub-Delivery")
+		return store.Delivery{}, errors.New("missing X-GitHub-Event or X-GitHub-Delivery")
 	}
 	var env envelope
 	if err := json.Unmarshal(body, &env); err != nil {
-		return delivery{}, fmt.Errorf("%s payload: %w", event, err)
+		return store.Delivery{}, fmt.Errorf("%s payload: %w", event, err)
 	}
-	d := delivery{ID: id, Event: event, Action: env.Action}
+	d := store.Delivery{ID: id, Event: event, Action: env.Action}
 	if env.Repository != nil {
 		d.Repo = env.Repository.FullName
 	}

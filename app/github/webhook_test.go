@@ -81,7 +81,7 @@ func TestPushStartsRun(t *testing.T) {
 	if d := cmp.Diff(want, h.eng.Calls()); d != "" {
 		t.Errorf("engine calls (-want +got):\n%s", d)
 	}
-	if id, _ := installationFor(t.Context(), h.store.DB(), "codertocat/hello-world"); id != 1 {
+	if id, _ := h.store.InstallationFor(t.Context(), "codertocat/hello-world"); id != 1 {
 		t.Errorf("installation of the pushed repo: %d, want 1 (from the payload)", id)
 	}
 }

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/immunity-app/immunity/bot"
 	"github.com/slack-go/slack"
+
+	"github.com/immunity-app/immunity/bot"
 )
 
 // emoji draw the thread's icons in Slack.

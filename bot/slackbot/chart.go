@@ -6,10 +6,11 @@ import (
 	"image/color"
 	"math"
 
-	"github.com/immunity-app/immunity/pipeline/judge"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
 // maxChartPercent caps a bar so one runaway metric leaves the others readable.

@@ -12,9 +12,10 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/slack-go/slack"
+
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
-	"github.com/slack-go/slack"
 )
 
 // maxBody bounds what is read of a Slack request.

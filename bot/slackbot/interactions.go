@@ -9,9 +9,10 @@ import (
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/slack-go/slack"
+
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
-	"github.com/slack-go/slack"
 )
 
 // actionsBlockID names the block holding a post's buttons; actionPrefix its action ids.

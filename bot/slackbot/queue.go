@@ -7,8 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/immunity-app/immunity/pipeline"
 	"github.com/slack-go/slack"
+
+	"github.com/immunity-app/immunity/pipeline"
 )
 
 // eventQueue hands events to one goroutine in order; push never blocks.

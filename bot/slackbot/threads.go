@@ -3,17 +3,15 @@ package slackbot
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
-	"time"
+
+	"github.com/slack-go/slack"
 
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/store"
-	"github.com/slack-go/slack"
 )
 
 // thread is one run's Slack thread. Its fields are guarded by Bot.mu: jobs on the
@@ -73,9 +71,12 @@ func (b *Bot) thread(runID int64, channel string) *thread {
 		return th
 	}
 	th := &thread{runID: runID, channel: channel, posted: map[string]bool{}}
-	err := b.st.DB().QueryRowContext(b.ctx, `SELECT channel, ts FROM slack_threads WHERE run_id = ?`, runID).Scan(&th.channel, &th.ts)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	saved, found, err := b.st.SlackThread(b.ctx, runID)
+	if err != nil {
 		b.log.Warn("load slack thread", "run", runID, "err", err)
+	}
+	if found {
+		th.channel, th.ts = saved.Channel, saved.TS
 	}
 	b.threads[runID] = th
 	return th
@@ -114,8 +115,7 @@ func (b *Bot) sendRoot(ctx context.Context, th *thread) error {
 		if err != nil {
 			return fmt.Errorf("post the root of run %d: %w", th.runID, err)
 		}
-		if _, err := b.st.DB().ExecContext(ctx, `INSERT INTO slack_threads (run_id, channel, ts, created_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (run_id) DO NOTHING`, th.runID, th.channel, newTS, time.Now().UnixNano()); err != nil {
+		if err := b.st.SaveSlackThread(ctx, store.SlackThread{RunID: th.runID, Channel: th.channel, TS: newTS}); err != nil {
 			b.log.Warn("remember slack thread", "run", th.runID, "err", err)
 		}
 		b.mu.Lock()
@@ -138,14 +138,12 @@ func (b *Bot) claim(th *thread, key string) bool {
 	if seen {
 		return false
 	}
-	res, err := b.st.DB().ExecContext(b.ctx, `INSERT INTO slack_posts (run_id, key, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-		th.runID, key, time.Now().UnixNano())
+	fresh, err := b.st.ClaimSlackPost(b.ctx, th.runID, key)
 	if err != nil {
 		b.log.Warn("remember slack post", "run", th.runID, "key", key, "err", err)
 		return true
 	}
-	n, _ := res.RowsAffected()
-	return n == 1
+	return fresh
 }
 
 // post queues a post: a reply in the run's thread, or a channel message when th is nil.
@@ -164,7 +162,9 @@ func (b *Bot) post(th *thread, channel string, p bot.Post) {
 			return fmt.Errorf("post %q: %w", p.Text, err)
 		}
 		if th != nil && p.Key != "" {
-			b.st.DB().ExecContext(ctx, `UPDATE slack_posts SET ts = ? WHERE run_id = ? AND key = ?`, ts, th.runID, p.Key)
+			if err := b.st.SetSlackPostTS(ctx, th.runID, p.Key, ts); err != nil {
+				b.log.Warn("remember slack post", "run", th.runID, "key", p.Key, "err", err)
+			}
 		}
 		return nil
 	})

@@ -79,14 +79,14 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	var gh *github.App
 	in := &Instance{Config: cfg, Store: st, log: o.Logger, locals: map[string]*local.Deployer{}}
 	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog}
-	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshdeploy.ConfigSettings(cfg), Logger: o.Logger})
+	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshSettingsLookup(cfg), Logger: o.Logger})
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
 	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Config: func() *config.Config { return cfg }, Log: o.Logger}
 	eng, err := pipeline.New(pipeline.Options{
 		Config:   cfg,
 		Store:    st,
 		Builder:  in.builder,
-		Tester:   sshdeploy.Tester{Deployer: in.ssh, Fallback: pipeline.CommandTester{Dir: cfg.Server.DataDir}},
+		Tester:   testers{cfg: cfg, ssh: in.ssh, here: pipeline.CommandTester{Dir: cfg.Server.DataDir}},
 		Monitor:  in.Monitor,
 		Deployer: in.deployer,
 		Logger:   o.Logger,
@@ -247,7 +247,7 @@ func (in *Instance) deployer(a *config.App, r *config.Region) (deployers.Deploye
 		if d, ok := in.locals[a.Name]; ok {
 			return d, nil
 		}
-		d := local.New(local.Options{Run: a.Run.Command, Env: a.Run.Env, Health: a.Run.Health,
+		d := local.New(local.Options{Run: a.Run.Command, Env: a.Run.Env, Health: a.Run.Health, HealthTimeout: a.Run.HealthTimeout.Duration,
 			StartTimeout: a.Run.StartTimeout.Or(20 * time.Second), Keep: a.KeepReleases, Log: in.log})
 		in.locals[a.Name] = d
 		return d, nil

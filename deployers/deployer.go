@@ -13,6 +13,7 @@ package deployers
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Release is an immutable, checksummed build of one commit.
@@ -60,6 +61,10 @@ type Deployer interface {
 	Activate(ctx context.Context, h Host, sha string) error
 	// State reports what the host holds.
 	State(ctx context.Context, h Host) (HostState, error)
+	// Healthy waits, within the deployer's start limit, until the app on the host passes
+	// its health check (Probe, or the region's health command). It does not restart
+	// anything: a restarted Immunity uses it to re-check a switch that may have finished.
+	Healthy(ctx context.Context, h Host) error
 	// Close stops whatever the deployer keeps open (connections; the local deployer's
 	// processes are left running unless StopAll is called).
 	Close() error
@@ -67,3 +72,12 @@ type Deployer interface {
 
 // ErrNotFound is returned by Activate when the release is not on the host.
 var ErrNotFound = errors.New("release not on host")
+
+// Tests is an integration test command to run against one host: an argv, relative to the
+// release folder when it names a program shipped in the release, with exactly the
+// environment given (nothing of the caller's own) and a time limit.
+type Tests struct {
+	Command []string
+	Env     map[string]string
+	Timeout time.Duration
+}

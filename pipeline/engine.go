@@ -54,7 +54,7 @@ type Commit struct {
 
 // Tester runs an app's integration tests against one host.
 type Tester interface {
-	Test(ctx context.Context, app *config.App, rel deployers.Release, h deployers.Host) (output string, err error)
+	Test(ctx context.Context, rel deployers.Release, h deployers.Host, t deployers.Tests) (output string, err error)
 }
 
 // Options are what an Engine is made of.

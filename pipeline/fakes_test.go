@@ -116,6 +116,16 @@ func (d *fakeDeployer) State(_ context.Context, h deployers.Host) (deployers.Hos
 
 func (d *fakeDeployer) Close() error { return nil }
 
+// Healthy passes on a host with a release live.
+func (d *fakeDeployer) Healthy(_ context.Context, h deployers.Host) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.current[h.String()] == "" {
+		return fmt.Errorf("%s runs nothing", h)
+	}
+	return nil
+}
+
 func (d *fakeDeployer) asked() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -128,7 +138,7 @@ type fakeTester struct {
 	fail map[string]bool
 }
 
-func (t *fakeTester) Test(_ context.Context, _ *config.App, rel deployers.Release, h deployers.Host) (string, error) {
+func (t *fakeTester) Test(_ context.Context, rel deployers.Release, h deployers.Host, _ deployers.Tests) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.fail[rel.SHA] {

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -310,37 +310,29 @@ func (e *Engine) deployHost(ctx context.Context, sr *stageRun, hs store.HostStep
 	return nil
 }
 
-// alreadyLive re-checks a switch that may have happened before a restart.
+// alreadyLive re-checks a switch that may have happened before a restart: the host's
+// current release is this one and the deployer finds it healthy.
 func (e *Engine) alreadyLive(ctx context.Context, sr *stageRun, h deployers.Host) bool {
 	st, err := sr.dep.State(ctx, h)
 	if err != nil || st.Current != sr.rel.SHA {
 		return false
 	}
-	return healthy(ctx, h.URL, sr.app.Run.Health, sr.rel.SHA)
+	return sr.dep.Healthy(ctx, h) == nil
 }
 
-// healthy asks a host's health check; with no URL known it trusts the deployer.
-func healthy(ctx context.Context, url, path, sha string) bool {
-	if url == "" {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+path, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+// testsFor is an app's test command for one host, with the facts of the run in its
+// environment (IMMUNITY_BASE_URL and the rest; the app's tests.env cannot override them).
+func testsFor(a *config.App, rel deployers.Release, h deployers.Host) deployers.Tests {
+	env := map[string]string{}
+	maps.Copy(env, a.Tests.Env)
+	maps.Copy(env, map[string]string{"IMMUNITY_BASE_URL": h.URL, "IMMUNITY_APP": a.Name, "IMMUNITY_REGION": h.Region,
+		"IMMUNITY_HOST": h.Name, "IMMUNITY_RELEASE": rel.SHA})
+	return deployers.Tests{Command: a.Tests.Command, Env: env, Timeout: a.Tests.Timeout.Or(2 * time.Minute)}
 }
 
 func (e *Engine) testHost(ctx context.Context, sr *stageRun, hs store.HostStep) (string, error) {
 	h := sr.hosts[hs.Host]
-	out, err := e.tester.Test(ctx, sr.app, sr.rel, h)
+	out, err := e.tester.Test(ctx, sr.rel, h, testsFor(sr.app, sr.rel, h))
 	if err != nil {
 		e.hostStep(ctx, sr, hs.Host, HostFailed, "", "tests failed")
 		return out, fmt.Errorf("integration tests failed on %s: %s", h, firstFailure(out, err))

@@ -3,19 +3,21 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
-	"time"
 
 	"github.com/immunity-app/immunity/deployers"
-	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 // CommandTester runs an app's test command on this machine, in an unpacked copy of the
-// release (under Dir/testbeds), against a host's URL given as IMMUNITY_BASE_URL.
+// release (under Dir/testbeds), against the host whose URL the engine put in
+// IMMUNITY_BASE_URL.
 type CommandTester struct {
 	Dir string
 }
@@ -23,29 +25,32 @@ type CommandTester struct {
 var testbedMu sync.Mutex
 
 // Test runs the tests; the error says how they ended when they did not pass.
-func (t CommandTester) Test(ctx context.Context, a *config.App, rel deployers.Release, h deployers.Host) (string, error) {
+func (t CommandTester) Test(ctx context.Context, rel deployers.Release, h deployers.Host, tests deployers.Tests) (string, error) {
 	dir, err := t.testbed(rel)
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.Tests.Timeout.Or(2*time.Minute))
+	if len(tests.Command) == 0 {
+		return "", errors.New("no test command")
+	}
+	ctx, cancel := context.WithTimeout(ctx, tests.Timeout)
 	defer cancel()
-	argv := a.Tests.Command
+	argv := tests.Command
 	name := argv[0]
 	if !filepath.IsAbs(name) && filepath.Base(name) != name {
 		name = filepath.Join(dir, name) // a program shipped in the release
 	}
 	cmd := exec.CommandContext(ctx, name, argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "IMMUNITY_BASE_URL="+h.URL, "IMMUNITY_APP="+a.Name, "IMMUNITY_REGION="+h.Region, "IMMUNITY_HOST="+h.Name, "IMMUNITY_RELEASE="+rel.SHA)
-	for k, v := range a.Tests.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+	cmd.Env = os.Environ()
+	for _, k := range slices.Sorted(maps.Keys(tests.Env)) {
+		cmd.Env = append(cmd.Env, k+"="+tests.Env[k])
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
 	if ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("timed out after %s", a.Tests.Timeout.Or(2*time.Minute))
+		err = fmt.Errorf("timed out after %s", tests.Timeout)
 	}
 	return tail(out.String(), 4000), err
 }

@@ -80,9 +80,11 @@ func (d *hosts) State(ctx context.Context, h deployers.Host) (deployers.HostStat
 }
 func (d *hosts) Close() error { return nil }
 
+func (d *hosts) Healthy(context.Context, deployers.Host) error { return nil }
+
 type tester struct{}
 
-func (tester) Test(ctx context.Context, a *config.App, rel deployers.Release, h deployers.Host) (string, error) {
+func (tester) Test(context.Context, deployers.Release, deployers.Host, deployers.Tests) (string, error) {
 	return "ok  \tpapi/itest\t0.31s", nil
 }
 

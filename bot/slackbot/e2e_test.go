@@ -78,9 +78,11 @@ func (d *fakeDeployer) State(ctx context.Context, h deployers.Host) (deployers.H
 
 func (d *fakeDeployer) Close() error { return nil }
 
+func (d *fakeDeployer) Healthy(context.Context, deployers.Host) error { return nil }
+
 type passTester struct{}
 
-func (passTester) Test(ctx context.Context, app *config.App, rel deployers.Release, h deployers.Host) (string, error) {
+func (passTester) Test(context.Context, deployers.Release, deployers.Host, deployers.Tests) (string, error) {
 	return "ok", nil
 }
 

@@ -31,6 +31,7 @@ func Run(t *testing.T, h Harness) {
 		{"ActivateMissing", testActivateMissing},
 		{"FailingHealthCheck", testFailingHealth},
 		{"ConcurrentHosts", testConcurrentHosts},
+		{"Healthy", testHealthy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,5 +302,23 @@ func testConcurrentHosts(ctx context.Context, t *testing.T, h Harness) {
 		if got := h.link(t, host, "previous"); got != v1.SHA {
 			t.Fatalf("%s: previous -> %s, want %s", host, got, v1.SHA)
 		}
+	}
+}
+
+func testHealthy(ctx context.Context, t *testing.T, h Harness) {
+	host := h.NewHost(t)
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := h.Deployer.Healthy(short, host); err == nil {
+		t.Fatal("Healthy on a host that runs nothing: no error")
+	}
+	v1 := h.release(t, "v1")
+	h.deploy(ctx, t, host, v1)
+	served := mustServe(ctx, t, host, v1, "v1")
+	if err := h.Deployer.Healthy(ctx, host); err != nil {
+		t.Fatalf("Healthy after a deploy: %v", err)
+	}
+	if a := mustServe(ctx, t, host, v1, "v1"); a.PID != served.PID {
+		t.Fatalf("Healthy restarted the app (pid %d -> %d)", served.PID, a.PID)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,7 +94,7 @@ func (d *Deployer) env(h deployers.Host, sha string) []string {
 	)
 }
 
-// waitHealthy polls the health check every 50ms until it answers 200, the process exits
+// waitHealthy polls the health check every 50ms until it answers 2xx, the process exits
 // or StartTimeout passes.
 func (d *Deployer) waitHealthy(ctx context.Context, h deployers.Host, p *process) error {
 	if d.opts.Health == "" {
@@ -112,7 +111,7 @@ func (d *Deployer) waitHealthy(ctx context.Context, h deployers.Host, p *process
 		if gone, err := p.exited(); gone {
 			return fmt.Errorf("app exited before it was healthy (%v)", exitText(err))
 		}
-		err := probe(ctx, url)
+		err := deployers.Probe(ctx, url, d.opts.HealthTimeout)
 		if err == nil {
 			return nil
 		}
@@ -143,26 +142,6 @@ func healthURL(h deployers.Host) string {
 		return strings.TrimSuffix(h.URL, "/")
 	}
 	return "http://127.0.0.1:" + strconv.Itoa(h.Port)
-}
-
-var healthClient = &http.Client{Timeout: 2 * time.Second}
-
-// probe makes one health request; nil means 200.
-func probe(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := healthClient.Do(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("health check answered %s", resp.Status)
-	}
-	return nil
 }
 
 // logTail returns the last lines the app wrote since offset (at most 20 lines, 4 KiB).

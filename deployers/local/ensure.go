@@ -136,3 +136,25 @@ func (d *Deployer) StopAll(ctx context.Context) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// Healthy waits, up to StartTimeout, until the app on the host (started or adopted by
+// this deployer, or named by app.pid) passes its health check.
+func (d *Deployer) Healthy(ctx context.Context, h deployers.Host) error {
+	e, err := d.lock(&h)
+	if err != nil {
+		return err
+	}
+	defer e.mu.Unlock()
+	if e.proc == nil {
+		if pid := readPid(h.Base); pid > 0 && alive(pid) && ownsPid(h.Base, pid) {
+			e.proc = &process{pid: pid}
+		}
+	}
+	if e.proc == nil {
+		return fmt.Errorf("health of %s on %s: the app is not running", h.App, h)
+	}
+	if err := d.waitHealthy(ctx, h, e.proc); err != nil {
+		return fmt.Errorf("health of %s on %s: %w", h.App, h, err)
+	}
+	return nil
+}

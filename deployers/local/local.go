@@ -44,9 +44,11 @@ type Options struct {
 	// Env is added to the app's environment (after PATH, HOME, USER, LANG, TZ, TMPDIR of
 	// Immunity's own environment, before PORT and IMMUNITY_*, which cannot be overridden).
 	Env map[string]string
-	// Health is the path answered with 200 once the app is ready, e.g. /healthz. Empty
-	// means the app counts as started as soon as its process runs.
+	// Health is the path that answers 2xx once the app is ready, e.g. /healthz (see
+	// deployers.Probe). Empty means the app counts as started as soon as its process runs.
 	Health string
+	// HealthTimeout bounds one health request; default deployers.DefaultHealthTimeout.
+	HealthTimeout time.Duration
 	// StartTimeout bounds the wait for a healthy app; default 10s.
 	StartTimeout time.Duration
 	// Keep is the number of releases kept per host (live and previous included); default 5.

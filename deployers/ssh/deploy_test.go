@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh/knownhosts"
+
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/deployers/ssh/sshtest"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 func TestDeploySwitchRollback(t *testing.T) {

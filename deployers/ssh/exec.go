@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/immunity-app/immunity/internal/wait"
 )
 
 // remoteError is a command that ran on the host and exited non-zero.
@@ -49,7 +51,7 @@ type command struct {
 // decides).
 func (p *pool) run(ctx context.Context, t target, c command) error {
 	redialled := false
-	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+	for pause := 20 * time.Millisecond; ; pause = min(2*pause, time.Second) {
 		client, err := p.get(ctx, t)
 		if err != nil {
 			return err
@@ -59,7 +61,7 @@ func (p *pool) run(ctx context.Context, t target, c command) error {
 		switch {
 		case err == nil:
 		case errors.As(err, &refused):
-			if serr := sleep(ctx, wait); serr != nil {
+			if serr := wait.Sleep(ctx, pause); serr != nil {
 				return fmt.Errorf("open session on %s: %w (%w)", t.hostport, err, serr)
 			}
 			continue

@@ -3,13 +3,12 @@ package ssh
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"path"
 	"strings"
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/internal/wait"
 )
 
 // healthCommandScript runs the health argv in BASE/current. Args: base; then the argv.
@@ -31,7 +30,7 @@ func (d *Deployer) waitHealthy(ctx context.Context, h deployers.Host, s Settings
 	}
 	if s.HealthPath != "" && h.URL != "" {
 		url := strings.TrimSuffix(h.URL, "/") + s.HealthPath
-		if err := poll(ctx, func() error { return getOK(ctx, url) }); err != nil {
+		if err := poll(ctx, func() error { return deployers.Probe(ctx, url, s.HealthTimeout) }); err != nil {
 			return fmt.Errorf("health check %s: %w", url, err)
 		}
 	}
@@ -40,32 +39,20 @@ func (d *Deployer) waitHealthy(ctx context.Context, h deployers.Host, s Settings
 
 // poll calls try until it succeeds or ctx ends, and then returns try's last error.
 func poll(ctx context.Context, try func() error) error {
-	for wait := 50 * time.Millisecond; ; wait = min(wait*2, time.Second) {
-		err := try()
-		if err == nil {
-			return nil
-		}
-		if serr := sleep(ctx, wait); serr != nil {
-			return fmt.Errorf("%w (last attempt: %w)", serr, err)
-		}
-	}
+	return wait.Until(ctx, wait.Backoff{First: 50 * time.Millisecond, Max: time.Second}, 0, func(context.Context) error { return try() })
 }
 
-var healthClient = &http.Client{Timeout: 5 * time.Second}
-
-func getOK(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// Healthy waits, up to the region's timeout, until the host passes its health check
+// (health command and/or health path); a region with neither is healthy at once.
+func (d *Deployer) Healthy(ctx context.Context, h deployers.Host) error {
+	s, t, err := d.target(h)
 	if err != nil {
-		return err
+		return fmt.Errorf("health of %s on %s: %w", h.App, h, err)
 	}
-	resp, err := healthClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("status %s", resp.Status)
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	if err := d.waitHealthy(ctx, h, s, t); err != nil {
+		return fmt.Errorf("health of %s on %s: %w", h.App, h, err)
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/immunity-app/immunity/internal/wait"
 )
 
 // pool keeps one SSH client per (address, credentials), dialled on first use and again
@@ -151,8 +153,8 @@ func (p *pool) closeAll() {
 // dialRetry dials with backoff on network errors; host key and auth errors fail at once.
 func (p *pool) dialRetry(ctx context.Context, t target) (*ssh.Client, error) {
 	var err error
-	for i, wait := range []time.Duration{0, 200 * time.Millisecond, time.Second} {
-		if err = sleep(ctx, wait); err != nil {
+	for i, pause := range []time.Duration{0, 200 * time.Millisecond, time.Second} {
+		if err = wait.Sleep(ctx, pause); err != nil {
 			break
 		}
 		var c *ssh.Client
@@ -193,19 +195,4 @@ func (p *pool) dialOnce(ctx context.Context, t target) (*ssh.Client, error) {
 		return nil, err
 	}
 	return ssh.NewClient(c, chans, reqs), nil
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
 }

@@ -56,6 +56,8 @@ type Settings struct {
 	Restart []string
 	// HealthPath is fetched on the host's URL until it answers 2xx (when the host has a URL).
 	HealthPath string
+	// HealthTimeout bounds one health request; default deployers.DefaultHealthTimeout.
+	HealthTimeout time.Duration
 	// HealthCommand is run (argv) in BASE/current on the host until it exits 0.
 	HealthCommand []string
 	// Timeout bounds each step on one host (upload; switch, restart and health). Default 2m.

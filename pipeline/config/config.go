@@ -75,8 +75,10 @@ type Build struct {
 type Run struct {
 	Command      []string          `yaml:"command"` // argv, relative to the release folder; $PORT in env
 	Env          map[string]string `yaml:"env"`
-	Health       string            `yaml:"health"`        // path of the health check, default /healthz
+	Health       string            `yaml:"health"`        // path of the health check (any 2xx is healthy), default /healthz
 	StartTimeout Duration          `yaml:"start_timeout"` // default 20s
+	// HealthTimeout bounds one health request, on every deployer; default 5s.
+	HealthTimeout Duration `yaml:"health_timeout"`
 }
 
 // Tests are the integration tests run against a region: an argv run in the release

@@ -206,7 +206,9 @@ func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha
 			if err != nil {
 				continue // it finished meanwhile
 			}
-			e.cancelTask(stageTask(s.ID))
+			if err := e.cancelTask(ctx, stageTask(s.ID)); err != nil {
+				e.log.Error("cancel stage", "run", r.ID, "region", region, "err", err)
+			}
 			e.st.SetRunState(ctx, r.ID, RunCancelled, why)
 			e.emitRun(ctx, RunChanged, r.ID, region, "", why)
 			sha = r.SHA

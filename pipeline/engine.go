@@ -84,8 +84,8 @@ type Engine struct {
 	listeners []Listener
 
 	mu     sync.Mutex
-	emitMu sync.Mutex                    // one event at a time, snapshots in order
-	tasks  map[string]context.CancelFunc // builds and stages under way, by name
+	emitMu sync.Mutex       // one event at a time, snapshots in order
+	tasks  map[string]*task // builds and stages under way, by name
 	kick   chan struct{}
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -109,7 +109,7 @@ func New(o Options) (*Engine, error) {
 	return &Engine{
 		cfg: o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
 		deployer: o.Deployer, log: o.Logger, tick: o.Tick,
-		tasks: map[string]context.CancelFunc{},
+		tasks: map[string]*task{},
 		kick:  make(chan struct{}, 1),
 	}, nil
 }

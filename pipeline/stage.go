@@ -85,7 +85,8 @@ func (e *Engine) spawn(name string, fn func(ctx context.Context)) {
 		return
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
-	e.tasks[name] = cancel
+	t := &task{cancel: cancel, done: make(chan struct{})}
+	e.tasks[name] = t
 	e.mu.Unlock()
 	e.wg.Add(1)
 	go func() {
@@ -95,10 +96,17 @@ func (e *Engine) spawn(name string, fn func(ctx context.Context)) {
 			delete(e.tasks, name)
 			e.mu.Unlock()
 			cancel()
+			close(t.done)
 			e.Kick()
 		}()
 		fn(ctx)
 	}()
+}
+
+// task is a build or stage under way.
+type task struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when it has returned
 }
 
 // running reports whether a task is under way.
@@ -109,17 +117,20 @@ func (e *Engine) running(name string) bool {
 	return ok
 }
 
-// cancelTask stops a task and waits until it has returned.
-func (e *Engine) cancelTask(name string) {
+// cancelTask stops a task and waits until it has returned, or ctx ends.
+func (e *Engine) cancelTask(ctx context.Context, name string) error {
 	e.mu.Lock()
-	cancel := e.tasks[name]
+	t := e.tasks[name]
 	e.mu.Unlock()
-	if cancel == nil {
-		return
+	if t == nil {
+		return nil
 	}
-	cancel()
-	for e.running(name) {
-		time.Sleep(10 * time.Millisecond)
+	t.cancel()
+	select {
+	case <-t.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: %w", name, ctx.Err())
 	}
 }
 

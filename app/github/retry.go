@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/immunity-app/immunity/internal/wait"
 )
 
 // retryTransport retries GitHub calls that failed in a way worth retrying: 5xx, 429, and
@@ -31,19 +33,7 @@ func newRetryTransport(next http.RoundTripper, log *slog.Logger) *retryTransport
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &retryTransport{next: next, attempts: 5, base: time.Second, maxWait: 2 * time.Minute, now: time.Now, sleep: sleepCtx, log: log}
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return &retryTransport{next: next, attempts: 5, base: time.Second, maxWait: 2 * time.Minute, now: time.Now, sleep: wait.Sleep, log: log}
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/slack-go/slack"
 
+	"github.com/immunity-app/immunity/internal/wait"
 	"github.com/immunity-app/immunity/pipeline"
 )
 
@@ -141,15 +142,15 @@ func (p *poster) drain(channel string) {
 // run makes one call, waiting out rate limits; other errors are logged and the call dropped
 // (a post is not safely repeatable: Slack may have shown it).
 func (p *poster) run(channel string, j job) {
-	for wait := 0; ; wait++ {
+	for waits := 0; ; waits++ {
 		err := j.do(p.ctx)
 		var rl *slack.RateLimitedError
-		if errors.As(err, &rl) && wait < maxRateLimitWaits {
+		if errors.As(err, &rl) && waits < maxRateLimitWaits {
 			p.log.Info("slack rate limited; waiting", "channel", channel, "call", j.what, "retry_after", rl.RetryAfter)
 			if p.waited != nil {
 				p.waited(rl.RetryAfter)
 			}
-			if !sleep(p.ctx, rl.RetryAfter) {
+			if wait.Sleep(p.ctx, max(rl.RetryAfter, time.Second)) != nil {
 				return
 			}
 			continue
@@ -186,18 +187,3 @@ func (p *poster) busy() bool {
 }
 
 func (p *poster) wait() { p.wg.Wait() }
-
-// sleep waits d or until ctx ends; it reports whether the whole wait happened.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		d = time.Second
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -14,7 +14,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/immunity-app/immunity/bot"
-	"github.com/immunity-app/immunity/bot/slackbot"
+	"github.com/immunity-app/immunity/canary/chart"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -236,7 +236,7 @@ func (s *Server) chart(c *gin.Context) {
 		if v == nil {
 			break
 		}
-		png, err := slackbot.ChartPNG(*v, fmt.Sprintf("%s %s in %s: %s", r.App, short(r.SHA), st.Region, strings.ToUpper(string(v.Outcome))))
+		png, err := chart.PNG(*v, fmt.Sprintf("%s %s in %s: %s", r.App, short(r.SHA), st.Region, strings.ToUpper(string(v.Outcome))))
 		if err != nil {
 			c.String(http.StatusNotFound, "chart of run %d in %s: %v", id, st.Region, err)
 			return

@@ -10,6 +10,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/canary/chart"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/store"
 )
@@ -184,7 +185,7 @@ func (b *Bot) threadTS(th *thread) string {
 
 // uploadChart draws the verdict's canary vs baseline chart and shares it in the thread.
 func (b *Bot) uploadChart(ctx context.Context, th *thread, channel string, p bot.Post) error {
-	png, err := ChartPNG(*p.Verdict, fmt.Sprintf("%s %s: canary vs baseline", p.App, p.Region))
+	png, err := chart.PNG(*p.Verdict, fmt.Sprintf("%s %s: canary vs baseline", p.App, p.Region))
 	if err != nil {
 		return fmt.Errorf("draw chart for run %d %s: %w", p.RunID, p.Region, err)
 	}

@@ -1,4 +1,6 @@
-package slackbot
+// Package chart draws what a canary comparison found, for people: the dashboard serves
+// the picture and Slack uploads it into the run's thread, both from this one drawing.
+package chart
 
 import (
 	"bytes"
@@ -16,10 +18,10 @@ import (
 // maxChartPercent caps a bar so one runaway metric leaves the others readable.
 const maxChartPercent = 400
 
-// ChartPNG draws the verdict as one bar per metric: the canary as a percentage of the
+// PNG draws the verdict as one bar per metric: the canary as a percentage of the
 // baseline (the dashed line at 100%), with the confidence interval of the difference as an
 // error bar. Metrics of different units share one axis that way.
-func ChartPNG(v judge.Verdict, title string) ([]byte, error) {
+func PNG(v judge.Verdict, title string) ([]byte, error) {
 	var names []string
 	var can []float64
 	var outcomes []judge.Outcome

@@ -102,6 +102,12 @@ func lookup(name string) (*command, bool) {
 	return nil, false
 }
 
+// IsCommand reports whether name is a command of the table ("promote", not "/promote").
+func IsCommand(name string) bool {
+	_, ok := lookup(name)
+	return ok
+}
+
 func commandNames() []string {
 	out := make([]string, len(commands))
 	for i, c := range commands {

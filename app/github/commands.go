@@ -13,16 +13,10 @@ import (
 	"github.com/immunity-app/immunity/pipeline"
 )
 
-// commandWords are the command names a comment may start with (the bot's table); other
-// comments starting with a slash ("/cc", "/lgtm") are someone else's and left alone.
-var commandWords = map[string]bool{
-	"promote": true, "rollback": true, "deploy": true, "status": true,
-	"lock": true, "unlock": true, "history": true, "help": true,
-}
-
 // commandLine returns the command in a comment body: its first non-empty line when that
-// starts with /WORD for a known WORD or a near miss of one (`/promtoe`, answered with
-// "did you mean"), or with /immunity or @immunity.
+// starts with /WORD for a command of the bot's table or a near miss of one (`/promtoe`,
+// answered with "did you mean"), or with /immunity or @immunity. Other comments starting
+// with a slash ("/cc", "/lgtm") are someone else's and left alone.
 func commandLine(body string) (string, bool) {
 	for _, line := range strings.Split(body, "\n") {
 		line = strings.TrimSpace(line)
@@ -35,7 +29,7 @@ func commandLine(body string) (string, bool) {
 			return line, true
 		}
 		name, ok := strings.CutPrefix(w, "/")
-		return line, ok && (commandWords[name] || len(bot.SuggestCommand(name)) > 0)
+		return line, ok && (bot.IsCommand(name) || len(bot.SuggestCommand(name)) > 0)
 	}
 	return "", false
 }

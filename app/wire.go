@@ -81,7 +81,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog}
 	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshSettingsLookup(cfg), Logger: o.Logger})
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
-	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Config: func() *config.Config { return cfg }, Log: o.Logger}
+	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Log: o.Logger}
 	eng, err := pipeline.New(pipeline.Options{
 		Config:   cfg,
 		Store:    st,

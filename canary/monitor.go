@@ -14,7 +14,6 @@ import (
 	"github.com/immunity-app/immunity/canary/scrape"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline"
-	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
@@ -33,9 +32,6 @@ type Monitor struct {
 	Mirrors switcher
 	// Registry gives the mirror source the in-process proxies' records (source: mirror).
 	Registry *mirror.Registry
-	// Config returns the current config: an app's metric section says where each
-	// metric's samples come from (query, scrape). nil: only the default metrics work.
-	Config func() *config.Config
 	// MirrorMethods are the methods the mirrors copy (their Options.Methods); default GET,
 	// HEAD. A mirrored canary is compared on these methods' series only.
 	MirrorMethods []string
@@ -68,8 +64,8 @@ func (m *Monitor) Reset(ctx context.Context) error {
 // Fail (or persistent measurement errors) ends it early, mirroring off at the end.
 func (m *Monitor) Monitor(ctx context.Context, req pipeline.MonitorRequest, look func(judge.Verdict)) (judge.Verdict, error) {
 	name := fmt.Sprintf("monitor %s@%s in %s against %s", req.App, short(req.Release), req.Region, req.BaselineRegion)
-	if req.Period <= 0 || req.Interval <= 0 || len(req.Canary) == 0 || len(req.Baseline) == 0 {
-		return judge.Verdict{}, fmt.Errorf("%s: expected a period, an interval, canary and baseline hosts", name)
+	if req.Period <= 0 || req.Interval <= 0 || len(req.Canary) == 0 || len(req.Baseline) == 0 || len(req.Metrics) == 0 {
+		return judge.Verdict{}, fmt.Errorf("%s: expected a period, an interval, canary and baseline hosts and metrics", name)
 	}
 	src, err := m.source(req)
 	if err != nil {
@@ -79,7 +75,7 @@ func (m *Monitor) Monitor(ctx context.Context, req pipeline.MonitorRequest, look
 		return judge.Verdict{}, fmt.Errorf("%s: %w", name, err)
 	}
 	defer m.off(context.WithoutCancel(ctx), req)
-	w := window(req, m.specs(req.App))
+	w := window(req)
 	if mirrored(m, req) {
 		w.Methods = m.MirrorMethods
 		if len(w.Methods) == 0 {
@@ -87,7 +83,7 @@ func (m *Monitor) Monitor(ctx context.Context, req pipeline.MonitorRequest, look
 		}
 	}
 	looks := max(1, int(req.Period/req.Interval))
-	run := &run{w: w, src: src, seq: judge.NewSequence(w.Metrics, judge.Options{Alpha: m.alpha(), Looks: looks, MaxErrors: m.MaxErrors}),
+	run := &run{w: w, src: src, seq: judge.NewSequence(w.JudgeMetrics(), judge.Options{Alpha: m.alpha(), Looks: looks, MaxErrors: m.MaxErrors}),
 		cum: measure.Empty(), log: m.logger().With("app", req.App, "region", req.Region)}
 	v, err := run.loop(ctx, req.Interval, looks, look)
 	if err != nil {
@@ -129,34 +125,16 @@ func (m *Monitor) source(req pipeline.MonitorRequest) (measure.Source, error) {
 	return nil, fmt.Errorf("unknown metric source %q: expected scrape, prometheus or mirror", req.Source)
 }
 
-// specs reads where the app's metrics come from in the current config.
-func (m *Monitor) specs(app string) map[string]measure.Spec {
-	out := map[string]measure.Spec{}
-	if m.Config == nil {
-		return out
+// window is what the sources measure: the request's hosts and its metrics, each with how
+// it is judged and where its samples come from.
+func window(req pipeline.MonitorRequest) measure.Window {
+	w := measure.Window{App: req.App, Region: req.Region, BaselineRegion: req.BaselineRegion, Release: req.Release,
+		Canary: req.Canary, Baseline: req.Baseline}
+	for _, x := range req.Metrics {
+		w.Metrics = append(w.Metrics, measure.Metric{Metric: x.Judge(), Spec: measure.Spec{Query: x.Query, TrialsQuery: x.TrialsQuery,
+			Scrape: x.Scrape, TrialsScrape: x.TrialsScrape, Quantile: x.Quantile}})
 	}
-	cfg := m.Config()
-	if cfg == nil {
-		return out
-	}
-	a, ok := cfg.App(app)
-	if !ok {
-		return out
-	}
-	for _, x := range a.Metrics {
-		out[x.Name] = measure.Spec{Query: x.Query, TrialsQuery: x.TrialsQuery, Scrape: x.Scrape,
-			TrialsScrape: x.TrialsScrape, Quantile: x.Quantile}
-	}
-	return out
-}
-
-func window(req pipeline.MonitorRequest, specs map[string]measure.Spec) measure.Window {
-	ms := req.Metrics
-	if len(ms) == 0 {
-		ms = DefaultMetrics()
-	}
-	return measure.Window{App: req.App, Region: req.Region, BaselineRegion: req.BaselineRegion, Release: req.Release,
-		Canary: req.Canary, Baseline: req.Baseline, Metrics: ms, Specs: specs}
+	return w
 }
 
 // on points every baseline host's mirror at the canary hosts; if one fails, those

@@ -13,6 +13,7 @@ import (
 	"github.com/immunity-app/immunity/canary/mirror"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
@@ -82,7 +83,7 @@ func traffic(ctx context.Context, u string) {
 
 func (f *fleet) request(source string) pipeline.MonitorRequest {
 	return pipeline.MonitorRequest{App: "papi", Region: "sandbox2", Release: "1a2b3c4d5e", BaselineRegion: "prod3",
-		Canary: f.canary, Baseline: f.baseline, Period: 3 * time.Second, Interval: 300 * time.Millisecond, Source: source}
+		Canary: f.canary, Baseline: f.baseline, Period: 3 * time.Second, Interval: 300 * time.Millisecond, Source: source, Metrics: config.DefaultMetrics()}
 }
 
 func (f *fleet) mirroring() bool {

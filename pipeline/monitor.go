@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
@@ -19,9 +20,9 @@ type MonitorRequest struct {
 	Baseline       []deployers.Host
 	Period         time.Duration
 	Interval       time.Duration
-	Metrics        []judge.Metric
-	Source         string // scrape (default), prometheus, mirror
-	Prometheus     string // base URL when Source is prometheus
+	Metrics        []config.Metric // the app's metrics: how each is judged and where its samples come from
+	Source         string          // scrape (default), prometheus, mirror
+	Prometheus     string          // base URL when Source is prometheus
 }
 
 // Monitor runs a monitoring window and returns the final verdict. look is called with

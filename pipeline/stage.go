@@ -359,7 +359,7 @@ func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.H
 	req := MonitorRequest{
 		App: sr.app.Name, Region: sr.region.Name, Release: sr.rel.SHA,
 		Period: m.Period.Or(5 * time.Minute), Interval: m.Interval.Or(10 * time.Second),
-		Metrics: sr.app.JudgeMetrics(), Source: m.Source, Prometheus: m.Prometheus,
+		Metrics: sr.app.AppMetrics(), Source: m.Source, Prometheus: m.Prometheus,
 	}
 	for _, hs := range steps {
 		req.Canary = append(req.Canary, sr.hosts[hs.Host])

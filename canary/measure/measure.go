@@ -43,15 +43,28 @@ type Window struct {
 	Release        string // SHA on the canary hosts
 	Canary         []deployers.Host
 	Baseline       []deployers.Host
-	Metrics        []judge.Metric
+	Metrics        []Metric
 	// Methods, when the canary receives only mirrored traffic, are the methods mirrored
 	// (GET, HEAD): sources compare only those methods' series on both sides, unless a
 	// configured selector names a method itself. Empty: every series counts.
 	Methods []string
-	// Specs say where a configured metric's samples come from, by metric name. A metric
-	// without a spec is one of the defaults (ErrorRate, Latency), read from the sample
-	// app's standard series.
-	Specs map[string]Spec
+}
+
+// Metric is one metric of the window: how it is judged and where its samples come from,
+// as the app's config says. A metric named ErrorRate or Latency whose Spec names no
+// series is read from the sample app's standard series.
+type Metric struct {
+	judge.Metric
+	Spec
+}
+
+// JudgeMetrics is how the window's metrics are judged.
+func (w Window) JudgeMetrics() []judge.Metric {
+	out := make([]judge.Metric, len(w.Metrics))
+	for i, m := range w.Metrics {
+		out[i] = m.Metric
+	}
+	return out
 }
 
 // Spec is where one metric's samples come from: the app config's metric fields

@@ -79,7 +79,7 @@ func (s *Source) Measure(ctx context.Context, w measure.Window, from, to time.Ti
 }
 
 // add counts one mirrored request on both sides.
-func add(ms []judge.Metric, r mirror.Record, in judge.Input) {
+func add(ms []measure.Metric, r mirror.Record, in judge.Input) {
 	for _, m := range ms {
 		b, c := in.Baseline[m.Name], in.Canary[m.Name]
 		switch m.Name {

@@ -31,7 +31,7 @@ func TestMirrorRecordsAsMetrics(t *testing.T) {
 	}
 	p.SetShadow([]string{can.URL})
 	w := measure.Window{Baseline: []deployers.Host{b, {App: "papi", Region: "prod3", Name: "host9"}}, Canary: []deployers.Host{c},
-		Metrics: []judge.Metric{{Name: measure.ErrorRate}, {Name: measure.Latency}, {Name: measure.MismatchRate}, {Name: "cpu"}}}
+		Metrics: []measure.Metric{{Metric: judge.Metric{Name: measure.ErrorRate}}, {Metric: judge.Metric{Name: measure.Latency}}, {Metric: judge.Metric{Name: measure.MismatchRate}}, {Metric: judge.Metric{Name: "cpu"}}}}
 	src := New(reg.Lookup)
 	get := func() {
 		resp, err := http.Get(p.URL() + "/x")

@@ -30,12 +30,13 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/immunity-app/immunity/canary/measure"
-	"github.com/immunity-app/immunity/deployers"
-	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/immunity-app/immunity/canary/measure"
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
 // Query is how one metric is asked for. See the package comment.
@@ -106,13 +107,13 @@ func (s *Source) Measure(ctx context.Context, w measure.Window, from, to time.Ti
 	side := func(region, release string, hosts []deployers.Host, out map[string]judge.Data) {
 		for _, m := range w.Metrics {
 			d := judge.Data{}
-			q, ok := s.queryFor(m, w.Specs)
+			q, ok := s.queryFor(m)
 			for _, h := range hosts {
 				v := vars(w.App, region, release, h, to.Sub(from))
 				v.Methods = methods(w.Methods)
 				err := fmt.Errorf("no Prometheus query configured")
 				if ok {
-					err = s.measure(ctx, m, q, v, from, to, &d)
+					err = s.measure(ctx, m.Metric, q, v, from, to, &d)
 				}
 				if err != nil {
 					d.Err = join(d.Err, fmt.Sprintf("%s %s: %v", h, m.Name, err))
@@ -147,11 +148,11 @@ func methods(ms []string) string {
 }
 
 // queryFor finds metric m's query (see the package comment).
-func (s *Source) queryFor(m judge.Metric, specs map[string]measure.Spec) (Query, bool) {
+func (s *Source) queryFor(m measure.Metric) (Query, bool) {
 	if q, ok := s.given[m.Name]; ok {
 		return q, true
 	}
-	if sp := specs[m.Name]; sp.Query != "" {
+	if sp := m.Spec; sp.Query != "" {
 		if m.Kind == judge.Rate {
 			return Query{Events: sp.Query, Trials: sp.TrialsQuery, Levels: true}, true
 		}

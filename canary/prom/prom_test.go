@@ -62,18 +62,14 @@ func TestPrometheusSource(t *testing.T) {
 	ctx := context.Background()
 	w := measure.Window{App: "papi", Region: "sandbox2", BaselineRegion: "prod3", Release: "1a2b3c4",
 		Baseline: []deployers.Host{b}, Canary: []deployers.Host{c},
-		Metrics: []judge.Metric{
-			{Name: measure.ErrorRate, Kind: judge.Rate},
-			{Name: measure.Latency, Kind: judge.Latency},
-			{Name: "requests_level", Kind: judge.Gauge},
-			{Name: "broken", Kind: judge.Gauge},
-			{Name: "unconfigured", Kind: judge.Gauge},
-			{Name: "spec_errors", Kind: judge.Rate},
-			{Name: "spec_level", Kind: judge.Gauge},
-		},
-		Specs: map[string]measure.Spec{
-			"spec_errors": {Query: `sum(http_requests_total{instance="{{.Host}}",code="500"})`, TrialsQuery: `sum(http_requests_total{instance="{{.Host}}"})`},
-			"spec_level":  {Query: `sum(http_requests_total{instance="{{.Host}}"})`},
+		Metrics: []measure.Metric{
+			{Metric: judge.Metric{Name: measure.ErrorRate, Kind: judge.Rate}},
+			{Metric: judge.Metric{Name: measure.Latency, Kind: judge.Latency}},
+			{Metric: judge.Metric{Name: "requests_level", Kind: judge.Gauge}},
+			{Metric: judge.Metric{Name: "broken", Kind: judge.Gauge}},
+			{Metric: judge.Metric{Name: "unconfigured", Kind: judge.Gauge}},
+			{Metric: judge.Metric{Name: "spec_errors", Kind: judge.Rate}, Spec: measure.Spec{Query: `sum(http_requests_total{instance="{{.Host}}",code="500"})`, TrialsQuery: `sum(http_requests_total{instance="{{.Host}}"})`}},
+			{Metric: judge.Metric{Name: "spec_level", Kind: judge.Gauge}, Spec: measure.Spec{Query: `sum(http_requests_total{instance="{{.Host}}"})`}},
 		}}
 	// Both targets scraped before the window starts, so its start is a known level.
 	level := func(u string) float64 {
@@ -142,7 +138,7 @@ func TestPrometheusDownIsAMeasurementError(t *testing.T) {
 	}
 	w := measure.Window{Baseline: []deployers.Host{{Region: "prod3", Name: "host1", URL: "http://127.0.0.1:1"}},
 		Canary:  []deployers.Host{{Region: "sandbox2", Name: "host1", URL: "http://127.0.0.1:2"}},
-		Metrics: []judge.Metric{{Name: measure.ErrorRate, Kind: judge.Rate}}}
+		Metrics: []measure.Metric{{Metric: judge.Metric{Name: measure.ErrorRate, Kind: judge.Rate}}}}
 	in, err := src.Measure(context.Background(), w, time.Now().Add(-time.Second), time.Now())
 	if err != nil {
 		t.Fatal(err)

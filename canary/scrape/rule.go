@@ -19,9 +19,9 @@ type rule struct {
 }
 
 // ruleFor builds a metric's rule from its spec, or the defaults for error_rate and latency.
-func ruleFor(m judge.Metric, specs map[string]measure.Spec, methods []string) rule {
-	sp, ok := specs[m.Name]
-	if !ok || sp.Scrape == "" {
+func ruleFor(m measure.Metric, methods []string) rule {
+	sp := m.Spec
+	if sp.Scrape == "" {
 		switch m.Name {
 		case measure.ErrorRate:
 			sp = measure.Spec{Scrape: measure.RequestsTotal + `{code=~"5.."}`, TrialsScrape: measure.RequestsTotal}

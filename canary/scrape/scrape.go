@@ -29,10 +29,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+
 	"github.com/immunity-app/immunity/canary/measure"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline/judge"
-	"github.com/prometheus/common/expfmt"
 
 	dto "github.com/prometheus/client_model/go"
 )
@@ -62,7 +63,7 @@ func (s *Scraper) Measure(ctx context.Context, w measure.Window, from, to time.T
 	in := measure.Empty()
 	rules := map[string]rule{}
 	for _, m := range w.Metrics {
-		rules[m.Name] = ruleFor(m, w.Specs, w.Methods)
+		rules[m.Name] = ruleFor(m, w.Methods)
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -85,7 +86,7 @@ func (s *Scraper) Measure(ctx context.Context, w measure.Window, from, to time.T
 }
 
 // add folds one host's interval into its side's data.
-func (s *Scraper) add(ms []judge.Metric, rules map[string]rule, h deployers.Host, now reading, err error, out map[string]judge.Data) {
+func (s *Scraper) add(ms []measure.Metric, rules map[string]rule, h deployers.Host, now reading, err error, out map[string]judge.Data) {
 	s.mu.Lock()
 	before, seen := s.last[h.URL]
 	if err == nil {
@@ -100,7 +101,7 @@ func (s *Scraper) add(ms []judge.Metric, rules map[string]rule, h deployers.Host
 		case !seen:
 			// First read of this host: it only sets where the counters stand.
 		default:
-			if e := rules[m.Name].apply(m, before, now, &d); e != "" {
+			if e := rules[m.Name].apply(m.Metric, before, now, &d); e != "" {
 				d.Err = join(d.Err, fmt.Sprintf("%s: %s", h, e))
 			}
 		}

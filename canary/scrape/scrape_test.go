@@ -32,9 +32,9 @@ func hit(t *testing.T, h deployers.Host, n int) {
 	}
 }
 
-var metrics = []judge.Metric{
-	{Name: measure.ErrorRate, Kind: judge.Rate},
-	{Name: measure.Latency, Kind: judge.Latency},
+var metrics = []measure.Metric{
+	{Metric: judge.Metric{Name: measure.ErrorRate, Kind: judge.Rate}},
+	{Metric: judge.Metric{Name: measure.Latency, Kind: judge.Latency}},
 }
 
 func TestScrapeIntervalDeltas(t *testing.T) {
@@ -96,7 +96,7 @@ func TestScrapeFailureIsAMeasurementError(t *testing.T) {
 	w := measure.Window{
 		Baseline: []deployers.Host{good},
 		Canary:   []deployers.Host{{Region: "sandbox2", Name: "host1", URL: dead.URL}},
-		Metrics:  append(metrics, judge.Metric{Name: "signups", Kind: judge.Rate}),
+		Metrics:  append(metrics, measure.Metric{Metric: judge.Metric{Name: "signups", Kind: judge.Rate}}),
 	}
 	s := New(nil)
 	ctx := context.Background()
@@ -197,19 +197,12 @@ func TestScrapeConfiguredSelectors(t *testing.T) {
 	defer srv.Close()
 	h := deployers.Host{Region: "sandbox2", Name: "host1", URL: srv.URL}
 	w := measure.Window{Canary: []deployers.Host{h},
-		Metrics: []judge.Metric{
-			{Name: "pro_signups", Kind: judge.Rate},
-			{Name: "queue", Kind: judge.Gauge},
-			{Name: "job", Kind: judge.Latency},
-			{Name: "job_p90", Kind: judge.Latency},
-			{Name: "typo", Kind: judge.Gauge},
-		},
-		Specs: map[string]measure.Spec{
-			"pro_signups": {Scrape: `signups_total{plan=~"pro|ent"}`, TrialsScrape: `visits_total`},
-			"queue":       {Scrape: `queue_depth{q!="c"}`},
-			"job":         {Scrape: `job_seconds`},
-			"job_p90":     {Scrape: `job_seconds`, Quantile: 0.9},
-			"typo":        {Scrape: `queue_depth{q="a"`},
+		Metrics: []measure.Metric{
+			{Metric: judge.Metric{Name: "pro_signups", Kind: judge.Rate}, Spec: measure.Spec{Scrape: `signups_total{plan=~"pro|ent"}`, TrialsScrape: `visits_total`}},
+			{Metric: judge.Metric{Name: "queue", Kind: judge.Gauge}, Spec: measure.Spec{Scrape: `queue_depth{q!="c"}`}},
+			{Metric: judge.Metric{Name: "job", Kind: judge.Latency}, Spec: measure.Spec{Scrape: `job_seconds`}},
+			{Metric: judge.Metric{Name: "job_p90", Kind: judge.Latency}, Spec: measure.Spec{Scrape: `job_seconds`, Quantile: 0.9}},
+			{Metric: judge.Metric{Name: "typo", Kind: judge.Gauge}, Spec: measure.Spec{Scrape: `queue_depth{q="a"`}},
 		}}
 	s := New(nil)
 	ctx := context.Background()

@@ -89,7 +89,7 @@ apps:
 		if r != nil && len(r.Stages) == 1 {
 			steps := map[string]string{}
 			for _, h := range r.Stages[0].Hosts {
-				steps[h.Host] = h.Step
+				steps[h.Host] = string(h.Step)
 			}
 			if (steps["host1"] == "monitoring" || steps["host1"] == "done") && steps["host3"] == "pending" {
 				break
@@ -235,9 +235,9 @@ func waitRun(t *testing.T, api, sha, state string, timeout time.Duration) *store
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if r := runOf(t, api, sha); r != nil && r.State == state {
+		if r := runOf(t, api, sha); r != nil && string(r.State) == state {
 			return r
-		} else if r != nil && store.IsTerminalRun(r.State) {
+		} else if r != nil && r.State.Terminal() {
 			t.Fatalf("run of %s ended %s: %s", sha[:7], r.State, r.Message)
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -70,9 +70,10 @@ func iconClass(name string) string {
 	return "idle"
 }
 
-// stateClass colours a state: ok, bad, warn, run or idle.
-func stateClass(state string) string {
-	switch state {
+// stateClass colours a state (a run's, stage's or host step's, an outcome): ok, bad,
+// warn, run or idle.
+func stateClass(state any) string {
+	switch fmt.Sprint(state) {
 	case "succeeded", "done", "pass", "ok", "passed":
 		return "ok"
 	case "failed", "fail", "rolled_back", "error", "refused", "denied":

@@ -128,7 +128,7 @@ func stageOf(runs []store.Run, id int64, region string) *store.Stage {
 // busyHost is the host a stage is working on: the first neither pending nor done.
 func busyHost(hs []store.HostStep) *store.HostStep {
 	for i := range hs {
-		if hs[i].Step != pipeline.HostPending && hs[i].Step != pipeline.HostDone {
+		if hs[i].Step != store.HostPending && hs[i].Step != store.HostDone {
 			return &hs[i]
 		}
 	}
@@ -151,7 +151,7 @@ func (s *Server) runsView(ctx context.Context) runsView {
 	v.InFlight, _ = s.eng.Runs(ctx, "", true, 50)
 	all, _ := s.eng.Runs(ctx, "", false, 40)
 	for _, r := range all {
-		if store.IsTerminalRun(r.State) && len(v.Recent) < 15 {
+		if r.State.Terminal() && len(v.Recent) < 15 {
 			v.Recent = append(v.Recent, r)
 		}
 	}

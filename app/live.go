@@ -62,8 +62,8 @@ func (l *Live) Notify(_ context.Context, ev pipeline.Event) {
 		return
 	}
 	l.seq++
-	msg := liveEvent{Seq: l.seq, Kind: ev.Kind, App: ev.App, Region: ev.Region, Host: ev.Host, Run: ev.Run.ID,
-		State: ev.Run.State, Message: clipRunes(ev.Message, 300), Time: ev.Time.UTC().Format(time.RFC3339Nano)}
+	msg := liveEvent{Seq: l.seq, Kind: string(ev.Kind), App: ev.App, Region: ev.Region, Host: ev.Host, Run: ev.Run.ID,
+		State: string(ev.Run.State), Message: clipRunes(ev.Message, 300), Time: ev.Time.UTC().Format(time.RFC3339Nano)}
 	if msg.App == "" {
 		msg.App = ev.Run.App
 	}

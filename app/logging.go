@@ -45,7 +45,7 @@ func (l EventLog) Notify(ctx context.Context, ev pipeline.Event) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 8)
-	attrs = append(attrs, slog.String("event", ev.Kind), slog.String("app", ev.App))
+	attrs = append(attrs, slog.String("event", string(ev.Kind)), slog.String("app", ev.App))
 	if ev.Run.ID != 0 {
 		attrs = append(attrs, slog.Int64("run", ev.Run.ID))
 	}

@@ -56,21 +56,21 @@ func stagePosts(app *config.App, run store.Run, s store.Stage, logs []string) []
 		out = append(out, p)
 	}
 	p := base
-	p.Key = "stage/" + s.Region + "/" + s.State
+	p.Key = "stage/" + s.Region + "/" + string(s.State)
 	switch s.State {
-	case pipeline.StageAwaitingApproval:
+	case store.StageAwaitingApproval:
 		p.Icon, p.Broadcast = IconWaiting, true
 		p.Text = fmt.Sprintf("%s is ready for %s: waiting for promotion", rel, s.Region)
 		p.Actions = []Action{{ID: "promote", Label: "Promote to " + s.Region, Style: "primary",
 			Command: fmt.Sprintf("promote %s %s --release %s", run.App, s.Region, run.SHA)}}
-	case pipeline.StageSucceeded:
+	case store.StageSucceeded:
 		p.Icon, p.Text = IconOK, fmt.Sprintf("%s passed %s%s", rel, s.Region, took(s))
 		p.Verdict = verdictOf(s)
 		if isProduction(app, s.Region) {
 			p.Actions = []Action{{ID: "rollback", Label: "Roll back " + s.Region, Style: "danger",
 				Command: fmt.Sprintf("rollback %s %s", run.App, s.Region), IfLive: run.SHA}}
 		}
-	case pipeline.StageFailed, pipeline.StageRolledBack:
+	case store.StageFailed, store.StageRolledBack:
 		p.Icon, p.Broadcast = IconFailed, true
 		p.Text = fmt.Sprintf("%s failed in %s: %s", rel, s.Region, firstLine(s.Message))
 		p.Verdict = verdictOf(s)
@@ -82,23 +82,23 @@ func stagePosts(app *config.App, run store.Run, s store.Stage, logs []string) []
 }
 
 // waitingState: the stage has not been approved into action (or never will be).
-func waitingState(state string) bool {
+func waitingState(state store.StageState) bool {
 	switch state {
-	case pipeline.StagePending, pipeline.StageAwaitingApproval, pipeline.StageSkipped, pipeline.StageCancelled:
+	case store.StagePending, store.StageAwaitingApproval, store.StageSkipped, store.StageCancelled:
 		return true
 	}
 	return false
 }
 
 func runPost(run store.Run, logs []string) (Post, bool) {
-	p := Post{Key: "run/" + run.State, RunID: run.ID, App: run.App}
+	p := Post{Key: "run/" + string(run.State), RunID: run.ID, App: run.App}
 	rel := fmt.Sprintf("%s %s", run.App, short(run.SHA))
 	switch run.State {
-	case pipeline.RunSucceeded:
+	case store.RunSucceeded:
 		p.Icon, p.Text = IconOK, rel+" is live in every region"
-	case pipeline.RunFailed:
+	case store.RunFailed:
 		for _, s := range run.Stages {
-			if s.State == pipeline.StageFailed || s.State == pipeline.StageRolledBack {
+			if s.State == store.StageFailed || s.State == store.StageRolledBack {
 				return p, false // the stage's post told it
 			}
 		}

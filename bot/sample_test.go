@@ -18,11 +18,11 @@ import (
 func sampleEvents() []pipeline.Event {
 	t0 := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
 	run := store.Run{ID: 12, App: "papi", SHA: "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", Branch: "main",
-		Subject: "Fix login redirect", Author: "Alice Doe", Trigger: "push", State: pipeline.RunBuilding, Created: t0, Updated: t0}
+		Subject: "Fix login redirect", Author: "Alice Doe", Trigger: "push", State: store.RunBuilding, Created: t0, Updated: t0}
 	for i, r := range []string{"sandbox1", "sandbox2", "prod3", "prod4"} {
-		run.Stages = append(run.Stages, store.Stage{ID: int64(100 + i), RunID: 12, Region: r, Position: i, State: pipeline.StagePending})
+		run.Stages = append(run.Stages, store.Stage{ID: int64(100 + i), RunID: 12, Region: r, Position: i, State: store.StagePending})
 	}
-	run.Stages[2].Hosts = []store.HostStep{{StageID: 102, Host: "p3a", Step: pipeline.HostPending}, {StageID: 102, Host: "p3b", Position: 1, Step: pipeline.HostPending}}
+	run.Stages[2].Hosts = []store.HostStep{{StageID: 102, Host: "p3a", Step: store.HostPending}, {StageID: 102, Host: "p3b", Position: 1, Step: store.HostPending}}
 	verdict := judge.Verdict{Outcome: judge.Pass, Score: 100, Reason: "every metric within range", Final: true, Look: 10, Looks: 10,
 		Metrics: []judge.MetricResult{
 			{Name: "latency", Kind: judge.Latency, Outcome: judge.Pass, Baseline: 0.0121, Canary: 0.0124, Effect: 0.025, Low: -0.01, High: 0.06, NBaseline: 900, NCanary: 880, Unit: "s", Critical: true, Why: "latency: +2.5% [-1.0%, +6.0%], within +20%: pass"},
@@ -35,7 +35,7 @@ func sampleEvents() []pipeline.Event {
 
 	var evs []pipeline.Event
 	at := t0
-	emit := func(kind, region, host, msg string, change func(r *store.Run)) {
+	emit := func(kind pipeline.EventKind, region, host, msg string, change func(r *store.Run)) {
 		at = at.Add(5 * time.Second)
 		if change != nil {
 			change(&run)
@@ -53,16 +53,16 @@ func sampleEvents() []pipeline.Event {
 		}
 		evs = append(evs, ev)
 	}
-	stage := func(region, state, msg string) func(r *store.Run) {
+	stage := func(region string, state store.StageState, msg string) func(r *store.Run) {
 		return func(r *store.Run) {
 			for i := range r.Stages {
 				s := &r.Stages[i]
 				if s.Region == region {
 					s.State, s.Message = state, msg
-					if state == pipeline.StageDeploying {
+					if s.State == store.StageDeploying {
 						s.Started = at
 					}
-					if state == pipeline.StageSucceeded || state == pipeline.StageFailed || state == pipeline.StageRolledBack {
+					if s.State == store.StageSucceeded || s.State == store.StageFailed || s.State == store.StageRolledBack {
 						s.Finished = at
 					}
 				}
@@ -71,36 +71,36 @@ func sampleEvents() []pipeline.Event {
 	}
 	emit(pipeline.RunCreated, "", "", "run 12: papi 1a2b3c4 \"Fix login redirect\" by Alice Doe", nil)
 	emit(pipeline.Logged, "", "", "go build -o bin/papi .", nil)
-	emit(pipeline.RunChanged, "", "", "built papi 1a2b3c4", func(r *store.Run) { r.State = pipeline.RunRunning })
-	emit(pipeline.StageChanged, "sandbox1", "", "deploying", stage("sandbox1", pipeline.StageDeploying, ""))
-	emit(pipeline.StageChanged, "sandbox1", "", "testing", stage("sandbox1", pipeline.StageTesting, ""))
-	emit(pipeline.StageChanged, "sandbox1", "", "papi 1a2b3c4 passed sandbox1", stage("sandbox1", pipeline.StageSucceeded, "tests passed"))
-	emit(pipeline.StageChanged, "sandbox2", "", "deploying", stage("sandbox2", pipeline.StageDeploying, ""))
-	emit(pipeline.StageChanged, "sandbox2", "", "monitoring", stage("sandbox2", pipeline.StageMonitoring, ""))
+	emit(pipeline.RunChanged, "", "", "built papi 1a2b3c4", func(r *store.Run) { r.State = store.RunRunning })
+	emit(pipeline.StageChanged, "sandbox1", "", "deploying", stage("sandbox1", store.StageDeploying, ""))
+	emit(pipeline.StageChanged, "sandbox1", "", "testing", stage("sandbox1", store.StageTesting, ""))
+	emit(pipeline.StageChanged, "sandbox1", "", "papi 1a2b3c4 passed sandbox1", stage("sandbox1", store.StageSucceeded, "tests passed"))
+	emit(pipeline.StageChanged, "sandbox2", "", "deploying", stage("sandbox2", store.StageDeploying, ""))
+	emit(pipeline.StageChanged, "sandbox2", "", "monitoring", stage("sandbox2", store.StageMonitoring, ""))
 	emit(pipeline.Looked, "sandbox2", "", "interim verdict: pass (score 100)", func(r *store.Run) { r.Stages[1].Verdict = string(ijson) })
 	emit(pipeline.StageChanged, "sandbox2", "", "papi 1a2b3c4 passed sandbox2", func(r *store.Run) {
-		stage("sandbox2", pipeline.StageSucceeded, "monitored 5m: pass")(r)
+		stage("sandbox2", store.StageSucceeded, "monitored 5m: pass")(r)
 		r.Stages[1].Verdict = string(vjson)
 	})
 	emit(pipeline.StageChanged, "prod3", "", "papi 1a2b3c4 is ready for prod3", func(r *store.Run) {
-		stage("prod3", pipeline.StageAwaitingApproval, "")(r)
-		r.State = pipeline.RunWaiting
+		stage("prod3", store.StageAwaitingApproval, "")(r)
+		r.State = store.RunWaiting
 	})
 	emit(pipeline.StageChanged, "prod3", "", "alice promoted papi 1a2b3c4 to prod3", func(r *store.Run) {
-		stage("prod3", pipeline.StageApproved, "promoted by alice (slack)")(r)
+		stage("prod3", store.StageApproved, "promoted by alice (slack)")(r)
 		r.Stages[2].ApprovedBy = "alice"
-		r.State = pipeline.RunRunning
+		r.State = store.RunRunning
 	})
-	emit(pipeline.StageChanged, "prod3", "", "deploying", stage("prod3", pipeline.StageDeploying, ""))
-	emit(pipeline.HostChanged, "prod3", "p3a", "", func(r *store.Run) { r.Stages[2].Hosts[0].Step = pipeline.HostDone })
+	emit(pipeline.StageChanged, "prod3", "", "deploying", stage("prod3", store.StageDeploying, ""))
+	emit(pipeline.HostChanged, "prod3", "p3a", "", func(r *store.Run) { r.Stages[2].Hosts[0].Step = store.HostDone })
 	emit(pipeline.Logged, "prod3", "p3b", "switching p3b to 1a2b3c4", nil)
 	emit(pipeline.Logged, "prod3", "p3b", "GET /healthz: connection refused", nil)
-	emit(pipeline.HostChanged, "prod3", "p3b", "", func(r *store.Run) { r.Stages[2].Hosts[1].Step = pipeline.HostFailed })
+	emit(pipeline.HostChanged, "prod3", "p3b", "", func(r *store.Run) { r.Stages[2].Hosts[1].Step = store.HostFailed })
 	emit(pipeline.StageChanged, "prod3", "", "tests failed on p3b", func(r *store.Run) {
-		stage("prod3", pipeline.StageRolledBack, "tests failed on p3b: exit status 1; rolled back 2 hosts")(r)
+		stage("prod3", store.StageRolledBack, "tests failed on p3b: exit status 1; rolled back 2 hosts")(r)
 		r.Stages[2].Tests = "=== RUN   TestLogin\n    login_test.go:42: GET /login: status 500, want 302\n--- FAIL: TestLogin (0.02s)\nFAIL\n"
-		r.Stages[3].State = pipeline.StageSkipped
-		r.State, r.Message = pipeline.RunFailed, "tests failed on p3b: exit status 1"
+		r.Stages[3].State = store.StageSkipped
+		r.State, r.Message = store.RunFailed, "tests failed on p3b: exit status 1"
 	})
 	emit(pipeline.RunChanged, "prod3", "", "tests failed on p3b", nil)
 	evs = append(evs, pipeline.Event{Kind: pipeline.Locked, Time: at.Add(time.Minute), App: "papi", Region: "prod3",
@@ -136,9 +136,9 @@ func TestConsoleThread(t *testing.T) {
 // posts are read from the whole snapshot, so the promotion is still told.
 func TestPostsFromSkippedState(t *testing.T) {
 	t.Parallel()
-	run := store.Run{ID: 3, App: "papi", SHA: "1a2b3c4d5e", State: pipeline.RunRunning, Stages: []store.Stage{
-		{Region: "sandbox1", State: pipeline.StageSucceeded},
-		{Region: "prod3", State: pipeline.StageDeploying, ApprovedBy: "alice"},
+	run := store.Run{ID: 3, App: "papi", SHA: "1a2b3c4d5e", State: store.RunRunning, Stages: []store.Stage{
+		{Region: "sandbox1", State: store.StageSucceeded},
+		{Region: "prod3", State: store.StageDeploying, ApprovedBy: "alice"},
 	}}
 	ev := pipeline.Event{Kind: pipeline.HostChanged, App: "papi", Region: "prod3", Run: run}
 	var got []string

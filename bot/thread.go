@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
@@ -39,15 +38,15 @@ type Root struct {
 	Author  string
 	Trigger string
 	Actor   string
-	State   string // the run's state
-	Message string // the run's last message
+	State   store.RunState // the run's state
+	Message string         // the run's last message
 	Regions []RegionLine
 }
 
 // RegionLine is one region's live status line in the root message.
 type RegionLine struct {
 	Region string
-	State  string // the stage's state
+	State  store.StageState // the stage's state
 	Icon   string
 	Text   string
 }
@@ -90,24 +89,24 @@ func RootOf(run store.Run) Root {
 func regionLine(s store.Stage) RegionLine {
 	l := RegionLine{Region: s.Region, State: s.State}
 	switch s.State {
-	case pipeline.StagePending:
+	case store.StagePending:
 		l.Icon, l.Text = IconPending, "pending"
-	case pipeline.StageAwaitingApproval:
+	case store.StageAwaitingApproval:
 		l.Icon, l.Text = IconWaiting, "waiting for promotion"
-	case pipeline.StageApproved:
+	case store.StageApproved:
 		l.Icon, l.Text = IconGo, "promoted by "+s.ApprovedBy
-	case pipeline.StageDeploying, pipeline.StageTesting, pipeline.StageMonitoring:
-		l.Icon, l.Text = IconRunning, s.State+hostProgress(s)+lookText(s)
-	case pipeline.StageSucceeded:
+	case store.StageDeploying, store.StageTesting, store.StageMonitoring:
+		l.Icon, l.Text = IconRunning, string(s.State)+hostProgress(s)+lookText(s)
+	case store.StageSucceeded:
 		l.Icon, l.Text = IconOK, "passed"+took(s)
-	case pipeline.StageFailed:
+	case store.StageFailed:
 		l.Icon, l.Text = IconFailed, "failed: "+firstLine(s.Message)
-	case pipeline.StageRolledBack:
+	case store.StageRolledBack:
 		l.Icon, l.Text = IconBack, "failed and rolled back: "+firstLine(s.Message)
-	case pipeline.StageCancelled:
+	case store.StageCancelled:
 		l.Icon, l.Text = IconSkipped, "superseded"
 	default:
-		l.Icon, l.Text = IconSkipped, s.State
+		l.Icon, l.Text = IconSkipped, string(s.State)
 	}
 	return l
 }
@@ -119,7 +118,7 @@ func hostProgress(s store.Stage) string {
 	}
 	done := 0
 	for _, h := range s.Hosts {
-		if h.Step == pipeline.HostDone {
+		if h.Step == store.HostDone {
 			done++
 		}
 	}
@@ -129,7 +128,7 @@ func hostProgress(s store.Stage) string {
 // lookText is the interim verdict of a monitoring stage: " · look 3 of 10: pass".
 func lookText(s store.Stage) string {
 	v := verdictOf(s)
-	if s.State != pipeline.StageMonitoring || v == nil {
+	if s.State != store.StageMonitoring || v == nil {
 		return ""
 	}
 	t := fmt.Sprintf(" · look %d", v.Look)

@@ -9,7 +9,6 @@ import (
 
 	gh "github.com/google/go-github/v60/github"
 
-	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
@@ -40,26 +39,26 @@ func (v checkView) digest() string {
 }
 
 // statusOf maps a stage (and its run) to a check run status and conclusion.
-func statusOf(runState, stageState string) (status, conclusion string) {
+func statusOf(runState store.RunState, stageState store.StageState) (status, conclusion string) {
 	switch stageState {
-	case pipeline.StageAwaitingApproval:
+	case store.StageAwaitingApproval:
 		return "completed", "action_required"
-	case pipeline.StageApproved, pipeline.StageDeploying, pipeline.StageTesting, pipeline.StageMonitoring:
+	case store.StageApproved, store.StageDeploying, store.StageTesting, store.StageMonitoring:
 		return "in_progress", ""
-	case pipeline.StageSucceeded:
+	case store.StageSucceeded:
 		return "completed", "success"
-	case pipeline.StageFailed, pipeline.StageRolledBack:
+	case store.StageFailed, store.StageRolledBack:
 		return "completed", "failure"
-	case pipeline.StageSkipped:
+	case store.StageSkipped:
 		return "completed", "neutral"
-	case pipeline.StageCancelled:
+	case store.StageCancelled:
 		return "completed", "cancelled"
 	}
 	// pending: still to come, unless the run ended before reaching it
 	switch runState {
-	case pipeline.RunSuperseded, pipeline.RunCancelled:
+	case store.RunSuperseded, store.RunCancelled:
 		return "completed", "cancelled"
-	case pipeline.RunFailed, pipeline.RunSucceeded:
+	case store.RunFailed, store.RunSucceeded:
 		return "completed", "skipped"
 	}
 	return "queued", ""
@@ -72,9 +71,9 @@ func view(cfg *config.Config, app *config.App, run store.Run, st *store.Stage, l
 	v := checkView{Status: status, Conclusion: concl, Title: title(run, st, concl), Summary: summary(cfg, app, run, st)}
 	region, _, _ := app.Region(st.Region)
 	switch {
-	case st.State == pipeline.StageAwaitingApproval:
+	case st.State == store.StageAwaitingApproval:
 		v.Actions = append(v.Actions, button("Promote to "+st.Region, "Promote", "Deploy this release to "+st.Region, ActionPromote))
-	case st.State == pipeline.StageSucceeded && live && region != nil:
+	case st.State == store.StageSucceeded && live && region != nil:
 		v.Actions = append(v.Actions, button("Roll back", "Roll back", "Put the previous release back on "+st.Region, ActionRollback))
 	}
 	return v
@@ -94,8 +93,8 @@ func button(long, short, desc, id string) *gh.CheckRunAction {
 }
 
 func title(run store.Run, st *store.Stage, concl string) string {
-	t := fmt.Sprintf("%s %s: %s", shortSHA(run.SHA), st.Region, words(st.State))
-	if concl == "skipped" || concl == "cancelled" && st.State == pipeline.StagePending {
+	t := fmt.Sprintf("%s %s: %s", shortSHA(run.SHA), st.Region, words(string(st.State)))
+	if concl == "skipped" || concl == "cancelled" && st.State == store.StagePending {
 		t = fmt.Sprintf("%s %s: not reached (run %s)", shortSHA(run.SHA), st.Region, run.State)
 	}
 	return t

@@ -7,24 +7,23 @@ import (
 
 	gh "github.com/google/go-github/v60/github"
 
-	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
 // deployState maps a stage to the deployment status GitHub should show; "" means the
 // stage has not started deploying (no deployment yet).
-func deployState(stageState string) string {
+func deployState(stageState store.StageState) string {
 	switch stageState {
-	case pipeline.StageApproved:
+	case store.StageApproved:
 		return "queued"
-	case pipeline.StageDeploying, pipeline.StageTesting, pipeline.StageMonitoring:
+	case store.StageDeploying, store.StageTesting, store.StageMonitoring:
 		return "in_progress"
-	case pipeline.StageSucceeded:
+	case store.StageSucceeded:
 		return "success"
-	case pipeline.StageFailed, pipeline.StageRolledBack:
+	case store.StageFailed, store.StageRolledBack:
 		return "failure"
-	case pipeline.StageCancelled:
+	case store.StageCancelled:
 		return "error"
 	}
 	return ""
@@ -154,7 +153,7 @@ func stageDeployment(cfg *config.Config, app *config.App, run store.Run, st *sto
 	}
 	desc := st.Message
 	if desc == "" {
-		desc = words(st.State)
+		desc = words(string(st.State))
 	}
 	return deployment{key: fmt.Sprintf("run/%d/%s", run.ID, st.Region), app: app, region: region, repo: app.Repo.GitHub,
 		sha: run.SHA, runID: run.ID, task: "deploy", desc: fmt.Sprintf("%s %s to %s (run %d)", app.Name, shortSHA(run.SHA), region.Name, run.ID),

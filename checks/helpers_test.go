@@ -77,7 +77,7 @@ func flush(t *testing.T, r *Reporter) {
 }
 
 // runAt builds a run snapshot with the given stage states (sandbox1, prod3).
-func runAt(runState, sandbox, prod string) store.Run {
+func runAt(runState store.RunState, sandbox, prod store.StageState) store.Run {
 	t0 := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
 	return store.Run{ID: 7, App: "papi", SHA: sha1, Branch: "master", Subject: "Update README.md", Author: "Codertocat",
 		Trigger: "push", Actor: "Codertocat", State: runState, Created: t0, Updated: t0,
@@ -89,19 +89,19 @@ func runAt(runState, sandbox, prod string) store.Run {
 		}}
 }
 
-func hostStep(stage string) string {
+func hostStep(stage store.StageState) store.StepState {
 	switch stage {
-	case pipeline.StageSucceeded:
+	case store.StageSucceeded:
 		return "done"
-	case pipeline.StageDeploying:
+	case store.StageDeploying:
 		return "switching"
-	case pipeline.StageFailed:
+	case store.StageFailed:
 		return "failed"
 	}
 	return "pending"
 }
 
-func event(kind string, run store.Run, region string) pipeline.Event {
+func event(kind pipeline.EventKind, run store.Run, region string) pipeline.Event {
 	ev := pipeline.Event{Kind: kind, App: run.App, Region: region, Run: run, Time: time.Now()}
 	for i := range ev.Run.Stages {
 		if ev.Run.Stages[i].Region == region {

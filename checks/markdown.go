@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
@@ -24,7 +23,7 @@ const (
 // summary renders a stage as the check run's Markdown summary.
 func summary(cfg *config.Config, app *config.App, run store.Run, st *store.Stage) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## %s `%s` in %s: %s\n\n", app.Name, shortSHA(run.SHA), st.Region, words(st.State))
+	fmt.Fprintf(&b, "## %s `%s` in %s: %s\n\n", app.Name, shortSHA(run.SHA), st.Region, words(string(st.State)))
 	writeRelease(&b, cfg, run)
 	writeRegion(&b, app, st)
 	writeHosts(&b, st)
@@ -92,7 +91,7 @@ func writeHosts(b *strings.Builder, st *store.Stage) {
 		if h.PrevSHA != "" {
 			was = "`" + shortSHA(h.PrevSHA) + "`"
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", cell(h.Host), words(h.Step), was, cell(h.Message))
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", cell(h.Host), words(string(h.Step)), was, cell(h.Message))
 	}
 }
 
@@ -110,14 +109,14 @@ func writeTests(b *strings.Builder, app *config.App, st *store.Stage) {
 		return
 	}
 	bad := failingLines(strings.Split(out, "\n"))
-	if len(bad) > 0 && (st.State == pipeline.StageFailed || st.State == pipeline.StageRolledBack) {
+	if len(bad) > 0 && (st.State == store.StageFailed || st.State == store.StageRolledBack) {
 		more := ""
 		if len(bad) > maxFailingLines {
 			more = fmt.Sprintf("\n… and %d more", len(bad)-maxFailingLines)
 			bad = bad[:maxFailingLines]
 		}
 		b.WriteString("Failing lines:\n\n" + fence(strings.Join(bad, "\n")+more) + "\n")
-	} else if st.State == pipeline.StageFailed || st.State == pipeline.StageRolledBack {
+	} else if st.State == store.StageFailed || st.State == store.StageRolledBack {
 		b.WriteString("The stage failed; the test output ends with:\n\n")
 	}
 	if len(out) > maxTestTail {

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -14,12 +13,12 @@ func TestSummaryGolden(t *testing.T) {
 	cfg := testConfig()
 	app := &cfg.Apps[0]
 
-	failed := runAt(pipeline.RunFailed, pipeline.StageFailed, pipeline.StagePending)
+	failed := runAt(store.RunFailed, store.StageFailed, store.StagePending)
 	failed.Stages[0].Message = "tests failed on s1"
 	failed.Stages[0].Tests = "=== RUN TestItems\n--- PASS: TestItems (0.01s)\n=== RUN TestCreate\n    create_test.go:41: POST /items: got 500, want 201\n--- FAIL: TestCreate (0.02s)\nFAIL\nexit status 1"
-	waiting := runAt(pipeline.RunWaiting, pipeline.StageSucceeded, pipeline.StageAwaitingApproval)
+	waiting := runAt(store.RunWaiting, store.StageSucceeded, store.StageAwaitingApproval)
 	waiting.Stages[0].Tests = "ok  \tpapi/itest\t0.31s"
-	done := runAt(pipeline.RunSucceeded, pipeline.StageSucceeded, pipeline.StageSucceeded)
+	done := runAt(store.RunSucceeded, store.StageSucceeded, store.StageSucceeded)
 	done.Stages[1].ApprovedBy = "octocat (github)"
 	done.Stages[1].Verdict = verdictJSON(t)
 	done.Stages[1].Tests = "ok  \tpapi/itest\t0.30s"
@@ -52,7 +51,7 @@ func labels(v checkView) string {
 func TestSummaryTruncated(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
-	run := runAt(pipeline.RunFailed, pipeline.StageFailed, pipeline.StagePending)
+	run := runAt(store.RunFailed, store.StageFailed, store.StagePending)
 	var b strings.Builder
 	for b.Len() < 300<<10 {
 		b.WriteString("--- FAIL: TestHuge (0.01s) ééé ``` output line that goes on and on\n")
@@ -75,7 +74,7 @@ func TestButtonsWithinLimits(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
 	cfg.Apps[0].Regions[1].Name = "production-eu-west-1"
-	run := runAt(pipeline.RunWaiting, pipeline.StageSucceeded, pipeline.StageAwaitingApproval)
+	run := runAt(store.RunWaiting, store.StageSucceeded, store.StageAwaitingApproval)
 	run.Stages[1].Region = "production-eu-west-1"
 	v := view(cfg, &cfg.Apps[0], run, &run.Stages[1], false)
 	if len(v.Actions) == 0 || len(v.Actions) > 3 {

@@ -249,7 +249,7 @@ func (r *Reporter) reportRelease(ctx context.Context, cl *gh.Client, app *config
 // that starts again after its check run completed (a promotion, a re-run) gets a new one.
 func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App, run store.Run, st *store.Stage) error {
 	live := false
-	if st.State == pipeline.StageSucceeded {
+	if st.State == store.StageSucceeded {
 		hosts, err := r.st.Live(ctx, app.Name, st.Region)
 		if err != nil {
 			return fmt.Errorf("live release of %s %s: %w", app.Name, st.Region, err)

@@ -29,15 +29,15 @@ func TestReporterRun(t *testing.T) {
 	r := newReporter(t, cfg, st, fake)
 	ctx := context.Background()
 
-	step := func(kind string, run store.Run, region string) {
+	step := func(kind pipeline.EventKind, run store.Run, region string) {
 		t.Helper()
 		r.Notify(ctx, event(kind, run, region))
 		flush(t, r)
 	}
-	step(pipeline.RunCreated, runAt(pipeline.RunBuilding, pipeline.StagePending, pipeline.StagePending), "")
-	step(pipeline.StageChanged, runAt(pipeline.RunRunning, pipeline.StageDeploying, pipeline.StagePending), "sandbox1")
-	step(pipeline.StageChanged, runAt(pipeline.RunWaiting, pipeline.StageSucceeded, pipeline.StageAwaitingApproval), "prod3")
-	step(pipeline.StageChanged, runAt(pipeline.RunRunning, pipeline.StageSucceeded, pipeline.StageDeploying), "prod3")
+	step(pipeline.RunCreated, runAt(store.RunBuilding, store.StagePending, store.StagePending), "")
+	step(pipeline.StageChanged, runAt(store.RunRunning, store.StageDeploying, store.StagePending), "sandbox1")
+	step(pipeline.StageChanged, runAt(store.RunWaiting, store.StageSucceeded, store.StageAwaitingApproval), "prod3")
+	step(pipeline.StageChanged, runAt(store.RunRunning, store.StageSucceeded, store.StageDeploying), "prod3")
 	for _, h := range []string{"p1", "p2"} {
 		if err := st.SetLive(ctx, "papi", "prod3", h, sha1); err != nil {
 			t.Fatal(err)
@@ -48,7 +48,7 @@ func TestReporterRun(t *testing.T) {
 		Repo: "Codertocat/Hello-World", DeploymentID: 77, Production: true, State: "success"}); err != nil {
 		t.Fatal(err)
 	}
-	done := runAt(pipeline.RunSucceeded, pipeline.StageSucceeded, pipeline.StageSucceeded)
+	done := runAt(store.RunSucceeded, store.StageSucceeded, store.StageSucceeded)
 	done.Stages[1].Verdict = verdictJSON(t)
 	step(pipeline.StageChanged, done, "prod3")
 	step(pipeline.RunChanged, done, "") // nothing changed: nothing sent
@@ -147,15 +147,15 @@ func TestReporterRestart(t *testing.T) {
 	cfg := testConfig()
 	ctx := context.Background()
 	r1 := newReporter(t, cfg, st, fake)
-	r1.Notify(ctx, event(pipeline.StageChanged, runAt(pipeline.RunRunning, pipeline.StageDeploying, pipeline.StagePending), "sandbox1"))
+	r1.Notify(ctx, event(pipeline.StageChanged, runAt(store.RunRunning, store.StageDeploying, store.StagePending), "sandbox1"))
 	flush(t, r1)
 	r1.Close(ctx)
 	before := len(fake.Find("POST " + repoPath + "/check-runs"))
 
 	r2 := newReporter(t, cfg, st, fake)
-	r2.Notify(ctx, event(pipeline.StageChanged, runAt(pipeline.RunRunning, pipeline.StageDeploying, pipeline.StagePending), "sandbox1"))
+	r2.Notify(ctx, event(pipeline.StageChanged, runAt(store.RunRunning, store.StageDeploying, store.StagePending), "sandbox1"))
 	flush(t, r2)
-	r2.Notify(ctx, event(pipeline.StageChanged, runAt(pipeline.RunRunning, pipeline.StageTesting, pipeline.StagePending), "sandbox1"))
+	r2.Notify(ctx, event(pipeline.StageChanged, runAt(store.RunRunning, store.StageTesting, store.StagePending), "sandbox1"))
 	flush(t, r2)
 	if n := len(fake.Find("POST " + repoPath + "/check-runs")); n != before || before != 2 {
 		t.Errorf("check runs created: %d before the restart, %d after; want 2 and 2", before, n)
@@ -180,7 +180,7 @@ func TestReporterRetries(t *testing.T) {
 		Body: `{"message":"API rate limit exceeded","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}`}
 	fake.FailNext(limited) // the installation lookup: reset is an hour away, so the transport gives up and the queue retries
 	start := time.Now()
-	r.Notify(ctx, event(pipeline.RunCreated, runAt(pipeline.RunBuilding, pipeline.StagePending, pipeline.StagePending), ""))
+	r.Notify(ctx, event(pipeline.RunCreated, runAt(store.RunBuilding, store.StagePending, store.StagePending), ""))
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Errorf("Notify took %v", d)
 	}

@@ -50,7 +50,7 @@ func (e *Engine) StartRun(ctx context.Context, app, sha string, t Trigger) (stor
 		}
 	}
 	run, err := e.st.CreateRun(ctx, store.Run{App: app, SHA: c.SHA, Branch: t.Branch, Subject: c.Subject, Author: c.Author,
-		Trigger: t.Kind, Actor: t.Actor.Name, State: RunBuilding}, a.RegionNames(), hosts)
+		Trigger: t.Kind, Actor: t.Actor.Name, State: store.RunBuilding}, a.RegionNames(), hosts)
 	if err != nil {
 		return store.Run{}, err
 	}
@@ -86,16 +86,16 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 			continue
 		}
 		n := nextStage(&r)
-		if n == nil || n.Region != region || (n.State != StageAwaitingApproval && n.State != StagePending) {
+		if n == nil || n.Region != region || (n.State != store.StageAwaitingApproval && n.State != store.StagePending) {
 			continue
 		}
-		if n.State == StagePending && r.State != RunWaiting {
+		if n.State == store.StagePending && r.State != store.RunWaiting {
 			continue
 		}
-		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: StageApproved, ApprovedBy: who.Name, Message: "promoted by " + who.String()}); err != nil {
+		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, Message: "promoted by " + who.String()}); err != nil {
 			return "", err
 		}
-		if err := e.st.SetRunState(ctx, r.ID, RunRunning, "promoted to "+region+" by "+who.Name); err != nil {
+		if err := e.st.SetRunState(ctx, r.ID, store.RunRunning, "promoted to "+region+" by "+who.Name); err != nil {
 			return "", err
 		}
 		e.emitRun(ctx, StageChanged, r.ID, region, "", fmt.Sprintf("%s promoted %s %s to %s", who.Name, app, short(r.SHA), region))
@@ -104,7 +104,7 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 	}
 	var waiting []string
 	for _, r := range runs {
-		if n := nextStage(&r); n != nil && n.State == StageAwaitingApproval {
+		if n := nextStage(&r); n != nil && n.State == store.StageAwaitingApproval {
 			waiting = append(waiting, fmt.Sprintf("%s for %s", short(r.SHA), n.Region))
 		}
 	}
@@ -160,7 +160,7 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 		}
 	}
 	rel, err := e.st.Release(ctx, app, target)
-	if err != nil || rel.State != "ready" {
+	if err != nil || rel.State != store.ReleaseReady {
 		return "", target, fmt.Errorf("roll back %s %s to %s: %w", app, region, target, ErrUnknownRelease)
 	}
 	dep, err := e.deployer(a, reg)
@@ -197,19 +197,19 @@ func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha
 	}
 	for _, r := range runs {
 		for _, s := range r.Stages {
-			if s.Region != region || !ActiveStage(s.State) {
+			if s.Region != region || !s.State.Active() {
 				continue
 			}
 			// Recorded first, so that neither the scheduler nor a restart resumes it.
-			err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageCancelled, Message: why, Finish: true,
-				OnlyIf: []string{StageDeploying, StageTesting, StageMonitoring}})
+			err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageCancelled, Message: why, Finish: true,
+				OnlyIf: store.ActiveStageStates})
 			if err != nil {
 				continue // it finished meanwhile
 			}
 			if err := e.cancelTask(ctx, stageTask(s.ID)); err != nil {
 				e.log.Error("cancel stage", "run", r.ID, "region", region, "err", err)
 			}
-			e.st.SetRunState(ctx, r.ID, RunCancelled, why)
+			e.st.SetRunState(ctx, r.ID, store.RunCancelled, why)
 			e.emitRun(ctx, RunChanged, r.ID, region, "", why)
 			sha = r.SHA
 		}
@@ -237,19 +237,19 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string)
 		return "", fmt.Errorf("deploy %s to %s: %w by %s (%s)", app, region, ErrLocked, l.Holder, l.Reason)
 	}
 	rel, err := e.st.Release(ctx, app, sha)
-	if err != nil || rel.State != "ready" {
+	if err != nil || rel.State != store.ReleaseReady {
 		return "", fmt.Errorf("deploy %s %s: %w (only built releases can be deployed)", app, sha, ErrUnknownRelease)
 	}
 	var hosts []string
 	for _, h := range reg.Hosts {
 		hosts = append(hosts, h.Name)
 	}
-	run, err := e.st.CreateRun(ctx, store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: "deploy", Actor: who.Name, State: RunRunning},
+	run, err := e.st.CreateRun(ctx, store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: "deploy", Actor: who.Name, State: store.RunRunning},
 		[]string{region}, map[string][]string{region: hosts})
 	if err != nil {
 		return "", err
 	}
-	if err := e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: StageApproved, ApprovedBy: who.Name, Message: "deploy asked by " + who.String()}); err != nil {
+	if err := e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, Message: "deploy asked by " + who.String()}); err != nil {
 		return "", err
 	}
 	e.emitRun(ctx, RunCreated, run.ID, region, "", fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region))
@@ -328,21 +328,21 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 	switch {
 	case st == nil:
 		err = fmt.Errorf("rerun run %d: %w %q", runID, ErrUnknownRegion, region)
-	case ActiveStage(st.State) || waitingStage(st.State):
+	case st.State.Active() || st.State.Waiting():
 		err = fmt.Errorf("rerun %s of run %d: the stage is %s", region, runID, st.State)
 	}
 	if err == nil {
 		if err = e.st.ResetHostSteps(ctx, st.ID); err == nil {
-			err = e.st.UpdateStage(ctx, st.ID, store.StageUpdate{State: StagePending, Message: "re-run asked by " + who.String()})
+			err = e.st.UpdateStage(ctx, st.ID, store.StageUpdate{State: store.StagePending, Message: "re-run asked by " + who.String()})
 			for _, later := range r.Stages {
-				if later.Position > st.Position && (later.State == StageSkipped || later.State == StageCancelled) {
+				if later.Position > st.Position && (later.State == store.StageSkipped || later.State == store.StageCancelled) {
 					e.st.ResetHostSteps(ctx, later.ID)
-					e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: StagePending, Message: " "})
+					e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: store.StagePending, Message: " "})
 				}
 			}
 		}
 		if err == nil {
-			err = e.st.SetRunState(ctx, runID, RunRunning, "re-running "+region)
+			err = e.st.SetRunState(ctx, runID, store.RunRunning, "re-running "+region)
 		}
 	}
 	e.audit(ctx, who, "rerun", r.App, region, r.SHA, err)

@@ -209,7 +209,7 @@ func (e *Engine) deliver(ctx context.Context, ev Event) {
 }
 
 // emitRun reloads a run and emits an event about it (and a stage of it, by region).
-func (e *Engine) emitRun(ctx context.Context, kind string, runID int64, region, host, msg string) {
+func (e *Engine) emitRun(ctx context.Context, kind EventKind, runID int64, region, host, msg string) {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
 	r, err := e.st.Run(ctx, runID)
@@ -224,7 +224,7 @@ func (e *Engine) emitRun(ctx context.Context, kind string, runID int64, region, 
 		}
 	}
 	if kind != Logged && msg != "" {
-		e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: kind, Message: msg})
+		e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: string(kind), Message: msg})
 	}
 	e.deliver(ctx, ev)
 }
@@ -233,7 +233,7 @@ func (e *Engine) emitRun(ctx context.Context, kind string, runID int64, region, 
 func (e *Engine) logf(ctx context.Context, runID int64, region, host, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	r, _ := e.st.Run(ctx, runID)
-	e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: Logged, Message: msg})
+	e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: string(Logged), Message: msg})
 	e.emitRun(ctx, Logged, runID, region, host, msg)
 }
 

@@ -17,13 +17,13 @@ func TestRunGoesRegionByRegionAndWaitsForPromotion(t *testing.T) {
 	h := newHarness(t, fourRegions)
 	seed := h.seed()
 	run := h.push("good change")
-	r := h.waitState(run.ID, RunWaiting)
+	r := h.waitState(run.ID, store.RunWaiting)
 	for _, region := range []string{"sandbox1", "sandbox2"} {
-		if s := stageOf(r, region); s.State != StageSucceeded {
+		if s := stageOf(r, region); s.State != store.StageSucceeded {
 			t.Fatalf("%s = %s, want succeeded", region, s.State)
 		}
 	}
-	if s := stageOf(r, "prod3"); s.State != StageAwaitingApproval {
+	if s := stageOf(r, "prod3"); s.State != store.StageAwaitingApproval {
 		t.Fatalf("prod3 = %s, want awaiting_approval", s.State)
 	}
 	// sandbox2 was judged against prod3, which still runs the seed.
@@ -40,7 +40,7 @@ func TestRunGoesRegionByRegionAndWaitsForPromotion(t *testing.T) {
 	if err != nil || !strings.Contains(msg, "promoted papi") {
 		t.Fatalf("promote: %q, %v", msg, err)
 	}
-	r = h.waitState(run.ID, RunSucceeded)
+	r = h.waitState(run.ID, store.RunSucceeded)
 	if s := stageOf(r, "prod3"); s.ApprovedBy != "ada" {
 		t.Fatalf("prod3 approved by %q", s.ApprovedBy)
 	}
@@ -78,19 +78,19 @@ func TestFailingTestsStopTheRunAndSkipLaterRegions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := h.waitState(run.ID, RunFailed)
+	r := h.waitState(run.ID, store.RunFailed)
 	s1 := stageOf(r, "sandbox1")
-	if s1.State != StageFailed || !strings.Contains(s1.Message, "FAIL items_list_sorted") {
+	if s1.State != store.StageFailed || !strings.Contains(s1.Message, "FAIL items_list_sorted") {
 		t.Fatalf("sandbox1 = %s: %s", s1.State, s1.Message)
 	}
 	if !strings.Contains(s1.Tests, "FAIL items_list_sorted") {
 		t.Fatalf("test output not kept: %q", s1.Tests)
 	}
-	if hs := s1.Hosts[0]; hs.Step != HostFailed {
+	if hs := s1.Hosts[0]; hs.Step != store.HostFailed {
 		t.Fatalf("sandbox1/host1 step = %s, want failed", hs.Step)
 	}
 	for _, region := range []string{"sandbox2", "prod3", "prod4"} {
-		if s := stageOf(r, region); s.State != StageSkipped {
+		if s := stageOf(r, region); s.State != store.StageSkipped {
 			t.Fatalf("%s = %s, want skipped", region, s.State)
 		}
 	}
@@ -101,13 +101,13 @@ func TestProductionRegressionRollsBackEveryTouchedHost(t *testing.T) {
 	seed := h.seed()
 	run := h.push("slow change")
 	h.monitor.failHost["prod3/host2"] = true
-	h.waitState(run.ID, RunWaiting)
+	h.waitState(run.ID, store.RunWaiting)
 	if _, err := h.eng.Promote(context.Background(), ada, "papi", "prod3", run.SHA[:7]); err != nil {
 		t.Fatal(err)
 	}
-	r := h.waitState(run.ID, RunFailed)
+	r := h.waitState(run.ID, store.RunFailed)
 	s := stageOf(r, "prod3")
-	if s.State != StageRolledBack || !strings.Contains(s.Message, "rolled back 2 hosts") {
+	if s.State != store.StageRolledBack || !strings.Contains(s.Message, "rolled back 2 hosts") {
 		t.Fatalf("prod3 = %s: %s", s.State, s.Message)
 	}
 	live, _ := h.st.Live(context.Background(), "papi", "prod3")
@@ -128,7 +128,7 @@ func TestProductionRegressionRollsBackEveryTouchedHost(t *testing.T) {
 	if len(h.rec.kinds(RolledBack)) != 1 {
 		t.Errorf("want one rolled_back event, got %d", len(h.rec.kinds(RolledBack)))
 	}
-	if stageOf(r, "prod4").State != StageSkipped {
+	if stageOf(r, "prod4").State != store.StageSkipped {
 		t.Errorf("prod4 = %s, want skipped", stageOf(r, "prod4").State)
 	}
 }
@@ -137,10 +137,10 @@ func TestNewerCommitSupersedesOneWaitingForTheSameRegion(t *testing.T) {
 	h := newHarness(t, fourRegions)
 	h.seed()
 	first := h.push("first")
-	h.waitState(first.ID, RunWaiting)
+	h.waitState(first.ID, store.RunWaiting)
 	second := h.push("second")
-	h.waitState(second.ID, RunWaiting)
-	r := h.waitState(first.ID, RunSuperseded)
+	h.waitState(second.ID, store.RunWaiting)
+	r := h.waitState(first.ID, store.RunSuperseded)
 	if !strings.Contains(r.Message, "superseded by "+short(second.SHA)) {
 		t.Fatalf("message = %q", r.Message)
 	}
@@ -163,13 +163,13 @@ func TestLockedRegionHoldsTheRunUntilUnlocked(t *testing.T) {
 	if _, err := h.eng.Unlock(context.Background(), bob, "papi", "sandbox1", false); err == nil {
 		t.Fatal("bob unlocked ada's lock without --force")
 	}
-	if s := stageOf(h.waitState(run.ID, RunRunning), "sandbox1"); s.State != StagePending {
+	if s := stageOf(h.waitState(run.ID, store.RunRunning), "sandbox1"); s.State != store.StagePending {
 		t.Fatalf("sandbox1 moved while locked: %s", s.State)
 	}
 	if _, err := h.eng.Unlock(context.Background(), bob, "papi", "sandbox1", true); err != nil {
 		t.Fatal(err)
 	}
-	h.waitState(run.ID, RunWaiting)
+	h.waitState(run.ID, store.RunWaiting)
 	audit, _ := h.st.Audits(context.Background(), "papi", 10)
 	var got []string
 	for _, a := range audit {
@@ -185,7 +185,7 @@ func TestPromoteIsRefusedInALockedRegion(t *testing.T) {
 	h := newHarness(t, fourRegions)
 	h.seed()
 	run := h.push("change")
-	h.waitState(run.ID, RunWaiting)
+	h.waitState(run.ID, store.RunWaiting)
 	h.eng.Lock(context.Background(), ada, "papi", "prod3", "freeze")
 	if _, err := h.eng.Promote(context.Background(), ada, "papi", "prod3", ""); !errors.Is(err, ErrLocked) {
 		t.Fatalf("promote into a locked region: %v", err)
@@ -200,7 +200,7 @@ func TestRestartResumesAndRechecksAHostThatMayHaveSwitched(t *testing.T) {
 	h := newHarness(t, fourRegions)
 	h.seed()
 	run := h.push("change")
-	h.waitState(run.ID, RunWaiting)
+	h.waitState(run.ID, store.RunWaiting)
 	// host2 answers its health check, so a resumed engine can see the switch took.
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer app.Close()
@@ -210,7 +210,7 @@ func TestRestartResumesAndRechecksAHostThatMayHaveSwitched(t *testing.T) {
 	h.eng.Promote(context.Background(), ada, "papi", "prod3", "")
 	h.waitRun(run.ID, "switching prod3/host2", func(r store.Run) bool {
 		for _, hs := range stageOf(r, "prod3").Hosts {
-			if hs.Host == "host2" && hs.Step == HostSwitching {
+			if hs.Host == "host2" && hs.Step == store.HostSwitching {
 				return slices.Contains(h.dep.asked(), "prod3/host2@"+short(run.SHA))
 			}
 		}
@@ -220,7 +220,7 @@ func TestRestartResumesAndRechecksAHostThatMayHaveSwitched(t *testing.T) {
 	h.dep.hang["prod3/host2"] = false
 
 	h.start()
-	r := h.waitState(run.ID, RunSucceeded)
+	r := h.waitState(run.ID, store.RunSucceeded)
 	n := 0
 	for _, a := range h.dep.asked() {
 		if a == "prod3/host2@"+short(run.SHA) {
@@ -231,7 +231,7 @@ func TestRestartResumesAndRechecksAHostThatMayHaveSwitched(t *testing.T) {
 		t.Fatalf("host2 was switched %d times; the resumed engine should have seen it live and not switched again", n)
 	}
 	live, _ := h.st.Live(context.Background(), "papi", "prod3")
-	if live["host2"] != run.SHA || stageOf(r, "prod4").State != StageSucceeded {
+	if live["host2"] != run.SHA || stageOf(r, "prod4").State != store.StageSucceeded {
 		t.Fatalf("after resume: live=%v prod4=%s", live, stageOf(r, "prod4").State)
 	}
 }
@@ -240,9 +240,9 @@ func TestRollbackPutsThePreviousReleaseBackOnEveryHost(t *testing.T) {
 	h := newHarness(t, fourRegions)
 	seed := h.seed()
 	run := h.push("change")
-	h.waitState(run.ID, RunWaiting)
+	h.waitState(run.ID, store.RunWaiting)
 	h.eng.Promote(context.Background(), ada, "papi", "prod3", "")
-	h.waitState(run.ID, RunSucceeded)
+	h.waitState(run.ID, store.RunSucceeded)
 
 	msg, err := h.eng.Rollback(context.Background(), ada, "papi", "prod3", "")
 	if err != nil || !strings.Contains(msg, "to "+short(seed)) {
@@ -268,7 +268,7 @@ func TestDeployPutsAKnownReleaseOnOneRegion(t *testing.T) {
 	h := newHarness(t, fourRegions)
 	seed := h.seed()
 	run := h.push("change")
-	h.waitState(run.ID, RunWaiting)
+	h.waitState(run.ID, store.RunWaiting)
 	msg, err := h.eng.Deploy(context.Background(), ada, "papi", seed[:7], "sandbox1")
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func TestDeployPutsAKnownReleaseOnOneRegion(t *testing.T) {
 		t.Fatalf("deploy said %q", msg)
 	}
 	runs, _ := h.eng.Runs(context.Background(), "papi", false, 1)
-	h.waitState(runs[0].ID, RunSucceeded)
+	h.waitState(runs[0].ID, store.RunSucceeded)
 	live, _ := h.st.Live(context.Background(), "papi", "sandbox1")
 	if live["host1"] != seed {
 		t.Fatalf("sandbox1 runs %s", short(live["host1"]))
@@ -304,7 +304,7 @@ func TestStatusShowsLiveReleasesWaitingAndLocks(t *testing.T) {
 	h := newHarness(t, fourRegions)
 	seed := h.seed()
 	run := h.push("change")
-	h.waitState(run.ID, RunWaiting)
+	h.waitState(run.ID, store.RunWaiting)
 	h.eng.Lock(context.Background(), ada, "papi", "prod4", "holiday")
 	st, err := h.eng.Status(context.Background(), "papi")
 	if err != nil {
@@ -342,8 +342,8 @@ func TestRollbackCancelsTheStageRunningInTheRegion(t *testing.T) {
 		hist, _ := h.st.History(context.Background(), "papi", "sandbox1", 10)
 		t.Fatalf("rollback: %q %v; seed %s run %s history %+v", msg, err, short(seed), short(run.SHA), hist)
 	}
-	r := h.waitState(run.ID, RunCancelled)
-	if s := stageOf(r, "sandbox1"); s.State != StageCancelled || !strings.Contains(s.Message, "ada rolled sandbox1 back") {
+	r := h.waitState(run.ID, store.RunCancelled)
+	if s := stageOf(r, "sandbox1"); s.State != store.StageCancelled || !strings.Contains(s.Message, "ada rolled sandbox1 back") {
 		t.Fatalf("sandbox1 = %s: %s", s.State, s.Message)
 	}
 	live, _ := h.st.Live(context.Background(), "papi", "sandbox1")
@@ -358,15 +358,15 @@ func TestRerunRunsAFailedStageAgain(t *testing.T) {
 	sha := h.build.add("flaky")
 	h.tests.fail[sha] = true
 	run, _ := h.eng.StartRun(context.Background(), "papi", sha, Trigger{Kind: "push"})
-	h.waitState(run.ID, RunFailed)
+	h.waitState(run.ID, store.RunFailed)
 	h.tests.mu.Lock()
 	h.tests.fail[sha] = false
 	h.tests.mu.Unlock()
 	if _, err := h.eng.Rerun(context.Background(), ada, run.ID, "sandbox1"); err != nil {
 		t.Fatal(err)
 	}
-	r := h.waitState(run.ID, RunWaiting)
-	if stageOf(r, "sandbox2").State != StageSucceeded {
+	r := h.waitState(run.ID, store.RunWaiting)
+	if stageOf(r, "sandbox2").State != store.StageSucceeded {
 		t.Fatalf("after the re-run: %s", stageStates(r))
 	}
 	if _, err := h.eng.Rerun(context.Background(), ada, run.ID, "prod3"); err == nil {
@@ -379,9 +379,9 @@ func TestCanaryFailureEndsTheHostSteps(t *testing.T) {
 	h.seed()
 	h.monitor.failHost["sandbox2/host1"] = true
 	run := h.push("slow")
-	r := h.waitState(run.ID, RunFailed)
+	r := h.waitState(run.ID, store.RunFailed)
 	s := stageOf(r, "sandbox2")
-	if s.State != StageFailed || s.Hosts[0].Step != HostFailed || s.Verdict == "" {
+	if s.State != store.StageFailed || s.Hosts[0].Step != store.HostFailed || s.Verdict == "" {
 		t.Fatalf("sandbox2 = %s, host1 %s, verdict %q", s.State, s.Hosts[0].Step, s.Verdict)
 	}
 }

@@ -23,24 +23,27 @@ func (a Actor) String() string {
 	return a.Name + " (" + a.Via + ")"
 }
 
+// EventKind says what happened.
+type EventKind string
+
 // Event kinds a Listener receives.
 const (
-	RunCreated   = "run.created"   // a run exists (its build may still be going)
-	RunChanged   = "run.changed"   // the run's state changed
-	StageChanged = "stage.changed" // a stage's state changed (Stage is set)
-	HostChanged  = "host.changed"  // a host step changed (Stage and Host are set)
-	Looked       = "stage.looked"  // an interim verdict during monitoring (Stage is set)
-	RolledBack   = "region.rolled_back"
-	Deployed     = "region.deployed" // a release went live in a region outside a run's stages (seed)
-	Locked       = "region.locked"
-	Unlocked     = "region.unlocked"
-	Logged       = "log" // a line for the run's log
+	RunCreated   EventKind = "run.created"   // a run exists (its build may still be going)
+	RunChanged             = "run.changed"   // the run's state changed
+	StageChanged           = "stage.changed" // a stage's state changed (Stage is set)
+	HostChanged            = "host.changed"  // a host step changed (Stage and Host are set)
+	Looked                 = "stage.looked"  // an interim verdict during monitoring (Stage is set)
+	RolledBack             = "region.rolled_back"
+	Deployed               = "region.deployed" // a release went live in a region outside a run's stages (seed)
+	Locked                 = "region.locked"
+	Unlocked               = "region.unlocked"
+	Logged                 = "log" // a line for the run's log
 )
 
 // Event is one thing that happened. Run is a fresh snapshot of the run it concerns (zero
 // for region events outside a run); Stage points into Run.Stages.
 type Event struct {
-	Kind    string
+	Kind    EventKind
 	Time    time.Time
 	App     string
 	Region  string

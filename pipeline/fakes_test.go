@@ -182,7 +182,7 @@ func (r *recorder) Notify(_ context.Context, ev Event) {
 	r.events = append(r.events, ev)
 }
 
-func (r *recorder) kinds(kind string) []Event {
+func (r *recorder) kinds(kind EventKind) []Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Event
@@ -279,7 +279,7 @@ func (h *harness) push(subject string) store.Run {
 }
 
 // waitRun waits until the run satisfies ok, failing the test after 10 s.
-func (h *harness) waitRun(id int64, what string, ok func(store.Run) bool) store.Run {
+func (h *harness) waitRun(id int64, what any, ok func(store.Run) bool) store.Run {
 	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -297,7 +297,7 @@ func (h *harness) waitRun(id int64, what string, ok func(store.Run) bool) store.
 	}
 }
 
-func (h *harness) waitState(id int64, state string) store.Run {
+func (h *harness) waitState(id int64, state store.RunState) store.Run {
 	h.t.Helper()
 	return h.waitRun(id, state, func(r store.Run) bool { return r.State == state })
 }

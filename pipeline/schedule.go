@@ -8,46 +8,10 @@ import (
 	"github.com/immunity-app/immunity/store"
 )
 
-// Stage states.
-const (
-	StagePending          = "pending"
-	StageAwaitingApproval = "awaiting_approval"
-	StageApproved         = "approved"
-	StageDeploying        = "deploying"
-	StageTesting          = "testing"
-	StageMonitoring       = "monitoring"
-	StageSucceeded        = "succeeded"
-	StageFailed           = "failed"
-	StageSkipped          = "skipped"
-	StageCancelled        = "cancelled"
-	StageRolledBack       = "rolled_back"
-)
-
-// Run states.
-const (
-	RunBuilding   = "building"
-	RunRunning    = "running"
-	RunWaiting    = "waiting"
-	RunSucceeded  = "succeeded"
-	RunFailed     = "failed"
-	RunSuperseded = "superseded"
-	RunCancelled  = "cancelled"
-)
-
-// ActiveStage reports whether a stage is doing work in its region.
-func ActiveStage(state string) bool {
-	return state == StageDeploying || state == StageTesting || state == StageMonitoring
-}
-
-// waitingStage reports whether a stage waits for its turn in its region.
-func waitingStage(state string) bool {
-	return state == StagePending || state == StageAwaitingApproval || state == StageApproved
-}
-
 // nextStage is the first stage of a run that has not succeeded or been skipped.
 func nextStage(r *store.Run) *store.Stage {
 	for i := range r.Stages {
-		if s := r.Stages[i].State; s != StageSucceeded && s != StageSkipped {
+		if s := r.Stages[i].State; s != store.StageSucceeded && s != store.StageSkipped {
 			return &r.Stages[i]
 		}
 	}
@@ -84,17 +48,17 @@ func (e *Engine) scheduleApp(ctx context.Context, a *config.App, runs []store.Ru
 		r := &runs[i]
 		for j := range r.Stages {
 			s := &r.Stages[j]
-			if ActiveStage(s.State) {
+			if s.State.Active() {
 				busy[s.Region] = r.ID
 				if !e.running(stageTask(s.ID)) {
 					e.startStage(a, *r, *s) // resume after a restart
 				}
 			}
 		}
-		if r.State == RunBuilding {
+		if r.State == store.RunBuilding {
 			continue
 		}
-		if n := nextStage(r); n != nil && waitingStage(n.State) && newestWaiting[n.Region] == 0 {
+		if n := nextStage(r); n != nil && n.State.Waiting() && newestWaiting[n.Region] == 0 {
 			newestWaiting[n.Region] = r.ID // runs are newest first
 		}
 	}
@@ -108,26 +72,26 @@ func (e *Engine) scheduleApp(ctx context.Context, a *config.App, runs []store.Ru
 }
 
 func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, busy, newestWaiting map[string]int64) error {
-	if r.State == RunBuilding {
+	if r.State == store.RunBuilding {
 		e.startBuild(a, *r)
 		return nil
 	}
 	n := nextStage(r)
 	if n == nil {
-		if err := e.st.SetRunState(ctx, r.ID, RunSucceeded, "live in every region"); err != nil {
+		if err := e.st.SetRunState(ctx, r.ID, store.RunSucceeded, "live in every region"); err != nil {
 			return err
 		}
 		e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("%s %s is live in every region", a.Name, short(r.SHA)))
 		return nil
 	}
-	if ActiveStage(n.State) {
+	if n.State.Active() {
 		return nil
 	}
 	switch n.State {
-	case StageFailed, StageRolledBack, StageCancelled:
-		state := RunFailed
-		if n.State == StageCancelled {
-			state = RunCancelled
+	case store.StageFailed, store.StageRolledBack, store.StageCancelled:
+		state := store.RunFailed
+		if n.State == store.StageCancelled {
+			state = store.RunCancelled
 		}
 		if err := e.st.SetRunState(ctx, r.ID, state, n.Message); err != nil {
 			return err
@@ -135,24 +99,24 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		e.emitRun(ctx, RunChanged, r.ID, n.Region, "", "")
 		return nil
 	}
-	if newer := newestWaiting[n.Region]; newer != r.ID && n.State != StageApproved {
+	if newer := newestWaiting[n.Region]; newer != r.ID && n.State != store.StageApproved {
 		return e.supersede(ctx, r, n, newer)
 	}
 	reg, _, err := e.region(a, n.Region)
 	if err != nil {
 		return err
 	}
-	if n.State == StagePending && reg.ManualApproval && n.ApprovedBy == "" {
-		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion"}); err != nil {
+	if n.State == store.StagePending && reg.ManualApproval && n.ApprovedBy == "" {
+		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion"}); err != nil {
 			return err
 		}
-		if err := e.st.SetRunState(ctx, r.ID, RunWaiting, "waiting for promotion to "+n.Region); err != nil {
+		if err := e.st.SetRunState(ctx, r.ID, store.RunWaiting, "waiting for promotion to "+n.Region); err != nil {
 			return err
 		}
 		e.emitRun(ctx, StageChanged, r.ID, n.Region, "", fmt.Sprintf("%s %s is ready for %s: promote it with `promote %s %s`", a.Name, short(r.SHA), n.Region, a.Name, n.Region))
 		return nil
 	}
-	if n.State == StageAwaitingApproval {
+	if n.State == store.StageAwaitingApproval {
 		return nil
 	}
 	if other := busy[n.Region]; other != 0 {
@@ -162,10 +126,10 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		return e.hold(ctx, r, n, fmt.Sprintf("held: %s is locked by %s: %s", n.Region, l.Holder, l.Reason))
 	}
 	busy[n.Region] = r.ID
-	if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: StageDeploying, Message: "deploying", Start: true}); err != nil {
+	if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageDeploying, Message: "deploying", Start: true}); err != nil {
 		return err
 	}
-	if err := e.st.SetRunState(ctx, r.ID, RunRunning, "in "+n.Region); err != nil {
+	if err := e.st.SetRunState(ctx, r.ID, store.RunRunning, "in "+n.Region); err != nil {
 		return err
 	}
 	e.emitRun(ctx, StageChanged, r.ID, n.Region, "", fmt.Sprintf("deploying %s %s to %s", a.Name, short(r.SHA), n.Region))
@@ -201,13 +165,13 @@ func (e *Engine) supersede(ctx context.Context, r *store.Run, n *store.Stage, ne
 	}
 	msg := fmt.Sprintf("superseded by %s (run %d) at %s", short(nr.SHA), newer, n.Region)
 	for _, s := range r.Stages {
-		if s.Position >= n.Position && (waitingStage(s.State)) {
-			if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageCancelled, Message: msg}); err != nil {
+		if s.Position >= n.Position && (s.State.Waiting()) {
+			if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageCancelled, Message: msg}); err != nil {
 				return err
 			}
 		}
 	}
-	if err := e.st.SetRunState(ctx, r.ID, RunSuperseded, msg); err != nil {
+	if err := e.st.SetRunState(ctx, r.ID, store.RunSuperseded, msg); err != nil {
 		return err
 	}
 	e.emitRun(ctx, RunChanged, r.ID, n.Region, "", msg)

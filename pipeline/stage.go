@@ -16,19 +16,6 @@ import (
 	"github.com/immunity-app/immunity/store"
 )
 
-// Host steps.
-const (
-	HostPending     = "pending"
-	HostUploading   = "uploading"
-	HostSwitching   = "switching"
-	HostTesting     = "testing"
-	HostMonitoring  = "monitoring"
-	HostDone        = "done"
-	HostFailed      = "failed"
-	HostRollingBack = "rolling_back"
-	HostRolledBack  = "rolled_back"
-)
-
 // startBuild builds a run's release in the background (once).
 func (e *Engine) startBuild(a *config.App, r store.Run) {
 	e.spawn(buildTask(r.ID), func(ctx context.Context) { e.build(ctx, a, r) })
@@ -36,11 +23,11 @@ func (e *Engine) startBuild(a *config.App, r store.Run) {
 
 func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) {
 	// The scheduler may have seen the run before an earlier build of it finished.
-	if fresh, err := e.st.Run(ctx, r.ID); err != nil || fresh.State != RunBuilding {
+	if fresh, err := e.st.Run(ctx, r.ID); err != nil || fresh.State != store.RunBuilding {
 		return
 	}
-	if rel, err := e.st.Release(ctx, a.Name, r.SHA); err == nil && rel.State == "ready" {
-		e.st.SetRunState(ctx, r.ID, RunRunning, "built")
+	if rel, err := e.st.Release(ctx, a.Name, r.SHA); err == nil && rel.State == store.ReleaseReady {
+		e.st.SetRunState(ctx, r.ID, store.RunRunning, "built")
 		e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("%s %s is already built", a.Name, short(r.SHA)))
 		return
 	}
@@ -53,14 +40,14 @@ func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) {
 	if err != nil {
 		e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: "failed", Message: err.Error()})
 		for _, s := range r.Stages {
-			e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageSkipped, Message: "build failed"})
+			e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageSkipped, Message: "build failed"})
 		}
-		e.st.SetRunState(ctx, r.ID, RunFailed, "build failed: "+err.Error())
+		e.st.SetRunState(ctx, r.ID, store.RunFailed, "build failed: "+err.Error())
 		e.emitRun(ctx, RunChanged, r.ID, "", "", "build failed: "+err.Error())
 		return
 	}
 	e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: "ready", Artifact: rel.Artifact, Checksum: rel.Checksum})
-	e.st.SetRunState(ctx, r.ID, RunRunning, "built")
+	e.st.SetRunState(ctx, r.ID, store.RunRunning, "built")
 	e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("built %s %s (sha256 %s)", a.Name, short(r.SHA), rel.Checksum[:12]))
 }
 
@@ -157,7 +144,7 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 		}
 		return e.failStage(ctx, nil, r, s, fmt.Sprintf("release %s: %v", short(r.SHA), err))
 	}
-	if rel.State != "ready" {
+	if rel.State != store.ReleaseReady {
 		return e.failStage(ctx, nil, r, s, fmt.Sprintf("release %s is not built (%s)", short(r.SHA), rel.State))
 	}
 	dep, err := e.deployer(a, reg)
@@ -182,8 +169,8 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 			return e.failStage(ctx, sr, r, s, err.Error())
 		}
 	}
-	err = e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: StageSucceeded, Message: "live on " + plural(len(s.Hosts), "host"), Finish: true,
-		OnlyIf: []string{StageDeploying, StageTesting, StageMonitoring}})
+	err = e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageSucceeded, Message: "live on " + plural(len(s.Hosts), "host"), Finish: true,
+		OnlyIf: store.ActiveStageStates})
 	if err != nil {
 		return err // cancelled meanwhile (a rollback), or the store failed
 	}
@@ -213,13 +200,13 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 	var deploy, test, pending []store.HostStep
 	for _, hs := range steps {
 		switch hs.Step {
-		case HostPending, HostUploading, HostSwitching:
+		case store.HostPending, store.HostUploading, store.HostSwitching:
 			deploy = append(deploy, hs)
 			test = append(test, hs)
-		case HostTesting, HostFailed:
+		case store.HostTesting, store.HostFailed:
 			test = append(test, hs)
 		}
-		if hs.Step != HostDone {
+		if hs.Step != store.HostDone {
 			pending = append(pending, hs)
 		}
 	}
@@ -227,7 +214,7 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 		return nil // finished before a restart
 	}
 	if len(deploy) > 0 {
-		if err := e.setStage(ctx, sr, StageDeploying, fmt.Sprintf("deploying to %s", hostList(deploy))); err != nil {
+		if err := e.setStage(ctx, sr, store.StageDeploying, fmt.Sprintf("deploying to %s", hostList(deploy))); err != nil {
 			return err
 		}
 		limit := 0
@@ -239,7 +226,7 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 		}
 	}
 	if steps = test; len(test) > 0 && !sr.region.SkipTests && len(sr.app.Tests.Command) > 0 {
-		if err := e.setStage(ctx, sr, StageTesting, fmt.Sprintf("testing %s", hostList(steps))); err != nil {
+		if err := e.setStage(ctx, sr, store.StageTesting, fmt.Sprintf("testing %s", hostList(steps))); err != nil {
 			return err
 		}
 		var mu sync.Mutex
@@ -262,7 +249,7 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 		}
 	}
 	for _, hs := range pending {
-		if err := e.st.SetHostStep(ctx, sr.stage.ID, hs.Host, HostDone, "", "live"); err != nil {
+		if err := e.st.SetHostStep(ctx, sr.stage.ID, hs.Host, store.HostDone, "", "live"); err != nil {
 			return err
 		}
 	}
@@ -271,9 +258,9 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 }
 
 // setStage moves a running stage to its next activity, unless it was cancelled meanwhile.
-func (e *Engine) setStage(ctx context.Context, sr *stageRun, state, msg string) error {
+func (e *Engine) setStage(ctx context.Context, sr *stageRun, state store.StageState, msg string) error {
 	err := e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{State: state, Message: msg,
-		OnlyIf: []string{StageDeploying, StageTesting, StageMonitoring}})
+		OnlyIf: store.ActiveStageStates})
 	if err != nil {
 		return err
 	}
@@ -287,7 +274,7 @@ func (e *Engine) deployHost(ctx context.Context, sr *stageRun, hs store.HostStep
 	h := sr.hosts[hs.Host]
 	sha := sr.rel.SHA
 	step := hs.Step
-	if step == HostPending || step == HostUploading {
+	if step == store.HostPending || step == store.HostUploading {
 		prev := hs.PrevSHA
 		if prev == "" {
 			live, err := e.st.Live(ctx, sr.app.Name, sr.region.Name)
@@ -296,18 +283,18 @@ func (e *Engine) deployHost(ctx context.Context, sr *stageRun, hs store.HostStep
 			}
 			prev = live[hs.Host]
 		}
-		if err := e.hostStep(ctx, sr, hs.Host, HostUploading, prev, "uploading "+short(sha)); err != nil {
+		if err := e.hostStep(ctx, sr, hs.Host, store.HostUploading, prev, "uploading "+short(sha)); err != nil {
 			return err
 		}
 		if err := sr.dep.Upload(ctx, h, sr.rel); err != nil {
 			return fmt.Errorf("upload %s@%s to %s: %w", sr.app.Name, short(sha), h, err)
 		}
-		if err := e.hostStep(ctx, sr, hs.Host, HostSwitching, "", "switching to "+short(sha)); err != nil {
+		if err := e.hostStep(ctx, sr, hs.Host, store.HostSwitching, "", "switching to "+short(sha)); err != nil {
 			return err
 		}
-		step = HostSwitching
+		step = store.HostSwitching
 	}
-	if step == HostSwitching {
+	if step == store.HostSwitching {
 		if !e.alreadyLive(ctx, sr, h) {
 			if err := sr.dep.Activate(ctx, h, sha); err != nil {
 				return fmt.Errorf("deploy %s@%s to %s: %w", sr.app.Name, short(sha), h, err)
@@ -316,7 +303,7 @@ func (e *Engine) deployHost(ctx context.Context, sr *stageRun, hs store.HostStep
 		if err := e.st.SetLive(ctx, sr.app.Name, sr.region.Name, hs.Host, sha); err != nil {
 			return err
 		}
-		return e.hostStep(ctx, sr, hs.Host, HostTesting, "", "live; testing")
+		return e.hostStep(ctx, sr, hs.Host, store.HostTesting, "", "live; testing")
 	}
 	return nil
 }
@@ -345,10 +332,10 @@ func (e *Engine) testHost(ctx context.Context, sr *stageRun, hs store.HostStep) 
 	h := sr.hosts[hs.Host]
 	out, err := e.tester.Test(ctx, sr.rel, h, testsFor(sr.app, sr.rel, h))
 	if err != nil {
-		e.hostStep(ctx, sr, hs.Host, HostFailed, "", "tests failed")
+		e.hostStep(ctx, sr, hs.Host, store.HostFailed, "", "tests failed")
 		return out, fmt.Errorf("integration tests failed on %s: %s", h, firstFailure(out, err))
 	}
-	return out, e.hostStep(ctx, sr, hs.Host, HostMonitoring, "", "tests passed")
+	return out, e.hostStep(ctx, sr, hs.Host, store.HostMonitoring, "", "tests passed")
 }
 
 func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.HostStep, end int) error {
@@ -387,11 +374,11 @@ func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.H
 		e.logf(ctx, sr.run.ID, sr.region.Name, "", "no baseline hosts to compare %s with; monitoring skipped", hostList(steps))
 		return nil
 	}
-	if err := e.setStage(ctx, sr, StageMonitoring, fmt.Sprintf("monitoring %s against %s for %s", hostList(steps), req.BaselineRegion, req.Period)); err != nil {
+	if err := e.setStage(ctx, sr, store.StageMonitoring, fmt.Sprintf("monitoring %s against %s for %s", hostList(steps), req.BaselineRegion, req.Period)); err != nil {
 		return err
 	}
 	for _, hs := range steps {
-		e.hostStep(ctx, sr, hs.Host, HostMonitoring, "", "monitoring")
+		e.hostStep(ctx, sr, hs.Host, store.HostMonitoring, "", "monitoring")
 	}
 	v, err := e.monitor.Monitor(ctx, req, func(v judge.Verdict) {
 		e.saveVerdict(ctx, sr, v)
@@ -416,7 +403,7 @@ func (e *Engine) saveVerdict(ctx context.Context, sr *stageRun, v judge.Verdict)
 	e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{Verdict: string(b)})
 }
 
-func (e *Engine) hostStep(ctx context.Context, sr *stageRun, host, step, prev, msg string) error {
+func (e *Engine) hostStep(ctx context.Context, sr *stageRun, host string, step store.StepState, prev, msg string) error {
 	if err := e.st.SetHostStep(ctx, sr.stage.ID, host, step, prev, msg); err != nil {
 		return err
 	}
@@ -429,16 +416,16 @@ func (e *Engine) hostStep(ctx context.Context, sr *stageRun, host, step, prev, m
 func (e *Engine) failStage(ctx context.Context, sr *stageRun, r store.Run, s store.Stage, reason string) error {
 	if fresh, err := e.st.Run(ctx, r.ID); err == nil {
 		for _, st := range fresh.Stages {
-			if st.ID == s.ID && !ActiveStage(st.State) {
+			if st.ID == s.ID && !st.State.Active() {
 				return nil // cancelled meanwhile: whoever cancelled it tells the story
 			}
 		}
 	}
-	state := StageFailed
+	state := store.StageFailed
 	if sr != nil && sr.region.Production {
 		n, err := e.rollbackTouched(ctx, sr)
 		if n > 0 {
-			state = StageRolledBack
+			state = store.StageRolledBack
 			reason += fmt.Sprintf("; rolled back %s", plural(n, "host"))
 		}
 		if err != nil {
@@ -446,22 +433,22 @@ func (e *Engine) failStage(ctx context.Context, sr *stageRun, r store.Run, s sto
 		}
 	}
 	err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: state, Message: reason, Finish: true,
-		OnlyIf: []string{StageDeploying, StageTesting, StageMonitoring}})
+		OnlyIf: store.ActiveStageStates})
 	if errors.Is(err, store.ErrStateChanged) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if state == StageFailed {
+	if state == store.StageFailed {
 		e.markHostsFailed(ctx, r.ID, s.ID)
 	}
 	for _, later := range r.Stages {
-		if later.Position > s.Position && waitingStage(later.State) {
-			e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: StageSkipped, Message: "skipped: " + s.Region + " failed"})
+		if later.Position > s.Position && later.State.Waiting() {
+			e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: store.StageSkipped, Message: "skipped: " + s.Region + " failed"})
 		}
 	}
-	if err := e.st.SetRunState(ctx, r.ID, RunFailed, reason); err != nil {
+	if err := e.st.SetRunState(ctx, r.ID, store.RunFailed, reason); err != nil {
 		return err
 	}
 	e.emitRun(ctx, StageChanged, r.ID, s.Region, "", reason)
@@ -481,21 +468,21 @@ func (e *Engine) rollbackTouched(ctx context.Context, sr *stageRun) (int, error)
 			continue
 		}
 		for _, hs := range s.Hosts {
-			if hs.Step != HostPending && hs.Step != HostUploading && hs.PrevSHA != "" && hs.Step != HostRolledBack {
+			if hs.Step != store.HostPending && hs.Step != store.HostUploading && hs.PrevSHA != "" && hs.Step != store.HostRolledBack {
 				touched = append(touched, hs)
 			}
 		}
 	}
 	err = parallel(touched, func(hs store.HostStep) error {
 		h := sr.hosts[hs.Host]
-		e.hostStep(ctx, sr, hs.Host, HostRollingBack, "", "rolling back to "+short(hs.PrevSHA))
+		e.hostStep(ctx, sr, hs.Host, store.HostRollingBack, "", "rolling back to "+short(hs.PrevSHA))
 		if err := sr.dep.Activate(ctx, h, hs.PrevSHA); err != nil {
 			return fmt.Errorf("roll back %s to %s: %w", h, short(hs.PrevSHA), err)
 		}
 		if err := e.st.SetLive(ctx, sr.app.Name, sr.region.Name, hs.Host, hs.PrevSHA); err != nil {
 			return err
 		}
-		return e.hostStep(ctx, sr, hs.Host, HostRolledBack, "", "rolled back to "+short(hs.PrevSHA))
+		return e.hostStep(ctx, sr, hs.Host, store.HostRolledBack, "", "rolled back to "+short(hs.PrevSHA))
 	})
 	if len(touched) > 0 {
 		e.st.AddHistory(ctx, store.HistoryEntry{App: sr.app.Name, Region: sr.region.Name, SHA: touched[0].PrevSHA, Action: "rollback", Actor: "immunity (automatic)", RunID: sr.run.ID})
@@ -574,8 +561,8 @@ func (e *Engine) markHostsFailed(ctx context.Context, runID, stageID int64) {
 		}
 		for _, hs := range st.Hosts {
 			switch hs.Step {
-			case HostUploading, HostSwitching, HostTesting, HostMonitoring:
-				e.st.SetHostStep(ctx, stageID, hs.Host, HostFailed, "", "stopped: the stage failed")
+			case store.HostUploading, store.HostSwitching, store.HostTesting, store.HostMonitoring:
+				e.st.SetHostStep(ctx, stageID, hs.Host, store.HostFailed, "", "stopped: the stage failed")
 			}
 		}
 	}

@@ -26,11 +26,11 @@ type RegionStatus struct {
 
 // StageRef points at a run's stage in a region.
 type StageRef struct {
-	RunID   int64  `json:"run_id"`
-	SHA     string `json:"sha"`
-	Subject string `json:"subject"`
-	State   string `json:"state"`
-	Message string `json:"message"`
+	RunID   int64            `json:"run_id"`
+	SHA     string           `json:"sha"`
+	Subject string           `json:"subject"`
+	State   store.StageState `json:"state"`
+	Message string           `json:"message"`
 }
 
 // Status reports each region's live release, the runs in flight, waiting approvals and
@@ -67,10 +67,10 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 						continue
 					}
 					ref := &StageRef{RunID: run.ID, SHA: run.SHA, Subject: run.Subject, State: s.State, Message: s.Message}
-					if ActiveStage(s.State) && rs.Active == nil {
+					if s.State.Active() && rs.Active == nil {
 						rs.Active = ref
 					}
-					if s.State == StageAwaitingApproval && rs.Waiting == nil {
+					if s.State == store.StageAwaitingApproval && rs.Waiting == nil {
 						rs.Waiting = ref
 					}
 				}

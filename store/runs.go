@@ -13,7 +13,7 @@ import (
 type Release struct {
 	App, SHA, Subject, Author string
 	Artifact, Checksum        string
-	State                     string // building, ready, failed
+	State                     ReleaseState
 	Message                   string
 	Created                   time.Time
 }
@@ -24,7 +24,7 @@ type Run struct {
 	App, SHA, Branch string
 	Subject, Author  string
 	Trigger, Actor   string
-	State            string
+	State            RunState
 	Message          string
 	Created, Updated time.Time
 	Stages           []Stage
@@ -35,7 +35,7 @@ type Stage struct {
 	ID, RunID         int64
 	Region            string
 	Position          int
-	State             string
+	State             StageState
 	Message           string
 	ApprovedBy        string
 	Tests             string
@@ -50,17 +50,11 @@ type HostStep struct {
 	StageID  int64
 	Host     string
 	Position int
-	Step     string
+	Step     StepState
 	PrevSHA  string
 	Message  string
 	Updated  time.Time
 }
-
-// Terminal run states.
-var terminalRun = map[string]bool{"succeeded": true, "failed": true, "superseded": true, "cancelled": true}
-
-// IsTerminalRun reports whether a run state is final.
-func IsTerminalRun(state string) bool { return terminalRun[state] }
 
 // PutRelease inserts or replaces a release row.
 func (s *Store) PutRelease(ctx context.Context, r Release) error {
@@ -121,13 +115,13 @@ func (s *Store) CreateRun(ctx context.Context, r Run, regions []string, hosts ma
 			return err
 		}
 		for i, region := range regions {
-			res, err := tx.ExecContext(ctx, `INSERT INTO stages (run_id, region, position, state, updated_at) VALUES (?, ?, ?, 'pending', ?)`, r.ID, region, i, now)
+			res, err := tx.ExecContext(ctx, `INSERT INTO stages (run_id, region, position, state, updated_at) VALUES (?, ?, ?, ?, ?)`, r.ID, region, i, StagePending, now)
 			if err != nil {
 				return err
 			}
 			sid, _ := res.LastInsertId()
 			for j, h := range hosts[region] {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO host_steps (stage_id, host, position, step, updated_at) VALUES (?, ?, ?, 'pending', ?)`, sid, h, j, now); err != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO host_steps (stage_id, host, position, step, updated_at) VALUES (?, ?, ?, ?, ?)`, sid, h, j, HostPending, now); err != nil {
 					return err
 				}
 			}
@@ -141,7 +135,7 @@ func (s *Store) CreateRun(ctx context.Context, r Run, regions []string, hosts ma
 }
 
 // SetRunState moves a run to state with a message.
-func (s *Store) SetRunState(ctx context.Context, id int64, state, msg string) error {
+func (s *Store) SetRunState(ctx context.Context, id int64, state RunState, msg string) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE runs SET state = ?, message = ?, updated_at = ? WHERE id = ?`, state, msg, s.nowNS(), id)
 	if err != nil {
 		return fmt.Errorf("run %d -> %s: %w", id, state, err)
@@ -158,9 +152,10 @@ func (s *Store) SetRunSHA(ctx context.Context, id int64, sha, subject, author st
 // StageUpdate changes a stage. Empty fields are left as they are; Started/Finished are set
 // when the flags say so. With OnlyIf, the stage changes only while in one of those states.
 type StageUpdate struct {
-	State, Message, ApprovedBy, Tests, Verdict string
-	Start, Finish                              bool
-	OnlyIf                                     []string
+	State                               StageState
+	Message, ApprovedBy, Tests, Verdict string
+	Start, Finish                       bool
+	OnlyIf                              []StageState
 }
 
 // ErrStateChanged is returned by UpdateStage when OnlyIf did not match.
@@ -177,7 +172,7 @@ func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error 
 			args = append(args, v)
 		}
 	}
-	set("state", u.State)
+	set("state", string(u.State))
 	set("message", u.Message)
 	set("approved_by", u.ApprovedBy)
 	set("tests", u.Tests)
@@ -209,7 +204,7 @@ func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error 
 }
 
 // SetHostStep records a host's step within a stage.
-func (s *Store) SetHostStep(ctx context.Context, stageID int64, host, step, prevSHA, msg string) error {
+func (s *Store) SetHostStep(ctx context.Context, stageID int64, host string, step StepState, prevSHA, msg string) error {
 	q := `UPDATE host_steps SET step = ?, message = ?, updated_at = ?`
 	args := []any{step, msg, s.nowNS()}
 	if prevSHA != "" {
@@ -226,7 +221,7 @@ func (s *Store) SetHostStep(ctx context.Context, stageID int64, host, step, prev
 
 // ResetHostSteps puts every host of a stage back to pending (a re-run of the stage).
 func (s *Store) ResetHostSteps(ctx context.Context, stageID int64) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE host_steps SET step = 'pending', message = '', prev_sha = '', updated_at = ? WHERE stage_id = ?`, s.nowNS(), stageID)
+	_, err := s.db.ExecContext(ctx, `UPDATE host_steps SET step = ?, message = '', prev_sha = '', updated_at = ? WHERE stage_id = ?`, HostPending, s.nowNS(), stageID)
 	return err
 }
 
@@ -258,14 +253,18 @@ func (s *Store) Run(ctx context.Context, id int64) (Run, error) {
 // Runs lists runs, newest first. app "" means every app; active limits to runs not yet finished.
 func (s *Store) Runs(ctx context.Context, app string, active bool, limit int) ([]Run, error) {
 	q := `SELECT ` + runCols + ` FROM runs WHERE (? = '' OR app = ?)`
+	args := []any{app, app}
 	if active {
-		q += ` AND state NOT IN ('succeeded', 'failed', 'superseded', 'cancelled')`
+		q += ` AND state NOT IN (?` + strings.Repeat(", ?", len(TerminalRunStates)-1) + `)`
+		for _, st := range TerminalRunStates {
+			args = append(args, st)
+		}
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	if limit <= 0 {
 		limit = 1 << 30
 	}
-	rows, err := s.db.QueryContext(ctx, q, app, app, limit)
+	rows, err := s.db.QueryContext(ctx, q, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}

@@ -174,9 +174,9 @@ func (d *demo) script(ctx context.Context, seed string) []outcome {
 	good := step("(a) a good commit: sandbox1, sandbox2, then a person promotes it to production",
 		"Greet with more items", map[string]string{"Greeting": `"hello from papi, now with more items"`},
 		func(run store.Run) (string, bool) {
-			r := d.wait(ctx, run.ID, func(r store.Run) bool { return r.State == pipeline.RunWaiting || store.IsTerminalRun(r.State) })
-			if r.State != pipeline.RunWaiting {
-				return "expected to wait for promotion to prod3, ended " + r.State + ": " + r.Message, false
+			r := d.wait(ctx, run.ID, func(r store.Run) bool { return r.State == store.RunWaiting || r.State.Terminal() })
+			if r.State != store.RunWaiting {
+				return "expected to wait for promotion to prod3, ended " + string(r.State) + ": " + r.Message, false
 			}
 			d.thread.Flush()
 			fmt.Fprintf(d.out, "\n   ada types in chat: /immunity promote papi prod3\n")
@@ -185,9 +185,9 @@ func (d *demo) script(ctx context.Context, seed string) []outcome {
 			if !reply.OK {
 				return "promotion refused: " + reply.Text, false
 			}
-			r = d.wait(ctx, run.ID, func(r store.Run) bool { return store.IsTerminalRun(r.State) })
-			if r.State != pipeline.RunSucceeded {
-				return "expected to reach production, ended " + r.State + ": " + r.Message, false
+			r = d.wait(ctx, run.ID, func(r store.Run) bool { return r.State.Terminal() })
+			if r.State != store.RunSucceeded {
+				return "expected to reach production, ended " + string(r.State) + ": " + r.Message, false
 			}
 			return "passed sandbox1 and sandbox2, promoted by ada, rolled out to prod3 then prod4", true
 		})
@@ -195,11 +195,11 @@ func (d *demo) script(ctx context.Context, seed string) []outcome {
 	step("(b) a commit that breaks an integration test", "Stop sorting items",
 		map[string]string{"ItemsSorted": "false"},
 		func(run store.Run) (string, bool) {
-			r := d.wait(ctx, run.ID, func(r store.Run) bool { return store.IsTerminalRun(r.State) })
-			if r.State == pipeline.RunFailed && stageState(r, "sandbox1") == pipeline.StageFailed {
+			r := d.wait(ctx, run.ID, func(r store.Run) bool { return r.State.Terminal() })
+			if r.State == store.RunFailed && stageState(r, "sandbox1") == store.StageFailed {
 				return "stopped at sandbox1: " + firstLine(stage(r, "sandbox1").Message), true
 			}
-			return "expected to fail its tests in sandbox1, ended " + r.State + ": " + r.Message, false
+			return "expected to fail its tests in sandbox1, ended " + string(r.State) + ": " + r.Message, false
 		})
 
 	step("(c) a commit with a runtime regression that passes the tests", "Cache items in a slower store",
@@ -236,10 +236,10 @@ func (d *demo) script(ctx context.Context, seed string) []outcome {
 
 // expectCanaryFail waits for a run to be stopped by the canary analysis in sandbox2.
 func (d *demo) expectCanaryFail(ctx context.Context, run store.Run) (string, bool) {
-	r := d.wait(ctx, run.ID, func(r store.Run) bool { return store.IsTerminalRun(r.State) || r.State == pipeline.RunWaiting })
+	r := d.wait(ctx, run.ID, func(r store.Run) bool { return r.State.Terminal() || r.State == store.RunWaiting })
 	s := stage(r, "sandbox2")
-	if r.State != pipeline.RunFailed || s == nil || s.State != pipeline.StageFailed || s.Verdict == "" {
-		return "expected the canary analysis to stop it in sandbox2, ended " + r.State + ": " + r.Message, false
+	if r.State != store.RunFailed || s == nil || s.State != store.StageFailed || s.Verdict == "" {
+		return "expected the canary analysis to stop it in sandbox2, ended " + string(r.State) + ": " + r.Message, false
 	}
 	var v judge.Verdict
 	if err := jsonUnmarshal(s.Verdict, &v); err != nil || v.Outcome != judge.Fail {
@@ -315,7 +315,7 @@ func stage(r store.Run, region string) *store.Stage {
 	return nil
 }
 
-func stageState(r store.Run, region string) string {
+func stageState(r store.Run, region string) store.StageState {
 	if s := stage(r, region); s != nil {
 		return s.State
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -113,7 +112,7 @@ func (a *App) runOfCommit(ctx context.Context, repo, sha string) (store.Run, boo
 func failedRegions(r store.Run) []string {
 	var out []string
 	for _, st := range r.Stages {
-		if st.State == pipeline.StageFailed || st.State == pipeline.StageRolledBack {
+		if st.State == store.StageFailed || st.State == store.StageRolledBack {
 			out = append(out, st.Region)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/immunity-app/immunity/app/github/githubtest"
-	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -16,10 +15,10 @@ import (
 const suiteSHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
 
 // storeRun records a run of papi at sha whose stages end in the given states.
-func storeRun(t *testing.T, st *store.Store, sha string, states map[string]string) store.Run {
+func storeRun(t *testing.T, st *store.Store, sha string, states map[string]store.StageState) store.Run {
 	t.Helper()
 	ctx := context.Background()
-	run, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: sha, Trigger: "push", State: pipeline.RunFailed},
+	run, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: sha, Trigger: "push", State: store.RunFailed},
 		[]string{"sandbox1", "prod3"}, map[string][]string{"sandbox1": {"s1"}, "prod3": {"p1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -40,9 +39,9 @@ func TestCheckSuiteRerun(t *testing.T) {
 	t.Parallel()
 	contract := githubtest.LoadContract(t)
 	h := newHarness(t)
-	storeRun(t, h.store, suiteSHA, map[string]string{"sandbox1": pipeline.StageFailed, "prod3": pipeline.StageSkipped}) // an older run
-	newest := storeRun(t, h.store, suiteSHA, map[string]string{"sandbox1": pipeline.StageFailed, "prod3": pipeline.StageSkipped})
-	storeRun(t, h.store, "1111111111111111111111111111111111111111", map[string]string{"sandbox1": pipeline.StageFailed}) // another commit
+	storeRun(t, h.store, suiteSHA, map[string]store.StageState{"sandbox1": store.StageFailed, "prod3": store.StageSkipped}) // an older run
+	newest := storeRun(t, h.store, suiteSHA, map[string]store.StageState{"sandbox1": store.StageFailed, "prod3": store.StageSkipped})
+	storeRun(t, h.store, "1111111111111111111111111111111111111111", map[string]store.StageState{"sandbox1": store.StageFailed}) // another commit
 
 	h.fake.SetPermission("Codertocat", "write")
 	body := fixture(t, "check_suite.rerequested.json", map[string]any{"sender.login": "Codertocat", "sender.type": "User"})

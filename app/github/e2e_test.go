@@ -187,7 +187,7 @@ func TestEndToEnd(t *testing.T) {
 	contract.ValidateAll(t, fake)
 }
 
-func waitRun(t *testing.T, eng *pipeline.Engine, state string) store.Run {
+func waitRun(t *testing.T, eng *pipeline.Engine, state store.RunState) store.Run {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -61,7 +61,7 @@ type stageKey struct {
 }
 
 type stepMark struct {
-	step  string
+	step  store.StageState
 	since time.Time
 }
 
@@ -157,22 +157,19 @@ type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// active stage states are the steps a stage's time is spent in.
-var active = map[string]bool{pipeline.StageDeploying: true, pipeline.StageTesting: true, pipeline.StageMonitoring: true}
-
 // Notify derives the run, stage, verdict and look series from the engine's transitions.
 func (m *Metrics) Notify(_ context.Context, ev pipeline.Event) {
 	switch ev.Kind {
 	case pipeline.RunCreated:
 		m.runsStarted.WithLabelValues(ev.App).Inc()
 	case pipeline.RunChanged:
-		if store.IsTerminalRun(ev.Run.State) {
+		if ev.Run.State.Terminal() {
 			m.mu.Lock()
 			first := !m.closed[ev.Run.ID]
 			m.closed[ev.Run.ID] = true
 			m.mu.Unlock()
 			if first {
-				m.runsFinished.WithLabelValues(ev.App, ev.Run.State).Inc()
+				m.runsFinished.WithLabelValues(ev.App, string(ev.Run.State)).Inc()
 			}
 		}
 	case pipeline.StageChanged:
@@ -196,25 +193,25 @@ func (m *Metrics) stage(ev pipeline.Event) {
 		m.mu.Unlock()
 		return
 	}
-	if active[s.State] {
+	if s.State.Active() {
 		m.steps[k] = stepMark{s.State, ev.Time}
 	} else {
 		delete(m.steps, k)
 	}
 	m.mu.Unlock()
-	ended := !active[s.State] && s.State != pipeline.StagePending && s.State != pipeline.StageAwaitingApproval && s.State != pipeline.StageApproved
+	ended := s.State.Terminal()
 	if had {
 		outcome := "ok"
-		if ended && s.State != pipeline.StageSucceeded {
-			outcome = s.State
+		if ended && s.State != store.StageSucceeded {
+			outcome = string(s.State)
 		}
-		m.stageSeconds.WithLabelValues(ev.App, s.Region, prev.step, outcome).Observe(ev.Time.Sub(prev.since).Seconds())
+		m.stageSeconds.WithLabelValues(ev.App, s.Region, string(prev.step), outcome).Observe(ev.Time.Sub(prev.since).Seconds())
 	}
-	if !ended || s.State == pipeline.StageSkipped {
+	if !ended || s.State == store.StageSkipped {
 		return
 	}
 	if !s.Started.IsZero() && !s.Finished.IsZero() {
-		m.stageSeconds.WithLabelValues(ev.App, s.Region, "stage", s.State).Observe(s.Finished.Sub(s.Started).Seconds())
+		m.stageSeconds.WithLabelValues(ev.App, s.Region, "stage", string(s.State)).Observe(s.Finished.Sub(s.Started).Seconds())
 	}
 	if s.Verdict != "" {
 		m.verdicts.WithLabelValues(ev.App, s.Region, verdictOutcome(s.Verdict)).Inc()

@@ -58,7 +58,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	type key struct{ app, state string }
 	n := map[key]int{}
 	for _, r := range runs {
-		n[key{r.App, r.State}]++
+		n[key{r.App, string(r.State)}]++
 	}
 	for k, v := range n {
 		ch <- prometheus.MustNewConstMetric(c.flying, prometheus.GaugeValue, float64(v), k.app, k.state)

@@ -35,7 +35,7 @@ func rootBlocks(r bot.Root, runURL string) []slack.Block {
 	if r.Trigger != "" {
 		ctx = append(ctx, esc(r.Trigger))
 	}
-	ctx = append(ctx, run, "*"+esc(r.State)+"*")
+	ctx = append(ctx, run, "*"+esc(string(r.State))+"*")
 	var lines []string
 	for _, l := range r.Regions {
 		lines = append(lines, fmt.Sprintf("%s *%s* %s", emoji[l.Icon], esc(l.Region), esc(l.Text)))

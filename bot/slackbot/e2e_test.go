@@ -189,7 +189,7 @@ func (e *e2e) answer(t *testing.T, before int, what string) slackAnswer {
 }
 
 // stage returns the state of a run's stage in a region.
-func (e *e2e) stage(t *testing.T, runID int64, region string) string {
+func (e *e2e) stage(t *testing.T, runID int64, region string) store.StageState {
 	t.Helper()
 	r, err := e.st.Run(context.Background(), runID)
 	if err != nil {
@@ -204,7 +204,7 @@ func (e *e2e) stage(t *testing.T, runID int64, region string) string {
 	return ""
 }
 
-func (e *e2e) waitStage(t *testing.T, runID int64, region, state string) {
+func (e *e2e) waitStage(t *testing.T, runID int64, region string, state store.StageState) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("run %d %s %s", runID, region, state), func() bool {
 		if e.stage(t, runID, region) == state {
@@ -243,27 +243,27 @@ func TestE2EPromoteFromButtonAndSlashCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitStage(t, run1.ID, "prod3", pipeline.StageAwaitingApproval)
+	e.waitStage(t, run1.ID, "prod3", store.StageAwaitingApproval)
 
 	// The fixture's button, pressed by amy, promotes sha1 to prod3.
 	a := e.press(t)
 	if !a.Replaced || !strings.Contains(a.Text, "<@U0CA5> pressed *Promote to prod3*: promoted papi 1a2b3c4 to prod3") {
 		t.Errorf("button answer %+v; want the message rewritten to show amy promoted", a)
 	}
-	e.waitStage(t, run1.ID, "prod3", pipeline.StageSucceeded)
+	e.waitStage(t, run1.ID, "prod3", store.StageSucceeded)
 
 	// The next release waits in turn, and a slash command from steve (in S0SRE) promotes it.
 	run2, err := e.eng.StartRun(ctx, "papi", sha2, pipeline.Trigger{Kind: "push"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitStage(t, run2.ID, "prod3", pipeline.StageAwaitingApproval)
+	e.waitStage(t, run2.ID, "prod3", store.StageAwaitingApproval)
 	a = e.slash(t, "U2147483697", "steve", "promote papi prod3")
 	if !a.Public || !strings.Contains(a.Text, "promoted papi 2b3c4d5 to prod3") {
 		t.Errorf("slash answer %+v; want a public \"promoted\"", a)
 	}
-	e.waitStage(t, run2.ID, "prod3", pipeline.StageSucceeded)
-	waitFor(t, "run 2 succeeded", func() bool { r, _ := e.st.Run(ctx, run2.ID); return r.State == pipeline.RunSucceeded })
+	e.waitStage(t, run2.ID, "prod3", store.StageSucceeded)
+	waitFor(t, "run 2 succeeded", func() bool { r, _ := e.st.Run(ctx, run2.ID); return r.State == store.RunSucceeded })
 
 	// Each run has one thread: one root message, every reply under it. (The store says
 	// the run succeeded a moment before the engine tells its listeners.)
@@ -377,12 +377,12 @@ func TestE2EUnauthorisedIsRefusedAndAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitStage(t, run.ID, "prod3", pipeline.StageAwaitingApproval)
+	e.waitStage(t, run.ID, "prod3", store.StageAwaitingApproval)
 	a := e.slash(t, "U0MALLORY", "mallory", "promote papi prod3")
 	if a.Public || !strings.Contains(a.Text, "mallory may not promote papi/prod3") {
 		t.Errorf("answer %+v; want a private refusal", a)
 	}
-	if got := e.stage(t, run.ID, "prod3"); got != pipeline.StageAwaitingApproval {
+	if got := e.stage(t, run.ID, "prod3"); got != store.StageAwaitingApproval {
 		t.Errorf("after a refusal prod3 is %s; want it still awaiting approval", got)
 	}
 	audits, err := e.st.Audits(ctx, "papi", 10)
@@ -405,12 +405,12 @@ func TestE2ELockHoldsRunUntilUnlocked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the release built", func() bool { r, _ := e.st.Run(ctx, run.ID); return r.State != pipeline.RunBuilding })
+	waitFor(t, "the release built", func() bool { r, _ := e.st.Run(ctx, run.ID); return r.State != store.RunBuilding })
 	for i := 0; i < 5; i++ { // let the scheduler look several times
 		e.eng.Kick()
 		time.Sleep(30 * time.Millisecond)
 	}
-	if got := e.stage(t, run.ID, "sandbox1"); got != pipeline.StagePending {
+	if got := e.stage(t, run.ID, "sandbox1"); got != store.StagePending {
 		t.Fatalf("sandbox1 is %s while locked; want pending", got)
 	}
 	// amy may not lift steve's lock without --force; steve may.
@@ -420,8 +420,8 @@ func TestE2ELockHoldsRunUntilUnlocked(t *testing.T) {
 	if a := e.slash(t, "U2147483697", "steve", "unlock papi sandbox1"); !strings.Contains(a.Text, "unlocked papi sandbox1") {
 		t.Errorf("unlock answer %+v", a)
 	}
-	e.waitStage(t, run.ID, "prod3", pipeline.StageAwaitingApproval)
-	if got := e.stage(t, run.ID, "sandbox1"); got != pipeline.StageSucceeded {
+	e.waitStage(t, run.ID, "prod3", store.StageAwaitingApproval)
+	if got := e.stage(t, run.ID, "sandbox1"); got != store.StageSucceeded {
 		t.Errorf("sandbox1 is %s after the unlock; want succeeded", got)
 	}
 }

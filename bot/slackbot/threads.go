@@ -59,7 +59,7 @@ func (b *Bot) handle(ev pipeline.Event) {
 		}
 		b.post(th, channel, p)
 	}
-	if ev.Kind == pipeline.RunChanged && store.IsTerminalRun(ev.Run.State) {
+	if ev.Kind == pipeline.RunChanged && ev.Run.State.Terminal() {
 		b.logs.Forget(ev.Run.ID)
 	}
 }

@@ -1,0 +1,93 @@
+package store
+
+// The states a run, its stages, its host steps and a release move through. They are
+// stored as these words; the engine (pipeline) decides the transitions, the store keeps
+// them, and every reporter reads them from here.
+
+// RunState is where a run stands.
+type RunState string
+
+// Run states. Succeeded, Failed, Superseded and Cancelled are final.
+const (
+	RunBuilding   RunState = "building"
+	RunRunning    RunState = "running"
+	RunWaiting    RunState = "waiting" // for a person to promote it
+	RunSucceeded  RunState = "succeeded"
+	RunFailed     RunState = "failed"
+	RunSuperseded RunState = "superseded" // a newer run took its place while it waited
+	RunCancelled  RunState = "cancelled"
+)
+
+// TerminalRunStates are the final run states.
+var TerminalRunStates = []RunState{RunSucceeded, RunFailed, RunSuperseded, RunCancelled}
+
+// Terminal reports whether a run in this state is finished.
+func (s RunState) Terminal() bool {
+	for _, t := range TerminalRunStates {
+		if s == t {
+			return true
+		}
+	}
+	return false
+}
+
+// StageState is where one region's stage of a run stands.
+type StageState string
+
+// Stage states: Pending, AwaitingApproval and Approved wait for the region; Deploying,
+// Testing and Monitoring are active in it; the rest are final.
+const (
+	StagePending          StageState = "pending"
+	StageAwaitingApproval StageState = "awaiting_approval"
+	StageApproved         StageState = "approved"
+	StageDeploying        StageState = "deploying"
+	StageTesting          StageState = "testing"
+	StageMonitoring       StageState = "monitoring"
+	StageSucceeded        StageState = "succeeded"
+	StageFailed           StageState = "failed"
+	StageSkipped          StageState = "skipped"
+	StageCancelled        StageState = "cancelled"
+	StageRolledBack       StageState = "rolled_back"
+)
+
+// ActiveStageStates are the states of a stage doing work in its region.
+var ActiveStageStates = []StageState{StageDeploying, StageTesting, StageMonitoring}
+
+// Active reports whether a stage is doing work in its region.
+func (s StageState) Active() bool {
+	return s == StageDeploying || s == StageTesting || s == StageMonitoring
+}
+
+// Waiting reports whether a stage waits for its turn in its region.
+func (s StageState) Waiting() bool {
+	return s == StagePending || s == StageAwaitingApproval || s == StageApproved
+}
+
+// Terminal reports whether a stage is finished, one way or another.
+func (s StageState) Terminal() bool { return !s.Active() && !s.Waiting() }
+
+// StepState is where one host stands within a stage.
+type StepState string
+
+// Host step states, in the order a host goes through them.
+const (
+	HostPending     StepState = "pending"
+	HostUploading   StepState = "uploading"
+	HostSwitching   StepState = "switching"
+	HostTesting     StepState = "testing"
+	HostMonitoring  StepState = "monitoring"
+	HostDone        StepState = "done"
+	HostFailed      StepState = "failed"
+	HostRollingBack StepState = "rolling_back"
+	HostRolledBack  StepState = "rolled_back"
+)
+
+// ReleaseState is where a release's build stands.
+type ReleaseState string
+
+// Release states.
+const (
+	ReleaseBuilding ReleaseState = "building"
+	ReleaseReady    ReleaseState = "ready"
+	ReleaseFailed   ReleaseState = "failed"
+)

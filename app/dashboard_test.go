@@ -114,7 +114,7 @@ func fillDashboard(t *testing.T, in *Instance) {
 	st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: "failed", Message: "canary analysis failed in sandbox2", Verdict: string(v),
 		Tests: "--- FAIL: TestSearch <b>bold</b>\nexit status 1"})
 	st.SetHostStep(ctx, run.Stages[0].ID, "host1", "done", "1111111aaaa", "switched")
-	st.AddEvent(ctx, store.Event{RunID: run.ID, App: "papi", Region: "sandbox2", Host: "host1", Kind: pipeline.Logged, Message: "smoke test GET /search answered 200"})
+	st.AddEvent(ctx, store.Event{RunID: run.ID, App: "papi", Region: "sandbox2", Host: "host1", Kind: string(pipeline.Logged), Message: "smoke test GET /search answered 200"})
 	st.SetRunState(ctx, run.ID, "failed", "canary analysis failed in sandbox2")
 	waiting, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: "3333333cccc", Subject: "Cache the index", Author: "lin", State: "waiting"},
 		[]string{"sandbox2", "prod3"}, map[string][]string{"sandbox2": {"host1"}, "prod3": {"host1"}})

@@ -185,7 +185,7 @@ func (s *Server) threadOf(r store.Run, events []store.Event) threadView {
 	logs := func(region string) []string {
 		var out []string
 		for _, e := range events {
-			if e.Region == region && e.Kind == pipeline.Logged {
+			if e.Region == region && e.Kind == string(pipeline.Logged) {
 				line := e.Message
 				if e.Host != "" {
 					line = e.Host + ": " + line

@@ -184,7 +184,7 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 	e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: region, SHA: rel.SHA, Action: "rollback", Actor: who.Name})
 	msg := fmt.Sprintf("rolled back %s %s to %s (was %s) on %s in %.1fs", app, region, short(rel.SHA), short(current), plural(len(hosts), "host"), time.Since(start).Seconds())
 	e.emit(ctx, Event{Kind: RolledBack, App: app, Region: region, SHA: rel.SHA, Actor: who, Message: msg})
-	e.st.AddEvent(ctx, store.Event{App: app, Region: region, Kind: RolledBack, Message: msg})
+	e.st.AddEvent(ctx, store.Event{App: app, Region: region, Kind: string(RolledBack), Message: msg})
 	return msg, rel.SHA, nil
 }
 

@@ -29,15 +29,15 @@ type EventKind string
 // Event kinds a Listener receives.
 const (
 	RunCreated   EventKind = "run.created"   // a run exists (its build may still be going)
-	RunChanged             = "run.changed"   // the run's state changed
-	StageChanged           = "stage.changed" // a stage's state changed (Stage is set)
-	HostChanged            = "host.changed"  // a host step changed (Stage and Host are set)
-	Looked                 = "stage.looked"  // an interim verdict during monitoring (Stage is set)
-	RolledBack             = "region.rolled_back"
-	Deployed               = "region.deployed" // a release went live in a region outside a run's stages (seed)
-	Locked                 = "region.locked"
-	Unlocked               = "region.unlocked"
-	Logged                 = "log" // a line for the run's log
+	RunChanged   EventKind = "run.changed"   // the run's state changed
+	StageChanged EventKind = "stage.changed" // a stage's state changed (Stage is set)
+	HostChanged  EventKind = "host.changed"  // a host step changed (Stage and Host are set)
+	Looked       EventKind = "stage.looked"  // an interim verdict during monitoring (Stage is set)
+	RolledBack   EventKind = "region.rolled_back"
+	Deployed     EventKind = "region.deployed" // a release went live in a region outside a run's stages (seed)
+	Locked       EventKind = "region.locked"
+	Unlocked     EventKind = "region.unlocked"
+	Logged       EventKind = "log" // a line for the run's log
 )
 
 // Event is one thing that happened. Run is a fresh snapshot of the run it concerns (zero

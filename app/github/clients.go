@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	gh "github.com/google/go-github/v60/github"
-	ghtoken "github.com/google/go-github/v88/github" // ghinstallation's own go-github
 
 	"github.com/immunity-app/immunity/pipeline/config"
 )
@@ -89,9 +89,7 @@ func (c *Clients) ForInstallation(id int64) *gh.Client {
 	}
 	itr := ghinstallation.NewFromAppsTransport(c.appTr, id)
 	itr.BaseURL = c.appTr.BaseURL
-	// An empty object rather than the JSON null ghinstallation sends by default: GitHub's
-	// description says the body is an object (the contract test holds us to it).
-	itr.InstallationTokenOptions = &ghtoken.InstallationTokenOptions{}
+	emptyTokenOptions(itr)
 	cl := c.newClient(itr)
 	c.byInst[id] = cl
 	return cl
@@ -123,4 +121,13 @@ func (c *Clients) ForRepo(ctx context.Context, repo string) (*gh.Client, error) 
 func splitRepo(full string) (owner, name string, ok bool) {
 	owner, name, ok = strings.Cut(full, "/")
 	return owner, name, ok && owner != "" && name != "" && !strings.Contains(name, "/")
+}
+
+// emptyTokenOptions makes ghinstallation ask for tokens with an empty object rather than
+// the JSON null it sends by default: GitHub's description says the body is an object (the
+// contract test holds us to it). The field's type is from ghinstallation's own go-github
+// major, which our code does not import, so a zero value is made from the field's type.
+func emptyTokenOptions(itr *ghinstallation.Transport) {
+	f := reflect.ValueOf(itr).Elem().FieldByName("InstallationTokenOptions")
+	f.Set(reflect.New(f.Type().Elem()))
 }

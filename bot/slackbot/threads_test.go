@@ -43,12 +43,10 @@ func TestThreadPerRun(t *testing.T) {
 	replay(t, b, runEvents(t))
 
 	calls := f.Calls()
-	var roots, replies []call
+	var roots []call
 	for _, c := range calls {
 		if c.Method == "chat.postMessage" && c.ThreadTS == "" {
 			roots = append(roots, c)
-		} else if c.Method == "chat.postMessage" {
-			replies = append(replies, c)
 		}
 	}
 	// One root for the run; the lock (a region event outside the run) goes to the channel.

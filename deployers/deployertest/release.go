@@ -97,7 +97,8 @@ func buildApp() {
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		build.err = fmt.Errorf("build the test app: %w", err)
+		return
 	}
 	cmd := exec.Command(goBin, "build", "-ldflags=-s -w", "-o", build.binary, ".")
 	cmd.Dir = filepath.Join(sourceDir(), "testdata", "app")

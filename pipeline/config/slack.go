@@ -75,7 +75,7 @@ func (s *SlackConfig) Validate() error {
 		errs = append(errs, errors.New("slack: give signing_secret or signing_secret_file, not both"))
 	}
 	if s.Configured() && s.SigningSecret == "" && s.SigningSecretFile == "" {
-		errs = append(errs, errors.New("Slack bot configured but no signing secret: set IMMUNITY_SLACK_SIGNING_SECRET or IMMUNITY_SLACK_SIGNING_SECRET_FILE (slack.signing_secret[_file]); unsigned requests are refused"))
+		errs = append(errs, errors.New("slack bot configured but no signing secret: set IMMUNITY_SLACK_SIGNING_SECRET or IMMUNITY_SLACK_SIGNING_SECRET_FILE (slack.signing_secret[_file]); unsigned requests are refused"))
 	}
 	return errors.Join(errs...)
 }

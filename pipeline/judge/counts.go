@@ -27,9 +27,6 @@ func newCounts(b, c Data) counts {
 	return counts{xb: xb, nb: nb, xc: xc, nc: nc}
 }
 
-// share is the canary's expected share of the events when the rate ratio is r.
-func (k counts) share(r float64) float64 { return k.nc * r / (k.nc*r + k.nb) }
-
 // interval is the rate ratio's confidence interval with one-sided error a on each side;
 // the upper end is +Inf when the baseline had no events.
 func (k counts) interval(a float64) (lo, hi float64) {

@@ -112,7 +112,7 @@ func (s *Sequence) recordCounts(in Input) {
 		b, c := in.Baseline[m.Name], in.Canary[m.Name]
 		if m.Kind == Rate && b.Err == "" && c.Err == "" {
 			k := newCounts(b, c)
-			s.rates[i] = append(s.rates[i], rateLook{k.xb, k.nb, k.xc, k.nc})
+			s.rates[i] = append(s.rates[i], rateLook(k))
 		}
 	}
 }

@@ -80,7 +80,7 @@ apps:
 }
 
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := Parse("/etc/immunity/immunity.yml", []byte(fourRegions))
+	cfg, err := Parse("/etc/immunity/immunity.yml", []byte(twoRegions))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,26 +97,17 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// fourRegions is a config with the four regions of the worked example.
-const fourRegions = `
+// twoRegions is a config with a sandbox and a production region, defaults left out.
+const twoRegions = `
 apps:
   - name: papi
     repo: {path: papi.git}
     build: {command: [make], artifacts: [bin]}
     run: {command: [bin/papi]}
-    tests: {command: [bin/itest]}
     regions:
       - name: sandbox1
         hosts: [{name: host1, port: 41001}]
-      - name: sandbox2
-        hosts: [{name: host1, port: 41002}]
-        monitor: {mirror_from: prod3, period: 1s, interval: 100ms}
       - name: prod3
         production: true
-        manual_approval: true
-        hosts: [{name: host1, port: 41003}, {name: host2, port: 41004}, {name: host3, port: 41005}]
-        monitor: {period: 1s}
-      - name: prod4
-        production: true
-        hosts: [{name: host1, port: 41006}]
+        hosts: [{name: host1, port: 41003}]
 `

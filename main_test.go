@@ -151,6 +151,7 @@ func startServer(t *testing.T, bin, dir string) (*exec.Cmd, *syncBuffer) {
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
+		stopApps(dir)
 	})
 	return cmd, logs
 }

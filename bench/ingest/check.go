@@ -27,7 +27,7 @@ func checkStore(dataDir string, acked []string) (check, error) {
 		return check{}, err
 	}
 	defer st.Close()
-	ds, err := deliveries(ctx, st)
+	ds, err := st.Deliveries(ctx)
 	if err != nil {
 		return check{}, err
 	}
@@ -91,23 +91,3 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func summary(bench, figure, ours, base, baseName, target string, ok bool) {
 	fmt.Printf("SUMMARY\t%s\t%s\t%s\t%s\t%s\t%s\t%t\n", bench, figure, ours, base, baseName, target, ok)
 }
-
-// deliveries lists the recorded deliveries.
-func deliveries(ctx context.Context, st *store.Store) ([]delivery, error) {
-	rows, err := st.DB().QueryContext(ctx, `SELECT id, state FROM github_deliveries`)
-	if err != nil {
-		return nil, fmt.Errorf("list deliveries: %w", err)
-	}
-	defer rows.Close()
-	var out []delivery
-	for rows.Next() {
-		var d delivery
-		if err := rows.Scan(&d.ID, &d.State); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
-}
-
-type delivery struct{ ID, State string }

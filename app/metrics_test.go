@@ -13,6 +13,7 @@ import (
 
 	"github.com/immunity-app/immunity/canary/prom/promtest"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
 )
 
 // TestPrometheusScrapesTheMetrics serves a real Instance's /metrics to a real Prometheus
@@ -32,7 +33,7 @@ func TestPrometheusScrapesTheMetrics(t *testing.T) {
 	stage := failed.Stages[0]
 	t0 := time.Now().Add(-time.Minute)
 	in.Metrics.Notify(ctx, pipeline.Event{Kind: pipeline.RunCreated, App: "papi", Run: failed, Time: t0})
-	for i, st := range []string{"deploying", "monitoring"} {
+	for i, st := range []store.StageState{store.StageDeploying, store.StageMonitoring} {
 		s := stage
 		s.State = st
 		in.Metrics.Notify(ctx, pipeline.Event{Kind: pipeline.StageChanged, App: "papi", Run: failed, Stage: &s, Time: t0.Add(time.Duration(i) * 20 * time.Second)})

@@ -78,7 +78,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	}
 	var gh *github.App
 	in := &Instance{Config: cfg, Store: st, log: o.Logger, locals: map[string]*local.Deployer{}}
-	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog}
+	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog, repos: &release.Repos{}}
 	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshSettingsLookup(cfg), Logger: o.Logger})
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
 	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Log: o.Logger}
@@ -260,8 +260,9 @@ func (in *Instance) deployer(a *config.App, r *config.Region) (deployers.Deploye
 // builder builds releases with pipeline/release from the app's local repository, or, for
 // an app only on GitHub, from a mirror of it kept under data_dir/repos.
 type builder struct {
-	dir string
-	log io.Writer
+	dir   string
+	log   io.Writer
+	repos *release.Repos // open repository handles, for looking pushed commits up
 	// remote says where an app without repo.path is fetched from.
 	remote func(ctx context.Context, a *config.App) (release.Remote, error)
 }
@@ -306,9 +307,9 @@ func (b builder) Commit(ctx context.Context, a *config.App, sha string) (pipelin
 	}
 	lookup := func() (release.Commit, error) {
 		if sha == "" {
-			return release.Head(path, a.Repo.Branch)
+			return b.repos.Head(path, a.Repo.Branch)
 		}
-		return release.Lookup(path, sha)
+		return b.repos.Lookup(path, sha)
 	}
 	c, err := lookup()
 	if mirrored && (err != nil || sha == "") {

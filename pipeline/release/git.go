@@ -29,6 +29,10 @@ func Head(repoPath, branch string) (Commit, error) {
 	if err != nil {
 		return Commit{}, fmt.Errorf("open repository %s: %w", repoPath, err)
 	}
+	return head(repo, repoPath, branch)
+}
+
+func head(repo *git.Repository, repoPath, branch string) (Commit, error) {
 	ref, err := repo.Reference(plumbing.NewBranchReferenceName(branch), true)
 	if err != nil {
 		return Commit{}, fmt.Errorf("branch %q of %s: %w", branch, repoPath, err)
@@ -42,15 +46,8 @@ func Head(repoPath, branch string) (Commit, error) {
 
 // Lookup returns the commit a full or unambiguous short hex SHA names.
 func Lookup(repoPath, sha string) (Commit, error) {
-	repo, err := git.PlainOpen(repoPath)
-	if err != nil {
-		return Commit{}, fmt.Errorf("open repository %s: %w", repoPath, err)
-	}
-	c, err := resolve(repo, sha)
-	if err != nil {
-		return Commit{}, err
-	}
-	return commitOf(c), nil
+	var r Repos
+	return r.Lookup(repoPath, sha)
 }
 
 // resolve finds the commit named by a hex SHA: the full 40 digits, or a prefix of at

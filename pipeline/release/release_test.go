@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -244,5 +245,31 @@ func TestConcurrentBuildsOfOneCommitBuildOnce(t *testing.T) {
 	}
 	if got := readFile(t, runs); got != "run" {
 		t.Errorf("the build command ran %d times, want once", strings.Count(got, "run"))
+	}
+}
+
+// TestReposSeesCommitsAddedAfterItOpened keeps one handle open while commits arrive in
+// the repository and are packed by git (as pushes and fetches by other processes do).
+func TestReposSeesCommitsAddedAfterItOpened(t *testing.T) {
+	r := newRepo(t)
+	r.write("a.txt", "1", 0o644)
+	first := r.commit("first")
+	var repos Repos
+	if c, err := repos.Head(r.dir, "main"); err != nil || c.SHA != first {
+		t.Fatalf("head = %+v, %v; want %s", c, err, first)
+	}
+	r.write("a.txt", "2", 0o644)
+	second := r.commit("second")
+	if out, err := exec.Command("git", "-C", r.dir, "repack", "-a", "-d", "-q").CombinedOutput(); err != nil {
+		t.Fatalf("git repack: %v %s", err, out)
+	}
+	if c, err := repos.Lookup(r.dir, second); err != nil || c.Subject != "second" {
+		t.Fatalf("lookup of a commit packed after the handle opened = %+v, %v", c, err)
+	}
+	if c, err := repos.Head(r.dir, "main"); err != nil || c.SHA != second {
+		t.Fatalf("head after a new commit = %+v, %v; want %s", c, err, second)
+	}
+	if _, err := repos.Lookup(r.dir, strings.Repeat("f", 40)); !errors.Is(err, ErrUnknownCommit) {
+		t.Fatalf("unknown commit: %v", err)
 	}
 }

@@ -134,7 +134,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 			tok, err := gh.Clients().CloneToken(ctx, a.Repo.GitHub)
 			return release.Remote{URL: github.CloneURL(cfg.GitHub.BaseURL(), a.Repo.GitHub), Token: tok}, err
 		}
-		gh, err = github.New(cfg.GitHub, eng, cmds, o.Logger)
+		gh, err = github.New(cfg.GitHub, eng, cmds, o.Logger, github.WithMetrics(in.Metrics))
 		if err != nil {
 			st.Close()
 			return nil, err

@@ -19,54 +19,6 @@ type Delivery struct {
 	Detail    string
 }
 
-// RecordDelivery persists a delivery before it is acted on. It returns false when the
-// delivery id was seen before (unless its work failed: a redelivery then tries again), or
-// another delivery carried the same dedupe key (the duplicate is still recorded, with
-// state duplicate, for the log).
-func (s *Store) RecordDelivery(ctx context.Context, d Delivery) (fresh bool, err error) {
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		var prev string
-		err := tx.QueryRowContext(ctx, `SELECT state FROM github_deliveries WHERE id = ?`, d.ID).Scan(&prev)
-		switch {
-		case err == nil && prev == "failed":
-			fresh = true
-			_, err := tx.ExecContext(ctx, `UPDATE github_deliveries SET state = 'received', detail = '', finished_at = 0 WHERE id = ?`, d.ID)
-			return err
-		case err == nil:
-			return nil
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
-		}
-		state, key := "received", sql.NullString{String: d.DedupeKey, Valid: d.DedupeKey != ""}
-		if key.Valid {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM github_deliveries WHERE dedupe_key = ?`, key).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				state, key = "duplicate", sql.NullString{}
-			}
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO github_deliveries (id, event, action, repo, dedupe_key, state, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			d.ID, d.Event, d.Action, d.Repo, key, state, s.nowNS())
-		fresh = state == "received"
-		return err
-	})
-	if err != nil {
-		return false, fmt.Errorf("record delivery %s: %w", d.ID, err)
-	}
-	return fresh, nil
-}
-
-// FinishDelivery records how handling a delivery ended: done or failed, with a detail.
-func (s *Store) FinishDelivery(ctx context.Context, id, state, detail string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE github_deliveries SET state = ?, detail = ?, finished_at = ? WHERE id = ?`, state, detail, s.nowNS(), id)
-	if err != nil {
-		return fmt.Errorf("finish delivery %s: %w", id, err)
-	}
-	return nil
-}
-
 // Deliveries lists recorded deliveries, oldest first.
 func (s *Store) Deliveries(ctx context.Context) ([]Delivery, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id, event, action, repo, coalesce(dedupe_key, ''), state, detail FROM github_deliveries ORDER BY received_at, id`)

@@ -1,7 +1,10 @@
 package store
 
 import (
+	"fmt"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,20 +14,25 @@ import (
 func TestDeliveriesAreRecordedOnceAndFailedOnesRetried(t *testing.T) {
 	ctx := t.Context()
 	s := open(t, filepath.Join(t.TempDir(), "immunity.db"))
+	l, err := s.OpenDeliveryLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 	d := Delivery{ID: "d1", Event: "push", Repo: "acme/papi", DedupeKey: "push/abc"}
 	for i, want := range []bool{true, false} {
-		if fresh, err := s.RecordDelivery(ctx, d); err != nil || fresh != want {
+		if fresh, err := l.Record(ctx, d); err != nil || fresh != want {
 			t.Fatalf("record #%d: fresh=%v err=%v, want fresh=%v", i+1, fresh, err, want)
 		}
 	}
 	// The same event under another delivery id is a duplicate.
-	if fresh, err := s.RecordDelivery(ctx, Delivery{ID: "d2", Event: "push", DedupeKey: "push/abc"}); err != nil || fresh {
+	if fresh, err := l.Record(ctx, Delivery{ID: "d2", Event: "push", DedupeKey: "push/abc"}); err != nil || fresh {
 		t.Fatalf("same dedupe key: fresh=%v err=%v", fresh, err)
 	}
-	if err := s.FinishDelivery(ctx, "d1", "failed", "boom"); err != nil {
+	if err := l.Finish(ctx, "d1", "failed", "boom"); err != nil {
 		t.Fatal(err)
 	}
-	if fresh, err := s.RecordDelivery(ctx, d); err != nil || !fresh {
+	if fresh, err := l.Record(ctx, d); err != nil || !fresh {
 		t.Fatalf("redelivery of a failed delivery: fresh=%v err=%v", fresh, err)
 	}
 	ds, err := s.Deliveries(ctx)
@@ -44,6 +52,50 @@ func TestDeliveriesAreRecordedOnceAndFailedOnesRetried(t *testing.T) {
 	if ds, _ := s.Deliveries(ctx); len(ds) != 0 {
 		t.Fatalf("after prune: %v", ds)
 	}
+}
+
+// TestDeliveryLogUnderConcurrentDeliveries records deliveries from many goroutines at
+// once, each sent twice and each event also under a second id: every event is fresh
+// exactly once, and every write is in the store when Record and Finish return.
+func TestDeliveryLogUnderConcurrentDeliveries(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, filepath.Join(t.TempDir(), "immunity.db"))
+	l, err := s.OpenDeliveryLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	var fresh atomic.Int64
+	var wg sync.WaitGroup
+	for i := range n {
+		for _, id := range []string{fmt.Sprint("a", i), fmt.Sprint("a", i), fmt.Sprint("b", i)} {
+			wg.Go(func() {
+				f, err := l.Record(ctx, Delivery{ID: id, Event: "push", DedupeKey: fmt.Sprint("push/", i)})
+				if err != nil {
+					t.Error(err)
+				}
+				if f {
+					fresh.Add(1)
+					if err := l.Finish(ctx, id, "done", ""); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if fresh.Load() != n {
+		t.Errorf("%d fresh of %d events", fresh.Load(), n)
+	}
+	ds, _ := s.Deliveries(ctx)
+	states := map[string]int{}
+	for _, d := range ds {
+		states[d.State]++
+	}
+	if diff := cmp.Diff(map[string]int{"done": n, "duplicate": n}, states); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	l.Close()
 }
 
 func TestInstallationsCheckRunsAndDeployments(t *testing.T) {

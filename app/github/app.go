@@ -38,6 +38,9 @@ type App struct {
 	st      *store.Store
 	log     *slog.Logger
 	maxBody int64
+	ingest  *store.DeliveryLog // records deliveries by group commit
+	known   installationCache  // installations already remembered
+	obs     observer           // metrics; noObserver when none
 
 	ctx    context.Context // parent of every delivery's work; cancelled by Close
 	cancel context.CancelFunc
@@ -46,7 +49,7 @@ type App struct {
 
 // New makes the App from its config (after FromEnv). It fails when the App is not fully
 // configured: no key, no app id, or, above all, no webhook secret.
-func New(cfg config.GitHubConfig, eng engine, cmd commander, logger *slog.Logger) (*App, error) {
+func New(cfg config.GitHubConfig, eng engine, cmd commander, logger *slog.Logger, opts ...Option) (*App, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -64,16 +67,21 @@ func New(cfg config.GitHubConfig, eng engine, cmd commander, logger *slog.Logger
 		return nil, fmt.Errorf("github app: %w", err)
 	}
 	st := eng.Store()
-	clients, err := NewClients(cfg, st, logger)
+	o := optionsOf(opts)
+	clients, err := NewClients(cfg, st, logger, opts...)
 	if err != nil {
 		return nil, err
 	}
 	if err := st.PruneDeliveries(context.Background(), time.Now().Add(-deliveryRetention)); err != nil {
 		logger.Warn("github app", "err", err)
 	}
+	ingest, err := st.OpenDeliveryLog(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("github app: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &App{secret: secret, eng: eng, cmd: cmd, clients: clients, st: st, log: logger.With("part", "github"),
-		maxBody: MaxBody, ctx: ctx, cancel: cancel}, nil
+		maxBody: MaxBody, ingest: ingest, obs: o.obs, ctx: ctx, cancel: cancel}, nil
 }
 
 // Clients is the App's installation client factory (the checks reporter uses it).
@@ -83,6 +91,7 @@ func (a *App) Clients() *Clients { return a.clients }
 func (a *App) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
+	defer a.ingest.Close()
 	select {
 	case <-done:
 		a.cancel()
@@ -95,15 +104,15 @@ func (a *App) Close(ctx context.Context) error {
 }
 
 // dispatch handles a recorded delivery on a tracked goroutine.
-func (a *App) dispatch(d store.Delivery, body []byte) {
+func (a *App) dispatch(d store.Delivery, payload any) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.work(a.ctx, d, body)
+		a.work(a.ctx, d, payload)
 	}()
 }
 
-func (a *App) work(ctx context.Context, d store.Delivery, body []byte) {
+func (a *App) work(ctx context.Context, d store.Delivery, payload any) {
 	log := a.log.With("delivery", d.ID, "event", d.Event, "action", d.Action, "repo", d.Repo)
 	state, detail := "done", ""
 	defer func() {
@@ -111,12 +120,12 @@ func (a *App) work(ctx context.Context, d store.Delivery, body []byte) {
 			state, detail = "failed", fmt.Sprintf("panic: %v", r)
 			log.Error("github delivery panicked", "panic", r)
 		}
-		if err := a.st.FinishDelivery(context.WithoutCancel(ctx), d.ID, state, detail); err != nil {
+		if err := a.ingest.Finish(context.WithoutCancel(ctx), d.ID, state, detail); err != nil {
 			log.Warn("github delivery", "err", err)
 		}
 	}()
 	var err error
-	detail, err = a.handle(ctx, d.Event, body)
+	detail, err = a.handle(ctx, d.Event, payload)
 	if err != nil {
 		state, detail = "failed", err.Error()
 		log.Error("github delivery failed", "err", err)

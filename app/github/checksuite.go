@@ -2,7 +2,6 @@ package github
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -40,17 +39,9 @@ const runsSearched = 200
 
 // onCheckSuite handles "Re-run all checks" (rerequested): the failed stages of the run of
 // that commit are run again, for someone who may write. Other actions are ignored.
-func (a *App) onCheckSuite(ctx context.Context, body []byte) (string, error) {
-	var ev checkSuiteEvent
-	if err := json.Unmarshal(body, &ev); err != nil {
-		return "", fmt.Errorf("check_suite payload: %w", err)
-	}
+func (a *App) onCheckSuite(ctx context.Context, ev *checkSuiteEvent) (string, error) {
 	repo := ev.Repository
-	if ev.Installation.ID != 0 && repo.FullName != "" {
-		if err := a.st.RememberInstallation(ctx, repo.FullName, ev.Installation.ID, repo.Owner.Login); err != nil {
-			a.log.Warn("remember installation", "err", err)
-		}
-	}
+	a.remember(ctx, repo.FullName, ev.Installation.ID, repo.Owner.Login)
 	if ev.Action != "rerequested" {
 		return "ignored: check_suite " + ev.Action, nil
 	}

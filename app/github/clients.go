@@ -44,7 +44,7 @@ type installations interface {
 }
 
 // NewClients makes the client factory of a configured App; st remembers installations.
-func NewClients(cfg config.GitHubConfig, st installations, logger *slog.Logger) (*Clients, error) {
+func NewClients(cfg config.GitHubConfig, st installations, logger *slog.Logger, opts ...Option) (*Clients, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -59,7 +59,9 @@ func NewClients(cfg config.GitHubConfig, st installations, logger *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("github clients: api url %q: %w", cfg.BaseURL(), err)
 	}
-	tr := newRetryTransport(http.DefaultTransport, logger)
+	o := optionsOf(opts)
+	tr := newRetryTransport(o.obs.Transport("github", http.DefaultTransport), logger)
+	tr.obs = o.obs
 	atr, err := ghinstallation.NewAppsTransport(tr, cfg.AppID, key)
 	if err != nil {
 		return nil, fmt.Errorf("github clients: app %d private key: %w", cfg.AppID, err)

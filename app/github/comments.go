@@ -2,7 +2,6 @@ package github
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -188,21 +187,13 @@ const (
 )
 
 // onCheckRun handles a check run's buttons and re-run requests.
-func (a *App) onCheckRun(ctx context.Context, body []byte) (string, error) {
-	var ev checkRunEvent
-	if err := json.Unmarshal(body, &ev); err != nil {
-		return "", fmt.Errorf("check_run payload: %w", err)
-	}
-	if ev.Installation.ID != 0 && ev.Repository.FullName != "" {
-		if err := a.st.RememberInstallation(ctx, ev.Repository.FullName, ev.Installation.ID, ev.Repository.Owner.Login); err != nil {
-			a.log.Warn("remember installation", "err", err)
-		}
-	}
+func (a *App) onCheckRun(ctx context.Context, ev *checkRunEvent) (string, error) {
+	a.remember(ctx, ev.Repository.FullName, ev.Installation.ID, ev.Repository.Owner.Login)
 	switch ev.Action {
 	case "requested_action":
-		return a.onCheckRunAction(ctx, ev)
+		return a.onCheckRunAction(ctx, *ev)
 	case "rerequested":
-		return a.onRerequest(ctx, ev)
+		return a.onRerequest(ctx, *ev)
 	}
 	return "ignored: check_run " + ev.Action, nil
 }

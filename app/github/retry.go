@@ -27,13 +27,14 @@ type retryTransport struct {
 	now      func() time.Time
 	sleep    func(ctx context.Context, d time.Duration) error
 	log      *slog.Logger
+	obs      observer
 }
 
 func newRetryTransport(next http.RoundTripper, log *slog.Logger) *retryTransport {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &retryTransport{next: next, attempts: 5, base: time.Second, maxWait: 2 * time.Minute, now: time.Now, sleep: wait.Sleep, log: log}
+	return &retryTransport{next: next, attempts: 5, base: time.Second, maxWait: 2 * time.Minute, now: time.Now, sleep: wait.Sleep, log: log, obs: noObserver{}}
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -55,6 +56,10 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if resp != nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
 			resp.Body.Close()
+		}
+		t.obs.Retry("github")
+		if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusForbidden) {
+			t.obs.RateLimitWait("github", wait)
 		}
 		if t.log != nil {
 			t.log.Warn("github call will be retried", "method", req.Method, "path", req.URL.Path, "try", try, "wait", wait, "status", statusOf(resp), "err", err)

@@ -3,7 +3,9 @@ package github
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 
 	gh "github.com/google/go-github/v60/github"
 
@@ -11,20 +13,15 @@ import (
 	"github.com/immunity-app/immunity/pipeline/config"
 )
 
-// handle routes one verified delivery and says what it did.
-func (a *App) handle(ctx context.Context, event string, body []byte) (string, error) {
-	switch event {
-	case "check_run":
-		return a.onCheckRun(ctx, body)
-	case "check_suite":
-		return a.onCheckSuite(ctx, body)
-	}
-	payload, err := gh.ParseWebHook(event, body)
-	if err != nil {
-		if strings.Contains(err.Error(), "unknown X-Github-Event") {
-			return "ignored: " + event, nil
-		}
-		return "", fmt.Errorf("%s payload: %w", event, err)
+// handle routes one verified delivery, decoded once (see decode), and says what it did.
+func (a *App) handle(ctx context.Context, event string, payload any) (string, error) {
+	switch ev := payload.(type) {
+	case nil:
+		return "ignored: " + event, nil
+	case *checkRunEvent:
+		return a.onCheckRun(ctx, ev)
+	case *checkSuiteEvent:
+		return a.onCheckSuite(ctx, ev)
 	}
 	a.rememberFrom(ctx, payload)
 	switch ev := payload.(type) {
@@ -63,12 +60,50 @@ func (a *App) rememberFrom(ctx context.Context, payload any) {
 	}:
 		id, repo, owner = p.GetInstallation().GetID(), p.GetRepo().GetFullName(), p.GetRepo().GetOwner().GetLogin()
 	}
-	if id == 0 || repo == "" {
+	a.remember(ctx, repo, id, owner)
+}
+
+// remember records that installation id serves repo, unless that is known already: a
+// delivery costs no write for an installation seen before.
+func (a *App) remember(ctx context.Context, repo string, id int64, owner string) {
+	if id == 0 || repo == "" || a.known.has(repo, id, owner) {
 		return
 	}
 	if err := a.st.RememberInstallation(ctx, repo, id, owner); err != nil {
 		a.log.Warn("remember installation", "err", err)
+		return
 	}
+	a.known.add(repo, id, owner)
+}
+
+// installationCache is the installations remembered since the start, by repo.
+type installationCache struct {
+	mu sync.Mutex
+	m  map[string]string // lower-case repo -> "id/owner"
+}
+
+func installationKey(id int64, owner string) string { return strconv.FormatInt(id, 10) + "/" + owner }
+
+func (c *installationCache) has(repo string, id int64, owner string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[strings.ToLower(repo)] == installationKey(id, owner)
+}
+
+func (c *installationCache) add(repo string, id int64, owner string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]string{}
+	}
+	c.m[strings.ToLower(repo)] = installationKey(id, owner)
+}
+
+// forget drops everything: repos were removed from an installation.
+func (c *installationCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
 }
 
 // appsFor lists the configured apps bound to a GitHub repo.
@@ -115,6 +150,7 @@ func (a *App) onPush(ctx context.Context, ev *gh.PushEvent) (string, error) {
 func (a *App) onInstallation(ctx context.Context, ev *gh.InstallationEvent) (string, error) {
 	id := ev.GetInstallation().GetID()
 	account := ev.GetInstallation().GetAccount().GetLogin()
+	a.known.forget()
 	switch ev.GetAction() {
 	case "deleted", "suspend":
 		return fmt.Sprintf("installation %d %s", id, ev.GetAction()), a.st.ForgetRepos(ctx, id, nil)
@@ -128,6 +164,7 @@ func (a *App) onInstallation(ctx context.Context, ev *gh.InstallationEvent) (str
 }
 
 func (a *App) onInstallationRepos(ctx context.Context, ev *gh.InstallationRepositoriesEvent) (string, error) {
+	a.known.forget()
 	id := ev.GetInstallation().GetID()
 	account := ev.GetInstallation().GetAccount().GetLogin()
 	for _, r := range ev.RepositoriesAdded {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-
 )
 
 // MaxBody is the largest webhook body accepted (GitHub caps payloads at 25 MB).

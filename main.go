@@ -4,21 +4,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/immunity-app/immunity/app"
 	"github.com/immunity-app/immunity/app/demo"
@@ -39,14 +34,19 @@ usage:
   immunity lock APP REGION [REASON...]
   immunity unlock APP REGION [--force]
   immunity history APP [REGION]
+  immunity rerun APP REGION [--run N]
+  immunity token create NAME [--role member|admin]   a personal API token, shown once
+  immunity token list | token revoke NAME
   immunity judge --config FILE [--app NAME] --baseline FILE --canary FILE [--json]
                                           (exit 0 pass/marginal/inconclusive, 3 fail/error)
   immunity mirror --listen ADDR --primary URL --control URL
   immunity healthcheck [--url URL]        exit 0 when the server at IMMUNITY_LISTEN is ready (for HEALTHCHECK)
   immunity version                        the version and commit this binary was built from
 
-The chat-style commands (promote … history) talk to a running server at IMMUNITY_SERVER
-(default http://127.0.0.1:3102) and go through the same command layer as Slack and GitHub.
+The chat-style commands (promote … rerun) and token go through the same command layer as
+Slack and GitHub, as a verified person: on the server's machine through its local socket
+(data_dir/immunity.sock of ./immunity.yml, or IMMUNITY_SOCKET), as the server's OS user;
+elsewhere to IMMUNITY_SERVER with a personal token in IMMUNITY_TOKEN.
 `
 
 func main() {
@@ -68,8 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDemo(ctx, args[1:], stdout)
 	case "config":
 		err = configCmd(args[1:], stdout)
-	case "promote", "rollback", "deploy", "status", "lock", "unlock", "history":
+	case "promote", "rollback", "deploy", "status", "lock", "unlock", "history", "rerun":
 		return remote(ctx, args, stdout, stderr)
+	case "token":
+		err = tokenCmd(ctx, args[1:], stdout)
 	case "judge":
 		err = judgeCmd(ctx, args[1:], stdout)
 	case "mirror":
@@ -141,17 +143,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer in.Close(false)
-	in.Server.SetAPIToken(os.Getenv("IMMUNITY_API_TOKEN"))
 	ln, err := in.Server.Listen(cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	sock, err := app.ListenSocket(in.SocketPath())
+	if err != nil {
+		return err
 	}
 	if err := in.Start(ctx); err != nil {
 		return err
 	}
 	in.Server.SetReady(true)
-	log.Info("immunity serving", "url", "http://"+ln.Addr().String(), "apps", len(cfg.Apps), "version", versionLine())
-	return in.Server.Serve(ctx, ln)
+	log.Info("immunity serving", "url", "http://"+ln.Addr().String(), "socket", in.SocketPath(), "apps", len(cfg.Apps), "version", versionLine())
+	return in.Server.Serve(ctx, ln, sock)
 }
 
 // loadServeConfig reads the config file, or starts from an empty one; the environment
@@ -203,43 +208,6 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	return demo.Run(ctx, demo.Options{Once: *once, Listen: *listen, Dir: *dir, Out: stdout})
 }
 
-// remote sends a chat-style command to the running server's command layer.
-func remote(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	server := strings.TrimRight(envOr("IMMUNITY_SERVER", "http://"+envOr("IMMUNITY_LISTEN", "127.0.0.1:3102")), "/")
-	actor := os.Getenv("USER")
-	if u, err := user.Current(); err == nil && actor == "" {
-		actor = u.Username
-	}
-	body, _ := json.Marshal(map[string]string{"text": strings.Join(args, " "), "actor": actor})
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, server+"/api/commands", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if tok := os.Getenv("IMMUNITY_API_TOKEN"); tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		fmt.Fprintf(stderr, "immunity: cannot reach the server at %s (start it with `immunity serve` or `immunity demo`): %v\n", server, err)
-		return 1
-	}
-	defer resp.Body.Close()
-	var reply struct {
-		OK   bool   `json:"ok"`
-		Text string `json:"text"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
-		fmt.Fprintf(stderr, "immunity: bad answer from %s: %s\n", server, resp.Status)
-		return 1
-	}
-	if !reply.OK {
-		fmt.Fprintln(stderr, reply.Text)
-		return 1
-	}
-	fmt.Fprintln(stdout, reply.Text)
-	return 0
-}
-
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
@@ -247,7 +215,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-var commands = []string{"serve", "demo", "config", "promote", "rollback", "deploy", "status", "lock", "unlock", "history", "judge", "mirror", "healthcheck", "version", "help"}
+var commands = []string{"serve", "demo", "config", "promote", "rollback", "deploy", "status", "lock", "unlock", "history", "rerun", "token", "judge", "mirror", "healthcheck", "version", "help"}
 
 // didYouMean suggests the command closest to a mistyped one.
 func didYouMean(typed string) string {

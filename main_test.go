@@ -310,6 +310,20 @@ func TestServeRefusesAGitHubAppWithoutWebhookSecret(t *testing.T) {
 	}
 }
 
+func TestServeRefusesAWhitespaceWebhookSecret(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv("IMMUNITY_GITHUB_APP_ID", "12345")
+	t.Setenv("IMMUNITY_GITHUB_PRIVATE_KEY_FILE", "key.pem")
+	t.Setenv("IMMUNITY_GITHUB_WEBHOOK_SECRET", "  \t ")
+	t.Setenv("IMMUNITY_GITHUB_WEBHOOK_SECRET_FILE", "")
+	t.Setenv("IMMUNITY_LISTEN", freeAddr(t))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"serve"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "webhook secret") || !strings.Contains(errb.String(), "only whitespace") {
+		t.Fatalf("exit %d, stderr %q; want a refusal of the whitespace secret", code, errb.String())
+	}
+}
+
 // TestREADMEConfigExamplesAreValid keeps the README's config examples true: the main
 // example, with the metrics and access examples put into its app, passes config check.
 func TestREADMEConfigExamplesAreValid(t *testing.T) {

@@ -8,9 +8,12 @@ import (
 	"image/png"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -123,7 +126,7 @@ func fillDashboard(t *testing.T, in *Instance) {
 	}
 	st.UpdateStage(ctx, waiting.Stages[0].ID, store.StageUpdate{State: "succeeded"})
 	st.UpdateStage(ctx, waiting.Stages[1].ID, store.StageUpdate{State: "awaiting_approval", Message: "ready for prod3"})
-	in.Engine.Lock(ctx, pipeline.Actor{Name: "ada", Via: "cli"}, "papi", "prod3", "incident 42")
+	in.Engine.Lock(ctx, pipeline.Actor{ID: "github:1", Name: "ada", Via: "github"}, "papi", "prod3", "incident 42")
 }
 
 func TestDashboardInABrowser(t *testing.T) {
@@ -159,59 +162,149 @@ func TestDashboardInABrowser(t *testing.T) {
 	}
 }
 
-func TestCommandAPIGoesThroughTheCommandLayer(t *testing.T) {
+// postCommand posts a command to the API with a content type and headers, and returns
+// the status and the answer's text.
+func postCommand(t *testing.T, cl *http.Client, url, ctype, body string, headers ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/api/commands", strings.NewReader(body))
+	req.Header.Set("Content-Type", ctype)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct{ Text string }
+	json.NewDecoder(resp.Body).Decode(&r)
+	return resp.StatusCode, r.Text
+}
+
+func TestCommandAPIRunsCommandsAsTheTokensOwner(t *testing.T) {
 	in := openTest(t)
 	srv := httptest.NewServer(in.Server.Handler())
 	defer srv.Close()
-	post := func(body string) (int, string) {
-		resp, err := srv.Client().Post(srv.URL+"/api/commands", "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var r struct{ Text string }
-		json.NewDecoder(resp.Body).Decode(&r)
-		return resp.StatusCode, r.Text
+	tok, err := CreateToken(context.Background(), in.Store, "ada", RoleMember, "test")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if code, text := post(`{"text": "lock papi prod3 deploy freeze", "actor": "ada"}`); code != 200 || !strings.Contains(text, "locked") {
+	post := func(body string) (int, string) {
+		return postCommand(t, srv.Client(), srv.URL, "application/json", body, "Authorization", "Bearer "+tok)
+	}
+	// The body's "actor" is not read: the token says who this is.
+	if code, text := post(`{"text": "lock papi prod3 deploy freeze", "actor": "mallory"}`); code != 200 || !strings.Contains(text, "locked") {
 		t.Fatalf("lock: %d %q", code, text)
 	}
-	if code, text := post(`{"text": "promte papi prod3", "actor": "ada"}`); code != 422 || !strings.Contains(text, "promote") {
+	if code, text := post(`{"text": "promte papi prod3"}`); code != 422 || !strings.Contains(text, "promote") {
 		t.Fatalf("typo: %d %q", code, text)
 	}
 	if code, _ := post(`not json`); code != 400 {
 		t.Fatalf("bad body: %d", code)
 	}
 	audit, _ := in.Store.Audits(context.Background(), "papi", 5)
-	if len(audit) == 0 || audit[0].Actor != "ada" || audit[0].Via != "cli" || audit[0].Action != "lock" {
+	if len(audit) == 0 || audit[0].Actor != "ada" || audit[0].ActorID != "token:ada" || audit[0].Via != "api" || audit[0].Action != "lock" {
 		t.Fatalf("audit = %+v", audit)
+	}
+	l, err := in.Store.Lock(context.Background(), "papi", "prod3")
+	if err != nil || l.HolderID != "token:ada" {
+		t.Fatalf("lock = %+v, %v", l, err)
+	}
+	// Revoked, the token is refused, and the region stays as it was.
+	if err := in.Store.RevokeToken(context.Background(), "ada"); err != nil {
+		t.Fatal(err)
+	}
+	if code, text := post(`{"text": "unlock papi prod3"}`); code != 401 || !strings.Contains(text, "not a token in force") {
+		t.Fatalf("revoked token: %d %q", code, text)
+	}
+	if _, err := in.Store.Lock(context.Background(), "papi", "prod3"); err != nil {
+		t.Fatal("a revoked token unlocked the region")
 	}
 }
 
-func TestCommandAPIRefusesRemoteCallersWithoutTheToken(t *testing.T) {
+func TestCommandAPITrustsNoCallerForWhereItComesFrom(t *testing.T) {
 	in := openTest(t)
-	in.Server.SetAPIToken("s3cret")
-	call := func(remote, token string) int {
-		req := httptest.NewRequest("POST", "/api/commands", strings.NewReader(`{"text": "lock papi prod3 x", "actor": "mallory"}`))
-		req.RemoteAddr = remote
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+	srv := httptest.NewServer(in.Server.Handler()) // on loopback: no longer an operator
+	defer srv.Close()
+	cases := []struct {
+		name, ctype, body string
+		headers           []string
+		code              int
+		says              string
+	}{
+		{"anonymous on loopback", "application/json", `{"text": "lock papi prod3 x", "actor": "ada"}`, nil, 422, "needs a verified identity"},
+		{"a wrong token", "application/json", `{"text": "lock papi prod3 x"}`, []string{"Authorization", "Bearer imm_wrong"}, 401, "not a token in force"},
+		{"text/plain from another origin", "text/plain", `{"text":"promote papi prod3","actor":"ada"}`,
+			[]string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"}, 403, "cross-origin"},
+		{"text/plain without an origin", "text/plain", `{"text":"lock papi prod3 x"}`, nil, 415, "application/json"},
+		{"a form", "application/x-www-form-urlencoded", `text=lock+papi+prod3`, nil, 415, "application/json"},
+		{"JSON from another origin", "application/json", `{"text":"lock papi prod3 x"}`, []string{"Origin", "https://evil.example"}, 403, "cross-origin"},
+	}
+	for _, tc := range cases {
+		code, text := postCommand(t, srv.Client(), srv.URL, tc.ctype, tc.body, tc.headers...)
+		if code != tc.code || !strings.Contains(text, tc.says) {
+			t.Errorf("%s: %d %q, want %d saying %q", tc.name, code, text, tc.code, tc.says)
 		}
-		w := httptest.NewRecorder()
-		in.Server.Handler().ServeHTTP(w, req)
-		return w.Code
-	}
-	if code := call("203.0.113.9:4444", ""); code != 403 {
-		t.Fatalf("remote without token: %d, want 403", code)
-	}
-	if code := call("203.0.113.9:4444", "wrong"); code != 403 {
-		t.Fatalf("remote with a wrong token: %d, want 403", code)
 	}
 	if _, err := in.Store.Lock(context.Background(), "papi", "prod3"); err == nil {
 		t.Fatal("a refused call locked the region")
 	}
-	if code := call("203.0.113.9:4444", "s3cret"); code != 200 {
-		t.Fatalf("remote with the token: %d, want 200", code)
+	// Reading needs no identity.
+	if code, text := postCommand(t, srv.Client(), srv.URL, "application/json", `{"text": "status papi"}`); code != 200 || !strings.Contains(text, "prod3") {
+		t.Fatalf("status: %d %q", code, text)
+	}
+}
+
+func TestLocalSocketIsTheServersOwnUser(t *testing.T) {
+	in := openTest(t)
+	dir, err := os.MkdirTemp("", "imm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, SocketName)
+	ln, err := ListenSocket(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket %v mode %v", err, fi.Mode())
+	}
+	if _, err := ListenSocket(path); err == nil || !strings.Contains(err.Error(), "another server") {
+		t.Fatalf("second listener: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- in.Server.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	cl := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", path)
+	}}}
+	if code, text := postCommand(t, cl, "http://immunity", "application/json", `{"text": "lock papi prod3 maintenance"}`); code != 200 {
+		t.Fatalf("lock over the socket: %d %q", code, text)
+	}
+	l, err := in.Store.Lock(context.Background(), "papi", "prod3")
+	me, _ := user.Current()
+	if err != nil || l.HolderID != "local:"+me.Username || l.Holder != me.Username {
+		t.Fatalf("lock = %+v, %v", l, err)
+	}
+	// The socket's user is an admin: it may make tokens.
+	req, _ := http.NewRequest("POST", "http://immunity/api/tokens", strings.NewReader(`{"name": "ci", "role": "member"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tv tokenView
+	json.NewDecoder(resp.Body).Decode(&tv)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(tv.Token, tokenPrefix) {
+		t.Fatalf("token create: %d %+v", resp.StatusCode, tv)
+	}
+	ts, _ := in.Store.Tokens(context.Background())
+	if len(ts) != 1 || ts[0].Hash == tv.Token || ts[0].Hash != hashToken(tv.Token) {
+		t.Fatalf("stored tokens = %+v (the value must not be stored)", ts)
 	}
 }
 

@@ -6,13 +6,11 @@ package app
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +30,7 @@ type engine interface {
 	Runs(ctx context.Context, app string, activeOnly bool, limit int) ([]store.Run, error)
 	Run(ctx context.Context, id int64) (store.Run, error)
 	Store() *store.Store
+	Audit(ctx context.Context, a pipeline.Actor, action, app, region, sha, args, outcome, detail string)
 }
 
 // Server is the HTTP server.
@@ -42,31 +41,14 @@ type Server struct {
 	router  *gin.Engine
 	ready   atomic.Bool
 	srv     *http.Server
-	token   string // IMMUNITY_API_TOKEN: lets non-loopback callers run commands
-	live    *Live  // the dashboard's live updates; a pipeline.Listener
-}
-
-// SetAPIToken sets the bearer token that non-loopback callers of /api/commands need.
-func (s *Server) SetAPIToken(token string) { s.token = token }
-
-// operator reports whether the caller may act as the local operator.
-func (s *Server) operator(c *gin.Context) bool {
-	if s.token != "" {
-		got := strings.TrimPrefix(c.GetHeader("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1 {
-			return true
-		}
-	}
-	host, _, err := net.SplitHostPort(c.Request.RemoteAddr)
-	ip := net.ParseIP(host)
-	return err == nil && ip != nil && ip.IsLoopback()
+	live    *Live // the dashboard's live updates; a pipeline.Listener
 }
 
 // NewServer builds the router. mounts add the GitHub and Slack routes.
 func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Logger, mounts ...func(gin.IRouter)) *Server {
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{eng: eng, command: command, log: log, router: gin.New(), live: NewLive()}
-	s.router.Use(gin.Recovery())
+	s.router.Use(gin.Recovery(), crossOrigin(http.NewCrossOriginProtection()))
 	s.router.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
 	s.router.GET("/readyz", s.readyz)
 	s.router.GET("/metrics", gin.WrapH(m.Handler()))
@@ -77,6 +59,9 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	api.GET("/history", s.apiHistory)
 	api.GET("/audit", s.apiAudit)
 	api.POST("/commands", s.apiCommand)
+	api.GET("/tokens", s.apiTokens)
+	api.POST("/tokens", s.apiCreateToken)
+	api.DELETE("/tokens/:name", s.apiRevokeToken)
 	s.router.GET("/", s.dashboard)
 	s.router.GET("/runs/:id", s.runPage)
 	s.router.GET("/runs/:id/stages/:region/chart.png", s.chart)
@@ -121,28 +106,33 @@ func (s *Server) Listen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-// Serve serves until ctx ends, then drains for up to 10 s.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.srv = &http.Server{Handler: s.router, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(ln) }()
+// Serve serves on every listener (the TCP address, the local socket) until ctx ends,
+// then drains for up to 10 s.
+func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
+	s.srv = &http.Server{Handler: s.router, ReadHeaderTimeout: 10 * time.Second, ConnContext: connContext}
+	errc := make(chan error, len(lns))
+	for _, ln := range lns {
+		go func() { errc <- s.srv.Serve(ln) }()
+	}
 	select {
 	case err := <-errc:
+		s.srv.Close()
 		return err
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.srv.Shutdown(sctx)
-	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) {
-		return e
+	for range lns {
+		if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
+			err = e
+		}
 	}
 	return err
 }
 
 type commandRequest struct {
-	Text  string `json:"text"`
-	Actor string `json:"actor"`
+	Text string `json:"text"`
 }
 
 type commandReply struct {
@@ -150,22 +140,29 @@ type commandReply struct {
 	Text string `json:"text"`
 }
 
-// apiCommand runs a command typed at the CLI, as the local operator. It answers callers on
-// loopback, or anyone presenting IMMUNITY_API_TOKEN as a bearer token when one is set.
+// apiCommand runs a command typed at the CLI (or sent by a script) as its verified
+// caller: the OS user on the local socket, or a personal token's owner. An anonymous
+// caller may run the commands that change nothing (status, history, help); the command
+// layer refuses the rest. Only application/json is taken, so that no web page can post
+// here from a browser without a CORS preflight this server never grants.
 func (s *Server) apiCommand(c *gin.Context) {
-	if !s.operator(c) {
-		c.JSON(http.StatusForbidden, commandReply{Text: "commands over the API need a loopback connection or the bearer token in IMMUNITY_API_TOKEN"})
+	if !requireJSON(c) {
+		return
+	}
+	who, _, err := s.caller(c)
+	if err != nil {
+		c.JSON(http.StatusUnauthorized, commandReply{Text: err.Error()})
 		return
 	}
 	var req commandRequest
 	if err := c.ShouldBindJSON(&req); err != nil || req.Text == "" {
-		c.JSON(http.StatusBadRequest, commandReply{Text: "expected a JSON body {\"text\": \"promote papi prod3\", \"actor\": \"name\"}"})
+		c.JSON(http.StatusBadRequest, commandReply{Text: "expected a JSON body {\"text\": \"promote papi prod3\"}"})
 		return
 	}
-	if req.Actor == "" {
-		req.Actor = "cli"
+	if who.Via == "" {
+		who = pipeline.Actor{Name: "anonymous", Via: "api"}
 	}
-	reply, ok := s.command(c.Request.Context(), pipeline.Actor{Name: req.Actor, Via: "cli"}, req.Text)
+	reply, ok := s.command(c.Request.Context(), who, req.Text)
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusUnprocessableEntity
@@ -223,4 +220,26 @@ func (s *Server) apiAudit(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, a)
+}
+
+// isoTime is a time as the audit log and the API show it: ISO 8601 with its zone.
+func isoTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.RFC3339)
+}
+
+// crossOrigin refuses a state-changing request a browser sent from another origin
+// (Sec-Fetch-Site, else Origin against Host): no web page can make a signed-in browser,
+// or one on the server's machine, change anything here. Requests without those headers
+// (the CLI, GitHub's and Slack's signed webhooks) pass on to their own checks.
+func crossOrigin(p *http.CrossOriginProtection) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := p.Check(c.Request); err != nil {
+			c.AbortWithStatusJSON(http.StatusForbidden, commandReply{Text: "refused a cross-origin request: " + err.Error()})
+			return
+		}
+		c.Next()
+	}
 }

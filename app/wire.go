@@ -320,3 +320,8 @@ func (b builder) Commit(ctx context.Context, a *config.App, sha string) (pipelin
 	}
 	return pipeline.Commit{SHA: c.SHA, Subject: c.Subject, Author: c.Author}, err
 }
+
+// SocketPath is where the server's local socket lives: data_dir/immunity.sock.
+func (in *Instance) SocketPath() string {
+	return filepath.Join(in.Config.Server.DataDir, SocketName)
+}

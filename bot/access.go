@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/immunity-app/immunity/pipeline"
@@ -17,15 +18,18 @@ type Memberships interface {
 	InGitHubTeam(ctx context.Context, team, login string) (bool, error)
 }
 
-// trustedVia are the doors only the server's own operator can use: the CLI talks to the
-// API on the server's listen address, the demo and the engine are the server itself.
-var trustedVia = map[string]bool{"cli": true, "demo": true, "engine": true}
-
-// allowed checks the actor against the app's access grants for a region.
+// allowed checks the actor against the app's access grants for a region. Nobody passes
+// unverified: an actor without an identity (an anonymous caller of the API or dashboard)
+// is refused every region-changing action, whatever the app's access says. Admins (the
+// server's own OS user, an admin token) pass every grant; an app without access rules is
+// open to every verified identity.
 func (c *Commands) allowed(ctx context.Context, a pipeline.Actor, action, appName, region string) (bool, string) {
+	if a.ID == "" && !a.Admin {
+		return false, fmt.Sprintf("%s %s/%s needs a verified identity: sign in to the dashboard, or use a personal API token (`immunity token create NAME`) or the server's local socket", action, appName, region)
+	}
 	cfg := c.eng.Config()
 	app, ok := cfg.App(appName)
-	if !ok || app.Access == nil || trustedVia[a.Via] {
+	if !ok || app.Access == nil || a.Admin {
 		return true, ""
 	}
 	r, _, ok := app.Region(region)
@@ -41,7 +45,7 @@ func (c *Commands) allowed(ctx context.Context, a pipeline.Actor, action, appNam
 		if !g.Allows(action) {
 			continue
 		}
-		ok, note := c.matches(ctx, g, a.SlackUserID, login)
+		ok, note := c.matches(ctx, g, a, login)
 		if ok {
 			return true, ""
 		}
@@ -55,7 +59,7 @@ func (c *Commands) allowed(ctx context.Context, a pipeline.Actor, action, appNam
 	}
 	why := fmt.Sprintf("%s may not %s %s/%s: no grant of %q under access.%s matches you", who(a, login), action, appName, region, action, kind)
 	if a.Via == "slack" || a.Via == "button" {
-		if login == "" {
+		if login == "" && a.SlackUserID != "" {
 			why += " (your Slack user " + a.SlackUserID + " is not linked to a GitHub login in slack.users)"
 		}
 	}
@@ -66,11 +70,18 @@ func (c *Commands) allowed(ctx context.Context, a pipeline.Actor, action, appNam
 }
 
 // matches reports whether a grant names the person; notes say which lookups failed.
-func (c *Commands) matches(ctx context.Context, g config.Grant, slackID, login string) (bool, []string) {
+func (c *Commands) matches(ctx context.Context, g config.Grant, a pipeline.Actor, login string) (bool, []string) {
+	slackID := a.SlackUserID
 	if slackID != "" && contains(g.SlackUsers, slackID, false) {
 		return true, nil
 	}
 	if login != "" && contains(g.GitHubUsers, login, true) {
+		return true, nil
+	}
+	if a.GitHubID != 0 && contains(g.GitHubUsers, strconv.FormatInt(a.GitHubID, 10), false) {
+		return true, nil
+	}
+	if a.Token != "" && contains(g.Tokens, a.Token, false) {
 		return true, nil
 	}
 	if c.members == nil {

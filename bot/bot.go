@@ -30,7 +30,10 @@ type engine interface {
 	Config() *config.Config
 	Promote(ctx context.Context, a pipeline.Actor, app, region, sha string) (string, error)
 	Rollback(ctx context.Context, a pipeline.Actor, app, region, toSHA string) (string, error)
-	Deploy(ctx context.Context, a pipeline.Actor, app, sha, region string) (string, error)
+	Deploy(ctx context.Context, a pipeline.Actor, app, sha, region string, force bool) (string, error)
+	Rerun(ctx context.Context, a pipeline.Actor, runID int64, region string) (string, error)
+	Runs(ctx context.Context, app string, activeOnly bool, limit int) ([]store.Run, error)
+	Run(ctx context.Context, id int64) (store.Run, error)
 	Lock(ctx context.Context, a pipeline.Actor, app, region, reason string) (string, error)
 	Unlock(ctx context.Context, a pipeline.Actor, app, region string, force bool) (string, error)
 	Status(ctx context.Context, app string) ([]pipeline.AppStatus, error)
@@ -85,6 +88,9 @@ func New(e engine, members Memberships) *Commands {
 // Exec parses, checks and runs one command. It never panics on any input; every answer,
 // including refusals, is in the Reply.
 func (c *Commands) Exec(ctx context.Context, req Request) Reply {
+	if err := pipeline.CheckText("the command", strings.ReplaceAll(req.Text, "\t", " "), MaxCommand); err != nil {
+		return Reply{Text: err.Error() + "; nothing was done"}
+	}
 	p, err := Parse(req.Text, req.App)
 	if err != nil {
 		var pe *ParseError
@@ -104,8 +110,8 @@ func (c *Commands) Exec(ctx context.Context, req Request) Reply {
 		return r
 	}
 	r.App, r.Region = p.App, p.Region
-	if spec.action != "" {
-		if ok, why := c.allowed(ctx, req.Actor, spec.action, p.App, p.Region); !ok {
+	for _, action := range spec.actions(p) {
+		if ok, why := c.allowed(ctx, req.Actor, action, p.App, p.Region); !ok {
 			r.Text = why
 			c.refuse(ctx, req, p, &r, why)
 			return r
@@ -130,6 +136,21 @@ func (c *Commands) refuse(ctx context.Context, req Request, p Parsed, r *Reply, 
 		p.App = req.App
 	}
 	c.eng.Audit(ctx, req.Actor, spec.name, p.App, p.Region, p.SHA, clipArgs(req.Text), "refused", detail)
+}
+
+// MaxCommand bounds a command line: long enough for any command and a lock reason.
+const MaxCommand = 400
+
+// actions are the access actions a parsed command needs.
+func (c *command) actions(p Parsed) []string {
+	var out []string
+	if c.action != "" {
+		out = append(out, c.action)
+	}
+	if c.forceAction != "" && p.Force {
+		out = append(out, c.forceAction)
+	}
+	return out
 }
 
 func lookupIn(table []*command, name string) (*command, bool) {

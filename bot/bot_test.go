@@ -46,10 +46,10 @@ func goldenPath(t *testing.T, path, got string) {
 }
 
 var (
-	alice = pipeline.Actor{Name: "alice", Via: "slack", SlackUserID: "U0ALICE"}
-	carol = pipeline.Actor{Name: "carol", Via: "slack", SlackUserID: "U0LINKED"} // linked to GitHub login carol
-	dave  = pipeline.Actor{Name: "dave", Via: "github", GitHubLogin: "dave"}
-	cli   = pipeline.Actor{Name: "root", Via: "cli"}
+	alice = pipeline.Actor{ID: "slack:T1/U0ALICE", Name: "alice", Via: "slack", SlackUserID: "U0ALICE"}
+	carol = pipeline.Actor{ID: "slack:T1/U0LINKED", Name: "carol", Via: "slack", SlackUserID: "U0LINKED"} // linked to GitHub login carol
+	dave  = pipeline.Actor{ID: "github:4", Name: "dave", Via: "github", GitHubLogin: "dave", GitHubID: 4}
+	cli   = pipeline.Actor{ID: "local:root", Name: "root", Via: "socket", Admin: true}
 )
 
 func waitingStatus() []pipeline.AppStatus {
@@ -76,7 +76,7 @@ func TestExec(t *testing.T) {
 		{"promote", Request{Actor: alice, Text: "promote papi prod3"}, true, "promoted papi to prod3",
 			[]string{"promote papi prod3  by alice (slack)"}},
 		{"promote a release", Request{Actor: cli, Text: "promote papi prod3 --release 1a2b3c4"}, true, "promoted",
-			[]string{"promote papi prod3 1a2b3c4 by root (cli)"}},
+			[]string{"promote papi prod3 1a2b3c4 by root (socket)"}},
 		{"unknown app", Request{Actor: alice, Text: "promote pap prod3"}, false, "no app \"pap\"; did you mean `papi`?", nil},
 		{"unknown region", Request{Actor: alice, Text: "rollback papi prod5"}, false, "no region \"prod5\" in app papi; did you mean `prod3` or `prod4`?", nil},
 		{"far-off region", Request{Actor: alice, Text: "lock papi eu"}, false, "expected one of sandbox1, sandbox2, prod3, prod4", nil},
@@ -101,13 +101,13 @@ func TestExec(t *testing.T) {
 			[]string{"promote papi prod3 0a1b2c3 by dave (github)"}},
 		{"comment rollback with no commit", Request{Actor: dave, Text: "/rollback", App: "papi"}, false, "which region?", nil},
 		{"comment deploy takes the commit", Request{Actor: dave, Text: "/deploy to sandbox2", App: "papi", SHA: "1a2b3c4"}, true, "deploying",
-			[]string{"deploy papi 1a2b3c4 sandbox2 by dave (github)"}},
+			[]string{"deploy papi 1a2b3c4 sandbox2 force=false by dave (github)"}},
 		{"comment names the app anyway", Request{Actor: dave, Text: "/lock papi prod4 release freeze", App: "papi"}, true, "locked",
 			[]string{`lock papi prod4 "release freeze" by dave (github)`}},
 		{"unlock force", Request{Actor: alice, Text: "unlock papi prod3 --force"}, true, "unlocked",
 			[]string{"unlock papi prod3 force=true by alice (slack)"}},
 		{"engine error", Request{Actor: alice, Text: "deploy web 1a2b3c4 to staging"}, false, "boom: unknown release",
-			[]string{"deploy web 1a2b3c4 staging by alice (slack)"}},
+			[]string{"deploy web 1a2b3c4 staging force=false by alice (slack)"}},
 		{"status", Request{Actor: alice, Text: "status papi"}, true, "waiting for promotion: 1a2b3c4 \"Fix login\" (run 12)",
 			[]string{"status papi"}},
 		{"history", Request{Actor: alice, Text: "history papi prod3"}, true, "no releases have gone live in papi/prod3 yet",
@@ -165,7 +165,7 @@ func TestAuthorization(t *testing.T) {
 		Regions: map[string][]config.Grant{"prod4": {{Actions: []string{"rollback"}, GitHubUsers: []string{"dave"}}}},
 	}
 	members := fakeMembers{"acme/devs:dave": true, "S0SRE:U0ERIN": true}
-	erin := pipeline.Actor{Name: "erin", Via: "button", SlackUserID: "U0ERIN"}
+	erin := pipeline.Actor{ID: "slack:T1/U0ERIN", Name: "erin", Via: "button", SlackUserID: "U0ERIN"}
 	tests := []struct {
 		actor pipeline.Actor
 		text  string

@@ -16,6 +16,7 @@ type fakeEngine struct {
 	cfg    *config.Config
 	status []pipeline.AppStatus
 	hist   []store.HistoryEntry
+	runs   []store.Run
 	err    error // returned by every region-changing call when set
 
 	mu     sync.Mutex
@@ -41,8 +42,8 @@ func (f *fakeEngine) Rollback(ctx context.Context, a pipeline.Actor, app, region
 	return "rolled back " + app + " in " + region, f.err
 }
 
-func (f *fakeEngine) Deploy(ctx context.Context, a pipeline.Actor, app, sha, region string) (string, error) {
-	f.record("deploy %s %s %s by %s", app, sha, region, a)
+func (f *fakeEngine) Deploy(ctx context.Context, a pipeline.Actor, app, sha, region string, force bool) (string, error) {
+	f.record("deploy %s %s %s force=%v by %s", app, sha, region, force, a)
 	return "deploying " + sha + " to " + region, f.err
 }
 
@@ -54,6 +55,25 @@ func (f *fakeEngine) Lock(ctx context.Context, a pipeline.Actor, app, region, re
 func (f *fakeEngine) Unlock(ctx context.Context, a pipeline.Actor, app, region string, force bool) (string, error) {
 	f.record("unlock %s %s force=%v by %s", app, region, force, a)
 	return "unlocked " + app + "/" + region, f.err
+}
+
+func (f *fakeEngine) Rerun(ctx context.Context, a pipeline.Actor, runID int64, region string) (string, error) {
+	f.record("rerun %d %s by %s", runID, region, a)
+	return fmt.Sprintf("re-running %s of run %d", region, runID), f.err
+}
+
+func (f *fakeEngine) Runs(ctx context.Context, app string, active bool, limit int) ([]store.Run, error) {
+	f.record("runs %s", app)
+	return f.runs, nil
+}
+
+func (f *fakeEngine) Run(ctx context.Context, id int64) (store.Run, error) {
+	for _, r := range f.runs {
+		if r.ID == id {
+			return r, nil
+		}
+	}
+	return store.Run{}, store.ErrNotFound
 }
 
 func (f *fakeEngine) Status(ctx context.Context, app string) ([]pipeline.AppStatus, error) {

@@ -3,6 +3,7 @@ package bot
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -27,6 +28,7 @@ type Parsed struct {
 	SHA    string
 	Reason string
 	Force  bool
+	RunID  int64  // rerun's --run
 	Topic  string // help's COMMAND
 }
 
@@ -278,6 +280,10 @@ func setValue(p *Parsed, q param, v string) error {
 		if !shaWord.MatchString(lv) {
 			return fmt.Errorf("%s: expected a commit id (4 to 40 hex digits), got %q", q.name, clip(v))
 		}
+	case "N":
+		if n, err := strconv.ParseInt(lv, 10, 64); err != nil || n <= 0 {
+			return fmt.Errorf("%s: expected a run number, got %q", q.name, clip(v))
+		}
 	}
 	set(p, q.name, lv)
 	return nil
@@ -293,6 +299,8 @@ func set(p *Parsed, name, v string) {
 		p.SHA = v
 	case "COMMAND":
 		p.Topic = v
+	case "N":
+		p.RunID, _ = strconv.ParseInt(v, 10, 64)
 	case "--force":
 		p.Force = v == "true"
 	}

@@ -111,7 +111,9 @@ func TestUsage(t *testing.T) {
 	want := []string{
 		"promote APP REGION [--release SHA]", "/promote [REGION] [--release SHA]",
 		"rollback APP REGION [--to SHA]", "/rollback [REGION] [--to SHA]",
-		"deploy APP SHA to REGION", "/deploy [SHA] to REGION",
+		"deploy APP SHA to REGION [--force]", "/deploy [SHA] to REGION [--force]",
+		"rerun APP REGION [--run N]",
+		"/rerun [REGION] [--run N]",
 		"status [APP]", "/status",
 		"lock APP REGION [reason…]", "/lock REGION [reason…]",
 		"unlock APP REGION [--force]", "/unlock REGION [--force]",

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/immunity-app/immunity/store"
 )
 
 func (c *Commands) promote(ctx context.Context, req Request, p *Parsed) (string, error) {
@@ -16,7 +18,38 @@ func (c *Commands) rollback(ctx context.Context, req Request, p *Parsed) (string
 }
 
 func (c *Commands) deploy(ctx context.Context, req Request, p *Parsed) (string, error) {
-	return c.eng.Deploy(ctx, req.Actor, p.App, p.SHA, p.Region)
+	return c.eng.Deploy(ctx, req.Actor, p.App, p.SHA, p.Region, p.Force)
+}
+
+// rerun runs a region's stage of a run again: the run named, or the newest one whose
+// stage there failed or was cancelled.
+func (c *Commands) rerun(ctx context.Context, req Request, p *Parsed) (string, error) {
+	id := p.RunID
+	if id != 0 {
+		if r, err := c.eng.Run(ctx, id); err != nil || r.App != p.App {
+			return "", fmt.Errorf("rerun: %s has no run %d", p.App, id)
+		}
+	} else {
+		runs, err := c.eng.Runs(ctx, p.App, false, 50)
+		if err != nil {
+			return "", err
+		}
+		for _, r := range runs {
+			for _, s := range r.Stages {
+				if s.Region == p.Region && (s.State == store.StageFailed || s.State == store.StageRolledBack || s.State == store.StageCancelled) {
+					id = r.ID
+					break
+				}
+			}
+			if id != 0 {
+				break
+			}
+		}
+		if id == 0 {
+			return "", fmt.Errorf("rerun %s %s: no recent run failed there; name one with --run N", p.App, p.Region)
+		}
+	}
+	return c.eng.Rerun(ctx, req.Actor, id, p.Region)
 }
 
 func (c *Commands) lock(ctx context.Context, req Request, p *Parsed) (string, error) {

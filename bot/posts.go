@@ -52,7 +52,7 @@ func stagePosts(app *config.App, run store.Run, s store.Stage, logs []string) []
 	base := Post{RunID: run.ID, App: run.App, Region: s.Region}
 	if s.ApprovedBy != "" && !waitingState(s.State) {
 		p := base
-		p.Key, p.Icon, p.Text = "stage/"+s.Region+"/approved", IconGo, fmt.Sprintf("%s promoted %s to %s", s.ApprovedBy, rel, s.Region)
+		p.Key, p.Icon, p.Text = "stage/"+s.Region+"/approved", IconGo, fmt.Sprintf("%s %s %s to %s", s.ApprovedBy, approvedVerb(run), rel, s.Region)
 		out = append(out, p)
 	}
 	p := base
@@ -95,7 +95,13 @@ func runPost(run store.Run, logs []string) (Post, bool) {
 	rel := fmt.Sprintf("%s %s", run.App, short(run.SHA))
 	switch run.State {
 	case store.RunSucceeded:
-		p.Icon, p.Text = IconOK, rel+" is live in every region"
+		// The engine says what is true: "is live in every region" only when every host
+		// of every region runs it, "is deployed to prod3" for a deploy.
+		what := run.Message
+		if what == "" {
+			what = "passed every region"
+		}
+		p.Icon, p.Text = IconOK, rel+" "+what
 	case store.RunFailed:
 		for _, s := range run.Stages {
 			if s.State == store.StageFailed || s.State == store.StageRolledBack {
@@ -109,6 +115,15 @@ func runPost(run store.Run, logs []string) (Post, bool) {
 		return p, false
 	}
 	return p, true
+}
+
+// approvedVerb is what the person who let a run's release into a region did: promoted
+// it (a waiting release of the pipeline), or deployed it (`deploy`, outside the order).
+func approvedVerb(run store.Run) string {
+	if run.Trigger == "deploy" {
+		return "deployed"
+	}
+	return "promoted"
 }
 
 func isProduction(app *config.App, region string) bool {

@@ -16,7 +16,9 @@ type command struct {
 	examples []string // as typed in Slack or the CLI; GitHub forms are derived
 	repo     []string // extra GitHub comment examples, where the short form differs
 	action   string   // the access action checked before running; "" = anyone may run it
-	run      func(c *Commands, ctx context.Context, req Request, p *Parsed) (string, error)
+	// forceAction is checked as well when the command is given --force.
+	forceAction string
+	run         func(c *Commands, ctx context.Context, req Request, p *Parsed) (string, error)
 }
 
 var (
@@ -46,13 +48,22 @@ var commands = []*command{
 		run:      (*Commands).rollback,
 	},
 	{
-		name:     "deploy",
-		params:   []param{pApp, {name: "SHA", repoOpt: true}, {name: "to", literal: true}, pRegion},
-		summary:  "put a known release on REGION, subject to the same gates as a promotion",
-		examples: []string{"deploy papi 1a2b3c4 to sandbox2"},
-		repo:     []string{"/deploy to sandbox2"},
+		name:        "deploy",
+		params:      []param{pApp, {name: "SHA", repoOpt: true}, {name: "to", literal: true}, pRegion, {flag: "--force"}},
+		summary:     "put a known release on REGION; it must have passed every region before REGION and failed none, unless --force (needs the force grant; audited)",
+		examples:    []string{"deploy papi 1a2b3c4 to sandbox2", "deploy papi 1a2b3c4 to prod3 --force"},
+		repo:        []string{"/deploy to sandbox2"},
+		action:      config.ActionDeploy,
+		forceAction: config.ActionForce,
+		run:         (*Commands).deploy,
+	},
+	{
+		name:     "rerun",
+		params:   []param{pApp, pRegionRO, {flag: "--run", name: "N"}},
+		summary:  "run REGION's stage of a run again (the newest run that failed there, or --run N); never over a newer release",
+		examples: []string{"rerun papi sandbox1", "rerun papi sandbox1 --run 12"},
 		action:   config.ActionDeploy,
-		run:      (*Commands).deploy,
+		run:      (*Commands).rerun,
 	},
 	{
 		name:     "status",

@@ -81,12 +81,12 @@ func RootOf(run store.Run) Root {
 	r := Root{App: run.App, RunID: run.ID, SHA: run.SHA, Subject: run.Subject, Author: run.Author,
 		Trigger: run.Trigger, Actor: run.Actor, State: run.State, Message: run.Message}
 	for _, s := range run.Stages {
-		r.Regions = append(r.Regions, regionLine(s))
+		r.Regions = append(r.Regions, regionLine(run, s))
 	}
 	return r
 }
 
-func regionLine(s store.Stage) RegionLine {
+func regionLine(run store.Run, s store.Stage) RegionLine {
 	l := RegionLine{Region: s.Region, State: s.State}
 	switch s.State {
 	case store.StagePending:
@@ -94,7 +94,7 @@ func regionLine(s store.Stage) RegionLine {
 	case store.StageAwaitingApproval:
 		l.Icon, l.Text = IconWaiting, "waiting for promotion"
 	case store.StageApproved:
-		l.Icon, l.Text = IconGo, "promoted by "+s.ApprovedBy
+		l.Icon, l.Text = IconGo, approvedVerb(run)+" by "+s.ApprovedBy
 	case store.StageDeploying, store.StageTesting, store.StageMonitoring:
 		l.Icon, l.Text = IconRunning, string(s.State)+hostProgress(s)+lookText(s)
 	case store.StageSucceeded:

@@ -12,6 +12,9 @@ import (
 	"github.com/immunity-app/immunity/store"
 )
 
+// TriggerDeploy is the trigger of a run made by Deploy: one region, outside the order.
+const TriggerDeploy = "deploy"
+
 // Trigger says what started a run.
 type Trigger struct {
 	Kind   string // push, cli, demo, deploy
@@ -92,7 +95,7 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 		if n.State == store.StagePending && r.State != store.RunWaiting {
 			continue
 		}
-		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, Message: "promoted by " + who.String()}); err != nil {
+		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: "promoted by " + who.String()}); err != nil {
 			return "", err
 		}
 		if err := e.st.SetRunState(ctx, r.ID, store.RunRunning, "promoted to "+region+" by "+who.Name); err != nil {
@@ -181,7 +184,7 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 	if err != nil {
 		return "", rel.SHA, err
 	}
-	e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: region, SHA: rel.SHA, Action: "rollback", Actor: who.Name})
+	e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: region, SHA: rel.SHA, Action: "rollback", Actor: who.Name, ActorID: who.Key(), Via: who.Via})
 	msg := fmt.Sprintf("rolled back %s %s to %s (was %s) on %s in %.1fs", app, region, short(rel.SHA), short(current), plural(len(hosts), "host"), time.Since(start).Seconds())
 	e.emit(ctx, Event{Kind: RolledBack, App: app, Region: region, SHA: rel.SHA, Actor: who, Message: msg})
 	e.st.AddEvent(ctx, store.Event{App: app, Region: region, Kind: string(RolledBack), Message: msg})
@@ -217,14 +220,22 @@ func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha
 	return sha
 }
 
-// Deploy puts a known release on one region, outside the normal order, subject to locks.
-func (e *Engine) Deploy(ctx context.Context, who Actor, app, sha, region string) (string, error) {
-	msg, err := e.deploy(ctx, who, app, sha, region)
-	e.audit(ctx, who, "deploy", app, region, sha, err)
+// Deploy puts a known release on one region, outside the normal order, subject to locks
+// and to the pipeline's gates: the release must have passed every region before the
+// target and failed none, unless force (the command layer checks who may force). A
+// refused deploy changes nothing; a deploy never supersedes a release waiting for
+// promotion.
+func (e *Engine) Deploy(ctx context.Context, who Actor, app, sha, region string, force bool) (string, error) {
+	msg, err := e.deploy(ctx, who, app, sha, region, force)
+	args := ""
+	if force {
+		args = "--force"
+	}
+	e.auditArgs(ctx, who, "deploy", app, region, sha, args, err)
 	return msg, err
 }
 
-func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string) (string, error) {
+func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string, force bool) (string, error) {
 	a, err := e.app(app)
 	if err != nil {
 		return "", err
@@ -234,27 +245,88 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string)
 		return "", err
 	}
 	if l, err := e.st.Lock(ctx, app, region); err == nil {
-		return "", fmt.Errorf("deploy %s to %s: %w by %s (%s)", app, region, ErrLocked, l.Holder, l.Reason)
+		return "", fmt.Errorf("deploy %s to %s: %w by %s (%s)", app, region, ErrLocked, holderName(l), l.Reason)
 	}
 	rel, err := e.st.Release(ctx, app, sha)
 	if err != nil || rel.State != store.ReleaseReady {
 		return "", fmt.Errorf("deploy %s %s: %w (only built releases can be deployed)", app, sha, ErrUnknownRelease)
 	}
+	if !force {
+		if why, err := e.gate(ctx, a, rel.SHA, region); err != nil {
+			return "", err
+		} else if why != "" {
+			return "", fmt.Errorf("deploy %s %s to %s: %w: %s; nothing was changed (with the force grant: add --force)", app, short(rel.SHA), region, ErrGate, why)
+		}
+	}
 	var hosts []string
 	for _, h := range reg.Hosts {
 		hosts = append(hosts, h.Name)
 	}
-	run, err := e.st.CreateRun(ctx, store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: "deploy", Actor: who.Name, State: store.RunRunning},
+	run, err := e.st.CreateRun(ctx, store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: TriggerDeploy, Actor: who.Name, State: store.RunRunning},
 		[]string{region}, map[string][]string{region: hosts})
 	if err != nil {
 		return "", err
 	}
-	if err := e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, Message: "deploy asked by " + who.String()}); err != nil {
+	asked := "deploy asked by " + who.String()
+	if force {
+		asked = "forced deploy asked by " + who.String()
+	}
+	if err := e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: asked}); err != nil {
 		return "", err
 	}
 	e.emitRun(ctx, RunCreated, run.ID, region, "", fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region))
 	e.Kick()
 	return fmt.Sprintf("deploying %s %s to %s (run %d)", app, short(rel.SHA), region, run.ID), nil
+}
+
+// gate says why a release may not be deployed to a region out of order ("" when it may):
+// it failed a region (its latest outcome there), or has not passed a region before the
+// target. A region where it was seeded counts as passed.
+func (e *Engine) gate(ctx context.Context, a *config.App, sha, region string) (string, error) {
+	runs, err := e.st.RunsOf(ctx, a.Name, sha)
+	if err != nil {
+		return "", err
+	}
+	outcome := map[string]store.StageState{} // region -> latest terminal outcome
+	for _, r := range runs {                 // newest first
+		for _, s := range r.Stages {
+			switch s.State {
+			case store.StageSucceeded, store.StageFailed, store.StageRolledBack:
+				if _, seen := outcome[s.Region]; !seen {
+					outcome[s.Region] = s.State
+				}
+			}
+		}
+	}
+	hist, err := e.st.History(ctx, a.Name, "", 1000)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range hist {
+		if h.SHA == sha && h.Action == "seed" {
+			if _, seen := outcome[h.Region]; !seen {
+				outcome[h.Region] = store.StageSucceeded
+			}
+		}
+	}
+	for _, reg := range a.Regions {
+		if st := outcome[reg.Name]; st == store.StageFailed || st == store.StageRolledBack {
+			return fmt.Sprintf("it failed %s", reg.Name), nil
+		}
+	}
+	var missing []string
+	for _, reg := range a.Regions {
+		if reg.Name == region {
+			break
+		}
+		if outcome[reg.Name] != store.StageSucceeded {
+			missing = append(missing, reg.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Sprintf("it has not passed %s, which come before %s", strings.Join(missing, ", "), region), nil
+	}
+	return "", nil
 }
 
 // Lock freezes a region: no automatic deploys or promotions there until Unlock.
@@ -276,10 +348,13 @@ func (e *Engine) lock(ctx context.Context, who Actor, app, region, reason string
 	if _, _, err := e.region(a, region); err != nil {
 		return err
 	}
+	if err := CheckText("lock reason", reason, MaxReason); err != nil {
+		return fmt.Errorf("lock %s %s: %w", app, region, err)
+	}
 	if reason == "" {
 		reason = "no reason given"
 	}
-	if err := e.st.PutLock(ctx, store.Lock{App: app, Region: region, Holder: who.Name, Reason: reason}); err != nil {
+	if err := e.st.PutLock(ctx, store.Lock{App: app, Region: region, Holder: who.Name, HolderID: who.Key(), Reason: reason}); err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			return fmt.Errorf("lock %s %s: %w", app, region, ErrLocked)
 		}
@@ -295,8 +370,8 @@ func (e *Engine) Unlock(ctx context.Context, who Actor, app, region string, forc
 	case errors.Is(err, store.ErrNotFound):
 		err = fmt.Errorf("unlock %s %s: it is not locked", app, region)
 	case err != nil:
-	case l.Holder != who.Name && !force:
-		err = fmt.Errorf("unlock %s %s: locked by %s (%s); only they can unlock it, or use --force", app, region, l.Holder, l.Reason)
+	case l.HolderID != who.Key() && !force:
+		err = fmt.Errorf("unlock %s %s: %w by %s (%s); only they can unlock it, or use --force", app, region, ErrNotHolder, holderName(l), l.Reason)
 	default:
 		err = e.st.DeleteLock(ctx, app, region)
 	}
@@ -330,6 +405,8 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 		err = fmt.Errorf("rerun run %d: %w %q", runID, ErrUnknownRegion, region)
 	case st.State.Active() || st.State.Waiting():
 		err = fmt.Errorf("rerun %s of run %d: the stage is %s", region, runID, st.State)
+	default:
+		err = e.newerIn(ctx, r, region)
 	}
 	if err == nil {
 		if err = e.st.ResetHostSteps(ctx, st.ID); err == nil {
@@ -352,6 +429,31 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 	e.emitRun(ctx, StageChanged, runID, region, "", fmt.Sprintf("%s re-runs %s of %s", who.Name, region, short(r.SHA)))
 	e.Kick()
 	return fmt.Sprintf("re-running %s of %s %s (run %d)", region, r.App, short(r.SHA), runID), nil
+}
+
+// newerIn refuses to re-run an old run in a region that a newer release of the pipeline
+// has already reached (passed, or is deploying to): that would put the older release
+// back over the newer one.
+func (e *Engine) newerIn(ctx context.Context, r store.Run, region string) error {
+	runs, err := e.st.Runs(ctx, r.App, false, 200)
+	if err != nil {
+		return err
+	}
+	for _, n := range runs { // newest first
+		if n.ID <= r.ID {
+			break
+		}
+		if n.Trigger == TriggerDeploy || n.SHA == r.SHA {
+			continue
+		}
+		for _, s := range n.Stages {
+			if s.Region == region && (s.State == store.StageSucceeded || s.State.Active()) {
+				return fmt.Errorf("rerun %s of run %d (%s): %w: the newer release %s (run %d) is already in %s; re-running would put the older release over it",
+					region, r.ID, short(r.SHA), ErrGate, short(n.SHA), n.ID, region)
+			}
+		}
+	}
+	return nil
 }
 
 // Seed makes a release live in every region at once, without tests: the starting point of
@@ -388,7 +490,7 @@ func (e *Engine) Seed(ctx context.Context, who Actor, app, sha string) (string, 
 			return e.st.SetLive(ctx, app, reg.Name, h.Name, rel.SHA)
 		})
 		if err == nil {
-			e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: reg.Name, SHA: rel.SHA, Action: "seed", Actor: who.Name})
+			e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: reg.Name, SHA: rel.SHA, Action: "seed", Actor: who.Name, ActorID: who.Key(), Via: who.Via})
 			e.emit(ctx, Event{Kind: Deployed, App: app, Region: reg.Name, SHA: rel.SHA, Actor: who, Message: fmt.Sprintf("%s %s is live in %s", app, short(rel.SHA), reg.Name)})
 		}
 		return err
@@ -402,7 +504,7 @@ func (e *Engine) Seed(ctx context.Context, who Actor, app, sha string) (string, 
 
 // Audit records an action decided outside the engine (a refusal, a parse error).
 func (e *Engine) Audit(ctx context.Context, who Actor, action, app, region, sha, args, outcome, detail string) {
-	e.st.AddAudit(ctx, store.Audit{Actor: who.Name, Via: who.Via, Action: action, App: app, Region: region, SHA: sha, Args: args, Outcome: outcome, Detail: detail})
+	e.st.AddAudit(ctx, store.Audit{Actor: who.Name, ActorID: who.Key(), Via: who.Via, Action: action, App: app, Region: region, SHA: sha, Args: args, Outcome: outcome, Detail: detail})
 }
 
 func (e *Engine) audit(ctx context.Context, who Actor, action, app, region, sha string, err error) {
@@ -413,11 +515,19 @@ func (e *Engine) auditArgs(ctx context.Context, who Actor, action, app, region, 
 	outcome, detail := "ok", ""
 	if err != nil {
 		outcome, detail = "failed", err.Error()
-		if errors.Is(err, ErrLocked) {
+		if errors.Is(err, ErrLocked) || errors.Is(err, ErrNotHolder) || errors.Is(err, ErrBadInput) || errors.Is(err, ErrGate) {
 			outcome = "refused"
 		}
 	}
 	e.Audit(ctx, who, action, app, region, sha, args, outcome, detail)
+}
+
+// holderName is who holds a lock, for people: the name, and the id when it says more.
+func holderName(l store.Lock) string {
+	if l.HolderID == "" || strings.HasSuffix(l.HolderID, ":"+l.Holder) {
+		return l.Holder
+	}
+	return l.Holder + " (" + l.HolderID + ")"
 }
 
 // majority is the SHA most hosts of a region run.

@@ -38,6 +38,10 @@ var (
 	ErrUnknownRelease    = errors.New("unknown release")
 	ErrRegionBusy        = errors.New("region is busy")
 	ErrNoPreviousRelease = errors.New("no previous release")
+	ErrNotHolder         = errors.New("the region is locked")
+	ErrBadInput          = errors.New("not accepted")
+	// ErrGate: a deploy or re-run would walk around the order of regions.
+	ErrGate = errors.New("refused by the pipeline's gates")
 )
 
 // Builder builds the release of one commit of an app (pipeline/release does it).

@@ -175,7 +175,7 @@ func TestLockedRegionHoldsTheRunUntilUnlocked(t *testing.T) {
 	for _, a := range audit {
 		got = append(got, a.Actor+" "+a.Action+" "+a.Outcome)
 	}
-	want := []string{"bob unlock ok", "bob unlock failed", "ada lock ok", "ada seed ok"}
+	want := []string{"bob unlock ok", "bob unlock refused", "ada lock ok", "ada seed ok"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("audit = %v, want %v", got, want)
 	}
@@ -269,7 +269,7 @@ func TestDeployPutsAKnownReleaseOnOneRegion(t *testing.T) {
 	seed := h.seed()
 	run := h.push("change")
 	h.waitState(run.ID, store.RunWaiting)
-	msg, err := h.eng.Deploy(context.Background(), ada, "papi", seed[:7], "sandbox1")
+	msg, err := h.eng.Deploy(context.Background(), ada, "papi", seed[:7], "sandbox1", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +282,7 @@ func TestDeployPutsAKnownReleaseOnOneRegion(t *testing.T) {
 	if live["host1"] != seed {
 		t.Fatalf("sandbox1 runs %s", short(live["host1"]))
 	}
-	if _, err := h.eng.Deploy(context.Background(), ada, "papi", "0123456", "sandbox1"); !errors.Is(err, ErrUnknownRelease) {
+	if _, err := h.eng.Deploy(context.Background(), ada, "papi", "0123456", "sandbox1", false); !errors.Is(err, ErrUnknownRelease) {
 		t.Fatalf("deploy of an unknown release: %v", err)
 	}
 }

@@ -7,13 +7,33 @@ import (
 	"github.com/immunity-app/immunity/store"
 )
 
-// Actor is who asked for something, and through which door.
+// Actor is who asked for something, and through which door. ID is the verified identity
+// that locks and the audit log are keyed by; Name is only for people to read.
 type Actor struct {
-	Name string // display name: Slack user name, GitHub login, local user
-	Via  string // cli, slack, github, button, demo, push, engine
-	// Identities used by access control; empty when unknown.
+	// ID is stable and verified by the door the request came through:
+	// "slack:TEAM/USER" (a signed Slack request), "github:ID" (a signed webhook or a
+	// dashboard session from GitHub sign-in), "token:NAME" (a personal API token),
+	// "local:USER" (the server's unix socket), "demo", "engine". "" means nobody verified.
+	ID   string
+	Name string // display name: Slack user name, GitHub login, token name, OS user
+	Via  string // cli, socket, dashboard, slack, github, button, demo, push, engine
+	// Identities access grants are matched against; empty when unknown.
 	GitHubLogin string
+	GitHubID    int64
 	SlackUserID string
+	Token       string // the name of the API token used
+	// Admin is the server's operator: its own OS user on the local socket, an admin token,
+	// the demo and the engine. Admins pass every access grant and may force.
+	Admin bool
+}
+
+// Key is what a lock holder and an audit row are keyed by: the verified ID, or, for an
+// actor made inside the server without one, its door and name.
+func (a Actor) Key() string {
+	if a.ID != "" {
+		return a.ID
+	}
+	return a.Via + ":" + a.Name
 }
 
 func (a Actor) String() string {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
@@ -58,7 +59,9 @@ func (e *Engine) scheduleApp(ctx context.Context, a *config.App, runs []store.Ru
 		if r.State == store.RunBuilding {
 			continue
 		}
-		if n := nextStage(r); n != nil && n.State.Waiting() && newestWaiting[n.Region] == 0 {
+		// A deploy (outside the order) supersedes nothing: the release waiting for
+		// promotion there keeps waiting, whatever becomes of the deploy.
+		if n := nextStage(r); n != nil && n.State.Waiting() && newestWaiting[n.Region] == 0 && r.Trigger != TriggerDeploy {
 			newestWaiting[n.Region] = r.ID // runs are newest first
 		}
 	}
@@ -78,10 +81,11 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 	}
 	n := nextStage(r)
 	if n == nil {
-		if err := e.st.SetRunState(ctx, r.ID, store.RunSucceeded, "live in every region"); err != nil {
+		what := e.doneMessage(ctx, a, r)
+		if err := e.st.SetRunState(ctx, r.ID, store.RunSucceeded, what); err != nil {
 			return err
 		}
-		e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("%s %s is live in every region", a.Name, short(r.SHA)))
+		e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("%s %s %s", a.Name, short(r.SHA), what))
 		return nil
 	}
 	if n.State.Active() {
@@ -99,7 +103,7 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		e.emitRun(ctx, RunChanged, r.ID, n.Region, "", "")
 		return nil
 	}
-	if newer := newestWaiting[n.Region]; newer != r.ID && n.State != store.StageApproved {
+	if newer := newestWaiting[n.Region]; newer != 0 && newer != r.ID && n.State != store.StageApproved {
 		return e.supersede(ctx, r, n, newer)
 	}
 	reg, _, err := e.region(a, n.Region)
@@ -176,4 +180,42 @@ func (e *Engine) supersede(ctx context.Context, r *store.Run, n *store.Stage, ne
 	}
 	e.emitRun(ctx, RunChanged, r.ID, n.Region, "", msg)
 	return nil
+}
+
+// doneMessage says truthfully where a finished run's release is: "is live in every
+// region" only when every host of every region runs it; a deploy "is deployed to REGION".
+func (e *Engine) doneMessage(ctx context.Context, a *config.App, r *store.Run) string {
+	if r.Trigger == TriggerDeploy {
+		var regions []string
+		for _, s := range r.Stages {
+			regions = append(regions, s.Region)
+		}
+		return "is deployed to " + strings.Join(regions, ", ")
+	}
+	var other []string
+	for _, reg := range a.Regions {
+		live, err := e.st.Live(ctx, a.Name, reg.Name)
+		if err != nil {
+			return "passed every region"
+		}
+		for _, h := range reg.Hosts {
+			if sha := live[h.Name]; sha != r.SHA {
+				other = append(other, fmt.Sprintf("%s/%s runs %s", reg.Name, h.Name, orNothing(short(sha))))
+			}
+		}
+	}
+	if len(other) == 0 {
+		return "is live in every region"
+	}
+	if len(other) > 3 {
+		other = append(other[:3], fmt.Sprintf("%d more", len(other)-3))
+	}
+	return "passed every region, but " + strings.Join(other, ", ")
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "nothing"
+	}
+	return s
 }

@@ -175,10 +175,10 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 		return err // cancelled meanwhile (a rollback), or the store failed
 	}
 	action := "deploy"
-	if s.ApprovedBy != "" {
+	if s.ApprovedBy != "" && r.Trigger != "deploy" {
 		action = "promote"
 	}
-	e.st.AddHistory(ctx, store.HistoryEntry{App: a.Name, Region: s.Region, SHA: r.SHA, Action: action, Actor: s.ApprovedBy, RunID: r.ID})
+	e.st.AddHistory(ctx, store.HistoryEntry{App: a.Name, Region: s.Region, SHA: r.SHA, Action: action, Actor: s.ApprovedBy, ActorID: s.ApprovedByID, Via: s.ApprovedVia, RunID: r.ID})
 	e.emitRun(ctx, StageChanged, r.ID, s.Region, "", fmt.Sprintf("%s %s passed %s", a.Name, short(r.SHA), s.Region))
 	return nil
 }
@@ -487,7 +487,7 @@ func (e *Engine) rollbackTouched(ctx context.Context, sr *stageRun) (int, error)
 	if len(touched) > 0 {
 		e.st.AddHistory(ctx, store.HistoryEntry{App: sr.app.Name, Region: sr.region.Name, SHA: touched[0].PrevSHA, Action: "rollback", Actor: "immunity (automatic)", RunID: sr.run.ID})
 		e.emit(ctx, Event{Kind: RolledBack, App: sr.app.Name, Region: sr.region.Name, SHA: touched[0].PrevSHA,
-			Actor: Actor{Name: "immunity", Via: "engine"}, Message: fmt.Sprintf("automatic rollback of %s to %s", hostList(touched), short(touched[0].PrevSHA))})
+			Actor: Actor{ID: "engine", Name: "immunity", Via: "engine", Admin: true}, Message: fmt.Sprintf("automatic rollback of %s to %s", hostList(touched), short(touched[0].PrevSHA))})
 	}
 	return len(touched), err
 }

@@ -51,10 +51,12 @@ func (s *Store) Events(ctx context.Context, runID int64, limit int) ([]Event, er
 }
 
 // Audit is one entry of the audit log: who did what, from where, when, and how it ended.
+// ActorID is the verified identity (pipeline.Actor.Key); Actor is its display name.
 type Audit struct {
 	ID               int64
 	At               time.Time
-	Actor, Via       string
+	Actor, ActorID   string
+	Via              string
 	Action           string
 	App, Region, SHA string
 	Args             string
@@ -63,18 +65,32 @@ type Audit struct {
 
 // AddAudit appends to the audit log.
 func (s *Store) AddAudit(ctx context.Context, a Audit) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO audit (at, actor, via, action, app, region, sha, args, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.nowNS(), a.Actor, a.Via, a.Action, a.App, a.Region, a.SHA, a.Args, a.Outcome, a.Detail)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO audit (at, actor, actor_id, via, action, app, region, sha, args, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.nowNS(), a.Actor, a.ActorID, a.Via, a.Action, a.App, a.Region, a.SHA, a.Args, a.Outcome, a.Detail)
 	return err
 }
 
 // Audits lists the audit log, newest first; app "" means every app.
 func (s *Store) Audits(ctx context.Context, app string, limit int) ([]Audit, error) {
-	if limit <= 0 {
-		limit = 100
+	return s.AuditPage(ctx, AuditFilter{App: app, Limit: limit})
+}
+
+// AuditFilter selects a page of the audit log. Empty fields match everything; Person
+// matches an actor's id or name; Before pages back: only entries with a smaller id.
+type AuditFilter struct {
+	App, Region, Person string
+	Before              int64
+	Limit               int // default 100
+}
+
+// AuditPage lists the audit entries a filter selects, newest first.
+func (s *Store) AuditPage(ctx context.Context, f AuditFilter) ([]Audit, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, at, actor, via, action, app, region, sha, args, outcome, detail FROM audit
-		WHERE (? = '' OR app = ?) ORDER BY id DESC LIMIT ?`, app, app, limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, actor, actor_id, via, action, app, region, sha, args, outcome, detail FROM audit
+		WHERE (? = '' OR app = ?) AND (? = '' OR region = ?) AND (? = '' OR actor_id = ? OR actor = ?) AND (? = 0 OR id < ?)
+		ORDER BY id DESC LIMIT ?`, f.App, f.App, f.Region, f.Region, f.Person, f.Person, f.Person, f.Before, f.Before, f.Limit)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +99,7 @@ func (s *Store) Audits(ctx context.Context, app string, limit int) ([]Audit, err
 	for rows.Next() {
 		var a Audit
 		var at int64
-		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Via, &a.Action, &a.App, &a.Region, &a.SHA, &a.Args, &a.Outcome, &a.Detail); err != nil {
+		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.ActorID, &a.Via, &a.Action, &a.App, &a.Region, &a.SHA, &a.Args, &a.Outcome, &a.Detail); err != nil {
 			return nil, err
 		}
 		a.At = fromNS(at)

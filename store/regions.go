@@ -42,15 +42,17 @@ type HistoryEntry struct {
 	App, Region string
 	SHA         string
 	Action      string // seed, deploy, promote, rollback
-	Actor       string
+	Actor       string // display name
+	ActorID     string // the verified identity (pipeline.Actor.Key)
+	Via         string
 	RunID       int64
 	At          time.Time
 }
 
 // AddHistory records a release going live in a region.
 func (s *Store) AddHistory(ctx context.Context, h HistoryEntry) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO region_history (app, region, sha, action, actor, run_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		h.App, h.Region, h.SHA, h.Action, h.Actor, h.RunID, s.nowNS())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO region_history (app, region, sha, action, actor, actor_id, via, run_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		h.App, h.Region, h.SHA, h.Action, h.Actor, h.ActorID, h.Via, h.RunID, s.nowNS())
 	return err
 }
 
@@ -59,7 +61,7 @@ func (s *Store) History(ctx context.Context, app, region string, limit int) ([]H
 	if limit <= 0 {
 		limit = 50
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, app, region, sha, action, actor, run_id, at FROM region_history
+	rows, err := s.db.QueryContext(ctx, `SELECT id, app, region, sha, action, actor, actor_id, via, run_id, at FROM region_history
 		WHERE app = ? AND (? = '' OR region = ?) ORDER BY id DESC LIMIT ?`, app, region, region, limit)
 	if err != nil {
 		return nil, err
@@ -69,7 +71,7 @@ func (s *Store) History(ctx context.Context, app, region string, limit int) ([]H
 	for rows.Next() {
 		var h HistoryEntry
 		var at int64
-		if err := rows.Scan(&h.ID, &h.App, &h.Region, &h.SHA, &h.Action, &h.Actor, &h.RunID, &at); err != nil {
+		if err := rows.Scan(&h.ID, &h.App, &h.Region, &h.SHA, &h.Action, &h.Actor, &h.ActorID, &h.Via, &h.RunID, &at); err != nil {
 			return nil, err
 		}
 		h.At = fromNS(at)
@@ -78,9 +80,11 @@ func (s *Store) History(ctx context.Context, app, region string, limit int) ([]H
 	return out, rows.Err()
 }
 
-// Lock is a deploy freeze on a region.
+// Lock is a deploy freeze on a region. HolderID is the verified identity of who holds
+// it (only they unlock it without --force); Holder is their name, for display.
 type Lock struct {
 	App, Region, Holder, Reason string
+	HolderID                    string
 	At                          time.Time
 }
 
@@ -89,7 +93,7 @@ var ErrLocked = errors.New("region is locked")
 
 // PutLock locks a region; it fails with ErrLocked if someone holds it already.
 func (s *Store) PutLock(ctx context.Context, l Lock) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO locks (app, region, holder, reason, at) VALUES (?, ?, ?, ?, ?)`, l.App, l.Region, l.Holder, l.Reason, s.nowNS())
+	_, err := s.db.ExecContext(ctx, `INSERT INTO locks (app, region, holder, holder_id, reason, at) VALUES (?, ?, ?, ?, ?, ?)`, l.App, l.Region, l.Holder, l.HolderID, l.Reason, s.nowNS())
 	if err != nil {
 		if cur, gerr := s.Lock(ctx, l.App, l.Region); gerr == nil {
 			return fmt.Errorf("%s/%s held by %s: %w", l.App, l.Region, cur.Holder, ErrLocked)
@@ -109,7 +113,7 @@ func (s *Store) DeleteLock(ctx context.Context, app, region string) error {
 func (s *Store) Lock(ctx context.Context, app, region string) (Lock, error) {
 	var l Lock
 	var at int64
-	err := s.db.QueryRowContext(ctx, `SELECT app, region, holder, reason, at FROM locks WHERE app = ? AND region = ?`, app, region).Scan(&l.App, &l.Region, &l.Holder, &l.Reason, &at)
+	err := s.db.QueryRowContext(ctx, `SELECT app, region, holder, holder_id, reason, at FROM locks WHERE app = ? AND region = ?`, app, region).Scan(&l.App, &l.Region, &l.Holder, &l.HolderID, &l.Reason, &at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Lock{}, ErrNotFound
 	}
@@ -119,7 +123,7 @@ func (s *Store) Lock(ctx context.Context, app, region string) (Lock, error) {
 
 // Locks lists an app's locks.
 func (s *Store) Locks(ctx context.Context, app string) ([]Lock, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT app, region, holder, reason, at FROM locks WHERE (? = '' OR app = ?) ORDER BY app, region`, app, app)
+	rows, err := s.db.QueryContext(ctx, `SELECT app, region, holder, holder_id, reason, at FROM locks WHERE (? = '' OR app = ?) ORDER BY app, region`, app, app)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +132,7 @@ func (s *Store) Locks(ctx context.Context, app string) ([]Lock, error) {
 	for rows.Next() {
 		var l Lock
 		var at int64
-		if err := rows.Scan(&l.App, &l.Region, &l.Holder, &l.Reason, &at); err != nil {
+		if err := rows.Scan(&l.App, &l.Region, &l.Holder, &l.HolderID, &l.Reason, &at); err != nil {
 			return nil, err
 		}
 		l.At = fromNS(at)

@@ -37,7 +37,9 @@ type Stage struct {
 	Position          int
 	State             StageState
 	Message           string
-	ApprovedBy        string
+	ApprovedBy        string // who promoted (or deployed) the release into the region: a name
+	ApprovedByID      string // and their verified identity
+	ApprovedVia       string
 	Tests             string
 	Verdict           string // judge.Verdict JSON
 	Started, Finished time.Time
@@ -154,6 +156,7 @@ func (s *Store) SetRunSHA(ctx context.Context, id int64, sha, subject, author st
 type StageUpdate struct {
 	State                               StageState
 	Message, ApprovedBy, Tests, Verdict string
+	ApprovedByID, ApprovedVia           string
 	Start, Finish                       bool
 	OnlyIf                              []StageState
 }
@@ -175,6 +178,8 @@ func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error 
 	set("state", string(u.State))
 	set("message", u.Message)
 	set("approved_by", u.ApprovedBy)
+	set("approved_by_id", u.ApprovedByID)
+	set("approved_via", u.ApprovedVia)
 	set("tests", u.Tests)
 	set("verdict", u.Verdict)
 	if u.Start {
@@ -250,6 +255,15 @@ func (s *Store) Run(ctx context.Context, id int64) (Run, error) {
 	return r, nil
 }
 
+// RunsOf lists the runs of one release of an app, newest first.
+func (s *Store) RunsOf(ctx context.Context, app, sha string) ([]Run, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+runCols+` FROM runs WHERE app = ? AND sha = ? ORDER BY id DESC`, app, sha)
+	if err != nil {
+		return nil, fmt.Errorf("runs of %s@%s: %w", app, sha, err)
+	}
+	return s.scanRuns(ctx, rows)
+}
+
 // Runs lists runs, newest first. app "" means every app; active limits to runs not yet finished.
 func (s *Store) Runs(ctx context.Context, app string, active bool, limit int) ([]Run, error) {
 	q := `SELECT ` + runCols + ` FROM runs WHERE (? = '' OR app = ?)`
@@ -268,7 +282,13 @@ func (s *Store) Runs(ctx context.Context, app string, active bool, limit int) ([
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
+	return s.scanRuns(ctx, rows)
+}
+
+// scanRuns reads runs and their stages.
+func (s *Store) scanRuns(ctx context.Context, rows *sql.Rows) ([]Run, error) {
 	var out []Run
+	var err error
 	for rows.Next() {
 		r, err := scanRun(rows)
 		if err != nil {
@@ -287,7 +307,7 @@ func (s *Store) Runs(ctx context.Context, app string, active bool, limit int) ([
 }
 
 func (s *Store) stages(ctx context.Context, runID int64) ([]Stage, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, run_id, region, position, state, message, approved_by, tests, verdict, started_at, finished_at, updated_at
+	rows, err := s.db.QueryContext(ctx, `SELECT id, run_id, region, position, state, message, approved_by, approved_by_id, approved_via, tests, verdict, started_at, finished_at, updated_at
 		FROM stages WHERE run_id = ? ORDER BY position`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("stages of run %d: %w", runID, err)
@@ -296,7 +316,7 @@ func (s *Store) stages(ctx context.Context, runID int64) ([]Stage, error) {
 	for rows.Next() {
 		var st Stage
 		var a, b, c int64
-		if err := rows.Scan(&st.ID, &st.RunID, &st.Region, &st.Position, &st.State, &st.Message, &st.ApprovedBy, &st.Tests, &st.Verdict, &a, &b, &c); err != nil {
+		if err := rows.Scan(&st.ID, &st.RunID, &st.Region, &st.Position, &st.State, &st.Message, &st.ApprovedBy, &st.ApprovedByID, &st.ApprovedVia, &st.Tests, &st.Verdict, &a, &b, &c); err != nil {
 			rows.Close()
 			return nil, err
 		}

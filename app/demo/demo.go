@@ -91,7 +91,13 @@ func Run(ctx context.Context, o Options) error {
 	in.Server.SetReady(true)
 	sctx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
-	go in.Server.Serve(sctx, ln)
+	lns := []net.Listener{ln}
+	if sock, err := app.ListenSocket(in.SocketPath()); err == nil {
+		lns = append(lns, sock)
+	} else {
+		fmt.Fprintf(out, "no local socket for the CLI: %v\n", err)
+	}
+	go in.Server.Serve(sctx, lns...)
 	fmt.Fprintf(out, "Immunity demo: dashboard at %s  (work folder %s)\n", cfg.Server.URL, dir)
 
 	d := &demo{in: in, repo: repo, out: out, thread: thread}
@@ -100,7 +106,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	fmt.Fprintf(out, "\n== putting %s live in every region as the starting point\n", short(seed))
-	if _, err := in.Engine.Seed(ctx, pipeline.Actor{Name: "demo", Via: "demo"}, "papi", seed); err != nil {
+	if _, err := in.Engine.Seed(ctx, pipeline.Actor{ID: "demo", Name: "demo", Via: "demo", Admin: true}, "papi", seed); err != nil {
 		return err
 	}
 	tctx, stopTraffic := context.WithCancel(ctx)
@@ -133,8 +139,10 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	}
 	fmt.Fprintf(out, "\nThe demo keeps running: open %s, or in another terminal try `go run . status papi`,\n"+
-		"`go run . lock papi prod3 testing`, `go run . history papi`. Commit a change in %s\n"+
-		"(knobs.go holds the sample app's behaviour) and a run starts. Ctrl-C stops it.\n", cfg.Server.URL, repo.dir)
+		"`go run . history papi`, and, as this machine's user through the demo's local socket,\n"+
+		"`IMMUNITY_SOCKET=%s go run . lock papi prod3 testing`\n"+
+		"(`... go run . token create ada` makes a token to sign in to the dashboard with). Commit a change in %s\n"+
+		"(knobs.go holds the sample app's behaviour) and a run starts. Ctrl-C stops it.\n", cfg.Server.URL, in.SocketPath(), repo.dir)
 	<-ctx.Done()
 	return nil
 }
@@ -146,7 +154,8 @@ type demo struct {
 	thread *bot.ConsoleThread
 }
 
-var person = pipeline.Actor{Name: "ada", Via: "demo"}
+// person is the demo's operator: the server itself acts for ada.
+var person = pipeline.Actor{ID: "demo:ada", Name: "ada", Via: "demo", Admin: true}
 
 // script makes the commits and checks each outcome.
 func (d *demo) script(ctx context.Context, seed string) []outcome {

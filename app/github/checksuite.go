@@ -20,9 +20,7 @@ type checkSuiteEvent struct {
 	Installation struct {
 		ID int64 `json:"id"`
 	} `json:"installation"`
-	Sender struct {
-		Login string `json:"login"`
-	} `json:"sender"`
+	Sender sender `json:"sender"`
 }
 
 // repoRef is a payload's repository.
@@ -55,7 +53,7 @@ func (a *App) onCheckSuite(ctx context.Context, ev *checkSuiteEvent) (string, er
 		return fmt.Sprintf("ignored: run %d of %s has no failed stage to re-run", run.ID, short(sha)), nil
 	}
 	c := conversation{client: a.clients.ForInstallation(ev.Installation.ID), owner: repo.Owner.Login, name: repo.Name,
-		login: ev.Sender.Login, via: "button"}
+		login: ev.Sender.Login, userID: ev.Sender.ID, via: "button"}
 	may, level, err := c.mayWrite(ctx)
 	if err != nil {
 		return "", err

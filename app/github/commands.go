@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	gh "github.com/google/go-github/v60/github"
@@ -38,7 +39,8 @@ func commandLine(body string) (string, bool) {
 type conversation struct {
 	client      *gh.Client
 	owner, name string                                          // the repo
-	login       string                                          // who asked
+	login       string                                          // who asked: their login, for display
+	userID      int64                                           // and their GitHub user id, who they are
 	via         string                                          // github, button
 	react       func(ctx context.Context, content string) error // nil: nowhere to react
 	reply       func(ctx context.Context, body string) error    // nil: nowhere to reply
@@ -53,7 +55,11 @@ type conversation struct {
 func (c conversation) repo() string { return c.owner + "/" + c.name }
 
 func (c conversation) actor() pipeline.Actor {
-	return pipeline.Actor{Name: c.login, Via: c.via, GitHubLogin: c.login}
+	a := pipeline.Actor{Name: c.login, Via: c.via, GitHubLogin: c.login, GitHubID: c.userID}
+	if c.userID != 0 {
+		a.ID = "github:" + strconv.FormatInt(c.userID, 10)
+	}
+	return a
 }
 
 // mayWrite reports whether the sender has write, maintain or admin permission on the repo,

@@ -25,7 +25,7 @@ func (a *App) onIssueComment(ctx context.Context, ev *gh.IssueCommentEvent) (str
 	repo := ev.GetRepo()
 	cl := a.clients.ForInstallation(ev.GetInstallation().GetID())
 	owner, name, id, number := repo.GetOwner().GetLogin(), repo.GetName(), ev.GetComment().GetID(), ev.GetIssue().GetNumber()
-	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), via: "github", replyNeeds: "issues: write",
+	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), userID: ev.GetSender().GetID(), via: "github", replyNeeds: "issues: write",
 		react: func(ctx context.Context, content string) error {
 			_, _, err := cl.Reactions.CreateIssueCommentReaction(ctx, owner, name, id, content)
 			return err
@@ -94,7 +94,7 @@ func (a *App) onCommitComment(ctx context.Context, ev *gh.CommitCommentEvent) (s
 	repo := ev.GetRepo()
 	cl := a.clients.ForInstallation(ev.GetInstallation().GetID())
 	owner, name, id, sha := repo.GetOwner().GetLogin(), repo.GetName(), cm.GetID(), cm.GetCommitID()
-	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), via: "github", replyNeeds: "contents: write",
+	c := conversation{client: cl, owner: owner, name: name, login: ev.GetSender().GetLogin(), userID: ev.GetSender().GetID(), via: "github", replyNeeds: "contents: write",
 		react: func(ctx context.Context, content string) error {
 			_, _, err := cl.Reactions.CreateCommentReaction(ctx, owner, name, id, content)
 			return err
@@ -175,9 +175,13 @@ type checkRunEvent struct {
 	Installation struct {
 		ID int64 `json:"id"`
 	} `json:"installation"`
-	Sender struct {
-		Login string `json:"login"`
-	} `json:"sender"`
+	Sender sender `json:"sender"`
+}
+
+// sender is who caused a delivery: the user id is who they are, the login their name.
+type sender struct {
+	Login string `json:"login"`
+	ID    int64  `json:"id"`
 }
 
 // The identifiers of the check run buttons (checks.ActionPromote, checks.ActionRollback).
@@ -200,7 +204,7 @@ func (a *App) onCheckRun(ctx context.Context, ev *checkRunEvent) (string, error)
 
 func (a *App) buttonConversation(ev checkRunEvent) conversation {
 	return conversation{client: a.clients.ForInstallation(ev.Installation.ID), owner: ev.Repository.Owner.Login,
-		name: ev.Repository.Name, login: ev.Sender.Login, via: "button"}
+		name: ev.Repository.Name, login: ev.Sender.Login, userID: ev.Sender.ID, via: "button"}
 }
 
 // checkRunRef finds the run and region a check run of ours reports: from its external id

@@ -24,7 +24,7 @@ func TestPromoteComment(t *testing.T) {
 	h.fake.SetPermission("Codertocat", "write")
 	h.post(t, "issue_comment", "c1", h.prComment(t, "/promote prod3\r\nthanks!"), "")
 
-	want := []bot.Request{{Actor: pipeline.Actor{Name: "Codertocat", Via: "github", GitHubLogin: "Codertocat"}, App: "papi", Text: "/promote prod3",
+	want := []bot.Request{{Actor: pipeline.Actor{ID: "github:21031067", Name: "Codertocat", Via: "github", GitHubLogin: "Codertocat", GitHubID: 21031067}, App: "papi", Text: "/promote prod3",
 		SHA: prHead, SHASource: "the head of pull request #1"}}
 	if d := cmp.Diff(want, h.cmds.Requests()); d != "" {
 		t.Errorf("commands (-want +got):\n%s", d)
@@ -245,7 +245,7 @@ func TestCheckRunButtons(t *testing.T) {
 	body := fixture(t, "check_run.requested_action.json", map[string]any{
 		"check_run.external_id": "run/7/prod3", "check_run.name": "immunity / prod3", "requested_action.identifier": "promote"})
 	h.post(t, "check_run", "b1", body, "")
-	want := []bot.Request{{Actor: pipeline.Actor{Name: "codebytere", Via: "button", GitHubLogin: "codebytere"}, App: "electron",
+	want := []bot.Request{{Actor: pipeline.Actor{ID: "github:2036040", Name: "codebytere", Via: "button", GitHubLogin: "codebytere", GitHubID: 2036040}, App: "electron",
 		Text: "/promote prod3 --release 5bd5f196a46b8222fb7484f05faba41a73cf34bd", SHA: "5bd5f196a46b8222fb7484f05faba41a73cf34bd", SHASource: "this check run's commit"}}
 	if d := cmp.Diff(want, h.cmds.Requests()); d != "" {
 		t.Errorf("commands (-want +got):\n%s", d)

@@ -27,6 +27,12 @@ func (a *App) Webhook(c *gin.Context) {
 	start := time.Now()
 	event := "unverified" // the header is only GitHub's word once the signature holds
 	observe := func(outcome string) { a.obs.Delivery(event, outcome, time.Since(start)) }
+	if ct := c.ContentType(); ct == "application/x-www-form-urlencoded" {
+		a.log.Warn("github webhook refused: form-encoded; the App's webhook content type must be application/json")
+		c.String(http.StatusBadRequest, "this delivery is form-encoded: set the webhook content type to application/json\n")
+		observe("bad_request")
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, a.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError

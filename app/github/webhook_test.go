@@ -3,6 +3,9 @@ package github
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,5 +148,30 @@ func TestRedeliverFailed(t *testing.T) {
 	h.post(t, "issue_comment", "f1", body, "")
 	if got := h.deliveries(t)["f1"]; got != "done" || len(h.cmds.Requests()) != 1 {
 		t.Errorf("redelivered: state %q, commands %d; want done, 1", got, len(h.cmds.Requests()))
+	}
+}
+
+// TestFormEncodedWebhookIsExplained: an App whose webhook content type is form-encoded
+// gets a 400 that says what to change, and nothing is recorded.
+func TestFormEncodedWebhookIsExplained(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	body := []byte("payload=" + url.QueryEscape(`{"zen":"Design for failure."}`))
+	req, _ := http.NewRequest("POST", h.http.URL+"/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-GitHub-Event", "ping")
+	req.Header.Set("X-GitHub-Delivery", "form1")
+	req.Header.Set("X-Hub-Signature-256", sign(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "set the webhook content type to application/json") {
+		t.Fatalf("form-encoded delivery: %d %q", resp.StatusCode, b)
+	}
+	if len(h.deliveries(t)) != 0 {
+		t.Error("a form-encoded delivery was recorded")
 	}
 }

@@ -87,7 +87,9 @@ func (b *Bot) slashCommand(c *gin.Context) {
 	if text == "" {
 		text = "help"
 	}
-	actor := pipeline.Actor{Name: form.Get("user_name"), Via: "slack", SlackUserID: form.Get("user_id")}
+	// user_id (with team_id) is who asked, as Slack signed it; user_name is only a name
+	// to show, and people can change theirs.
+	actor := slackActor(form.Get("team_id"), form.Get("user_id"), form.Get("user_name"), "slack")
 	req := bot.Request{Actor: actor, Text: text}
 	if p, err := bot.Parse(text, ""); err != nil || p.Name == "help" {
 		// Help and mistakes need no engine: answer them at once, to the person only.
@@ -101,6 +103,18 @@ func (b *Bot) slashCommand(c *gin.Context) {
 	})
 	c.JSON(http.StatusOK, slack.Msg{ResponseType: slack.ResponseTypeEphemeral,
 		Text: fmt.Sprintf("working on it: `%s %s`", commandName(form.Get("command")), esc(clip(text, 200)))})
+}
+
+// slackActor is the identity of a Slack user: team and user id, their name for display.
+func slackActor(team, user, name, via string) pipeline.Actor {
+	a := pipeline.Actor{Name: name, Via: via, SlackUserID: user}
+	if user != "" {
+		a.ID = "slack:" + team + "/" + user
+	}
+	if a.Name == "" {
+		a.Name = user
+	}
+	return a
 }
 
 func commandName(c string) string {

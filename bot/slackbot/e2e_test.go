@@ -425,3 +425,110 @@ func TestE2ELockHoldsRunUntilUnlocked(t *testing.T) {
 		t.Errorf("sandbox1 is %s after the unlock; want succeeded", got)
 	}
 }
+
+// TestE2ELocksAreKeyedByUserID: a signed command carries the user's id and a name they
+// chose; a lock belongs to the id. Bob, calling himself ada, cannot lift ada's lock, and
+// the audit log records who each was by id.
+func TestE2ELocksAreKeyedByUserID(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	ctx := context.Background()
+	const ada, bob = "U0CA5", "U2147483697"
+	if a := e.slash(t, ada, "ada", "lock papi prod3 incident 42"); !strings.Contains(a.Text, "locked papi prod3") {
+		t.Fatalf("ada's lock: %+v", a)
+	}
+	if a := e.slash(t, bob, "ada", "unlock papi prod3"); !strings.Contains(a.Text, "only they can unlock it") {
+		t.Fatalf("bob as ada unlocks: %+v; want a refusal", a)
+	}
+	l, err := e.st.Lock(ctx, "papi", "prod3")
+	if err != nil || l.HolderID != "slack:T0001/"+ada {
+		t.Fatalf("after the spoofed unlock the lock is %+v, %v; want it held by ada's id", l, err)
+	}
+	audit, _ := e.st.Audits(ctx, "papi", 10)
+	if len(audit) < 2 || audit[0].Action != "unlock" || audit[0].Outcome != "refused" || audit[0].ActorID != "slack:T0001/"+bob ||
+		audit[1].Action != "lock" || audit[1].ActorID != "slack:T0001/"+ada {
+		t.Fatalf("audit = %+v", audit)
+	}
+	if a := e.slash(t, ada, "ada-renamed", "unlock papi prod3"); !strings.Contains(a.Text, "unlocked papi prod3") {
+		t.Fatalf("ada, renamed, unlocks her lock: %+v", a)
+	}
+}
+
+// TestE2EGatesHold: deploying a release that has not passed the regions before the
+// target, or that failed one, is refused and changes nothing; a forced deploy needs the
+// force grant; a deploy never drops the release waiting for promotion, and its messages
+// say "deployed".
+func TestE2EGatesHold(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t)
+	ctx := context.Background()
+	// amy has every action but force in production; steve (via S0SRE) has force too.
+	e.eng.Config().Apps[0].Access.Production = []config.Grant{
+		{Actions: []string{"promote", "rollback", "deploy", "lock", "unlock"}, SlackUsers: []string{"U0CA5"}},
+		{Actions: []string{"*"}, SlackGroups: []string{"S0SRE"}},
+	}
+	const amy, steve = "U0CA5", "U2147483697"
+	// sha2 passed sandbox1 and waits for prod3; sha1 is built but reached no region.
+	e.st.PutRelease(ctx, store.Release{App: "papi", SHA: sha1, State: store.ReleaseReady, Artifact: "/dev/null", Checksum: "x"})
+	run, err := e.eng.StartRun(ctx, "papi", sha2, pipeline.Trigger{Kind: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitStage(t, run.ID, "prod3", store.StageAwaitingApproval)
+	snapshot := func() string {
+		runs, _ := e.st.Runs(ctx, "papi", false, 0)
+		live, _ := e.st.Live(ctx, "papi", "prod3")
+		var b strings.Builder
+		for _, r := range runs {
+			fmt.Fprintf(&b, "run %d %s %s;", r.ID, r.SHA[:7], r.State)
+			for _, s := range r.Stages {
+				fmt.Fprintf(&b, " %s=%s", s.Region, s.State)
+			}
+		}
+		fmt.Fprintf(&b, " live=%v", live)
+		return b.String()
+	}
+	before := snapshot()
+	a := e.slash(t, amy, "amy", "deploy papi "+sha1[:7]+" to prod3")
+	if !strings.Contains(a.Text, "has not passed sandbox1") || !strings.Contains(a.Text, "nothing was changed") {
+		t.Fatalf("deploy of an untested release: %+v", a)
+	}
+	if a := e.slash(t, amy, "amy", "deploy papi "+sha1[:7]+" to prod3 --force"); !strings.Contains(a.Text, `may not force`) {
+		t.Fatalf("amy forces without the grant: %+v", a)
+	}
+	if got := snapshot(); got != before {
+		t.Fatalf("refused deploys changed the store:\nbefore %s\nafter  %s", before, got)
+	}
+	audit, _ := e.st.Audits(ctx, "papi", 2)
+	if len(audit) != 2 || audit[0].Outcome != "refused" || audit[1].Outcome != "refused" {
+		t.Fatalf("refusals not audited: %+v", audit)
+	}
+	// steve may force: it deploys, says so, and the release waiting for prod3 still waits.
+	a = e.slash(t, steve, "steve", "deploy papi "+sha1[:7]+" to prod3 --force")
+	if !strings.Contains(a.Text, "deploying papi "+sha1[:7]+" to prod3") {
+		t.Fatalf("forced deploy: %+v", a)
+	}
+	waitFor(t, "the forced deploy finished", func() bool {
+		runs, _ := e.st.Runs(ctx, "papi", false, 1)
+		return len(runs) == 1 && runs[0].State == store.RunSucceeded
+	}, snapshot)
+	if got := e.stage(t, run.ID, "prod3"); got != store.StageAwaitingApproval {
+		t.Fatalf("after the deploy the waiting release's prod3 stage is %s; want it still waiting", got)
+	}
+	runs, _ := e.st.Runs(ctx, "papi", false, 1)
+	if !strings.Contains(runs[0].Message, "is deployed to prod3") {
+		t.Errorf("deploy run's message %q; want it to say deployed", runs[0].Message)
+	}
+	hist, _ := e.st.History(ctx, "papi", "prod3", 1)
+	if len(hist) != 1 || hist[0].Action != "deploy" || hist[0].ActorID != "slack:T0001/"+steve || hist[0].Via != "slack" {
+		t.Errorf("history = %+v; want steve's deploy", hist)
+	}
+	waitFor(t, "the thread says deployed", func() bool {
+		for _, c := range e.slack.Calls() {
+			if strings.Contains(c.Text+string(c.Blocks), "steve deployed papi "+sha1[:7]+" to prod3") {
+				return true
+			}
+		}
+		return false
+	})
+}

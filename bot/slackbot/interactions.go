@@ -58,7 +58,7 @@ func (b *Bot) press(ctx context.Context, cb slack.InteractionCallback, a slack.B
 	if name == "" {
 		name = cb.User.Username
 	}
-	actor := pipeline.Actor{Name: name, Via: "button", SlackUserID: cb.User.ID}
+	actor := slackActor(cb.Team.ID, cb.User.ID, name, "button")
 	reply := bot.Reply{}
 	if stale := b.notLive(ctx, a); stale != "" {
 		reply.Text = stale

@@ -145,7 +145,7 @@ func TestSlashCommand(t *testing.T) {
 		t.Fatalf("slash command answered %d %s; want 200 and an ephemeral \"working on it\"", w.Code, w.Body)
 	}
 	b.Close(context.Background())
-	want := []bot.Request{{Actor: pipeline.Actor{Name: "steve", Via: "slack", SlackUserID: "U2147483697"}, Text: "promote papi prod3"}}
+	want := []bot.Request{{Actor: pipeline.Actor{ID: "slack:T0001/U2147483697", Name: "steve", Via: "slack", SlackUserID: "U2147483697"}, Text: "promote papi prod3"}}
 	if d := cmp.Diff(want, exec.Reqs()); d != "" {
 		t.Errorf("commands run (-want +got):\n%s", d)
 	}
@@ -238,7 +238,7 @@ func TestButton(t *testing.T) {
 		t.Fatalf("button answered %d %s", w.Code, w.Body)
 	}
 	b.Close(context.Background())
-	want := []bot.Request{{Actor: pipeline.Actor{Name: "amy", Via: "button", SlackUserID: "U0CA5"},
+	want := []bot.Request{{Actor: pipeline.Actor{ID: "slack:T0CAG/U0CA5", Name: "amy", Via: "button", SlackUserID: "U0CA5"},
 		Text: "promote papi prod3 --release 1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"}}
 	if d := cmp.Diff(want, exec.Reqs()); d != "" {
 		t.Errorf("commands run (-want +got):\n%s", d)

@@ -91,6 +91,9 @@ func (g *GitHubConfig) Validate() error {
 	if g.WebhookSecret != "" && g.WebhookSecretFile != "" {
 		errs = append(errs, errors.New("github: give webhook_secret or webhook_secret_file, not both"))
 	}
+	if g.WebhookSecret != "" && strings.TrimSpace(g.WebhookSecret) == "" {
+		errs = append(errs, errors.New("github webhook secret (IMMUNITY_GITHUB_WEBHOOK_SECRET, github.webhook_secret) is only whitespace: anyone could sign with it; set the App's real secret"))
+	}
 	return errors.Join(errs...)
 }
 

@@ -126,11 +126,15 @@ const (
 	ActionDeploy   = "deploy"
 	ActionLock     = "lock"
 	ActionUnlock   = "unlock"
-	ActionAll      = "*"
+	// ActionForce lets a deploy walk around the pipeline's gates (deploy --force): a
+	// release that has not passed the regions before the target, or failed one.
+	ActionForce = "force"
+	ActionAll   = "*"
 )
 
-// RegionActions lists the actions an access grant may name.
-var RegionActions = []string{ActionPromote, ActionRollback, ActionDeploy, ActionLock, ActionUnlock}
+// RegionActions lists the actions an access grant may name. A new action is added here
+// and given to a command in bot's table; grants, checks and help follow.
+var RegionActions = []string{ActionPromote, ActionRollback, ActionDeploy, ActionLock, ActionUnlock, ActionForce}
 
 // Access says who may change an app's regions. Production and other regions are granted
 // separately; a region listed under regions uses only its own grants. An app without an
@@ -152,15 +156,18 @@ type Access struct {
 }
 
 // Grant gives some actions to some people. Anyone matching one of the lists qualifies:
-// a Slack user id, a member of a Slack user group (id), a GitHub login, or a member of a
-// GitHub team (org/team-slug). Slack users linked to a GitHub login (slack.users) also
-// match through that login.
+// a Slack user id, a member of a Slack user group (id), a GitHub login or numeric user
+// id, a member of a GitHub team (org/team-slug), or the name of a personal API token
+// (`immunity token create NAME`). Slack users linked to a GitHub login (slack.users) also
+// match through that login. GitHub users are the same person in comments, check run
+// buttons and the dashboard (signed in with GitHub).
 type Grant struct {
-	Actions     []string `yaml:"actions"` // promote, rollback, deploy, lock, unlock, or "*"
+	Actions     []string `yaml:"actions"` // promote, rollback, deploy, lock, unlock, force, or "*"
 	SlackUsers  []string `yaml:"slack_users"`
 	SlackGroups []string `yaml:"slack_groups"`
 	GitHubUsers []string `yaml:"github_users"`
 	GitHubTeams []string `yaml:"github_teams"`
+	Tokens      []string `yaml:"tokens"`
 }
 
 // Allows reports whether the grant covers action.

@@ -35,7 +35,9 @@ func (s RunState) Terminal() bool {
 type StageState string
 
 // Stage states: Pending, AwaitingApproval and Approved wait for the region; Deploying,
-// Testing and Monitoring are active in it; the rest are final.
+// Testing, Monitoring and RollingBack are active in it; the rest are final. RollingBack is
+// a failed production stage whose rollback plan (store.Rollback) is being carried out: it
+// never deploys again, and a restart completes the rollback.
 const (
 	StagePending          StageState = "pending"
 	StageAwaitingApproval StageState = "awaiting_approval"
@@ -43,6 +45,7 @@ const (
 	StageDeploying        StageState = "deploying"
 	StageTesting          StageState = "testing"
 	StageMonitoring       StageState = "monitoring"
+	StageRollingBack      StageState = "rolling_back"
 	StageSucceeded        StageState = "succeeded"
 	StageFailed           StageState = "failed"
 	StageSkipped          StageState = "skipped"
@@ -51,11 +54,11 @@ const (
 )
 
 // ActiveStageStates are the states of a stage doing work in its region.
-var ActiveStageStates = []StageState{StageDeploying, StageTesting, StageMonitoring}
+var ActiveStageStates = []StageState{StageDeploying, StageTesting, StageMonitoring, StageRollingBack}
 
 // Active reports whether a stage is doing work in its region.
 func (s StageState) Active() bool {
-	return s == StageDeploying || s == StageTesting || s == StageMonitoring
+	return s == StageDeploying || s == StageTesting || s == StageMonitoring || s == StageRollingBack
 }
 
 // Waiting reports whether a stage waits for its turn in its region.
@@ -69,11 +72,17 @@ func (s StageState) Terminal() bool { return !s.Active() && !s.Waiting() }
 // StepState is where one host stands within a stage.
 type StepState string
 
-// Host step states, in the order a host goes through them.
+// Host step states, in the order a host goes through them. Each is written before the
+// effect it names starts: uploading (the artifact), switching (the current link),
+// restarting (the app; the store's live release is the new one from here on), checking
+// (its health), testing, monitoring, done. RollingBack and RolledBack are a host's part in
+// its stage's rollback plan.
 const (
 	HostPending     StepState = "pending"
 	HostUploading   StepState = "uploading"
 	HostSwitching   StepState = "switching"
+	HostRestarting  StepState = "restarting"
+	HostChecking    StepState = "checking"
 	HostTesting     StepState = "testing"
 	HostMonitoring  StepState = "monitoring"
 	HostDone        StepState = "done"
@@ -91,3 +100,24 @@ const (
 	ReleaseReady    ReleaseState = "ready"
 	ReleaseFailed   ReleaseState = "failed"
 )
+
+// RollbackState is where a rollback plan stands.
+type RollbackState string
+
+// Rollback states: Planned plans are carried out (again, after a restart) until Done or
+// Failed.
+const (
+	RollbackPlanned RollbackState = "planned"
+	RollbackDone    RollbackState = "done"
+	RollbackFailed  RollbackState = "failed"
+)
+
+// Switched reports whether a host at this step may run the stage's release: its switch
+// was asked for, so it has to be rolled back if the stage fails.
+func (s StepState) Switched() bool {
+	switch s {
+	case HostSwitching, HostRestarting, HostChecking, HostTesting, HostMonitoring, HostDone:
+		return true
+	}
+	return false
+}

@@ -101,6 +101,8 @@ func regionLine(run store.Run, s store.Stage) RegionLine {
 		l.Icon, l.Text = IconOK, "passed"+took(s)
 	case store.StageFailed:
 		l.Icon, l.Text = IconFailed, "failed: "+firstLine(s.Message)
+	case store.StageRollingBack:
+		l.Icon, l.Text = IconBack, "failed, rolling back: "+firstLine(s.Message)
 	case store.StageRolledBack:
 		l.Icon, l.Text = IconBack, "failed and rolled back: "+firstLine(s.Message)
 	case store.StageCancelled:

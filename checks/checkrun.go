@@ -43,7 +43,7 @@ func statusOf(runState store.RunState, stageState store.StageState) (status, con
 	switch stageState {
 	case store.StageAwaitingApproval:
 		return "completed", "action_required"
-	case store.StageApproved, store.StageDeploying, store.StageTesting, store.StageMonitoring:
+	case store.StageApproved, store.StageDeploying, store.StageTesting, store.StageMonitoring, store.StageRollingBack:
 		return "in_progress", ""
 	case store.StageSucceeded:
 		return "completed", "success"

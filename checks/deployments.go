@@ -17,7 +17,7 @@ func deployState(stageState store.StageState) string {
 	switch stageState {
 	case store.StageApproved:
 		return "queued"
-	case store.StageDeploying, store.StageTesting, store.StageMonitoring:
+	case store.StageDeploying, store.StageTesting, store.StageMonitoring, store.StageRollingBack:
 		return "in_progress"
 	case store.StageSucceeded:
 		return "success"

@@ -7,7 +7,8 @@
 // then (re)starts the app and waits for its health check. Rollback is Activate of an older
 // release. The engine decides which release goes where and when; a deployer only carries
 // it out and reports what a host holds, so a restart of Immunity can re-check a step
-// instead of repeating it.
+// instead of repeating it. The engine switches a host in two recorded steps, Switch and
+// then Restart, so that a crash between them is known to need the restart.
 package deployers
 
 import (
@@ -59,6 +60,13 @@ type Deployer interface {
 	// `previous`), restarts the app and waits until it is healthy; then prunes old
 	// releases beyond the keep limit, never the live or previous one.
 	Activate(ctx context.Context, h Host, sha string) error
+	// Switch is Activate's first half: it atomically points `current` at releases/<sha>
+	// (remembering the old one as `previous`) and starts nothing. Switching to the release
+	// already current changes nothing. ErrNotFound: the release is not on the host.
+	Switch(ctx context.Context, h Host, sha string) error
+	// Restart is Activate's second half: it (re)starts the app of the host's current
+	// release, waits until it is healthy, then prunes old releases. It may be repeated.
+	Restart(ctx context.Context, h Host) error
 	// State reports what the host holds.
 	State(ctx context.Context, h Host) (HostState, error)
 	// Healthy waits, within the deployer's start limit, until the app on the host passes

@@ -89,16 +89,33 @@ func newFakeDeployer() *fakeDeployer {
 func (d *fakeDeployer) Upload(context.Context, deployers.Host, deployers.Release) error { return nil }
 
 func (d *fakeDeployer) Activate(ctx context.Context, h deployers.Host, sha string) error {
+	if err := d.Switch(ctx, h, sha); err != nil {
+		return err
+	}
+	return d.Restart(ctx, h)
+}
+
+// Switch moves the host's current release; it records nothing (Restart does).
+func (d *fakeDeployer) Switch(_ context.Context, h deployers.Host, sha string) error {
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.current[h.String()] != sha {
+		d.previous[h.String()] = d.current[h.String()]
+	}
+	d.current[h.String()] = sha
+	return nil
+}
+
+// Restart records an activation of the host's current release ("region/host@sha7"); it
+// fails for the ones in failOn and hangs until ctx ends on the hosts in hang.
+func (d *fakeDeployer) Restart(ctx context.Context, h deployers.Host) error {
+	d.mu.Lock()
+	sha := d.current[h.String()]
 	d.activations = append(d.activations, h.String()+"@"+short(sha))
 	if d.failOn[h.String()+"@"+short(sha)] {
 		d.mu.Unlock()
 		return fmt.Errorf("health check of %s failed", h)
 	}
-	if d.current[h.String()] != sha {
-		d.previous[h.String()] = d.current[h.String()]
-	}
-	d.current[h.String()] = sha
 	hang := d.hang[h.String()]
 	d.mu.Unlock()
 	if hang {

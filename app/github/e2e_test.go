@@ -73,6 +73,16 @@ func (d *hosts) Activate(ctx context.Context, h deployers.Host, sha string) erro
 	d.state[h.String()] = deployers.HostState{Current: sha, Previous: s.Current, Releases: append([]string{sha}, s.Releases...)}
 	return nil
 }
+func (d *hosts) Switch(ctx context.Context, h deployers.Host, sha string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.state[h.String()]
+	if s.Current != sha {
+		d.state[h.String()] = deployers.HostState{Current: sha, Previous: s.Current, Releases: append([]string{sha}, s.Releases...)}
+	}
+	return nil
+}
+func (d *hosts) Restart(context.Context, deployers.Host) error { return nil }
 func (d *hosts) State(ctx context.Context, h deployers.Host) (deployers.HostState, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -70,6 +70,19 @@ func (d *fakeDeployer) Activate(ctx context.Context, h deployers.Host, sha strin
 	return nil
 }
 
+func (d *fakeDeployer) Switch(ctx context.Context, h deployers.Host, sha string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.current[h.String()] != sha {
+		d.previous[h.String()] = d.current[h.String()]
+		d.current[h.String()] = sha
+		d.switches = append(d.switches, h.String()+"="+sha[:7])
+	}
+	return nil
+}
+
+func (d *fakeDeployer) Restart(context.Context, deployers.Host) error { return nil }
+
 func (d *fakeDeployer) State(ctx context.Context, h deployers.Host) (deployers.HostState, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -26,6 +26,7 @@ func Run(t *testing.T, h Harness) {
 		{"UploadActivate", testUploadActivate},
 		{"UploadTwiceIsNoop", testUploadTwice},
 		{"SecondReleaseAndRollback", testRollback},
+		{"SwitchThenRestart", testSwitchThenRestart},
 		{"KeepPruning", testKeepPruning},
 		{"CrashBetweenUploadAndSwitch", testCrashLeftovers},
 		{"ActivateMissing", testActivateMissing},
@@ -117,6 +118,45 @@ func testRollback(ctx context.Context, t *testing.T, h Harness) {
 		t.Fatalf("after rollback: current -> %s previous -> %s, want %s and %s", cur, prev, v1.SHA, v2.SHA)
 	}
 	mustServe(ctx, t, host, v1, "v1")
+}
+
+// testSwitchThenRestart checks Activate's two halves, as the engine calls them: Switch
+// moves the links and leaves the running app alone (twice is once), Restart starts the
+// current release's app (and may be repeated).
+func testSwitchThenRestart(ctx context.Context, t *testing.T, h Harness) {
+	host := h.NewHost(t)
+	v1, v2 := h.release(t, "v1"), h.release(t, "v2")
+	h.deploy(ctx, t, host, v1)
+	if err := h.Deployer.Upload(ctx, host, v2); err != nil {
+		t.Fatalf("upload: %v", err)
+	}
+	for i := range 2 {
+		if err := h.Deployer.Switch(ctx, host, v2.SHA); err != nil {
+			t.Fatalf("switch (%d): %v", i, err)
+		}
+		if st := h.state(ctx, t, host); st.Current != v2.SHA || st.Previous != v1.SHA {
+			t.Fatalf("state after switch (%d) = %+v, want current %s previous %s", i, st, v2.SHA, v1.SHA)
+		}
+		mustServe(ctx, t, host, v1, "v1") // not restarted yet
+	}
+	first := 0
+	for i := range 2 {
+		if err := h.Deployer.Restart(ctx, host); err != nil {
+			t.Fatalf("restart (%d): %v", i, err)
+		}
+		a := mustServe(ctx, t, host, v2, "v2")
+		if i == 0 {
+			first = a.PID
+		} else if a.PID == first {
+			t.Errorf("a second restart left pid %d running", a.PID)
+		}
+	}
+	if err := h.Deployer.Healthy(ctx, host); err != nil {
+		t.Fatalf("healthy after restart: %v", err)
+	}
+	if err := h.Deployer.Switch(ctx, host, "0000000000000000000000000000000000000000"); !errors.Is(err, deployers.ErrNotFound) {
+		t.Fatalf("switch to a release not on the host: %v, want ErrNotFound", err)
+	}
 }
 
 // testKeepPruning activates Keep+1 releases, then uploads Keep newer ones and rolls back,

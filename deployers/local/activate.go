@@ -27,6 +27,40 @@ func (d *Deployer) Activate(ctx context.Context, h deployers.Host, sha string) e
 }
 
 func (d *Deployer) activate(ctx context.Context, h deployers.Host, e *host, sha string) error {
+	if err := d.switchChecked(h, sha); err != nil {
+		return err
+	}
+	return d.restart(ctx, h, e)
+}
+
+// Switch points current at the release (previous at the old one) and starts nothing.
+func (d *Deployer) Switch(ctx context.Context, h deployers.Host, sha string) error {
+	e, err := d.lock(&h)
+	if err != nil {
+		return err
+	}
+	defer e.mu.Unlock()
+	if err := d.switchChecked(h, sha); err != nil {
+		return fmt.Errorf("switch %s@%s on %s: %w", h.App, short(sha), h, err)
+	}
+	return nil
+}
+
+// Restart stops the host's app, starts the one of its current release, waits until it
+// is healthy and prunes old releases.
+func (d *Deployer) Restart(ctx context.Context, h deployers.Host) error {
+	e, err := d.lock(&h)
+	if err != nil {
+		return err
+	}
+	defer e.mu.Unlock()
+	if err := d.restart(ctx, h, e); err != nil {
+		return fmt.Errorf("restart %s on %s: %w", h.App, h, err)
+	}
+	return nil
+}
+
+func (d *Deployer) switchChecked(h deployers.Host, sha string) error {
 	if err := checkSHA(sha); err != nil {
 		return err
 	}
@@ -36,8 +70,16 @@ func (d *Deployer) activate(ctx context.Context, h deployers.Host, e *host, sha 
 	if h.Port == 0 {
 		return errors.New("host has no port for the app")
 	}
-	if err := d.switchTo(h, sha); err != nil {
+	return d.switchTo(h, sha)
+}
+
+func (d *Deployer) restart(ctx context.Context, h deployers.Host, e *host) error {
+	sha, err := linkSHA(h.Base, currentLink)
+	if err != nil {
 		return err
+	}
+	if ok, _ := complete(h.Base, sha); sha == "" || !ok {
+		return fmt.Errorf("current points at %q: %w", short(sha), deployers.ErrNotFound)
 	}
 	if err := d.stop(ctx, h, e); err != nil {
 		return err

@@ -136,6 +136,109 @@ func (d *Deployer) activate(ctx context.Context, h deployers.Host, sha string) e
 	return nil
 }
 
+// Switch points h's current link at release sha (previous at the old one); it runs no
+// restart command.
+func (d *Deployer) Switch(ctx context.Context, h deployers.Host, sha string) error {
+	if err := d.switchOnly(ctx, h, sha); err != nil {
+		return fmt.Errorf("switch %s@%s on %s: %w", h.App, short(sha), h, err)
+	}
+	return nil
+}
+
+func (d *Deployer) switchOnly(ctx context.Context, h deployers.Host, sha string) error {
+	if err := checkName(sha); err != nil {
+		return err
+	}
+	s, t, err := d.target(h)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	sw, err := script(switchScript, h.Base, sha)
+	if err != nil {
+		return err
+	}
+	err = d.pool.run(ctx, t, command{script: sw})
+	if exitCode(err) == 64 {
+		return deployers.ErrNotFound
+	}
+	return err
+}
+
+// restartScript checks that current points at a complete release and puts its name in
+// IMMUNITY_RELEASE; restartTail and pruneBody may follow. Args: base.
+const restartScript = `set -e
+cd %s
+cur=$(readlink current 2>/dev/null || true)
+prev=$(readlink previous 2>/dev/null || true)
+if [ -z "$cur" ] || [ ! -f "$cur/.immunity-release" ]; then
+	echo "immunity: current points at no complete release" >&2
+	exit 64
+fi
+IMMUNITY_RELEASE=${cur#releases/}
+export IMMUNITY_RELEASE
+`
+
+// Restart runs the region's restart command in h's current release, waits for the
+// health check and prunes old releases.
+func (d *Deployer) Restart(ctx context.Context, h deployers.Host) error {
+	if err := d.restart(ctx, h); err != nil {
+		return fmt.Errorf("restart %s on %s: %w", h.App, h, err)
+	}
+	return nil
+}
+
+func (d *Deployer) restart(ctx context.Context, h deployers.Host) error {
+	s, t, err := d.target(h)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	sc, err := script(restartScript, h.Base)
+	if err != nil {
+		return err
+	}
+	if len(s.Restart) > 0 {
+		env, err := envArgs(map[string]string{"IMMUNITY_BASE": h.Base, "IMMUNITY_HOST": h.Name})
+		if err != nil {
+			return err
+		}
+		line, err := shellJoin(append(append([]string{"env"}, env...), s.Restart...))
+		if err != nil {
+			return fmt.Errorf("restart command: %w", err)
+		}
+		sc += fmt.Sprintf(restartTail, line)
+	}
+	healthCheck := len(s.HealthCommand) > 0 || (s.HealthPath != "" && h.URL != "")
+	keep := fmt.Sprint(s.Keep)
+	if !healthCheck {
+		sc += fmt.Sprintf(pruneBody, shellQuote(keep))
+	}
+	err = d.pool.run(ctx, t, command{script: sc})
+	switch exitCode(err) {
+	case 64:
+		return deployers.ErrNotFound
+	case 66:
+		return fmt.Errorf("restart: %w", err)
+	}
+	if err != nil || !healthCheck {
+		return err
+	}
+	if err := d.waitHealthy(ctx, h, s, t); err != nil {
+		return err
+	}
+	prune, err := script(pruneScript, h.Base, keep)
+	if err != nil {
+		return err
+	}
+	if err := d.pool.run(ctx, t, command{script: prune}); err != nil {
+		return fmt.Errorf("prune old releases: %w", err)
+	}
+	return nil
+}
+
 func (d *Deployer) switchCommand(h deployers.Host, s Settings, sha string) (string, error) {
 	sw, err := script(switchScript, h.Base, sha)
 	if err != nil || len(s.Restart) == 0 {

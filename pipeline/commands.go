@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline/config"
@@ -57,7 +56,9 @@ func (e *Engine) StartRun(ctx context.Context, app, sha string, t Trigger) (stor
 	if err != nil {
 		return store.Run{}, err
 	}
-	e.emitRun(ctx, RunCreated, run.ID, "", "", fmt.Sprintf("run %d: %s %s %q by %s", run.ID, app, short(c.SHA), c.Subject, c.Author))
+	if err := e.emitRun(ctx, RunCreated, run.ID, "", "", fmt.Sprintf("run %d: %s %s %q by %s", run.ID, app, short(c.SHA), c.Subject, c.Author)); err != nil {
+		return run, err
+	}
 	e.Kick()
 	return run, nil
 }
@@ -77,8 +78,10 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 	if _, _, err := e.region(a, region); err != nil {
 		return "", err
 	}
-	if l, err := e.st.Lock(ctx, app, region); err == nil {
-		return "", fmt.Errorf("promote %s to %s: %w by %s (%s); unlock it first", app, region, ErrLocked, l.Holder, l.Reason)
+	if l, locked, err := e.locked(ctx, app, region); err != nil {
+		return "", fmt.Errorf("promote %s to %s: %w", app, region, err)
+	} else if locked {
+		return "", fmt.Errorf("promote %s to %s: %w by %s (%s); unlock it first", app, region, ErrLocked, holderName(l), l.Reason)
 	}
 	runs, err := e.st.Runs(ctx, app, true, 0)
 	if err != nil {
@@ -95,13 +98,19 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 		if n.State == store.StagePending && r.State != store.RunWaiting {
 			continue
 		}
-		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: "promoted by " + who.String()}); err != nil {
-			return "", err
+		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: region, point: "promote",
+			msg: fmt.Sprintf("%s promoted %s %s to %s", who.Name, app, short(r.SHA), region),
+			write: func(ctx context.Context) error {
+				err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via,
+					Message: "promoted by " + who.String(), OnlyIf: []store.StageState{n.State}})
+				if err != nil {
+					return err
+				}
+				return e.st.SetRunState(ctx, r.ID, store.RunRunning, "promoted to "+region+" by "+who.Name)
+			}})
+		if err != nil {
+			return "", fmt.Errorf("promote %s %s to %s: %w", app, short(r.SHA), region, err)
 		}
-		if err := e.st.SetRunState(ctx, r.ID, store.RunRunning, "promoted to "+region+" by "+who.Name); err != nil {
-			return "", err
-		}
-		e.emitRun(ctx, StageChanged, r.ID, region, "", fmt.Sprintf("%s promoted %s %s to %s", who.Name, app, short(r.SHA), region))
 		e.Kick()
 		return fmt.Sprintf("promoted %s %s to %s (run %d)", app, short(r.SHA), region, r.ID), nil
 	}
@@ -130,7 +139,6 @@ func (e *Engine) Rollback(ctx context.Context, who Actor, app, region, toSHA str
 }
 
 func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA string) (string, string, error) {
-	start := time.Now()
 	a, err := e.app(app)
 	if err != nil {
 		return "", toSHA, err
@@ -139,13 +147,33 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 	if err != nil {
 		return "", toSHA, err
 	}
+	open, err := e.st.OpenRollbacks(ctx)
+	if err != nil {
+		return "", toSHA, fmt.Errorf("roll back %s %s: %w", app, region, err)
+	}
+	for _, rb := range open {
+		if rb.App == app && rb.Region == region {
+			return "", toSHA, fmt.Errorf("roll back %s %s: %w: a rollback to %s is under way", app, region, ErrRegionBusy, short(rb.Hosts[0].To))
+		}
+	}
+	// A deploy in flight in the region is stopped first: rolling back means undoing it.
+	inflight, err := e.cancelRegion(ctx, app, region, fmt.Sprintf("cancelled: %s rolled %s back", who.Name, region))
+	if err != nil {
+		return "", toSHA, err
+	}
+	// The stopped deploy may have left a switch half done: ask the hosts.
+	if _, err := e.reconcileRegion(ctx, a, reg); err != nil {
+		var se storeError
+		if errors.As(err, &se) {
+			return "", toSHA, err
+		}
+		e.log.Warn("rollback: not every host could be asked what it runs", "app", app, "region", region, "err", err)
+	}
 	live, err := e.st.Live(ctx, app, region)
 	if err != nil {
 		return "", toSHA, err
 	}
 	current := majority(live)
-	// A deploy in flight in the region is stopped first: rolling back means undoing it.
-	inflight := e.cancelRegion(ctx, app, region, fmt.Sprintf("cancelled: %s rolled %s back", who.Name, region))
 	target := toSHA
 	if target == "" {
 		hist, err := e.st.History(ctx, app, region, 100)
@@ -166,58 +194,68 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 	if err != nil || rel.State != store.ReleaseReady {
 		return "", target, fmt.Errorf("roll back %s %s to %s: %w", app, region, target, ErrUnknownRelease)
 	}
-	dep, err := e.deployer(a, reg)
+	plan := store.Rollback{App: app, Region: region, Actor: who.Name, ActorID: who.Key(), Via: who.Via, Reason: "asked by " + who.String()}
+	for _, h := range reg.Hosts {
+		plan.Hosts = append(plan.Hosts, store.RollbackHost{Host: h.Name, From: live[h.Name], To: rel.SHA})
+	}
+	var rb store.Rollback
+	err = e.regionEvent(ctx, Event{Kind: RollbackPlanned, App: app, Region: region, SHA: rel.SHA, Actor: who,
+		Message: fmt.Sprintf("%s rolls %s %s back to %s (was %s) on %s", who.Name, app, region, short(rel.SHA), short(current), plural(len(plan.Hosts), "host"))},
+		"manual-rollback-plan", func(ctx context.Context) error {
+			var err error
+			rb, err = e.st.PlanRollback(ctx, plan)
+			return err
+		})
 	if err != nil {
 		return "", rel.SHA, err
 	}
-	dr := deployers.Release{App: app, SHA: rel.SHA, Artifact: rel.Artifact, Checksum: rel.Checksum}
-	hosts := e.Hosts(a, reg)
-	err = parallel(hosts, func(h deployers.Host) error {
-		if err := dep.Upload(ctx, h, dr); err != nil {
-			return fmt.Errorf("roll back %s to %s: %w", h, short(rel.SHA), err)
-		}
-		if err := dep.Activate(ctx, h, rel.SHA); err != nil {
-			return fmt.Errorf("roll back %s to %s: %w", h, short(rel.SHA), err)
-		}
-		return e.st.SetLive(ctx, app, region, h.Name, rel.SHA)
-	})
+	// The plan is carried out as a task of the engine's (a restart, or the scheduler,
+	// completes it if this one is cut short); this call waits for it.
+	if err := e.runTask(ctx, rollbackTask(rb.ID), func(ctx context.Context) error { return e.execRollback(ctx, a, reg, rb) }); err != nil {
+		return "", rel.SHA, err
+	}
+	done, err := e.st.Rollback(ctx, rb.ID)
 	if err != nil {
 		return "", rel.SHA, err
 	}
-	e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: region, SHA: rel.SHA, Action: "rollback", Actor: who.Name, ActorID: who.Key(), Via: who.Via})
-	msg := fmt.Sprintf("rolled back %s %s to %s (was %s) on %s in %.1fs", app, region, short(rel.SHA), short(current), plural(len(hosts), "host"), time.Since(start).Seconds())
-	e.emit(ctx, Event{Kind: RolledBack, App: app, Region: region, SHA: rel.SHA, Actor: who, Message: msg})
-	e.st.AddEvent(ctx, store.Event{App: app, Region: region, Kind: string(RolledBack), Message: msg})
-	return msg, rel.SHA, nil
+	if done.State != store.RollbackDone {
+		return "", rel.SHA, fmt.Errorf("roll back %s %s to %s: not finished yet (%s); it goes on", app, region, short(rel.SHA), done.State)
+	}
+	return done.Message, rel.SHA, nil
 }
 
 // cancelRegion stops a stage running in a region, records why, and returns the SHA it
-// was deploying ("" when none ran).
-func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha string) {
+// was deploying ("" when none ran). A stage rolling back is not stopped: ErrRegionBusy.
+func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha string, err error) {
 	runs, err := e.st.Runs(ctx, app, true, 0)
 	if err != nil {
-		return ""
+		return "", fmt.Errorf("cancel what runs in %s %s: %w", app, region, err)
 	}
 	for _, r := range runs {
 		for _, s := range r.Stages {
 			if s.Region != region || !s.State.Active() {
 				continue
 			}
+			if s.State == store.StageRollingBack {
+				return "", fmt.Errorf("%s %s: %w: run %d is rolling back %s; wait for it", app, region, ErrRegionBusy, r.ID, short(r.SHA))
+			}
 			// Recorded first, so that neither the scheduler nor a restart resumes it.
-			err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageCancelled, Message: why, Finish: true,
-				OnlyIf: store.ActiveStageStates})
-			if err != nil {
+			err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: region, msg: why, write: func(ctx context.Context) error {
+				return e.st.FailStage(ctx, r.ID, s.ID, store.StageCancelled, store.RunCancelled, why)
+			}})
+			if errors.Is(err, store.ErrStateChanged) {
 				continue // it finished meanwhile
+			}
+			if err != nil {
+				return "", err
 			}
 			if err := e.cancelTask(ctx, stageTask(s.ID)); err != nil {
 				e.log.Error("cancel stage", "run", r.ID, "region", region, "err", err)
 			}
-			e.st.SetRunState(ctx, r.ID, store.RunCancelled, why)
-			e.emitRun(ctx, RunChanged, r.ID, region, "", why)
 			sha = r.SHA
 		}
 	}
-	return sha
+	return sha, nil
 }
 
 // Deploy puts a known release on one region, outside the normal order, subject to locks
@@ -244,7 +282,9 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string,
 	if err != nil {
 		return "", err
 	}
-	if l, err := e.st.Lock(ctx, app, region); err == nil {
+	if l, locked, err := e.locked(ctx, app, region); err != nil {
+		return "", fmt.Errorf("deploy %s to %s: %w", app, region, err)
+	} else if locked {
 		return "", fmt.Errorf("deploy %s to %s: %w by %s (%s)", app, region, ErrLocked, holderName(l), l.Reason)
 	}
 	rel, err := e.st.Release(ctx, app, sha)
@@ -409,24 +449,31 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 		err = e.newerIn(ctx, r, region)
 	}
 	if err == nil {
-		if err = e.st.ResetHostSteps(ctx, st.ID); err == nil {
-			err = e.st.UpdateStage(ctx, st.ID, store.StageUpdate{State: store.StagePending, Message: "re-run asked by " + who.String()})
-			for _, later := range r.Stages {
-				if later.Position > st.Position && (later.State == store.StageSkipped || later.State == store.StageCancelled) {
-					e.st.ResetHostSteps(ctx, later.ID)
-					e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: store.StagePending, Message: " "})
+		err = e.transition(ctx, change{kind: StageChanged, run: runID, region: region, msg: fmt.Sprintf("%s re-runs %s of %s", who.Name, region, short(r.SHA)),
+			write: func(ctx context.Context) error {
+				if err := e.st.ResetHostSteps(ctx, st.ID); err != nil {
+					return err
 				}
-			}
-		}
-		if err == nil {
-			err = e.st.SetRunState(ctx, runID, store.RunRunning, "re-running "+region)
-		}
+				if err := e.st.UpdateStage(ctx, st.ID, store.StageUpdate{State: store.StagePending, Message: "re-run asked by " + who.String()}); err != nil {
+					return err
+				}
+				for _, later := range r.Stages {
+					if later.Position > st.Position && (later.State == store.StageSkipped || later.State == store.StageCancelled) {
+						if err := e.st.ResetHostSteps(ctx, later.ID); err != nil {
+							return err
+						}
+						if err := e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: store.StagePending, Message: " "}); err != nil {
+							return err
+						}
+					}
+				}
+				return e.st.SetRunState(ctx, runID, store.RunRunning, "re-running "+region)
+			}})
 	}
 	e.audit(ctx, who, "rerun", r.App, region, r.SHA, err)
 	if err != nil {
 		return "", err
 	}
-	e.emitRun(ctx, StageChanged, runID, region, "", fmt.Sprintf("%s re-runs %s of %s", who.Name, region, short(r.SHA)))
 	e.Kick()
 	return fmt.Sprintf("re-running %s of %s %s (run %d)", region, r.App, short(r.SHA), runID), nil
 }
@@ -467,7 +514,9 @@ func (e *Engine) Seed(ctx context.Context, who Actor, app, sha string) (string, 
 	if err != nil {
 		return "", err
 	}
-	e.st.PutRelease(ctx, store.Release{App: app, SHA: c.SHA, Subject: c.Subject, Author: c.Author, State: "building"})
+	if err := e.st.PutRelease(ctx, store.Release{App: app, SHA: c.SHA, Subject: c.Subject, Author: c.Author, State: store.ReleaseBuilding}); err != nil {
+		return "", fmt.Errorf("seed %s: %w", app, err)
+	}
 	rel, err := e.builder.Build(ctx, a, c.SHA)
 	if err != nil {
 		return "", fmt.Errorf("seed %s: %w", app, err)
@@ -490,7 +539,9 @@ func (e *Engine) Seed(ctx context.Context, who Actor, app, sha string) (string, 
 			return e.st.SetLive(ctx, app, reg.Name, h.Name, rel.SHA)
 		})
 		if err == nil {
-			e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: reg.Name, SHA: rel.SHA, Action: "seed", Actor: who.Name, ActorID: who.Key(), Via: who.Via})
+			err = e.st.AddHistory(ctx, store.HistoryEntry{App: app, Region: reg.Name, SHA: rel.SHA, Action: "seed", Actor: who.Name, ActorID: who.Key(), Via: who.Via})
+		}
+		if err == nil {
 			e.emit(ctx, Event{Kind: Deployed, App: app, Region: reg.Name, SHA: rel.SHA, Actor: who, Message: fmt.Sprintf("%s %s is live in %s", app, short(rel.SHA), reg.Name)})
 		}
 		return err
@@ -503,8 +554,13 @@ func (e *Engine) Seed(ctx context.Context, who Actor, app, sha string) (string, 
 }
 
 // Audit records an action decided outside the engine (a refusal, a parse error).
+// A failure to write it is logged: the action itself has happened (or been refused).
 func (e *Engine) Audit(ctx context.Context, who Actor, action, app, region, sha, args, outcome, detail string) {
-	e.st.AddAudit(ctx, store.Audit{Actor: who.Name, ActorID: who.Key(), Via: who.Via, Action: action, App: app, Region: region, SHA: sha, Args: args, Outcome: outcome, Detail: detail})
+	// Written even when the caller has gone away meanwhile.
+	err := e.st.AddAudit(context.WithoutCancel(ctx), store.Audit{Actor: who.Name, ActorID: who.Key(), Via: who.Via, Action: action, App: app, Region: region, SHA: sha, Args: args, Outcome: outcome, Detail: detail})
+	if err != nil {
+		e.log.Error("audit log not written", "actor", who.Key(), "action", action, "app", app, "region", region, "outcome", outcome, "err", err)
+	}
 }
 
 func (e *Engine) audit(ctx context.Context, who Actor, action, app, region, sha string, err error) {

@@ -73,6 +73,13 @@ type Options struct {
 	Logger   *slog.Logger
 	// Tick is how often the scheduler looks at waiting runs even when nothing kicks it.
 	Tick time.Duration
+	// Persisted, when set, is called right after each kind of transition is written and
+	// before anything acts on it, with the transition's name: build, upload, switch,
+	// restart, health, test, monitor, done, promote, rollback-plan, rollback-switch,
+	// rollback-restart, rollback-health, rollback-host, rollback-done and the same with a
+	// manual- prefix for a rollback asked for by a person. The crash tests kill the server
+	// there.
+	Persisted func(point string)
 }
 
 // Engine drives runs. Make one with New, add listeners, then Start.
@@ -86,6 +93,7 @@ type Engine struct {
 	log       *slog.Logger
 	tick      time.Duration
 	listeners []Listener
+	persisted func(point string)
 
 	mu     sync.Mutex
 	emitMu sync.Mutex       // one event at a time, snapshots in order
@@ -112,7 +120,7 @@ func New(o Options) (*Engine, error) {
 	}
 	return &Engine{
 		cfg: o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
-		deployer: o.Deployer, log: o.Logger, tick: o.Tick,
+		deployer: o.Deployer, log: o.Logger, tick: o.Tick, persisted: o.Persisted,
 		tasks: map[string]*task{},
 		kick:  make(chan struct{}, 1),
 	}, nil
@@ -127,7 +135,9 @@ func (e *Engine) Store() *store.Store { return e.st }
 // AddListener adds a reporter. Call it before Start.
 func (e *Engine) AddListener(l Listener) { e.listeners = append(e.listeners, l) }
 
-// Start resumes what was in flight and starts scheduling. It returns at once; Stop ends it.
+// Start reconciles the store with what every host runs, resumes what was in flight
+// (completing open rollbacks first) and starts scheduling. It returns once the hosts have
+// been asked; Stop ends it.
 func (e *Engine) Start(ctx context.Context) error {
 	e.ctx, e.stop = context.WithCancel(ctx)
 	runs, err := e.st.Runs(e.ctx, "", true, 0)
@@ -137,6 +147,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	for _, r := range runs {
 		e.log.Info("resuming run", "app", r.App, "run", r.ID, "sha", short(r.SHA), "state", r.State)
 	}
+	e.reconcileAll(e.ctx, "start")
+	open, err := e.st.OpenRollbacks(e.ctx)
+	if err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	e.resumeRollbacks(open)
 	e.wg.Add(1)
 	go e.loop()
 	for i := range e.cfg.Apps {
@@ -212,33 +228,79 @@ func (e *Engine) deliver(ctx context.Context, ev Event) {
 	}
 }
 
-// emitRun reloads a run and emits an event about it (and a stage of it, by region).
-func (e *Engine) emitRun(ctx context.Context, kind EventKind, runID int64, region, host, msg string) {
+// change is one transition of a run: what to write, and what to tell of it.
+type change struct {
+	kind              EventKind
+	run               int64
+	region, host, msg string
+	point             string // the transition's name for Options.Persisted; "" for none
+	write             func(ctx context.Context) error
+}
+
+// transition writes a change of a run and tells the listeners of it with a snapshot of
+// the run read right after the write, under the lock every transition takes: listeners
+// see every persisted state, in the order written, and nothing that was not written. A
+// failed write is returned and told to no one.
+func (e *Engine) transition(ctx context.Context, c change) error {
 	e.emitMu.Lock()
 	defer e.emitMu.Unlock()
-	r, err := e.st.Run(ctx, runID)
-	if err != nil {
-		e.log.Error("reload run for event", "run", runID, "err", err)
-		return
+	if c.write != nil {
+		if err := c.write(ctx); err != nil {
+			return err
+		}
 	}
-	ev := Event{Kind: kind, Run: r, Region: region, Host: host, Message: msg, SHA: r.SHA}
+	if c.point != "" && e.persisted != nil {
+		e.persisted(c.point)
+	}
+	r, err := e.st.Run(ctx, c.run)
+	if err != nil {
+		return fmt.Errorf("read run %d after its change: %w", c.run, err)
+	}
+	if c.msg != "" {
+		if err := e.st.AddEvent(ctx, store.Event{RunID: c.run, App: r.App, Region: c.region, Host: c.host, Kind: string(c.kind), Message: c.msg}); err != nil {
+			return fmt.Errorf("log of run %d: %w", c.run, err)
+		}
+	}
+	ev := Event{Kind: c.kind, Run: r, Region: c.region, Host: c.host, Message: c.msg, SHA: r.SHA}
 	for i := range r.Stages {
-		if r.Stages[i].Region == region {
+		if r.Stages[i].Region == c.region {
 			ev.Stage = &r.Stages[i]
 		}
 	}
-	if kind != Logged && msg != "" {
-		e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: string(kind), Message: msg})
-	}
 	e.deliver(ctx, ev)
+	return nil
+}
+
+// emitRun tells listeners of a run's state as it is now (a line of its log, a look).
+func (e *Engine) emitRun(ctx context.Context, kind EventKind, runID int64, region, host, msg string) error {
+	return e.transition(ctx, change{kind: kind, run: runID, region: region, host: host, msg: msg})
 }
 
 // logf records a line in a run's log and tells listeners.
-func (e *Engine) logf(ctx context.Context, runID int64, region, host, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	r, _ := e.st.Run(ctx, runID)
-	e.st.AddEvent(ctx, store.Event{RunID: runID, App: r.App, Region: region, Host: host, Kind: string(Logged), Message: msg})
-	e.emitRun(ctx, Logged, runID, region, host, msg)
+func (e *Engine) logf(ctx context.Context, runID int64, region, host, format string, args ...any) error {
+	return e.emitRun(ctx, Logged, runID, region, host, fmt.Sprintf(format, args...))
+}
+
+// regionEvent records an event of a region outside a run's stages and tells listeners;
+// write, when set, is the change itself (written first).
+func (e *Engine) regionEvent(ctx context.Context, ev Event, point string, write func(ctx context.Context) error) error {
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	if write != nil {
+		if err := write(ctx); err != nil {
+			return err
+		}
+	}
+	if point != "" && e.persisted != nil {
+		e.persisted(point)
+	}
+	if ev.Message != "" {
+		if err := e.st.AddEvent(ctx, store.Event{RunID: ev.Run.ID, App: ev.App, Region: ev.Region, Host: ev.Host, Kind: string(ev.Kind), Message: ev.Message}); err != nil {
+			return fmt.Errorf("event log: %w", err)
+		}
+	}
+	e.deliver(ctx, ev)
+	return nil
 }
 
 func (e *Engine) app(name string) (*config.App, error) {

@@ -54,10 +54,16 @@ const (
 	HostChanged  EventKind = "host.changed"  // a host step changed (Stage and Host are set)
 	Looked       EventKind = "stage.looked"  // an interim verdict during monitoring (Stage is set)
 	RolledBack   EventKind = "region.rolled_back"
-	Deployed     EventKind = "region.deployed" // a release went live in a region outside a run's stages (seed)
-	Locked       EventKind = "region.locked"
-	Unlocked     EventKind = "region.unlocked"
-	Logged       EventKind = "log" // a line for the run's log
+	// RollbackPlanned: a person's rollback of a region is planned (recorded); RolledBack
+	// follows once every host is back.
+	RollbackPlanned EventKind = "region.rollback_planned"
+	Deployed        EventKind = "region.deployed" // a release went live in a region outside a run's stages (seed)
+	Locked          EventKind = "region.locked"
+	Unlocked        EventKind = "region.unlocked"
+	Logged          EventKind = "log" // a line for the run's log
+	// Reconciled: a host was found running something else than the store said; the store
+	// now agrees (Host, SHA found, Message "prod3/host2 found on X, store said Y").
+	Reconciled EventKind = "host.reconciled"
 )
 
 // Event is one thing that happened. Run is a fresh snapshot of the run it concerns (zero

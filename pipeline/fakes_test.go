@@ -75,10 +75,11 @@ type fakeDeployer struct {
 	mu          sync.Mutex
 	current     map[string]string
 	previous    map[string]string
-	activations []string // "region/host@sha7"
+	activations []string // restarts: "region/host@sha7"
+	switches    []string // switches that moved current: "region/host@sha7"
 	failOn      map[string]bool
-	// hang, when set for "region/host", makes Activate switch and then hang until the
-	// context ends: a crash right after the switch.
+	// hang, when set for "region/host" (or "region/host@sha7": restarting that release),
+	// makes Restart hang until the context ends: a crash right after the switch.
 	hang map[string]bool
 }
 
@@ -101,6 +102,7 @@ func (d *fakeDeployer) Switch(_ context.Context, h deployers.Host, sha string) e
 	defer d.mu.Unlock()
 	if d.current[h.String()] != sha {
 		d.previous[h.String()] = d.current[h.String()]
+		d.switches = append(d.switches, h.String()+"@"+short(sha))
 	}
 	d.current[h.String()] = sha
 	return nil
@@ -116,7 +118,7 @@ func (d *fakeDeployer) Restart(ctx context.Context, h deployers.Host) error {
 		d.mu.Unlock()
 		return fmt.Errorf("health check of %s failed", h)
 	}
-	hang := d.hang[h.String()]
+	hang := d.hang[h.String()] || d.hang[h.String()+"@"+short(sha)]
 	d.mu.Unlock()
 	if hang {
 		<-ctx.Done()

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -25,6 +26,18 @@ func (e *Engine) schedule(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Rollbacks a person asked for that are still open: complete them first.
+	open, err := e.st.OpenRollbacks(ctx)
+	if err != nil {
+		return err
+	}
+	e.resumeRollbacks(open)
+	var rollbacks []store.Rollback
+	for _, rb := range open {
+		if rb.StageID == 0 {
+			rollbacks = append(rollbacks, rb)
+		}
+	}
 	byApp := map[string][]store.Run{}
 	for _, r := range runs {
 		byApp[r.App] = append(byApp[r.App], r)
@@ -35,16 +48,21 @@ func (e *Engine) schedule(ctx context.Context) error {
 			e.log.Warn("run of an app no longer configured", "app", app)
 			continue
 		}
-		if err := e.scheduleApp(ctx, a, rs); err != nil {
+		if err := e.scheduleApp(ctx, a, rs, rollbacks); err != nil {
 			return fmt.Errorf("schedule %s: %w", app, err)
 		}
 	}
 	return nil
 }
 
-func (e *Engine) scheduleApp(ctx context.Context, a *config.App, runs []store.Run) error {
+func (e *Engine) scheduleApp(ctx context.Context, a *config.App, runs []store.Run, rollbacks []store.Rollback) error {
 	busy := map[string]int64{}
 	newestWaiting := map[string]int64{}
+	for _, rb := range rollbacks {
+		if rb.App == a.Name {
+			busy[rb.Region] = -rb.ID // a rollback asked for by a person is under way there
+		}
+	}
 	for i := range runs {
 		r := &runs[i]
 		for j := range r.Stages {
@@ -81,12 +99,12 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 	}
 	n := nextStage(r)
 	if n == nil {
-		what := e.doneMessage(ctx, a, r)
-		if err := e.st.SetRunState(ctx, r.ID, store.RunSucceeded, what); err != nil {
+		what, err := e.doneMessage(ctx, a, r)
+		if err != nil {
 			return err
 		}
-		e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("%s %s %s", a.Name, short(r.SHA), what))
-		return nil
+		return e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("%s %s %s", a.Name, short(r.SHA), what),
+			write: func(ctx context.Context) error { return e.st.SetRunState(ctx, r.ID, store.RunSucceeded, what) }})
 	}
 	if n.State.Active() {
 		return nil
@@ -97,11 +115,8 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		if n.State == store.StageCancelled {
 			state = store.RunCancelled
 		}
-		if err := e.st.SetRunState(ctx, r.ID, state, n.Message); err != nil {
-			return err
-		}
-		e.emitRun(ctx, RunChanged, r.ID, n.Region, "", "")
-		return nil
+		return e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region,
+			write: func(ctx context.Context) error { return e.st.SetRunState(ctx, r.ID, state, n.Message) }})
 	}
 	if newer := newestWaiting[n.Region]; newer != 0 && newer != r.ID && n.State != store.StageApproved {
 		return e.supersede(ctx, r, n, newer)
@@ -111,32 +126,41 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		return err
 	}
 	if n.State == store.StagePending && reg.ManualApproval && n.ApprovedBy == "" {
-		if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion"}); err != nil {
-			return err
-		}
-		if err := e.st.SetRunState(ctx, r.ID, store.RunWaiting, "waiting for promotion to "+n.Region); err != nil {
-			return err
-		}
-		e.emitRun(ctx, StageChanged, r.ID, n.Region, "", fmt.Sprintf("%s %s is ready for %s: promote it with `promote %s %s`", a.Name, short(r.SHA), n.Region, a.Name, n.Region))
-		return nil
+		return e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region,
+			msg: fmt.Sprintf("%s %s is ready for %s: promote it with `promote %s %s`", a.Name, short(r.SHA), n.Region, a.Name, n.Region),
+			write: func(ctx context.Context) error {
+				if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion"}); err != nil {
+					return err
+				}
+				return e.st.SetRunState(ctx, r.ID, store.RunWaiting, "waiting for promotion to "+n.Region)
+			}})
 	}
 	if n.State == store.StageAwaitingApproval {
 		return nil
 	}
-	if other := busy[n.Region]; other != 0 {
+	if other := busy[n.Region]; other > 0 {
 		return e.hold(ctx, r, n, fmt.Sprintf("waiting for %s (busy with run %d)", n.Region, other))
+	} else if other < 0 {
+		return e.hold(ctx, r, n, fmt.Sprintf("waiting for %s (a rollback is under way)", n.Region))
 	}
-	if l, err := e.st.Lock(ctx, a.Name, n.Region); err == nil {
-		return e.hold(ctx, r, n, fmt.Sprintf("held: %s is locked by %s: %s", n.Region, l.Holder, l.Reason))
+	l, locked, err := e.locked(ctx, a.Name, n.Region)
+	if err != nil {
+		return err
+	}
+	if locked {
+		return e.hold(ctx, r, n, fmt.Sprintf("held: %s is locked by %s: %s", n.Region, holderName(l), l.Reason))
 	}
 	busy[n.Region] = r.ID
-	if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageDeploying, Message: "deploying", Start: true}); err != nil {
+	err = e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: fmt.Sprintf("deploying %s %s to %s", a.Name, short(r.SHA), n.Region),
+		write: func(ctx context.Context) error {
+			if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageDeploying, Message: "deploying", Start: true}); err != nil {
+				return err
+			}
+			return e.st.SetRunState(ctx, r.ID, store.RunRunning, "in "+n.Region)
+		}})
+	if err != nil {
 		return err
 	}
-	if err := e.st.SetRunState(ctx, r.ID, store.RunRunning, "in "+n.Region); err != nil {
-		return err
-	}
-	e.emitRun(ctx, StageChanged, r.ID, n.Region, "", fmt.Sprintf("deploying %s %s to %s", a.Name, short(r.SHA), n.Region))
 	fresh, err := e.st.Run(ctx, r.ID)
 	if err != nil {
 		return err
@@ -149,16 +173,25 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 	return nil
 }
 
+// locked reads a region's lock; a store error is an error (never "not locked").
+func (e *Engine) locked(ctx context.Context, app, region string) (store.Lock, bool, error) {
+	l, err := e.st.Lock(ctx, app, region)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Lock{}, false, nil
+	case err != nil:
+		return store.Lock{}, false, fmt.Errorf("read the lock of %s %s: %w", app, region, err)
+	}
+	return l, true, nil
+}
+
 // hold records why a stage cannot start yet (once per reason).
 func (e *Engine) hold(ctx context.Context, r *store.Run, n *store.Stage, why string) error {
 	if n.Message == why {
 		return nil
 	}
-	if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{Message: why}); err != nil {
-		return err
-	}
-	e.emitRun(ctx, StageChanged, r.ID, n.Region, "", why)
-	return nil
+	return e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: why,
+		write: func(ctx context.Context) error { return e.st.UpdateStage(ctx, n.ID, store.StageUpdate{Message: why}) }})
 }
 
 // supersede ends a run that waits for a region a newer run also waits for.
@@ -168,49 +201,44 @@ func (e *Engine) supersede(ctx context.Context, r *store.Run, n *store.Stage, ne
 		return err
 	}
 	msg := fmt.Sprintf("superseded by %s (run %d) at %s", short(nr.SHA), newer, n.Region)
-	for _, s := range r.Stages {
-		if s.Position >= n.Position && (s.State.Waiting()) {
-			if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageCancelled, Message: msg}); err != nil {
-				return err
+	return e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region, msg: msg, write: func(ctx context.Context) error {
+		for _, s := range r.Stages {
+			if s.Position >= n.Position && (s.State.Waiting()) {
+				if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageCancelled, Message: msg}); err != nil {
+					return err
+				}
 			}
 		}
-	}
-	if err := e.st.SetRunState(ctx, r.ID, store.RunSuperseded, msg); err != nil {
-		return err
-	}
-	e.emitRun(ctx, RunChanged, r.ID, n.Region, "", msg)
-	return nil
+		return e.st.SetRunState(ctx, r.ID, store.RunSuperseded, msg)
+	}})
 }
 
-// doneMessage says truthfully where a finished run's release is: "is live in every
-// region" only when every host of every region runs it; a deploy "is deployed to REGION".
-func (e *Engine) doneMessage(ctx context.Context, a *config.App, r *store.Run) string {
+// doneMessage says truthfully where a finished run's release is, after asking the hosts:
+// "is live in every region" only when every host of every region runs it (a region whose
+// hosts disagree with the store is corrected first); a deploy "is deployed to REGION".
+func (e *Engine) doneMessage(ctx context.Context, a *config.App, r *store.Run) (string, error) {
 	if r.Trigger == TriggerDeploy {
 		var regions []string
 		for _, s := range r.Stages {
 			regions = append(regions, s.Region)
 		}
-		return "is deployed to " + strings.Join(regions, ", ")
+		return "is deployed to " + strings.Join(regions, ", "), nil
 	}
-	var other []string
-	for _, reg := range a.Regions {
-		live, err := e.st.Live(ctx, a.Name, reg.Name)
-		if err != nil {
-			return "passed every region"
-		}
-		for _, h := range reg.Hosts {
-			if sha := live[h.Name]; sha != r.SHA {
-				other = append(other, fmt.Sprintf("%s/%s runs %s", reg.Name, h.Name, orNothing(short(sha))))
-			}
-		}
+	other, err := e.hostsNotOn(ctx, a, r.SHA)
+	var se storeError
+	if errors.As(err, &se) {
+		return "", err
+	}
+	if err != nil {
+		return "passed every region, but not every host could be asked what it runs: " + err.Error(), nil
 	}
 	if len(other) == 0 {
-		return "is live in every region"
+		return "is live in every region", nil
 	}
 	if len(other) > 3 {
 		other = append(other[:3], fmt.Sprintf("%d more", len(other)-3))
 	}
-	return "passed every region, but " + strings.Join(other, ", ")
+	return "passed every region, but " + strings.Join(other, ", "), nil
 }
 
 func orNothing(s string) string {

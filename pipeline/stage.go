@@ -18,37 +18,62 @@ import (
 
 // startBuild builds a run's release in the background (once).
 func (e *Engine) startBuild(a *config.App, r store.Run) {
-	e.spawn(buildTask(r.ID), func(ctx context.Context) { e.build(ctx, a, r) })
+	e.spawn(buildTask(r.ID), func(ctx context.Context) {
+		if err := e.build(ctx, a, r); err != nil && ctx.Err() == nil {
+			e.log.Error("build", "app", a.Name, "run", r.ID, "sha", short(r.SHA), "err", err)
+		}
+	})
 }
 
-func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) {
+func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) error {
 	// The scheduler may have seen the run before an earlier build of it finished.
-	if fresh, err := e.st.Run(ctx, r.ID); err != nil || fresh.State != store.RunBuilding {
-		return
+	fresh, err := e.st.Run(ctx, r.ID)
+	if err != nil {
+		return err
 	}
-	if rel, err := e.st.Release(ctx, a.Name, r.SHA); err == nil && rel.State == store.ReleaseReady {
-		e.st.SetRunState(ctx, r.ID, store.RunRunning, "built")
-		e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("%s %s is already built", a.Name, short(r.SHA)))
-		return
+	if fresh.State != store.RunBuilding {
+		return nil
 	}
-	e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: "building"})
-	e.logf(ctx, r.ID, "", "", "building %s %s", a.Name, short(r.SHA))
-	rel, err := e.builder.Build(ctx, a, r.SHA)
+	rel, err := e.st.Release(ctx, a.Name, r.SHA)
+	switch {
+	case err == nil && rel.State == store.ReleaseReady:
+		return e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("%s %s is already built", a.Name, short(r.SHA)),
+			write: func(ctx context.Context) error { return e.st.SetRunState(ctx, r.ID, store.RunRunning, "built") }})
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("build %s %s: %w", a.Name, short(r.SHA), err)
+	}
+	err = e.transition(ctx, change{kind: Logged, run: r.ID, point: "build", msg: fmt.Sprintf("building %s %s", a.Name, short(r.SHA)),
+		write: func(ctx context.Context) error {
+			return e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: store.ReleaseBuilding})
+		}})
+	if err != nil {
+		return err
+	}
+	built, err := e.builder.Build(ctx, a, r.SHA)
 	if ctx.Err() != nil {
-		return // stopping; the next Start builds again (idempotent)
+		return ctx.Err() // stopping; the next Start builds again (idempotent)
 	}
 	if err != nil {
-		e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: "failed", Message: err.Error()})
-		for _, s := range r.Stages {
-			e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageSkipped, Message: "build failed"})
-		}
-		e.st.SetRunState(ctx, r.ID, store.RunFailed, "build failed: "+err.Error())
-		e.emitRun(ctx, RunChanged, r.ID, "", "", "build failed: "+err.Error())
-		return
+		why := "build failed: " + err.Error()
+		return e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: why, write: func(ctx context.Context) error {
+			if err := e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: store.ReleaseFailed, Message: err.Error()}); err != nil {
+				return err
+			}
+			for _, s := range r.Stages {
+				if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageSkipped, Message: "build failed"}); err != nil {
+					return err
+				}
+			}
+			return e.st.SetRunState(ctx, r.ID, store.RunFailed, why)
+		}})
 	}
-	e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: "ready", Artifact: rel.Artifact, Checksum: rel.Checksum})
-	e.st.SetRunState(ctx, r.ID, store.RunRunning, "built")
-	e.emitRun(ctx, RunChanged, r.ID, "", "", fmt.Sprintf("built %s %s (sha256 %s)", a.Name, short(r.SHA), rel.Checksum[:12]))
+	return e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("built %s %s (sha256 %s)", a.Name, short(r.SHA), built.Checksum[:12]),
+		write: func(ctx context.Context) error {
+			if err := e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: store.ReleaseReady, Artifact: built.Artifact, Checksum: built.Checksum}); err != nil {
+				return err
+			}
+			return e.st.SetRunState(ctx, r.ID, store.RunRunning, "built")
+		}})
 }
 
 // startStage runs (or resumes) a stage in its own goroutine.
@@ -90,10 +115,36 @@ func (e *Engine) spawn(name string, fn func(ctx context.Context)) {
 	}()
 }
 
-// task is a build or stage under way.
+// task is a build, stage or rollback under way.
 type task struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when it has returned
+	err    error         // what it returned (runTask's), valid once done is closed
+}
+
+// runTask runs fn as the engine's task of that name (or joins the one already running)
+// and waits until it ends, or ctx does. The task outlives ctx: it ends with the engine.
+func (e *Engine) runTask(ctx context.Context, name string, fn func(ctx context.Context) error) error {
+	e.spawn(name, func(ctx context.Context) {
+		err := fn(ctx)
+		e.mu.Lock()
+		if t := e.tasks[name]; t != nil {
+			t.err = err
+		}
+		e.mu.Unlock()
+	})
+	e.mu.Lock()
+	t := e.tasks[name]
+	e.mu.Unlock()
+	if t == nil {
+		return nil // it has ended already; the store says how
+	}
+	select {
+	case <-t.done:
+		return t.err
+	case <-ctx.Done():
+		return fmt.Errorf("%s goes on: %w", name, ctx.Err())
+	}
 }
 
 // running reports whether a task is under way.
@@ -137,10 +188,21 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 	if err != nil {
 		return e.failStage(ctx, nil, r, s, err.Error())
 	}
+	if s.State == store.StageRollingBack {
+		// A failed production stage: complete its rollback, never deploy again.
+		rb, found, err := e.st.StageRollback(ctx, s.ID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("stage %s of run %d is rolling back without a rollback plan", s.Region, r.ID)
+		}
+		return e.execRollback(ctx, a, reg, rb)
+	}
 	rel, err := e.st.Release(ctx, a.Name, r.SHA)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if ctx.Err() != nil || !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("release %s: %w", short(r.SHA), err)
 		}
 		return e.failStage(ctx, nil, r, s, fmt.Sprintf("release %s: %v", short(r.SHA), err))
 	}
@@ -166,22 +228,35 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 			if ctx.Err() != nil {
 				return ctx.Err() // stopped or cancelled: whoever cancelled records the outcome
 			}
+			var se storeError
+			if errors.As(err, &se) {
+				return err // the store failed: nothing more is done until it works again
+			}
 			return e.failStage(ctx, sr, r, s, err.Error())
 		}
 	}
-	err = e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageSucceeded, Message: "live on " + plural(len(s.Hosts), "host"), Finish: true,
-		OnlyIf: store.ActiveStageStates})
-	if err != nil {
-		return err // cancelled meanwhile (a rollback), or the store failed
-	}
 	action := "deploy"
-	if s.ApprovedBy != "" && r.Trigger != "deploy" {
+	if s.ApprovedBy != "" && r.Trigger != TriggerDeploy {
 		action = "promote"
 	}
-	e.st.AddHistory(ctx, store.HistoryEntry{App: a.Name, Region: s.Region, SHA: r.SHA, Action: action, Actor: s.ApprovedBy, ActorID: s.ApprovedByID, Via: s.ApprovedVia, RunID: r.ID})
-	e.emitRun(ctx, StageChanged, r.ID, s.Region, "", fmt.Sprintf("%s %s passed %s", a.Name, short(r.SHA), s.Region))
-	return nil
+	msg := "live on " + plural(len(s.Hosts), "host")
+	err = e.transition(ctx, change{kind: StageChanged, run: r.ID, region: s.Region, msg: fmt.Sprintf("%s %s passed %s", a.Name, short(r.SHA), s.Region),
+		write: func(ctx context.Context) error {
+			return e.st.SucceedStage(ctx, s.ID, msg, store.HistoryEntry{App: a.Name, Region: s.Region, SHA: r.SHA, Action: action,
+				Actor: s.ApprovedBy, ActorID: s.ApprovedByID, Via: s.ApprovedVia, RunID: r.ID})
+		}})
+	if errors.Is(err, store.ErrStateChanged) {
+		return nil // cancelled meanwhile (a rollback): whoever cancelled it tells the story
+	}
+	return err
 }
+
+// storeError is a failed write or read of the store during a stage: the stage stops
+// where it is (nothing is acted on without its record) instead of being failed.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return "store: " + e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
 
 // execBatch deploys, tests and monitors hosts [start,end) of a stage, resuming each host
 // from its persisted step.
@@ -189,7 +264,7 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 	// Reload: the host steps may have moved on since the stage started.
 	fresh, err := e.st.Run(ctx, sr.run.ID)
 	if err != nil {
-		return err
+		return storeError{err}
 	}
 	var steps []store.HostStep
 	for _, s := range fresh.Stages {
@@ -200,11 +275,13 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 	var deploy, test, pending []store.HostStep
 	for _, hs := range steps {
 		switch hs.Step {
-		case store.HostPending, store.HostUploading, store.HostSwitching:
+		case store.HostPending, store.HostUploading, store.HostSwitching, store.HostRestarting, store.HostChecking:
 			deploy = append(deploy, hs)
 			test = append(test, hs)
-		case store.HostTesting, store.HostFailed:
+		case store.HostTesting:
 			test = append(test, hs)
+		case store.HostFailed, store.HostRollingBack, store.HostRolledBack:
+			return fmt.Errorf("%s/%s: %s", sr.region.Name, hs.Host, hs.Message)
 		}
 		if hs.Step != store.HostDone {
 			pending = append(pending, hs)
@@ -225,21 +302,8 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 			return err
 		}
 	}
-	if steps = test; len(test) > 0 && !sr.region.SkipTests && len(sr.app.Tests.Command) > 0 {
-		if err := e.setStage(ctx, sr, store.StageTesting, fmt.Sprintf("testing %s", hostList(steps))); err != nil {
-			return err
-		}
-		var mu sync.Mutex
-		var outputs []string
-		err := parallel(steps, func(hs store.HostStep) error {
-			out, err := e.testHost(ctx, sr, hs)
-			mu.Lock()
-			outputs = append(outputs, fmt.Sprintf("== %s/%s\n%s", sr.region.Name, hs.Host, out))
-			mu.Unlock()
-			return err
-		})
-		e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{Tests: tail(strings.Join(outputs, "\n"), 8000)})
-		if err != nil {
+	if len(test) > 0 {
+		if err := e.testBatch(ctx, sr, test); err != nil {
 			return err
 		}
 	}
@@ -248,28 +312,37 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 			return err
 		}
 	}
-	for _, hs := range pending {
-		if err := e.st.SetHostStep(ctx, sr.stage.ID, hs.Host, store.HostDone, "", "live"); err != nil {
-			return err
-		}
+	return parallel(pending, func(hs store.HostStep) error { return e.hostDone(ctx, sr, hs) })
+}
+
+// hostDone marks a host done once it has been checked: it runs the stage's release.
+func (e *Engine) hostDone(ctx context.Context, sr *stageRun, hs store.HostStep) error {
+	h := sr.hosts[hs.Host]
+	st, err := sr.dep.State(ctx, h)
+	if err != nil {
+		return fmt.Errorf("check %s before marking it done: %w", h, err)
 	}
-	e.emitRun(ctx, HostChanged, sr.run.ID, sr.region.Name, "", fmt.Sprintf("%s/%s done", sr.region.Name, hostList(pending)))
-	return nil
+	if st.Current != sr.rel.SHA {
+		e.reconcileHost(ctx, sr.app, sr.region, h, st.Current, "")
+		return fmt.Errorf("%s runs %s, not %s, when it should be done", h, orNothing(short(st.Current)), short(sr.rel.SHA))
+	}
+	return e.hostStep(ctx, sr, hs.Host, store.HostDone, "", "live", "done")
 }
 
 // setStage moves a running stage to its next activity, unless it was cancelled meanwhile.
 func (e *Engine) setStage(ctx context.Context, sr *stageRun, state store.StageState, msg string) error {
-	err := e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{State: state, Message: msg,
-		OnlyIf: store.ActiveStageStates})
-	if err != nil {
+	return e.transition(ctx, change{kind: StageChanged, run: sr.run.ID, region: sr.region.Name, msg: msg, write: func(ctx context.Context) error {
+		err := e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{State: state, Message: msg, OnlyIf: []store.StageState{store.StageDeploying, store.StageTesting, store.StageMonitoring}})
+		if err != nil && !errors.Is(err, store.ErrStateChanged) {
+			return storeError{err}
+		}
 		return err
-	}
-	e.emitRun(ctx, StageChanged, sr.run.ID, sr.region.Name, "", msg)
-	return nil
+	}})
 }
 
-// deployHost uploads and switches one host, re-checking a step that may have finished
-// before a restart rather than repeating it.
+// deployHost takes one host through upload, switch, restart and health check, each step
+// recorded before it starts; a step a restart finds recorded is carried out again (each
+// is idempotent), never skipped.
 func (e *Engine) deployHost(ctx context.Context, sr *stageRun, hs store.HostStep) error {
 	h := sr.hosts[hs.Host]
 	sha := sr.rel.SHA
@@ -279,43 +352,53 @@ func (e *Engine) deployHost(ctx context.Context, sr *stageRun, hs store.HostStep
 		if prev == "" {
 			live, err := e.st.Live(ctx, sr.app.Name, sr.region.Name)
 			if err != nil {
-				return err
+				return storeError{err}
 			}
 			prev = live[hs.Host]
 		}
-		if err := e.hostStep(ctx, sr, hs.Host, store.HostUploading, prev, "uploading "+short(sha)); err != nil {
+		if err := e.hostStep(ctx, sr, hs.Host, store.HostUploading, prev, "uploading "+short(sha), "upload"); err != nil {
 			return err
 		}
 		if err := sr.dep.Upload(ctx, h, sr.rel); err != nil {
 			return fmt.Errorf("upload %s@%s to %s: %w", sr.app.Name, short(sha), h, err)
 		}
-		if err := e.hostStep(ctx, sr, hs.Host, store.HostSwitching, "", "switching to "+short(sha)); err != nil {
+		if err := e.hostStep(ctx, sr, hs.Host, store.HostSwitching, "", "switching to "+short(sha), "switch"); err != nil {
 			return err
 		}
 		step = store.HostSwitching
 	}
 	if step == store.HostSwitching {
-		if !e.alreadyLive(ctx, sr, h) {
-			if err := sr.dep.Activate(ctx, h, sha); err != nil {
-				return fmt.Errorf("deploy %s@%s to %s: %w", sr.app.Name, short(sha), h, err)
-			}
+		if err := sr.dep.Switch(ctx, h, sha); err != nil {
+			return fmt.Errorf("deploy %s@%s to %s: %w", sr.app.Name, short(sha), h, err)
 		}
-		if err := e.st.SetLive(ctx, sr.app.Name, sr.region.Name, hs.Host, sha); err != nil {
+		err := e.transition(ctx, change{kind: HostChanged, run: sr.run.ID, region: sr.region.Name, host: hs.Host, point: "restart",
+			write: func(ctx context.Context) error {
+				return storeErr(e.st.SetHostLive(ctx, sr.stage.ID, hs.Host, store.HostRestarting, "restarting "+short(sha), sr.app.Name, sr.region.Name, sha))
+			}})
+		if err != nil {
 			return err
 		}
-		return e.hostStep(ctx, sr, hs.Host, store.HostTesting, "", "live; testing")
+		step = store.HostRestarting
 	}
-	return nil
+	if step == store.HostRestarting {
+		if err := sr.dep.Restart(ctx, h); err != nil {
+			return fmt.Errorf("deploy %s@%s to %s: %w", sr.app.Name, short(sha), h, err)
+		}
+		if err := e.hostStep(ctx, sr, hs.Host, store.HostChecking, "", "checking health", "health"); err != nil {
+			return err
+		}
+	}
+	if err := sr.dep.Healthy(ctx, h); err != nil {
+		return fmt.Errorf("deploy %s@%s to %s: %w", sr.app.Name, short(sha), h, err)
+	}
+	return e.hostStep(ctx, sr, hs.Host, store.HostTesting, "", "live; healthy", "test")
 }
 
-// alreadyLive re-checks a switch that may have happened before a restart: the host's
-// current release is this one and the deployer finds it healthy.
-func (e *Engine) alreadyLive(ctx context.Context, sr *stageRun, h deployers.Host) bool {
-	st, err := sr.dep.State(ctx, h)
-	if err != nil || st.Current != sr.rel.SHA {
-		return false
+func storeErr(err error) error {
+	if err == nil {
+		return nil
 	}
-	return sr.dep.Healthy(ctx, h) == nil
+	return storeError{err}
 }
 
 // testsFor is an app's test command for one host, with the facts of the run in its
@@ -328,14 +411,36 @@ func testsFor(a *config.App, rel deployers.Release, h deployers.Host) deployers.
 	return deployers.Tests{Command: a.Tests.Command, Env: env, Timeout: a.Tests.Timeout.Or(2 * time.Minute)}
 }
 
-func (e *Engine) testHost(ctx context.Context, sr *stageRun, hs store.HostStep) (string, error) {
-	h := sr.hosts[hs.Host]
-	out, err := e.tester.Test(ctx, sr.rel, h, testsFor(sr.app, sr.rel, h))
-	if err != nil {
-		e.hostStep(ctx, sr, hs.Host, store.HostFailed, "", "tests failed")
-		return out, fmt.Errorf("integration tests failed on %s: %s", h, firstFailure(out, err))
+// testBatch runs the integration tests against hosts at their testing step (none when
+// the region skips them) and moves them on to monitoring.
+func (e *Engine) testBatch(ctx context.Context, sr *stageRun, steps []store.HostStep) error {
+	if !sr.region.SkipTests && len(sr.app.Tests.Command) > 0 {
+		if err := e.setStage(ctx, sr, store.StageTesting, fmt.Sprintf("testing %s", hostList(steps))); err != nil {
+			return err
+		}
+		var mu sync.Mutex
+		var outputs []string
+		err := parallel(steps, func(hs store.HostStep) error {
+			h := sr.hosts[hs.Host]
+			out, err := e.tester.Test(ctx, sr.rel, h, testsFor(sr.app, sr.rel, h))
+			mu.Lock()
+			outputs = append(outputs, fmt.Sprintf("== %s/%s\n%s", sr.region.Name, hs.Host, out))
+			mu.Unlock()
+			if err != nil {
+				return fmt.Errorf("integration tests failed on %s: %s", h, firstFailure(out, err))
+			}
+			return nil
+		})
+		if werr := e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{Tests: tail(strings.Join(outputs, "\n"), 8000)}); werr != nil {
+			return storeError{werr}
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return out, e.hostStep(ctx, sr, hs.Host, store.HostMonitoring, "", "tests passed")
+	return parallel(steps, func(hs store.HostStep) error {
+		return e.hostStep(ctx, sr, hs.Host, store.HostMonitoring, "", "tests passed", "monitor")
+	})
 }
 
 func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.HostStep, end int) error {
@@ -355,7 +460,7 @@ func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.H
 	// release), else the mirror source region.
 	live, err := e.st.Live(ctx, sr.app.Name, sr.region.Name)
 	if err != nil {
-		return err
+		return storeError{err}
 	}
 	for _, hs := range sr.stage.Hosts[end:] {
 		if sha := live[hs.Host]; sha != "" && sha != sr.rel.SHA {
@@ -371,125 +476,76 @@ func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.H
 		req.Baseline, req.BaselineRegion = e.Hosts(sr.app, src), src.Name
 	}
 	if len(req.Baseline) == 0 {
-		e.logf(ctx, sr.run.ID, sr.region.Name, "", "no baseline hosts to compare %s with; monitoring skipped", hostList(steps))
-		return nil
+		return storeErr(e.logf(ctx, sr.run.ID, sr.region.Name, "", "no baseline hosts to compare %s with; monitoring skipped", hostList(steps)))
 	}
 	if err := e.setStage(ctx, sr, store.StageMonitoring, fmt.Sprintf("monitoring %s against %s for %s", hostList(steps), req.BaselineRegion, req.Period)); err != nil {
 		return err
 	}
-	for _, hs := range steps {
-		e.hostStep(ctx, sr, hs.Host, store.HostMonitoring, "", "monitoring")
-	}
+	var lookErr error
 	v, err := e.monitor.Monitor(ctx, req, func(v judge.Verdict) {
-		e.saveVerdict(ctx, sr, v)
-		e.emitRun(ctx, Looked, sr.run.ID, sr.region.Name, "", fmt.Sprintf("interim verdict: %s (score %.0f)", v.Outcome, v.Score))
+		err := e.transition(ctx, change{kind: Looked, run: sr.run.ID, region: sr.region.Name, msg: fmt.Sprintf("interim verdict: %s (score %.0f)", v.Outcome, v.Score),
+			write: func(ctx context.Context) error { return e.saveVerdict(ctx, sr, v) }})
+		if err != nil && lookErr == nil {
+			lookErr = err
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("monitor %s: %w", sr.region.Name, err)
 	}
-	e.saveVerdict(ctx, sr, v)
+	if lookErr != nil {
+		return lookErr
+	}
+	if err := e.saveVerdict(ctx, sr, v); err != nil {
+		return err
+	}
 	switch v.Outcome {
 	case judge.Fail:
 		return fmt.Errorf("canary analysis failed in %s: %s", sr.region.Name, v.Reason)
 	case judge.Error:
 		return fmt.Errorf("canary analysis could not measure %s: %s", sr.region.Name, v.Reason)
 	}
-	e.logf(ctx, sr.run.ID, sr.region.Name, "", "canary analysis: %s (score %.0f)", v.Outcome, v.Score)
-	return nil
+	return storeErr(e.logf(ctx, sr.run.ID, sr.region.Name, "", "canary analysis: %s (score %.0f)", v.Outcome, v.Score))
 }
 
-func (e *Engine) saveVerdict(ctx context.Context, sr *stageRun, v judge.Verdict) {
-	b, _ := json.Marshal(v)
-	e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{Verdict: string(b)})
-}
-
-func (e *Engine) hostStep(ctx context.Context, sr *stageRun, host string, step store.StepState, prev, msg string) error {
-	if err := e.st.SetHostStep(ctx, sr.stage.ID, host, step, prev, msg); err != nil {
+func (e *Engine) saveVerdict(ctx context.Context, sr *stageRun, v judge.Verdict) error {
+	b, err := json.Marshal(v)
+	if err != nil {
 		return err
 	}
-	e.emitRun(ctx, HostChanged, sr.run.ID, sr.region.Name, host, "")
-	return nil
+	return storeErr(e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{Verdict: string(b)}))
 }
 
-// failStage records a stage's failure; in production it first rolls back every host the
-// stage switched.
+// hostStep records a host's step (point names the transition for Options.Persisted).
+func (e *Engine) hostStep(ctx context.Context, sr *stageRun, host string, step store.StepState, prev, msg, point string) error {
+	return e.transition(ctx, change{kind: HostChanged, run: sr.run.ID, region: sr.region.Name, host: host, point: point,
+		write: func(ctx context.Context) error {
+			return storeErr(e.st.SetHostStep(ctx, sr.stage.ID, host, step, prev, msg))
+		}})
+}
+
+// failStage records a stage's failure. In production it first plans the rollback of
+// every host the stage may have switched (the plan and the stage's new state are one
+// write), then carries it out; a restart completes it.
 func (e *Engine) failStage(ctx context.Context, sr *stageRun, r store.Run, s store.Stage, reason string) error {
-	if fresh, err := e.st.Run(ctx, r.ID); err == nil {
-		for _, st := range fresh.Stages {
-			if st.ID == s.ID && !st.State.Active() {
-				return nil // cancelled meanwhile: whoever cancelled it tells the story
-			}
-		}
-	}
-	state := store.StageFailed
 	if sr != nil && sr.region.Production {
-		n, err := e.rollbackTouched(ctx, sr)
-		if n > 0 {
-			state = store.StageRolledBack
-			reason += fmt.Sprintf("; rolled back %s", plural(n, "host"))
+		rb, err := e.planStageRollback(ctx, sr, reason)
+		if errors.Is(err, store.ErrStateChanged) {
+			return nil // cancelled meanwhile: whoever cancelled it tells the story
 		}
 		if err != nil {
-			reason += "; rollback failed: " + err.Error()
+			return err
+		}
+		if rb.ID != 0 {
+			return e.execRollback(ctx, sr.app, sr.region, rb)
 		}
 	}
-	err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: state, Message: reason, Finish: true,
-		OnlyIf: store.ActiveStageStates})
+	err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: s.Region, msg: reason, write: func(ctx context.Context) error {
+		return e.st.FailStage(ctx, r.ID, s.ID, store.StageFailed, store.RunFailed, reason)
+	}})
 	if errors.Is(err, store.ErrStateChanged) {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	if state == store.StageFailed {
-		e.markHostsFailed(ctx, r.ID, s.ID)
-	}
-	for _, later := range r.Stages {
-		if later.Position > s.Position && later.State.Waiting() {
-			e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: store.StageSkipped, Message: "skipped: " + s.Region + " failed"})
-		}
-	}
-	if err := e.st.SetRunState(ctx, r.ID, store.RunFailed, reason); err != nil {
-		return err
-	}
-	e.emitRun(ctx, StageChanged, r.ID, s.Region, "", reason)
-	e.emitRun(ctx, RunChanged, r.ID, s.Region, "", reason)
-	return nil
-}
-
-// rollbackTouched puts every host this stage switched back on what ran there before.
-func (e *Engine) rollbackTouched(ctx context.Context, sr *stageRun) (int, error) {
-	fresh, err := e.st.Run(ctx, sr.run.ID)
-	if err != nil {
-		return 0, err
-	}
-	var touched []store.HostStep
-	for _, s := range fresh.Stages {
-		if s.ID != sr.stage.ID {
-			continue
-		}
-		for _, hs := range s.Hosts {
-			if hs.Step != store.HostPending && hs.Step != store.HostUploading && hs.PrevSHA != "" && hs.Step != store.HostRolledBack {
-				touched = append(touched, hs)
-			}
-		}
-	}
-	err = parallel(touched, func(hs store.HostStep) error {
-		h := sr.hosts[hs.Host]
-		e.hostStep(ctx, sr, hs.Host, store.HostRollingBack, "", "rolling back to "+short(hs.PrevSHA))
-		if err := sr.dep.Activate(ctx, h, hs.PrevSHA); err != nil {
-			return fmt.Errorf("roll back %s to %s: %w", h, short(hs.PrevSHA), err)
-		}
-		if err := e.st.SetLive(ctx, sr.app.Name, sr.region.Name, hs.Host, hs.PrevSHA); err != nil {
-			return err
-		}
-		return e.hostStep(ctx, sr, hs.Host, store.HostRolledBack, "", "rolled back to "+short(hs.PrevSHA))
-	})
-	if len(touched) > 0 {
-		e.st.AddHistory(ctx, store.HistoryEntry{App: sr.app.Name, Region: sr.region.Name, SHA: touched[0].PrevSHA, Action: "rollback", Actor: "immunity (automatic)", RunID: sr.run.ID})
-		e.emit(ctx, Event{Kind: RolledBack, App: sr.app.Name, Region: sr.region.Name, SHA: touched[0].PrevSHA,
-			Actor: Actor{ID: "engine", Name: "immunity", Via: "engine", Admin: true}, Message: fmt.Sprintf("automatic rollback of %s to %s", hostList(touched), short(touched[0].PrevSHA))})
-	}
-	return len(touched), err
+	return err
 }
 
 // parallel calls fn for every item at once and returns their errors joined.
@@ -547,23 +603,4 @@ func firstFailure(out string, err error) string {
 		}
 	}
 	return err.Error()
-}
-
-// markHostsFailed ends the host steps a failed stage left in the middle of something.
-func (e *Engine) markHostsFailed(ctx context.Context, runID, stageID int64) {
-	fresh, err := e.st.Run(ctx, runID)
-	if err != nil {
-		return
-	}
-	for _, st := range fresh.Stages {
-		if st.ID != stageID {
-			continue
-		}
-		for _, hs := range st.Hosts {
-			switch hs.Step {
-			case store.HostUploading, store.HostSwitching, store.HostTesting, store.HostMonitoring:
-				e.st.SetHostStep(ctx, stageID, hs.Host, store.HostFailed, "", "stopped: the stage failed")
-			}
-		}
-	}
 }

@@ -58,7 +58,9 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 					rs.LiveSHA = ""
 				}
 			}
-			if l, err := e.st.Lock(ctx, a.Name, r.Name); err == nil {
+			if l, locked, err := e.locked(ctx, a.Name, r.Name); err != nil {
+				return nil, err
+			} else if locked {
 				rs.Lock = &l
 			}
 			for _, run := range runs {

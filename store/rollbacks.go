@@ -16,6 +16,7 @@ type Rollback struct {
 	App, Region       string
 	RunID, StageID    int64
 	Actor, Reason     string
+	ActorID, Via      string // who asked (verified identity, door); the engine for an automatic one
 	State             RollbackState
 	Message           string
 	Created, Finished time.Time
@@ -50,8 +51,8 @@ func (s *Store) PlanRollback(ctx context.Context, rb Rollback) (Rollback, error)
 				return ErrStateChanged
 			}
 		}
-		err := tx.QueryRowContext(ctx, `INSERT INTO rollbacks (app, region, run_id, stage_id, actor, reason, state, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, rb.App, rb.Region, rb.RunID, rb.StageID, rb.Actor, rb.Reason, RollbackPlanned, now).Scan(&rb.ID)
+		err := tx.QueryRowContext(ctx, `INSERT INTO rollbacks (app, region, run_id, stage_id, actor, actor_id, via, reason, state, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, rb.App, rb.Region, rb.RunID, rb.StageID, rb.Actor, rb.ActorID, rb.Via, rb.Reason, RollbackPlanned, now).Scan(&rb.ID)
 		if err != nil {
 			return err
 		}
@@ -75,7 +76,7 @@ func (s *Store) PlanRollback(ctx context.Context, rb Rollback) (Rollback, error)
 	return s.Rollback(ctx, rb.ID)
 }
 
-const rollbackCols = `id, app, region, run_id, stage_id, actor, reason, state, message, created_at, finished_at`
+const rollbackCols = `id, app, region, run_id, stage_id, actor, actor_id, via, reason, state, message, created_at, finished_at`
 
 // Rollback returns one rollback plan with its hosts.
 func (s *Store) Rollback(ctx context.Context, id int64) (Rollback, error) {
@@ -112,7 +113,7 @@ func (s *Store) rollbacks(ctx context.Context, q string, args ...any) ([]Rollbac
 	for rows.Next() {
 		var rb Rollback
 		var c, f int64
-		if err := rows.Scan(&rb.ID, &rb.App, &rb.Region, &rb.RunID, &rb.StageID, &rb.Actor, &rb.Reason, &rb.State, &rb.Message, &c, &f); err != nil {
+		if err := rows.Scan(&rb.ID, &rb.App, &rb.Region, &rb.RunID, &rb.StageID, &rb.Actor, &rb.ActorID, &rb.Via, &rb.Reason, &rb.State, &rb.Message, &c, &f); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("rollbacks: %w", err)
 		}
@@ -194,8 +195,8 @@ func (s *Store) FinishRollback(ctx context.Context, rb Rollback, state RollbackS
 			return err
 		}
 		if rolledBack > 0 && len(rb.Hosts) > 0 {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO region_history (app, region, sha, action, actor, run_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-				rb.App, rb.Region, rb.Hosts[0].To, "rollback", rb.Actor, rb.RunID, now); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO region_history (app, region, sha, action, actor, actor_id, via, run_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				rb.App, rb.Region, rb.Hosts[0].To, "rollback", rb.Actor, rb.ActorID, rb.Via, rb.RunID, now); err != nil {
 				return err
 			}
 		}
@@ -206,7 +207,7 @@ func (s *Store) FinishRollback(ctx context.Context, rb Rollback, state RollbackS
 		if rolledBack == 0 {
 			stage = StageFailed
 		}
-		return failStage(ctx, tx, rb.RunID, rb.StageID, stage, msg, now)
+		return failStage(ctx, tx, rb.RunID, rb.StageID, stage, RunFailed, msg, now)
 	})
 	if err != nil {
 		return fmt.Errorf("finish rollback %d: %w", rb.ID, err)
@@ -214,18 +215,43 @@ func (s *Store) FinishRollback(ctx context.Context, rb Rollback, state RollbackS
 	return nil
 }
 
-// FailStage ends an active stage as failed (or rolled_back) in one transaction: its host
-// steps left in the middle of something become failed, the run's later stages are skipped
-// and the run fails with msg. ErrStateChanged: the stage was no longer active.
-func (s *Store) FailStage(ctx context.Context, runID, stageID int64, state StageState, msg string) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error { return failStage(ctx, tx, runID, stageID, state, msg, s.nowNS()) })
+// FailStage ends an active stage (failed, rolled_back or cancelled) in one transaction:
+// its host steps left in the middle of something become failed, the run's later stages
+// are skipped and the run moves to runState with msg. ErrStateChanged: the stage was no
+// longer active.
+func (s *Store) FailStage(ctx context.Context, runID, stageID int64, state StageState, runState RunState, msg string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) error { return failStage(ctx, tx, runID, stageID, state, runState, msg, s.nowNS()) })
 	if err != nil {
 		return fmt.Errorf("stage %d -> %s: %w", stageID, state, err)
 	}
 	return nil
 }
 
-func failStage(ctx context.Context, tx *sql.Tx, runID, stageID int64, state StageState, msg string, now int64) error {
+// SucceedStage ends an active stage as succeeded and records the release going live in
+// the region's history, in one transaction. ErrStateChanged: the stage was no longer
+// active (a rollback cancelled it).
+func (s *Store) SucceedStage(ctx context.Context, stageID int64, msg string, h HistoryEntry) error {
+	now := s.nowNS()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE stages SET state = ?, message = ?, finished_at = ?, updated_at = ? WHERE id = ? AND state IN (?, ?, ?)`,
+			StageSucceeded, msg, now, now, stageID, StageDeploying, StageTesting, StageMonitoring)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrStateChanged
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO region_history (app, region, sha, action, actor, actor_id, via, run_id, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			h.App, h.Region, h.SHA, h.Action, h.Actor, h.ActorID, h.Via, h.RunID, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("stage %d -> %s: %w", stageID, StageSucceeded, err)
+	}
+	return nil
+}
+
+func failStage(ctx context.Context, tx *sql.Tx, runID, stageID int64, state StageState, runState RunState, msg string, now int64) error {
 	active := make([]any, 0, len(ActiveStageStates))
 	for _, st := range ActiveStageStates {
 		active = append(active, st)
@@ -251,7 +277,7 @@ func failStage(ctx context.Context, tx *sql.Tx, runID, stageID int64, state Stag
 		StageSkipped, "skipped: "+region+" failed", now, runID, pos, StagePending, StageAwaitingApproval, StageApproved); err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE runs SET state = ?, message = ?, updated_at = ? WHERE id = ?`, RunFailed, msg, now, runID)
+	_, err = tx.ExecContext(ctx, `UPDATE runs SET state = ?, message = ?, updated_at = ? WHERE id = ?`, runState, msg, now, runID)
 	return err
 }
 

@@ -50,6 +50,22 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// OpenReadOnly opens an existing database file that this process must not write: every
+// write fails ("attempt to write a readonly database"), as on a read-only file system.
+// Migrations are not applied. It serves inspection and the tests of a failing store.
+func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
+	}
+	return &Store{db: db, now: time.Now}, nil
+}
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 

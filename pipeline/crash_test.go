@@ -1,0 +1,234 @@
+package pipeline
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/store"
+)
+
+// The engine stopped in the middle of an automatic production rollback completes the
+// rollback when it starts again, and never deploys the failed release any further.
+func TestStopDuringAutomaticRollbackCompletesItAndNeverResumesDeploying(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	seed := h.seed()
+	run := h.push("regresses on host2")
+	h.monitor.failHost["prod3/host2"] = true
+	h.waitState(run.ID, store.RunWaiting)
+	// host1 hangs restarting the seed again: the rollback is under way when it "dies".
+	h.dep.mu.Lock()
+	h.dep.failOn = map[string]bool{}
+	h.dep.mu.Unlock()
+	hangAt := "prod3/host1@" + short(seed) // the rollback's restart of host1, not the deploy's
+	h.dep.mu.Lock()
+	h.dep.hang[hangAt] = true
+	h.dep.mu.Unlock()
+	if _, err := h.eng.Promote(context.Background(), ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRun(run.ID, "rolling back", func(r store.Run) bool { return stageOf(r, "prod3").State == store.StageRollingBack })
+	h.waitRun(run.ID, "host1 restarting the seed", func(r store.Run) bool {
+		rb, found, _ := h.st.StageRollback(context.Background(), stageOf(r, "prod3").ID)
+		return found && rb.Hosts[0].Step == store.HostRestarting
+	})
+	h.eng.Stop()
+	h.dep.mu.Lock()
+	h.dep.hang[hangAt] = false
+	h.dep.mu.Unlock()
+
+	h.start()
+	r := h.waitState(run.ID, store.RunFailed)
+	s := stageOf(r, "prod3")
+	if s.State != store.StageRolledBack || !strings.Contains(s.Message, "rolled back 2 hosts") {
+		t.Fatalf("prod3 = %s: %s", s.State, s.Message)
+	}
+	live, _ := h.st.Live(context.Background(), "papi", "prod3")
+	for _, host := range []string{"host1", "host2", "host3"} {
+		st, _ := h.dep.State(context.Background(), hostOf(h, "prod3", host))
+		if live[host] != seed || st.Current != seed {
+			t.Errorf("prod3/%s: store says %s, host runs %s; want the seed %s", host, short(live[host]), short(st.Current), short(seed))
+		}
+	}
+	if stageOf(r, "prod4").State != store.StageSkipped || slices.Contains(h.dep.asked(), "prod4/host1@"+short(run.SHA)) {
+		t.Errorf("the failed release went on to prod4: %s, %v", stageOf(r, "prod4").State, h.dep.asked())
+	}
+	for _, hs := range s.Hosts[:2] {
+		if hs.Step != store.HostRolledBack {
+			t.Errorf("prod3/%s step %s, want rolled_back", hs.Host, hs.Step)
+		}
+	}
+	if slices.Contains(h.dep.asked(), "prod3/host3@"+short(run.SHA)) {
+		t.Errorf("host3 got the failed release after the restart: %v", h.dep.asked())
+	}
+}
+
+// A manual rollback cut short by a stop is completed by the next start, and the store
+// then says what the hosts run.
+func TestStopDuringManualRollbackIsCompletedByTheNextStart(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	seed := h.seed()
+	run := h.push("change")
+	h.waitState(run.ID, store.RunWaiting)
+	h.eng.Promote(context.Background(), ada, "papi", "prod3", "")
+	h.waitState(run.ID, store.RunSucceeded)
+
+	h.dep.mu.Lock()
+	h.dep.hang["prod3/host2"] = true
+	h.dep.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := h.eng.Rollback(ctx, ada, "papi", "prod3", ""); done <- err }()
+	var rb store.Rollback
+	h.waitRun(run.ID, "the rollback planned and host2 restarting", func(store.Run) bool {
+		open, _ := h.st.OpenRollbacks(context.Background())
+		if len(open) == 1 {
+			rb = open[0]
+		}
+		return len(open) == 1 && open[0].Hosts[1].Step == store.HostRestarting
+	})
+	cancel()
+	h.eng.Stop()
+	if err := <-done; err == nil {
+		t.Fatal("a rollback cut short said it was done")
+	}
+	h.dep.mu.Lock()
+	h.dep.hang["prod3/host2"] = false
+	h.dep.mu.Unlock()
+
+	h.start()
+	h.waitRun(run.ID, "the rollback done", func(store.Run) bool {
+		got, _ := h.st.Rollback(context.Background(), rb.ID)
+		return got.State == store.RollbackDone
+	})
+	live, _ := h.st.Live(context.Background(), "papi", "prod3")
+	for _, host := range []string{"host1", "host2", "host3"} {
+		st, _ := h.dep.State(context.Background(), hostOf(h, "prod3", host))
+		if live[host] != seed || st.Current != seed {
+			t.Errorf("prod3/%s: store says %s, host runs %s; want %s", host, short(live[host]), short(st.Current), short(seed))
+		}
+	}
+	if ev := h.rec.kinds(RolledBack); len(ev) != 1 || ev[0].Actor.Name != "ada" {
+		t.Errorf("rolled back events after the restart: %+v", ev)
+	}
+}
+
+// A host found on another release than the store says is corrected at start, and the
+// correction is told.
+func TestStartReconcilesTheStoreWithTheHosts(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	seed := h.seed()
+	h.eng.Stop()
+	other := h.build.add("put there by hand")
+	h.dep.mu.Lock()
+	h.dep.current["prod3/host2"] = other
+	h.dep.mu.Unlock()
+	h.start()
+	live, _ := h.st.Live(context.Background(), "papi", "prod3")
+	if live["host2"] != other || live["host1"] != seed {
+		t.Fatalf("live after start = %v", live)
+	}
+	ev := h.rec.kinds(Reconciled)
+	if len(ev) != 1 || ev[0].Message != "prod3/host2 found on "+short(other)+", store said "+short(seed) {
+		t.Fatalf("reconciled events = %+v", ev)
+	}
+	events, _ := h.st.Events(context.Background(), 0, 50)
+	found := false
+	for _, e := range events {
+		found = found || (e.Kind == string(Reconciled) && strings.Contains(e.Message, "prod3/host2 found on"))
+	}
+	if !found {
+		t.Fatal("the correction is not in the event log")
+	}
+}
+
+// A store that fails (closed, or a file that cannot be written) stops promotion and
+// progress with a clear error; a lock that cannot be read is not "unlocked".
+func TestFailingStoreStopsPromotionAndProgress(t *testing.T) {
+	t.Run("closed", func(t *testing.T) {
+		h := newHarness(t, fourRegions)
+		h.seed()
+		run := h.push("change")
+		h.waitState(run.ID, store.RunWaiting)
+		h.eng.Stop()
+		h.st.Close()
+		_, err := h.eng.Promote(context.Background(), ada, "papi", "prod3", "")
+		if err == nil || !strings.Contains(err.Error(), "read the lock of papi prod3") || !strings.Contains(err.Error(), "closed") {
+			t.Fatalf("promote on a closed store: %v; want the lock read's error", err)
+		}
+		if err := h.eng.schedule(context.Background()); err == nil {
+			t.Fatal("the scheduler went on with a closed store")
+		}
+		if _, err := h.eng.Status(context.Background(), "papi"); err == nil {
+			t.Fatal("status said something with a closed store")
+		}
+	})
+	t.Run("read-only", func(t *testing.T) {
+		h := newHarness(t, fourRegions)
+		h.seed()
+		run := h.push("change")
+		h.waitState(run.ID, store.RunWaiting)
+		h.eng.Stop()
+		h.st.Close()
+		path := filepath.Join(h.dir, "immunity.db")
+		readOnly := func() *Engine {
+			ro, err := store.OpenReadOnly(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ro.Close() })
+			eng, err := New(Options{Config: h.cfg, Store: ro, Builder: h.build, Tester: h.tests, Monitor: h.monitor, Deployer: h.eng.deployer})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng.ctx = context.Background()
+			return eng
+		}
+		eng := readOnly()
+		_, err := eng.Promote(context.Background(), ada, "papi", "prod3", "")
+		if err == nil || !strings.Contains(err.Error(), "promote papi") || !strings.Contains(err.Error(), "readonly") {
+			t.Fatalf("promote on a read-only store: %v; want the write's error", err)
+		}
+		r, _ := eng.st.Run(context.Background(), run.ID)
+		if stageOf(r, "prod3").State != store.StageAwaitingApproval {
+			t.Fatalf("prod3 is %s after a refused promotion", stageOf(r, "prod3").State)
+		}
+		eng.st.Close()
+
+		// Promoted while the store could be written, then the file turns read-only: the
+		// scheduler cannot record the stage's start, and touches no host.
+		rw, err := store.Open(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopped := &Engine{cfg: h.cfg, st: rw, builder: h.build, deployer: h.eng.deployer, log: h.eng.log, tasks: map[string]*task{}, kick: make(chan struct{}, 1)}
+		if _, err := stopped.Promote(context.Background(), ada, "papi", "prod3", ""); err != nil {
+			t.Fatal(err)
+		}
+		rw.Close()
+		eng = readOnly()
+		before := slices.Clone(h.dep.asked())
+		err = eng.schedule(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "readonly") {
+			t.Fatalf("schedule on a read-only store: %v; want the write's error", err)
+		}
+		if !slices.Equal(before, h.dep.asked()) {
+			t.Fatalf("a host was touched without its record: %v", h.dep.asked()[len(before):])
+		}
+	})
+}
+
+func hostOf(h *harness, region, host string) deployers.Host {
+	a := &h.cfg.Apps[0]
+	reg, _, _ := a.Region(region)
+	for _, x := range h.eng.Hosts(a, reg) {
+		if x.Name == host {
+			return x
+		}
+	}
+	h.t.Fatalf("no host %s/%s", region, host)
+	return deployers.Host{}
+}

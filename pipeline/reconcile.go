@@ -1,0 +1,125 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/pipeline/config"
+)
+
+// Reconciliation: the store says what each host runs (store.Live); the hosts know. On
+// every start, after a step whose outcome is unknown (a kill, a cut connection, a
+// cancelled switch) and before a run is said to be live everywhere, the engine asks the
+// hosts (Deployer.State reads `current`) and makes the store agree, recording
+// "prod3/host2 found on X, store said Y" in the log of the run deploying there (or of the
+// region) and telling the listeners (Reconciled), so Slack, GitHub and the dashboard say
+// it too.
+
+// reconcileAll reconciles every region of every app; hosts that cannot be asked are
+// logged and left as the store says.
+func (e *Engine) reconcileAll(ctx context.Context, why string) {
+	for i := range e.cfg.Apps {
+		a := &e.cfg.Apps[i]
+		for j := range a.Regions {
+			if _, err := e.reconcileRegion(ctx, a, &a.Regions[j]); err != nil {
+				e.log.Warn("reconcile", "app", a.Name, "region", a.Regions[j].Name, "why", why, "err", err)
+			}
+		}
+	}
+}
+
+// reconcileRegion asks every host of a region what it runs and corrects the store; it
+// returns the hosts' answers (host -> SHA) and the errors of hosts that could not be asked.
+func (e *Engine) reconcileRegion(ctx context.Context, a *config.App, reg *config.Region) (map[string]string, error) {
+	dep, err := e.deployer(a, reg)
+	if err != nil {
+		return nil, err
+	}
+	live, err := e.st.Live(ctx, a.Name, reg.Name)
+	if err != nil {
+		return nil, storeError{err}
+	}
+	found := map[string]string{}
+	var errs []error
+	hosts := e.Hosts(a, reg)
+	states := make([]deployers.HostState, len(hosts))
+	asked := make([]error, len(hosts))
+	parallelN(indexes(len(hosts)), 8, func(i int) error {
+		states[i], asked[i] = dep.State(ctx, hosts[i])
+		return nil
+	})
+	for i, h := range hosts {
+		if asked[i] != nil {
+			errs = append(errs, asked[i])
+			continue
+		}
+		cur := states[i].Current
+		found[h.Name] = cur
+		if cur != live[h.Name] {
+			if err := e.reconcileHost(ctx, a, reg, h, cur, live[h.Name]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return found, fmt.Errorf("reconcile %s %s: %w", a.Name, reg.Name, errors.Join(errs...))
+	}
+	return found, nil
+}
+
+// reconcileHost records that a host runs cur while the store said said, makes the store
+// agree and tells the listeners; the event goes to the log of the run whose stage is
+// active in the region, if any.
+func (e *Engine) reconcileHost(ctx context.Context, a *config.App, reg *config.Region, h deployers.Host, cur, said string) error {
+	msg := fmt.Sprintf("%s found on %s, store said %s", h, orNothing(short(cur)), orNothing(short(said)))
+	e.log.Warn("reconciled", "app", a.Name, "region", reg.Name, "host", h.Name, "found", cur, "store", said)
+	write := func(ctx context.Context) error { return storeErr(e.st.SetLive(ctx, a.Name, reg.Name, h.Name, cur)) }
+	if run, ok := e.activeRun(ctx, a.Name, reg.Name); ok {
+		return e.transition(ctx, change{kind: Reconciled, run: run, region: reg.Name, host: h.Name, msg: msg, write: write})
+	}
+	return e.regionEvent(ctx, Event{Kind: Reconciled, App: a.Name, Region: reg.Name, Host: h.Name, SHA: cur, Message: msg}, "", write)
+}
+
+// activeRun is the run whose stage is active in a region.
+func (e *Engine) activeRun(ctx context.Context, app, region string) (int64, bool) {
+	runs, err := e.st.Runs(ctx, app, true, 0)
+	if err != nil {
+		return 0, false
+	}
+	for _, r := range runs {
+		for _, s := range r.Stages {
+			if s.Region == region && s.State.Active() {
+				return r.ID, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// hostsNotOn reconciles the regions of an app and reports the hosts that do not run sha.
+func (e *Engine) hostsNotOn(ctx context.Context, a *config.App, sha string) ([]string, error) {
+	var other []string
+	for j := range a.Regions {
+		reg := &a.Regions[j]
+		found, err := e.reconcileRegion(ctx, a, reg)
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range reg.Hosts {
+			if got := found[h.Name]; got != sha {
+				other = append(other, fmt.Sprintf("%s/%s runs %s", reg.Name, h.Name, orNothing(short(got))))
+			}
+		}
+	}
+	return other, nil
+}
+
+func indexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}

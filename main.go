@@ -9,10 +9,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/immunity-app/immunity/app"
@@ -138,7 +140,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	in, err := app.Open(ctx, app.Options{Config: cfg, Logger: log, Listeners: []pipeline.Listener{app.NewEventLog(log)}, MirrorToken: token})
+	in, err := app.Open(ctx, app.Options{Config: cfg, Logger: log, Listeners: []pipeline.Listener{app.NewEventLog(log)}, MirrorToken: token,
+		Persisted: killPoint(os.Getenv("IMMUNITY_TEST_KILL_AT"), log)})
 	if err != nil {
 		return err
 	}
@@ -242,4 +245,34 @@ func mirrorToken() (string, error) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	return os.Getenv("IMMUNITY_MIRROR_TOKEN"), nil
+}
+
+// killPoint is the crash tests' hook: with IMMUNITY_TEST_KILL_AT=POINT (or POINT#N, the
+// Nth time), the server SIGKILLs itself right after that transition is written, before
+// anything acts on it. Empty: no hook.
+func killPoint(spec string, log *slog.Logger) func(string) {
+	if spec == "" {
+		return nil
+	}
+	point, nth := spec, 1
+	if p, n, ok := strings.Cut(spec, "#"); ok {
+		point = p
+		if _, err := fmt.Sscan(n, &nth); err != nil || nth < 1 {
+			nth = 1
+		}
+	}
+	var mu sync.Mutex
+	seen := 0
+	return func(p string) {
+		if p != point {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if seen++; seen == nth {
+			log.Warn("kill point reached", "point", p, "n", nth)
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+	}
 }

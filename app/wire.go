@@ -41,6 +41,9 @@ type Options struct {
 	Mounts []func(gin.IRouter)
 	// MirrorToken authenticates Immunity to the mirror sidecars of production hosts.
 	MirrorToken string
+	// Persisted is told the name of each transition right after it is written
+	// (pipeline.Options.Persisted); the crash tests kill the server there.
+	Persisted func(point string)
 }
 
 // Instance is a whole Immunity server: store, engine, deployers, canary monitor, command
@@ -83,13 +86,14 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
 	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Log: o.Logger}
 	eng, err := pipeline.New(pipeline.Options{
-		Config:   cfg,
-		Store:    st,
-		Builder:  in.builder,
-		Tester:   testers{cfg: cfg, ssh: in.ssh, here: pipeline.CommandTester{Dir: cfg.Server.DataDir}},
-		Monitor:  in.Monitor,
-		Deployer: in.deployer,
-		Logger:   o.Logger,
+		Config:    cfg,
+		Store:     st,
+		Builder:   in.builder,
+		Tester:    testers{cfg: cfg, ssh: in.ssh, here: pipeline.CommandTester{Dir: cfg.Server.DataDir}},
+		Monitor:   in.Monitor,
+		Deployer:  in.deployer,
+		Logger:    o.Logger,
+		Persisted: o.Persisted,
 	})
 	if err != nil {
 		st.Close()
@@ -180,10 +184,15 @@ func (c countedCommands) Exec(ctx context.Context, req bot.Request) bot.Reply {
 	return r
 }
 
-// Start turns stale mirrors off, puts the local hosts' apps back up, starts the in-process
-// traffic mirrors in front of production hosts and resumes the engine.
+// Start turns stale mirrors off, puts the local hosts' apps back up (except on hosts
+// whose restart the engine resumes itself), starts the in-process traffic mirrors in front
+// of production hosts and resumes the engine.
 func (in *Instance) Start(ctx context.Context) error {
 	in.Monitor.Reset(ctx)
+	resuming, err := in.Engine.Resuming(ctx)
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
 	for i := range in.Config.Apps {
 		a := &in.Config.Apps[i]
 		for j := range a.Regions {
@@ -193,7 +202,7 @@ func (in *Instance) Start(ctx context.Context) error {
 			}
 			d, _ := in.deployer(a, r)
 			for _, h := range in.Engine.Hosts(a, r) {
-				if st, err := d.State(ctx, h); err == nil && st.Current != "" {
+				if st, err := d.State(ctx, h); err == nil && st.Current != "" && !resuming[a.Name+"/"+r.Name+"/"+h.Name] {
 					if err := d.(*local.Deployer).EnsureRunning(ctx, h); err != nil {
 						in.log.Warn("host not running", "host", h.String(), "err", err)
 					}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline/config"
+	"github.com/immunity-app/immunity/store"
 )
 
 // Reconciliation: the store says what each host runs (store.Live); the hosts know. On
@@ -122,4 +123,36 @@ func indexes(n int) []int {
 		out[i] = i
 	}
 	return out
+}
+
+// Resuming lists the hosts ("app/region/host") whose recorded step is a switch or a
+// restart under way, in a stage or a rollback: the engine restarts their app itself when
+// it resumes, so nothing else should start it before.
+func (e *Engine) Resuming(ctx context.Context) (map[string]bool, error) {
+	out := map[string]bool{}
+	runs, err := e.st.Runs(ctx, "", true, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		for _, s := range r.Stages {
+			for _, h := range s.Hosts {
+				if s.State.Active() && (h.Step == store.HostSwitching || h.Step == store.HostRestarting) {
+					out[r.App+"/"+s.Region+"/"+h.Host] = true
+				}
+			}
+		}
+	}
+	open, err := e.st.OpenRollbacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, rb := range open {
+		for _, h := range rb.Hosts {
+			if h.Step == store.HostSwitching || h.Step == store.HostRestarting {
+				out[rb.App+"/"+rb.Region+"/"+h.Host] = true
+			}
+		}
+	}
+	return out, nil
 }

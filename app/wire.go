@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,6 +96,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		Deployer:  in.deployer,
 		Logger:    o.Logger,
 		Persisted: o.Persisted,
+		Secrets:   knownSecrets(cfg, o.MirrorToken, os.Environ()),
 	})
 	if err != nil {
 		st.Close()
@@ -333,4 +336,45 @@ func (b builder) Commit(ctx context.Context, a *config.App, sha string) (pipelin
 // SocketPath is where the server's local socket lives: data_dir/immunity.sock.
 func (in *Instance) SocketPath() string {
 	return filepath.Join(in.Config.Server.DataDir, SocketName)
+}
+
+// secretName matches the names of environment variables that hold secrets.
+var secretName = regexp.MustCompile(`(?i)(token|secret|password|passwd|private|api_?key|credential)`)
+
+// knownSecrets are the server's own secret values, which test output shown to people
+// must never hold: the GitHub and Slack credentials, the mirror token, and the value of
+// every variable of its environment whose name says it is a secret (IMMUNITY_API_TOKEN,
+// IMMUNITY_MIRROR_TOKEN, ...), files named by *_FILE variables included.
+func knownSecrets(cfg *config.Config, mirrorToken string, environ []string) []string {
+	out := []string{mirrorToken, cfg.GitHub.PrivateKey, cfg.GitHub.WebhookSecret}
+	if b, err := cfg.GitHub.Secret(); err == nil {
+		out = append(out, string(b))
+	}
+	if cfg.Slack.Configured() {
+		if tok, err := cfg.Slack.Token(); err == nil {
+			out = append(out, tok)
+		}
+		if sec, err := cfg.Slack.Secret(); err == nil {
+			out = append(out, sec)
+		}
+	}
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if !secretName.MatchString(k) || v == "" {
+			continue
+		}
+		if strings.HasSuffix(k, "_FILE") {
+			if b, err := os.ReadFile(v); err == nil && len(b) < 64<<10 {
+				v = strings.TrimSpace(string(b))
+			}
+		}
+		out = append(out, v)
+	}
+	var kept []string
+	for _, s := range out {
+		if s = strings.TrimSpace(s); s != "" {
+			kept = append(kept, s)
+		}
+	}
+	return kept
 }

@@ -14,6 +14,7 @@ package deployers
 import (
 	"context"
 	"errors"
+	"os"
 	"time"
 )
 
@@ -88,4 +89,22 @@ type Tests struct {
 	Command []string
 	Env     map[string]string
 	Timeout time.Duration
+}
+
+// baseEnv names the variables of Immunity's own environment that an app or a test
+// command started on Immunity's machine sees (BaseEnv). Nothing else of it is passed on:
+// not its tokens, keys or secrets.
+var baseEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"}
+
+// BaseEnv is the part of Immunity's own environment that an app or a test command run on
+// this machine is given, as KEY=VALUE; what the config names and the IMMUNITY_* facts of
+// the run are added to it by the caller.
+func BaseEnv() []string {
+	var env []string
+	for _, k := range baseEnv {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }

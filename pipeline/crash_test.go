@@ -100,9 +100,9 @@ func TestStopDuringManualRollbackIsCompletedByTheNextStart(t *testing.T) {
 	h.dep.mu.Unlock()
 
 	h.start()
-	h.waitRun(run.ID, "the rollback done", func(store.Run) bool {
+	h.waitRun(run.ID, "the rollback done and told", func(store.Run) bool {
 		got, _ := h.st.Rollback(context.Background(), rb.ID)
-		return got.State == store.RollbackDone
+		return got.State == store.RollbackDone && len(h.rec.kinds(RolledBack)) > 0
 	})
 	live, _ := h.st.Live(context.Background(), "papi", "prod3")
 	for _, host := range []string{"host1", "host2", "host3"} {

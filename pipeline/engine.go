@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -80,6 +81,10 @@ type Options struct {
 	// manual- prefix for a rollback asked for by a person. The crash tests kill the server
 	// there.
 	Persisted func(point string)
+	// Secrets are values that must never be shown: test output that holds one has it
+	// replaced by "[redacted]" before it is stored or told (the server's own tokens and
+	// keys; app.Open gathers them).
+	Secrets []string
 }
 
 // Engine drives runs. Make one with New, add listeners, then Start.
@@ -94,6 +99,7 @@ type Engine struct {
 	tick      time.Duration
 	listeners []Listener
 	persisted func(point string)
+	secrets   *strings.Replacer // nil: nothing to redact
 
 	mu     sync.Mutex
 	emitMu sync.Mutex       // one event at a time, snapshots in order
@@ -118,8 +124,19 @@ func New(o Options) (*Engine, error) {
 	if o.Tester == nil {
 		o.Tester = CommandTester{}
 	}
+	var pairs []string
+	for _, s := range o.Secrets {
+		if len(s) >= 6 { // shorter values would redact ordinary words
+			pairs = append(pairs, s, "[redacted]")
+		}
+	}
+	var secrets *strings.Replacer
+	if len(pairs) > 0 {
+		secrets = strings.NewReplacer(pairs...)
+	}
 	return &Engine{
-		cfg: o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
+		secrets: secrets,
+		cfg:     o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
 		deployer: o.Deployer, log: o.Logger, tick: o.Tick, persisted: o.Persisted,
 		tasks: map[string]*task{},
 		kick:  make(chan struct{}, 1),
@@ -338,6 +355,14 @@ func (e *Engine) Hosts(a *config.App, r *config.Region) []deployers.Host {
 		out = append(out, deployers.Host{App: a.Name, Region: r.Name, Name: h.Name, Address: h.Address, Base: base, Port: h.Port, URL: h.URL})
 	}
 	return out
+}
+
+// redact replaces the known secret values in text shown to people.
+func (e *Engine) redact(s string) string {
+	if e.secrets == nil {
+		return s
+	}
+	return e.secrets.Replace(s)
 }
 
 func short(sha string) string {

@@ -153,15 +153,16 @@ func (d *fakeDeployer) asked() []string {
 
 // fakeTester fails the tests of releases it was told to.
 type fakeTester struct {
-	mu   sync.Mutex
-	fail map[string]bool
+	mu    sync.Mutex
+	fail  map[string]bool
+	print string // a line every run prints
 }
 
 func (t *fakeTester) Test(_ context.Context, rel deployers.Release, h deployers.Host, _ deployers.Tests) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.fail[rel.SHA] {
-		return "PASS healthz\nFAIL items_list_sorted: items out of order\n1 passed, 1 failed", fmt.Errorf("exit status 1")
+		return t.print + "PASS healthz\nFAIL items_list_sorted: items out of order " + t.print + "\n1 passed, 1 failed", fmt.Errorf("exit status 1")
 	}
 	return "PASS healthz\n1 passed, 0 failed", nil
 }

@@ -423,11 +423,12 @@ func (e *Engine) testBatch(ctx context.Context, sr *stageRun, steps []store.Host
 		err := parallel(steps, func(hs store.HostStep) error {
 			h := sr.hosts[hs.Host]
 			out, err := e.tester.Test(ctx, sr.rel, h, testsFor(sr.app, sr.rel, h))
+			out = e.redact(out)
 			mu.Lock()
 			outputs = append(outputs, fmt.Sprintf("== %s/%s\n%s", sr.region.Name, hs.Host, out))
 			mu.Unlock()
 			if err != nil {
-				return fmt.Errorf("integration tests failed on %s: %s", h, firstFailure(out, err))
+				return fmt.Errorf("integration tests failed on %s: %s", h, e.redact(firstFailure(out, err)))
 			}
 			return nil
 		})

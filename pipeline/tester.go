@@ -17,7 +17,8 @@ import (
 
 // CommandTester runs an app's test command on this machine, in an unpacked copy of the
 // release (under Dir/testbeds), against the host whose URL the engine put in
-// IMMUNITY_BASE_URL.
+// IMMUNITY_BASE_URL. Its environment is explicit: deployers.BaseEnv, the config's
+// tests.env and the IMMUNITY_* facts of the run, nothing else of the server's.
 type CommandTester struct {
 	Dir string
 }
@@ -42,7 +43,7 @@ func (t CommandTester) Test(ctx context.Context, rel deployers.Release, h deploy
 	}
 	cmd := exec.CommandContext(ctx, name, argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = os.Environ()
+	cmd.Env = deployers.BaseEnv() // never the server's own secrets
 	for _, k := range slices.Sorted(maps.Keys(tests.Env)) {
 		cmd.Env = append(cmd.Env, k+"="+tests.Env[k])
 	}

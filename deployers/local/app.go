@@ -68,15 +68,10 @@ func (d *Deployer) program(dir string) string {
 	return prog
 }
 
-// env is the app's environment: a few basics of ours, Options.Env, then what Immunity sets.
+// env is the app's environment: deployers.BaseEnv, Options.Env, then what Immunity sets.
 // Immunity's secrets are not passed on.
 func (d *Deployer) env(h deployers.Host, sha string) []string {
-	var env []string
-	for _, k := range []string{"PATH", "HOME", "USER", "LANG", "TZ", "TMPDIR"} {
-		if v, ok := os.LookupEnv(k); ok {
-			env = append(env, k+"="+v)
-		}
-	}
+	env := deployers.BaseEnv()
 	keys := make([]string, 0, len(d.opts.Env))
 	for k := range d.opts.Env {
 		keys = append(keys, k)

@@ -41,7 +41,7 @@ type Options struct {
 	// Run is the app's argv; a program path with a slash is relative to the release folder
 	// (e.g. [bin/papi]), a bare name is looked up in PATH.
 	Run []string
-	// Env is added to the app's environment (after PATH, HOME, USER, LANG, TZ, TMPDIR of
+	// Env is added to the app's environment (after deployers.BaseEnv: PATH, HOME, USER, LANG, TZ, TMPDIR of
 	// Immunity's own environment, before PORT and IMMUNITY_*, which cannot be overridden).
 	Env map[string]string
 	// Health is the path that answers 2xx once the app is ready, e.g. /healthz (see

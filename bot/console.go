@@ -14,7 +14,7 @@ import (
 // consoleIcons draw the thread's icons in a terminal.
 var consoleIcons = map[string]string{
 	IconPending: "·", IconRunning: "▶", IconWaiting: "⏸", IconOK: "✓", IconFailed: "✗",
-	IconSkipped: "–", IconBack: "↩", IconLock: "🔒", IconUnlock: "🔓", IconGo: "→",
+	IconSkipped: "–", IconBack: "↩", IconWarning: "!", IconLock: "🔒", IconUnlock: "🔓", IconGo: "→",
 }
 
 // ConsoleThread is a pipeline.Listener that writes each run's thread as text lines: what

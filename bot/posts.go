@@ -20,6 +20,12 @@ func PostsFor(app *config.App, ev pipeline.Event, logs func(region string) []str
 	if logs == nil {
 		logs = func(string) []string { return nil }
 	}
+	if ev.Kind == pipeline.Reconciled {
+		// A host found running something else than the store said: said in the thread
+		// of the run deploying there, or in the app's channel.
+		return []Post{{Key: fmt.Sprintf("reconciled/%s/%s/%d", ev.Region, ev.Host, ev.Time.UnixNano()), RunID: ev.Run.ID, App: ev.App,
+			Region: ev.Region, Icon: IconWarning, Text: ev.Message}}
+	}
 	if ev.Run.ID != 0 {
 		var out []Post
 		for _, s := range ev.Run.Stages {

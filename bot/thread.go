@@ -24,6 +24,7 @@ const (
 	IconFailed  = "failed"
 	IconSkipped = "skipped"
 	IconBack    = "back"
+	IconWarning = "warning"
 	IconLock    = "lock"
 	IconUnlock  = "unlock"
 	IconGo      = "go"

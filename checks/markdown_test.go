@@ -92,3 +92,14 @@ func TestButtonsWithinLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestReconciliationNotesJoinTheSummary(t *testing.T) {
+	got := withNotes("## summary\n", []string{"prod3/host2 found on 1a2b3c4, store said 2b3c4d5"})
+	want := "## summary\n\n### Reconciled with the hosts\n\n- prod3/host2 found on 1a2b3c4, store said 2b3c4d5\n"
+	if got != want {
+		t.Fatalf("summary with notes:\n%s\nwant:\n%s", got, want)
+	}
+	if withNotes("x", nil) != "x" {
+		t.Fatal("no notes changed the summary")
+	}
+}

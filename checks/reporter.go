@@ -259,6 +259,11 @@ func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App
 		}
 	}
 	v := view(r.cfg, app, run, st, live)
+	notes, err := r.reconciled(ctx, run.ID, st.Region)
+	if err != nil {
+		return err
+	}
+	v.Summary = withNotes(v.Summary, notes)
 	dg := v.digest()
 	row, found, err := r.st.CheckRun(ctx, run.ID, st.Region)
 	if err != nil || (found && row.Digest == dg) {
@@ -283,4 +288,39 @@ func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App
 	}
 	row.Status, row.Digest = v.Status, dg
 	return r.st.SaveCheckRun(ctx, row)
+}
+
+// reconciled lists what the engine found on the stage's hosts that the store did not
+// know ("prod3/host2 found on X, store said Y"), from the run's log.
+func (r *Reporter) reconciled(ctx context.Context, runID int64, region string) ([]string, error) {
+	events, err := r.st.Events(ctx, runID, 1000)
+	if err != nil {
+		return nil, fmt.Errorf("log of run %d: %w", runID, err)
+	}
+	var out []string
+	for _, e := range events {
+		if e.Kind == string(pipeline.Reconciled) && e.Region == region {
+			out = append(out, e.Message)
+		}
+	}
+	return out, nil
+}
+
+// withNotes adds the reconciliation notes to a summary (the last 10, within GitHub's limit).
+func withNotes(summary string, notes []string) string {
+	if len(notes) == 0 {
+		return summary
+	}
+	if len(notes) > 10 {
+		notes = notes[len(notes)-10:]
+	}
+	var b strings.Builder
+	b.WriteString("\n### Reconciled with the hosts\n\n")
+	for _, n := range notes {
+		fmt.Fprintf(&b, "- %s\n", inline(n))
+	}
+	if len(summary)+b.Len() > MaxSummary {
+		return summary
+	}
+	return summary + b.String()
 }

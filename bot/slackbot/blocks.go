@@ -13,7 +13,7 @@ import (
 var emoji = map[string]string{
 	bot.IconPending: ":white_circle:", bot.IconRunning: ":arrows_counterclockwise:", bot.IconWaiting: ":double_vertical_bar:",
 	bot.IconOK: ":white_check_mark:", bot.IconFailed: ":x:", bot.IconSkipped: ":heavy_minus_sign:",
-	bot.IconBack: ":leftwards_arrow_with_hook:", bot.IconLock: ":lock:", bot.IconUnlock: ":unlock:", bot.IconGo: ":rocket:",
+	bot.IconBack: ":leftwards_arrow_with_hook:", bot.IconWarning: ":warning:", bot.IconLock: ":lock:", bot.IconUnlock: ":unlock:", bot.IconGo: ":rocket:",
 }
 
 func mrkdwn(s string) *slack.TextBlockObject {

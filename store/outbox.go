@@ -123,6 +123,15 @@ func (s *Store) OutboxRetry(ctx context.Context, id int64, notBefore time.Time, 
 	return nil
 }
 
+// OutboxDefer puts an item (and its stream) off until notBefore without counting a try.
+func (s *Store) OutboxDefer(ctx context.Context, id int64, notBefore time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET not_before = ? WHERE id = ?`, notBefore.UnixNano(), id)
+	if err != nil {
+		return fmt.Errorf("outbox: defer item %d: %w", id, err)
+	}
+	return nil
+}
+
 // OutboxStats is how much waits in the outbox, per service (the stream's first word).
 type OutboxStats struct {
 	Service string

@@ -36,22 +36,3 @@ func (s *Store) SaveSlackThread(ctx context.Context, th SlackThread) error {
 	}
 	return nil
 }
-
-// ClaimSlackPost records that a run's post (by key: stage/prod3/failed, run/succeeded) is
-// being made; false when it was claimed before, by this process or one before a restart.
-func (s *Store) ClaimSlackPost(ctx context.Context, runID int64, key string) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO slack_posts (run_id, key, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, runID, key, s.nowNS())
-	if err != nil {
-		return false, fmt.Errorf("claim slack post %s of run %d: %w", key, runID, err)
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
-}
-
-// SetSlackPostTS records the ts Slack gave a claimed post.
-func (s *Store) SetSlackPostTS(ctx context.Context, runID int64, key, ts string) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE slack_posts SET ts = ? WHERE run_id = ? AND key = ?`, ts, runID, key); err != nil {
-		return fmt.Errorf("slack post %s of run %d: %w", key, runID, err)
-	}
-	return nil
-}

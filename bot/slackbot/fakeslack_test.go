@@ -30,6 +30,7 @@ type call struct {
 	Broadcast bool            `json:"reply_broadcast,omitempty"`
 	Text      string          `json:"text"`
 	Blocks    json.RawMessage `json:"blocks,omitempty"`
+	At        time.Time       `json:"-"` // when it was accepted, by now (or the real clock)
 }
 
 // fakeSlack is slacktest's server with the handlers it lacks (chat.update, the files
@@ -43,8 +44,12 @@ type fakeSlack struct {
 	uploads map[string][]byte // file id -> bytes
 	shared  []url.Values      // files.completeUploadExternal forms
 	limited map[string]int
-	hold    chan struct{} // when set, chat.postMessage waits on it
-	groups  map[string][]string
+	// limit, when set, is asked before each call: a Retry-After > 0 answers 429 with it.
+	limit    func() (retryAfter int)
+	hold     chan struct{}    // when set, chat.postMessage waits on it
+	rejected int              // calls answered 429 by limit
+	now      func() time.Time // the clock calls are stamped with; nil: the real one
+	groups   map[string][]string
 }
 
 func newFakeSlack(t *testing.T) *fakeSlack {
@@ -75,7 +80,29 @@ func (f *fakeSlack) form(w http.ResponseWriter, r *http.Request, method string) 
 		w.WriteHeader(http.StatusTooManyRequests)
 		return nil, false
 	}
+	if f.limit != nil {
+		if ra := f.limit(); ra > 0 {
+			f.rejected++
+			w.Header().Set("Retry-After", strconv.Itoa(ra))
+			w.WriteHeader(http.StatusTooManyRequests)
+			return nil, false
+		}
+	}
 	return r.PostForm, true
+}
+
+// channelIDs are the workspace's channels: chat.postMessage takes a name or an ID and
+// answers with the ID; chat.update and file uploads take only the ID, as Slack's API does.
+var channelIDs = map[string]string{"#deploys": "C0DEPLOYS", "deploys": "C0DEPLOYS", "C0DEPLOYS": "C0DEPLOYS", "#ops": "C0OPS", "C0OPS": "C0OPS"}
+
+// refuseChannel answers Slack's error for a channel the method cannot take.
+func refuseChannel(w http.ResponseWriter, ch string, idOnly bool) bool {
+	id, known := channelIDs[ch]
+	if known && (!idOnly || id == ch) {
+		return false
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "channel_not_found"})
+	return true
 }
 
 func (f *fakeSlack) postMessage(w http.ResponseWriter, r *http.Request) {
@@ -83,25 +110,25 @@ func (f *fakeSlack) postMessage(w http.ResponseWriter, r *http.Request) {
 		<-f.hold
 	}
 	v, ok := f.form(w, r, "chat.postMessage")
-	if !ok {
+	if !ok || refuseChannel(w, v.Get("channel"), false) {
 		return
 	}
 	f.mu.Lock()
 	f.n++
 	ts := fmt.Sprintf("1700000000.%06d", f.n)
-	f.calls = append(f.calls, call{Method: "chat.postMessage", Channel: v.Get("channel"), TS: ts, ThreadTS: v.Get("thread_ts"),
+	f.calls = append(f.calls, call{At: f.stamp(), Method: "chat.postMessage", Channel: v.Get("channel"), TS: ts, ThreadTS: v.Get("thread_ts"),
 		Broadcast: v.Get("reply_broadcast") == "true", Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks"))})
 	f.mu.Unlock()
-	json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": v.Get("channel"), "ts": ts})
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": channelIDs[v.Get("channel")], "ts": ts})
 }
 
 func (f *fakeSlack) update(w http.ResponseWriter, r *http.Request) {
 	v, ok := f.form(w, r, "chat.update")
-	if !ok {
+	if !ok || refuseChannel(w, v.Get("channel"), true) {
 		return
 	}
 	f.mu.Lock()
-	f.calls = append(f.calls, call{Method: "chat.update", Channel: v.Get("channel"), TS: v.Get("ts"), Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks"))})
+	f.calls = append(f.calls, call{At: f.stamp(), Method: "chat.update", Channel: v.Get("channel"), TS: v.Get("ts"), Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks"))})
 	f.mu.Unlock()
 	json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": v.Get("channel"), "ts": v.Get("ts"), "text": v.Get("text")})
 }
@@ -133,14 +160,14 @@ func (f *fakeSlack) upload(w http.ResponseWriter, r *http.Request) {
 
 func (f *fakeSlack) complete(w http.ResponseWriter, r *http.Request) {
 	v, ok := f.form(w, r, "files.completeUploadExternal")
-	if !ok {
+	if !ok || refuseChannel(w, v.Get("channel_id"), true) {
 		return
 	}
 	var files []slack.FileSummary
 	json.Unmarshal([]byte(v.Get("files")), &files)
 	f.mu.Lock()
 	f.shared = append(f.shared, v)
-	f.calls = append(f.calls, call{Method: "files.completeUploadExternal", Channel: v.Get("channel_id"), ThreadTS: v.Get("thread_ts"), Text: v.Get("files")})
+	f.calls = append(f.calls, call{At: f.stamp(), Method: "files.completeUploadExternal", Channel: v.Get("channel_id"), ThreadTS: v.Get("thread_ts"), Text: v.Get("files")})
 	f.mu.Unlock()
 	json.NewEncoder(w).Encode(map[string]any{"ok": true, "files": files})
 }
@@ -154,6 +181,13 @@ func (f *fakeSlack) groupMembers(w http.ResponseWriter, r *http.Request) {
 	users := f.groups[v.Get("usergroup")]
 	f.mu.Unlock()
 	json.NewEncoder(w).Encode(map[string]any{"ok": true, "users": users})
+}
+
+func (f *fakeSlack) stamp() time.Time {
+	if f.now != nil {
+		return f.now()
+	}
+	return time.Now()
 }
 
 func (f *fakeSlack) Calls() []call {

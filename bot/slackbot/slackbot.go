@@ -15,11 +15,14 @@
 // root message (commit, author, a live line per region) is posted on the run's first
 // event and kept current with chat.update; stage results, the metric comparison (a table
 // and a chart image), failures with their first useful log lines and "waiting for
-// promotion" are replies, the last two also broadcast to the channel. The thread's ts and
-// the posts made are stored (migration 020), so a restarted server keeps posting into the
-// same thread and never repeats a post. Every Slack call goes through a per-channel
-// queue that honours rate limits (RetryAfter) on its own goroutine: Notify never blocks
-// the pipeline.
+// promotion" are replies, the last two also broadcast to the channel. Every Slack effect
+// is first a row of the store's outbox (threads.go, outbox.go), delivered in order per
+// thread by one worker that retries until Slack accepts it, honouring Retry-After however
+// long and across restarts; edits of the root are coalesced (the newest content, at most
+// one a second). The thread's channel ID (from chat.postMessage's answer) and ts are
+// stored, so a restarted server keeps posting into the same thread and never repeats a
+// post; chat.update and file uploads use that ID, as Slack requires. Notify records and
+// returns: it never waits for Slack.
 package slackbot
 
 import (
@@ -61,6 +64,8 @@ type Options struct {
 	NoCharts bool
 	// OnRateLimit, when set, is told of every wait for Slack's rate limit (metrics).
 	OnRateLimit func(time.Duration)
+	// Clock is the outbox worker's time; nil is the real clock (tests run one faster).
+	Clock Clock
 }
 
 // Bot answers Slack and reports runs to Slack threads.
@@ -77,12 +82,19 @@ type Bot struct {
 	ctx    context.Context // the bot's lifetime: background work stops with Close
 	stop   context.CancelFunc
 	work   sync.WaitGroup // command goroutines
-	out    *poster
-	events *eventQueue
 	logs   *bot.LogBook
+	clock  Clock
+	waited func(time.Duration) // told of each rate-limit wait; may be nil
 
-	mu      sync.Mutex
-	threads map[int64]*thread
+	// The outbox worker's state (outbox.go).
+	wake        chan struct{}
+	worked      chan struct{} // closed when the worker has stopped
+	pausedUntil time.Time     // Slack's rate limit: no call before then
+	lastEdit    map[string]time.Time
+
+	mu     sync.Mutex
+	queued map[int64]string // each run's root content last recorded, to record only changes
+	busy   bool             // the worker is delivering
 }
 
 // NewClient makes the Slack Web API client from the config: the bot token (or its file)
@@ -107,12 +119,14 @@ func New(o Options) (*Bot, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	b := &Bot{cfg: o.Config, api: o.Client, cmds: o.Commands, st: o.Store, log: o.Logger.With("part", "slack"),
-		secret: secret, charts: !o.NoCharts, ctx: ctx, stop: stop, logs: bot.NewLogBook(50), threads: map[int64]*thread{}}
-	b.out = newPoster(ctx, b.log)
-	b.out.waited = o.OnRateLimit
-	b.events = newEventQueue(b.handle)
+		secret: secret, charts: !o.NoCharts, ctx: ctx, stop: stop, logs: bot.NewLogBook(50), clock: o.Clock, waited: o.OnRateLimit,
+		wake: make(chan struct{}, 1), worked: make(chan struct{}), lastEdit: map[string]time.Time{}, queued: map[int64]string{}}
+	go b.deliverLoop(ctx)
 	return b, nil
 }
 
@@ -122,13 +136,13 @@ func (b *Bot) Routes(r gin.IRouter) {
 	r.POST("/slack/interactions", b.interaction)
 }
 
-// Close waits for commands in flight and queued posts (until ctx ends), then stops.
+// Close waits for commands in flight and delivers what the outbox holds (until ctx ends),
+// then stops; what is left is delivered by the next start.
 func (b *Bot) Close(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		b.work.Wait()
-		b.events.close()
-		b.out.wait()
+		b.Flush(ctx)
 		close(done)
 	}()
 	select {
@@ -136,11 +150,6 @@ func (b *Bot) Close(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	b.stop()
+	<-b.worked
 	return ctx.Err()
-}
-
-// Flush waits until every event notified so far is handled and posted (tests, the demo).
-func (b *Bot) Flush(ctx context.Context) {
-	b.events.flush()
-	b.out.flush(ctx)
 }

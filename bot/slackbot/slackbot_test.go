@@ -59,7 +59,7 @@ func testConfig(apiURL string) *config.Config {
 	return &config.Config{
 		Server: config.ServerConfig{URL: "https://immunity.example.com"},
 		Slack:  config.SlackConfig{BotToken: "xoxb-test", SigningSecret: secret, APIURL: apiURL},
-		Apps: []config.App{{Name: "papi", Slack: config.AppSlack{Channel: "C0DEPLOYS"}, Regions: []config.Region{
+		Apps: []config.App{{Name: "papi", Slack: config.AppSlack{Channel: "#deploys"}, Regions: []config.Region{
 			{Name: "sandbox1"}, {Name: "sandbox2"}, {Name: "prod3", Production: true, ManualApproval: true}, {Name: "prod4", Production: true},
 		}}},
 	}
@@ -82,7 +82,7 @@ func newTestBot(t *testing.T, cfg *config.Config, st *store.Store, exec executor
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Options{Config: cfg, Client: client, Commands: exec, Store: st, Logger: quiet})
+	b, err := New(Options{Config: cfg, Client: client, Commands: exec, Store: st, Logger: quiet, Clock: newFastClock(1000)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,3 +283,18 @@ func golden(t *testing.T, name, got string) {
 		t.Errorf("%s (-want +got):\n%s", path, d)
 	}
 }
+
+// fastClock is a clock running speed times faster than the real one: a minute of
+// Retry-After, or the second between two edits, passes in a moment of the test.
+type fastClock struct {
+	start time.Time
+	speed time.Duration
+}
+
+func newFastClock(speed int) *fastClock {
+	return &fastClock{start: time.Now(), speed: time.Duration(speed)}
+}
+
+func (c *fastClock) Now() time.Time { return c.start.Add(time.Since(c.start) * c.speed) }
+
+func (c *fastClock) After(d time.Duration) <-chan time.Time { return time.After(d / c.speed) }

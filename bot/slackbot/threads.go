@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -15,176 +16,179 @@ import (
 	"github.com/immunity-app/immunity/store"
 )
 
-// thread is one run's Slack thread. Its fields are guarded by Bot.mu: jobs on the
-// channel's queue read them when they run, so a reply queued before the root message was
-// posted still lands in the thread.
-type thread struct {
-	runID   int64
-	channel string
-	ts      string   // the root message's ts, "" until posted
-	root    bot.Root // the newest content of the root message
-	shown   string   // the content last sent to Slack
-	queued  bool     // a root sync is on the queue
-	posted  map[string]bool
+// Every Slack effect of a run is a row of the store's outbox before it is sent (see
+// outbox.go): the root message and the thread's posts on the stream "slack/run/ID", in
+// order, so replies wait for their root; the root's later contents on "slack/edit/ID",
+// coalesced, so only the newest is sent; region events outside a run on
+// "slack/channel/APP". A post is added once ever (its key), so a restarted server, or an
+// event told twice, repeats nothing.
+
+// outboxItem is what a Slack outbox row carries.
+type outboxItem struct {
+	RunID   int64     `json:"run_id,omitempty"`
+	Channel string    `json:"channel"` // the configured channel (name or ID); a thread's own ID wins
+	Root    *bot.Root `json:"root,omitempty"`
+	Post    *bot.Post `json:"post,omitempty"`
 }
 
-// Notify queues the event for the bot's own goroutine and returns.
-func (b *Bot) Notify(ctx context.Context, ev pipeline.Event) { b.events.push(ev) }
+// Outbox row kinds.
+const (
+	kindRoot  = "slack.root"
+	kindEdit  = "slack.edit"
+	kindPost  = "slack.post"
+	kindChart = "slack.chart"
+)
 
-// handle turns one event into Slack calls on the channel's queue.
-func (b *Bot) handle(ev pipeline.Event) {
+// Notify records what the event changes in Slack as outbox rows and wakes the worker; it
+// never waits for Slack.
+func (b *Bot) Notify(ctx context.Context, ev pipeline.Event) {
+	if err := b.handle(ctx, ev); err != nil {
+		b.log.Error("slack: event not recorded for delivery", "kind", ev.Kind, "run", ev.Run.ID, "err", err)
+	}
+	b.wakeUp()
+}
+
+// handle turns one event into outbox rows.
+func (b *Bot) handle(ctx context.Context, ev pipeline.Event) error {
 	if ev.Kind == pipeline.Logged {
 		b.logs.Add(ev)
-		return
+		return nil
 	}
 	app, ok := b.cfg.App(ev.App)
 	if !ok {
-		return
+		return nil
 	}
 	channel := app.Slack.Channel
 	if channel == "" {
 		channel = b.cfg.Slack.Channel
 	}
 	if channel == "" {
-		return
+		return nil
 	}
-	var th *thread
+	ctx = context.WithoutCancel(ctx)
+	var errs []error
 	if ev.Run.ID != 0 {
-		th = b.thread(ev.Run.ID, channel)
-		b.syncRoot(th, bot.RootOf(ev.Run))
+		errs = append(errs, b.queueRoot(ctx, ev.Run.ID, channel, bot.RootOf(ev.Run)))
 	}
 	for _, p := range bot.PostsFor(app, ev, func(region string) []string { return b.logs.Lines(ev.Run.ID, region) }) {
-		if th != nil && p.Key != "" && !b.claim(th, p.Key) {
+		it := outboxItem{RunID: ev.Run.ID, Channel: channel, Post: &p}
+		stream, dedupe := "slack/channel/"+app.Name, ""
+		if ev.Run.ID != 0 {
+			stream = fmt.Sprintf("slack/run/%d", ev.Run.ID)
+			if p.Key != "" {
+				dedupe = stream + "/" + p.Key
+			}
+		}
+		added, err := b.enqueue(ctx, stream, kindPost, "", dedupe, it)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		b.post(th, channel, p)
+		if added && p.Verdict != nil && b.charts && dedupe != "" {
+			_, err := b.enqueue(ctx, stream, kindChart, "", dedupe+"/chart", it)
+			errs = append(errs, err)
+		}
 	}
 	if ev.Kind == pipeline.RunChanged && ev.Run.State.Terminal() {
 		b.logs.Forget(ev.Run.ID)
 	}
+	return errors.Join(errs...)
 }
 
-// thread returns a run's thread, from memory, the store (after a restart), or new.
-func (b *Bot) thread(runID int64, channel string) *thread {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if th, ok := b.threads[runID]; ok {
-		return th
-	}
-	th := &thread{runID: runID, channel: channel, posted: map[string]bool{}}
-	saved, found, err := b.st.SlackThread(b.ctx, runID)
+// queueRoot records a run's root message: posted once (the first time), then edited to
+// its newest content when that changes.
+func (b *Bot) queueRoot(ctx context.Context, runID int64, channel string, root bot.Root) error {
+	content, err := json.Marshal(root)
 	if err != nil {
-		b.log.Warn("load slack thread", "run", runID, "err", err)
+		return err
 	}
-	if found {
-		th.channel, th.ts = saved.Channel, saved.TS
-	}
-	b.threads[runID] = th
-	return th
-}
-
-// syncRoot records the root's newest content and queues one call that brings Slack up to
-// date (posting the root if it is not there yet); a burst of changes makes one update.
-func (b *Bot) syncRoot(th *thread, root bot.Root) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	th.root = root
-	if th.queued {
-		return
-	}
-	th.queued = true
-	b.out.enqueue(th.channel, "root", func(ctx context.Context) error { return b.sendRoot(ctx, th) })
-}
-
-func (b *Bot) sendRoot(ctx context.Context, th *thread) error {
-	b.mu.Lock()
-	th.queued = false
-	root, ts, shown := th.root, th.ts, th.shown
+	same := b.queued[runID] == string(content)
+	b.queued[runID] = string(content)
 	b.mu.Unlock()
-	blocks := rootBlocks(root, b.runURL(root.RunID))
-	content, _ := json.Marshal(blocks)
-	if string(content) == shown {
+	if same {
 		return nil
 	}
-	opts := []slack.MsgOption{slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(rootText(root), false)}
-	if ts != "" {
-		if _, _, _, err := b.api.UpdateMessageContext(ctx, th.channel, ts, opts...); err != nil {
-			return fmt.Errorf("update the root of run %d: %w", th.runID, err)
-		}
-	} else {
-		_, newTS, err := b.api.PostMessageContext(ctx, th.channel, opts...)
-		if err != nil {
-			return fmt.Errorf("post the root of run %d: %w", th.runID, err)
-		}
-		if err := b.st.SaveSlackThread(ctx, store.SlackThread{RunID: th.runID, Channel: th.channel, TS: newTS}); err != nil {
-			b.log.Warn("remember slack thread", "run", th.runID, "err", err)
-		}
-		b.mu.Lock()
-		th.ts = newTS
-		b.mu.Unlock()
+	it := outboxItem{RunID: runID, Channel: channel, Root: &root}
+	added, err := b.enqueue(ctx, fmt.Sprintf("slack/run/%d", runID), kindRoot, "", fmt.Sprintf("slack/run/%d/root", runID), it)
+	if err != nil || added {
+		return err
 	}
-	b.mu.Lock()
-	th.shown = string(content)
-	b.mu.Unlock()
-	return nil
+	edit := fmt.Sprintf("slack/edit/%d", runID)
+	_, err = b.enqueue(ctx, edit, kindEdit, edit, "", it)
+	return err
 }
 
-// claim records that a run's post is being made; false if it was made before (by this
-// process, or by one before a restart).
-func (b *Bot) claim(th *thread, key string) bool {
-	b.mu.Lock()
-	seen := th.posted[key]
-	th.posted[key] = true
-	b.mu.Unlock()
-	if seen {
-		return false
-	}
-	fresh, err := b.st.ClaimSlackPost(b.ctx, th.runID, key)
+func (b *Bot) enqueue(ctx context.Context, stream, kind, coalesce, dedupe string, it outboxItem) (bool, error) {
+	payload, err := json.Marshal(it)
 	if err != nil {
-		b.log.Warn("remember slack post", "run", th.runID, "key", key, "err", err)
-		return true
+		return false, err
 	}
-	return fresh
+	return b.st.Enqueue(ctx, store.OutboxItem{Stream: stream, Kind: kind, Coalesce: coalesce, Dedupe: dedupe, Payload: string(payload)})
 }
 
-// post queues a post: a reply in the run's thread, or a channel message when th is nil.
-func (b *Bot) post(th *thread, channel string, p bot.Post) {
-	b.out.enqueue(channel, "post "+p.Key, func(ctx context.Context) error {
+// deliver makes the Slack call an outbox row asks for. errWait: not yet possible (an
+// edit whose root is not posted yet); the row is tried again soon, not counted as failed.
+func (b *Bot) deliver(ctx context.Context, row store.OutboxItem) error {
+	var it outboxItem
+	if err := json.Unmarshal([]byte(row.Payload), &it); err != nil {
+		return fmt.Errorf("%w: %v", errPermanent, err)
+	}
+	th, found, err := b.st.SlackThread(ctx, it.RunID)
+	if err != nil {
+		return err
+	}
+	switch row.Kind {
+	case kindRoot:
+		if found {
+			return nil // posted before a restart
+		}
+		blocks := rootBlocks(*it.Root, b.runURL(it.RunID))
+		channel, ts, err := b.api.PostMessageContext(ctx, it.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(rootText(*it.Root), false))
+		if err != nil {
+			return fmt.Errorf("post the root of run %d: %w", it.RunID, err)
+		}
+		// Slack's answer names the channel by ID: later calls on the thread use it.
+		return b.st.SaveSlackThread(ctx, store.SlackThread{RunID: it.RunID, Channel: channel, TS: ts})
+	case kindEdit:
+		if !found {
+			return errWait
+		}
+		blocks := rootBlocks(*it.Root, b.runURL(it.RunID))
+		if _, _, _, err := b.api.UpdateMessageContext(ctx, th.Channel, th.TS, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(rootText(*it.Root), false)); err != nil {
+			return fmt.Errorf("update the root of run %d: %w", it.RunID, err)
+		}
+		return nil
+	case kindPost:
+		p := *it.Post
+		channel := it.Channel
 		opts := []slack.MsgOption{slack.MsgOptionBlocks(postBlocks(p)...), slack.MsgOptionText(p.Text, false)}
-		tts := b.threadTS(th)
-		if tts != "" {
-			opts = append(opts, slack.MsgOptionTS(tts))
+		if it.RunID != 0 {
+			if !found {
+				return errWait // its root did not make it (yet)
+			}
+			channel = th.Channel
+			opts = append(opts, slack.MsgOptionTS(th.TS))
 			if p.Broadcast {
 				opts = append(opts, slack.MsgOptionBroadcast())
 			}
 		}
-		_, ts, err := b.api.PostMessageContext(ctx, channel, opts...)
-		if err != nil {
+		if _, _, err := b.api.PostMessageContext(ctx, channel, opts...); err != nil {
 			return fmt.Errorf("post %q: %w", p.Text, err)
 		}
-		if th != nil && p.Key != "" {
-			if err := b.st.SetSlackPostTS(ctx, th.runID, p.Key, ts); err != nil {
-				b.log.Warn("remember slack post", "run", th.runID, "key", p.Key, "err", err)
-			}
-		}
 		return nil
-	})
-	if p.Verdict != nil && b.charts && th != nil {
-		b.out.enqueue(channel, "chart "+p.Key, func(ctx context.Context) error { return b.uploadChart(ctx, th, channel, p) })
+	case kindChart:
+		if !found {
+			return errWait
+		}
+		return b.uploadChart(ctx, th, *it.Post)
 	}
+	return fmt.Errorf("%w: unknown kind %q", errPermanent, row.Kind)
 }
 
-func (b *Bot) threadTS(th *thread) string {
-	if th == nil {
-		return ""
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return th.ts
-}
-
-// uploadChart draws the verdict's canary vs baseline chart and shares it in the thread.
-func (b *Bot) uploadChart(ctx context.Context, th *thread, channel string, p bot.Post) error {
+// uploadChart draws the verdict's canary vs baseline chart and shares it in the thread
+// (by the channel's ID, as files uploads require).
+func (b *Bot) uploadChart(ctx context.Context, th store.SlackThread, p bot.Post) error {
 	png, err := chart.PNG(*p.Verdict, fmt.Sprintf("%s %s: canary vs baseline", p.App, p.Region))
 	if err != nil {
 		return fmt.Errorf("draw chart for run %d %s: %w", p.RunID, p.Region, err)
@@ -192,7 +196,7 @@ func (b *Bot) uploadChart(ctx context.Context, th *thread, channel string, p bot
 	name := fmt.Sprintf("%s-%s-run%d.png", p.App, p.Region, p.RunID)
 	_, err = b.api.UploadFileContext(ctx, slack.UploadFileParameters{
 		Reader: bytes.NewReader(png), FileSize: len(png), Filename: name, Title: "canary vs baseline: " + p.Region,
-		Channel: channel, ThreadTimestamp: b.threadTS(th), AltTxt: "canary vs baseline metrics for " + p.Region,
+		Channel: th.Channel, ThreadTimestamp: th.TS, AltTxt: "canary vs baseline metrics for " + p.Region,
 	})
 	if err != nil {
 		return fmt.Errorf("upload chart %s: %w", name, err)

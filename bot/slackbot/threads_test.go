@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/immunity-app/immunity/pipeline"
 )
@@ -57,8 +58,10 @@ func TestThreadPerRun(t *testing.T) {
 	var summary []string
 	for _, c := range calls {
 		switch {
-		case c.Channel != "C0DEPLOYS":
-			t.Errorf("%s posted to %q, want C0DEPLOYS", c.Method, c.Channel)
+		case c.Method == "chat.postMessage" && c.Channel != "#deploys" && c.Channel != "C0DEPLOYS":
+			t.Errorf("%s posted to %q, want #deploys", c.Method, c.Channel)
+		case c.Method != "chat.postMessage" && c.Channel != "C0DEPLOYS":
+			t.Errorf("%s sent to %q, want the channel's ID C0DEPLOYS (Slack refuses names there)", c.Method, c.Channel)
 		case c.Method == "chat.update" && c.TS != root.TS:
 			t.Errorf("chat.update of %s, want the root %s", c.TS, root.TS)
 		case c.Method != "chat.update" && c.TS != root.TS && c.TS != roots[1].TS && c.ThreadTS != root.TS:
@@ -246,5 +249,110 @@ func TestRateLimitedUpdate(t *testing.T) {
 	got, _ := play(at[len(at)-1])
 	if string(got) != string(want) {
 		t.Errorf("after a rate-limited chat.update the root shows\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestRateLimitedForAMinuteAcrossARestart: Slack answers every call 429 "Retry-After: 60"
+// for a minute in the middle of a run, and the server restarts within that minute. Every
+// post still arrives, once, in order, in the run's thread, and no call goes out before
+// the minute is over. (The bot's clock runs 600 times faster than the real one: the minute
+// lasts 100 ms of the test; the bot honours the full 60 s it was told.)
+func TestRateLimitedForAMinuteAcrossARestart(t *testing.T) {
+	t.Parallel()
+	clock := newFastClock(600)
+	f := newFakeSlack(t)
+	f.now = clock.Now
+	var limitFrom, limitTo time.Time
+	f.limit = func() int {
+		if now := clock.Now(); !now.Before(limitFrom) && now.Before(limitTo) {
+			return 60
+		}
+		return 0
+	}
+	cfg := testConfig(f.GetAPIURL())
+	dbPath := filepath.Join(t.TempDir(), "db")
+	open := func() *Bot {
+		client, err := NewClient(cfg.Slack)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := New(Options{Config: cfg, Client: client, Commands: &fakeExec{}, Store: openStore(t, dbPath), Logger: quiet, Clock: clock, NoCharts: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	evs := runEvents(t)
+	b := open()
+	replay(t, b, evs[:3]) // the root is up
+	f.mu.Lock()
+	limitFrom, limitTo = clock.Now(), clock.Now().Add(time.Minute)
+	f.mu.Unlock()
+	half := len(evs) / 2
+	for _, ev := range evs[3:half] {
+		b.Notify(context.Background(), ev)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	b.Close(ctx) // the server stops within the minute, its posts still waiting
+	cancel()
+	if clock.Now().After(limitTo) {
+		t.Fatal("the test was too slow: the minute was over before the restart")
+	}
+	b = open()
+	defer b.Close(context.Background())
+	for _, ev := range evs[half:] {
+		b.Notify(context.Background(), ev)
+	}
+	b.Flush(t.Context())
+
+	f.mu.Lock()
+	rejected := f.rejected
+	f.mu.Unlock()
+	if rejected == 0 {
+		t.Fatal("Slack never answered 429")
+	}
+	calls := f.Calls()
+	var root call
+	var replies []string
+	for _, c := range calls {
+		if !c.At.Before(limitFrom) && c.At.Before(limitTo) {
+			t.Errorf("%s %q went out %s into the minute Slack asked to wait", c.Method, c.Text, c.At.Sub(limitFrom))
+		}
+		switch {
+		case c.Method == "chat.postMessage" && c.ThreadTS == "" && strings.Contains(c.Text, "1a2b3c4"):
+			if root.TS != "" {
+				t.Errorf("a second root %q", c.Text)
+			}
+			root = c
+		case c.Method == "chat.postMessage" && c.ThreadTS != "":
+			if c.ThreadTS != root.TS {
+				t.Errorf("reply %q in thread %q, want the run's %q", c.Text, c.ThreadTS, root.TS)
+			}
+			replies = append(replies, c.Text)
+		case c.Method == "chat.update" && (c.TS != root.TS || c.Channel != "C0DEPLOYS"):
+			t.Errorf("chat.update of %s in %s, want the root %s in C0DEPLOYS", c.TS, c.Channel, root.TS)
+		}
+	}
+	want := []string{
+		"papi 1a2b3c4 passed sandbox1 in 10s",
+		"papi 1a2b3c4 passed sandbox2 in 15s",
+		"papi 1a2b3c4 is ready for prod3: waiting for promotion",
+		"alice promoted papi 1a2b3c4 to prod3",
+		"papi 1a2b3c4 failed in prod3: tests failed on p3b: exit status 1; rolled back 2 hosts",
+	}
+	if !equalStrings(want, replies) {
+		t.Errorf("thread replies, in order:\n%s\nwant each once:\n%s", strings.Join(replies, "\n"), strings.Join(want, "\n"))
+	}
+	var last call
+	for _, c := range calls {
+		if c.Method == "chat.update" {
+			if !last.At.IsZero() && c.At.Sub(last.At) < 900*time.Millisecond {
+				t.Errorf("two edits of the root %s apart; want at most one a second", c.At.Sub(last.At))
+			}
+			last = c
+		}
+	}
+	if !strings.Contains(string(last.Blocks), "rolled back") {
+		t.Errorf("the root ends showing %s; want the run's last state", last.Text)
 	}
 }

@@ -15,13 +15,25 @@ import (
 )
 
 // stop stops the host's app: the one this deployer runs, or else the one app.pid names if
-// it is this host's app (a group leader running in one of the host's releases).
+// it is this host's app (a group leader running in one of the host's releases). Strays
+// go too: apps of the host that app.pid does not name (a crash of Immunity between
+// starting an app and recording its pid leaves one, holding the host's port).
 func (d *Deployer) stop(ctx context.Context, h deployers.Host, e *host) error {
 	p := e.proc
 	if p == nil {
 		if pid := readPid(h.Base); pid > 0 && alive(pid) && ownsPid(h.Base, pid) {
 			p = &process{pid: pid}
 		}
+	}
+	for _, pid := range strays(h.Base) {
+		if p != nil && pid == p.pid {
+			continue
+		}
+		s := &process{pid: pid}
+		if err := s.terminate(ctx, stopGrace); err != nil {
+			return fmt.Errorf("stop a stray app: %w", err)
+		}
+		d.hostLog(h).Warn("stray app stopped", "pid", pid)
 	}
 	if p == nil {
 		return nil
@@ -35,6 +47,28 @@ func (d *Deployer) stop(ctx context.Context, h deployers.Host, e *host) error {
 	}
 	d.hostLog(h).Info("app stopped", "pid", p.pid)
 	return nil
+}
+
+// strays lists the group leaders running in the host's releases (by /proc; none where
+// there is no /proc).
+func strays(base string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil || pid == os.Getpid() || !alive(pid) {
+			continue
+		}
+		if ownsPid(base, pid) {
+			if _, err := os.Readlink("/proc/" + ent.Name() + "/cwd"); err == nil {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }
 
 // ownsPid checks that pid leads its own process group and runs inside the host's releases,

@@ -358,3 +358,23 @@ func BenchmarkRollback(b *testing.B) {
 		}
 	}
 }
+
+// A crash of Immunity between starting an app and recording its pid leaves an app that
+// app.pid does not name, holding the host's port; the next restart stops it too.
+func TestRestartStopsAStrayApp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	first := newDeployer(t, local.Options{})
+	h := newHost(t, first)
+	stray := deploy(ctx, t, first, h, "v1")
+	os.WriteFile(filepath.Join(h.Base, "app.pid"), []byte("0\n"), 0o644) // the pid never recorded
+
+	second := newDeployer(t, local.Options{}) // the restarted Immunity
+	if err := second.Restart(ctx, h); err != nil {
+		t.Fatalf("restart with a stray app on the port: %v", err)
+	}
+	waitGone(t, stray.PID)
+	if a, err := deployertest.Ask(ctx, h); err != nil || a.PID == stray.PID {
+		t.Fatalf("after restart: %+v, %v; want a new process", a, err)
+	}
+}

@@ -44,6 +44,12 @@ func TestPrometheusScrapesTheMetrics(t *testing.T) {
 	in.Metrics.Notify(ctx, pipeline.Event{Kind: pipeline.RunChanged, App: "papi", Run: failed, Time: t0.Add(50 * time.Second)})
 	in.Metrics.Notify(ctx, pipeline.Event{Kind: pipeline.RunChanged, App: "papi", Run: failed, Time: t0.Add(51 * time.Second)}) // told twice, counted once
 
+	// Two Slack effects wait in the outbox.
+	for _, key := range []string{"a", "b"} {
+		if _, err := in.Store.Enqueue(ctx, store.OutboxItem{Stream: "slack/run/99", Kind: "slack.post", Dedupe: key, Payload: "{}"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv := httptest.NewServer(in.Server.Handler())
 	defer srv.Close()
 	if r, ok := in.command(ctx, pipeline.Actor{Name: "ada", Via: "cli"}, "status papi"); !ok {
@@ -77,6 +83,11 @@ func TestPrometheusScrapesTheMetrics(t *testing.T) {
 	if got := ask(`sum by (step, outcome) (immunity_stage_duration_seconds_sum{region="sandbox2"})`); len(got) != 3 {
 		t.Errorf("stage steps = %v, want deploying ok 20 s, monitoring failed 30 s, stage failed 50 s", got)
 	}
+	if got := ask(`immunity_outbox_depth{service="slack"}`); got[0].Value != "2" {
+		t.Errorf("slack outbox depth = %v, want 2", got)
+	}
+	ask(`immunity_outbox_oldest_seconds{service="slack"} > 0`)
+	ask(`immunity_outbox_depth{service="github"} == 0`)
 	ask(`process_resident_memory_bytes > 0`)
 	ask(`go_goroutines > 0`)
 }

@@ -107,6 +107,10 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	}
 	in.Engine = eng
 	in.Metrics = metrics.New(eng)
+	if err := in.Metrics.Register(metrics.NewOutboxCollector(st)); err != nil {
+		st.Close()
+		return nil, err
+	}
 	eng.AddListener(in.Metrics)
 	members := bot.MemberFuncs{GitHubTeam: func(ctx context.Context, team, login string) (bool, error) {
 		if gh == nil {

@@ -113,7 +113,7 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Register adds a collector of another part (the outbox's depth, once it exists).
+// Register adds a collector of another part (NewOutboxCollector).
 func (m *Metrics) Register(c prometheus.Collector) error { return m.reg.Register(c) }
 
 // Delivery counts one webhook delivery and the time to its answer.

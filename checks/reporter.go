@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,18 +22,20 @@ type clientSource interface {
 	ForRepo(ctx context.Context, repo string) (*gh.Client, error)
 }
 
-// Reporter is the pipeline.Listener that shows runs on GitHub.
+// Reporter is the pipeline.Listener that shows runs on GitHub. Every report is first a
+// row of the store's outbox: a run's newest snapshot on the stream "github/run/ID"
+// (coalesced: only the newest is sent), a rollback or deploy outside a run on
+// "github/region/APP/REGION". One worker sends them in order per stream and retries a
+// failed one with backoff (honouring a secondary rate limit's Retry-After) until GitHub
+// accepts it, across restarts.
 type Reporter struct {
-	cfg      *config.Config
-	st       *store.Store
-	clients  clientSource
-	log      *slog.Logger
-	backoff  time.Duration // first retry delay of a failed report
-	maxTries int
+	cfg     *config.Config
+	st      *store.Store
+	clients clientSource
+	log     *slog.Logger
+	backoff time.Duration // first retry delay of a failed report
 
 	mu        sync.Mutex
-	runs      map[int64]job // the newest snapshot of each run to report
-	others    []job         // rollbacks and deploys outside runs
 	working   bool
 	wake      chan struct{}
 	stop      chan struct{}
@@ -40,42 +43,52 @@ type Reporter struct {
 	done      chan struct{}
 }
 
-type job struct {
-	ev        pipeline.Event
-	tries     int
-	notBefore time.Time
-}
+// Outbox row kinds.
+const (
+	kindRun    = "github.run"
+	kindRegion = "github.region"
+)
 
 // NewReporter starts a reporter; stop it with Close.
 func NewReporter(cfg *config.Config, st *store.Store, clients clientSource, logger *slog.Logger) *Reporter {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	r := &Reporter{cfg: cfg, st: st, clients: clients, log: logger.With("part", "checks"),
-		backoff: 5 * time.Second, maxTries: 10, runs: map[int64]job{},
+	r := &Reporter{cfg: cfg, st: st, clients: clients, log: logger.With("part", "checks"), backoff: 5 * time.Second,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go r.loop()
 	return r
 }
 
-// Notify queues an event's report and returns at once.
-func (r *Reporter) Notify(_ context.Context, ev pipeline.Event) {
+// Notify records an event's report in the outbox and returns at once.
+func (r *Reporter) Notify(ctx context.Context, ev pipeline.Event) {
+	var it store.OutboxItem
 	switch ev.Kind {
-	case pipeline.RunCreated, pipeline.RunChanged, pipeline.StageChanged, pipeline.HostChanged, pipeline.Looked:
+	case pipeline.RunCreated, pipeline.RunChanged, pipeline.StageChanged, pipeline.HostChanged, pipeline.Looked, pipeline.Reconciled:
 		if ev.Run.ID == 0 {
 			return
 		}
-		r.mu.Lock()
-		r.runs[ev.Run.ID] = job{ev: ev}
-		r.mu.Unlock()
+		stream := fmt.Sprintf("github/run/%d", ev.Run.ID)
+		it = store.OutboxItem{Stream: stream, Kind: kindRun, Coalesce: stream}
 	case pipeline.RolledBack, pipeline.Deployed:
 		if ev.SHA == "" || ev.Region == "" {
 			return
 		}
-		r.mu.Lock()
-		r.others = append(r.others, job{ev: ev})
-		r.mu.Unlock()
+		it = store.OutboxItem{Stream: "github/region/" + appOf(ev) + "/" + ev.Region, Kind: kindRegion}
 	default:
+		return
+	}
+	if app, ok := r.cfg.App(appOf(ev)); !ok || app.Repo.GitHub == "" {
+		return // not a GitHub app: the dashboard and console report it
+	}
+	ev.Stage = nil // the snapshot's stages say it all
+	b, err := json.Marshal(ev)
+	if err == nil {
+		it.Payload = string(b)
+		_, err = r.st.Enqueue(context.WithoutCancel(ctx), it)
+	}
+	if err != nil {
+		r.log.Error("github report not recorded for delivery", "kind", ev.Kind, "run", ev.Run.ID, "err", err)
 		return
 	}
 	select {
@@ -84,7 +97,8 @@ func (r *Reporter) Notify(_ context.Context, ev pipeline.Event) {
 	}
 }
 
-// Close reports what is queued and ready (or gives up when ctx ends), then stops.
+// Close reports what is recorded (or gives up when ctx ends; the rest goes out after the
+// next start), then stops.
 func (r *Reporter) Close(ctx context.Context) error {
 	err := r.Flush(ctx)
 	r.closeOnce.Do(func() { close(r.stop) })
@@ -92,19 +106,23 @@ func (r *Reporter) Close(ctx context.Context) error {
 	return err
 }
 
-// Flush waits until every queued report was sent or dropped.
+// Flush waits until every recorded report was sent.
 func (r *Reporter) Flush(ctx context.Context) error {
 	for {
+		heads, err := r.st.OutboxHeads(ctx, "github/", 1)
 		r.mu.Lock()
-		n := len(r.runs) + len(r.others)
 		busy := r.working
 		r.mu.Unlock()
-		if n == 0 && !busy {
+		if err == nil && len(heads) == 0 && !busy {
 			return nil
 		}
 		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+		select {
 		case <-ctx.Done():
-			return fmt.Errorf("github reports: %d still queued: %w", n, ctx.Err())
+			return fmt.Errorf("github reports: %d streams still waiting: %w", len(heads), ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -116,70 +134,68 @@ func (r *Reporter) loop() {
 	defer cancel()
 	go func() { <-r.stop; cancel() }()
 	for {
-		j, wait, ok := r.next()
-		if !ok {
-			t := time.NewTimer(wait)
-			select {
-			case <-r.wake:
-			case <-t.C:
-			case <-r.stop:
-				t.Stop()
-				return
-			}
+		wait := r.deliverDue(ctx)
+		t := time.NewTimer(wait)
+		select {
+		case <-r.wake:
+		case <-t.C:
+		case <-r.stop:
 			t.Stop()
+			return
+		}
+		t.Stop()
+	}
+}
+
+// deliverDue sends every report that is due and says how long until the next one is.
+func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
+	r.mu.Lock()
+	r.working = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.working = false
+		r.mu.Unlock()
+	}()
+	wait := 5 * time.Second
+	heads, err := r.st.OutboxHeads(ctx, "github/", 200)
+	if err != nil {
+		r.log.Error("github outbox", "err", err)
+		return time.Second
+	}
+	for _, row := range heads {
+		now := time.Now()
+		if d := row.NotBefore.Sub(now); d > 0 {
+			wait = min(wait, d)
 			continue
 		}
-		err := r.process(ctx, j.ev)
-		r.finish(j, err)
-	}
-}
-
-// next takes the first job that is due, or says how long until one is.
-func (r *Reporter) next() (job, time.Duration, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now, wait := time.Now(), time.Minute
-	for id, j := range r.runs {
-		if !j.notBefore.After(now) {
-			delete(r.runs, id)
-			r.working = true
-			return j, 0, true
+		var ev pipeline.Event
+		err := json.Unmarshal([]byte(row.Payload), &ev)
+		if err == nil {
+			err = r.process(ctx, ev)
 		}
-		wait = min(wait, j.notBefore.Sub(now))
-	}
-	for i, j := range r.others {
-		if !j.notBefore.After(now) {
-			r.others = append(r.others[:i], r.others[i+1:]...)
-			r.working = true
-			return j, 0, true
+		if ctx.Err() != nil {
+			return wait
 		}
-		wait = min(wait, j.notBefore.Sub(now))
-	}
-	return job{}, wait, false
-}
-
-// finish requeues a failed job with backoff, unless a newer snapshot replaced it.
-func (r *Reporter) finish(j job, err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.working = false
-	if err == nil {
-		return
-	}
-	j.tries++
-	if j.tries >= r.maxTries {
-		r.log.Error("github report dropped after retries", "kind", j.ev.Kind, "app", appOf(j.ev), "run", j.ev.Run.ID, "tries", j.tries, "err", err)
-		return
-	}
-	r.log.Warn("github report failed; will retry", "kind", j.ev.Kind, "app", appOf(j.ev), "run", j.ev.Run.ID, "try", j.tries, "err", err)
-	j.notBefore = time.Now().Add(min(r.backoff<<(j.tries-1), 5*time.Minute))
-	if j.ev.Run.ID != 0 {
-		if _, newer := r.runs[j.ev.Run.ID]; !newer {
-			r.runs[j.ev.Run.ID] = j
+		if err == nil {
+			if err := r.st.OutboxDone(ctx, row.ID, store.OutboxSent, ""); err != nil {
+				r.log.Error("github outbox", "err", err)
+			}
+			wait = 0
+			continue
 		}
-		return
+		delay := min(r.backoff<<min(row.Attempts, 10), 5*time.Minute)
+		var abuse *gh.AbuseRateLimitError
+		if errors.As(err, &abuse) && abuse.RetryAfter != nil {
+			delay = max(delay, *abuse.RetryAfter)
+		}
+		r.log.Warn("github report failed; will retry", "stream", row.Stream, "try", row.Attempts+1, "in", delay, "err", err)
+		if err := r.st.OutboxRetry(ctx, row.ID, now.Add(delay), err.Error()); err != nil {
+			r.log.Error("github outbox", "err", err)
+		}
+		wait = min(wait, delay)
 	}
-	r.others = append(r.others, j)
+	return wait
 }
 
 func appOf(ev pipeline.Event) string {

@@ -189,3 +189,40 @@ func TestReporterRetries(t *testing.T) {
 		t.Errorf("check runs created after the rate limit: %d, want 2; calls %v", n, fake.Calls())
 	}
 }
+
+// TestReporterReportsAfterARestartWhatItCouldNotSend: a report GitHub refused is kept in
+// the outbox when the server stops, and the next server sends it.
+func TestReporterReportsAfterARestartWhatItCouldNotSend(t *testing.T) {
+	t.Parallel()
+	fake := githubtest.New(t)
+	st := openStore(t)
+	cfg := testConfig()
+	ctx := context.Background()
+	fake.FailNext(githubtest.Fault{Status: 403, Header: map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": fmt.Sprint(time.Now().Unix() + 3600)},
+		Body: `{"message":"API rate limit exceeded","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}`})
+	r1 := newReporter(t, cfg, st, fake)
+	r1.backoff = 300 * time.Millisecond
+	r1.Notify(ctx, event(pipeline.RunCreated, runAt(store.RunBuilding, store.StagePending, store.StagePending), ""))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		heads, _ := st.OutboxHeads(ctx, "github/", 1)
+		if len(heads) == 1 && heads[0].Attempts > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first try never failed: %+v", heads)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	r1.Close(short) // stops with the report still waiting
+	cancel()
+	if n := len(fake.Find("POST " + repoPath + "/check-runs")); n != 0 {
+		t.Fatalf("%d check runs before the restart", n)
+	}
+	r2 := newReporter(t, cfg, st, fake)
+	flush(t, r2)
+	if n := len(fake.Find("POST " + repoPath + "/check-runs")); n != 2 {
+		t.Errorf("check runs after the restart: %d, want 2", n)
+	}
+}

@@ -66,3 +66,13 @@ func (t testers) Test(ctx context.Context, rel deployers.Release, h deployers.Ho
 	}
 	return t.here.Test(ctx, rel, h, tests)
 }
+
+// PruneTestbeds removes the test beds of releases no host keeps (those unpacked here).
+func (t testers) PruneTestbeds(app string, keep map[string]bool) error {
+	if p, ok := t.here.(interface {
+		PruneTestbeds(string, map[string]bool) error
+	}); ok {
+		return p.PruneTestbeds(app, keep)
+	}
+	return nil
+}

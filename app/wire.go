@@ -26,6 +26,7 @@ import (
 	"github.com/immunity-app/immunity/checks"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/deployers/local"
+	"github.com/immunity-app/immunity/internal/wait"
 	sshdeploy "github.com/immunity-app/immunity/deployers/ssh"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
@@ -222,7 +223,23 @@ func (in *Instance) Start(ctx context.Context) error {
 			}
 		}
 	}
-	return in.Engine.Start(ctx)
+	if err := in.Engine.Start(ctx); err != nil {
+		return err
+	}
+	go in.housekeeping(ctx)
+	return nil
+}
+
+// housekeeping deletes delivered outbox rows a week old, every hour, until ctx ends.
+func (in *Instance) housekeeping(ctx context.Context) {
+	for {
+		if err := in.Store.PruneOutbox(ctx, 7*24*time.Hour); err != nil && ctx.Err() == nil {
+			in.log.Warn("housekeeping", "err", err)
+		}
+		if wait.Sleep(ctx, time.Hour) != nil {
+			return
+		}
+	}
 }
 
 // MirrorURL is where production traffic for a local host goes (its mirror), or the host's

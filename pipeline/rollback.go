@@ -125,6 +125,7 @@ func (e *Engine) execRollback(ctx context.Context, a *config.App, reg *config.Re
 		if err != nil {
 			return err
 		}
+		e.pruneDisk(ctx, a)
 		return e.regionEvent(ctx, Event{Kind: RolledBack, App: rb.App, Region: rb.Region, SHA: to, Actor: engineActor,
 			Message: fmt.Sprintf("automatic rollback of %s to %s", rollbackHostList(rb.Hosts), short(to))}, "", nil)
 	}

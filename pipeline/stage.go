@@ -248,6 +248,9 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 	if errors.Is(err, store.ErrStateChanged) {
 		return nil // cancelled meanwhile (a rollback): whoever cancelled it tells the story
 	}
+	if err == nil {
+		e.pruneDisk(ctx, a)
+	}
 	return err
 }
 

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/immunity-app/immunity/deployers"
@@ -82,4 +84,26 @@ func (t CommandTester) testbed(rel deployers.Release) (string, error) {
 		return "", err
 	}
 	return dir, os.Rename(tmp, dir)
+}
+
+// PruneTestbeds removes the test beds of an app's releases not in keep.
+func (t CommandTester) PruneTestbeds(app string, keep map[string]bool) error {
+	testbedMu.Lock()
+	defer testbedMu.Unlock()
+	dir := filepath.Join(t.Dir, "testbeds", app)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ent := range entries {
+		sha := strings.TrimSuffix(ent.Name(), ".tmp")
+		if !keep[sha] {
+			errs = append(errs, os.RemoveAll(filepath.Join(dir, ent.Name())))
+		}
+	}
+	return errors.Join(errs...)
 }

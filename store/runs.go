@@ -350,3 +350,32 @@ func short(sha string) string {
 	}
 	return sha
 }
+
+// Releases lists an app's releases, newest first.
+func (s *Store) Releases(ctx context.Context, app string) ([]Release, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT app, sha, subject, author, artifact, checksum, state, message, created_at
+		FROM releases WHERE app = ? ORDER BY created_at DESC`, app)
+	if err != nil {
+		return nil, fmt.Errorf("releases of %s: %w", app, err)
+	}
+	defer rows.Close()
+	var out []Release
+	for rows.Next() {
+		var r Release
+		var created int64
+		if err := rows.Scan(&r.App, &r.SHA, &r.Subject, &r.Author, &r.Artifact, &r.Checksum, &r.State, &r.Message, &created); err != nil {
+			return nil, fmt.Errorf("releases of %s: %w", app, err)
+		}
+		r.Created = fromNS(created)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// SetReleaseState moves a release to state (pruned: its artifact is gone).
+func (s *Store) SetReleaseState(ctx context.Context, app, sha string, state ReleaseState, msg string) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE releases SET state = ?, message = ? WHERE app = ? AND sha = ?`, state, msg, app, sha); err != nil {
+		return fmt.Errorf("release %s@%s -> %s: %w", app, short(sha), state, err)
+	}
+	return nil
+}

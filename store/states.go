@@ -99,6 +99,8 @@ const (
 	ReleaseBuilding ReleaseState = "building"
 	ReleaseReady    ReleaseState = "ready"
 	ReleaseFailed   ReleaseState = "failed"
+	// ReleasePruned: built once, its artifact deleted since (no host keeps it any more).
+	ReleasePruned ReleaseState = "pruned"
 )
 
 // RollbackState is where a rollback plan stands.

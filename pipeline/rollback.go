@@ -153,7 +153,13 @@ func (e *Engine) rollbackHost(ctx context.Context, a *config.App, reg *config.Re
 				return fmt.Errorf("ask %s what it runs: %w", h, err)
 			}
 			if st.Current != rh.From {
-				e.reconcileHost(ctx, a, reg, h, st.Current, rh.From)
+				if err := e.reconcileHost(ctx, a, reg, h, st.Current, rh.From); err != nil {
+					return err
+				}
+				if err := e.st.SetRollbackFrom(ctx, rb.ID, rh.Host, st.Current); err != nil {
+					return storeError{err}
+				}
+				rh.From = st.Current
 			}
 			if !slices.Contains(st.Releases, rh.To) {
 				if err := e.uploadRelease(ctx, dep, h, a.Name, rh.To); err != nil {

@@ -302,3 +302,12 @@ func setLive(ctx context.Context, tx *sql.Tx, app, region, host, sha string, now
 		ON CONFLICT (app, region, host) DO UPDATE SET sha = excluded.sha, updated_at = excluded.updated_at`, app, region, host, sha, now)
 	return err
 }
+
+// SetRollbackFrom corrects what a host of a plan ran when planned, once the host has been
+// asked (a switch cut off may have happened after all).
+func (s *Store) SetRollbackFrom(ctx context.Context, id int64, host, from string) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE rollback_hosts SET from_sha = ?, updated_at = ? WHERE rollback_id = ? AND host = ?`, from, s.nowNS(), id, host); err != nil {
+		return fmt.Errorf("rollback %d: %s found on %s: %w", id, host, short(from), err)
+	}
+	return nil
+}

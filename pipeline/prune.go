@@ -15,7 +15,8 @@ import (
 // Disk stays bounded: once a stage ends, the app's artifacts (and the test beds unpacked
 // from them) that no host keeps any more are deleted. Kept: every release live on a host,
 // the last keep_releases releases that went live in each region (what the hosts keep,
-// previous included), and the releases of runs in flight.
+// previous included), the last keep_releases built (a person may still deploy one), and
+// the releases of runs in flight and open rollbacks.
 
 // testbedPruner is a Tester that keeps unpacked releases (CommandTester).
 type testbedPruner interface {
@@ -81,6 +82,15 @@ func (e *Engine) keptReleases(ctx context.Context, a *config.App) (map[string]bo
 			}
 			seen[h.SHA] = true
 			keep[h.SHA] = true
+		}
+	}
+	rels, err := e.st.Releases(ctx, a.Name) // newest first
+	if err != nil {
+		return nil, err
+	}
+	for i, r := range rels {
+		if i < n {
+			keep[r.SHA] = true
 		}
 	}
 	runs, err := e.st.Runs(ctx, a.Name, true, 0)

@@ -27,7 +27,7 @@ apps:
 func TestArtifactsBeyondWhatHostsKeepArePruned(t *testing.T) {
 	h := newHarness(t, oneRegionKeep2)
 	var shas []string
-	for _, subject := range []string{"one", "two", "three", "four"} {
+	for _, subject := range []string{"one", "two", "three", "four", "five", "six"} {
 		run := h.push(subject)
 		h.waitState(run.ID, store.RunSucceeded)
 		shas = append(shas, run.SHA)
@@ -39,7 +39,7 @@ func TestArtifactsBeyondWhatHostsKeepArePruned(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, statErr := os.Stat(rel.Artifact)
-		kept := i >= 2
+		kept := i >= 4 // the last two live in the region, and the last two built
 		if kept && (rel.State != store.ReleaseReady || statErr != nil) {
 			t.Errorf("release %d (%s) is %s, artifact %v; want it kept", i+1, short(sha), rel.State, statErr)
 		}

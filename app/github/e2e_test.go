@@ -165,7 +165,19 @@ func TestEndToEnd(t *testing.T) {
 	fake.SetPull("Codertocat/Hello-World", 1, githubtest.Pull{Head: sha})
 	h.post(t, "issue_comment", "e2e-promote", comment, "")
 	run := waitRun(t, eng, "succeeded")
-	flushReports(t, rep)
+	// The store says the run succeeded a moment before the reporter is told.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		flushReports(t, rep)
+		done := false
+		for _, req := range fake.Requests() {
+			if m := req.JSON(); strings.Contains(req.Path, "/check-runs") && m["name"] == "immunity / prod3" && m["conclusion"] != nil {
+				done = true
+			}
+		}
+		if done || time.Now().After(deadline) {
+			break
+		}
+	}
 
 	if run.SHA != sha {
 		t.Errorf("run of %s, want the pushed %s", run.SHA, sha)

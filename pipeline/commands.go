@@ -311,10 +311,13 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string,
 	if force {
 		asked = "forced deploy asked by " + who.String()
 	}
-	if err := e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: asked}); err != nil {
+	err = e.transition(ctx, change{kind: RunCreated, run: run.ID, region: region, msg: fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region),
+		write: func(ctx context.Context) error {
+			return e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: asked})
+		}})
+	if err != nil {
 		return "", err
 	}
-	e.emitRun(ctx, RunCreated, run.ID, region, "", fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region))
 	e.Kick()
 	return fmt.Sprintf("deploying %s %s to %s (run %d)", app, short(rel.SHA), region, run.ID), nil
 }

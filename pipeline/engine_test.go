@@ -125,6 +125,8 @@ func TestProductionRegressionRollsBackEveryTouchedHost(t *testing.T) {
 			t.Errorf("%s not rolled back: %v", host, asked)
 		}
 	}
+	// The store says the run failed a moment before the listeners hear of the rollback.
+	h.waitRun(run.ID, "told of the rollback", func(store.Run) bool { return len(h.rec.kinds(RolledBack)) > 0 })
 	if len(h.rec.kinds(RolledBack)) != 1 {
 		t.Errorf("want one rolled_back event, got %d", len(h.rec.kinds(RolledBack)))
 	}

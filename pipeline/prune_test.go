@@ -33,6 +33,11 @@ func TestArtifactsBeyondWhatHostsKeepArePruned(t *testing.T) {
 		shas = append(shas, run.SHA)
 	}
 	ctx := context.Background()
+	// Pruning follows the stage's end, a moment after the run's.
+	h.waitRun(1, "release 4 pruned", func(store.Run) bool {
+		rel, _ := h.st.Release(ctx, "papi", shas[3])
+		return rel.State == store.ReleasePruned
+	})
 	for i, sha := range shas {
 		rel, err := h.st.Release(ctx, "papi", sha)
 		if err != nil {

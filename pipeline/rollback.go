@@ -74,6 +74,14 @@ func (e *Engine) planStageRollback(ctx context.Context, sr *stageRun, reason str
 // nothing else runs in the region meanwhile.
 func (e *Engine) execRollback(ctx context.Context, a *config.App, reg *config.Region, rb store.Rollback) error {
 	start := time.Now()
+	// The plan as it stands now: a task started from an older reading may find it done.
+	rb, err := e.st.Rollback(ctx, rb.ID)
+	if err != nil {
+		return storeError{err}
+	}
+	if rb.State != store.RollbackPlanned {
+		return nil
+	}
 	dep, err := e.deployer(a, reg)
 	if err != nil {
 		return err

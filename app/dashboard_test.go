@@ -418,3 +418,18 @@ func TestFragmentsAndTheNoScriptFallback(t *testing.T) {
 		t.Errorf("templates are served as assets: %d", code)
 	}
 }
+
+// What reconciliation found shows on the app's card.
+func TestDashboardShowsWhatReconciliationFound(t *testing.T) {
+	t.Parallel()
+	in := openTest(t)
+	msg := "prod3/host1 found on 2222222, store said 1111111"
+	if err := in.Store.AddEvent(context.Background(), store.Event{App: "papi", Region: "prod3", Host: "host1", Kind: string(pipeline.Reconciled), Message: msg}); err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	in.Server.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if w.Code != 200 || !strings.Contains(w.Body.String(), "Reconciled with the hosts") || !strings.Contains(w.Body.String(), msg) {
+		t.Fatalf("dashboard %d lacks the reconciliation:\n%s", w.Code, w.Body.String())
+	}
+}

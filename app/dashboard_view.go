@@ -21,6 +21,9 @@ type appView struct {
 	Name    string
 	Regions []regionView
 	History []store.HistoryEntry
+	// Reconciled is what the engine last found on the app's hosts that the store did not
+	// know ("prod3/host2 found on X, store said Y"), newest first.
+	Reconciled []store.Event
 }
 
 // regionView is one region's row.
@@ -85,6 +88,17 @@ func (s *Server) appViews(ctx context.Context, only string) ([]appView, error) {
 		}
 		av.History, _ = s.eng.Store().History(ctx, st.App, "", 8)
 		out = append(out, av)
+	}
+	events, err := s.eng.Store().Events(ctx, 0, 500)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range events { // newest first
+		for i := range out {
+			if e.Kind == string(pipeline.Reconciled) && e.App == out[i].Name && len(out[i].Reconciled) < 5 {
+				out[i].Reconciled = append(out[i].Reconciled, e)
+			}
+		}
 	}
 	return out, nil
 }

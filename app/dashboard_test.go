@@ -114,9 +114,12 @@ func fillDashboard(t *testing.T, in *Instance) {
 	v, _ := json.Marshal(judge.Verdict{Outcome: judge.Fail, Score: 50, Reason: "failed search_latency", Final: true, Metrics: []judge.MetricResult{
 		{Name: "search_latency", Outcome: judge.Fail, Baseline: 0.0025, Canary: 0.375, Effect: 149, Low: 120, High: 180, NBaseline: 40, NCanary: 36, Why: "significantly higher"},
 		{Name: "error_rate", Kind: judge.Rate, Outcome: judge.Pass, Baseline: 0.01, Canary: 0.011, Effect: 0.1, Low: -0.2, High: 0.4, NBaseline: 900, NCanary: 880, Why: "within range"}}})
+	st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: "deploying"})
+	if err := st.SetHostStep(ctx, run.Stages[0].ID, "host1", "done", "1111111aaaa", "switched"); err != nil {
+		t.Fatal(err)
+	}
 	st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: "failed", Message: "canary analysis failed in sandbox2", Verdict: string(v),
 		Tests: "--- FAIL: TestSearch <b>bold</b>\nexit status 1"})
-	st.SetHostStep(ctx, run.Stages[0].ID, "host1", "done", "1111111aaaa", "switched")
 	st.AddEvent(ctx, store.Event{RunID: run.ID, App: "papi", Region: "sandbox2", Host: "host1", Kind: string(pipeline.Logged), Message: "smoke test GET /search answered 200"})
 	st.SetRunState(ctx, run.ID, "failed", "canary analysis failed in sandbox2")
 	waiting, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: "3333333cccc", Subject: "Cache the index", Author: "lin", State: "waiting"},

@@ -145,6 +145,39 @@ func TestStartReconcilesTheStoreWithTheHosts(t *testing.T) {
 	}
 }
 
+// A host found on another release when its step should end (put back by hand while its
+// tests ran) is not marked done: the stage fails, and the store is corrected with what it
+// said before, told as such.
+func TestHostFoundOnAnotherReleaseAtItsEndIsReconciled(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	seed := h.seed()
+	h.tests.during = func(host deployers.Host) {
+		if host.Region == "sandbox1" {
+			h.dep.mu.Lock()
+			h.dep.current[host.String()] = seed
+			h.dep.mu.Unlock()
+		}
+	}
+	run := h.push("change")
+	r := h.waitState(run.ID, store.RunFailed)
+	s := stageOf(r, "sandbox1")
+	if s.State != store.StageFailed || !strings.Contains(s.Message, "sandbox1/host1 runs "+short(seed)+", not "+short(run.SHA)) {
+		t.Fatalf("sandbox1: %s %q; want failed: the host runs the seed", s.State, s.Message)
+	}
+	if s.Hosts[0].Step == store.HostDone {
+		t.Error("sandbox1/host1 marked done on the wrong release")
+	}
+	live, _ := h.st.Live(context.Background(), "papi", "sandbox1")
+	if live["host1"] != seed {
+		t.Errorf("store says sandbox1/host1 runs %s; the host runs %s", short(live["host1"]), short(seed))
+	}
+	want := "sandbox1/host1 found on " + short(seed) + ", store said " + short(run.SHA)
+	h.waitRun(run.ID, "told of the correction", func(store.Run) bool { return len(h.rec.kinds(Reconciled)) > 0 })
+	if ev := h.rec.kinds(Reconciled); len(ev) != 1 || ev[0].Message != want || ev[0].Run.ID != run.ID {
+		t.Fatalf("reconciled events = %+v; want one in run %d: %q", ev, run.ID, want)
+	}
+}
+
 // A store that fails (closed, or a file that cannot be written) stops promotion and
 // progress with a clear error; a lock that cannot be read is not "unlocked".
 func TestFailingStoreStopsPromotionAndProgress(t *testing.T) {

@@ -227,9 +227,6 @@ func (e *Engine) emit(ctx context.Context, ev Event) {
 
 func (e *Engine) deliver(ctx context.Context, ev Event) {
 	ev.Time = time.Now()
-	if ev.Run.ID == 0 && ev.Stage != nil {
-		ev.Run, _ = e.st.Run(ctx, ev.Stage.RunID)
-	}
 	if ev.Stage != nil {
 		for i := range ev.Run.Stages {
 			if ev.Run.Stages[i].ID == ev.Stage.ID {

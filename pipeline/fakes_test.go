@@ -153,14 +153,18 @@ func (d *fakeDeployer) asked() []string {
 
 // fakeTester fails the tests of releases it was told to.
 type fakeTester struct {
-	mu    sync.Mutex
-	fail  map[string]bool
-	print string // a line every run prints
+	mu     sync.Mutex
+	fail   map[string]bool
+	print  string                 // a line every run prints
+	during func(h deployers.Host) // called while a host's tests run
 }
 
 func (t *fakeTester) Test(_ context.Context, rel deployers.Release, h deployers.Host, _ deployers.Tests) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.during != nil {
+		t.during(h)
+	}
 	if t.fail[rel.SHA] {
 		return t.print + "PASS healthz\nFAIL items_list_sorted: items out of order " + t.print + "\n1 passed, 1 failed", fmt.Errorf("exit status 1")
 	}

@@ -77,26 +77,30 @@ func (e *Engine) reconcileHost(ctx context.Context, a *config.App, reg *config.R
 	msg := fmt.Sprintf("%s found on %s, store said %s", h, orNothing(short(cur)), orNothing(short(said)))
 	e.log.Warn("reconciled", "app", a.Name, "region", reg.Name, "host", h.Name, "found", cur, "store", said)
 	write := func(ctx context.Context) error { return storeErr(e.st.SetLive(ctx, a.Name, reg.Name, h.Name, cur)) }
-	if run, ok := e.activeRun(ctx, a.Name, reg.Name); ok {
+	run, err := e.activeRun(ctx, a.Name, reg.Name)
+	if err != nil {
+		return err
+	}
+	if run != 0 {
 		return e.transition(ctx, change{kind: Reconciled, run: run, region: reg.Name, host: h.Name, msg: msg, write: write})
 	}
 	return e.regionEvent(ctx, Event{Kind: Reconciled, App: a.Name, Region: reg.Name, Host: h.Name, SHA: cur, Message: msg}, "", write)
 }
 
-// activeRun is the run whose stage is active in a region.
-func (e *Engine) activeRun(ctx context.Context, app, region string) (int64, bool) {
+// activeRun is the run whose stage is active in a region (0: none).
+func (e *Engine) activeRun(ctx context.Context, app, region string) (int64, error) {
 	runs, err := e.st.Runs(ctx, app, true, 0)
 	if err != nil {
-		return 0, false
+		return 0, storeError{fmt.Errorf("runs of %s: %w", app, err)}
 	}
 	for _, r := range runs {
 		for _, s := range r.Stages {
 			if s.Region == region && s.State.Active() {
-				return r.ID, true
+				return r.ID, nil
 			}
 		}
 	}
-	return 0, false
+	return 0, nil
 }
 
 // hostsNotOn reconciles the regions of an app and reports the hosts that do not run sha.

@@ -228,6 +228,9 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 			if ctx.Err() != nil {
 				return ctx.Err() // stopped or cancelled: whoever cancelled records the outcome
 			}
+			if errors.Is(err, store.ErrStateChanged) {
+				return nil // the stage ended meanwhile (cancelled): whoever ended it tells the story
+			}
 			var se storeError
 			if errors.As(err, &se) {
 				return err // the store failed: nothing more is done until it works again
@@ -326,8 +329,17 @@ func (e *Engine) hostDone(ctx context.Context, sr *stageRun, hs store.HostStep) 
 		return fmt.Errorf("check %s before marking it done: %w", h, err)
 	}
 	if st.Current != sr.rel.SHA {
-		e.reconcileHost(ctx, sr.app, sr.region, h, st.Current, "")
-		return fmt.Errorf("%s runs %s, not %s, when it should be done", h, orNothing(short(st.Current)), short(sr.rel.SHA))
+		wrong := fmt.Errorf("%s runs %s, not %s, when it should be done", h, orNothing(short(st.Current)), short(sr.rel.SHA))
+		live, err := e.st.Live(ctx, sr.app.Name, sr.region.Name)
+		if err != nil {
+			return storeError{errors.Join(wrong, err)}
+		}
+		if live[h.Name] != st.Current {
+			if err := e.reconcileHost(ctx, sr.app, sr.region, h, st.Current, live[h.Name]); err != nil {
+				return storeError{errors.Join(wrong, err)}
+			}
+		}
+		return wrong
 	}
 	return e.hostStep(ctx, sr, hs.Host, store.HostDone, "", "live", "done")
 }

@@ -252,10 +252,7 @@ func (s *Store) SucceedStage(ctx context.Context, stageID int64, msg string, h H
 }
 
 func failStage(ctx context.Context, tx *sql.Tx, runID, stageID int64, state StageState, runState RunState, msg string, now int64) error {
-	active := make([]any, 0, len(ActiveStageStates))
-	for _, st := range ActiveStageStates {
-		active = append(active, st)
-	}
+	active := activeArgs()
 	res, err := tx.ExecContext(ctx, `UPDATE stages SET state = ?, message = ?, finished_at = ?, updated_at = ? WHERE id = ? AND state IN (?`+strings.Repeat(", ?", len(active)-1)+`)`,
 		append([]any{state, msg, now, now, stageID}, active...)...)
 	if err != nil {
@@ -281,16 +278,26 @@ func failStage(ctx context.Context, tx *sql.Tx, runID, stageID int64, state Stag
 	return err
 }
 
-// SetHostLive records a host's step together with the release now live on it (the
-// switch of its current link has happened).
+// SetHostLive records the release now live on a host (the switch of its current link
+// has happened) together with its step; a stage that ended meanwhile keeps its hosts'
+// steps (ErrStateChanged), but the host's live release is recorded all the same.
 func (s *Store) SetHostLive(ctx context.Context, stageID int64, host string, step StepState, msg, app, region, sha string) error {
 	now := s.nowNS()
+	var moved int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE host_steps SET step = ?, message = ?, updated_at = ? WHERE stage_id = ? AND host = ?`, step, msg, now, stageID, host); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE host_steps SET step = ?, message = ?, updated_at = ? WHERE stage_id = ? AND host = ? AND `+stageActive,
+			append([]any{step, msg, now, stageID, host, stageID}, activeArgs()...)...)
+		if err != nil {
+			return err
+		}
+		if moved, err = res.RowsAffected(); err != nil {
 			return err
 		}
 		return setLive(ctx, tx, app, region, host, sha, now)
 	})
+	if err == nil && moved == 0 {
+		err = ErrStateChanged
+	}
 	if err != nil {
 		return fmt.Errorf("host step %s -> %s (live %s): %w", host, step, short(sha), err)
 	}

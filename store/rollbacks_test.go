@@ -132,3 +132,52 @@ func TestOutboxKeepsOrderCoalescesAndDedupes(t *testing.T) {
 		t.Fatalf("stats %+v", stats)
 	}
 }
+
+// A stage's task that has not yet seen its cancellation cannot move a host of the ended
+// stage into a step again: the step stays as the cancellation left it, and a switch it
+// reports is still recorded as what the host runs.
+func TestHostStepsOfAnEndedStageStayPut(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, filepath.Join(t.TempDir(), "immunity.db"))
+	defer s.Close()
+	r, err := s.CreateRun(ctx, Run{App: "papi", SHA: "new0000", State: RunRunning}, []string{"prod3"},
+		map[string][]string{"prod3": {"host1", "host2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stages[0]
+	if err := s.UpdateStage(ctx, st.ID, StageUpdate{State: StageMonitoring}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetHostStep(ctx, st.ID, "host1", HostMonitoring, "", "monitoring"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FailStage(ctx, r.ID, st.ID, StageCancelled, RunCancelled, "cancelled: amy rolled prod3 back"); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []StepState{HostUploading, HostTesting, HostMonitoring, HostDone} {
+		if err := s.SetHostStep(ctx, st.ID, "host2", step, "", string(step)); !errors.Is(err, ErrStateChanged) {
+			t.Errorf("host2 -> %s after the stage was cancelled: %v; want ErrStateChanged", step, err)
+		}
+	}
+	if err := s.SetHostLive(ctx, st.ID, "host2", HostRestarting, "restarting", "papi", "prod3", "new0000"); !errors.Is(err, ErrStateChanged) {
+		t.Errorf("host2 switched after the stage was cancelled: %v; want ErrStateChanged", err)
+	}
+	got, err := s.Run(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]StepState{"host1": HostFailed, "host2": HostPending}
+	for _, h := range got.Stages[0].Hosts {
+		if h.Step != want[h.Host] {
+			t.Errorf("%s is %s; want %s", h.Host, h.Step, want[h.Host])
+		}
+	}
+	live, err := s.Live(ctx, "papi", "prod3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live["host2"] != "new0000" {
+		t.Errorf("live %v; the switch host2 reported must be recorded", live)
+	}
+}

@@ -208,7 +208,9 @@ func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error 
 	return nil
 }
 
-// SetHostStep records a host's step within a stage.
+// SetHostStep records a host's step within a stage, while the stage is active:
+// ErrStateChanged when it ended meanwhile (cancelled, failed), and the step stays as the
+// stage's end left it.
 func (s *Store) SetHostStep(ctx context.Context, stageID int64, host string, step StepState, prevSHA, msg string) error {
 	q := `UPDATE host_steps SET step = ?, message = ?, updated_at = ?`
 	args := []any{step, msg, s.nowNS()}
@@ -216,12 +218,29 @@ func (s *Store) SetHostStep(ctx context.Context, stageID int64, host string, ste
 		q += `, prev_sha = ?`
 		args = append(args, prevSHA)
 	}
-	q += ` WHERE stage_id = ? AND host = ?`
-	args = append(args, stageID, host)
-	if _, err := s.db.ExecContext(ctx, q, args...); err != nil {
+	q += ` WHERE stage_id = ? AND host = ? AND ` + stageActive
+	args = append(append(args, stageID, host, stageID), activeArgs()...)
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
 		return fmt.Errorf("host step %s -> %s: %w", host, step, err)
 	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("host step %s -> %s: %w", host, step, err)
+	} else if n == 0 {
+		return fmt.Errorf("host step %s -> %s: %w", host, step, ErrStateChanged)
+	}
 	return nil
+}
+
+// stageActive is the condition "stage ? is active", with activeArgs after the stage's id.
+var stageActive = `EXISTS (SELECT 1 FROM stages WHERE id = ? AND state IN (?` + strings.Repeat(", ?", len(ActiveStageStates)-1) + `))`
+
+func activeArgs() []any {
+	out := make([]any, 0, len(ActiveStageStates))
+	for _, st := range ActiveStageStates {
+		out = append(out, st)
+	}
+	return out
 }
 
 // ResetHostSteps puts every host of a stage back to pending (a re-run of the stage).

@@ -25,6 +25,9 @@ func TestStateSurvivesReopenAndMigrationsRunOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.UpdateStage(ctx, r.Stages[1].ID, StageUpdate{State: StageDeploying}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.SetHostStep(ctx, r.Stages[1].ID, "host2", "switching", "0ff1ce", "switching"); err != nil {
 		t.Fatal(err)
 	}

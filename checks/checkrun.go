@@ -38,9 +38,18 @@ func (v checkView) digest() string {
 	return hex.EncodeToString(s[:12])
 }
 
-// statusOf maps a stage (and its run) to a check run status and conclusion.
-func statusOf(runState store.RunState, stageState store.StageState) (status, conclusion string) {
-	switch stageState {
+// statusOf maps a stage (and its run) to a check run status and conclusion. A stage a
+// newer release took the place of before it started (its run superseded) is neutral
+// where the newer release took over and skipped after it: nothing failed, nothing was
+// cancelled by anyone.
+func statusOf(run store.Run, st *store.Stage) (status, conclusion string) {
+	if run.State == store.RunSuperseded && st.Started.IsZero() && (st.State == store.StageCancelled || st.State == store.StagePending) {
+		if supersededAt(run) == st.Region {
+			return "completed", "neutral"
+		}
+		return "completed", "skipped"
+	}
+	switch st.State {
 	case store.StageAwaitingApproval:
 		return "completed", "action_required"
 	case store.StageApproved, store.StageDeploying, store.StageTesting, store.StageMonitoring, store.StageRollingBack:
@@ -55,8 +64,8 @@ func statusOf(runState store.RunState, stageState store.StageState) (status, con
 		return "completed", "cancelled"
 	}
 	// pending: still to come, unless the run ended before reaching it
-	switch runState {
-	case store.RunSuperseded, store.RunCancelled:
+	switch run.State {
+	case store.RunCancelled:
 		return "completed", "cancelled"
 	case store.RunFailed, store.RunSucceeded:
 		return "completed", "skipped"
@@ -64,16 +73,28 @@ func statusOf(runState store.RunState, stageState store.StageState) (status, con
 	return "queued", ""
 }
 
+// supersededAt is the region where a superseded run's release gave way to a newer one:
+// its first stage that never started.
+func supersededAt(run store.Run) string {
+	for _, st := range run.Stages {
+		if st.Started.IsZero() && !st.State.Active() && st.State != store.StageSucceeded {
+			return st.Region
+		}
+	}
+	return ""
+}
+
 // view computes a stage's check run. live says whether the run's release is live in the
-// stage's region now (the Roll back button is offered only then).
-func view(cfg *config.Config, app *config.App, run store.Run, st *store.Stage, live bool) checkView {
-	status, concl := statusOf(run.State, st.State)
+// stage's region now, and previous whether another release was live there before it that
+// a rollback could put back: the Roll back button is offered only when both hold.
+func view(cfg *config.Config, app *config.App, run store.Run, st *store.Stage, live, previous bool) checkView {
+	status, concl := statusOf(run, st)
 	v := checkView{Status: status, Conclusion: concl, Title: title(run, st, concl), Summary: summary(cfg, app, run, st)}
 	region, _, _ := app.Region(st.Region)
 	switch {
 	case st.State == store.StageAwaitingApproval:
 		v.Actions = append(v.Actions, button("Promote to "+st.Region, "Promote", "Deploy this release to "+st.Region, ActionPromote))
-	case st.State == store.StageSucceeded && live && region != nil:
+	case st.State == store.StageSucceeded && live && previous && region != nil:
 		v.Actions = append(v.Actions, button("Roll back", "Roll back", "Put the previous release back on "+st.Region, ActionRollback))
 	}
 	return v
@@ -93,11 +114,14 @@ func button(long, short, desc, id string) *gh.CheckRunAction {
 }
 
 func title(run store.Run, st *store.Stage, concl string) string {
-	t := fmt.Sprintf("%s %s: %s", shortSHA(run.SHA), st.Region, words(string(st.State)))
-	if concl == "skipped" || concl == "cancelled" && st.State == store.StagePending {
-		t = fmt.Sprintf("%s %s: not reached (run %s)", shortSHA(run.SHA), st.Region, run.State)
+	switch {
+	case run.State == store.RunSuperseded && (concl == "neutral" || concl == "skipped") && st.Message != "":
+		// the stage's message names the newer release: "superseded by abc1234 (run 9) at prod3"
+		return fmt.Sprintf("%s %s: not deployed, %s", shortSHA(run.SHA), st.Region, clip(st.Message, 180))
+	case concl == "skipped" || concl == "cancelled" && st.State == store.StagePending:
+		return fmt.Sprintf("%s %s: not reached (run %s)", shortSHA(run.SHA), st.Region, run.State)
 	}
-	return t
+	return fmt.Sprintf("%s %s: %s", shortSHA(run.SHA), st.Region, words(string(st.State)))
 }
 
 // createOptions and updateOptions turn a view into the API's request bodies.

@@ -12,11 +12,13 @@ import (
 )
 
 // deployState maps a stage to the deployment status GitHub should show; "" means the
-// stage has not started deploying (no deployment yet).
-func deployState(stageState store.StageState) string {
-	switch stageState {
-	case store.StageApproved:
-		return "queued"
+// stage has not started deploying (no deployment: a release approved, waiting or
+// superseded never went to the region, and GitHub must not say it did).
+func deployState(st *store.Stage) string {
+	if st.Started.IsZero() {
+		return ""
+	}
+	switch st.State {
 	case store.StageDeploying, store.StageTesting, store.StageMonitoring, store.StageRollingBack:
 		return "in_progress"
 	case store.StageSucceeded:
@@ -26,7 +28,7 @@ func deployState(stageState store.StageState) string {
 	case store.StageCancelled:
 		return "error"
 	}
-	return ""
+	return "" // started once, waiting again (a re-run): its deployment stays as it was
 }
 
 // deployment is one GitHub Deployment to create or move on.
@@ -44,8 +46,9 @@ type deployment struct {
 }
 
 // syncDeployment creates the deployment if needed and posts the wanted status when it
-// differs from the last one sent. A successful production deployment makes our earlier
-// ones there inactive (GitHub does that itself only outside production).
+// differs from the last one sent. A successful deployment makes our earlier ones of that
+// environment inactive: GitHub's own auto_inactive leaves production and transient
+// environments alone, and every region but production is transient here.
 func (r *Reporter) syncDeployment(ctx context.Context, cl *gh.Client, d deployment) error {
 	owner, name, _ := strings.Cut(d.repo, "/")
 	row, found, err := r.st.Deployment(ctx, d.key)
@@ -66,7 +69,7 @@ func (r *Reporter) syncDeployment(ctx context.Context, cl *gh.Client, d deployme
 			return err
 		}
 	}
-	if d.state == "success" && d.region.Production {
+	if d.state == "success" {
 		return r.retireOthers(ctx, cl, owner, name, row)
 	}
 	return nil
@@ -130,7 +133,7 @@ func (r *Reporter) postStatus(ctx context.Context, cl *gh.Client, row *store.Dep
 	return r.st.SaveDeployment(ctx, *row)
 }
 
-// retireOthers marks our earlier successful deployments of a production region inactive.
+// retireOthers marks our earlier successful deployments of a region inactive.
 func (r *Reporter) retireOthers(ctx context.Context, cl *gh.Client, owner, name string, cur store.Deployment) error {
 	others, err := r.st.ActiveDeployments(ctx, cur.Repo, cur.Region, cur.Key)
 	if err != nil {
@@ -147,7 +150,7 @@ func (r *Reporter) retireOthers(ctx context.Context, cl *gh.Client, owner, name 
 // stageDeployment is the deployment a run's stage should have, if any.
 func stageDeployment(cfg *config.Config, app *config.App, run store.Run, st *store.Stage) (deployment, bool) {
 	region, _, ok := app.Region(st.Region)
-	state := deployState(st.State)
+	state := deployState(st)
 	if !ok || state == "" || run.SHA == "" {
 		return deployment{}, false
 	}

@@ -76,10 +76,11 @@ func flush(t *testing.T, r *Reporter) {
 	}
 }
 
-// runAt builds a run snapshot with the given stage states (sandbox1, prod3).
+// runAt builds a run snapshot with the given stage states (sandbox1, prod3); a stage
+// that deploys or ended after deploying has started.
 func runAt(runState store.RunState, sandbox, prod store.StageState) store.Run {
 	t0 := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
-	return store.Run{ID: 7, App: "papi", SHA: sha1, Branch: "master", Subject: "Update README.md", Author: "Codertocat",
+	r := store.Run{ID: 7, App: "papi", SHA: sha1, Branch: "master", Subject: "Update README.md", Author: "Codertocat",
 		Trigger: "push", Actor: "Codertocat", State: runState, Created: t0, Updated: t0,
 		Stages: []store.Stage{
 			{ID: 1, RunID: 7, Region: "sandbox1", Position: 0, State: sandbox, Started: t0, Updated: t0,
@@ -87,6 +88,15 @@ func runAt(runState store.RunState, sandbox, prod store.StageState) store.Run {
 			{ID: 2, RunID: 7, Region: "prod3", Position: 1, State: prod, Updated: t0,
 				Hosts: []store.HostStep{{StageID: 2, Host: "p1", Step: hostStep(prod)}, {StageID: 2, Host: "p2", Step: hostStep(prod)}}},
 		}}
+	for i := range r.Stages {
+		switch s := &r.Stages[i]; s.State {
+		case store.StagePending, store.StageAwaitingApproval, store.StageApproved, store.StageCancelled, store.StageSkipped:
+			s.Started = time.Time{}
+		default:
+			s.Started = t0
+		}
+	}
+	return r
 }
 
 func hostStep(stage store.StageState) store.StepState {

@@ -34,7 +34,7 @@ func TestSummaryGolden(t *testing.T) {
 		{"prod3-awaiting.md", waiting, 1, false},
 		{"prod3-succeeded.md", done, 1, true},
 	} {
-		v := view(cfg, app, c.run, &c.run.Stages[c.region], c.live)
+		v := view(cfg, app, c.run, &c.run.Stages[c.region], c.live, c.live)
 		got := "# " + v.Title + "\n<!-- status: " + v.Status + " " + v.Conclusion + "; buttons: " + labels(v) + " -->\n\n" + v.Summary
 		golden(t, c.file, got)
 	}
@@ -58,7 +58,7 @@ func TestSummaryTruncated(t *testing.T) {
 	}
 	run.Stages[0].Tests = b.String()
 	run.Stages[0].Message = strings.Repeat("é", 70000) // no cut inside a rune
-	v := view(cfg, &cfg.Apps[0], run, &run.Stages[0], false)
+	v := view(cfg, &cfg.Apps[0], run, &run.Stages[0], false, false)
 	if len(v.Summary) > MaxSummary {
 		t.Fatalf("summary is %d bytes, over GitHub's %d", len(v.Summary), MaxSummary)
 	}
@@ -76,7 +76,7 @@ func TestButtonsWithinLimits(t *testing.T) {
 	cfg.Apps[0].Regions[1].Name = "production-eu-west-1"
 	run := runAt(store.RunWaiting, store.StageSucceeded, store.StageAwaitingApproval)
 	run.Stages[1].Region = "production-eu-west-1"
-	v := view(cfg, &cfg.Apps[0], run, &run.Stages[1], false)
+	v := view(cfg, &cfg.Apps[0], run, &run.Stages[1], false, false)
 	if len(v.Actions) == 0 || len(v.Actions) > 3 {
 		t.Fatalf("got %d buttons, want 1 to 3", len(v.Actions))
 	}
@@ -94,12 +94,12 @@ func TestButtonsWithinLimits(t *testing.T) {
 }
 
 func TestReconciliationNotesJoinTheSummary(t *testing.T) {
-	got := withNotes("## summary\n", []string{"prod3/host2 found on 1a2b3c4, store said 2b3c4d5"})
+	got := withNotes("## summary\n", "Reconciled with the hosts", []string{"prod3/host2 found on 1a2b3c4, store said 2b3c4d5"})
 	want := "## summary\n\n### Reconciled with the hosts\n\n- prod3/host2 found on 1a2b3c4, store said 2b3c4d5\n"
 	if got != want {
 		t.Fatalf("summary with notes:\n%s\nwant:\n%s", got, want)
 	}
-	if withNotes("x", nil) != "x" {
+	if withNotes("x", "Reconciled with the hosts", nil) != "x" {
 		t.Fatal("no notes changed the summary")
 	}
 }

@@ -64,7 +64,7 @@ func NewReporter(cfg *config.Config, st *store.Store, clients clientSource, logg
 func (r *Reporter) Notify(ctx context.Context, ev pipeline.Event) {
 	var it store.OutboxItem
 	switch ev.Kind {
-	case pipeline.RunCreated, pipeline.RunChanged, pipeline.StageChanged, pipeline.HostChanged, pipeline.Looked, pipeline.Reconciled:
+	case pipeline.RunCreated, pipeline.RunChanged, pipeline.StageChanged, pipeline.HostChanged, pipeline.Looked, pipeline.Reconciled, pipeline.Answered:
 		if ev.Run.ID == 0 {
 			return
 		}
@@ -178,7 +178,7 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 			return wait
 		}
 		if err == nil {
-			if err := r.st.OutboxDone(ctx, row.ID, store.OutboxSent, ""); err != nil {
+			if _, err := r.st.OutboxDelivered(ctx, row); err != nil {
 				r.log.Error("github outbox", "err", err)
 			}
 			wait = 0
@@ -264,22 +264,17 @@ func (r *Reporter) reportRelease(ctx context.Context, cl *gh.Client, app *config
 // syncCheck creates or updates a stage's check run when what it shows changed. A stage
 // that starts again after its check run completed (a promotion, a re-run) gets a new one.
 func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App, run store.Run, st *store.Stage) error {
-	live := false
-	if st.State == store.StageSucceeded {
-		hosts, err := r.st.Live(ctx, app.Name, st.Region)
-		if err != nil {
-			return fmt.Errorf("live release of %s %s: %w", app.Name, st.Region, err)
-		}
-		for _, sha := range hosts {
-			live = live || sha == run.SHA
-		}
-	}
-	v := view(r.cfg, app, run, st, live)
-	notes, err := r.reconciled(ctx, run.ID, st.Region)
+	live, previous, err := r.rollbackable(ctx, app, run, st)
 	if err != nil {
 		return err
 	}
-	v.Summary = withNotes(v.Summary, notes)
+	v := view(r.cfg, app, run, st, live, previous)
+	notes, err := r.notes(ctx, run.ID, st.Region)
+	if err != nil {
+		return err
+	}
+	v.Summary = withNotes(v.Summary, "Answers to buttons", notes[pipeline.Answered])
+	v.Summary = withNotes(v.Summary, "Reconciled with the hosts", notes[pipeline.Reconciled])
 	dg := v.digest()
 	row, found, err := r.st.CheckRun(ctx, run.ID, st.Region)
 	if err != nil || (found && row.Digest == dg) {
@@ -306,24 +301,62 @@ func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App
 	return r.st.SaveCheckRun(ctx, row)
 }
 
-// reconciled lists what the engine found on the stage's hosts that the store did not
-// know ("prod3/host2 found on X, store said Y"), from the run's log.
-func (r *Reporter) reconciled(ctx context.Context, runID int64, region string) ([]string, error) {
+// rollbackable says whether a succeeded stage's release is live in its region now, and
+// whether another release was live there before it (what a rollback would put back, as
+// the engine picks it: the region's history, a release still ready to go).
+func (r *Reporter) rollbackable(ctx context.Context, app *config.App, run store.Run, st *store.Stage) (live, previous bool, err error) {
+	if st.State != store.StageSucceeded {
+		return false, false, nil
+	}
+	hosts, err := r.st.Live(ctx, app.Name, st.Region)
+	if err != nil {
+		return false, false, fmt.Errorf("live release of %s %s: %w", app.Name, st.Region, err)
+	}
+	for _, sha := range hosts {
+		live = live || sha == run.SHA
+	}
+	if !live {
+		return false, false, nil
+	}
+	hist, err := r.st.History(ctx, app.Name, st.Region, 100)
+	if err != nil {
+		return false, false, fmt.Errorf("history of %s %s: %w", app.Name, st.Region, err)
+	}
+	for _, h := range hist {
+		if h.SHA == run.SHA {
+			continue
+		}
+		rel, err := r.st.Release(ctx, app.Name, h.SHA)
+		if errors.Is(err, store.ErrNotFound) {
+			return true, false, nil
+		}
+		if err != nil {
+			return false, false, fmt.Errorf("release %s of %s: %w", shortSHA(h.SHA), app.Name, err)
+		}
+		return true, rel.State == store.ReleaseReady, nil
+	}
+	return true, false, nil
+}
+
+// notes lists, by kind, what the run's log says about the stage's region beyond its
+// states: what the engine found on its hosts that the store did not know ("prod3/host2
+// found on X, store said Y"), and what people who pressed its buttons were answered.
+func (r *Reporter) notes(ctx context.Context, runID int64, region string) (map[pipeline.EventKind][]string, error) {
 	events, err := r.st.Events(ctx, runID, 1000)
 	if err != nil {
 		return nil, fmt.Errorf("log of run %d: %w", runID, err)
 	}
-	var out []string
+	out := map[pipeline.EventKind][]string{}
 	for _, e := range events {
-		if e.Kind == string(pipeline.Reconciled) && e.Region == region {
-			out = append(out, e.Message)
+		if k := pipeline.EventKind(e.Kind); (k == pipeline.Reconciled || k == pipeline.Answered) && e.Region == region {
+			out[k] = append(out[k], e.Message)
 		}
 	}
 	return out, nil
 }
 
-// withNotes adds the reconciliation notes to a summary (the last 10, within GitHub's limit).
-func withNotes(summary string, notes []string) string {
+// withNotes adds a section of notes to a summary (the last 10, within GitHub's limit).
+func withNotes(summary, heading string, notes []string) string {
 	if len(notes) == 0 {
 		return summary
 	}
@@ -331,7 +364,7 @@ func withNotes(summary string, notes []string) string {
 		notes = notes[len(notes)-10:]
 	}
 	var b strings.Builder
-	b.WriteString("\n### Reconciled with the hosts\n\n")
+	fmt.Fprintf(&b, "\n### %s\n\n", heading)
 	for _, n := range notes {
 		fmt.Fprintf(&b, "- %s\n", inline(n))
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/immunity-app/immunity/app/github/githubtest"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -24,10 +25,28 @@ func TestReporterRun(t *testing.T) {
 	t.Parallel()
 	contract := githubtest.LoadContract(t)
 	fake := githubtest.New(t)
+	fake.Enforce(contract)
 	st := openStore(t)
 	cfg := testConfig()
 	r := newReporter(t, cfg, st, fake)
 	ctx := context.Background()
+	// Earlier deployments of ours, to be retired when the new one of their region succeeds:
+	// GitHub leaves production and transient environments active itself.
+	for _, d := range []store.Deployment{
+		{Key: "run/6/sandbox1", App: "papi", Region: "sandbox1", SHA: sha0, RunID: 6, Repo: "Codertocat/Hello-World", DeploymentID: 66, State: "success"},
+		{Key: "run/6/prod3", App: "papi", Region: "prod3", SHA: sha0, RunID: 6, Repo: "Codertocat/Hello-World", DeploymentID: 77, Production: true, State: "success"},
+	} {
+		if err := st.SaveDeployment(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// sha0 was live in prod3 before: the Roll back button has something to put back.
+	if err := st.PutRelease(ctx, store.Release{App: "papi", SHA: sha0, State: store.ReleaseReady, Artifact: "/dev/null", Checksum: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddHistory(ctx, store.HistoryEntry{App: "papi", Region: "prod3", SHA: sha0, Action: "seed", Actor: "demo"}); err != nil {
+		t.Fatal(err)
+	}
 
 	step := func(kind pipeline.EventKind, run store.Run, region string) {
 		t.Helper()
@@ -42,11 +61,6 @@ func TestReporterRun(t *testing.T) {
 		if err := st.SetLive(ctx, "papi", "prod3", h, sha1); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// An earlier production deployment of ours, to be retired on success.
-	if err := st.SaveDeployment(ctx, store.Deployment{Key: "run/6/prod3", App: "papi", Region: "prod3", SHA: sha0, RunID: 6,
-		Repo: "Codertocat/Hello-World", DeploymentID: 77, Production: true, State: "success"}); err != nil {
-		t.Fatal(err)
 	}
 	done := runAt(store.RunSucceeded, store.StageSucceeded, store.StageSucceeded)
 	done.Stages[1].Verdict = verdictJSON(t)
@@ -66,25 +80,26 @@ func TestReporterRun(t *testing.T) {
 		"POST " + repoPath + "/deployments",
 		"POST " + repoPath + "/deployments/1003/statuses", // queued
 		"POST " + repoPath + "/deployments/1003/statuses", // in_progress
-		// sandbox1 succeeded, prod3 waiting for approval
+		// sandbox1 succeeded, prod3 waiting for approval: no deployment to prod3 yet
 		"PATCH " + repoPath + "/check-runs/1001",
 		"POST " + repoPath + "/deployments/1003/statuses", // success
+		"POST " + repoPath + "/deployments/66/statuses",   // the older sandbox1 one retired
 		"PATCH " + repoPath + "/check-runs/1002",
 		// prod3 approved and deploying: a new check run (the old one completed)
 		"POST " + repoPath + "/check-runs",
 		"POST " + repoPath + "/deployments",
-		"POST " + repoPath + "/deployments/1008/statuses",
-		"POST " + repoPath + "/deployments/1008/statuses",
+		"POST " + repoPath + "/deployments/1009/statuses",
+		"POST " + repoPath + "/deployments/1009/statuses",
 		// prod3 succeeded
-		"PATCH " + repoPath + "/check-runs/1007",
-		"POST " + repoPath + "/deployments/1008/statuses",
+		"PATCH " + repoPath + "/check-runs/1008",
+		"POST " + repoPath + "/deployments/1009/statuses",
 		"POST " + repoPath + "/deployments/77/statuses", // the older one retired
 		// rollback of prod3 to sha0
 		"POST " + repoPath + "/deployments",
-		"POST " + repoPath + "/deployments/1013/statuses",
-		"POST " + repoPath + "/deployments/1013/statuses",
-		"POST " + repoPath + "/deployments/1013/statuses",
-		"POST " + repoPath + "/deployments/1008/statuses", // the rolled-back one retired
+		"POST " + repoPath + "/deployments/1014/statuses",
+		"POST " + repoPath + "/deployments/1014/statuses",
+		"POST " + repoPath + "/deployments/1014/statuses",
+		"POST " + repoPath + "/deployments/1009/statuses", // the rolled-back one retired
 	}
 	if d := cmp.Diff(want, fake.Calls()); d != "" {
 		t.Errorf("GitHub calls (-want +got):\n%s", d)
@@ -121,15 +136,15 @@ func checkStates(t *testing.T, fake *githubtest.Server) {
 			states = append(states, fmt.Sprintf("%s:%s", strings.Split(r.Path, "/")[5], r.JSON()["state"]))
 		}
 	}
-	want := []string{"1003:queued", "1003:in_progress", "1003:success", "1008:queued", "1008:in_progress", "1008:success", "77:inactive", "1013:queued", "1013:in_progress", "1013:success", "1008:inactive"}
+	want := []string{"1003:queued", "1003:in_progress", "1003:success", "66:inactive", "1009:queued", "1009:in_progress", "1009:success", "77:inactive", "1014:queued", "1014:in_progress", "1014:success", "1009:inactive"}
 	if d := cmp.Diff(want, states); d != "" {
 		t.Errorf("deployment statuses (-want +got):\n%s", d)
 	}
-	st := fake.Find("POST " + repoPath + "/deployments/1008/statuses")[2].JSON()
+	st := fake.Find("POST " + repoPath + "/deployments/1009/statuses")[2].JSON()
 	if st["log_url"] != "https://immunity.example.com/runs/7" || st["environment_url"] != "http://127.0.0.1:18101" {
 		t.Errorf("status urls: %v", st)
 	}
-	last := fake.Find("PATCH " + repoPath + "/check-runs/1007")[0].JSON()
+	last := fake.Find("PATCH " + repoPath + "/check-runs/1008")[0].JSON()
 	if last["conclusion"] != "success" || !strings.Contains(last["output"].(map[string]any)["summary"].(string), "latency_p99") {
 		t.Errorf("prod3 check run completion: %v", last)
 	}
@@ -225,4 +240,79 @@ func TestReporterReportsAfterARestartWhatItCouldNotSend(t *testing.T) {
 	if n := len(fake.Find("POST " + repoPath + "/check-runs")); n != 2 {
 		t.Errorf("check runs after the restart: %d, want 2", n)
 	}
+}
+
+// TestReporterTellsOnlyWhatHappened: a release superseded while it waited for prod3 gets
+// no prod3 deployment (it never went there); its prod3 check run ends neutral and its
+// prod4 one skipped, both naming the newer release, without buttons. The first release a
+// region ever ran has no Roll back button (nothing to put back). A button's answer is
+// added to the check run's output. Every request is one GitHub accepts.
+func TestReporterTellsOnlyWhatHappened(t *testing.T) {
+	t.Parallel()
+	contract := githubtest.LoadContract(t)
+	fake := githubtest.New(t)
+	fake.Enforce(contract)
+	st := openStore(t)
+	cfg := testConfig()
+	cfg.Apps[0].Regions = append(cfg.Apps[0].Regions, config.Region{Name: "prod4", Production: true, Hosts: []config.Host{{Name: "q1", URL: "http://127.0.0.1:18201"}}})
+	r := newReporter(t, cfg, st, fake)
+	ctx := context.Background()
+	if err := st.SetLive(ctx, "papi", "sandbox1", "s1", sha1); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddHistory(ctx, store.HistoryEntry{App: "papi", Region: "sandbox1", SHA: sha1, Action: "deploy", RunID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	withProd4 := func(run store.Run, state store.StageState, msg string) store.Run {
+		run.Stages = append(run.Stages, store.Stage{ID: 3, RunID: 7, Region: "prod4", Position: 2, State: state, Message: msg})
+		return run
+	}
+	waiting := withProd4(runAt(store.RunWaiting, store.StageSucceeded, store.StageAwaitingApproval), store.StagePending, "")
+	r.Notify(ctx, event(pipeline.StageChanged, waiting, "prod3"))
+	flush(t, r)
+	const why = "superseded by 2b3c4d5 (run 8) at prod3"
+	gone := withProd4(runAt(store.RunSuperseded, store.StageSucceeded, store.StageCancelled), store.StageCancelled, why)
+	gone.Stages[1].Message = why
+	r.Notify(ctx, event(pipeline.RunChanged, gone, "prod3"))
+	flush(t, r)
+
+	for _, d := range fake.Find("POST " + repoPath + "/deployments") {
+		if env := d.JSON()["environment"]; env != "sandbox1" {
+			t.Errorf("a deployment to %v, where the release never went", env)
+		}
+	}
+	last := map[string]map[string]any{} // check run name -> the last body sent
+	for _, req := range fake.Requests() {
+		if strings.Contains(req.Path, "/check-runs") {
+			last[req.JSON()["name"].(string)] = req.JSON()
+		}
+	}
+	for name, want := range map[string]string{"immunity / prod3": "neutral", "immunity / prod4": "skipped"} {
+		b := last[name]
+		title, _ := b["output"].(map[string]any)["title"].(string)
+		if b["conclusion"] != want || !strings.Contains(title, why) {
+			t.Errorf("%s ended %v %q; want %s naming the newer release", name, b["conclusion"], title, want)
+		}
+		if a, _ := b["actions"].([]any); len(a) != 0 {
+			t.Errorf("%s keeps buttons %v", name, a)
+		}
+	}
+	if a, _ := last["immunity / sandbox1"]["actions"].([]any); len(a) != 0 {
+		t.Errorf("sandbox1's first release offers %v; nothing to roll back to", a)
+	}
+
+	// What a button press was answered shows in the check run's output.
+	const answer = "octocat pressed Promote: octocat `/promote prod3` needs write access to Codertocat/Hello-World; you have read. Nothing was done."
+	if err := st.AddEvent(ctx, store.Event{RunID: 7, App: "papi", Region: "prod3", Kind: string(pipeline.Answered), Message: answer}); err != nil {
+		t.Fatal(err)
+	}
+	r.Notify(ctx, pipeline.Event{Kind: pipeline.Answered, App: "papi", Region: "prod3", Run: gone, Message: answer})
+	flush(t, r)
+	reqs := fake.Requests()
+	b := reqs[len(reqs)-1]
+	summary, _ := b.JSON()["output"].(map[string]any)["summary"].(string)
+	if b.Method != "PATCH" || !strings.Contains(summary, "### Answers to buttons\n\n- octocat pressed Promote: octocat '/promote prod3' needs write access") {
+		t.Errorf("after the answer GitHub got %s %s", b.Call(), summary)
+	}
+	contract.ValidateAll(t, fake)
 }

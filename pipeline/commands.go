@@ -556,6 +556,19 @@ func (e *Engine) Seed(ctx context.Context, who Actor, app, sha string) (string, 
 	return fmt.Sprintf("%s %s is live in every region", app, short(c.SHA)), nil
 }
 
+// Answer records in a run's log what a person who pressed a button of one of its
+// region's reports was answered, and tells the listeners (Answered), which show it where
+// the button was.
+func (e *Engine) Answer(ctx context.Context, runID int64, region, msg string) error {
+	if strings.TrimSpace(msg) == "" {
+		return errors.New("answer: nothing to say")
+	}
+	if err := e.emitRun(ctx, Answered, runID, region, "", msg); err != nil {
+		return fmt.Errorf("answer in run %d %s: %w", runID, region, err)
+	}
+	return nil
+}
+
 // Audit records an action decided outside the engine (a refusal, a parse error).
 // A failure to write it is logged: the action itself has happened (or been refused).
 func (e *Engine) Audit(ctx context.Context, who Actor, action, app, region, sha, args, outcome, detail string) {

@@ -64,6 +64,10 @@ const (
 	// Reconciled: a host was found running something else than the store said; the store
 	// now agrees (Host, SHA found, Message "prod3/host2 found on X, store said Y").
 	Reconciled EventKind = "host.reconciled"
+	// Answered: what a person who pressed a button of a run's report (a GitHub check
+	// run's) was answered (Region, Message "ada pressed Promote: promoted ..."), so the
+	// surface that showed the button shows the answer too.
+	Answered EventKind = "button.answered"
 )
 
 // Event is one thing that happened. Run is a fresh snapshot of the run it concerns (zero

@@ -114,6 +114,22 @@ func (s *Store) OutboxDone(ctx context.Context, id int64, state, why string) err
 	return nil
 }
 
+// OutboxDelivered marks an item sent, unless a newer payload was coalesced into it while
+// it was being sent: then it stays pending (sent says so), and the newer payload goes
+// next. Marking it sent by id alone would lose that newer payload.
+func (s *Store) OutboxDelivered(ctx context.Context, it OutboxItem) (sent bool, err error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET state = ?, last_error = '', attempts = attempts + 1, sent_at = ? WHERE id = ? AND payload = ?`,
+		OutboxSent, s.nowNS(), it.ID, it.Payload)
+	if err != nil {
+		return false, fmt.Errorf("outbox: item %d sent: %w", it.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("outbox: item %d sent: %w", it.ID, err)
+	}
+	return n == 1, nil
+}
+
 // OutboxRetry records a failed attempt; the item (and its stream) waits until notBefore.
 func (s *Store) OutboxRetry(ctx context.Context, id int64, notBefore time.Time, why string) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, not_before = ?, last_error = ? WHERE id = ?`, notBefore.UnixNano(), why, id)

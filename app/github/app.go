@@ -22,6 +22,7 @@ type engine interface {
 	Rerun(ctx context.Context, a pipeline.Actor, runID int64, region string) (string, error)
 	Status(ctx context.Context, app string) ([]pipeline.AppStatus, error)
 	Audit(ctx context.Context, a pipeline.Actor, action, app, region, sha, args, outcome, detail string)
+	Answer(ctx context.Context, runID int64, region, msg string) error
 }
 
 // commander runs one command line of the shared grammar (bot.Commands).

@@ -3,7 +3,6 @@ package github
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/immunity-app/immunity/store"
 )
@@ -54,26 +53,7 @@ func (a *App) onCheckSuite(ctx context.Context, ev *checkSuiteEvent) (string, er
 	}
 	c := conversation{client: a.clients.ForInstallation(ev.Installation.ID), owner: repo.Owner.Login, name: repo.Name,
 		login: ev.Sender.Login, userID: ev.Sender.ID, via: "button"}
-	may, level, err := c.mayWrite(ctx)
-	if err != nil {
-		return "", err
-	}
-	if !may {
-		for _, region := range failed {
-			a.eng.Audit(ctx, c.actor(), "rerun", run.App, region, sha, fmt.Sprintf("run %d", run.ID), "refused",
-				fmt.Sprintf("GitHub permission %q on %s; write, maintain or admin needed", level, c.repo()))
-		}
-		return "refused rerun for " + c.login, nil
-	}
-	var out []string
-	for _, region := range failed {
-		msg, err := a.eng.Rerun(ctx, c.actor(), run.ID, region)
-		if err != nil {
-			return "", fmt.Errorf("re-run run %d %s for %s: %w", run.ID, region, c.login, err)
-		}
-		out = append(out, msg)
-	}
-	return strings.Join(out, "; "), nil
+	return a.rerun(ctx, c, run.App, sha, "Re-run all checks", run.ID, failed)
 }
 
 // runOfCommit finds the newest run of sha among the apps bound to repo.

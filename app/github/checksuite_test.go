@@ -60,14 +60,15 @@ func TestCheckSuiteRerun(t *testing.T) {
 	h.fake.SetPermission("octocat", "read")
 	h.post(t, "check_suite", "s2", fixture(t, "check_suite.rerequested.json", map[string]any{"sender.login": "octocat"}), "")
 	refused := `audit octocat (button) rerun papi/sandbox1 "run ` + itoa(newest.ID) + `" refused: GitHub permission "read" on Codertocat/Hello-World; write, maintain or admin needed`
-	if d := cmp.Diff(append(want, refused), h.eng.Calls()); d != "" {
+	told := "answer " + itoa(newest.ID) + " sandbox1: octocat pressed Re-run all checks: @octocat re-running needs write access to Codertocat/Hello-World; you have read. Nothing was done."
+	if d := cmp.Diff(append(want, refused, told), h.eng.Calls()); d != "" {
 		t.Errorf("engine calls after a reader's re-run (-want +got):\n%s", d)
 	}
 
 	// A suite whose commit has no run, and a completed suite, change nothing.
 	h.post(t, "check_suite", "s3", fixture(t, "check_suite.rerequested.json", map[string]any{"check_suite.head_sha": "2222222222222222222222222222222222222222"}), "")
 	h.post(t, "check_suite", "s4", fixture(t, "check_suite.rerequested.json", map[string]any{"action": "completed"}), "")
-	if n := len(h.eng.Calls()); n != 2 {
+	if n := len(h.eng.Calls()); n != 3 {
 		t.Errorf("engine calls %v; want nothing more", h.eng.Calls())
 	}
 	for id, state := range h.deliveries(t) {

@@ -2,6 +2,7 @@ package github
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/immunity-app/immunity/bot"
+	"github.com/immunity-app/immunity/pipeline"
 )
 
 // onIssueComment runs a command typed on a pull request or an issue of an app's repo.
@@ -202,9 +204,33 @@ func (a *App) onCheckRun(ctx context.Context, ev *checkRunEvent) (string, error)
 	return "ignored: check_run " + ev.Action, nil
 }
 
-func (a *App) buttonConversation(ev checkRunEvent) conversation {
-	return conversation{client: a.clients.ForInstallation(ev.Installation.ID), owner: ev.Repository.Owner.Login,
+// buttonConversation is a press of a check run's button (pressed: its name). A button has
+// no comment to react to or reply under, so the answer is recorded in the run's log for
+// that region (Engine.Answer), and the reporter shows it in the check run's output.
+func (a *App) buttonConversation(ev checkRunEvent, runID int64, region, pressed string) conversation {
+	c := conversation{client: a.clients.ForInstallation(ev.Installation.ID), owner: ev.Repository.Owner.Login,
 		name: ev.Repository.Name, login: ev.Sender.Login, userID: ev.Sender.ID, via: "button"}
+	c.reply = func(ctx context.Context, body string) error {
+		return a.answer(ctx, c.login, runID, region, pressed, body)
+	}
+	return c
+}
+
+// answer records what someone who pressed a button of a run's region check run was told.
+func (a *App) answer(ctx context.Context, login string, runID int64, region, pressed, body string) error {
+	return a.eng.Answer(ctx, runID, region, fmt.Sprintf("%s pressed %s: %s", login, pressed, clipAnswer(body)))
+}
+
+// maxAnswer bounds an answer kept in a run's log for a check run (a command's reply can
+// list much more).
+const maxAnswer = 600
+
+func clipAnswer(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > maxAnswer {
+		return string(r[:maxAnswer-1]) + "…"
+	}
+	return s
 }
 
 // checkRunRef finds the run and region a check run of ours reports: from its external id
@@ -225,56 +251,88 @@ func (a *App) checkRunRef(ctx context.Context, ev checkRunEvent) (int64, string,
 	return runID, region, nil
 }
 
-// onCheckRunAction runs a check run button (promote, rollback) as the command it stands for.
+// onCheckRunAction runs a check run button (promote, rollback) as the command it stands
+// for; whatever it is answered (done, refused, failed) is shown on the check run.
 func (a *App) onCheckRunAction(ctx context.Context, ev checkRunEvent) (string, error) {
-	_, region, err := a.checkRunRef(ctx, ev)
+	runID, region, err := a.checkRunRef(ctx, ev)
 	if err != nil {
 		return "ignored: " + err.Error(), nil
 	}
 	sha := ev.CheckRun.HeadSHA
 	app := a.impliedApp(ev.Repository.FullName)
-	var line string
+	var line, pressed string
 	switch id := ev.RequestedAction.Identifier; id {
 	case buttonPromote:
-		line = fmt.Sprintf("/promote %s --release %s", region, sha)
+		line, pressed = fmt.Sprintf("/promote %s --release %s", region, sha), "Promote"
 	case buttonRollback:
+		pressed = "Roll back"
 		// An old check run's button must not roll back a newer release.
 		live, err := a.liveRegions(ctx, app, sha)
 		if err != nil {
 			return "", err
 		}
 		if !slices.Contains(live, region) {
+			c := a.buttonConversation(ev, runID, region, pressed)
+			a.say(ctx, c, fmt.Sprintf("%s is no longer live in %s, so nothing was rolled back; roll back the release live there with `/rollback %s`.", short(sha), region, region))
 			return fmt.Sprintf("ignored: rollback button of %s, which is no longer live in %s", short(sha), region), nil
 		}
 		line = "/rollback " + region
 	default:
+		c := a.buttonConversation(ev, runID, region, "a button")
+		a.say(ctx, c, fmt.Sprintf("this check run has no button %q (it may be from an older version of Immunity); nothing was done.", id))
 		return "ignored: unknown action " + id, nil
 	}
-	c := a.buttonConversation(ev)
+	c := a.buttonConversation(ev, runID, region, pressed)
 	c.commit = func(context.Context) (string, string, error) { return sha, "this check run's commit", nil }
 	return a.runCommands(ctx, c, app, []string{line})
 }
 
-// onRerequest re-runs the region stage a check run reports, for someone who may write.
+// onRerequest re-runs the region stage a check run reports, for someone who may write;
+// a refusal or a failure is shown on the check run.
 func (a *App) onRerequest(ctx context.Context, ev checkRunEvent) (string, error) {
 	runID, region, err := a.checkRunRef(ctx, ev)
 	if err != nil {
 		return "ignored: " + err.Error(), nil
 	}
-	c := a.buttonConversation(ev)
+	c := a.buttonConversation(ev, runID, region, "Re-run")
+	return a.rerun(ctx, c, a.impliedApp(ev.Repository.FullName), ev.CheckRun.HeadSHA, "Re-run", runID, []string{region})
+}
+
+// rerun re-runs regions of a run for someone who may write (pressed: the button), and
+// answers on each region's check run when the re-run is refused or fails (a re-run that
+// starts shows itself).
+func (a *App) rerun(ctx context.Context, c conversation, app, sha, pressed string, runID int64, regions []string) (string, error) {
+	tell := func(region, body string) {
+		if err := a.answer(ctx, c.login, runID, region, pressed, body); err != nil {
+			a.log.Warn("github button answer not recorded", "run", runID, "region", region, "err", err, "answer", body)
+		}
+	}
 	ok, level, err := c.mayWrite(ctx)
 	if err != nil {
 		return "", err
 	}
-	app := a.impliedApp(ev.Repository.FullName)
 	if !ok {
-		a.eng.Audit(ctx, c.actor(), "rerun", app, region, ev.CheckRun.HeadSHA, fmt.Sprintf("run %d", runID), "refused",
-			fmt.Sprintf("GitHub permission %q on %s; write, maintain or admin needed", level, c.repo()))
+		why := fmt.Sprintf("GitHub permission %q on %s; write, maintain or admin needed", level, c.repo())
+		for _, region := range regions {
+			a.eng.Audit(ctx, c.actor(), "rerun", app, region, sha, fmt.Sprintf("run %d", runID), "refused", why)
+			tell(region, fmt.Sprintf("@%s re-running needs write access to %s; you have %s. Nothing was done.", c.login, c.repo(), orNone(level)))
+		}
 		return "refused rerun for " + c.login, nil
 	}
-	msg, err := a.eng.Rerun(ctx, c.actor(), runID, region)
-	if err != nil {
-		return "", fmt.Errorf("re-run run %d %s for %s: %w", runID, region, c.login, err)
+	var out []string
+	var errs []error
+	for _, region := range regions {
+		msg, err := a.eng.Rerun(ctx, c.actor(), runID, region)
+		switch {
+		case err == nil:
+			out = append(out, msg)
+		case errors.Is(err, pipeline.ErrGate):
+			tell(region, fmt.Sprintf("@%s refused: %v. Nothing was done.", c.login, err))
+			out = append(out, "refused: "+err.Error())
+		default:
+			tell(region, fmt.Sprintf("@%s the re-run failed: %v. Nothing was done.", c.login, err))
+			errs = append(errs, fmt.Errorf("re-run run %d %s for %s: %w", runID, region, c.login, err))
+		}
 	}
-	return msg, nil
+	return strings.Join(out, "; "), errors.Join(errs...)
 }

@@ -263,9 +263,13 @@ func TestCheckRunButtons(t *testing.T) {
 	h.post(t, "check_run", "r1", rr, "")
 	h.fake.SetPermission("octocat", "read")
 	h.post(t, "check_run", "r2", fixture(t, "check_run.rerequested.json", map[string]any{"check_run.external_id": "run/9/sandbox1", "check_run.id": 5}), "")
+	// Every press is answered on its check run: done, refused, or why nothing was done.
 	wantEng := []string{
+		"answer 7 prod3: codebytere pressed Promote: done: /promote prod3 --release 5bd5f196a46b8222fb7484f05faba41a73cf34bd",
+		"answer 7 prod3: codebytere pressed Roll back: 5bd5f19 is no longer live in prod3, so nothing was rolled back; roll back the release live there with `/rollback prod3`.",
 		"rerun 9 sandbox1 by octocat (button)",
 		`audit octocat (button) rerun hello/sandbox1 "run 9" refused: GitHub permission "read" on github/hello-world; write, maintain or admin needed`,
+		"answer 9 sandbox1: octocat pressed Re-run: @octocat re-running needs write access to github/hello-world; you have read. Nothing was done.",
 	}
 	if d := cmp.Diff(wantEng, h.eng.Calls()); d != "" {
 		t.Errorf("engine calls (-want +got):\n%s", d)

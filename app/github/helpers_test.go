@@ -73,6 +73,11 @@ func (e *fakeEngine) Audit(ctx context.Context, a pipeline.Actor, action, app, r
 	e.record(fmt.Sprintf("audit %s %s %s/%s %q %s: %s", a, action, app, region, args, outcome, detail))
 }
 
+func (e *fakeEngine) Answer(ctx context.Context, runID int64, region, msg string) error {
+	e.record(fmt.Sprintf("answer %d %s: %s", runID, region, msg))
+	return nil
+}
+
 // fakeCommands records the commands it was asked to run.
 type fakeCommands struct {
 	mu   sync.Mutex

@@ -124,11 +124,12 @@ func (b *Bot) try(ctx context.Context, row store.OutboxItem, now time.Time) (don
 	var rl *slack.RateLimitedError
 	switch {
 	case err == nil:
-		if err := b.st.OutboxDone(ctx, row.ID, store.OutboxSent, ""); err != nil {
+		sent, err := b.st.OutboxDelivered(ctx, row)
+		if err != nil {
 			b.log.Error("slack outbox", "err", err)
 			return false, 0
 		}
-		return true, 0
+		return sent, 0 // not sent: a newer edit came in meanwhile, and goes next
 	case errors.Is(err, errWait):
 		if err := b.st.OutboxDefer(ctx, row.ID, now.Add(waitRetry)); err != nil {
 			b.log.Error("slack outbox", "err", err)

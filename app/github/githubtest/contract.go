@@ -158,6 +158,8 @@ func Cut(spec []byte, paths []string) ([]byte, error) {
 		"paths": outPaths, "components": outComps})
 }
 
+var errNoOperation = errors.New("no such operation in GitHub's REST API")
+
 // Validate checks one recorded request against the description.
 func (c *Contract) Validate(r Request) error {
 	u := "https://api.github.com" + r.Path
@@ -171,7 +173,7 @@ func (c *Contract) Validate(r Request) error {
 	req.Header = r.Header.Clone()
 	route, params, err := c.router.FindRoute(req)
 	if err != nil {
-		return fmt.Errorf("%s: no such operation in GitHub's REST API: %w", r.Call(), err)
+		return fmt.Errorf("%s: %w: %w", r.Call(), errNoOperation, err)
 	}
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true}}

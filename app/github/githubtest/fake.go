@@ -7,6 +7,7 @@ package githubtest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,6 +55,7 @@ type Server struct {
 	teams    map[string]bool   // "org/slug/login" -> active member
 	pulls    map[string]Pull   // "owner/repo#number" -> pull request
 	Manifest map[string]any    // the app-manifest conversion answer
+	contract *Contract         // when set, requests it refuses are answered 422
 }
 
 // New starts a fake GitHub, closed with the test.
@@ -68,6 +70,16 @@ func New(t testing.TB) *Server {
 
 // URL of the API root with a trailing slash (what api_url is set to).
 func (s *Server) APIURL() string { return s.Server.URL + "/" }
+
+// Enforce makes the fake refuse, as GitHub does, every request that GitHub's REST
+// description does not allow (more than 3 check run buttons, a label over 20 characters,
+// an unknown conclusion, ...): 422 "Invalid request." with what is wrong, and nothing is
+// created. The request is still recorded, so ValidateAll reports it too.
+func (s *Server) Enforce(c *Contract) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.contract = c
+}
 
 // SetPermission sets a user's permission on every repo: admin, write, read, none.
 func (s *Server) SetPermission(login, perm string) {
@@ -145,8 +157,10 @@ func (s *Server) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body}
 		s.mu.Lock()
-		s.reqs = append(s.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: body})
+		s.reqs = append(s.reqs, req)
+		c := s.contract
 		var f *Fault
 		call := r.Method + " " + r.URL.Path
 		if fs := s.onCall[call]; len(fs) > 0 {
@@ -157,6 +171,15 @@ func (s *Server) record(next http.Handler) http.Handler {
 			s.faults = s.faults[1:]
 		}
 		s.mu.Unlock()
+		if f == nil && c != nil {
+			if err := c.Validate(req); errors.Is(err, errNoOperation) {
+				f = &Fault{Status: http.StatusNotFound, Body: `{"message":"Not Found","documentation_url":"https://docs.github.com/rest","status":"404"}`}
+			} else if err != nil {
+				msg, _ := json.Marshal(map[string]string{"message": "Invalid request.\n\n" + err.Error(),
+					"documentation_url": "https://docs.github.com/rest", "status": "422"})
+				f = &Fault{Status: http.StatusUnprocessableEntity, Body: string(msg)}
+			}
+		}
 		if f != nil {
 			for k, v := range f.Header {
 				w.Header().Set(k, v)

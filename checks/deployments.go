@@ -60,6 +60,11 @@ func (r *Reporter) syncDeployment(ctx context.Context, cl *gh.Client, d deployme
 			return err
 		}
 	}
+	if row.State == "inactive" && d.state == "success" {
+		// A newer deployment replaced it (or a rollback did): a later snapshot of its
+		// stage, still succeeded, must not make it active again.
+		return nil
+	}
 	for _, state := range ladder(row.State, d.state) {
 		desc := d.statusDesc
 		if state != d.state {

@@ -39,6 +39,7 @@ func TestReporterRun(t *testing.T) {
 		if err := st.SaveDeployment(ctx, d); err != nil {
 			t.Fatal(err)
 		}
+		fake.SeedDeployment(d.DeploymentID, d.Repo, d.Region, d.SHA, d.State)
 	}
 	// sha0 was live in prod3 before: the Roll back button has something to put back.
 	if err := st.PutRelease(ctx, store.Release{App: "papi", SHA: sha0, State: store.ReleaseReady, Artifact: "/dev/null", Checksum: "x"}); err != nil {

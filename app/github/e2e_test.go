@@ -105,40 +105,9 @@ func TestEndToEnd(t *testing.T) {
 	t.Parallel()
 	contract := githubtest.LoadContract(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(e2eConfig))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, filepath.Join(dir, "immunity.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	dep := &hosts{state: map[string]deployers.HostState{}}
-	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: builder{dir}, Tester: tester{},
-		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fake := githubtest.New(t)
+	h, eng, rep, dep := newEndToEnd(t, contract)
+	fake := h.fake
 	fake.SetPermission("Codertocat", "write")
-	ghApp, err := New(githubConfig(t, fake), eng, bot.New(eng, nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := checks.NewReporter(cfg, st, ghApp.Clients(), nil)
-	eng.AddListener(rep)
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { eng.Stop(); rep.Close(ctx); ghApp.Close(ctx) })
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	ghApp.Routes(r)
-	srv := httptest.NewServer(r)
-	t.Cleanup(srv.Close)
-	h := &harness{app: ghApp, fake: fake, http: srv, store: st}
 
 	push := fixture(t, "push.json", nil)
 	sha := jsonField(t, push, "after")
@@ -207,6 +176,48 @@ func TestEndToEnd(t *testing.T) {
 	}
 	t.Logf("%d requests to GitHub:\n%s", len(fake.Requests()), strings.Join(fake.Calls(), "\n"))
 	contract.ValidateAll(t, fake)
+}
+
+// newEndToEnd starts a real engine on e2eConfig with the hand-written deployer, the App
+// and the checks reporter on one store, and a fake GitHub that refuses what GitHub's
+// description does not allow.
+func newEndToEnd(t *testing.T, contract *githubtest.Contract) (*harness, *pipeline.Engine, *checks.Reporter, *hosts) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(e2eConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(dir, "immunity.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	dep := &hosts{state: map[string]deployers.HostState{}}
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: builder{dir}, Tester: tester{},
+		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := githubtest.New(t)
+	fake.Enforce(contract)
+	ghApp, err := New(githubConfig(t, fake), eng, bot.New(eng, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := checks.NewReporter(cfg, st, ghApp.Clients(), nil)
+	eng.AddListener(rep)
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Stop(); rep.Close(ctx); ghApp.Close(ctx) })
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	ghApp.Routes(r)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return &harness{app: ghApp, fake: fake, http: srv, store: st}, eng, rep, dep
 }
 
 func waitRun(t *testing.T, eng *pipeline.Engine, state store.RunState) store.Run {

@@ -56,11 +56,54 @@ type Server struct {
 	pulls    map[string]Pull   // "owner/repo#number" -> pull request
 	Manifest map[string]any    // the app-manifest conversion answer
 	contract *Contract         // when set, requests it refuses are answered 422
+	deps     map[int64]*Deployment
+	depOrder []int64
+}
+
+// Deployment is a deployment the fake holds, with the states of the statuses posted to
+// it, in order.
+type Deployment struct {
+	ID                    int64
+	Repo                  string // owner/repo as in the path
+	Environment, Ref      string
+	Task                  string
+	Production, Transient bool
+	Statuses              []string
+}
+
+// State is the deployment's last status ("" when none).
+func (d Deployment) State() string {
+	if len(d.Statuses) == 0 {
+		return ""
+	}
+	return d.Statuses[len(d.Statuses)-1]
+}
+
+// Deployments lists the deployments created (or seeded), oldest first.
+func (s *Server) Deployments() []Deployment {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Deployment
+	for _, id := range s.depOrder {
+		d := *s.deps[id]
+		d.Statuses = append([]string(nil), d.Statuses...)
+		out = append(out, d)
+	}
+	return out
+}
+
+// SeedDeployment makes the fake hold a deployment created before the test, in state.
+func (s *Server) SeedDeployment(id int64, repo, env, ref, state string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deps[id] = &Deployment{ID: id, Repo: repo, Environment: env, Ref: ref, Task: "deploy", Statuses: []string{state}}
+	s.depOrder = append(s.depOrder, id)
 }
 
 // New starts a fake GitHub, closed with the test.
 func New(t testing.TB) *Server {
-	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}, pulls: map[string]Pull{}, onCall: map[string][]Fault{}}
+	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}, pulls: map[string]Pull{}, onCall: map[string][]Fault{},
+		deps: map[int64]*Deployment{}}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.Server = httptest.NewServer(s.record(mux))
@@ -249,11 +292,33 @@ func (s *Server) routes(mux *http.ServeMux) {
 		id := s.id()
 		in["id"], in["url"], in["creator"] = id, fmt.Sprintf("%s/repos/%s/%s/deployments/%d", s.URL, r.PathValue("owner"), r.PathValue("repo"), id), s.user("immunity[bot]")
 		in["sha"], in["created_at"], in["updated_at"] = in["ref"], now(), now()
+		d := &Deployment{ID: id, Repo: r.PathValue("owner") + "/" + r.PathValue("repo")}
+		d.Environment, _ = in["environment"].(string)
+		d.Ref, _ = in["ref"].(string)
+		d.Task, _ = in["task"].(string)
+		d.Production, _ = in["production_environment"].(bool)
+		d.Transient, _ = in["transient_environment"].(bool)
+		s.mu.Lock()
+		s.deps[id] = d
+		s.depOrder = append(s.depOrder, id)
+		s.mu.Unlock()
 		reply(w, 201, in)
 	})
 	mux.HandleFunc("POST /repos/{owner}/{repo}/deployments/{id}/statuses", func(w http.ResponseWriter, r *http.Request) {
 		var in map[string]any
 		json.NewDecoder(r.Body).Decode(&in)
+		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		s.mu.Lock()
+		d, ok := s.deps[id]
+		if ok {
+			state, _ := in["state"].(string)
+			d.Statuses = append(d.Statuses, state)
+		}
+		s.mu.Unlock()
+		if !ok {
+			reply(w, 404, map[string]any{"message": "Not Found", "documentation_url": "https://docs.github.com/rest/deployments/statuses#create-a-deployment-status"})
+			return
+		}
 		in["id"], in["creator"], in["created_at"], in["updated_at"] = s.id(), s.user("immunity[bot]"), now(), now()
 		reply(w, 201, in)
 	})

@@ -118,7 +118,9 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		return e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region,
 			write: func(ctx context.Context) error { return e.st.SetRunState(ctx, r.ID, state, n.Message) }})
 	}
-	if newer := newestWaiting[n.Region]; newer != 0 && newer != r.ID && n.State != store.StageApproved {
+	// A deploy is a person's explicit ask: no waiting release supersedes it (its run is
+	// written a moment before its stage is approved, and the scheduler may look between).
+	if newer := newestWaiting[n.Region]; newer != 0 && newer != r.ID && n.State != store.StageApproved && r.Trigger != TriggerDeploy {
 		return e.supersede(ctx, r, n, newer)
 	}
 	reg, _, err := e.region(a, n.Region)

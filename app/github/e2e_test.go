@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -92,9 +94,13 @@ func (d *hosts) Close() error { return nil }
 
 func (d *hosts) Healthy(context.Context, deployers.Host) error { return nil }
 
-type tester struct{}
+// tester passes every release but those it is told fail.
+type tester struct{ fail []string }
 
-func (tester) Test(context.Context, deployers.Release, deployers.Host, deployers.Tests) (string, error) {
+func (t tester) Test(_ context.Context, rel deployers.Release, _ deployers.Host, _ deployers.Tests) (string, error) {
+	if slices.Contains(t.fail, rel.SHA) {
+		return "--- FAIL: TestItems (0.01s)\nFAIL\tpapi/itest\t0.31s", errors.New("exit status 1")
+	}
 	return "ok  \tpapi/itest\t0.31s", nil
 }
 
@@ -179,9 +185,9 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // newEndToEnd starts a real engine on e2eConfig with the hand-written deployer, the App
-// and the checks reporter on one store, and a fake GitHub that refuses what GitHub's
+// and the checks reporter on one store (the failing releases fail their tests), and a fake GitHub that refuses what GitHub's
 // description does not allow.
-func newEndToEnd(t *testing.T, contract *githubtest.Contract) (*harness, *pipeline.Engine, *checks.Reporter, *hosts) {
+func newEndToEnd(t *testing.T, contract *githubtest.Contract, failing ...string) (*harness, *pipeline.Engine, *checks.Reporter, *hosts) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -195,7 +201,7 @@ func newEndToEnd(t *testing.T, contract *githubtest.Contract) (*harness, *pipeli
 	}
 	t.Cleanup(func() { st.Close() })
 	dep := &hosts{state: map[string]deployers.HostState{}}
-	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: builder{dir}, Tester: tester{},
+	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: builder{dir}, Tester: tester{fail: failing},
 		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return dep, nil }, Tick: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

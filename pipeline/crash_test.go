@@ -265,3 +265,66 @@ func hostOf(h *harness, region, host string) deployers.Host {
 	h.t.Fatalf("no host %s/%s", region, host)
 	return deployers.Host{}
 }
+
+// A production switch that failed before the host moved leaves nothing to roll back: the
+// stage is failed, not "rolled back", the region's history gains no rollback, and no one
+// is told of one.
+func TestFailedSwitchIsNotCountedAsRolledBack(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	seed := h.seed()
+	run := h.push("change")
+	h.dep.mu.Lock()
+	h.dep.failSwitch["prod4/host1@"+short(run.SHA)] = true
+	h.dep.mu.Unlock()
+	h.waitState(run.ID, store.RunWaiting)
+	if _, err := h.eng.Promote(context.Background(), ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	r := h.waitState(run.ID, store.RunFailed)
+	s := stageOf(r, "prod4")
+	if s.State != store.StageFailed || !strings.Contains(s.Message, "connection reset") || !strings.Contains(s.Message, "rolled back 0 hosts") {
+		t.Fatalf("prod4 = %s: %q; want failed, rolled back 0 hosts", s.State, s.Message)
+	}
+	live, _ := h.st.Live(context.Background(), "papi", "prod4")
+	if live["host1"] != seed {
+		t.Errorf("prod4/host1 = %s; want the seed", short(live["host1"]))
+	}
+	hist, _ := h.st.History(context.Background(), "papi", "prod4", 10)
+	for _, e := range hist {
+		if e.Action == "rollback" {
+			t.Errorf("history records a rollback nothing did: %+v", e)
+		}
+	}
+	if ev := h.rec.kinds(RolledBack); len(ev) != 0 {
+		t.Errorf("told of a rollback: %+v", ev)
+	}
+}
+
+// A manual rollback counts the hosts it moved, not the hosts it looked at: one already on
+// the target is not "rolled back".
+func TestManualRollbackCountsTheHostsItMoved(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	seed := h.seed()
+	run := h.push("change")
+	h.waitState(run.ID, store.RunWaiting)
+	if _, err := h.eng.Promote(context.Background(), ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(run.ID, store.RunSucceeded)
+	h.dep.mu.Lock()
+	h.dep.current["prod3/host3"] = seed // put back by hand
+	h.dep.mu.Unlock()
+	msg, err := h.eng.Rollback(context.Background(), ada, "papi", "prod3", seed[:8])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, "on 2 hosts") {
+		t.Fatalf("rollback said %q; want it moved 2 hosts (host3 already ran %s)", msg, short(seed))
+	}
+	live, _ := h.st.Live(context.Background(), "papi", "prod3")
+	for _, host := range []string{"host1", "host2", "host3"} {
+		if live[host] != seed {
+			t.Errorf("prod3/%s = %s; want the seed", host, short(live[host]))
+		}
+	}
+}

@@ -78,13 +78,15 @@ type fakeDeployer struct {
 	activations []string // restarts: "region/host@sha7"
 	switches    []string // switches that moved current: "region/host@sha7"
 	failOn      map[string]bool
+	// failSwitch makes Switch fail for "region/host@sha7", leaving the host as it was.
+	failSwitch map[string]bool
 	// hang, when set for "region/host" (or "region/host@sha7": restarting that release),
 	// makes Restart hang until the context ends: a crash right after the switch.
 	hang map[string]bool
 }
 
 func newFakeDeployer() *fakeDeployer {
-	return &fakeDeployer{current: map[string]string{}, previous: map[string]string{}, failOn: map[string]bool{}, hang: map[string]bool{}}
+	return &fakeDeployer{current: map[string]string{}, previous: map[string]string{}, failOn: map[string]bool{}, failSwitch: map[string]bool{}, hang: map[string]bool{}}
 }
 
 func (d *fakeDeployer) Upload(context.Context, deployers.Host, deployers.Release) error { return nil }
@@ -100,6 +102,9 @@ func (d *fakeDeployer) Activate(ctx context.Context, h deployers.Host, sha strin
 func (d *fakeDeployer) Switch(_ context.Context, h deployers.Host, sha string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.failSwitch[h.String()+"@"+short(sha)] {
+		return fmt.Errorf("switch %s to %s: connection reset", h, short(sha))
+	}
 	if d.current[h.String()] != sha {
 		d.previous[h.String()] = d.current[h.String()]
 		d.switches = append(d.switches, h.String()+"@"+short(sha))

@@ -128,21 +128,24 @@ func (e *Engine) execRollback(ctx context.Context, a *config.App, reg *config.Re
 		msg := fmt.Sprintf("%s; rolled back %s", rb.Reason, plural(moved, "host"))
 		err := e.transition(ctx, change{kind: RunChanged, run: rb.RunID, region: rb.Region, point: point + "-done", msg: msg,
 			write: func(ctx context.Context) error {
-				return storeErr(e.st.FinishRollback(ctx, rb, store.RollbackDone, max(moved, 1), msg))
+				return storeErr(e.st.FinishRollback(ctx, rb, store.RollbackDone, moved, msg))
 			}})
 		if err != nil {
 			return err
 		}
 		e.pruneDisk(ctx, a)
+		if moved == 0 {
+			return nil // no host had left its release: nothing was rolled back
+		}
 		return e.regionEvent(ctx, Event{Kind: RolledBack, App: rb.App, Region: rb.Region, SHA: to, Actor: engineActor,
 			Message: fmt.Sprintf("automatic rollback of %s to %s", rollbackHostList(rb.Hosts), short(to))}, "", nil)
 	}
 	who := Actor{ID: rb.ActorID, Name: rb.Actor, Via: rb.Via}
 	msg := fmt.Sprintf("rolled back %s %s to %s (was %s) on %s in %.1fs", rb.App, rb.Region, short(to), short(majorityFrom(rb.Hosts)),
-		plural(len(rb.Hosts), "host"), time.Since(start).Seconds())
+		plural(moved, "host"), time.Since(start).Seconds())
 	return e.regionEvent(ctx, Event{Kind: RolledBack, App: rb.App, Region: rb.Region, SHA: to, Actor: who, Message: msg}, point+"-done",
 		func(ctx context.Context) error {
-			return storeErr(e.st.FinishRollback(ctx, rb, store.RollbackDone, len(rb.Hosts), msg))
+			return storeErr(e.st.FinishRollback(ctx, rb, store.RollbackDone, moved, msg))
 		})
 }
 

@@ -183,6 +183,9 @@ func loadServeConfig(file string) (*config.Config, error) {
 	if v := os.Getenv("IMMUNITY_LISTEN"); v != "" {
 		cfg.Server.Listen = v
 	}
+	if v := os.Getenv("IMMUNITY_DATABASE_URL"); v != "" {
+		cfg.Server.Database = v
+	}
 	if file != "" {
 		cfg.GitHub.ResolvePaths(filepath.Dir(file))
 		cfg.Slack.ResolvePaths(filepath.Dir(file))

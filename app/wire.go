@@ -78,7 +78,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.Server.DataDir, "immunity.db"))
+	st, err := store.Open(ctx, cfg.Server.DatabaseSetting())
 	if err != nil {
 		return nil, err
 	}

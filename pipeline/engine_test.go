@@ -14,7 +14,10 @@ import (
 )
 
 func TestRunGoesRegionByRegionAndWaitsForPromotion(t *testing.T) {
-	h := newHarness(t, fourRegions)
+	testRunGoesRegionByRegion(t, newHarness(t, fourRegions))
+}
+
+func testRunGoesRegionByRegion(t *testing.T, h *harness) {
 	seed := h.seed()
 	run := h.push("good change")
 	r := h.waitState(run.ID, store.RunWaiting)
@@ -199,7 +202,10 @@ func TestPromoteIsRefusedInALockedRegion(t *testing.T) {
 }
 
 func TestRestartResumesAndRechecksAHostThatMayHaveSwitched(t *testing.T) {
-	h := newHarness(t, fourRegions)
+	testRestartResumes(t, newHarness(t, fourRegions))
+}
+
+func testRestartResumes(t *testing.T, h *harness) {
 	h.seed()
 	run := h.push("change")
 	h.waitState(run.ID, store.RunWaiting)

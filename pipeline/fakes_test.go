@@ -262,7 +262,16 @@ apps:
 
 func newHarness(t *testing.T, yml string) *harness {
 	t.Helper()
+	return newHarnessOn(t, yml, "")
+}
+
+// newHarnessOn is newHarness on a given database ("": a SQLite file in the test's folder).
+func newHarnessOn(t *testing.T, yml, database string) *harness {
+	t.Helper()
 	dir := t.TempDir()
+	if database == "" {
+		database = filepath.Join(dir, "immunity.db")
+	}
 	h := &harness{t: t, dir: dir, build: &fakeBuilder{dir: dir}, dep: newFakeDeployer(),
 		tests: &fakeTester{fail: map[string]bool{}}, monitor: &fakeMonitor{failHost: map[string]bool{}}, rec: &recorder{}}
 	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(yml))
@@ -270,7 +279,7 @@ func newHarness(t *testing.T, yml string) *harness {
 		t.Fatal(err)
 	}
 	h.cfg = cfg
-	h.st, err = store.Open(context.Background(), filepath.Join(dir, "immunity.db"))
+	h.st, err = store.Open(context.Background(), database)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -194,7 +194,7 @@ func (s *Store) SaveDeployment(ctx context.Context, d Deployment) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO github_deployments (key, app, region, sha, run_id, repo, deployment_id, production, state, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET deployment_id = excluded.deployment_id, state = excluded.state, updated_at = excluded.updated_at`,
-		d.Key, d.App, d.Region, d.SHA, d.RunID, d.Repo, d.DeploymentID, d.Production, d.State, s.nowNS())
+		d.Key, d.App, d.Region, d.SHA, d.RunID, d.Repo, d.DeploymentID, boolInt(d.Production), d.State, s.nowNS())
 	if err != nil {
 		return fmt.Errorf("save deployment %s (%d): %w", d.Key, d.DeploymentID, err)
 	}

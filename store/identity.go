@@ -26,7 +26,7 @@ var ErrExists = errors.New("already exists")
 // CreateToken records a new token; it fails with ErrExists when a token of that name is
 // still in force.
 func (s *Store) CreateToken(ctx context.Context, t Token) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM api_tokens WHERE name = ? AND revoked_at = 0`, t.Name).Scan(&n); err != nil {
 			return err

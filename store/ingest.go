@@ -66,18 +66,20 @@ const (
 // OpenDeliveryLog starts the delivery log on a connection of its own; Close drains and
 // stops it.
 func (s *Store) OpenDeliveryLog(ctx context.Context) (*DeliveryLog, error) {
-	conn, err := s.db.Conn(ctx)
+	conn, err := s.db.pool.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("delivery log: %w", err)
 	}
-	if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("delivery log: %w", err)
+	if s.db.engine == sqliteEngine {
+		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("delivery log: %w", err)
+		}
 	}
 	l := &DeliveryLog{s: s, conn: conn, stmts: map[string]*sql.Stmt{}, ops: make(chan deliveryOp, 4096), done: make(chan struct{}),
 		checkpoint: make(chan struct{}, 1)}
 	for _, q := range []string{sqlInsertDelivery, sqlDeliveryState, sqlRetryDelivery, sqlDuplicate, sqlFinishDelivery} {
-		st, err := conn.PrepareContext(ctx, q)
+		st, err := conn.PrepareContext(ctx, s.db.q(q))
 		if err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("delivery log: prepare: %w", err)
@@ -85,7 +87,9 @@ func (s *Store) OpenDeliveryLog(ctx context.Context) (*DeliveryLog, error) {
 		l.stmts[q] = st
 	}
 	go l.loop()
-	go l.checkpoints()
+	if s.db.engine == sqliteEngine {
+		go l.checkpoints()
+	}
 	return l, nil
 }
 
@@ -140,6 +144,15 @@ func (l *DeliveryLog) checkpoints() {
 	}
 }
 
+// begin is the statement that opens a write transaction: on SQLite it takes the write lock
+// at once, so a batch never fails half-way on a busy database.
+func (l *DeliveryLog) begin() string {
+	if l.s.db.engine == sqliteEngine {
+		return `BEGIN IMMEDIATE`
+	}
+	return `BEGIN`
+}
+
 func (l *DeliveryLog) loop() {
 	defer close(l.done)
 	defer close(l.checkpoint)
@@ -169,7 +182,7 @@ func (l *DeliveryLog) loop() {
 			}
 		}
 		l.write(batch)
-		if l.commits++; l.commits%checkpointEvery == 0 {
+		if l.commits++; l.commits%checkpointEvery == 0 && l.s.db.engine == sqliteEngine {
 			select {
 			case l.checkpoint <- struct{}{}:
 			default: // one is running
@@ -202,11 +215,11 @@ func (l *DeliveryLog) write(batch []deliveryOp) {
 	}
 }
 
-// tx runs fn between BEGIN IMMEDIATE and COMMIT on the log's own connection. The
+// tx runs fn between BEGIN (IMMEDIATE) and COMMIT on the log's own connection. The
 // transaction is not a *sql.Tx: database/sql prepares a statement anew for every Tx it
 // is used in, and the log's statements are prepared once on its connection.
 func (l *DeliveryLog) tx(ctx context.Context, fn func() error) error {
-	if _, err := l.conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+	if _, err := l.conn.ExecContext(ctx, l.begin()); err != nil {
 		return err
 	}
 	if err := fn(); err != nil {

@@ -94,11 +94,15 @@ var ErrLocked = errors.New("region is locked")
 // PutLock locks a region; it fails with ErrLocked if someone holds it already.
 func (s *Store) PutLock(ctx context.Context, l Lock) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO locks (app, region, holder, holder_id, reason, at) VALUES (?, ?, ?, ?, ?, ?)`, l.App, l.Region, l.Holder, l.HolderID, l.Reason, s.nowNS())
-	if err != nil {
+	if isUniqueViolation(err) {
+		holder := "someone"
 		if cur, gerr := s.Lock(ctx, l.App, l.Region); gerr == nil {
-			return fmt.Errorf("%s/%s held by %s: %w", l.App, l.Region, cur.Holder, ErrLocked)
+			holder = cur.Holder
 		}
-		return err
+		return fmt.Errorf("%s/%s held by %s: %w", l.App, l.Region, holder, ErrLocked)
+	}
+	if err != nil {
+		return fmt.Errorf("lock %s/%s: %w", l.App, l.Region, err)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -40,7 +39,7 @@ type RollbackHost struct {
 // stage again.
 func (s *Store) PlanRollback(ctx context.Context, rb Rollback) (Rollback, error) {
 	now := s.nowNS()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx tx) error {
 		if rb.StageID != 0 {
 			res, err := tx.ExecContext(ctx, `UPDATE stages SET state = ?, message = ?, updated_at = ? WHERE id = ? AND state IN (?, ?, ?)`,
 				StageRollingBack, rb.Reason, now, rb.StageID, StageDeploying, StageTesting, StageMonitoring)
@@ -158,7 +157,7 @@ func (s *Store) SetRollbackStep(ctx context.Context, rb Rollback, host string, s
 		}
 	}
 	now := s.nowNS()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE rollback_hosts SET step = ?, message = ?, updated_at = ? WHERE rollback_id = ? AND host = ?`, step, msg, now, rb.ID, host)
 		if err != nil {
 			return err
@@ -190,7 +189,7 @@ func (s *Store) SetRollbackStep(ctx context.Context, rb Rollback, host string, s
 // msg, in the same transaction.
 func (s *Store) FinishRollback(ctx context.Context, rb Rollback, state RollbackState, rolledBack int, msg string) error {
 	now := s.nowNS()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE rollbacks SET state = ?, message = ?, finished_at = ? WHERE id = ?`, state, msg, now, rb.ID); err != nil {
 			return err
 		}
@@ -220,7 +219,7 @@ func (s *Store) FinishRollback(ctx context.Context, rb Rollback, state RollbackS
 // are skipped and the run moves to runState with msg. ErrStateChanged: the stage was no
 // longer active.
 func (s *Store) FailStage(ctx context.Context, runID, stageID int64, state StageState, runState RunState, msg string) error {
-	err := s.tx(ctx, func(tx *sql.Tx) error { return failStage(ctx, tx, runID, stageID, state, runState, msg, s.nowNS()) })
+	err := s.tx(ctx, func(tx tx) error { return failStage(ctx, tx, runID, stageID, state, runState, msg, s.nowNS()) })
 	if err != nil {
 		return fmt.Errorf("stage %d -> %s: %w", stageID, state, err)
 	}
@@ -232,7 +231,7 @@ func (s *Store) FailStage(ctx context.Context, runID, stageID int64, state Stage
 // active (a rollback cancelled it).
 func (s *Store) SucceedStage(ctx context.Context, stageID int64, msg string, h HistoryEntry) error {
 	now := s.nowNS()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE stages SET state = ?, message = ?, finished_at = ?, updated_at = ? WHERE id = ? AND state IN (?, ?, ?)`,
 			StageSucceeded, msg, now, now, stageID, StageDeploying, StageTesting, StageMonitoring)
 		if err != nil {
@@ -251,7 +250,7 @@ func (s *Store) SucceedStage(ctx context.Context, stageID int64, msg string, h H
 	return nil
 }
 
-func failStage(ctx context.Context, tx *sql.Tx, runID, stageID int64, state StageState, runState RunState, msg string, now int64) error {
+func failStage(ctx context.Context, tx tx, runID, stageID int64, state StageState, runState RunState, msg string, now int64) error {
 	active := activeArgs()
 	res, err := tx.ExecContext(ctx, `UPDATE stages SET state = ?, message = ?, finished_at = ?, updated_at = ? WHERE id = ? AND state IN (?`+strings.Repeat(", ?", len(active)-1)+`)`,
 		append([]any{state, msg, now, now, stageID}, active...)...)
@@ -284,7 +283,7 @@ func failStage(ctx context.Context, tx *sql.Tx, runID, stageID int64, state Stag
 func (s *Store) SetHostLive(ctx context.Context, stageID int64, host string, step StepState, msg, app, region, sha string) error {
 	now := s.nowNS()
 	var moved int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE host_steps SET step = ?, message = ?, updated_at = ? WHERE stage_id = ? AND host = ? AND `+stageActive,
 			append([]any{step, msg, now, stageID, host, stageID}, activeArgs()...)...)
 		if err != nil {
@@ -304,7 +303,7 @@ func (s *Store) SetHostLive(ctx context.Context, stageID int64, host string, ste
 	return nil
 }
 
-func setLive(ctx context.Context, tx *sql.Tx, app, region, host, sha string, now int64) error {
+func setLive(ctx context.Context, tx tx, app, region, host, sha string, now int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO live (app, region, host, sha, updated_at) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (app, region, host) DO UPDATE SET sha = excluded.sha, updated_at = excluded.updated_at`, app, region, host, sha, now)
 	return err

@@ -77,7 +77,7 @@ func (s *Store) PutRelease(ctx context.Context, r Release) error {
 // Release returns one release; sha may be a unique prefix.
 func (s *Store) Release(ctx context.Context, app, sha string) (Release, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT app, sha, subject, author, artifact, checksum, state, message, created_at
-		FROM releases WHERE app = ? AND sha LIKE ? || '%' ORDER BY created_at DESC LIMIT 2`, app, sha)
+		FROM releases WHERE app = ? AND sha LIKE ? ESCAPE '\' ORDER BY created_at DESC LIMIT 2`, app, likePrefix(sha))
 	if err != nil {
 		return Release{}, err
 	}
@@ -107,21 +107,18 @@ func (s *Store) Release(ctx context.Context, app, sha string) (Release, error) {
 // CreateRun records a new run with its stages (all pending) in one transaction.
 func (s *Store) CreateRun(ctx context.Context, r Run, regions []string, hosts map[string][]string) (Run, error) {
 	now := s.nowNS()
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO runs (app, sha, branch, subject, author, trigger, actor, state, message, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.App, r.SHA, r.Branch, r.Subject, r.Author, r.Trigger, r.Actor, r.State, r.Message, now, now)
+	err := s.tx(ctx, func(tx tx) error {
+		err := tx.QueryRowContext(ctx, `INSERT INTO runs (app, sha, branch, subject, author, trigger, actor, state, message, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, r.App, r.SHA, r.Branch, r.Subject, r.Author, r.Trigger, r.Actor, r.State, r.Message, now, now).Scan(&r.ID)
 		if err != nil {
 			return err
 		}
-		if r.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
 		for i, region := range regions {
-			res, err := tx.ExecContext(ctx, `INSERT INTO stages (run_id, region, position, state, updated_at) VALUES (?, ?, ?, ?, ?)`, r.ID, region, i, StagePending, now)
-			if err != nil {
+			var sid int64
+			if err := tx.QueryRowContext(ctx, `INSERT INTO stages (run_id, region, position, state, updated_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+				r.ID, region, i, StagePending, now).Scan(&sid); err != nil {
 				return err
 			}
-			sid, _ := res.LastInsertId()
 			for j, h := range hosts[region] {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO host_steps (stage_id, host, position, step, updated_at) VALUES (?, ?, ?, ?, ?)`, sid, h, j, HostPending, now); err != nil {
 					return err

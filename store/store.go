@@ -1,11 +1,16 @@
-// Package store keeps Immunity's state in SQLite (modernc.org/sqlite, pure Go, WAL mode):
-// releases, runs, their stages and per-host steps, what is live on each host, region
-// history, locks, the event log and the audit log. The engine writes every transition here
-// before acting on it, so a restarted server resumes where it stopped.
+// Package store keeps Immunity's state in a database: releases, runs, their stages and
+// per-host steps, what is live on each host, region history, locks, the event log and the
+// audit log. The engine writes every transition here before acting on it, so a restarted
+// server resumes where it stopped.
+//
+// Two engines serve it with the same statements and migrations: SQLite (modernc.org/sqlite,
+// pure Go, WAL mode; the default, one process) and PostgreSQL (jackc/pgx; several
+// replicas on one database). What differs between them is kept in dialect.go.
 //
 // Schema changes are SQL files in migrations/, applied in name order and recorded in
 // schema_migrations; each part of the product numbers its own (001-009 core, 010-019
-// GitHub, 020-029 Slack, 030-039 canary).
+// GitHub, 020-029 Slack, 030-039 canary). They are written in SQLite's words, within what
+// both engines understand.
 package store
 
 import (
@@ -15,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -28,24 +34,24 @@ var migrations embed.FS
 // ErrNotFound is returned when a row asked for does not exist.
 var ErrNotFound = errors.New("not found")
 
-// Store is the SQLite database.
+// Store is the database.
 type Store struct {
-	db  *sql.DB
+	db  *db
 	now func() time.Time
 }
 
-// Open opens (creating if needed) the database file and applies pending migrations.
-func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+// Open opens the database and applies pending migrations. database is either the path of
+// a SQLite file (created if needed) or a PostgreSQL URL (postgres://user@host/db?...),
+// whose database must exist.
+func Open(ctx context.Context, database string) (*Store, error) {
+	d, err := openDB(database)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		return nil, fmt.Errorf("open store %s: %w", Redact(database), err)
 	}
-	db.SetMaxOpenConns(4)
-	s := &Store{db: db, now: time.Now}
+	s := &Store{db: d, now: time.Now}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
+		d.pool.Close()
+		return nil, fmt.Errorf("open store %s: %w", Redact(database), err)
 	}
 	return s, nil
 }
@@ -54,71 +60,111 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // write fails ("attempt to write a readonly database"), as on a read-only file system.
 // Migrations are not applied. It serves inspection and the tests of a failing store.
 func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	pool, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
 	if err != nil {
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}
-	db.SetMaxOpenConns(4)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	pool.SetMaxOpenConns(4)
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}
-	return &Store{db: db, now: time.Now}, nil
+	return &Store{db: &db{pool: pool, engine: sqliteEngine}, now: time.Now}, nil
 }
 
+func openDB(database string) (*db, error) {
+	if isPostgresURL(database) {
+		pool, err := sql.Open("pgx", database)
+		if err != nil {
+			return nil, err
+		}
+		pool.SetMaxOpenConns(16)
+		pool.SetMaxIdleConns(16)
+		pool.SetConnMaxIdleTime(5 * time.Minute)
+		return &db{pool: pool, engine: postgresEngine}, nil
+	}
+	dsn := "file:" + database + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	pool, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	pool.SetMaxOpenConns(4)
+	return &db{pool: pool, engine: sqliteEngine}, nil
+}
+
+// Redact is a database setting fit for logs and errors: a URL's password is hidden.
+func Redact(database string) string {
+	if !isPostgresURL(database) {
+		return database
+	}
+	u, err := url.Parse(database)
+	if err != nil {
+		return "postgres://(unparsable URL)"
+	}
+	return u.Redacted()
+}
+
+// Engine names the database engine: "sqlite" or "postgres".
+func (s *Store) Engine() string { return s.db.engine.String() }
+
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.db.pool.Close() }
 
 // Now is the store's clock, in unix nanoseconds.
 func (s *Store) nowNS() int64 { return s.now().UnixNano() }
 
+// migrate applies pending migrations in one transaction. On PostgreSQL replicas starting
+// together take turns: the first applies them, the others then find them applied.
 func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("migrations table: %w", err)
-	}
 	names, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil {
 		return err
 	}
 	sort.Strings(names)
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		var n int
-		if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = ?`, base).Scan(&n); err != nil {
-			return err
+	return s.tx(ctx, func(tx tx) error {
+		if s.db.engine == postgresEngine {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7368034)`); err != nil {
+				return fmt.Errorf("migrations lock: %w", err)
+			}
 		}
-		if n > 0 {
-			continue
+		if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+			return fmt.Errorf("migrations table: %w", err)
 		}
-		body, err := migrations.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		err = s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		for _, name := range names {
+			base := strings.TrimPrefix(name, "migrations/")
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE name = ?`, base).Scan(&n); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, base, s.nowNS())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("migration %s: %w", base, err)
+			if n > 0 {
+				continue
+			}
+			body, err := migrations.ReadFile(name)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, s.db.engine.migration(string(body))); err != nil {
+				return fmt.Errorf("migration %s: %w", base, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)`, base, s.nowNS()); err != nil {
+				return fmt.Errorf("migration %s: %w", base, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // tx runs fn in a transaction, committing if it returns nil.
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *Store) tx(ctx context.Context, fn func(tx) error) error {
+	t, err := s.db.pool.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
+	if err := fn(tx{t: t, d: s.db}); err != nil {
+		t.Rollback()
 		return err
 	}
-	return tx.Commit()
+	return t.Commit()
 }
 
 func fromNS(ns int64) time.Time {

@@ -3,22 +3,37 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/immunity-app/immunity/internal/pgtest"
 )
 
-func open(t *testing.T, path string) *Store {
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// engines runs a test once on each engine: a SQLite file and a fresh PostgreSQL database.
+// The test gets the database setting, to open (and reopen) the store with.
+func engines(t *testing.T, test func(t *testing.T, database string)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, filepath.Join(t.TempDir(), "immunity.db")) })
+	t.Run("postgres", func(t *testing.T) { test(t, pgtest.Database(t)) })
+}
+
+// open opens the store; it is closed when the test ends.
+func open(t *testing.T, database string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), path)
+	s, err := Open(context.Background(), database)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
-func TestStateSurvivesReopenAndMigrationsRunOnce(t *testing.T) {
+func TestStateSurvivesReopenAndMigrationsRunOnce(t *testing.T) { engines(t, testStateSurvivesReopen) }
+
+func testStateSurvivesReopen(t *testing.T, path string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "immunity.db")
 	s := open(t, path)
 	r, err := s.CreateRun(ctx, Run{App: "papi", SHA: "1a2b3c4d5e", State: "building"}, []string{"sandbox1", "prod3"},
 		map[string][]string{"sandbox1": {"host1"}, "prod3": {"host1", "host2"}})
@@ -34,7 +49,6 @@ func TestStateSurvivesReopenAndMigrationsRunOnce(t *testing.T) {
 	s.Close()
 
 	s = open(t, path) // applies no migration twice
-	defer s.Close()
 	got, err := s.Run(ctx, r.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -44,9 +58,8 @@ func TestStateSurvivesReopenAndMigrationsRunOnce(t *testing.T) {
 		t.Fatalf("after reopen: %+v", got.Stages)
 	}
 	var n int
-	s.db.QueryRow(`SELECT count(*) FROM schema_migrations`).Scan(&n)
-	if n == 0 {
-		t.Fatal("no migrations recorded")
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("no migrations recorded: %d %v", n, err)
 	}
 	if _, err := s.Run(ctx, 999); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing run: %v", err)
@@ -54,34 +67,39 @@ func TestStateSurvivesReopenAndMigrationsRunOnce(t *testing.T) {
 }
 
 func TestReleasePrefixMustBeUnique(t *testing.T) {
-	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "immunity.db"))
-	defer s.Close()
-	s.PutRelease(ctx, Release{App: "papi", SHA: "abc111", State: "ready"})
-	s.PutRelease(ctx, Release{App: "papi", SHA: "abc222", State: "ready"})
-	if r, err := s.Release(ctx, "papi", "abc2"); err != nil || r.SHA != "abc222" {
-		t.Fatalf("unique prefix: %+v %v", r, err)
-	}
-	if _, err := s.Release(ctx, "papi", "abc"); err == nil {
-		t.Fatal("an ambiguous prefix was accepted")
-	}
-	if _, err := s.Release(ctx, "papi", "fff"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown release: %v", err)
-	}
+	engines(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := open(t, db)
+		s.PutRelease(ctx, Release{App: "papi", SHA: "abc111", State: "ready"})
+		s.PutRelease(ctx, Release{App: "papi", SHA: "abc222", State: "ready"})
+		if r, err := s.Release(ctx, "papi", "abc2"); err != nil || r.SHA != "abc222" {
+			t.Fatalf("unique prefix: %+v %v", r, err)
+		}
+		if _, err := s.Release(ctx, "papi", "abc"); err == nil {
+			t.Fatal("an ambiguous prefix was accepted")
+		}
+		if _, err := s.Release(ctx, "papi", "fff"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown release: %v", err)
+		}
+		if _, err := s.Release(ctx, "papi", "ab_"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a prefix is not a pattern: %v", err)
+		}
+	})
 }
 
 func TestALockHasOneHolder(t *testing.T) {
-	ctx := context.Background()
-	s := open(t, filepath.Join(t.TempDir(), "immunity.db"))
-	defer s.Close()
-	if err := s.PutLock(ctx, Lock{App: "papi", Region: "prod3", Holder: "ada", Reason: "incident"}); err != nil {
-		t.Fatal(err)
-	}
-	err := s.PutLock(ctx, Lock{App: "papi", Region: "prod3", Holder: "bob"})
-	if !errors.Is(err, ErrLocked) {
-		t.Fatalf("second lock: %v", err)
-	}
-	if l, _ := s.Lock(ctx, "papi", "prod3"); l.Holder != "ada" {
-		t.Fatalf("holder = %q", l.Holder)
-	}
+	engines(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := open(t, db)
+		if err := s.PutLock(ctx, Lock{App: "papi", Region: "prod3", Holder: "ada", Reason: "incident"}); err != nil {
+			t.Fatal(err)
+		}
+		err := s.PutLock(ctx, Lock{App: "papi", Region: "prod3", Holder: "bob"})
+		if !errors.Is(err, ErrLocked) {
+			t.Fatalf("second lock: %v", err)
+		}
+		if l, _ := s.Lock(ctx, "papi", "prod3"); l.Holder != "ada" {
+			t.Fatalf("holder = %q", l.Holder)
+		}
+	})
 }

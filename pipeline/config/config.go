@@ -13,6 +13,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,6 +35,10 @@ type Config struct {
 type ServerConfig struct {
 	Listen  string `yaml:"listen"`   // default 127.0.0.1:3102 (IMMUNITY_LISTEN wins)
 	DataDir string `yaml:"data_dir"` // SQLite file, releases, host folders; default ./immunity-data
+	// Database is where the store lives: a SQLite file (default DATA_DIR/immunity.db) or a
+	// PostgreSQL URL, postgres://user@host:5432/immunity, which several replicas of the
+	// server can share. IMMUNITY_DATABASE_URL wins.
+	Database string `yaml:"database"`
 	// URL is where people reach the dashboard; links in GitHub and Slack point there.
 	URL string `yaml:"url"`
 }
@@ -214,6 +219,19 @@ func (e *ConfigError) Error() string {
 		fmt.Fprintf(&b, "%s:%d: %s", e.File, p.Line, p.Msg)
 	}
 	return b.String()
+}
+
+// DatabaseSetting is the database the server opens: Database, or the SQLite file in DataDir.
+func (s ServerConfig) DatabaseSetting() string {
+	if s.Database != "" {
+		return s.Database
+	}
+	return filepath.Join(s.DataDir, "immunity.db")
+}
+
+// PostgresURL reports whether a database setting names a PostgreSQL server.
+func PostgresURL(database string) bool {
+	return strings.HasPrefix(database, "postgres://") || strings.HasPrefix(database, "postgresql://")
 }
 
 // Empty is the config of a server started without a file: no apps yet.

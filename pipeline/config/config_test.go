@@ -92,8 +92,24 @@ func TestConfigDefaults(t *testing.T) {
 	if r.Deployer != "local" || r.HostsAtATime != 1 || r.Hosts[0].URL != "http://127.0.0.1:41003" {
 		t.Fatalf("region defaults: %+v", r)
 	}
-	if cfg.Server.Listen != "127.0.0.1:3102" || cfg.Server.DataDir != "/etc/immunity/immunity-data" {
+	if cfg.Server.Listen != "127.0.0.1:3102" || cfg.Server.DataDir != "/etc/immunity/immunity-data" ||
+		cfg.Server.DatabaseSetting() != "/etc/immunity/immunity-data/immunity.db" {
 		t.Fatalf("server defaults: %+v", cfg.Server)
+	}
+}
+
+func TestDatabaseSetting(t *testing.T) {
+	for body, want := range map[string]string{
+		"server: {database: state/immunity.db}":                      "/etc/immunity/state/immunity.db",
+		"server: {database: 'postgres://immunity@db:5432/immunity'}": "postgres://immunity@db:5432/immunity",
+	} {
+		cfg, err := Parse("/etc/immunity/immunity.yml", []byte(body+"\n"+twoRegions))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Server.DatabaseSetting(); got != want {
+			t.Errorf("%s: database = %q, want %q", body, got, want)
+		}
 	}
 }
 

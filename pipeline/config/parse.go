@@ -223,6 +223,9 @@ func (c *Config) applyDefaults() {
 	if !filepath.IsAbs(c.Server.DataDir) {
 		c.Server.DataDir = filepath.Join(dir, c.Server.DataDir)
 	}
+	if d := c.Server.Database; d != "" && !PostgresURL(d) && !filepath.IsAbs(d) {
+		c.Server.Database = filepath.Join(dir, d)
+	}
 	for i := range c.Apps {
 		a := &c.Apps[i]
 		if a.Repo.Branch == "" {

@@ -1,0 +1,17 @@
+package pipeline
+
+import (
+	"os"
+	"testing"
+
+	"github.com/immunity-app/immunity/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// The engine on PostgreSQL: a whole run through every region, and a restart in the middle
+// of a production rollout, as on SQLite.
+func TestEngineOnPostgres(t *testing.T) {
+	t.Run("run", func(t *testing.T) { testRunGoesRegionByRegion(t, newHarnessOn(t, fourRegions, pgtest.Database(t))) })
+	t.Run("restart", func(t *testing.T) { testRestartResumes(t, newHarnessOn(t, fourRegions, pgtest.Database(t))) })
+}

@@ -186,6 +186,9 @@ func loadServeConfig(file string) (*config.Config, error) {
 	if v := os.Getenv("IMMUNITY_DATABASE_URL"); v != "" {
 		cfg.Server.Database = v
 	}
+	if v := os.Getenv("IMMUNITY_REPLICA"); v != "" {
+		cfg.Server.Replica = v
+	}
 	if file != "" {
 		cfg.GitHub.ResolvePaths(filepath.Dir(file))
 		cfg.Slack.ResolvePaths(filepath.Dir(file))

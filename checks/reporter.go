@@ -41,7 +41,12 @@ type Reporter struct {
 	stop      chan struct{}
 	closeOnce sync.Once
 	done      chan struct{}
+	lease     *store.Holding // of the GitHub outbox: one replica delivers it
 }
+
+// outboxLease names the lease of the GitHub outbox's delivery: replicas sharing a
+// database report once, by the holder, each row's outcome a write fenced by the lease.
+const outboxLease = "outbox/github"
 
 // Outbox row kinds.
 const (
@@ -131,7 +136,8 @@ func (r *Reporter) Flush(ctx context.Context) error {
 func (r *Reporter) loop() {
 	defer close(r.done)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	r.lease = r.st.Hold(ctx, outboxLease, store.LeaseTTL)
+	defer func() { cancel(); <-r.lease.Done() }()
 	go func() { <-r.stop; cancel() }()
 	for {
 		wait := r.deliverDue(ctx)
@@ -158,6 +164,9 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 		r.mu.Unlock()
 	}()
 	wait := 5 * time.Second
+	if _, held := r.lease.Lease(); !held {
+		return time.Second // another replica reports, or the store is out of reach
+	}
 	heads, err := r.st.OutboxHeads(ctx, "github/", 200)
 	if err != nil {
 		r.log.Error("github outbox", "err", err)
@@ -169,6 +178,10 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 			wait = min(wait, d)
 			continue
 		}
+		l, held := r.lease.Lease()
+		if !held {
+			return time.Second
+		}
 		var ev pipeline.Event
 		err := json.Unmarshal([]byte(row.Payload), &ev)
 		if err == nil {
@@ -178,7 +191,7 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 			return wait
 		}
 		if err == nil {
-			if _, err := r.st.OutboxDelivered(ctx, row); err != nil {
+			if _, err := r.st.OutboxDelivered(ctx, l, row); err != nil {
 				r.log.Error("github outbox", "err", err)
 			}
 			wait = 0
@@ -190,7 +203,7 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 			delay = max(delay, *abuse.RetryAfter)
 		}
 		r.log.Warn("github report failed; will retry", "stream", row.Stream, "try", row.Attempts+1, "in", delay, "err", err)
-		if err := r.st.OutboxRetry(ctx, row.ID, now.Add(delay), err.Error()); err != nil {
+		if err := r.st.OutboxRetry(ctx, l, row.ID, now.Add(delay), err.Error()); err != nil {
 			r.log.Error("github outbox", "err", err)
 		}
 		wait = min(wait, delay)

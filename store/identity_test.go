@@ -79,6 +79,7 @@ func TestOutboxItemsDeferAndPrune(t *testing.T) {
 	engines(t, func(t *testing.T, db string) {
 		ctx := t.Context()
 		s := open(t, db)
+		l := holdLease(t, s, "outbox/test")
 		if _, err := s.Enqueue(ctx, OutboxItem{Stream: "github/run/1", Kind: "run", Payload: "p"}); err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +88,7 @@ func TestOutboxItemsDeferAndPrune(t *testing.T) {
 			t.Fatalf("heads: %+v %v", heads, err)
 		}
 		later := time.Now().Add(time.Hour)
-		if err := s.OutboxDefer(ctx, heads[0].ID, later); err != nil {
+		if err := s.OutboxDefer(ctx, l, heads[0].ID, later); err != nil {
 			t.Fatal(err)
 		}
 		it, err := s.OutboxItemByID(ctx, heads[0].ID)
@@ -97,7 +98,7 @@ func TestOutboxItemsDeferAndPrune(t *testing.T) {
 		if _, err := s.OutboxItemByID(ctx, heads[0].ID+100); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("an unknown item: %v", err)
 		}
-		if err := s.OutboxDone(ctx, it.ID, OutboxSent, ""); err != nil {
+		if err := s.OutboxDone(ctx, l, it.ID, OutboxSent, ""); err != nil {
 			t.Fatal(err)
 		}
 		s.now = func() time.Time { return time.Now().Add(48 * time.Hour) }

@@ -105,47 +105,36 @@ func (s *Store) OutboxItemByID(ctx context.Context, id int64) (OutboxItem, error
 	return it, err
 }
 
-// OutboxDone marks an item delivered (state sent) or given up (dropped, with why).
-func (s *Store) OutboxDone(ctx context.Context, id int64, state, why string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1, sent_at = ? WHERE id = ?`, state, why, s.nowNS(), id)
-	if err != nil {
-		return fmt.Errorf("outbox: item %d %s: %w", id, state, err)
-	}
-	return nil
+// OutboxDone marks an item given up (dropped, with why) or sent. Like OutboxDelivered,
+// OutboxRetry and OutboxDefer it is a fenced write: it changes nothing, and answers
+// ErrLeaseLost, unless the worker still holds the outbox's lease l.
+func (s *Store) OutboxDone(ctx context.Context, l Lease, id int64, state, why string) error {
+	_, err := s.fenced(ctx, l, fmt.Sprintf("outbox: item %d %s", id, state),
+		`UPDATE outbox SET state = ?, last_error = ?, attempts = attempts + 1, sent_at = ? WHERE id = ?`, state, why, s.nowNS(), id)
+	return err
 }
 
 // OutboxDelivered marks an item sent, unless a newer payload was coalesced into it while
 // it was being sent: then it stays pending (sent says so), and the newer payload goes
 // next. Marking it sent by id alone would lose that newer payload.
-func (s *Store) OutboxDelivered(ctx context.Context, it OutboxItem) (sent bool, err error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET state = ?, last_error = '', attempts = attempts + 1, sent_at = ? WHERE id = ? AND payload = ?`,
+func (s *Store) OutboxDelivered(ctx context.Context, l Lease, it OutboxItem) (sent bool, err error) {
+	n, err := s.fenced(ctx, l, fmt.Sprintf("outbox: item %d sent", it.ID),
+		`UPDATE outbox SET state = ?, last_error = '', attempts = attempts + 1, sent_at = ? WHERE id = ? AND payload = ?`,
 		OutboxSent, s.nowNS(), it.ID, it.Payload)
-	if err != nil {
-		return false, fmt.Errorf("outbox: item %d sent: %w", it.ID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("outbox: item %d sent: %w", it.ID, err)
-	}
-	return n == 1, nil
+	return n == 1, err
 }
 
 // OutboxRetry records a failed attempt; the item (and its stream) waits until notBefore.
-func (s *Store) OutboxRetry(ctx context.Context, id int64, notBefore time.Time, why string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET attempts = attempts + 1, not_before = ?, last_error = ? WHERE id = ?`, notBefore.UnixNano(), why, id)
-	if err != nil {
-		return fmt.Errorf("outbox: retry item %d: %w", id, err)
-	}
-	return nil
+func (s *Store) OutboxRetry(ctx context.Context, l Lease, id int64, notBefore time.Time, why string) error {
+	_, err := s.fenced(ctx, l, fmt.Sprintf("outbox: retry item %d", id),
+		`UPDATE outbox SET attempts = attempts + 1, not_before = ?, last_error = ? WHERE id = ?`, notBefore.UnixNano(), why, id)
+	return err
 }
 
 // OutboxDefer puts an item (and its stream) off until notBefore without counting a try.
-func (s *Store) OutboxDefer(ctx context.Context, id int64, notBefore time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET not_before = ? WHERE id = ?`, notBefore.UnixNano(), id)
-	if err != nil {
-		return fmt.Errorf("outbox: defer item %d: %w", id, err)
-	}
-	return nil
+func (s *Store) OutboxDefer(ctx context.Context, l Lease, id int64, notBefore time.Time) error {
+	_, err := s.fenced(ctx, l, fmt.Sprintf("outbox: defer item %d", id), `UPDATE outbox SET not_before = ? WHERE id = ?`, notBefore.UnixNano(), id)
+	return err
 }
 
 // OutboxStats is how much waits in the outbox, per service (the stream's first word).

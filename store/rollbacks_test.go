@@ -78,6 +78,7 @@ func TestOutboxKeepsOrderCoalescesAndDedupes(t *testing.T) {
 		ctx := context.Background()
 		s := open(t, path)
 		defer s.Close()
+		l := holdLease(t, s, "outbox/test")
 		add := func(it OutboxItem) bool {
 			t.Helper()
 			ok, err := s.Enqueue(ctx, it)
@@ -102,21 +103,21 @@ func TestOutboxKeepsOrderCoalescesAndDedupes(t *testing.T) {
 		if len(heads) != 2 || heads[0].Payload != "root" || heads[1].Payload != "v2" {
 			t.Fatalf("heads: %+v; want the root first, then the newest edit only", heads)
 		}
-		if err := s.OutboxRetry(ctx, heads[0].ID, time.Now().Add(time.Minute), "ratelimited"); err != nil {
+		if err := s.OutboxRetry(ctx, l, heads[0].ID, time.Now().Add(time.Minute), "ratelimited"); err != nil {
 			t.Fatal(err)
 		}
 		heads, _ = s.OutboxHeads(ctx, "slack/run/", 10)
 		if len(heads) != 1 || heads[0].Payload != "root" || heads[0].Attempts != 1 || heads[0].NotBefore.Before(time.Now()) {
 			t.Fatalf("a retried head still heads its stream, waiting: %+v", heads)
 		}
-		s.OutboxDone(ctx, heads[0].ID, OutboxSent, "")
+		s.OutboxDone(ctx, l, heads[0].ID, OutboxSent, "")
 		heads, _ = s.OutboxHeads(ctx, "slack/run/", 10)
 		if len(heads) != 1 || heads[0].Payload != "a" {
 			t.Fatalf("after the root: %+v", heads)
 		}
 		// Once the edit is sent, a new edit is a new item.
 		edit, _ := s.OutboxHeads(ctx, "slack/edit/", 10)
-		s.OutboxDone(ctx, edit[0].ID, OutboxSent, "")
+		s.OutboxDone(ctx, l, edit[0].ID, OutboxSent, "")
 		add(OutboxItem{Stream: "slack/edit/1", Kind: "edit", Coalesce: "slack/edit/1", Payload: "v3"})
 		if edit, _ = s.OutboxHeads(ctx, "slack/edit/", 10); len(edit) != 1 || edit[0].Payload != "v3" {
 			t.Fatalf("edit after a sent one: %+v", edit)
@@ -125,14 +126,14 @@ func TestOutboxKeepsOrderCoalescesAndDedupes(t *testing.T) {
 		// item is not marked sent, and the newer payload is the next to go.
 		inFlight, _ := s.OutboxHeads(ctx, "slack/edit/", 10)
 		add(OutboxItem{Stream: "slack/edit/1", Kind: "edit", Coalesce: "slack/edit/1", Payload: "v4"})
-		if sent, err := s.OutboxDelivered(ctx, inFlight[0]); err != nil || sent {
+		if sent, err := s.OutboxDelivered(ctx, l, inFlight[0]); err != nil || sent {
 			t.Fatalf("v3 marked sent (%v, %v) though v4 replaced it meanwhile", sent, err)
 		}
 		edit, _ = s.OutboxHeads(ctx, "slack/edit/", 10)
 		if len(edit) != 1 || edit[0].Payload != "v4" {
 			t.Fatalf("after v3 went out with v4 waiting: %+v", edit)
 		}
-		if sent, err := s.OutboxDelivered(ctx, edit[0]); err != nil || !sent {
+		if sent, err := s.OutboxDelivered(ctx, l, edit[0]); err != nil || !sent {
 			t.Fatalf("v4 not marked sent: %v, %v", sent, err)
 		}
 		if edit, _ = s.OutboxHeads(ctx, "slack/edit/", 10); len(edit) != 0 {

@@ -15,12 +15,14 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -36,8 +38,9 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the database.
 type Store struct {
-	db  *db
-	now func() time.Time
+	db      *db
+	now     func() time.Time
+	replica string // this process, as a lease holder
 }
 
 // Open opens the database and applies pending migrations. database is either the path of
@@ -48,7 +51,7 @@ func Open(ctx context.Context, database string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", Redact(database), err)
 	}
-	s := &Store{db: d, now: time.Now}
+	s := &Store{db: d, now: time.Now, replica: replicaName()}
 	if err := s.migrate(ctx); err != nil {
 		d.pool.Close()
 		return nil, fmt.Errorf("open store %s: %w", Redact(database), err)
@@ -69,7 +72,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}
-	return &Store{db: &db{pool: pool, engine: sqliteEngine}, now: time.Now}, nil
+	return &Store{db: &db{pool: pool, engine: sqliteEngine}, now: time.Now, replica: replicaName()}, nil
 }
 
 func openDB(database string) (*db, error) {
@@ -102,6 +105,21 @@ func Redact(database string) string {
 		return "postgres://(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// Replica names this process among the replicas sharing the database: host, pid and a
+// random part, so a restarted process is a new holder of leases.
+func (s *Store) Replica() string { return s.replica }
+
+// SetReplica names this process (the server's configured replica name) before any lease
+// is held.
+func (s *Store) SetReplica(name string) { s.replica = name }
+
+func replicaName() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }
 
 // Engine names the database engine: "sqlite" or "postgres".

@@ -17,6 +17,11 @@ import (
 // a restarted server waits it out too. Other failures are retried with backoff; a row
 // Slack refuses for good (an unknown channel, bad blocks) is dropped after a few tries and
 // logged. Edits of one message go out at most once a second, the newest content only.
+// Replicas sharing a database deliver it once: only the holder of the lease outboxLease
+// delivers, and each row's outcome is a write fenced by that lease.
+
+// outboxLease names the lease of the Slack outbox's delivery.
+const outboxLease = "outbox/slack"
 
 // Clock is the worker's time: the real one by default; tests run it faster.
 type Clock interface {
@@ -45,6 +50,7 @@ const (
 	maxBackoff  = 5 * time.Minute // between tries of a failing row
 	maxAttempts = 8               // of a row Slack refuses for good
 	waitRetry   = 200 * time.Millisecond
+	leaseWait   = time.Second // before a replica not holding the lease looks again
 )
 
 func (b *Bot) wakeUp() {
@@ -84,6 +90,9 @@ func (b *Bot) deliverDue(ctx context.Context) time.Duration {
 		if now.Before(b.pausedUntil) {
 			return b.pausedUntil.Sub(now)
 		}
+		if _, held := b.lease.Lease(); !held {
+			return leaseWait // another replica delivers, or the store is out of reach
+		}
 		heads, err := b.st.OutboxHeads(ctx, "slack/", 200)
 		if err != nil {
 			b.log.Error("slack outbox", "err", err)
@@ -101,7 +110,11 @@ func (b *Bot) deliverDue(ctx context.Context) time.Duration {
 					continue
 				}
 			}
-			done, pause := b.try(ctx, row, now)
+			l, held := b.lease.Lease()
+			if !held {
+				return leaseWait
+			}
+			done, pause := b.try(ctx, l, row, now)
 			if pause > 0 {
 				return pause
 			}
@@ -116,7 +129,7 @@ func (b *Bot) deliverDue(ctx context.Context) time.Duration {
 
 // try makes one row's call and records how it went; done is true when the row is
 // finished, pause > 0 when Slack asked every call to wait.
-func (b *Bot) try(ctx context.Context, row store.OutboxItem, now time.Time) (done bool, pause time.Duration) {
+func (b *Bot) try(ctx context.Context, l store.Lease, row store.OutboxItem, now time.Time) (done bool, pause time.Duration) {
 	err := b.deliver(ctx, row)
 	if row.Kind == kindEdit {
 		b.lastEdit[row.Stream] = now
@@ -124,14 +137,14 @@ func (b *Bot) try(ctx context.Context, row store.OutboxItem, now time.Time) (don
 	var rl *slack.RateLimitedError
 	switch {
 	case err == nil:
-		sent, err := b.st.OutboxDelivered(ctx, row)
+		sent, err := b.st.OutboxDelivered(ctx, l, row)
 		if err != nil {
 			b.log.Error("slack outbox", "err", err)
 			return false, 0
 		}
 		return sent, 0 // not sent: a newer edit came in meanwhile, and goes next
 	case errors.Is(err, errWait):
-		if err := b.st.OutboxDefer(ctx, row.ID, now.Add(waitRetry)); err != nil {
+		if err := b.st.OutboxDefer(ctx, l, row.ID, now.Add(waitRetry)); err != nil {
 			b.log.Error("slack outbox", "err", err)
 		}
 		return false, 0
@@ -142,25 +155,25 @@ func (b *Bot) try(ctx context.Context, row store.OutboxItem, now time.Time) (don
 		if b.waited != nil {
 			b.waited(ra)
 		}
-		b.retry(ctx, row, b.pausedUntil, err.Error())
+		b.retry(ctx, l, row, b.pausedUntil, err.Error())
 		return false, ra
 	case ctx.Err() != nil:
 		return false, 0
 	case permanent(err) && row.Attempts+1 >= maxAttempts:
 		b.log.Error("slack refused a call for good; dropped", "call", row.Kind, "stream", row.Stream, "tries", row.Attempts+1, "err", err)
-		if err := b.st.OutboxDone(ctx, row.ID, store.OutboxDropped, err.Error()); err != nil {
+		if err := b.st.OutboxDone(ctx, l, row.ID, store.OutboxDropped, err.Error()); err != nil {
 			b.log.Error("slack outbox", "err", err)
 		}
 		return true, 0
 	}
 	delay := min(time.Second<<min(row.Attempts, 10), maxBackoff)
 	b.log.Warn("slack call failed; will retry", "call", row.Kind, "stream", row.Stream, "try", row.Attempts+1, "in", delay, "err", err)
-	b.retry(ctx, row, now.Add(delay), err.Error())
+	b.retry(ctx, l, row, now.Add(delay), err.Error())
 	return false, 0
 }
 
-func (b *Bot) retry(ctx context.Context, row store.OutboxItem, at time.Time, why string) {
-	if err := b.st.OutboxRetry(ctx, row.ID, at, why); err != nil {
+func (b *Bot) retry(ctx context.Context, l store.Lease, row store.OutboxItem, at time.Time, why string) {
+	if err := b.st.OutboxRetry(ctx, l, row.ID, at, why); err != nil {
 		b.log.Error("slack outbox", "err", err)
 	}
 }

@@ -88,8 +88,9 @@ type Bot struct {
 
 	// The outbox worker's state (outbox.go).
 	wake        chan struct{}
-	worked      chan struct{} // closed when the worker has stopped
-	pausedUntil time.Time     // Slack's rate limit: no call before then
+	worked      chan struct{}  // closed when the worker has stopped
+	lease       *store.Holding // of the Slack outbox: one replica delivers it
+	pausedUntil time.Time      // Slack's rate limit: no call before then
 	lastEdit    map[string]time.Time
 
 	mu     sync.Mutex
@@ -126,6 +127,7 @@ func New(o Options) (*Bot, error) {
 	b := &Bot{cfg: o.Config, api: o.Client, cmds: o.Commands, st: o.Store, log: o.Logger.With("part", "slack"),
 		secret: secret, charts: !o.NoCharts, ctx: ctx, stop: stop, logs: bot.NewLogBook(50), clock: o.Clock, waited: o.OnRateLimit,
 		wake: make(chan struct{}, 1), worked: make(chan struct{}), lastEdit: map[string]time.Time{}, queued: map[int64]string{}}
+	b.lease = o.Store.Hold(ctx, outboxLease, store.LeaseTTL)
 	go b.deliverLoop(ctx)
 	return b, nil
 }
@@ -151,5 +153,6 @@ func (b *Bot) Close(ctx context.Context) error {
 	}
 	b.stop()
 	<-b.worked
+	<-b.lease.Done()
 	return ctx.Err()
 }

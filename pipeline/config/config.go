@@ -39,6 +39,10 @@ type ServerConfig struct {
 	// PostgreSQL URL, postgres://user@host:5432/immunity, which several replicas of the
 	// server can share. IMMUNITY_DATABASE_URL wins.
 	Database string `yaml:"database"`
+	// Replica names this server among the replicas sharing a database, as the holder of
+	// leases (default: host name and listen address). A replica restarted under its name
+	// takes its own leases back at once. IMMUNITY_REPLICA wins.
+	Replica string `yaml:"replica"`
 	// URL is where people reach the dashboard; links in GitHub and Slack point there.
 	URL string `yaml:"url"`
 }
@@ -227,6 +231,15 @@ func (s ServerConfig) DatabaseSetting() string {
 		return s.Database
 	}
 	return filepath.Join(s.DataDir, "immunity.db")
+}
+
+// ReplicaName is Replica, or the host name and listen address.
+func (s ServerConfig) ReplicaName() string {
+	if s.Replica != "" {
+		return s.Replica
+	}
+	host, _ := os.Hostname()
+	return host + " " + s.Listen
 }
 
 // PostgresURL reports whether a database setting names a PostgreSQL server.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -110,6 +111,20 @@ func TestDatabaseSetting(t *testing.T) {
 		if got := cfg.Server.DatabaseSetting(); got != want {
 			t.Errorf("%s: database = %q, want %q", body, got, want)
 		}
+	}
+}
+
+func TestReplicaName(t *testing.T) {
+	cfg, err := Parse("/etc/immunity/immunity.yml", []byte("server: {replica: deploy-b, listen: '127.0.0.1:4000'}\n"+twoRegions))
+	if err != nil || cfg.Server.ReplicaName() != "deploy-b" {
+		t.Fatalf("replica: %v %v", cfg.Server.ReplicaName(), err)
+	}
+	cfg, _ = Parse("/etc/immunity/immunity.yml", []byte("server: {listen: '127.0.0.1:4000'}\n"+twoRegions))
+	if host, _ := os.Hostname(); cfg.Server.ReplicaName() != host+" 127.0.0.1:4000" {
+		t.Fatalf("default replica name %q", cfg.Server.ReplicaName())
+	}
+	if _, err := Parse("/etc/immunity/immunity.yml", []byte("server: {replica: \"a\\tb\"}\n"+twoRegions)); err == nil || !strings.Contains(err.Error(), "server.replica") {
+		t.Fatalf("a replica name with a tab: %v", err)
 	}
 }
 

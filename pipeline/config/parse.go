@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -278,6 +279,9 @@ func (c *Config) validate() []Problem {
 	}
 	if len(c.Apps) == 0 {
 		add("apps", "apps: expected at least one app")
+	}
+	if r := c.Server.Replica; len(r) > 200 || strings.ContainsFunc(r, unicode.IsControl) {
+		add("server.replica", "server.replica: expected a name of at most 200 printable characters, got %q", r)
 	}
 	apps := map[string]bool{}
 	ports := map[int]string{}

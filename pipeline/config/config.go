@@ -109,6 +109,12 @@ type Region struct {
 	Monitor        *MonitorConfig `yaml:"monitor"`
 	SkipTests      bool           `yaml:"skip_tests"`
 	SSH            *SSHRegion     `yaml:"ssh"`
+	// Windows, when given, are the only times automatic progress and promotions start
+	// here; rollbacks are never held.
+	Windows []Window `yaml:"windows"`
+	// Soak is how long a release must have been live here before it is promoted past
+	// this region (a newer release arriving does not restart an older one's soak).
+	Soak Duration `yaml:"soak"`
 }
 
 // Host is one server of a region.

@@ -369,6 +369,13 @@ func (c *Config) validate() []Problem {
 					}
 				}
 			}
+			for k := range r.Windows {
+				wp := fmt.Sprintf("%s.windows[%d]", rp, k)
+				for _, prob := range c.Apps[i].Regions[j].Windows[k].compile() {
+					field, _, _ := strings.Cut(prob, ":")
+					add(wp+"."+field, "region %s: windows[%d].%s", r.Name, k, prob)
+				}
+			}
 			if r.Deployer == "ssh" || r.SSH != nil {
 				r.SSH.check(add, rp+".ssh")
 			}

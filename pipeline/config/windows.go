@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -95,10 +96,24 @@ func parseHours(h string) (int, int, error) {
 	return s, e, nil
 }
 
+// compiled is the window ready to use: Parse compiles every window once; one written in
+// Go is compiled here on a copy (nothing shared is written). A window that does not parse
+// is nil: it never opens (fail closed).
+func (w *Window) compiled() *Window {
+	if w.ok {
+		return w
+	}
+	c := *w
+	if len(c.compile()) > 0 {
+		return nil
+	}
+	return &c
+}
+
 // contains says whether t falls inside the window.
 func (w *Window) contains(t time.Time) bool {
-	if !w.ok && len(w.compile()) > 0 {
-		return false // a window that does not parse never opens: fail closed
+	if w = w.compiled(); w == nil {
+		return false
 	}
 	l := t.In(w.loc)
 	m := l.Hour()*60 + l.Minute()
@@ -111,8 +126,8 @@ func (w *Window) contains(t time.Time) bool {
 }
 
 // Closed says whether a region with windows is outside all of them at now, and if so when
-// the next one opens (the zero time if none opens within two weeks, or none parses). A
-// region without windows is never closed.
+// the next one opens and in which zone (the zero time if none opens within two weeks, or
+// none parses). A region without windows is never closed.
 func (r *Region) Closed(now time.Time) (closed bool, opens time.Time, zone *time.Location) {
 	if len(r.Windows) == 0 {
 		return false, time.Time{}, nil
@@ -122,16 +137,64 @@ func (r *Region) Closed(now time.Time) (closed bool, opens time.Time, zone *time
 			return false, time.Time{}, nil
 		}
 	}
-	// Walk forward minute by minute on the minute grid: windows open on whole minutes of
-	// their zone's wall clock, and a DST jump skips or repeats wall-clock minutes, which a
-	// walk in absolute time handles without special cases.
-	t := now.Truncate(time.Minute).Add(time.Minute)
-	for end := now.Add(15 * 24 * time.Hour); t.Before(end); t = t.Add(time.Minute) {
-		for i := range r.Windows {
-			if r.Windows[i].contains(t) {
-				return true, t, r.Windows[i].loc
-			}
+	for i := range r.Windows {
+		if t := r.Windows[i].next(now); !t.IsZero() && (opens.IsZero() || t.Before(opens)) {
+			opens, zone = t, t.Location()
 		}
 	}
-	return true, time.Time{}, nil
+	return true, opens, zone
+}
+
+// horizon is how far ahead next looks: every window opens within a week, two cover a
+// start time that a DST change skips on one of its days.
+const horizon = 15 * 24 * time.Hour
+
+// next is the first instant after now inside the window (the zero time if none within the
+// horizon). Being inside only begins where the wall clock reaches the start on one of the
+// window's days, or where the zone's offset changes (a DST jump can land the wall clock
+// inside the window, or skip its start), so those are the only candidates.
+func (w *Window) next(now time.Time) time.Time {
+	if w = w.compiled(); w == nil {
+		return time.Time{}
+	}
+	var cands []time.Time
+	l := now.In(w.loc)
+	for d := 0; d <= int(horizon/(24*time.Hour)); d++ {
+		day := time.Date(l.Year(), l.Month(), l.Day()+d, 12, 0, 0, 0, w.loc)
+		if w.days[day.Weekday()] {
+			cands = append(cands, wallTimes(day.Year(), day.Month(), day.Day(), w.start, w.loc)...)
+		}
+	}
+	for t := l; ; {
+		_, end := t.ZoneBounds()
+		if end.IsZero() || end.Sub(now) > horizon {
+			break
+		}
+		cands = append(cands, end)
+		t = end
+	}
+	var best time.Time
+	for _, c := range cands {
+		if c.After(now) && c.Sub(now) <= horizon && (best.IsZero() || c.Before(best)) && w.contains(c) {
+			best = c
+		}
+	}
+	return best.In(w.loc)
+}
+
+// wallTimes are the instants whose wall clock in loc reads the date at minute m: none in a
+// gap a DST change skips, two in the hour it repeats (earliest first), else one.
+func wallTimes(y int, mo time.Month, d, m int, loc *time.Location) []time.Time {
+	wall := time.Date(y, mo, d, 0, m, 0, 0, time.UTC)
+	var ts []time.Time
+	for _, probe := range []time.Time{wall.Add(-24 * time.Hour), wall.Add(24 * time.Hour)} {
+		_, off := probe.In(loc).Zone()
+		t := wall.Add(-time.Duration(off) * time.Second).In(loc)
+		got := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, time.UTC)
+		if got.Equal(wall) && !slices.ContainsFunc(ts, t.Equal) {
+			ts = append(ts, t)
+		}
+	}
+	slices.SortFunc(ts, time.Time.Compare)
+	return ts
 }

@@ -54,6 +54,9 @@ func regionFacts(r pipeline.RegionStatus) []string {
 		}
 		facts = append(facts, lk)
 	}
+	if g := r.Gate; g != nil && g.Rule != pipeline.RuleLocked {
+		facts = append(facts, g.Why)
+	}
 	return facts
 }
 

@@ -47,6 +47,10 @@ func PostsFor(app *config.App, ev pipeline.Event, logs func(region string) []str
 		return []Post{{App: ev.App, Region: ev.Region, Icon: IconLock, Text: ev.Message}}
 	case pipeline.Unlocked:
 		return []Post{{App: ev.App, Region: ev.Region, Icon: IconUnlock, Text: ev.Message}}
+	case pipeline.Frozen:
+		return []Post{{App: ev.App, Region: ev.Region, Icon: IconLock, Broadcast: true, Text: ev.Message}}
+	case pipeline.Unfrozen:
+		return []Post{{App: ev.App, Region: ev.Region, Icon: IconUnlock, Broadcast: true, Text: ev.Message}}
 	}
 	return nil
 }
@@ -59,6 +63,15 @@ func stagePosts(app *config.App, run store.Run, s store.Stage, logs []string) []
 	if s.ApprovedBy != "" && !waitingState(s.State) {
 		p := base
 		p.Key, p.Icon, p.Text = "stage/"+s.Region+"/approved", IconGo, fmt.Sprintf("%s %s %s to %s", s.ApprovedBy, approvedVerb(run), rel, s.Region)
+		if s.Forced {
+			p.Broadcast = true
+			p.Text += " with --force (break-glass: past freezes, deploy windows and soak)"
+		}
+		out = append(out, p)
+	}
+	if s.State.Waiting() && pipeline.GateHold(s.Message) {
+		p := base
+		p.Key, p.Icon, p.Text = "stage/"+s.Region+"/held/"+s.Message, IconWaiting, fmt.Sprintf("%s for %s: %s", rel, s.Region, s.Message)
 		out = append(out, p)
 	}
 	p := base

@@ -9,6 +9,7 @@ import (
 
 	gh "github.com/google/go-github/v60/github"
 
+	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
@@ -118,6 +119,8 @@ func title(run store.Run, st *store.Stage, concl string) string {
 	case run.State == store.RunSuperseded && (concl == "neutral" || concl == "skipped") && st.Message != "":
 		// the stage's message names the newer release: "superseded by abc1234 (run 9) at prod3"
 		return fmt.Sprintf("%s %s: not deployed, %s", shortSHA(run.SHA), st.Region, clip(st.Message, 180))
+	case st.State.Waiting() && pipeline.GateHold(st.Message):
+		return fmt.Sprintf("%s %s: %s", shortSHA(run.SHA), st.Region, clip(st.Message, 180))
 	case concl == "skipped" || concl == "cancelled" && st.State == store.StagePending:
 		return fmt.Sprintf("%s %s: not reached (run %s)", shortSHA(run.SHA), st.Region, run.State)
 	}

@@ -63,25 +63,45 @@ func (e *Engine) StartRun(ctx context.Context, app, sha string, t Trigger) (stor
 	return run, nil
 }
 
-// Promote approves the release waiting for a region (sha "" means the newest waiting).
+// Promote approves the release waiting for a region (sha "" means the newest waiting). A
+// frozen region refuses it; outside the region's deploy windows, or before the soak of the
+// region before is over, it is approved and waits.
 func (e *Engine) Promote(ctx context.Context, who Actor, app, region, sha string) (string, error) {
-	msg, err := e.promote(ctx, who, app, region, sha)
+	msg, err := e.promote(ctx, who, app, region, sha, false)
 	e.audit(ctx, who, "promote", app, region, sha, err)
 	return msg, err
 }
 
-func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string) (string, error) {
+// ForcePromote is the break-glass promotion (the command layer checks the force grant):
+// it passes a freeze, the deploy windows and soak, never a lock. It is audited, and the
+// stage remembers it was forced.
+func (e *Engine) ForcePromote(ctx context.Context, who Actor, app, region, sha string) (string, error) {
+	msg, err := e.promote(ctx, who, app, region, sha, true)
+	e.auditArgs(ctx, who, "promote", app, region, sha, "--force", err)
+	return msg, err
+}
+
+func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string, force bool) (string, error) {
 	a, err := e.app(app)
 	if err != nil {
 		return "", err
 	}
-	if _, _, err := e.region(a, region); err != nil {
+	reg, idx, err := e.region(a, region)
+	if err != nil {
 		return "", err
 	}
 	if l, locked, err := e.locked(ctx, app, region); err != nil {
 		return "", fmt.Errorf("promote %s to %s: %w", app, region, err)
 	} else if locked {
 		return "", fmt.Errorf("promote %s to %s: %w by %s (%s); unlock it first", app, region, ErrLocked, holderName(l), l.Reason)
+	}
+	now := e.now()
+	gate, err := e.releaseGate(ctx, a, reg, idx, "", now) // a freeze holds whatever the release
+	if err != nil {
+		return "", fmt.Errorf("promote %s to %s: %w", app, region, err)
+	}
+	if gate.Rule == RuleFrozen && !force {
+		return "", fmt.Errorf("promote %s to %s: %w: %s; nothing was changed (break-glass: --force, with the force grant)", app, region, ErrFrozen, gate.Why)
 	}
 	runs, err := e.st.Runs(ctx, app, true, 0)
 	if err != nil {
@@ -98,11 +118,20 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 		if n.State == store.StagePending && r.State != store.RunWaiting {
 			continue
 		}
+		verb, note := "promoted", "promoted by "+who.String()
+		if force {
+			verb, note = "force-promoted", "force-promoted by "+who.String()
+			if g, err := e.releaseGate(ctx, a, reg, idx, r.SHA, now); err != nil {
+				return "", fmt.Errorf("promote %s to %s: %w", app, region, err)
+			} else if !g.Allowed {
+				note += ", past: " + g.Why
+			}
+		}
 		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: region, point: "promote",
-			msg: fmt.Sprintf("%s promoted %s %s to %s", who.Name, app, short(r.SHA), region),
+			msg: fmt.Sprintf("%s %s %s %s to %s", who.Name, verb, app, short(r.SHA), region),
 			write: func(ctx context.Context) error {
 				err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via,
-					Message: "promoted by " + who.String(), OnlyIf: []store.StageState{n.State}})
+					Message: note, Forced: force, OnlyIf: []store.StageState{n.State}})
 				if err != nil {
 					return err
 				}
@@ -112,7 +141,11 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 			return "", fmt.Errorf("promote %s %s to %s: %w", app, short(r.SHA), region, err)
 		}
 		e.Kick()
-		return fmt.Sprintf("promoted %s %s to %s (run %d)", app, short(r.SHA), region, r.ID), nil
+		out := fmt.Sprintf("%s %s %s to %s (run %d)", verb, app, short(r.SHA), region, r.ID)
+		if g, err := e.releaseGate(ctx, a, reg, idx, r.SHA, now); err == nil && !g.Allowed && !force {
+			out += "; " + g.Why
+		}
+		return out, nil
 	}
 	var waiting []string
 	for _, r := range runs {
@@ -278,7 +311,7 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string,
 	if err != nil {
 		return "", err
 	}
-	reg, _, err := e.region(a, region)
+	reg, idx, err := e.region(a, region)
 	if err != nil {
 		return "", err
 	}
@@ -290,6 +323,13 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string,
 	rel, err := e.st.Release(ctx, app, sha)
 	if err != nil || rel.State != store.ReleaseReady {
 		return "", fmt.Errorf("deploy %s %s: %w (only built releases can be deployed)", app, sha, ErrUnknownRelease)
+	}
+	if !force {
+		if g, err := e.releaseGate(ctx, a, reg, idx, rel.SHA, e.now()); err != nil {
+			return "", fmt.Errorf("deploy %s to %s: %w", app, region, err)
+		} else if g.Rule == RuleFrozen {
+			return "", fmt.Errorf("deploy %s %s to %s: %w: %s; nothing was changed (break-glass: --force, with the force grant)", app, short(rel.SHA), region, ErrFrozen, g.Why)
+		}
 	}
 	if !force {
 		if why, err := e.gate(ctx, a, rel.SHA, region); err != nil {
@@ -313,7 +353,7 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string,
 	}
 	err = e.transition(ctx, change{kind: RunCreated, run: run.ID, region: region, msg: fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region),
 		write: func(ctx context.Context) error {
-			return e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: asked})
+			return e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: asked, Forced: force})
 		}})
 	if err != nil {
 		return "", err
@@ -587,7 +627,7 @@ func (e *Engine) auditArgs(ctx context.Context, who Actor, action, app, region, 
 	outcome, detail := "ok", ""
 	if err != nil {
 		outcome, detail = "failed", err.Error()
-		if errors.Is(err, ErrLocked) || errors.Is(err, ErrNotHolder) || errors.Is(err, ErrBadInput) || errors.Is(err, ErrGate) {
+		if errors.Is(err, ErrLocked) || errors.Is(err, ErrNotHolder) || errors.Is(err, ErrBadInput) || errors.Is(err, ErrGate) || errors.Is(err, ErrFrozen) {
 			outcome = "refused"
 		}
 	}

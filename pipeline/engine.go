@@ -8,7 +8,10 @@
 // the next; a failure there rolls back every host the stage switched. One stage at a time
 // runs in a region; when several runs wait for the same region, the newest wins and the
 // older ones are superseded (batching). A locked region takes no automatic progress and no
-// promotion.
+// promotion; nor does a frozen one (a freeze ends at a time), one outside its deploy
+// windows, or one whose region before has not had the release live for its soak time
+// (DeployAllowed); those waits are recorded in the stage and end by themselves. Rollbacks
+// pass them all.
 //
 // Every transition is written to the store before it is acted on; Start resumes whatever
 // was in flight, re-checking a host step that may or may not have finished instead of
@@ -81,6 +84,9 @@ type Options struct {
 	// manual- prefix for a rollback asked for by a person. The crash tests kill the server
 	// there.
 	Persisted func(point string)
+	// Now is the engine's clock for its decisions (deploy windows, freezes, soak); default
+	// time.Now. Tests give it a fake clock (and the store the same one: store.SetClock).
+	Now func() time.Time
 	// Secrets are values that must never be shown: test output that holds one has it
 	// replaced by "[redacted]" before it is stored or told (the server's own tokens and
 	// keys; app.Open gathers them).
@@ -99,6 +105,7 @@ type Engine struct {
 	tick      time.Duration
 	listeners []Listener
 	persisted func(point string)
+	clock     func() time.Time  // Options.Now
 	secrets   *strings.Replacer // nil: nothing to redact
 
 	mu     sync.Mutex
@@ -124,6 +131,9 @@ func New(o Options) (*Engine, error) {
 	if o.Tester == nil {
 		o.Tester = CommandTester{}
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	var pairs []string
 	for _, s := range o.Secrets {
 		if len(s) >= 6 { // shorter values would redact ordinary words
@@ -137,7 +147,7 @@ func New(o Options) (*Engine, error) {
 	return &Engine{
 		secrets: secrets,
 		cfg:     o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
-		deployer: o.Deployer, log: o.Logger, tick: o.Tick, persisted: o.Persisted,
+		deployer: o.Deployer, log: o.Logger, tick: o.Tick, persisted: o.Persisted, clock: o.Now,
 		tasks: map[string]*task{},
 		kick:  make(chan struct{}, 1),
 	}, nil
@@ -145,6 +155,16 @@ func New(o Options) (*Engine, error) {
 
 // Config returns the engine's config.
 func (e *Engine) Config() *config.Config { return e.cfg }
+
+// Now is the engine's clock (Options.Now).
+func (e *Engine) Now() time.Time { return e.now() }
+
+func (e *Engine) now() time.Time {
+	if e.clock == nil { // an Engine not made by New
+		return time.Now()
+	}
+	return e.clock()
+}
 
 // Store returns the engine's store.
 func (e *Engine) Store() *store.Store { return e.st }
@@ -226,7 +246,7 @@ func (e *Engine) emit(ctx context.Context, ev Event) {
 }
 
 func (e *Engine) deliver(ctx context.Context, ev Event) {
-	ev.Time = time.Now()
+	ev.Time = e.now()
 	if ev.Stage != nil {
 		for i := range ev.Run.Stages {
 			if ev.Run.Stages[i].ID == ev.Stage.ID {

@@ -60,7 +60,11 @@ const (
 	Deployed        EventKind = "region.deployed" // a release went live in a region outside a run's stages (seed)
 	Locked          EventKind = "region.locked"
 	Unlocked        EventKind = "region.unlocked"
-	Logged          EventKind = "log" // a line for the run's log
+	// Frozen and Unfrozen: a freeze until a time was put on (App, Region "" for every
+	// region; one event per app for an org-wide freeze) or lifted; Message says it all.
+	Frozen   EventKind = "region.frozen"
+	Unfrozen EventKind = "region.unfrozen"
+	Logged   EventKind = "log" // a line for the run's log
 	// Reconciled: a host was found running something else than the store said; the store
 	// now agrees (Host, SHA found, Message "prod3/host2 found on X, store said Y").
 	Reconciled EventKind = "host.reconciled"

@@ -235,6 +235,31 @@ type harness struct {
 	tests   *fakeTester
 	monitor *fakeMonitor
 	rec     *recorder
+	clock   *fakeClock // nil: the real clock
+}
+
+// fakeClock is a clock tests move by hand; the engine and the store share it.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
 }
 
 const fourRegions = `
@@ -262,18 +287,30 @@ apps:
 
 func newHarness(t *testing.T, yml string) *harness {
 	t.Helper()
-	return newHarnessOn(t, yml, "")
+	return newHarnessWith(t, yml, "", nil)
 }
 
 // newHarnessOn is newHarness on a given database ("": a SQLite file in the test's folder).
 func newHarnessOn(t *testing.T, yml, database string) *harness {
+	t.Helper()
+	return newHarnessWith(t, yml, database, nil)
+}
+
+// newHarnessAt is newHarness on a fake clock.
+func newHarnessAt(t *testing.T, yml string, clock *fakeClock) *harness {
+	t.Helper()
+	return newHarnessWith(t, yml, "", clock)
+}
+
+// newHarnessWith is newHarness on a database ("": SQLite) and a clock (nil: the real one).
+func newHarnessWith(t *testing.T, yml, database string, clock *fakeClock) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	if database == "" {
 		database = filepath.Join(dir, "immunity.db")
 	}
 	h := &harness{t: t, dir: dir, build: &fakeBuilder{dir: dir}, dep: newFakeDeployer(),
-		tests: &fakeTester{fail: map[string]bool{}}, monitor: &fakeMonitor{failHost: map[string]bool{}}, rec: &recorder{}}
+		tests: &fakeTester{fail: map[string]bool{}}, monitor: &fakeMonitor{failHost: map[string]bool{}}, rec: &recorder{}, clock: clock}
 	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(yml))
 	if err != nil {
 		t.Fatal(err)
@@ -284,6 +321,9 @@ func newHarnessOn(t *testing.T, yml, database string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.st.Close() })
+	if clock != nil {
+		h.st.SetClock(clock.Now)
+	}
 	h.start()
 	return h
 }
@@ -291,7 +331,11 @@ func newHarnessOn(t *testing.T, yml, database string) *harness {
 // start makes and starts a fresh engine on the same store and fakes (a restart).
 func (h *harness) start() {
 	h.t.Helper()
-	eng, err := New(Options{Config: h.cfg, Store: h.st, Builder: h.build, Tester: h.tests, Monitor: h.monitor,
+	var now func() time.Time
+	if h.clock != nil {
+		now = h.clock.Now
+	}
+	eng, err := New(Options{Config: h.cfg, Store: h.st, Builder: h.build, Tester: h.tests, Monitor: h.monitor, Now: now,
 		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return h.dep, nil }, Tick: 20 * time.Millisecond})
 	if err != nil {
 		h.t.Fatal(err)

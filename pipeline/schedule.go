@@ -123,7 +123,7 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 	if newer := newestWaiting[n.Region]; newer != 0 && newer != r.ID && n.State != store.StageApproved && r.Trigger != TriggerDeploy {
 		return e.supersede(ctx, r, n, newer)
 	}
-	reg, _, err := e.region(a, n.Region)
+	reg, idx, err := e.region(a, n.Region)
 	if err != nil {
 		return err
 	}
@@ -151,6 +151,15 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 	}
 	if locked {
 		return e.hold(ctx, r, n, fmt.Sprintf("held: %s is locked by %s: %s", n.Region, holderName(l), l.Reason))
+	}
+	if !n.Forced { // a break-glass promotion passes freezes, windows and soak
+		rules, err := e.timeRules(ctx, a, reg, idx, r.SHA, e.now())
+		if err != nil {
+			return err
+		}
+		if g := rules.at(e.now()); !g.Allowed {
+			return e.hold(ctx, r, n, g.Why)
+		}
 	}
 	busy[n.Region] = r.ID
 	err = e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: fmt.Sprintf("deploying %s %s to %s", a.Name, short(r.SHA), n.Region),

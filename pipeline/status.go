@@ -20,8 +20,11 @@ type RegionStatus struct {
 	Live           map[string]string `json:"live"`     // host -> SHA
 	LiveSHA        string            `json:"live_sha"` // when every host runs the same
 	Lock           *store.Lock       `json:"lock,omitempty"`
-	Active         *StageRef         `json:"active,omitempty"`
-	Waiting        *StageRef         `json:"waiting,omitempty"`
+	Freezes        []store.Freeze    `json:"freezes,omitempty"` // holding now, the region's and org-wide
+	// Gate is why the region takes no deploy or promotion now (nil when it does).
+	Gate    *Gate     `json:"gate,omitempty"`
+	Active  *StageRef `json:"active,omitempty"`
+	Waiting *StageRef `json:"waiting,omitempty"`
 }
 
 // StageRef points at a run's stage in a region.
@@ -62,6 +65,21 @@ func (e *Engine) Status(ctx context.Context, app string) ([]AppStatus, error) {
 				return nil, err
 			} else if locked {
 				rs.Lock = &l
+			}
+			now := e.now()
+			freezes, err := e.st.Freezes(ctx, a.Name, now)
+			if err != nil {
+				return nil, err
+			}
+			for _, f := range freezes {
+				if f.Covers(a.Name, r.Name) {
+					rs.Freezes = append(rs.Freezes, f)
+				}
+			}
+			if g, err := e.DeployAllowed(ctx, a.Name, r.Name, now); err != nil {
+				return nil, err
+			} else if !g.Allowed {
+				rs.Gate = &g
 			}
 			for _, run := range runs {
 				for _, s := range run.Stages {

@@ -45,6 +45,9 @@ type Stage struct {
 	Started, Finished time.Time
 	Updated           time.Time
 	Hosts             []HostStep
+	// Forced: approved with --force by someone granted it, past a freeze and outside the
+	// deploy windows (a stage going back to pending forgets it).
+	Forced bool `json:",omitempty"`
 }
 
 // HostStep is one host's progress within a stage.
@@ -155,6 +158,7 @@ type StageUpdate struct {
 	Message, ApprovedBy, Tests, Verdict string
 	ApprovedByID, ApprovedVia           string
 	Start, Finish                       bool
+	Forced                              bool // set Stage.Forced
 	OnlyIf                              []StageState
 }
 
@@ -179,6 +183,12 @@ func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error 
 	set("approved_via", u.ApprovedVia)
 	set("tests", u.Tests)
 	set("verdict", u.Verdict)
+	switch {
+	case u.Forced:
+		q += ", forced = 1"
+	case u.State == StagePending:
+		q += ", forced = 0"
+	}
 	if u.Start {
 		q += ", started_at = ?, finished_at = 0"
 		args = append(args, now)
@@ -323,7 +333,7 @@ func (s *Store) scanRuns(ctx context.Context, rows *sql.Rows) ([]Run, error) {
 }
 
 func (s *Store) stages(ctx context.Context, runID int64) ([]Stage, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, run_id, region, position, state, message, approved_by, approved_by_id, approved_via, tests, verdict, started_at, finished_at, updated_at
+	rows, err := s.db.QueryContext(ctx, `SELECT id, run_id, region, position, state, message, approved_by, approved_by_id, approved_via, tests, verdict, started_at, finished_at, updated_at, forced
 		FROM stages WHERE run_id = ? ORDER BY position`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("stages of run %d: %w", runID, err)
@@ -332,7 +342,7 @@ func (s *Store) stages(ctx context.Context, runID int64) ([]Stage, error) {
 	for rows.Next() {
 		var st Stage
 		var a, b, c int64
-		if err := rows.Scan(&st.ID, &st.RunID, &st.Region, &st.Position, &st.State, &st.Message, &st.ApprovedBy, &st.ApprovedByID, &st.ApprovedVia, &st.Tests, &st.Verdict, &a, &b, &c); err != nil {
+		if err := rows.Scan(&st.ID, &st.RunID, &st.Region, &st.Position, &st.State, &st.Message, &st.ApprovedBy, &st.ApprovedByID, &st.ApprovedVia, &st.Tests, &st.Verdict, &a, &b, &c, &st.Forced); err != nil {
 			rows.Close()
 			return nil, err
 		}

@@ -127,7 +127,8 @@ const (
 	ActionLock     = "lock"
 	ActionUnlock   = "unlock"
 	// ActionForce lets a deploy walk around the pipeline's gates (deploy --force): a
-	// release that has not passed the regions before the target, or failed one.
+	// release that has not passed the regions before the target, or failed one; and a
+	// promotion or deploy pass a freeze, the deploy windows and soak (break-glass).
 	ActionForce = "force"
 	ActionAll   = "*"
 )

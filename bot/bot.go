@@ -18,7 +18,9 @@ package bot
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
@@ -29,6 +31,10 @@ import (
 type engine interface {
 	Config() *config.Config
 	Promote(ctx context.Context, a pipeline.Actor, app, region, sha string) (string, error)
+	ForcePromote(ctx context.Context, a pipeline.Actor, app, region, sha string) (string, error)
+	Freeze(ctx context.Context, a pipeline.Actor, app string, regions []string, until time.Time, reason string) (string, error)
+	Unfreeze(ctx context.Context, a pipeline.Actor, app string, regions []string) (string, error)
+	Now() time.Time
 	Rollback(ctx context.Context, a pipeline.Actor, app, region, toSHA string) (string, error)
 	Deploy(ctx context.Context, a pipeline.Actor, app, sha, region string, force bool) (string, error)
 	Rerun(ctx context.Context, a pipeline.Actor, runID int64, region string) (string, error)
@@ -110,11 +116,13 @@ func (c *Commands) Exec(ctx context.Context, req Request) Reply {
 		return r
 	}
 	r.App, r.Region = p.App, p.Region
-	for _, action := range spec.actions(p) {
-		if ok, why := c.allowed(ctx, req.Actor, action, p.App, p.Region); !ok {
-			r.Text = why
-			c.refuse(ctx, req, p, &r, why)
-			return r
+	for _, t := range c.targets(spec, p) {
+		for _, action := range spec.actions(p) {
+			if ok, why := c.allowed(ctx, req.Actor, action, t[0], t[1]); !ok {
+				r.Text = why
+				c.refuse(ctx, req, p, &r, why)
+				return r
+			}
 		}
 	}
 	out, err := spec.run(c, ctx, req, &p)
@@ -149,6 +157,27 @@ func (c *command) actions(p Parsed) []string {
 	}
 	if c.forceAction != "" && p.Force {
 		out = append(out, c.forceAction)
+	}
+	return out
+}
+
+// targets are the app/region pairs a command changes, each checked against the access
+// grants: its one region, or for a command with a REGION… list the regions named, every
+// region of the app when none is, every region of every app with --all.
+func (c *Commands) targets(spec *command, p Parsed) [][2]string {
+	if !slices.ContainsFunc(spec.params, func(q param) bool { return q.list }) {
+		return [][2]string{{p.App, p.Region}}
+	}
+	var out [][2]string
+	for _, a := range c.eng.Config().Apps {
+		if !p.All && a.Name != p.App {
+			continue
+		}
+		for _, r := range a.Regions {
+			if p.All || len(p.Regions) == 0 || slices.Contains(p.Regions, r.Name) {
+				out = append(out, [2]string{a.Name, r.Name})
+			}
+		}
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
@@ -36,6 +37,24 @@ func (f *fakeEngine) Promote(ctx context.Context, a pipeline.Actor, app, region,
 	f.record("promote %s %s %s by %s", app, region, sha, a)
 	return "promoted " + app + " to " + region, f.err
 }
+
+func (f *fakeEngine) ForcePromote(ctx context.Context, a pipeline.Actor, app, region, sha string) (string, error) {
+	f.record("promote %s %s %s force by %s", app, region, sha, a)
+	return "force-promoted " + app + " to " + region, f.err
+}
+
+func (f *fakeEngine) Freeze(ctx context.Context, a pipeline.Actor, app string, regions []string, until time.Time, reason string) (string, error) {
+	f.record("freeze %q %v until %s %q by %s", app, regions, until.UTC().Format(time.RFC3339), reason, a)
+	return "froze " + app, f.err
+}
+
+func (f *fakeEngine) Unfreeze(ctx context.Context, a pipeline.Actor, app string, regions []string) (string, error) {
+	f.record("unfreeze %q %v by %s", app, regions, a)
+	return "unfroze " + app, f.err
+}
+
+// Now is the fake engine's clock: a fixed Thursday morning.
+func (f *fakeEngine) Now() time.Time { return time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC) }
 
 func (f *fakeEngine) Rollback(ctx context.Context, a pipeline.Actor, app, region, to string) (string, error) {
 	f.record("rollback %s %s %s by %s", app, region, to, a)

@@ -3,6 +3,7 @@ package bot
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -16,20 +17,24 @@ type param struct {
 	optional bool
 	repoOpt  bool // optional when the app is implied by the repo (GitHub comments)
 	rest     bool // the rest of the line (a lock's reason)
+	list     bool // zero or more names, up to the literal that follows (a freeze's regions)
 }
 
 func (p param) isFlag() bool { return p.flag != "" }
 
 // Parsed is a command as typed: the table entry's name and the values of its words.
 type Parsed struct {
-	Name   string
-	App    string
-	Region string
-	SHA    string
-	Reason string
-	Force  bool
-	RunID  int64  // rerun's --run
-	Topic  string // help's COMMAND
+	Name    string
+	App     string
+	Region  string
+	SHA     string
+	Reason  string
+	Force   bool
+	All     bool     // --all: every app (freeze, unfreeze)
+	Regions []string // the REGION… list (freeze, unfreeze)
+	Until   string   // freeze's TIME, as typed
+	RunID   int64    // rerun's --run
+	Topic   string   // help's COMMAND
 }
 
 // ParseError is a command that could not be understood; Msg says why and how to fix it.
@@ -97,7 +102,80 @@ func bind(spec *command, words []string, impliedApp string, p *Parsed) error {
 	if impliedApp != "" && hasParam(spec.params, "APP") && len(pos) > 0 && strings.EqualFold(pos[0], impliedApp) {
 		pos = pos[1:] // `/promote papi prod3` on papi's repo
 	}
+	for _, q := range params {
+		if q.list {
+			return takeList(params, pos, p)
+		}
+	}
 	return takePositionals(params, pos, impliedApp != "", p)
+}
+
+// takeList fills a syntax with a list: [APP] REGION… up to its literal (or the end), then
+// the params after the literal and the rest. --all stands for APP and its regions.
+func takeList(params []param, pos []string, p *Parsed) error {
+	lit, after := "", []param(nil)
+	for i, q := range params {
+		if q.literal {
+			lit, after = q.name, params[i+1:]
+			break
+		}
+	}
+	u := len(pos)
+	if lit != "" {
+		u = slices.IndexFunc(pos, func(w string) bool { return strings.EqualFold(w, lit) })
+		if u < 0 {
+			next := "words"
+			if len(after) > 0 {
+				next = after[0].name
+			}
+			return fmt.Errorf("missing %q %s", lit, next)
+		}
+	}
+	head := pos[:u]
+	switch {
+	case p.All && len(head) > 0:
+		return fmt.Errorf("--all is every app and region; name none, got %q", clip(strings.Join(head, " ")))
+	case p.All:
+	case hasParam(params, "APP") && len(head) == 0:
+		return fmt.Errorf("missing APP (or --all for every app)")
+	case hasParam(params, "APP"):
+		if err := setValue(p, param{name: "APP"}, head[0]); err != nil {
+			return err
+		}
+		head = head[1:]
+	}
+	for _, w := range head {
+		if err := setValue(p, param{name: "REGION"}, w); err != nil {
+			return err
+		}
+		if !slices.Contains(p.Regions, p.Region) {
+			p.Regions = append(p.Regions, p.Region)
+		}
+	}
+	p.Region = ""
+	if lit == "" {
+		return nil
+	}
+	rest := pos[u+1:]
+	for _, q := range after {
+		switch {
+		case q.isFlag():
+		case q.rest:
+			p.Reason = strings.Join(rest, " ")
+			return nil
+		case len(rest) == 0:
+			return fmt.Errorf("missing %s", q.name)
+		default:
+			if err := setValue(p, q, rest[0]); err != nil {
+				return err
+			}
+			rest = rest[1:]
+		}
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected %q", clip(strings.Join(rest, " ")))
+	}
+	return nil
 }
 
 // paramsFor drops APP when the app is implied.
@@ -285,6 +363,9 @@ func setValue(p *Parsed, q param, v string) error {
 			return fmt.Errorf("%s: expected a run number, got %q", q.name, clip(v))
 		}
 	}
+	if q.name == "TIME" {
+		lv = v // a time keeps its case: 2026-12-24T18:00Z
+	}
 	set(p, q.name, lv)
 	return nil
 }
@@ -301,8 +382,12 @@ func set(p *Parsed, name, v string) {
 		p.Topic = v
 	case "N":
 		p.RunID, _ = strconv.ParseInt(v, 10, 64)
+	case "TIME":
+		p.Until = v
 	case "--force":
 		p.Force = v == "true"
+	case "--all":
+		p.All = v == "true"
 	}
 }
 

@@ -45,6 +45,17 @@ func TestParse(t *testing.T) {
 		{"/deploy 1a2b3c4 to sandbox2", "papi", Parsed{Name: "deploy", Region: "sandbox2", SHA: "1a2b3c4"}},
 		{"/history", "papi", Parsed{Name: "history"}},
 		{"/status", "papi", Parsed{Name: "status"}},
+		{"promote papi prod3 --force", "", Parsed{Name: "promote", App: "papi", Region: "prod3", Force: true}},
+		{"freeze papi prod3 Prod4 until 2026-12-27T09:00Z year-end  freeze", "", Parsed{Name: "freeze", App: "papi", Regions: []string{"prod3", "prod4"},
+			Until: "2026-12-27T09:00Z", Reason: "year-end freeze"}},
+		{"freeze papi until 2h incident 42", "", Parsed{Name: "freeze", App: "papi", Until: "2h", Reason: "incident 42"}},
+		{"freeze --all until 3d datacenter move", "", Parsed{Name: "freeze", All: true, Until: "3d", Reason: "datacenter move"}},
+		{"freeze papi prod3 prod3 UNTIL 1h x", "", Parsed{Name: "freeze", App: "papi", Regions: []string{"prod3"}, Until: "1h", Reason: "x"}},
+		{"/freeze prod3 until 2h deploy day", "papi", Parsed{Name: "freeze", Regions: []string{"prod3"}, Until: "2h", Reason: "deploy day"}},
+		{"/freeze papi until 2h deploy day", "papi", Parsed{Name: "freeze", Until: "2h", Reason: "deploy day"}},
+		{"unfreeze papi prod3", "", Parsed{Name: "unfreeze", App: "papi", Regions: []string{"prod3"}}},
+		{"unfreeze papi", "", Parsed{Name: "unfreeze", App: "papi"}},
+		{"unfreeze --all", "", Parsed{Name: "unfreeze", All: true}},
 	}
 	for _, tt := range tests {
 		got, err := Parse(tt.text, tt.app)
@@ -89,6 +100,13 @@ func TestParseErrors(t *testing.T) {
 		{"/deploy 1a2b3c4 at sandbox2", "papi", `expected "to", got "at"`},
 		{"/unlock prod3 --forse", "papi", "did you mean `--force`?"},
 		{"promote papi prod3 " + strings.Repeat("x", 100), "", "…"},
+		{"freeze papi prod3 2h reason", "", `missing "until" TIME`},
+		{"freeze papi prod3 until", "", "missing TIME"},
+		{"freeze until 2h reason", "", "missing APP (or --all for every app)"},
+		{"freeze --all papi until 2h reason", "", `--all is every app and region; name none, got "papi"`},
+		{"freeze papi pr$od until 2h reason", "", "REGION: expected a name"},
+		{"freeze papi --al until 2h x", "", "did you mean `--all`?"},
+		{"unfreeze", "", "missing APP (or --all for every app)"},
 	}
 	for _, tt := range tests {
 		_, err := Parse(tt.text, tt.app)
@@ -109,7 +127,7 @@ func TestUsage(t *testing.T) {
 		got = append(got, usage(c, false), usage(c, true))
 	}
 	want := []string{
-		"promote APP REGION [--release SHA]", "/promote [REGION] [--release SHA]",
+		"promote APP REGION [--release SHA] [--force]", "/promote [REGION] [--release SHA] [--force]",
 		"rollback APP REGION [--to SHA]", "/rollback [REGION] [--to SHA]",
 		"deploy APP SHA to REGION [--force]", "/deploy [SHA] to REGION [--force]",
 		"rerun APP REGION [--run N]",
@@ -117,6 +135,8 @@ func TestUsage(t *testing.T) {
 		"status [APP]", "/status",
 		"lock APP REGION [reason…]", "/lock REGION [reason…]",
 		"unlock APP REGION [--force]", "/unlock REGION [--force]",
+		"freeze APP [REGION…] until TIME REASON… [--all]", "/freeze [REGION…] until TIME REASON… [--all]",
+		"unfreeze APP [REGION…] [--all]", "/unfreeze [REGION…] [--all]",
 		"history APP [REGION]", "/history [REGION]",
 		"help [COMMAND]", "/help [COMMAND]",
 	}

@@ -4,13 +4,71 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/immunity-app/immunity/store"
 )
 
 func (c *Commands) promote(ctx context.Context, req Request, p *Parsed) (string, error) {
+	if p.Force {
+		return c.eng.ForcePromote(ctx, req.Actor, p.App, p.Region, p.SHA)
+	}
 	return c.eng.Promote(ctx, req.Actor, p.App, p.Region, p.SHA)
+}
+
+func (c *Commands) freeze(ctx context.Context, req Request, p *Parsed) (string, error) {
+	app := p.App
+	if p.All {
+		app = ""
+	}
+	until, err := ParseUntil(p.Until, c.eng.Now())
+	if err != nil {
+		err = fmt.Errorf("freeze: %w; nothing was changed", err)
+		c.eng.Audit(ctx, req.Actor, "freeze", app, strings.Join(p.Regions, ","), "", clipArgs(req.Text), "refused", err.Error())
+		return "", err
+	}
+	return c.eng.Freeze(ctx, req.Actor, app, p.Regions, until, p.Reason)
+}
+
+func (c *Commands) unfreeze(ctx context.Context, req Request, p *Parsed) (string, error) {
+	app := p.App
+	if p.All {
+		app = ""
+	}
+	return c.eng.Unfreeze(ctx, req.Actor, app, p.Regions)
+}
+
+// ParseUntil reads when a freeze ends: a duration from now (90m, 2h, 3d) or a time
+// (2026-12-24T18:00Z, 2026-12-24T18:00+01:00, 2026-12-24T18:00 and 2026-12-24 in UTC).
+func ParseUntil(s string, now time.Time) (time.Time, error) {
+	bad := fmt.Errorf("TIME: expected a duration such as 2h or 3d, or a time such as 2026-12-24T18:00Z, got %q", clip(s))
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return time.Time{}, bad
+		}
+		return now.Add(time.Duration(days) * 24 * time.Hour), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, bad
+		}
+		return now.Add(d), nil
+	}
+	up := strings.ToUpper(s)
+	for _, layout := range []string{time.RFC3339, "2006-01-02T15:04Z07:00"} {
+		if t, err := time.Parse(layout, up); err == nil {
+			return t, nil
+		}
+	}
+	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, up, time.UTC); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, bad
 }
 
 func (c *Commands) rollback(ctx context.Context, req Request, p *Parsed) (string, error) {

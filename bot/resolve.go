@@ -26,6 +26,11 @@ func (c *Commands) resolve(ctx context.Context, req Request, spec *command, p *P
 			return unknownName("region", p.Region, app.RegionNames(), "app "+app.Name)
 		}
 	}
+	for _, r := range p.Regions {
+		if _, _, ok := app.Region(r); !ok {
+			return unknownName("region", r, app.RegionNames(), "app "+app.Name)
+		}
+	}
 	switch spec.name {
 	case "promote":
 		if p.SHA == "" && req.SHA != "" {

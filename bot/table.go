@@ -30,13 +30,14 @@ var (
 // commands is the command table, in the order help lists it.
 var commands = []*command{
 	{
-		name:     "promote",
-		params:   []param{pApp, pRegionRO, {flag: "--release", name: "SHA"}},
-		summary:  "approve the release waiting for REGION (or the one named with --release)",
-		examples: []string{"promote papi prod3", "promote papi prod3 --release 1a2b3c4"},
-		repo:     []string{"/promote", "/promote prod3"},
-		action:   config.ActionPromote,
-		run:      (*Commands).promote,
+		name:        "promote",
+		params:      []param{pApp, pRegionRO, {flag: "--release", name: "SHA"}, {flag: "--force"}},
+		summary:     "approve the release waiting for REGION (or the one named with --release); outside its deploy windows or before the soak ends it waits; --force (needs the force grant; audited and announced) passes a freeze, the windows and soak",
+		examples:    []string{"promote papi prod3", "promote papi prod3 --release 1a2b3c4", "promote papi prod3 --force"},
+		repo:        []string{"/promote", "/promote prod3"},
+		action:      config.ActionPromote,
+		forceAction: config.ActionForce,
+		run:         (*Commands).promote,
 	},
 	{
 		name:     "rollback",
@@ -87,6 +88,24 @@ var commands = []*command{
 		examples: []string{"unlock papi prod3", "unlock papi prod3 --force"},
 		action:   config.ActionUnlock,
 		run:      (*Commands).unlock,
+	},
+	{
+		name: "freeze",
+		params: []param{{name: "APP"}, {name: "REGION…", list: true, optional: true}, {name: "until", literal: true}, {name: "TIME"},
+			{name: "REASON…", rest: true}, {flag: "--all"}},
+		summary: "stop deploys and promotions into APP's REGIONs (every region when none is named; every app with --all) until TIME (2h, 3d, 2026-12-24T18:00Z); rollbacks still go; break-glass: promote or deploy --force",
+		examples: []string{"freeze papi prod3 prod4 until 2026-12-27T09:00Z year-end freeze", "freeze papi until 2h incident 42",
+			"freeze --all until 3d datacenter move"},
+		action: config.ActionLock,
+		run:    (*Commands).freeze,
+	},
+	{
+		name:     "unfreeze",
+		params:   []param{{name: "APP"}, {name: "REGION…", list: true, optional: true}, {flag: "--all"}},
+		summary:  "lift the freezes of APP's REGIONs (all of APP's when none is named; the org-wide ones with --all) before they end",
+		examples: []string{"unfreeze papi prod3", "unfreeze papi", "unfreeze --all"},
+		action:   config.ActionUnlock,
+		run:      (*Commands).unfreeze,
 	},
 	{
 		name:     "history",

@@ -64,6 +64,19 @@ apps:
 	if code, out := cli("token", "create", "ada"); code == 0 || !strings.Contains(out, "already exists") {
 		t.Fatalf("second token ada: %d %q", code, out)
 	}
+	// A freeze through the CLI: shown in status, refused when it names no time, lifted.
+	if code, out := cli("freeze", "papi", "prod3", "until", "2h", "launch", "week"); code != 0 || !strings.Contains(out, "froze papi prod3 until") {
+		t.Fatalf("freeze over the socket: %d %q", code, out)
+	}
+	if code, out := cli("status", "papi"); code != 0 || !regexp.MustCompile(`prod3 .*frozen \(papi prod3\) until .* by \S+: launch week`).MatchString(out) {
+		t.Fatalf("status of a frozen region: %d %q", code, out)
+	}
+	if code, out := cli("freeze", "papi", "prod3", "until", "soon", "x"); code == 0 || !strings.Contains(out, "TIME: expected a duration such as 2h or 3d") {
+		t.Fatalf("freeze until soon: %d %q", code, out)
+	}
+	if code, out := cli("unfreeze", "papi"); code != 0 || !strings.Contains(out, "unfroze papi") {
+		t.Fatalf("unfreeze over the socket: %d %q", code, out)
+	}
 	if code, out := cli("lock", "papi", "prod3", "by", "the", "operator"); code != 0 {
 		t.Fatalf("lock over the socket: %d %q", code, out)
 	}

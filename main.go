@@ -29,12 +29,13 @@ usage:
   immunity serve [--config FILE]          run the server (dashboard, API, webhooks) on IMMUNITY_LISTEN
   immunity demo [--once]                  the whole pipeline on this machine with a sample app
   immunity config check FILE              check a config file; every error with file:line
-  immunity promote APP REGION [--release SHA]
+  immunity promote APP REGION [--release SHA] [--force]
   immunity rollback APP REGION [--to SHA]
-  immunity deploy APP SHA to REGION
+  immunity deploy APP SHA to REGION [--force]
   immunity status [APP]
   immunity lock APP REGION [REASON...]
   immunity unlock APP REGION [--force]
+  immunity freeze APP [REGION...] until TIME REASON...   (or --all); unfreeze APP [REGION...] (or --all)
   immunity history APP [REGION]
   immunity rerun APP REGION [--run N]
   immunity token create NAME [--role member|admin]   a personal API token, shown once
@@ -70,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDemo(ctx, args[1:], stdout)
 	case "config":
 		err = configCmd(args[1:], stdout)
-	case "promote", "rollback", "deploy", "status", "lock", "unlock", "history", "rerun":
+	case "promote", "rollback", "deploy", "status", "lock", "unlock", "freeze", "unfreeze", "history", "rerun":
 		return remote(ctx, args, stdout, stderr)
 	case "token":
 		err = tokenCmd(ctx, args[1:], stdout)
@@ -224,7 +225,7 @@ func envOr(k, def string) string {
 	return def
 }
 
-var commands = []string{"serve", "demo", "config", "promote", "rollback", "deploy", "status", "lock", "unlock", "history", "rerun", "token", "judge", "mirror", "healthcheck", "version", "help"}
+var commands = []string{"serve", "demo", "config", "promote", "rollback", "deploy", "status", "lock", "unlock", "freeze", "unfreeze", "history", "rerun", "token", "judge", "mirror", "healthcheck", "version", "help"}
 
 // didYouMean suggests the command closest to a mistyped one.
 func didYouMean(typed string) string {

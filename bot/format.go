@@ -56,6 +56,10 @@ func regionFacts(r pipeline.RegionStatus) []string {
 	}
 	if g := r.Gate; g != nil && g.Rule != pipeline.RuleLocked {
 		facts = append(facts, g.Why)
+	} else if g != nil {
+		for _, f := range r.Freezes { // behind the lock
+			facts = append(facts, fmt.Sprintf("frozen until %s by %s: %s", f.Until.UTC().Format("Mon 2 Jan 15:04 MST"), f.Actor, f.Reason))
+		}
 	}
 	return facts
 }

@@ -191,3 +191,22 @@ func (s *Store) PruneOutbox(ctx context.Context, age time.Duration) error {
 	}
 	return nil
 }
+
+// enqueueTx adds an item within a transaction; an item whose Dedupe key was added before
+// fails (the unique index on dedupe_key), and so does the transaction.
+func enqueueTx(ctx context.Context, tx tx, it OutboxItem, now int64) error {
+	var dedupe any
+	if it.Dedupe != "" {
+		dedupe = it.Dedupe
+	}
+	var nb int64
+	if !it.NotBefore.IsZero() {
+		nb = it.NotBefore.UnixNano()
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO outbox (stream, kind, dedupe_key, payload, state, not_before, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		it.Stream, it.Kind, dedupe, it.Payload, OutboxPending, nb, now)
+	if err != nil {
+		return fmt.Errorf("outbox: enqueue %s on %s: %w", it.Kind, it.Stream, err)
+	}
+	return nil
+}

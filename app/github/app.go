@@ -42,6 +42,8 @@ type App struct {
 	ingest  *store.DeliveryLog // records deliveries by group commit
 	known   installationCache  // installations already remembered
 	obs     observer           // metrics; noObserver when none
+	// gateWake has a recorded gate request decided (WithGateWake); nil: none is
+	gateWake func()
 
 	ctx    context.Context // parent of every delivery's work; cancelled by Close
 	cancel context.CancelFunc
@@ -82,7 +84,7 @@ func New(cfg config.GitHubConfig, eng engine, cmd commander, logger *slog.Logger
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &App{secret: secret, eng: eng, cmd: cmd, clients: clients, st: st, log: logger.With("part", "github"),
-		maxBody: MaxBody, ingest: ingest, obs: o.obs, ctx: ctx, cancel: cancel}, nil
+		maxBody: MaxBody, ingest: ingest, obs: o.obs, gateWake: o.gateWake, ctx: ctx, cancel: cancel}, nil
 }
 
 // Clients is the App's installation client factory (the checks reporter uses it).

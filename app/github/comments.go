@@ -167,17 +167,23 @@ type checkRunEvent struct {
 	RequestedAction struct {
 		Identifier string `json:"identifier"`
 	} `json:"requested_action"`
-	Repository struct {
-		FullName string `json:"full_name"`
-		Name     string `json:"name"`
-		Owner    struct {
-			Login string `json:"login"`
-		} `json:"owner"`
-	} `json:"repository"`
-	Installation struct {
-		ID int64 `json:"id"`
-	} `json:"installation"`
-	Sender sender `json:"sender"`
+	Repository   eventRepo         `json:"repository"`
+	Installation eventInstallation `json:"installation"`
+	Sender       sender            `json:"sender"`
+}
+
+// eventRepo is the repository of a delivery decoded by us.
+type eventRepo struct {
+	FullName string `json:"full_name"`
+	Name     string `json:"name"`
+	Owner    struct {
+		Login string `json:"login"`
+	} `json:"owner"`
+}
+
+// eventInstallation is the installation of an App's delivery.
+type eventInstallation struct {
+	ID int64 `json:"id"`
 }
 
 // sender is who caused a delivery: the user id is who they are, the login their name.

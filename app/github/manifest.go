@@ -22,9 +22,10 @@ func Manifest(name, serverURL string) map[string]any {
 		},
 		"redirect_url": base + "/github/setup/callback",
 		"default_events": []any{
-			"check_run", "check_suite", "commit_comment", "issue_comment", "push",
+			"check_run", "check_suite", "commit_comment", "deployment_protection_rule", "issue_comment", "push",
 		},
 		"default_permissions": map[string]any{
+			"actions":       "read",
 			"checks":        "write",
 			"deployments":   "write",
 			"contents":      "read",

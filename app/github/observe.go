@@ -24,7 +24,10 @@ func (noObserver) RateLimitWait(string, time.Duration)                          
 // Option tunes New and NewClients.
 type Option func(*options)
 
-type options struct{ obs observer }
+type options struct {
+	obs      observer
+	gateWake func()
+}
 
 // WithMetrics reports webhook deliveries and GitHub API calls, retries and rate-limit
 // waits to m.

@@ -27,6 +27,8 @@ func decode(event string, body []byte) (any, error) {
 		p = &checkRunEvent{}
 	case "check_suite":
 		p = &checkSuiteEvent{}
+	case "deployment_protection_rule":
+		p = &gateEvent{}
 	default:
 		p = gh.EventForType(event)
 	}
@@ -72,6 +74,8 @@ func describe(event, id string, payload any) (store.Delivery, error) {
 	case *checkRunEvent:
 		d.Action, d.Repo = p.Action, p.Repository.FullName
 	case *checkSuiteEvent:
+		d.Action, d.Repo = p.Action, p.Repository.FullName
+	case *gateEvent:
 		d.Action, d.Repo = p.Action, p.Repository.FullName
 	}
 	return d, nil

@@ -22,6 +22,8 @@ func (a *App) handle(ctx context.Context, event string, payload any) (string, er
 		return a.onCheckRun(ctx, ev)
 	case *checkSuiteEvent:
 		return a.onCheckSuite(ctx, ev)
+	case *gateEvent:
+		return a.onGate(ctx, ev)
 	}
 	a.rememberFrom(ctx, payload)
 	switch ev := payload.(type) {

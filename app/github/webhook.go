@@ -65,6 +65,21 @@ func (a *App) Webhook(c *gin.Context) {
 		observe("bad_request")
 		return
 	}
+	if ev, ok := payload.(*gateEvent); ok {
+		// GitHub waits for the answer: the request is in the store before it is answered.
+		var bad badRequest
+		if err := a.recordGate(c.Request.Context(), ev); errors.As(err, &bad) {
+			a.log.Warn("github gate request refused", "delivery", d.ID, "err", err)
+			c.String(http.StatusBadRequest, "%v\n", err)
+			observe("bad_request")
+			return
+		} else if err != nil {
+			a.log.Error("github gate request", "delivery", d.ID, "err", err)
+			c.String(http.StatusInternalServerError, "could not record the deployment protection rule request\n")
+			observe("error")
+			return
+		}
+	}
 	fresh, err := a.ingest.Record(c.Request.Context(), d)
 	if err != nil {
 		a.log.Error("github webhook", "delivery", d.ID, "err", err)

@@ -59,6 +59,9 @@ type App struct {
 	Regions      []Region `yaml:"regions"`
 	Slack        AppSlack `yaml:"slack"`
 	Access       *Access  `yaml:"access"`
+	// GitHubGate makes Immunity the custom deployment protection rule of GitHub Actions
+	// environments of the app's repo, by environment name (gate.go).
+	GitHubGate map[string]GitHubGate `yaml:"github_gate"`
 }
 
 // Repo says where an app's code lives: a GitHub repo, a local git repository, or both.

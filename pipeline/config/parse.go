@@ -412,6 +412,7 @@ func (c *Config) validate() []Problem {
 				add(ap+".access", "app %s: access: %v", a.Name, err)
 			}
 		}
+		c.checkGates(add, ap, &c.Apps[i])
 		metrics := map[string]bool{}
 		for j, m := range a.Metrics {
 			mp := fmt.Sprintf("%s.metrics[%d]", ap, j)

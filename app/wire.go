@@ -147,14 +147,17 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 			tok, err := gh.Clients().CloneToken(ctx, a.Repo.GitHub)
 			return release.Remote{URL: github.CloneURL(cfg.GitHub.BaseURL(), a.Repo.GitHub), Token: tok}, err
 		}
-		gh, err = github.New(cfg.GitHub, eng, cmds, o.Logger, github.WithMetrics(in.Metrics))
+		var gate *checks.Gate // made once the reporter is; no delivery arrives before Open returns
+		gh, err = github.New(cfg.GitHub, eng, cmds, o.Logger, github.WithMetrics(in.Metrics), github.WithGateWake(func() { gate.Wake() }))
 		if err != nil {
 			st.Close()
 			return nil, err
 		}
 		rep := checks.NewReporter(cfg, st, gh.Clients(), o.Logger)
 		eng.AddListener(rep)
-		in.closers = append(in.closers, gh.Close, rep.Close)
+		gate = checks.NewGate(cfg, st, eng, rep, o.Logger)
+		eng.AddListener(gate)
+		in.closers = append(in.closers, gh.Close, gate.Close, rep.Close)
 		mounts = append(mounts, gh.Routes)
 	} else {
 		url := cfg.Server.URL

@@ -52,6 +52,7 @@ const outboxLease = "outbox/github"
 const (
 	kindRun    = "github.run"
 	kindRegion = "github.region"
+	kindGate   = "github.gate" // a deployment protection rule's status report or review (gate.go)
 )
 
 // NewReporter starts a reporter; stop it with Close.
@@ -96,6 +97,11 @@ func (r *Reporter) Notify(ctx context.Context, ev pipeline.Event) {
 		r.log.Error("github report not recorded for delivery", "kind", ev.Kind, "run", ev.Run.ID, "err", err)
 		return
 	}
+	r.kick()
+}
+
+// kick has the worker look at the outbox now.
+func (r *Reporter) kick() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -182,13 +188,26 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 		if !held {
 			return time.Second
 		}
-		var ev pipeline.Event
-		err := json.Unmarshal([]byte(row.Payload), &ev)
-		if err == nil {
-			err = r.process(ctx, ev)
+		var err error
+		if row.Kind == kindGate {
+			err = r.sendGate(ctx, row.Payload)
+		} else {
+			var ev pipeline.Event
+			err = json.Unmarshal([]byte(row.Payload), &ev)
+			if err == nil {
+				err = r.process(ctx, ev)
+			}
 		}
 		if ctx.Err() != nil {
 			return wait
+		}
+		if errors.Is(err, errGateRefused) {
+			r.log.Error("github gate review refused by GitHub; dropped", "stream", row.Stream, "err", err)
+			if err := r.st.OutboxDone(ctx, l, row.ID, store.OutboxDropped, err.Error()); err != nil {
+				r.log.Error("github outbox", "err", err)
+			}
+			wait = 0
+			continue
 		}
 		if err == nil {
 			if _, err := r.st.OutboxDelivered(ctx, l, row); err != nil {

@@ -27,6 +27,7 @@ var ContractPaths = []string{
 	"/repos/{owner}/{repo}/check-runs/{check_run_id}",
 	"/repos/{owner}/{repo}/deployments",
 	"/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+	"/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule",
 	"/repos/{owner}/{repo}/collaborators/{username}/permission",
 	"/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
 	"/repos/{owner}/{repo}/comments/{comment_id}/reactions",

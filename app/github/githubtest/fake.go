@@ -58,7 +58,49 @@ type Server struct {
 	contract *Contract         // when set, requests it refuses are answered 422
 	deps     map[int64]*Deployment
 	depOrder []int64
+	gates    map[string]*GateRule // "owner/repo/RUN/environment", lower case
 }
+
+// GateRule is a workflow run's deployment waiting for this App's custom deployment
+// protection rule in one environment: the status reports it was sent, then its review.
+type GateRule struct {
+	Reports []string
+	State   string // approved or rejected once reviewed
+	Comment string // the review's comment
+}
+
+// GitHub's limits on a custom deployment protection rule.
+const (
+	MaxGateReports = 10   // status reports per rule
+	MaxGateComment = 1024 // characters of a report's or review's comment
+)
+
+// AwaitGate makes a workflow run of repo ("owner/repo") wait for this App's rule in an
+// environment, as GitHub does when it sends deployment_protection_rule (a rule already
+// known is left as it is).
+func (s *Server) AwaitGate(repo string, runID int64, environment string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := gateKey(repo, strconv.FormatInt(runID, 10), environment)
+	if s.gates[k] == nil {
+		s.gates[k] = &GateRule{}
+	}
+}
+
+// Gate returns what a rule was sent.
+func (s *Server) Gate(repo string, runID int64, environment string) GateRule {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.gates[gateKey(repo, strconv.FormatInt(runID, 10), environment)]
+	if g == nil {
+		return GateRule{}
+	}
+	out := *g
+	out.Reports = append([]string(nil), g.Reports...)
+	return out
+}
+
+func gateKey(repo, run, env string) string { return strings.ToLower(repo + "/" + run + "/" + env) }
 
 // Deployment is a deployment the fake holds, with the states of the statuses posted to
 // it, in order.
@@ -103,7 +145,7 @@ func (s *Server) SeedDeployment(id int64, repo, env, ref, state string) {
 // New starts a fake GitHub, closed with the test.
 func New(t testing.TB) *Server {
 	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}, pulls: map[string]Pull{}, onCall: map[string][]Fault{},
-		deps: map[int64]*Deployment{}}
+		deps: map[int64]*Deployment{}, gates: map[string]*GateRule{}}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.Server = httptest.NewServer(s.record(mux))
@@ -322,6 +364,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		in["id"], in["creator"], in["created_at"], in["updated_at"] = s.id(), s.user("immunity[bot]"), now(), now()
 		reply(w, 201, in)
 	})
+	mux.HandleFunc("POST /repos/{owner}/{repo}/actions/runs/{run}/deployment_protection_rule", s.reviewGate)
 	mux.HandleFunc("GET /repos/{owner}/{repo}/collaborators/{user}/permission", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		p, ok := s.perms[r.PathValue("user")]
@@ -369,6 +412,40 @@ func (s *Server) routes(mux *http.ServeMux) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 404, map[string]any{"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
 	})
+}
+
+// reviewGate takes a status report (no state) or the review of a waiting rule, and
+// refuses, as GitHub does, a rule that is not waiting (unknown, or reviewed already), an
+// eleventh status report and a comment over 1,024 characters.
+func (s *Server) reviewGate(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Environment string  `json:"environment_name"`
+		State       *string `json:"state"`
+		Comment     string  `json:"comment"`
+	}
+	json.NewDecoder(r.Body).Decode(&in)
+	refuse := func(msg string) {
+		reply(w, 422, map[string]any{"message": msg, "documentation_url": "https://docs.github.com/rest/actions/workflow-runs#review-custom-deployment-protection-rules-for-a-workflow-run", "status": "422"})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.gates[gateKey(r.PathValue("owner")+"/"+r.PathValue("repo"), r.PathValue("run"), in.Environment)]
+	switch {
+	case g == nil:
+		refuse(fmt.Sprintf("No pending deployment protection rule for environment %q of this workflow run", in.Environment))
+	case g.State != "":
+		refuse(fmt.Sprintf("The deployment protection rule of environment %q was already %s", in.Environment, g.State))
+	case len([]rune(in.Comment)) > MaxGateComment:
+		refuse(fmt.Sprintf("comment is too long (maximum is %d characters)", MaxGateComment))
+	case in.State == nil && len(g.Reports) >= MaxGateReports:
+		refuse(fmt.Sprintf("Only %d status reports may be posted for a deployment protection rule", MaxGateReports))
+	case in.State == nil:
+		g.Reports = append(g.Reports, in.Comment)
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		g.State, g.Comment = *in.State, in.Comment
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // pull is a pull request as GET /repos/{owner}/{repo}/pulls/{number} answers it (the

@@ -68,3 +68,56 @@ func TestEnforcedFakeRefusesWhatGitHubRefuses(t *testing.T) {
 		t.Errorf("an unknown operation: %d, want 404", resp.StatusCode)
 	}
 }
+
+// TestFakeGateRefusesWhatGitHubRefuses: a deployment protection rule takes 10 status
+// reports of at most 1,024 characters and one review, only while its run waits for it;
+// a body GitHub's description forbids (no comment and no state, an unknown state) is 422.
+func TestFakeGateRefusesWhatGitHubRefuses(t *testing.T) {
+	t.Parallel()
+	fake := New(t)
+	fake.Enforce(LoadContract(t))
+	fake.AwaitGate("Acme/Papi", 77, "production")
+	post := func(body map[string]any) int {
+		b, _ := json.Marshal(body)
+		resp, err := http.Post(fake.URL+"/repos/acme/papi/actions/runs/77/deployment_protection_rule", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	report := func(text string) map[string]any {
+		return map[string]any{"environment_name": "production", "comment": text}
+	}
+	for _, c := range []struct {
+		name string
+		body map[string]any
+		want int
+	}{
+		{"a report of 1,025 characters", report(strings.Repeat("é", 1025)), 422},
+		{"another environment", map[string]any{"environment_name": "staging", "comment": "waiting"}, 422},
+		{"neither comment nor state", map[string]any{"environment_name": "production"}, 422},
+		{"an unknown state", map[string]any{"environment_name": "production", "state": "maybe"}, 422},
+	} {
+		if got := post(c.body); got != c.want {
+			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+	for i := range 10 {
+		if got := post(report(strings.Repeat("é", 1024))); got != 204 {
+			t.Fatalf("report %d: %d", i+1, got)
+		}
+	}
+	if got := post(report("one more")); got != 422 {
+		t.Errorf("report 11: %d, want 422", got)
+	}
+	if got := post(map[string]any{"environment_name": "production", "state": "approved", "comment": "ok"}); got != 204 {
+		t.Errorf("review: %d", got)
+	}
+	if got := post(map[string]any{"environment_name": "production", "state": "rejected", "comment": "no"}); got != 422 {
+		t.Errorf("second review: %d, want 422", got)
+	}
+	if g := fake.Gate("acme/papi", 77, "Production"); len(g.Reports) != 10 || g.State != "approved" || g.Comment != "ok" {
+		t.Errorf("rule: %+v", g)
+	}
+}

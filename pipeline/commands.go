@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/internal/wait"
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
@@ -244,7 +246,17 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 	}
 	// The plan is carried out as a task of the engine's (a restart, or the scheduler,
 	// completes it if this one is cut short); this call waits for it.
-	if err := e.runTask(ctx, rollbackTask(rb.ID), func(ctx context.Context) error { return e.execRollback(ctx, a, reg, rb) }); err != nil {
+	err = e.runTask(ctx, app, rollbackTask(rb.ID), func(ctx context.Context) error { return e.execRollback(ctx, a, reg, rb) })
+	if errors.Is(err, errNotHere) {
+		// Another server works the app: its scheduler carries the plan out.
+		err = wait.Until(ctx, wait.Backoff{First: 100 * time.Millisecond, Max: time.Second}, 0, func(ctx context.Context) error {
+			if got, err := e.st.Rollback(ctx, rb.ID); err != nil || got.State == store.RollbackPlanned {
+				return fmt.Errorf("rollback %d is carried out by the server holding %s's lease: %v", rb.ID, app, orNothing(string(got.State)))
+			}
+			return nil
+		})
+	}
+	if err != nil {
 		return "", rel.SHA, err
 	}
 	done, err := e.st.Rollback(ctx, rb.ID)

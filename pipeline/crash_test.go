@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/store"
@@ -232,7 +233,8 @@ func TestFailingStoreStopsPromotionAndProgress(t *testing.T) {
 		eng.st.Close()
 
 		// Promoted while the store could be written, then the file turns read-only: the
-		// scheduler cannot record the stage's start, and touches no host.
+		// engine cannot claim the app's lease (a write), so it schedules nothing and touches
+		// no host; with the lease held, the scheduler cannot record the stage's start.
 		rw, err := store.Open(context.Background(), path)
 		if err != nil {
 			t.Fatal(err)
@@ -244,9 +246,16 @@ func TestFailingStoreStopsPromotionAndProgress(t *testing.T) {
 		rw.Close()
 		eng = readOnly()
 		before := slices.Clone(h.dep.asked())
-		err = eng.schedule(context.Background())
-		if err == nil || !strings.Contains(err.Error(), "readonly") {
-			t.Fatalf("schedule on a read-only store: %v; want the write's error", err)
+		if err := eng.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		eng.Stop()
+		if _, _, err := eng.st.ClaimLease(context.Background(), appLease("papi"), "x", time.Minute); err == nil || !strings.Contains(err.Error(), "readonly") {
+			t.Fatalf("lease claim on a read-only store: %v; want the write's error", err)
+		}
+		if r, _ := eng.st.Run(context.Background(), run.ID); stageOf(r, "prod3").State != store.StageApproved {
+			t.Fatalf("prod3 is %s; a read-only store cannot have recorded its start", stageOf(r, "prod3").State)
 		}
 		if !slices.Equal(before, h.dep.asked()) {
 			t.Fatalf("a host was touched without its record: %v", h.dep.asked()[len(before):])

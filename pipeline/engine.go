@@ -17,6 +17,14 @@
 // was in flight, re-checking a host step that may or may not have finished instead of
 // repeating it. The engine tells the world through Listener; it imports no GitHub, Slack
 // or SSH code.
+//
+// An app's work (scheduling its runs, builds, stages, rollbacks, polling its repository)
+// is done only while the engine holds the app's lease in the store (store.Hold,
+// "engine/APP"), and every store write of that work is fenced by the lease's token
+// (store.WithLease): of several servers sharing one database, one works each app, and one
+// that lost the lease (it stalled past its expiry) writes nothing over its successor's
+// work. Taking a lease over is a start for that app: its hosts are reconciled first, then
+// what was in flight is resumed. With one server the lease is simply always held.
 package pipeline
 
 import (
@@ -87,6 +95,9 @@ type Options struct {
 	// Now is the engine's clock for its decisions (deploy windows, freezes, soak); default
 	// time.Now. Tests give it a fake clock (and the store the same one: store.SetClock).
 	Now func() time.Time
+	// LeaseTTL is how long an app's lease lasts without renewal (renewed every third of
+	// it); 0 is store.LeaseTTL. A server that dies is taken over within about two.
+	LeaseTTL time.Duration
 	// Secrets are values that must never be shown: test output that holds one has it
 	// replaced by "[redacted]" before it is stored or told (the server's own tokens and
 	// keys; app.Open gathers them).
@@ -107,10 +118,13 @@ type Engine struct {
 	persisted func(point string)
 	clock     func() time.Time  // Options.Now
 	secrets   *strings.Replacer // nil: nothing to redact
+	leaseTTL  time.Duration
 
 	mu     sync.Mutex
-	emitMu sync.Mutex       // one event at a time, snapshots in order
-	tasks  map[string]*task // builds and stages under way, by name
+	emitMu sync.Mutex                // one event at a time, snapshots in order
+	tasks  map[string]*task          // builds and stages under way, by name
+	leases map[string]*store.Holding // each app's lease, by app name (set by Start)
+	tenure map[string]int64          // the token of the lease each app is worked under now
 	kick   chan struct{}
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -127,6 +141,9 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.Tick == 0 {
 		o.Tick = time.Second
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = store.LeaseTTL
 	}
 	if o.Tester == nil {
 		o.Tester = CommandTester{}
@@ -147,9 +164,9 @@ func New(o Options) (*Engine, error) {
 	return &Engine{
 		secrets: secrets,
 		cfg:     o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
-		deployer: o.Deployer, log: o.Logger, tick: o.Tick, persisted: o.Persisted, clock: o.Now,
-		tasks: map[string]*task{},
-		kick:  make(chan struct{}, 1),
+		deployer: o.Deployer, log: o.Logger, tick: o.Tick, persisted: o.Persisted, clock: o.Now, leaseTTL: o.LeaseTTL,
+		tasks: map[string]*task{}, leases: map[string]*store.Holding{}, tenure: map[string]int64{},
+		kick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -172,19 +189,25 @@ func (e *Engine) Store() *store.Store { return e.st }
 // AddListener adds a reporter. Call it before Start.
 func (e *Engine) AddListener(l Listener) { e.listeners = append(e.listeners, l) }
 
-// Start reconciles the store with what every host runs, resumes what was in flight
-// (completing open rollbacks first) and starts scheduling. It returns once the hosts have
-// been asked; Stop ends it.
+// Start claims the apps' leases, reconciles the store with what the hosts of every app it
+// holds run, resumes what was in flight (completing open rollbacks first) and starts
+// scheduling. It returns once those hosts have been asked; Stop ends it.
 func (e *Engine) Start(ctx context.Context) error {
 	e.ctx, e.stop = context.WithCancel(ctx)
 	runs, err := e.st.Runs(e.ctx, "", true, 0)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
-	for _, r := range runs {
-		e.log.Info("resuming run", "app", r.App, "run", r.ID, "sha", short(r.SHA), "state", r.State)
+	for i := range e.cfg.Apps {
+		name := e.cfg.Apps[i].Name
+		e.leases[name] = e.st.Hold(e.ctx, appLease(name), e.leaseTTL)
 	}
-	e.reconcileAll(e.ctx, "start")
+	for _, r := range runs {
+		if _, held := e.lease(r.App); held {
+			e.log.Info("resuming run", "app", r.App, "run", r.ID, "sha", short(r.SHA), "state", r.State)
+		}
+	}
+	e.takeOver("start")
 	open, err := e.st.OpenRollbacks(e.ctx)
 	if err != nil {
 		return fmt.Errorf("resume: %w", err)
@@ -209,6 +232,84 @@ func (e *Engine) Stop() {
 		e.stop()
 	}
 	e.wg.Wait()
+	for _, h := range e.leases {
+		<-h.Done() // released
+	}
+}
+
+func appLease(app string) string { return "engine/" + app }
+
+// lease is the lease this engine works an app under, when it holds it and has taken the
+// app over (its hosts reconciled).
+func (e *Engine) lease(app string) (store.Lease, bool) {
+	h := e.leases[app]
+	if h == nil {
+		return store.Lease{}, false
+	}
+	l, held := h.Lease()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !held || e.tenure[app] != l.Token {
+		return store.Lease{}, false
+	}
+	return l, true
+}
+
+// takeOver follows the apps' leases: an app whose lease was lost has its tasks stopped
+// (their state stays as persisted, for the new holder to resume); an app whose lease was
+// newly taken has its tasks of an older tenure stopped and its hosts reconciled, as on a
+// start, before anything of it is scheduled.
+func (e *Engine) takeOver(why string) {
+	for i := range e.cfg.Apps {
+		a := &e.cfg.Apps[i]
+		l, held := e.leases[a.Name].Lease()
+		e.mu.Lock()
+		was := e.tenure[a.Name]
+		e.mu.Unlock()
+		switch {
+		case held && l.Token == was:
+			continue
+		case !held && was == 0:
+			continue
+		case !held:
+			if e.ctx.Err() == nil {
+				e.log.Warn("lease lost: stopping this app's work here", "app", a.Name, "token", was)
+			}
+			e.setTenure(a.Name, 0)
+			e.cancelApp(a.Name)
+			continue
+		}
+		if was != 0 {
+			e.cancelApp(a.Name)
+		}
+		if why != "start" {
+			e.log.Info("lease taken: working this app here", "app", a.Name, "token", l.Token)
+		}
+		ctx := store.WithLease(e.ctx, l)
+		for j := range a.Regions {
+			if _, err := e.reconcileRegion(ctx, a, &a.Regions[j]); err != nil {
+				e.log.Warn("reconcile", "app", a.Name, "region", a.Regions[j].Name, "why", why, "err", err)
+			}
+		}
+		e.setTenure(a.Name, l.Token)
+	}
+}
+
+func (e *Engine) setTenure(app string, token int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.tenure[app] = token
+}
+
+// cancelApp stops an app's tasks without waiting for them.
+func (e *Engine) cancelApp(app string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range e.tasks {
+		if t.app == app {
+			t.cancel()
+		}
+	}
 }
 
 // Kick asks the scheduler to look at the runs now.
@@ -224,6 +325,7 @@ func (e *Engine) loop() {
 	t := time.NewTicker(e.tick)
 	defer t.Stop()
 	for {
+		e.takeOver("takeover")
 		if err := e.schedule(e.ctx); err != nil && e.ctx.Err() == nil {
 			e.log.Error("schedule", "err", err)
 		}

@@ -235,7 +235,8 @@ type harness struct {
 	tests   *fakeTester
 	monitor *fakeMonitor
 	rec     *recorder
-	clock   *fakeClock // nil: the real clock
+	clock   *fakeClock    // nil: the real clock
+	lease   time.Duration // the engine's LeaseTTL (0: the default)
 }
 
 // fakeClock is a clock tests move by hand; the engine and the store share it.
@@ -336,7 +337,7 @@ func (h *harness) start() {
 		now = h.clock.Now
 	}
 	eng, err := New(Options{Config: h.cfg, Store: h.st, Builder: h.build, Tester: h.tests, Monitor: h.monitor, Now: now,
-		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return h.dep, nil }, Tick: 20 * time.Millisecond})
+		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return h.dep, nil }, Tick: 20 * time.Millisecond, LeaseTTL: h.lease})
 	if err != nil {
 		h.t.Fatal(err)
 	}

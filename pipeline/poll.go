@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/pipeline/config"
+	"github.com/immunity-app/immunity/store"
 )
 
 // poll watches the branch heads of apps with repo.poll set and starts a run when one moves
@@ -24,6 +25,11 @@ func (e *Engine) poll(ctx context.Context, a *config.App) {
 }
 
 func (e *Engine) pollOnce(ctx context.Context, a *config.App) {
+	l, held := e.lease(a.Name)
+	if !held {
+		return // the server holding the app's lease polls
+	}
+	ctx = store.WithLease(ctx, l)
 	c, err := e.builder.Commit(ctx, a, "")
 	if err != nil {
 		e.log.Warn("poll", "app", a.Name, "err", err)

@@ -18,19 +18,6 @@ import (
 // region) and telling the listeners (Reconciled), so Slack, GitHub and the dashboard say
 // it too.
 
-// reconcileAll reconciles every region of every app; hosts that cannot be asked are
-// logged and left as the store says.
-func (e *Engine) reconcileAll(ctx context.Context, why string) {
-	for i := range e.cfg.Apps {
-		a := &e.cfg.Apps[i]
-		for j := range a.Regions {
-			if _, err := e.reconcileRegion(ctx, a, &a.Regions[j]); err != nil {
-				e.log.Warn("reconcile", "app", a.Name, "region", a.Regions[j].Name, "why", why, "err", err)
-			}
-		}
-	}
-}
-
 // reconcileRegion asks every host of a region what it runs and corrects the store; it
 // returns the hosts' answers (host -> SHA) and the errors of hosts that could not be asked.
 func (e *Engine) reconcileRegion(ctx context.Context, a *config.App, reg *config.Region) (map[string]string, error) {

@@ -271,7 +271,7 @@ func (e *Engine) resumeRollbacks(open []store.Rollback) {
 			continue
 		}
 		e.log.Info("completing rollback", "app", rb.App, "region", rb.Region, "rollback", rb.ID)
-		e.spawn(rollbackTask(rb.ID), func(ctx context.Context) {
+		e.spawn(rb.App, rollbackTask(rb.ID), func(ctx context.Context) {
 			if err := e.execRollback(ctx, a, reg, rb); err != nil && ctx.Err() == nil {
 				e.log.Error("rollback", "app", rb.App, "region", rb.Region, "err", err)
 			}

@@ -20,7 +20,8 @@ func nextStage(r *store.Run) *store.Stage {
 	return nil
 }
 
-// schedule looks at every run in flight and moves each as far as it can go now.
+// schedule looks at every run in flight of the apps whose lease it holds and moves each
+// as far as it can go now.
 func (e *Engine) schedule(ctx context.Context) error {
 	runs, err := e.st.Runs(ctx, "", true, 0) // newest first
 	if err != nil {
@@ -48,7 +49,11 @@ func (e *Engine) schedule(ctx context.Context) error {
 			e.log.Warn("run of an app no longer configured", "app", app)
 			continue
 		}
-		if err := e.scheduleApp(ctx, a, rs, rollbacks); err != nil {
+		l, held := e.lease(app)
+		if !held {
+			continue // another server works this app
+		}
+		if err := e.scheduleApp(store.WithLease(ctx, l), a, rs, rollbacks); err != nil {
 			return fmt.Errorf("schedule %s: %w", app, err)
 		}
 	}

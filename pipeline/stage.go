@@ -18,7 +18,7 @@ import (
 
 // startBuild builds a run's release in the background (once).
 func (e *Engine) startBuild(a *config.App, r store.Run) {
-	e.spawn(buildTask(r.ID), func(ctx context.Context) {
+	e.spawn(a.Name, buildTask(r.ID), func(ctx context.Context) {
 		if err := e.build(ctx, a, r); err != nil && ctx.Err() == nil {
 			e.log.Error("build", "app", a.Name, "run", r.ID, "sha", short(r.SHA), "err", err)
 		}
@@ -78,7 +78,7 @@ func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) error {
 
 // startStage runs (or resumes) a stage in its own goroutine.
 func (e *Engine) startStage(a *config.App, r store.Run, s store.Stage) {
-	e.spawn(stageTask(s.ID), func(ctx context.Context) {
+	e.spawn(a.Name, stageTask(s.ID), func(ctx context.Context) {
 		if err := e.execStage(ctx, a, r, s); err != nil && ctx.Err() == nil {
 			e.log.Error("stage", "app", a.Name, "run", r.ID, "region", s.Region, "err", err)
 		}
@@ -88,16 +88,22 @@ func (e *Engine) startStage(a *config.App, r store.Run, s store.Stage) {
 func buildTask(runID int64) string   { return fmt.Sprintf("build/%d", runID) }
 func stageTask(stageID int64) string { return fmt.Sprintf("stage/%d", stageID) }
 
-// spawn runs fn in a goroutine of its own unless a task of that name is running; its
-// context ends with the engine or with cancelTask. The scheduler is kicked when it ends.
-func (e *Engine) spawn(name string, fn func(ctx context.Context)) {
+// spawn runs fn, a task of app, in a goroutine of its own unless a task of that name is
+// running or the engine does not hold the app's lease (spawned says so); its context
+// carries the lease (every store write of the task is fenced by it) and ends with the
+// engine, with cancelTask or when the lease is lost. The scheduler is kicked when it ends.
+func (e *Engine) spawn(app, name string, fn func(ctx context.Context)) (spawned bool) {
+	l, held := e.lease(app)
+	if !held {
+		return false
+	}
 	e.mu.Lock()
 	if _, ok := e.tasks[name]; ok {
 		e.mu.Unlock()
-		return
+		return true
 	}
-	ctx, cancel := context.WithCancel(e.ctx)
-	t := &task{cancel: cancel, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(store.WithLease(e.ctx, l))
+	t := &task{app: app, cancel: cancel, done: make(chan struct{})}
 	e.tasks[name] = t
 	e.mu.Unlock()
 	e.wg.Add(1)
@@ -113,10 +119,15 @@ func (e *Engine) spawn(name string, fn func(ctx context.Context)) {
 		}()
 		fn(ctx)
 	}()
+	return true
 }
+
+// errNotHere: the task's app is worked by the server holding its lease, not this one.
+var errNotHere = errors.New("another server holds the app's lease")
 
 // task is a build, stage or rollback under way.
 type task struct {
+	app    string
 	cancel context.CancelFunc
 	done   chan struct{} // closed when it has returned
 	err    error         // what it returned (runTask's), valid once done is closed
@@ -124,8 +135,9 @@ type task struct {
 
 // runTask runs fn as the engine's task of that name (or joins the one already running)
 // and waits until it ends, or ctx does. The task outlives ctx: it ends with the engine.
-func (e *Engine) runTask(ctx context.Context, name string, fn func(ctx context.Context) error) error {
-	e.spawn(name, func(ctx context.Context) {
+// ErrNotHere: this engine does not hold the app's lease, and another server does the work.
+func (e *Engine) runTask(ctx context.Context, app, name string, fn func(ctx context.Context) error) error {
+	spawned := e.spawn(app, name, func(ctx context.Context) {
 		err := fn(ctx)
 		e.mu.Lock()
 		if t := e.tasks[name]; t != nil {
@@ -133,6 +145,9 @@ func (e *Engine) runTask(ctx context.Context, name string, fn func(ctx context.C
 		}
 		e.mu.Unlock()
 	})
+	if !spawned {
+		return errNotHere
+	}
 	e.mu.Lock()
 	t := e.tasks[name]
 	e.mu.Unlock()
@@ -232,8 +247,8 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 				return nil // the stage ended meanwhile (cancelled): whoever ended it tells the story
 			}
 			var se storeError
-			if errors.As(err, &se) {
-				return err // the store failed: nothing more is done until it works again
+			if errors.As(err, &se) || errors.Is(err, store.ErrLeaseLost) {
+				return err // the store failed, or another server works the app now: nothing more is done here
 			}
 			return e.failStage(ctx, sr, r, s, err.Error())
 		}

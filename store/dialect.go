@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -53,7 +54,8 @@ func isPostgresURL(dsn string) bool {
 type db struct {
 	pool   *sql.DB
 	engine engine
-	binds  sync.Map // statement with ? -> statement with $n (PostgreSQL)
+	binds  sync.Map     // statement with ? -> statement with $n (PostgreSQL)
+	nowNS  func() int64 // the store's clock, for fences
 }
 
 // q rewrites a statement for the engine.
@@ -69,8 +71,46 @@ func (d *db) q(query string) string {
 	return out
 }
 
+// ExecContext runs a statement; under a lease (WithLease) it is fenced: done in a
+// transaction that first checks the lease.
 func (d *db) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if _, ok := leaseOf(ctx); ok {
+		var res sql.Result
+		err := d.tx(ctx, func(t tx) error {
+			var err error
+			res, err = t.ExecContext(ctx, query, args...)
+			return err
+		})
+		return res, err
+	}
 	return d.pool.ExecContext(ctx, d.q(query), args...)
+}
+
+// tx runs fn in a transaction, committed when fn returns nil. Under a lease (WithLease)
+// the transaction first checks that the lease is still held, share-locking its row on
+// PostgreSQL until the commit (SQLite's write transactions hold the one write lock), and
+// changes nothing (ErrLeaseLost) when it is not.
+func (d *db) tx(ctx context.Context, fn func(tx) error) error {
+	t, err := d.pool.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if l, ok := leaseOf(ctx); ok {
+		var one int
+		err := t.QueryRowContext(ctx, d.q(`SELECT 1 FROM leases WHERE name = ? AND token = ? AND expires_at > ?`+d.engine.forShare()), l.Name, l.Token, d.nowNS()).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = fmt.Errorf("lease %s (token %d): %w", l.Name, l.Token, ErrLeaseLost)
+		}
+		if err != nil {
+			t.Rollback()
+			return err
+		}
+	}
+	if err := fn(tx{t: t, d: d}); err != nil {
+		t.Rollback()
+		return err
+	}
+	return t.Commit()
 }
 
 func (d *db) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {

@@ -23,6 +23,31 @@ type Lease struct {
 	Expires time.Time
 }
 
+// WithLease makes every store write done with the context a fenced write of l's work:
+// each runs in a transaction that first checks that l is still held (same token, not
+// expired) and changes nothing, answering ErrLeaseLost, once it is not. The engine does
+// an app's work under the app's lease this way, so a replica that lost the lease (it
+// stalled, or the database dropped it) writes over nothing its successor did.
+func WithLease(ctx context.Context, l Lease) context.Context {
+	return context.WithValue(ctx, leaseKey{}, l)
+}
+
+type leaseKey struct{}
+
+func leaseOf(ctx context.Context) (Lease, bool) {
+	l, ok := ctx.Value(leaseKey{}).(Lease)
+	return l, ok && l.Name != ""
+}
+
+// unfenced is ctx without a lease: the lease's own rows are claimed and renewed without
+// checking it.
+func unfenced(ctx context.Context) context.Context {
+	if _, ok := leaseOf(ctx); ok {
+		return context.WithValue(ctx, leaseKey{}, Lease{})
+	}
+	return ctx
+}
+
 // ErrLeaseLost is returned by a fenced write or a renewal whose lease another holder
 // took over (or that expired).
 var ErrLeaseLost = errors.New("lease lost")
@@ -32,7 +57,8 @@ var ErrLeaseLost = errors.New("lease lost")
 // has it; a claim racing another replica's for the same lease gives up at once rather
 // than wait (PostgreSQL: FOR UPDATE SKIP LOCKED).
 func (s *Store) ClaimLease(ctx context.Context, name, holder string, ttl time.Duration) (l Lease, ok bool, err error) {
-	now := s.nowNS()
+	ctx = unfenced(ctx)
+	now := s.leaseNS()
 	exp := now + int64(ttl)
 	err = s.tx(ctx, func(tx tx) error {
 		var cur Lease
@@ -73,7 +99,8 @@ func (s *Store) ClaimLease(ctx context.Context, name, holder string, ttl time.Du
 
 // RenewLease extends a lease still held (same token, not expired) to ttl from now.
 func (s *Store) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lease, error) {
-	now := s.nowNS()
+	ctx = unfenced(ctx)
+	now := s.leaseNS()
 	res, err := s.db.ExecContext(ctx, `UPDATE leases SET expires_at = ? WHERE name = ? AND token = ? AND expires_at > ?`, now+int64(ttl), l.Name, l.Token, now)
 	if err != nil {
 		return l, fmt.Errorf("renew lease %s: %w", l.Name, err)
@@ -87,6 +114,7 @@ func (s *Store) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lea
 
 // ReleaseLease gives a held lease up, so that another holder need not wait for its expiry.
 func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
+	ctx = unfenced(ctx)
 	if _, err := s.db.ExecContext(ctx, `UPDATE leases SET expires_at = 0 WHERE name = ? AND token = ?`, l.Name, l.Token); err != nil {
 		return fmt.Errorf("release lease %s: %w", l.Name, err)
 	}
@@ -99,12 +127,13 @@ func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 // finds the lease taken over changes nothing).
 func (s *Store) fence(l Lease) (string, []any) {
 	return `EXISTS (SELECT 1 FROM leases WHERE name = ? AND token = ? AND expires_at > ?` + s.db.engine.forShare() + `)`,
-		[]any{l.Name, l.Token, s.nowNS()}
+		[]any{l.Name, l.Token, s.leaseNS()}
 }
 
 // fenced runs a fenced write: ErrLeaseLost when it changed nothing because the lease is
 // no longer held; otherwise how many rows it changed.
 func (s *Store) fenced(ctx context.Context, l Lease, what, query string, args ...any) (int64, error) {
+	ctx = unfenced(ctx)
 	cond, fargs := s.fence(l)
 	res, err := s.db.ExecContext(ctx, query+` AND `+cond, append(args, fargs...)...)
 	if err != nil {

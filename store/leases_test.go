@@ -48,7 +48,7 @@ func TestALeaseHasOneHolderAndFencesOffTheLastOne(t *testing.T) {
 		heads, _ := a.OutboxHeads(ctx, "slack/", 10)
 
 		// b's clock is a minute on: a stalled past its lease, and b takes over.
-		b.now = func() time.Time { return time.Now().Add(time.Minute) }
+		b.leaseNow = func() time.Time { return time.Now().Add(time.Minute) }
 		lb, ok, err := b.ClaimLease(ctx, "outbox/slack", b.Replica(), 15*time.Second)
 		if err != nil || !ok || lb.Token != 2 {
 			t.Fatalf("takeover of an expired lease: %+v %v %v", lb, ok, err)
@@ -137,6 +137,48 @@ func TestAHoldingRenewsAndReleases(t *testing.T) {
 		<-h.Done()
 		if _, ok, err := b.ClaimLease(t.Context(), "outbox/github", b.Replica(), time.Minute); err != nil || !ok {
 			t.Fatalf("claim after release: %v %v", ok, err)
+		}
+	})
+}
+
+// Every write done with a context under a lease (WithLease) is fenced: once another
+// replica took the lease over, the old holder's writes, single statements and
+// transactions alike, change nothing and answer ErrLeaseLost.
+func TestWritesUnderALeaseAreFenced(t *testing.T) {
+	engines(t, func(t *testing.T, db string) {
+		ctx := t.Context()
+		a, b := open(t, db), open(t, db)
+		la := holdLease(t, a, "engine/papi")
+		actx := WithLease(ctx, la)
+		r, err := a.CreateRun(actx, Run{App: "papi", SHA: "1a2b3c", State: RunBuilding}, []string{"sandbox1"}, map[string][]string{"sandbox1": {"h1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.SetRunState(actx, r.ID, RunRunning, "built"); err != nil {
+			t.Fatal(err)
+		}
+
+		// b's clock is two minutes on: a's lease has expired there, and b takes it over.
+		b.leaseNow = func() time.Time { return time.Now().Add(2 * time.Minute) }
+		lb, ok, err := b.ClaimLease(ctx, "engine/papi", b.Replica(), time.Minute)
+		if err != nil || !ok || lb.Token != la.Token+1 {
+			t.Fatalf("takeover: %+v %v %v", lb, ok, err)
+		}
+		a.leaseNow = b.leaseNow // a resumes, its clock right again
+		if err := a.SetRunState(actx, r.ID, RunFailed, "from the stalled replica"); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("a statement under the lost lease: %v; want ErrLeaseLost", err)
+		}
+		if _, err := a.CreateRun(actx, Run{App: "papi", SHA: "4d5e6f", State: RunBuilding}, []string{"sandbox1"}, nil); !errors.Is(err, ErrLeaseLost) {
+			t.Fatalf("a transaction under the lost lease: %v; want ErrLeaseLost", err)
+		}
+		if runs, err := a.Runs(actx, "papi", false, 0); err != nil || len(runs) != 1 || runs[0].State != RunRunning {
+			t.Fatalf("runs after the fenced writes: %+v %v; want the one run, still running", runs, err)
+		}
+		if err := b.SetRunState(WithLease(ctx, lb), r.ID, RunSucceeded, "done"); err != nil {
+			t.Fatalf("the new holder's write: %v", err)
+		}
+		if err := a.SetRunState(ctx, r.ID, RunSucceeded, "done"); err != nil {
+			t.Fatalf("a write under no lease is not fenced: %v", err)
 		}
 	})
 }

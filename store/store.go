@@ -41,6 +41,9 @@ type Store struct {
 	db      *db
 	now     func() time.Time
 	replica string // this process, as a lease holder
+	// leaseNow is the clock of leases and fences: real time even when a test fakes the
+	// times the store records (SetClock).
+	leaseNow func() time.Time
 }
 
 // Open opens the database and applies pending migrations. database is either the path of
@@ -51,7 +54,8 @@ func Open(ctx context.Context, database string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", Redact(database), err)
 	}
-	s := &Store{db: d, now: time.Now, replica: replicaName()}
+	s := &Store{db: d, now: time.Now, leaseNow: time.Now, replica: replicaName()}
+	d.nowNS = s.leaseNS
 	if err := s.migrate(ctx); err != nil {
 		d.pool.Close()
 		return nil, fmt.Errorf("open store %s: %w", Redact(database), err)
@@ -72,7 +76,9 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}
-	return &Store{db: &db{pool: pool, engine: sqliteEngine}, now: time.Now, replica: replicaName()}, nil
+	s := &Store{db: &db{pool: pool, engine: sqliteEngine}, now: time.Now, leaseNow: time.Now, replica: replicaName()}
+	s.db.nowNS = s.leaseNS
+	return s, nil
 }
 
 func openDB(database string) (*db, error) {
@@ -131,6 +137,9 @@ func (s *Store) Close() error { return s.db.pool.Close() }
 // Now is the store's clock, in unix nanoseconds.
 func (s *Store) nowNS() int64 { return s.now().UnixNano() }
 
+// leaseNS is the clock of leases, in unix nanoseconds.
+func (s *Store) leaseNS() int64 { return s.leaseNow().UnixNano() }
+
 // migrate applies pending migrations in one transaction. On PostgreSQL replicas starting
 // together take turns: the first applies them, the others then find them applied.
 func (s *Store) migrate(ctx context.Context) error {
@@ -172,18 +181,8 @@ func (s *Store) migrate(ctx context.Context) error {
 	})
 }
 
-// tx runs fn in a transaction, committing if it returns nil.
-func (s *Store) tx(ctx context.Context, fn func(tx) error) error {
-	t, err := s.db.pool.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx{t: t, d: s.db}); err != nil {
-		t.Rollback()
-		return err
-	}
-	return t.Commit()
-}
+// tx runs fn in a transaction, committing if it returns nil (fenced under a lease).
+func (s *Store) tx(ctx context.Context, fn func(tx) error) error { return s.db.tx(ctx, fn) }
 
 func fromNS(ns int64) time.Time {
 	if ns == 0 {

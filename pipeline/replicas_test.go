@@ -1,0 +1,124 @@
+package pipeline
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/internal/pgtest"
+	"github.com/immunity-app/immunity/pipeline/config"
+	"github.com/immunity-app/immunity/store"
+)
+
+// Two servers on one PostgreSQL database: only the holder of the app's lease works it,
+// while a push and a promotion reach it through the other; when the holder dies in the
+// middle of a production rollout (its database gone, its lease left to expire), the
+// other takes the app over within two lease periods, asks the hosts first, and finishes
+// the run without switching a host twice. The dead one writes nothing more.
+func TestAnotherServerFinishesTheRunOfOneThatDied(t *testing.T) {
+	const ttl = time.Second
+	db := pgtest.Database(t)
+	h := newHarnessOn(t, fourRegions, db)
+	h.eng.Stop()
+	h.lease = ttl
+	h.start() // server A
+
+	stB, err := store.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stB.Close() })
+	recB := &recorder{}
+	b, err := New(Options{Config: h.cfg, Store: stB, Builder: h.build, Tester: h.tests, Monitor: h.monitor, LeaseTTL: ttl, Tick: 20 * time.Millisecond,
+		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return h.dep, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.AddListener(recB)
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	if _, held := b.lease("papi"); held {
+		t.Fatal("both servers hold papi's lease")
+	}
+
+	h.seed()
+	run, err := b.StartRun(context.Background(), "papi", h.build.add("change"), Trigger{Kind: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(run.ID, store.RunWaiting)
+	h.dep.mu.Lock()
+	h.dep.hang["prod3/host2"] = true // switched, then A dies while the app restarts
+	h.dep.mu.Unlock()
+	if _, err := b.Promote(context.Background(), ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRun(run.ID, "restarting prod3/host2", func(r store.Run) bool {
+		for _, hs := range stageOf(r, "prod3").Hosts {
+			if hs.Host == "host2" && hs.Step == store.HostRestarting {
+				return slices.Contains(h.dep.asked(), "prod3/host2@"+short(run.SHA))
+			}
+		}
+		return false
+	})
+	if told := recB.kinds(HostChanged); len(told) != 0 {
+		t.Fatalf("server B, holding no lease, moved hosts: %+v", told[0])
+	}
+	h.dep.mu.Lock()
+	h.dep.hang["prod3/host2"] = false
+	h.dep.mu.Unlock()
+	killed := time.Now()
+	h.rec.mu.Lock()
+	toldByA := len(h.rec.events)
+	h.rec.mu.Unlock()
+	h.st.Close() // A "dies": it can no longer renew its lease nor write
+
+	var r store.Run
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if r, err = stB.Run(context.Background(), run.ID); err == nil && r.State == store.RunSucceeded {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run not finished by B: %+v %v", r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var first Event
+	for _, ev := range append(recB.kinds(HostChanged), recB.kinds(StageChanged)...) {
+		if ev.Time.After(killed) && (first.Time.IsZero() || ev.Time.Before(first.Time)) {
+			first = ev
+		}
+	}
+	t.Logf("B took over %v after A died", first.Time.Sub(killed))
+	if took := first.Time.Sub(killed); took > 2*ttl {
+		t.Errorf("B first acted %v after A died; want within 2 lease periods (%v)", took, 2*ttl)
+	}
+	h.rec.mu.Lock()
+	if n := len(h.rec.events); n != toldByA {
+		t.Errorf("A told %d events after it died: %+v", n-toldByA, h.rec.events[toldByA])
+	}
+	h.rec.mu.Unlock()
+	h.dep.mu.Lock()
+	switches := 0
+	for _, s := range h.dep.switches {
+		if s == "prod3/host2@"+short(run.SHA) {
+			switches++
+		}
+	}
+	h.dep.mu.Unlock()
+	if switches != 1 {
+		t.Errorf("host2 switched %d times; want once", switches)
+	}
+	for _, region := range []string{"prod3", "prod4"} {
+		live, _ := stB.Live(context.Background(), "papi", region)
+		for host, sha := range live {
+			if sha != run.SHA {
+				t.Errorf("%s/%s runs %s; want %s", region, host, short(sha), short(run.SHA))
+			}
+		}
+	}
+}

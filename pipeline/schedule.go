@@ -133,14 +133,21 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		return err
 	}
 	if n.State == store.StagePending && reg.ManualApproval && n.ApprovedBy == "" {
-		return e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region,
+		// Only a stage still pending waits: one approved since it was read (a deploy
+		// approves its stage right after writing its run) is not put back.
+		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region,
 			msg: fmt.Sprintf("%s %s is ready for %s: promote it with `promote %s %s`", a.Name, short(r.SHA), n.Region, a.Name, n.Region),
 			write: func(ctx context.Context) error {
-				if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion"}); err != nil {
+				if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion",
+					OnlyIf: []store.StageState{store.StagePending}}); err != nil {
 					return err
 				}
 				return e.st.SetRunState(ctx, r.ID, store.RunWaiting, "waiting for promotion to "+n.Region)
 			}})
+		if errors.Is(err, store.ErrStateChanged) {
+			return nil // looked at again on the next round
+		}
+		return err
 	}
 	if n.State == store.StageAwaitingApproval {
 		return nil

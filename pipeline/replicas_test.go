@@ -2,12 +2,14 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/internal/pgtest"
+	"github.com/immunity-app/immunity/internal/wait"
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
@@ -121,4 +123,67 @@ func TestAnotherServerFinishesTheRunOfOneThatDied(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The database becomes unreachable while a run waits for promotion: the store says it
+// cannot be written (what /readyz asks), a promotion is refused with the store's error,
+// no host is touched, and the engine stops working the app once its lease has expired.
+// When the database is back, the engine takes the app over again (a new tenure, its hosts
+// asked first), the run is where it was, and the promotion carries it to the end.
+func TestAnUnreachableDatabaseLosesNothing(t *testing.T) {
+	const ttl = time.Second
+	ctx := context.Background()
+	srv, db := pgtest.Own(t)
+	h := newHarnessOn(t, fourRegions, db)
+	h.eng.Stop()
+	h.lease = ttl
+	h.start()
+	h.seed()
+	run := h.push("change")
+	h.waitState(run.ID, store.RunWaiting)
+	before, held := h.eng.lease("papi")
+	if !held {
+		t.Fatal("the only server does not hold papi's lease")
+	}
+	asked := len(h.dep.asked())
+
+	if err := srv.Down(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.st.Writable(ctx); err == nil {
+		t.Fatal("the store says it can be written with its database down")
+	}
+	if _, err := h.eng.Promote(ctx, ada, "papi", "prod3", ""); err == nil {
+		t.Fatal("a promotion was accepted with the database down")
+	}
+	time.Sleep(2 * ttl)
+	if _, held := h.eng.lease("papi"); held {
+		t.Fatal("the engine still works papi with its database unreachable past the lease")
+	}
+	if n := len(h.dep.asked()); n != asked {
+		t.Fatalf("%d host activations while the database was down", n-asked)
+	}
+
+	if err := srv.Up(); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.Until(ctx, wait.Backoff{First: 50 * time.Millisecond, Max: 200 * time.Millisecond}, 20*time.Second, func(ctx context.Context) error {
+		if err := h.st.Writable(ctx); err != nil {
+			return err
+		}
+		if l, held := h.eng.lease("papi"); !held || l.Token <= before.Token {
+			return fmt.Errorf("papi's lease not taken again: %+v", l)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := h.st.Run(ctx, run.ID); err != nil || r.State != store.RunWaiting || stageOf(r, "prod3").State != store.StageAwaitingApproval {
+		t.Fatalf("the run after the outage: %+v %v; want it still waiting for prod3", r, err)
+	}
+	if _, err := h.eng.Promote(ctx, ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(run.ID, store.RunSucceeded)
 }

@@ -167,6 +167,46 @@ func (s *Server) DropDatabase(ctx context.Context, name string) error {
 	return err
 }
 
+// Down stops the server at once, keeping its data, as a database that became unreachable;
+// Up starts it again on the same port.
+func (s *Server) Down() error {
+	if out, err := s.run("pg_ctl", "stop", "-w", "-m", "immediate", "-D", filepath.Join(s.Dir, "data")); err != nil {
+		return fmt.Errorf("pg_ctl stop: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Up starts a server that Down stopped.
+func (s *Server) Up() error {
+	data := filepath.Join(s.Dir, "data")
+	if out, err := s.run("pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", filepath.Join(s.Dir, "server.log")); err != nil {
+		return fmt.Errorf("pg_ctl start: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Own starts a server of the test's own (one it may take down), stopped when the test
+// ends, and returns it with the URL of a database on it.
+func Own(t testing.TB) (*Server, string) {
+	t.Helper()
+	if _, err := Available(); err != nil {
+		if os.Getenv("IMMUNITY_TEST_REQUIRE_ALL") == "1" {
+			t.Fatalf("%v (IMMUNITY_TEST_REQUIRE_ALL=1)", err)
+		}
+		t.Skip(err)
+	}
+	srv, err := Start(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	_, url, err := srv.CreateDatabase(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, url
+}
+
 // Stop stops the server at once and removes its folder.
 func (s *Server) Stop() {
 	if s.admin != nil {

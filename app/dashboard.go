@@ -36,6 +36,10 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"icon":         func(name string) string { return threadIcons[name] },
 	"iconClass":    iconClass,
 	"took":         took,
+	"words":        words,
+	"stamp":        stamp,
+	"iso":          isoTime,
+	"stampMilli":   stampMilli,
 	"verdictTable": func(v *judge.Verdict) string { return bot.VerdictTable(*v) },
 }).ParseFS(webFS, "web/*.html"))
 

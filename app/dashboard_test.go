@@ -122,6 +122,7 @@ func fillDashboard(t *testing.T, in *Instance) {
 		Tests: "--- FAIL: TestSearch <b>bold</b>\nexit status 1"})
 	st.AddEvent(ctx, store.Event{RunID: run.ID, App: "papi", Region: "sandbox2", Host: "host1", Kind: string(pipeline.Logged), Message: "smoke test GET /search answered 200"})
 	st.SetRunState(ctx, run.ID, "failed", "canary analysis failed in sandbox2")
+	st.SetLive(ctx, "papi", "sandbox2", "host1", "2222222bbbb") // a failed non-production release stays until the next
 	waiting, err := st.CreateRun(ctx, store.Run{App: "papi", SHA: "3333333cccc", Subject: "Cache the index", Author: "lin", State: "waiting"},
 		[]string{"sandbox2", "prod3"}, map[string][]string{"sandbox2": {"host1"}, "prod3": {"host1"}})
 	if err != nil {

@@ -33,6 +33,7 @@ type regionView struct {
 	ActiveHost *store.HostStep // the host the active stage is working on
 	Verdict    *judge.Verdict  // the active stage's latest comparison
 	Promote    []string        // the commands that promote what waits here
+	Failed     []failedHere    // releases running here whose stage here failed
 }
 
 type hostLive struct{ Host, SHA string }
@@ -84,7 +85,11 @@ func (s *Server) appViews(ctx context.Context, only string) ([]appView, error) {
 	for _, st := range sts {
 		av := appView{Name: st.App}
 		for _, r := range st.Regions {
-			av.Regions = append(av.Regions, regionOf(st.App, r, inflight))
+			rv := regionOf(st.App, r, inflight)
+			if rv.Failed, err = s.failedReleases(ctx, st.App, r.Name, r.Live); err != nil {
+				return nil, err
+			}
+			av.Regions = append(av.Regions, rv)
 		}
 		av.History, _ = s.eng.Store().History(ctx, st.App, "", 8)
 		out = append(out, av)

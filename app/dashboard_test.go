@@ -140,7 +140,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	srv := httptest.NewServer(in.Server.Handler())
 	defer srv.Close()
 	home := chromium(t, srv.URL+"/")
-	for _, want := range []string{"papi", "sandbox2", `prod3</b> <span class="tag prod">production</span>`, "1111111",
+	for _, want := range []string{"papi", "sandbox2", `prod3</a></b> <span class="tag prod">production</span>`, "1111111",
 		"locked by ada: incident 42", "Rank &lt;search&gt; results &lt;img src=x onerror=alert(1)&gt;",
 		"<code>immunity promote papi prod3</code>", "<code>/immunity promote papi prod3</code>", "3333333", "Cache the index",
 		"Runs in flight", "Recent runs", "Audit log", "History", "seed"} {

@@ -16,11 +16,17 @@ import (
 // What the dashboard's templates read: plain structs built from the engine's status and
 // the store, so the templates hold no logic beyond loops and conditions.
 
+// cardHistory is how many history entries an app's card shows; the region pages page
+// through all of them.
+const cardHistory = 8
+
 // appView is one app's card on the home page.
 type appView struct {
 	Name    string
 	Regions []regionView
 	History []store.HistoryEntry
+	// MoreHistory says there is older history than History shows (on the region pages).
+	MoreHistory bool
 	// Reconciled is what the engine last found on the app's hosts that the store did not
 	// know ("prod3/host2 found on X, store said Y"), newest first.
 	Reconciled []store.Event
@@ -91,7 +97,12 @@ func (s *Server) appViews(ctx context.Context, only string) ([]appView, error) {
 			}
 			av.Regions = append(av.Regions, rv)
 		}
-		av.History, _ = s.eng.Store().History(ctx, st.App, "", 8)
+		if av.History, err = s.eng.Store().History(ctx, st.App, "", cardHistory+1); err != nil {
+			return nil, err
+		}
+		if len(av.History) > cardHistory {
+			av.History, av.MoreHistory = av.History[:cardHistory], true
+		}
 		out = append(out, av)
 	}
 	events, err := s.eng.Store().Events(ctx, 0, 500)

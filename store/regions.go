@@ -58,13 +58,26 @@ func (s *Store) AddHistory(ctx context.Context, h HistoryEntry) error {
 
 // History lists what went live, newest first; region "" means every region.
 func (s *Store) History(ctx context.Context, app, region string, limit int) ([]HistoryEntry, error) {
-	if limit <= 0 {
-		limit = 50
+	return s.HistoryPage(ctx, HistoryFilter{App: app, Region: region, Limit: limit})
+}
+
+// HistoryFilter selects a page of a region's history. Region "" means every region of
+// the app; Before pages back: only entries with a smaller id.
+type HistoryFilter struct {
+	App, Region string
+	Before      int64
+	Limit       int // default 50
+}
+
+// HistoryPage lists the history entries a filter selects, newest first.
+func (s *Store) HistoryPage(ctx context.Context, f HistoryFilter) ([]HistoryEntry, error) {
+	if f.Limit <= 0 {
+		f.Limit = 50
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, app, region, sha, action, actor, actor_id, via, run_id, at FROM region_history
-		WHERE app = ? AND (? = '' OR region = ?) ORDER BY id DESC LIMIT ?`, app, region, region, limit)
+		WHERE app = ? AND (? = '' OR region = ?) AND (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?`, f.App, f.Region, f.Region, f.Before, f.Before, f.Limit)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("history of %s %s: %w", f.App, f.Region, err)
 	}
 	defer rows.Close()
 	var out []HistoryEntry

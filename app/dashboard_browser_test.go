@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -121,6 +123,14 @@ func TestDashboardPagesInChromium(t *testing.T) {
 		in.Store.AddHistory(ctx, store.HistoryEntry{App: "papi", Region: "sandbox2", SHA: fmt.Sprintf("%07dabc", i), Action: "deploy",
 			Actor: "Lin Wu", ActorID: "slack:T0001/U0042LINWU", Via: "slack", RunID: int64(i + 1)})
 	}
+	run, _ := in.Store.Run(ctx, 1)
+	for look := 1; look <= 8; look++ { // looks over time, then the final verdict again
+		v, _ := json.Marshal(judge.Verdict{Outcome: judge.Pass, Look: look, Metrics: []judge.MetricResult{
+			{Name: "latency", Unit: "s", Outcome: judge.Pass, Baseline: 0.012, Canary: 0.011 + 0.0015*float64(look), NBaseline: 40 * look, NCanary: 40 * look},
+			{Name: "error_rate", Kind: judge.Rate, Outcome: judge.Pass, Baseline: 0.010, Canary: 0.009 + 0.0005*float64(look), NBaseline: 900 * look, NCanary: 880 * look}}})
+		in.Store.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{Verdict: string(v)})
+	}
+	in.Store.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{Verdict: run.Stages[0].Verdict})
 	in.Store.AddEvent(ctx, store.Event{App: "papi", Region: "prod3", Host: "host1", Kind: string(pipeline.Reconciled),
 		Message: "prod3/host1 found on 2222222, store said 1111111"})
 	srv := httptest.NewServer(in.Server.Handler())

@@ -68,6 +68,7 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	s.router.GET("/ui/regions/:app/:region", s.regionFragmentHandler)
 	s.router.GET("/audit", s.auditPageHandler)
 	s.router.GET("/runs/:id/stages/:region/chart.png", s.chart)
+	s.router.GET("/runs/:id/stages/:region/metrics/:metric/timeline.png", s.timeline)
 	s.router.GET("/ui/apps/:app", s.appFragment)
 	s.router.GET("/ui/runs", s.runsFragment)
 	s.router.GET("/ui/runs/:id", s.runFragment)

@@ -161,7 +161,7 @@ func Header(r Root) string {
 
 // StatusLine is the root message's live line: the run's state and each region's.
 func StatusLine(r Root) string {
-	parts := []string{string(r.State)}
+	parts := []string{r.State.Words()}
 	for _, l := range r.Regions {
 		parts = append(parts, fmt.Sprintf("%s %s %s", l.Region, consoleIcons[l.Icon], l.Text))
 	}

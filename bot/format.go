@@ -42,7 +42,7 @@ func regionFacts(r pipeline.RegionStatus) []string {
 	}
 	facts = append(facts, "live "+liveText(r))
 	if a := r.Active; a != nil {
-		facts = append(facts, fmt.Sprintf("%s %s (run %d)", a.State, release(a.SHA, a.Subject), a.RunID))
+		facts = append(facts, fmt.Sprintf("%s %s (run %d)", a.State.Words(), release(a.SHA, a.Subject), a.RunID))
 	}
 	if w := r.Waiting; w != nil {
 		facts = append(facts, fmt.Sprintf("waiting for promotion: %s (run %d)", release(w.SHA, w.Subject), w.RunID))

@@ -124,7 +124,7 @@ func title(run store.Run, st *store.Stage, concl string) string {
 	case concl == "skipped" || concl == "cancelled" && st.State == store.StagePending:
 		return fmt.Sprintf("%s %s: not reached (run %s)", shortSHA(run.SHA), st.Region, run.State)
 	}
-	return fmt.Sprintf("%s %s: %s", shortSHA(run.SHA), st.Region, words(string(st.State)))
+	return fmt.Sprintf("%s %s: %s", shortSHA(run.SHA), st.Region, st.State.Words())
 }
 
 // createOptions and updateOptions turn a view into the API's request bodies.

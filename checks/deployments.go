@@ -161,7 +161,7 @@ func stageDeployment(cfg *config.Config, app *config.App, run store.Run, st *sto
 	}
 	desc := st.Message
 	if desc == "" {
-		desc = words(string(st.State))
+		desc = st.State.Words()
 	}
 	return deployment{key: fmt.Sprintf("run/%d/%s", run.ID, st.Region), app: app, region: region, repo: app.Repo.GitHub,
 		sha: run.SHA, runID: run.ID, task: "deploy", desc: fmt.Sprintf("%s %s to %s (run %d)", app.Name, shortSHA(run.SHA), region.Name, run.ID),

@@ -23,7 +23,7 @@ const (
 // summary renders a stage as the check run's Markdown summary.
 func summary(cfg *config.Config, app *config.App, run store.Run, st *store.Stage) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "## %s `%s` in %s: %s\n\n", app.Name, shortSHA(run.SHA), st.Region, words(string(st.State)))
+	fmt.Fprintf(&b, "## %s `%s` in %s: %s\n\n", app.Name, shortSHA(run.SHA), st.Region, st.State.Words())
 	writeRelease(&b, cfg, run)
 	writeRegion(&b, app, st)
 	writeHosts(&b, st)
@@ -91,7 +91,7 @@ func writeHosts(b *strings.Builder, st *store.Stage) {
 		if h.PrevSHA != "" {
 			was = "`" + shortSHA(h.PrevSHA) + "`"
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", cell(h.Host), words(string(h.Step)), was, cell(h.Message))
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", cell(h.Host), h.Step.Words(), was, cell(h.Message))
 	}
 }
 

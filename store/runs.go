@@ -205,14 +205,53 @@ func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error 
 			args = append(args, st)
 		}
 	}
-	res, err := s.db.ExecContext(ctx, q, args...)
+	err := s.tx(ctx, func(tx tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			if len(u.OnlyIf) > 0 {
+				return ErrStateChanged
+			}
+			return nil
+		}
+		if u.Verdict != "" { // every look is kept, for the metrics over time
+			_, err = tx.ExecContext(ctx, `INSERT INTO stage_verdicts (stage_id, verdict, at) VALUES (?, ?, ?)`, id, u.Verdict, now)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("stage %d -> %s: %w", id, u.State, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 && len(u.OnlyIf) > 0 {
-		return fmt.Errorf("stage %d -> %s: %w", id, u.State, ErrStateChanged)
-	}
 	return nil
+}
+
+// StageVerdict is one look of a stage's canary comparison.
+type StageVerdict struct {
+	Verdict string // judge.Verdict JSON
+	At      time.Time
+}
+
+// StageVerdicts lists every verdict a stage recorded, oldest first: its interim looks
+// and its final verdict.
+func (s *Store) StageVerdicts(ctx context.Context, stageID int64) ([]StageVerdict, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT verdict, at FROM stage_verdicts WHERE stage_id = ? ORDER BY id`, stageID)
+	if err != nil {
+		return nil, fmt.Errorf("verdicts of stage %d: %w", stageID, err)
+	}
+	defer rows.Close()
+	var out []StageVerdict
+	for rows.Next() {
+		var v StageVerdict
+		var at int64
+		if err := rows.Scan(&v.Verdict, &at); err != nil {
+			return nil, err
+		}
+		v.At = fromNS(at)
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // SetHostStep records a host's step within a stage, while the stage is active:

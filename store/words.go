@@ -19,7 +19,7 @@ var stageWords = map[StageState]string{
 }
 
 var stepWords = map[StepState]string{
-	HostPending: "waiting", HostUploading: "uploading", HostSwitching: "switching", HostRestarting: "restarting",
+	HostPending: "pending", HostUploading: "uploading", HostSwitching: "switching", HostRestarting: "restarting",
 	HostChecking: "checking health", HostTesting: "testing", HostMonitoring: "canary monitoring", HostDone: "done",
 	HostFailed: "failed", HostRollingBack: "rolling back", HostRolledBack: "rolled back",
 }

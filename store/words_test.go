@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -52,4 +54,39 @@ func TestWordsOfAnUnknownState(t *testing.T) {
 	if got := StageAwaitingApproval.Words(); got != "waiting for promotion" {
 		t.Errorf("awaiting_approval reads %q", got)
 	}
+}
+
+func TestEveryVerdictOfAStageIsKept(t *testing.T) {
+	engines(t, func(t *testing.T, db string) {
+		s := open(t, db)
+		ctx := context.Background()
+		r, err := s.CreateRun(ctx, Run{App: "papi", SHA: "abc1234", State: RunRunning}, []string{"sandbox2"}, map[string][]string{"sandbox2": {"host1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := r.Stages[0].ID
+		for _, u := range []StageUpdate{{State: StageMonitoring, Verdict: `{"look":1}`}, {Message: "still looking"}, {Verdict: `{"look":2}`},
+			{Verdict: `{"look":3}`, OnlyIf: []StageState{StageFailed}}, {State: StageSucceeded, Verdict: `{"look":3,"final":true}`}} {
+			if err := s.UpdateStage(ctx, id, u); err != nil && !errors.Is(err, ErrStateChanged) {
+				t.Fatal(err)
+			}
+		}
+		vs, err := s.StageVerdicts(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range vs {
+			got = append(got, v.Verdict)
+			if v.At.IsZero() {
+				t.Errorf("verdict %s has no time", v.Verdict)
+			}
+		}
+		if want := []string{`{"look":1}`, `{"look":2}`, `{"look":3,"final":true}`}; strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("kept verdicts %v, want %v (a refused update keeps none)", got, want)
+		}
+		if st, _ := s.Run(ctx, r.ID); st.Stages[0].Verdict != `{"look":3,"final":true}` {
+			t.Errorf("the stage's verdict is %s", st.Stages[0].Verdict)
+		}
+	})
 }

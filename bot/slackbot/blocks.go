@@ -35,7 +35,7 @@ func rootBlocks(r bot.Root, runURL string) []slack.Block {
 	if r.Trigger != "" {
 		ctx = append(ctx, esc(r.Trigger))
 	}
-	ctx = append(ctx, run, "*"+esc(string(r.State))+"*")
+	ctx = append(ctx, run, "*"+esc(r.State.Words())+"*")
 	var lines []string
 	for _, l := range r.Regions {
 		lines = append(lines, fmt.Sprintf("%s *%s* %s", emoji[l.Icon], esc(l.Region), esc(l.Text)))
@@ -52,7 +52,7 @@ func rootBlocks(r bot.Root, runURL string) []slack.Block {
 
 // rootText is the root message's notification text.
 func rootText(r bot.Root) string {
-	return fmt.Sprintf("%s %s %s: %s", r.App, short(r.SHA), clip(r.Subject, 80), r.State)
+	return fmt.Sprintf("%s %s %s: %s", r.App, short(r.SHA), clip(r.Subject, 80), r.State.Words())
 }
 
 // postBlocks render one post: its line, the log lines, the metric table, its buttons.

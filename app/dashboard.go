@@ -40,6 +40,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"stamp":        stamp,
 	"iso":          isoTime,
 	"stampMilli":   stampMilli,
+	"happened":     happened,
 	"verdictTable": func(v *judge.Verdict) string { return bot.VerdictTable(*v) },
 }).ParseFS(webFS, "web/*.html"))
 

@@ -38,3 +38,14 @@ func stamp(t time.Time) string {
 func stampMilli(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04:05.000 MST")
 }
+
+// historyWords say what a region's history entry did.
+var historyWords = map[string]string{"seed": "seeded", "deploy": "deployed", "promote": "promoted", "rollback": "rolled back"}
+
+// happened is a history entry's action as people read it.
+func happened(action string) string {
+	if w, ok := historyWords[action]; ok {
+		return w
+	}
+	return words(action)
+}

@@ -142,7 +142,7 @@ func TestRegionPage(t *testing.T) {
 	}
 	shas := func(page string) []string {
 		var out []string
-		for _, m := range regexp.MustCompile(`<td>deploy</td><td><code class="sha">(\d+)</code>`).FindAllStringSubmatch(page, -1) {
+		for _, m := range regexp.MustCompile(`<td>deployed</td><td><code class="sha">(\d+)</code>`).FindAllStringSubmatch(page, -1) {
 			out = append(out, m[1])
 		}
 		return out
@@ -244,5 +244,22 @@ func TestAuditPage(t *testing.T) {
 		if code, body := get(t, in, bad); code != 400 {
 			t.Errorf("%s: %d %s", bad, code, body)
 		}
+	}
+}
+
+// Lists that show only the newest say so and point to the rest.
+func TestCappedListsSaySo(t *testing.T) {
+	t.Parallel()
+	in := openTest(t)
+	fillDashboard(t, in)
+	ctx := context.Background()
+	for i := range 20 {
+		if _, err := in.Store.CreateRun(ctx, store.Run{App: "papi", SHA: fmt.Sprintf("%07dfeed", i), State: store.RunSucceeded}, []string{"sandbox2"},
+			map[string][]string{"sandbox2": {"host1"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, home := get(t, in, "/"); !strings.Contains(home, "The 15 newest finished runs") {
+		t.Errorf("the home page lists the newest runs without saying so")
 	}
 }

@@ -16,6 +16,9 @@ import (
 // What the dashboard's templates read: plain structs built from the engine's status and
 // the store, so the templates hold no logic beyond loops and conditions.
 
+// recentRuns is how many finished runs the home page lists.
+const recentRuns = 15
+
 // cardHistory is how many history entries an app's card shows; the region pages page
 // through all of them.
 const cardHistory = 8
@@ -47,6 +50,8 @@ type hostLive struct{ Host, SHA string }
 // runsView is the home page's run lists.
 type runsView struct {
 	InFlight, Recent []store.Run
+	// More says there are older finished runs than Recent shows (GET /api/runs lists them).
+	More bool
 }
 
 // homeView is the whole home page.
@@ -181,8 +186,12 @@ func (s *Server) runsView(ctx context.Context) runsView {
 	v.InFlight, _ = s.eng.Runs(ctx, "", true, 50)
 	all, _ := s.eng.Runs(ctx, "", false, 40)
 	for _, r := range all {
-		if r.State.Terminal() && len(v.Recent) < 15 {
+		switch {
+		case !r.State.Terminal():
+		case len(v.Recent) < recentRuns:
 			v.Recent = append(v.Recent, r)
+		default:
+			v.More = true
 		}
 	}
 	return v

@@ -34,7 +34,7 @@ type bench struct {
 }
 
 var benches = []bench{
-	{"ingest", "webhook deliveries into immunity serve (SQLite) beside a bare HMAC server",
+	{"ingest", "webhook deliveries into immunity serve (SQLite; PostgreSQL with 1 and 3 replicas) beside a bare HMAC server",
 		[]string{"go", "run", "./bench/ingest", "-d", "30s"}, []string{"go", "run", "./bench/ingest", "-d", "5s"}},
 	{"pushcheck", "push webhook to the first Check Run at a fake GitHub, beside the webhook's own answer",
 		[]string{"go", "test", "-run", "^$", "-bench", "PushToFirstCheckRun", "-benchtime", "50x", "./app/github"},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,12 +16,12 @@ type check struct {
 	states                                map[string]int
 }
 
-// checkStore opens the stopped server's database: every acknowledged delivery must be
-// there once and handled; a bench delivery there that was not acknowledged, or one
-// marked a duplicate (each was unique), is doubled.
-func checkStore(dataDir string, acked []string) (check, error) {
+// checkStore opens the stopped servers' database (a SQLite file or a PostgreSQL URL):
+// every acknowledged delivery must be there once and handled; a bench delivery there that
+// was not acknowledged, or one marked a duplicate (each was unique), is doubled.
+func checkStore(database string, acked []string) (check, error) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(dataDir, "immunity.db"))
+	st, err := store.Open(ctx, database)
 	if err != nil {
 		return check{}, err
 	}
@@ -64,9 +63,9 @@ func checkStore(dataDir string, acked []string) (check, error) {
 	return c, nil
 }
 
-func report(rows []row, c check, dur time.Duration, conns, rate int) {
+func report(rows []row, checks []check, dur time.Duration, conns, rate int) {
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("\nwebhook ingest: signed push deliveries (unconfigured repo), %d keep-alive connections, %s a phase, loopback; load average %s\n\n",
+	fmt.Printf("\nwebhook ingest: signed push deliveries (unconfigured repo), %d keep-alive connections (shared among replicas), %s a phase, loopback; load average %s\n\n",
 		conns, dur, strings.Join(strings.Fields(string(load))[:3], " "))
 	fmt.Printf("| server | phase | sent | 2xx | not 2xx | deliveries/s | p50 ms | p99 ms | max ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
@@ -74,7 +73,15 @@ func report(rows []row, c check, dur time.Duration, conns, rate int) {
 	}
 	bareMax, oursMax, oursFixed := rows[0], rows[2], rows[3]
 	ratio := oursMax.rps / bareMax.rps
-	fmt.Printf("\nstore: %d acknowledged, %d recorded, %d handled (states %v), %d lost, %d doubled\n", c.acked, c.stored, c.handled, c.states, c.lost, c.doubled)
+	fmt.Println()
+	for i, c := range checks {
+		fmt.Printf("store of %s: %d acknowledged, %d recorded, %d handled (states %v), %d lost, %d doubled\n", rows[2+2*i].target, c.acked, c.stored, c.handled, c.states, c.lost, c.doubled)
+	}
+	fmt.Println()
+	c := checks[0]
+	for _, o := range checks[1:] {
+		c.acked, c.stored, c.handled, c.lost, c.doubled = c.acked+o.acked, c.stored+o.stored, c.handled+o.handled, c.lost+o.lost, c.doubled+o.doubled
+	}
 	verdict := func(ok bool) string { return map[bool]string{true: "OK", false: "MISSED"}[ok] }
 	fmt.Printf("target max >= 3000/s:          %.0f/s: %s\n", oursMax.rps, verdict(oursMax.rps >= 3000))
 	fmt.Printf("target >= 0.4x bare server:    %.2fx: %s\n", ratio, verdict(ratio >= 0.4))
@@ -82,6 +89,10 @@ func report(rows []row, c check, dur time.Duration, conns, rate int) {
 	fmt.Printf("target 0 lost, 0 doubled:      %d lost, %d doubled: %s\n", c.lost, c.doubled, verdict(c.lost == 0 && c.doubled == 0 && c.handled == c.acked))
 	summary("ingest", "deliveries/s (max)", fmt.Sprintf("%.0f", oursMax.rps), fmt.Sprintf("%.0f", bareMax.rps), "bare HMAC net/http", ">= 3000 and >= 0.4x", oursMax.rps >= 3000 && ratio >= 0.4)
 	summary("ingest", fmt.Sprintf("p99 ms at %d/s", rate), fmt.Sprintf("%.2f", ms(oursFixed.p99)), fmt.Sprintf("%.2f", ms(rows[1].p99)), "bare HMAC net/http", "< 10", oursFixed.p99 < 10*time.Millisecond)
+	for i := 4; i+1 < len(rows); i += 2 {
+		summary("ingest", "deliveries/s (max), "+strings.TrimPrefix(rows[i].target, "immunity serve "), fmt.Sprintf("%.0f", rows[i].rps), fmt.Sprintf("%.0f", oursMax.rps), oursMax.target, "none (compared)", true)
+		summary("ingest", fmt.Sprintf("p99 ms at %d/s, ", rate)+strings.TrimPrefix(rows[i+1].target, "immunity serve "), fmt.Sprintf("%.2f", ms(rows[i+1].p99)), fmt.Sprintf("%.2f", ms(oursFixed.p99)), oursMax.target, "none (compared)", true)
+	}
 	summary("ingest", "lost / doubled (store)", fmt.Sprintf("%d / %d", c.lost, c.doubled), "0 / 0", "", "0 / 0", c.lost == 0 && c.doubled == 0 && c.handled == c.acked)
 }
 

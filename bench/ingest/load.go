@@ -29,12 +29,14 @@ type row struct {
 	statuses         map[int]int
 }
 
-// run sends deliveries to url for dur over conns connections: back to back when rate
-// is 0, else rate a second, each timed from when it was due.
-func (g *generator) run(url string, dur time.Duration, conns, rate int) row {
+// run sends deliveries to urls (in turn: replicas behind a load balancer) for dur over
+// conns connections: back to back when rate is 0, else rate a second, each timed from when
+// it was due.
+func (g *generator) run(urls []string, dur time.Duration, conns, rate int) row {
 	g.phases++
 	phase := fmt.Sprint(g.phases)
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxConnsPerHost: conns, MaxIdleConnsPerHost: conns, DisableCompression: true}}
+	perHost := max(1, conns/len(urls))
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxConnsPerHost: perHost, MaxIdleConnsPerHost: perHost, DisableCompression: true}}
 	due := make(chan time.Time, 1<<20)
 	start := time.Now()
 	end := start.Add(dur)
@@ -58,7 +60,8 @@ func (g *generator) run(url string, dur time.Duration, conns, rate int) row {
 	if rate > 0 {
 		r.mode = fmt.Sprintf("fixed %d/s", rate)
 	}
-	for range conns {
+	for c := range conns {
+		url := urls[c%len(urls)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

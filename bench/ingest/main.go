@@ -1,10 +1,12 @@
 // Command ingest measures how fast `immunity serve` takes GitHub webhook deliveries,
-// beside a bare net/http server that only checks the HMAC and answers 202, in one run.
+// beside a bare net/http server that only checks the HMAC and answers 202, in one run: on
+// SQLite, and on PostgreSQL with 1 and with 3 replicas (-postgres=false leaves those out).
 //
 // It builds the immunity binary (or takes -immunity), starts it as its own process with a
-// GitHub App configured (a fresh key and webhook secret, SQLite in a temporary folder),
-// starts the bare server as another process, and then is the load generator itself, over
-// loopback with -c keep-alive connections. Every delivery is a real push payload
+// GitHub App configured (a fresh key and webhook secret, SQLite in a temporary folder, or
+// a database on a PostgreSQL server it starts with its durability settings on), starts
+// the bare server as another process, and then is the load generator itself, over
+// loopback with -c keep-alive connections (shared round-robin among the replicas). Every delivery is a real push payload
 // (fixtures/github/push.json) for a repository no app is configured for, made unique
 // (its own delivery id and head commit, so none is a duplicate) and signed. Two phases
 // per server, each -d long:
@@ -14,14 +16,16 @@
 //     the answers do, and a delivery's latency counts from when it was due, so a server
 //     that falls behind shows it (no coordinated omission).
 //
-// Then it stops the server (SIGTERM: it drains its work) and checks the store: every
-// acknowledged delivery recorded exactly once and handled, none lost, none doubled.
+// After each setup it stops its servers (SIGINT: they drain their work) and checks the
+// store: every acknowledged delivery recorded exactly once and handled, none lost, none
+// doubled.
 //
 //	go run ./bench/ingest [-d 30s] [-c 16] [-rate 1000]
 package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
@@ -40,6 +44,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/immunity-app/immunity/internal/pgtest"
 )
 
 func main() {
@@ -49,13 +55,14 @@ func main() {
 	conns := flag.Int("c", 16, "keep-alive connections")
 	rate := flag.Int("rate", 1000, "deliveries a second in the fixed-rate phase")
 	bin := flag.String("immunity", "", "immunity binary to measure (default: go build the module)")
+	withPG := flag.Bool("postgres", true, "also measure PostgreSQL (Debian's postgresql, started here) with 1 and 3 replicas")
 	flag.StringVar(&payload, "payload", "fixtures/github/push.json", "the push payload every delivery is made from")
 	flag.Parse()
 	log.SetFlags(0)
 	if *role == "bare" {
 		log.Fatal(serveBare(*listen, []byte(os.Getenv("BENCH_SECRET"))))
 	}
-	if err := orchestrate(*bin, *dur, *conns, *rate); err != nil {
+	if err := orchestrate(*bin, *dur, *conns, *rate, *withPG); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -83,7 +90,14 @@ func serveBare(addr string, secret []byte) error {
 
 var payload string
 
-func orchestrate(bin string, dur time.Duration, conns, rate int) error {
+// target is one way of running immunity serve: its database and how many replicas.
+type target struct {
+	name     string
+	database string // "": SQLite in the server's data_dir
+	replicas int
+}
+
+func orchestrate(bin string, dur time.Duration, conns, rate int, withPG bool) error {
 	dir, err := os.MkdirTemp("", "bench-ingest")
 	if err != nil {
 		return err
@@ -102,18 +116,22 @@ func orchestrate(bin string, dur time.Duration, conns, rate int) error {
 	if err := writeKey(keyFile); err != nil {
 		return err
 	}
-	ours, bare := freePort(), freePort()
-	srv := exec.Command(bin, "serve")
-	srv.Dir = dir
-	logFile, _ := os.Create(filepath.Join(dir, "server.log"))
-	srv.Stdout, srv.Stderr = logFile, logFile
-	srv.Env = append(os.Environ(), "IMMUNITY_LISTEN="+ours, "IMMUNITY_GITHUB_APP_ID=1",
-		"IMMUNITY_GITHUB_PRIVATE_KEY_FILE="+keyFile, "IMMUNITY_GITHUB_WEBHOOK_SECRET="+hexSecret,
-		"IMMUNITY_GITHUB_API_URL=http://127.0.0.1:1/")
-	if err := srv.Start(); err != nil {
-		return fmt.Errorf("start immunity: %w", err)
+	targets := []target{{name: "immunity serve (SQLite)", replicas: 1}}
+	if withPG {
+		pg, err := pgtest.Start(pgtest.Options{Durable: true})
+		if err != nil {
+			return fmt.Errorf("postgres (or -postgres=false): %w", err)
+		}
+		defer pg.Stop()
+		for _, n := range []int{1, 3} {
+			_, url, err := pg.CreateDatabase(context.Background())
+			if err != nil {
+				return err
+			}
+			targets = append(targets, target{name: fmt.Sprintf("immunity serve (PostgreSQL, %d %s)", n, map[bool]string{true: "replica", false: "replicas"}[n == 1]), database: url, replicas: n})
+		}
 	}
-	defer srv.Process.Kill()
+	bare := freePort()
 	self, _ := os.Executable()
 	b := exec.Command(self, "-role", "bare", "-listen", bare)
 	b.Env = append(os.Environ(), "BENCH_SECRET="+hexSecret)
@@ -122,8 +140,8 @@ func orchestrate(bin string, dur time.Duration, conns, rate int) error {
 		return err
 	}
 	defer b.Process.Kill()
-	if err := waitReady("http://"+ours+"/readyz", "http://"+bare+"/"); err != nil {
-		return fmt.Errorf("%w (server log: %s)", err, filepath.Join(dir, "server.log"))
+	if err := waitReady("http://" + bare + "/"); err != nil {
+		return err
 	}
 	tmpl, err := os.ReadFile(payload)
 	if err != nil {
@@ -131,30 +149,83 @@ func orchestrate(bin string, dur time.Duration, conns, rate int) error {
 	}
 	g := &generator{tmpl: tmpl, secret: []byte(hexSecret)}
 	var rows []row
-	var acked []string
-	for _, t := range []struct{ name, url string }{{"bare HMAC net/http", "http://" + bare + "/"}, {"immunity serve", "http://" + ours + "/webhooks/github"}} {
+	for _, fixed := range []bool{false, true} {
+		r := g.run([]string{"http://" + bare + "/"}, dur, conns, map[bool]int{false: 0, true: rate}[fixed])
+		r.target = "bare HMAC net/http"
+		rows = append(rows, r)
+	}
+	var checks []check
+	for i, t := range targets {
+		var urls []string
+		var procs []*exec.Cmd
+		stop := func() error {
+			for _, p := range procs {
+				p.Process.Signal(os.Interrupt)
+			}
+			for _, p := range procs {
+				done := make(chan error, 1)
+				go func() { done <- p.Wait() }()
+				select {
+				case <-done:
+				case <-time.After(2 * time.Minute):
+					p.Process.Kill()
+					return fmt.Errorf("immunity did not stop within 2 minutes of SIGINT")
+				}
+			}
+			return nil
+		}
+		var dataDir string
+		for n := range t.replicas {
+			addr := freePort()
+			rdir := filepath.Join(dir, fmt.Sprintf("t%d-r%d", i, n))
+			if err := os.MkdirAll(rdir, 0o755); err != nil {
+				return err
+			}
+			if n == 0 {
+				dataDir = filepath.Join(rdir, "immunity-data")
+			}
+			srv := exec.Command(bin, "serve")
+			srv.Dir = rdir
+			logFile, _ := os.Create(filepath.Join(rdir, "server.log"))
+			srv.Stdout, srv.Stderr = logFile, logFile
+			srv.Env = append(os.Environ(), "IMMUNITY_LISTEN="+addr, "IMMUNITY_GITHUB_APP_ID=1",
+				"IMMUNITY_GITHUB_PRIVATE_KEY_FILE="+keyFile, "IMMUNITY_GITHUB_WEBHOOK_SECRET="+hexSecret,
+				"IMMUNITY_GITHUB_API_URL=http://127.0.0.1:1/", fmt.Sprintf("IMMUNITY_REPLICA=r%d", n))
+			if t.database != "" {
+				srv.Env = append(srv.Env, "IMMUNITY_DATABASE_URL="+t.database)
+			}
+			if err := srv.Start(); err != nil {
+				stop()
+				return fmt.Errorf("start immunity: %w", err)
+			}
+			procs = append(procs, srv)
+			if err := waitReady("http://" + addr + "/readyz"); err != nil {
+				stop()
+				return fmt.Errorf("%w (server log: %s)", err, filepath.Join(rdir, "server.log"))
+			}
+			urls = append(urls, "http://"+addr+"/webhooks/github")
+		}
+		var acked []string
 		for _, fixed := range []bool{false, true} {
-			r := g.run(t.url, dur, conns, map[bool]int{false: 0, true: rate}[fixed])
+			r := g.run(urls, dur, conns, map[bool]int{false: 0, true: rate}[fixed])
 			r.target = t.name
 			rows = append(rows, r)
-			if t.name == "immunity serve" {
-				acked = append(acked, r.acked...)
-			}
+			acked = append(acked, r.acked...)
 		}
+		if err := stop(); err != nil {
+			return err
+		}
+		database := t.database
+		if database == "" {
+			database = filepath.Join(dataDir, "immunity.db")
+		}
+		chk, err := checkStore(database, acked)
+		if err != nil {
+			return err
+		}
+		checks = append(checks, chk)
 	}
-	srv.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- srv.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Minute):
-		return fmt.Errorf("immunity did not stop within 2 minutes of SIGINT")
-	}
-	chk, err := checkStore(filepath.Join(dir, "immunity-data"), acked)
-	if err != nil {
-		return err
-	}
-	report(rows, chk, dur, conns, rate)
+	report(rows, checks, dur, conns, rate)
 	return nil
 }
 

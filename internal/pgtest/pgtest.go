@@ -185,8 +185,8 @@ func (s *Server) Up() error {
 	return nil
 }
 
-// Own starts a server of the test's own (one it may take down), stopped when the test
-// ends, and returns it with the URL of a database on it.
+// Own starts a server of the test's own (one it may take down), durable, stopped when the
+// test ends, and returns it with the URL of a database on it.
 func Own(t testing.TB) (*Server, string) {
 	t.Helper()
 	if _, err := Available(); err != nil {
@@ -195,7 +195,7 @@ func Own(t testing.TB) (*Server, string) {
 		}
 		t.Skip(err)
 	}
-	srv, err := Start(Options{})
+	srv, err := Start(Options{Durable: true}) // what it committed survives Down
 	if err != nil {
 		t.Fatal(err)
 	}

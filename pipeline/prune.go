@@ -25,12 +25,14 @@ type testbedPruner interface {
 
 // pruneDisk deletes what no host of the app keeps; it logs and goes on when it cannot.
 func (e *Engine) pruneDisk(ctx context.Context, a *config.App) {
-	keep, err := e.keptReleases(ctx, a)
+	// Only releases read before the kept set was made are candidates: one built since
+	// (its run started meanwhile) is not in that set, and must not be taken for unkept.
+	rels, err := e.st.Releases(ctx, a.Name)
 	if err != nil {
 		e.log.Warn("prune releases", "app", a.Name, "err", err)
 		return
 	}
-	rels, err := e.st.Releases(ctx, a.Name)
+	keep, err := e.keptReleases(ctx, a)
 	if err != nil {
 		e.log.Warn("prune releases", "app", a.Name, "err", err)
 		return

@@ -83,6 +83,9 @@ type fakeDeployer struct {
 	// hang, when set for "region/host" (or "region/host@sha7": restarting that release),
 	// makes Restart hang until the context ends: a crash right after the switch.
 	hang map[string]bool
+	// block, when set for "region/host", makes Restart wait for the channel to close
+	// whatever its context says: a server stopped in the middle of a step.
+	block map[string]chan struct{}
 }
 
 func newFakeDeployer() *fakeDeployer {
@@ -124,7 +127,11 @@ func (d *fakeDeployer) Restart(ctx context.Context, h deployers.Host) error {
 		return fmt.Errorf("health check of %s failed", h)
 	}
 	hang := d.hang[h.String()] || d.hang[h.String()+"@"+short(sha)]
+	block := d.block[h.String()]
 	d.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	if hang {
 		<-ctx.Done()
 		return ctx.Err()

@@ -187,3 +187,103 @@ func TestAnUnreachableDatabaseLosesNothing(t *testing.T) {
 	}
 	h.waitState(run.ID, store.RunSucceeded)
 }
+
+// A server that stalled past its lease (as if SIGSTOPped) and then carries on writes
+// nothing: another server took the app over meanwhile, and every store write of the
+// stalled one's task, fenced by its old token, is refused; the new holder finishes the
+// run, and the stalled one's records never appear.
+func TestAServerThatStalledPastItsLeaseWritesNothing(t *testing.T) {
+	const ttl = time.Second
+	ctx := context.Background()
+	db := pgtest.Database(t)
+	h := newHarnessOn(t, fourRegions, db)
+	h.eng.Stop()
+	h.lease = ttl
+	h.start()
+	h.seed()
+	run := h.push("change")
+	h.waitState(run.ID, store.RunWaiting)
+
+	// Server A: its scheduler looks only when kicked, so after the stall it goes on with
+	// its task before noticing anything.
+	stA, err := store.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stA.Close() })
+	h.eng.Stop() // the harness's engine steps aside; A and B share its fakes
+	recA := &recorder{}
+	a, err := New(Options{Config: h.cfg, Store: stA, Builder: h.build, Tester: h.tests, Monitor: h.monitor, LeaseTTL: ttl, Tick: time.Hour,
+		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return h.dep, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.AddListener(recA)
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	old, held := a.lease("papi")
+	if !held {
+		t.Fatal("A does not hold papi's lease")
+	}
+	release := make(chan struct{})
+	h.dep.mu.Lock()
+	h.dep.block = map[string]chan struct{}{"prod3/host2": release} // A stalls in host2's restart
+	h.dep.mu.Unlock()
+	if _, err := a.Promote(ctx, ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitRun(run.ID, "restarting prod3/host2", func(r store.Run) bool {
+		for _, hs := range stageOf(r, "prod3").Hosts {
+			if hs.Host == "host2" && hs.Step == store.HostRestarting {
+				return slices.Contains(h.dep.asked(), "prod3/host2@"+short(run.SHA))
+			}
+		}
+		return false
+	})
+
+	// Server B's clock is a minute on: A's lease has run out there, as it would have while
+	// A was stopped, and B takes the app over.
+	stB, err := store.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stB.Close() })
+	stB.SetLeaseClock(func() time.Time { return time.Now().Add(time.Minute) })
+	b, err := New(Options{Config: h.cfg, Store: stB, Builder: h.build, Tester: h.tests, Monitor: h.monitor, LeaseTTL: ttl, Tick: 20 * time.Millisecond,
+		Deployer: func(*config.App, *config.Region) (deployers.Deployer, error) { return h.dep, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	if l, held := b.lease("papi"); !held || l.Token <= old.Token {
+		t.Fatalf("B did not take papi over: %+v", l)
+	}
+	recA.mu.Lock()
+	toldByA := len(recA.events)
+	recA.mu.Unlock()
+
+	close(release) // A resumes where it stalled and goes on with host2
+	r := h.waitState(run.ID, store.RunSucceeded)
+	recA.mu.Lock()
+	if n := len(recA.events); n != toldByA {
+		t.Errorf("A told %d events after it lost its lease: %+v", n-toldByA, recA.events[toldByA])
+	}
+	recA.mu.Unlock()
+	err = wait.Until(ctx, wait.Backoff{First: 20 * time.Millisecond, Max: 100 * time.Millisecond}, 2*ttl, func(context.Context) error {
+		if _, held := a.lease("papi"); held {
+			return fmt.Errorf("A still works papi after B took it over")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	if stageOf(r, "prod3").State != store.StageSucceeded {
+		t.Fatalf("prod3 after the takeover: %+v", stageOf(r, "prod3"))
+	}
+}

@@ -155,6 +155,10 @@ func (s *Store) fenced(ctx context.Context, l Lease, what, query string, args ..
 	return n, nil
 }
 
+// SetLeaseClock replaces the clock of leases and fences (tests of a server whose clock,
+// or pause, puts it past another's lease).
+func (s *Store) SetLeaseClock(now func() time.Time) { s.leaseNow = now }
+
 // LeaseTTL is how long a lease lasts without renewal: a replica that dies holding one is
 // taken over within two of these.
 const LeaseTTL = 15 * time.Second

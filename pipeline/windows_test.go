@@ -71,19 +71,24 @@ func TestOutsideItsWindowARegionWaitsAcrossARestartAndGoesWhenItOpens(t *testing
 		t.Fatalf("DeployAllowed = %+v, %v", g, err)
 	}
 	// The wait is the stage's, in the store: a restart keeps it and says it once.
+	told := func() (n int) {
+		for _, ev := range h.rec.kinds(StageChanged) {
+			if ev.Message == why {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); told() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // the listeners are told a moment after the write
+	}
 	h.eng.Stop()
 	h.start()
 	time.Sleep(100 * time.Millisecond) // several ticks of the restarted scheduler
 	if r, _ := h.st.Run(context.Background(), run.ID); stageOf(r, "sandbox2").State != store.StagePending || h.activated("sandbox2", run.SHA) {
 		t.Fatalf("sandbox2 moved outside its window: %s", stageStates(r))
 	}
-	said := 0
-	for _, ev := range h.rec.kinds(StageChanged) {
-		if ev.Message == why {
-			said++
-		}
-	}
-	if said != 1 {
+	if said := told(); said != 1 {
 		t.Fatalf("the wait was told %d times, want once", said)
 	}
 	clock.Set(berlin(t, 2026, 12, 7, 8, 59))

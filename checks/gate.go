@@ -28,9 +28,9 @@ type gateEngine interface {
 
 // Gate decides the deployment protection rule requests GitHub Actions sent (recorded by
 // app/github): it asks the engine about every waiting request when one arrives, when the
-// engine tells of a change (a stage, a look, a lock) and every Every, and writes what it
-// found to the store, with the GitHub review in the outbox in the same transaction: a
-// status report while the request waits (when what it waits for changed, at most
+// engine tells of a change (a stage, a look, a lock, a freeze) and every GateEvery (a
+// window opening, a freeze expiring), and writes what it found to the store, with the
+// GitHub review in the outbox in the same transaction: a status report while the request waits (when what it waits for changed, at most
 // store.MaxGateReports), then approved or rejected once. The Reporter sends them.
 type Gate struct {
 	cfg   *config.Config
@@ -75,7 +75,8 @@ func (g *Gate) Wake() {
 // Notify wakes the gate on what may change an answer.
 func (g *Gate) Notify(_ context.Context, ev pipeline.Event) {
 	switch ev.Kind {
-	case pipeline.StageChanged, pipeline.RunChanged, pipeline.Looked, pipeline.Locked, pipeline.Unlocked, pipeline.RolledBack, pipeline.Deployed:
+	case pipeline.StageChanged, pipeline.RunChanged, pipeline.Looked, pipeline.Locked, pipeline.Unlocked, pipeline.Frozen, pipeline.Unfrozen,
+		pipeline.RolledBack, pipeline.Deployed:
 		g.Wake()
 	}
 }

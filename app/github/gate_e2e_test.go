@@ -391,3 +391,33 @@ func TestGateWaitsForTheDeployWindowThenApproves(t *testing.T) {
 	}
 	contract.ValidateAll(t, w.fake)
 }
+
+// TestGateWaitsForAFreezeThenApproves: prod3 is frozen when the request arrives: the status
+// report says so; lifting the freeze approves it.
+func TestGateWaitsForAFreezeThenApproves(t *testing.T) {
+	t.Parallel()
+	contract := githubtest.LoadContract(t)
+	w := newGateWorld(t, contract)
+	ctx := context.Background()
+	ada := pipeline.Actor{ID: "github:1", Name: "ada", Via: "github", GitHubLogin: "ada"}
+	if _, err := w.eng.Freeze(ctx, ada, "papi", []string{"prod3"}, time.Now().Add(time.Hour), "holiday"); err != nil {
+		t.Fatal(err)
+	}
+	sha := w.push()
+	w.looked(sha)
+	w.canary.finish(sha, judge.Pass)
+	waitStage(t, w.eng, 1, "sandbox2", store.StageSucceeded)
+	w.request("gate-1", "production", 7008, sha)
+	g := w.reported(7008, "production", 1)
+	if !strings.HasPrefix(g.Reports[0], "waiting: ") || !strings.Contains(g.Reports[0], "frozen") || !strings.Contains(g.Reports[0], "holiday") || g.State != "" {
+		t.Fatalf("status report: %+v", g)
+	}
+	if _, err := w.eng.Unfreeze(ctx, ada, "papi", []string{"prod3"}); err != nil {
+		t.Fatal(err)
+	}
+	g = w.reviewed(7008, "production")
+	if g.State != "approved" || len(g.Reports) != 1 {
+		t.Fatalf("review: %+v", g)
+	}
+	contract.ValidateAll(t, w.fake)
+}

@@ -64,6 +64,16 @@ func TestGitHubGateErrorsNameFileLine(t *testing.T) {
 			`immunity.yml:19: app papi: github_gate.staging.require: canary_pass needs a monitored region (one with monitor:) in after`,
 			`immunity.yml:20: app papi: github_gate.empty: expected after (regions the release must have passed) and/or require`,
 		}},
+		{"an environment gated by two apps", `      prod3: {after: [sandbox1]}
+  - name: papi2
+    repo: {github: Acme/Papi}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    regions:
+      - {name: prod3, production: true, hosts: [{name: host1, port: 41004}]}
+    github_gate:
+      PROD3: {after: [prod3]}
+`, []string{`immunity.yml:20: app papi2: github_gate: environment "PROD3" of Acme/Papi is gated by app papi already; one app decides an environment`}},
 		{"no GitHub repo", `      prod3: {after: [sandbox1]}
 `, []string{`immunity.yml:12: app papi: github_gate: needs repo.github`}},
 	} {

@@ -285,6 +285,7 @@ func (c *Config) validate() []Problem {
 	}
 	apps := map[string]bool{}
 	ports := map[int]string{}
+	gated := map[string]string{} // "repo/environment", lower case -> the app gating it
 	for i, a := range c.Apps {
 		ap := fmt.Sprintf("apps[%d]", i)
 		if !nameRE.MatchString(a.Name) {
@@ -413,6 +414,13 @@ func (c *Config) validate() []Problem {
 			}
 		}
 		c.checkGates(add, ap, &c.Apps[i])
+		for _, env := range a.GateEnvironments() {
+			k := strings.ToLower(a.Repo.GitHub + "/" + env)
+			if other, dup := gated[k]; dup && other != a.Name && a.Repo.GitHub != "" {
+				add(ap+".github_gate."+env, "app %s: github_gate: environment %q of %s is gated by app %s already; one app decides an environment", a.Name, env, a.Repo.GitHub, other)
+			}
+			gated[k] = a.Name
+		}
 		metrics := map[string]bool{}
 		for j, m := range a.Metrics {
 			mp := fmt.Sprintf("%s.metrics[%d]", ap, j)

@@ -421,3 +421,28 @@ func TestGateWaitsForAFreezeThenApproves(t *testing.T) {
 	}
 	contract.ValidateAll(t, w.fake)
 }
+
+// TestGateReviewGitHubRefusesIsNotRetried: the workflow run no longer waits (cancelled on
+// GitHub) when the review goes out: GitHub's 422 drops the review instead of retrying it
+// for ever, and the GitHub outbox goes on.
+func TestGateReviewGitHubRefusesIsNotRetried(t *testing.T) {
+	t.Parallel()
+	contract := githubtest.LoadContract(t)
+	w := newGateWorld(t, contract)
+	sha := w.push()
+	w.looked(sha)
+	w.canary.finish(sha, judge.Fail)
+	waitRunState(t, w.eng, 1, store.RunFailed)
+	body := gateRequest(t, "production", 7009, 8009, map[string]any{"sha": sha, "deployment.sha": sha}) // no AwaitGate: nothing waits
+	if code := w.h.post(t, "deployment_protection_rule", "gate-1", body, ""); code != 202 {
+		t.Fatalf("delivery: %d", code)
+	}
+	waitUntil(t, "the request rejected", func() (bool, string) {
+		reqs, err := w.st.GateRequests(t.Context(), store.GateRejected)
+		return err == nil && len(reqs) == 1, fmt.Sprintf("%+v %v", reqs, err)
+	})
+	flushReports(t, w.rep) // fails when the review stays in the outbox to be retried
+	if got := len(w.fake.Find("POST /repos/codertocat/hello-world/actions/runs/7009/deployment_protection_rule")); got != 1 {
+		t.Fatalf("%d reviews sent, want 1 (refused, not retried)", got)
+	}
+}

@@ -40,8 +40,10 @@ usage:
   immunity rerun APP REGION [--run N]
   immunity token create NAME [--role member|admin]   a personal API token, shown once
   immunity token list | token revoke NAME
-  immunity judge --config FILE [--app NAME] --baseline FILE --canary FILE [--json]
-                                          (exit 0 pass/marginal/inconclusive, 3 fail/error)
+  immunity judge --config FILE [--app NAME] --baseline FILE --canary FILE [--at SECONDS] [--json]
+                                          (exit 0 pass, or marginal at an interim --at; 3 fail/inconclusive/error)
+  immunity judge calibrate --config FILE [--app NAME] --baseline FILE --canary FILE ...
+                                          measure allowances from recorded A/A pairs, write them into the config
   immunity mirror --listen ADDR --primary URL --control URL
   immunity healthcheck [--url URL]        exit 0 when the server at IMMUNITY_LISTEN is ready (for HEALTHCHECK)
   immunity version                        the version and commit this binary was built from

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +24,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 
 	"github.com/immunity-app/immunity/fixtures"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -393,16 +396,105 @@ func TestJudgeOfflineFromRecordedSamples(t *testing.T) {
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"judge", "--config", cfg, "--baseline", base, "--canary", same, "--json"}, &out, &errb)
 	var v struct {
-		Outcome string
-		Score   float64
-		Metrics []struct{ Name, Outcome, Why string }
+		Outcome, Verdict string
+		Score            float64
+		Final            bool
+		Look, Looks      int
+		Metrics          []struct{ Name, Outcome, Classification, Why string }
 	}
-	if err := json.Unmarshal(out.Bytes(), &v); err != nil || code != 0 || v.Outcome != "pass" {
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil || code != 0 || v.Outcome != "pass" || v.Verdict != "Pass" ||
+		len(v.Metrics) != 2 || v.Metrics[0].Classification != "Pass" {
 		t.Fatalf("A/A: exit %d, outcome %q (%v)\n%s%s", code, v.Outcome, err, out.String(), errb.String())
 	}
 	out.Reset()
 	code = run(context.Background(), []string{"judge", "--config", cfg, "--baseline", base, "--canary", slow}, &out, &errb)
 	if code != 3 || !strings.Contains(out.String(), "latency") || !strings.Contains(strings.ToLower(out.String()), "fail") {
 		t.Fatalf("twice as slow: exit %d\n%s", code, out.String())
+	}
+	// --at: the verdict at 20 s, with the whole window's look schedule: look 2 of 30,
+	// too early for the slow canary to have failed yet.
+	out.Reset()
+	code = run(context.Background(), []string{"judge", "--config", cfg, "--baseline", base, "--canary", slow, "--at", "20", "--json"}, &out, &errb)
+	v.Metrics = nil
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil || code != 0 || v.Final || v.Look != 2 || v.Looks != 30 || v.Outcome == "fail" {
+		t.Fatalf("--at 20: exit %d, %+v (%v)\n%s%s", code, v, err, out.String(), errb.String())
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"judge", "--config", cfg, "--baseline", base, "--canary", slow, "--at", "-5"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "--at -5") {
+		t.Errorf("--at -5: exit %d, %s", code, errb.String())
+	}
+}
+
+// judge calibrate measures each metric's allowance from recorded A/A pairs and writes it
+// into the config, keeping the file's comments; the config then judges with it. A bad
+// recording writes nothing.
+func TestJudgeCalibrateWritesAllowances(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "immunity.yml")
+	const text = `# papi's pipeline
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    metrics:
+      - {name: latency, kind: latency, allowed_effect: 0.2, unit: s} # per request
+      - {name: memory, kind: gauge, direction: either, allowed_effect: 0.1}
+      - {name: error_rate, kind: rate, critical: true}
+    regions: [{name: prod1, production: true, hosts: [{name: h1, port: 4001}, {name: h2, port: 4002}], monitor: {period: 2m}}]
+`
+	os.WriteFile(cfg, []byte(text), 0o644)
+	// Two hosts on one release for 10 minutes: each host's memory drifts on its own
+	// (AR(1), 2%), latency shares the traffic's shape.
+	rng := rand.New(rand.NewPCG(9, 9))
+	write := func(name string, state *float64) string {
+		var b strings.Builder
+		for s := 0; s < 600; s++ {
+			for k := 0; k < 5; k++ {
+				fmt.Fprintf(&b, "%d.%d,latency,%.5f\n", 1700000000+s, 2*k, 0.1*math.Exp(0.3*rng.NormFloat64()))
+			}
+			if s%10 == 9 {
+				*state = 0.8**state + 0.6*rng.NormFloat64()
+				fmt.Fprintf(&b, "%d,memory,%.0f\n", 1700000000+s, 100e6*math.Exp(0.02**state))
+				fmt.Fprintf(&b, "%d,error_rate.events,%d\n%d,error_rate.trials,50\n", 1700000000+s, rng.IntN(2), 1700000000+s)
+			}
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(b.String()), 0o644)
+		return p
+	}
+	var sa, sb float64
+	a, b := write("a.csv", &sa), write("b.csv", &sb)
+	bad := filepath.Join(dir, "bad.csv")
+	os.WriteFile(bad, []byte("1700000000,latency,fast\n"), 0o644)
+
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"judge", "calibrate", "--config", cfg, "--baseline", a, "--canary", bad}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "expected a number") {
+		t.Fatalf("bad recording: exit %d, %s", code, errb.String())
+	}
+	if got, _ := os.ReadFile(cfg); string(got) != text {
+		t.Fatalf("a failed calibration changed the config:\n%s", got)
+	}
+	if code := run(context.Background(), []string{"judge", "calibrate", "--config", cfg, "--baseline", a, "--canary", b}, &out, &errb); code != 0 {
+		t.Fatalf("calibrate: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "Calibrated on 5 A/A windows of 2m0s (12 looks of 10s)") {
+		t.Errorf("calibrate said:\n%s", out.String())
+	}
+	got, _ := os.ReadFile(cfg)
+	if !strings.Contains(string(got), "# papi's pipeline") || !strings.Contains(string(got), "# per request") {
+		t.Errorf("comments lost:\n%s", got)
+	}
+	c, err := config.Load(cfg)
+	if err != nil {
+		t.Fatalf("the written config does not load: %v\n%s", err, got)
+	}
+	ms := c.Apps[0].JudgeMetrics()
+	mem := ms[1].Allowance
+	if ms[1].Name != "memory" || mem.Windows != 5 || math.Hypot(mem.Noise, mem.Drift) < 0.01 || math.Hypot(mem.Noise, mem.Drift) > 0.08 {
+		t.Errorf("memory's allowance %+v: want 5 windows, noise and drift together near 2%%·√2", mem)
+	}
+	if e := ms[2].Allowance; ms[2].Name != "error_rate" || e.Dispersion < 1 || e.Windows != 5 {
+		t.Errorf("error_rate's allowance %+v", e)
 	}
 }

@@ -84,7 +84,7 @@ func (m *Monitor) Monitor(ctx context.Context, req pipeline.MonitorRequest, look
 	}
 	looks := max(1, int(req.Period/req.Interval))
 	run := &run{w: w, src: src, seq: judge.NewSequence(w.JudgeMetrics(), judge.Options{Alpha: m.alpha(), Looks: looks, MaxErrors: m.MaxErrors}),
-		cum: measure.Empty(), log: m.logger().With("app", req.App, "region", req.Region)}
+		log: m.logger().With("app", req.App, "region", req.Region)}
 	v, err := run.loop(ctx, req.Interval, looks, look)
 	if err != nil {
 		return v, fmt.Errorf("%s: %w", name, err)

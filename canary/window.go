@@ -10,12 +10,11 @@ import (
 	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
-// run is one window in progress and its cumulative data.
+// run is one window in progress; its Sequence keeps the intervals measured so far.
 type run struct {
 	w   measure.Window
 	src measure.Source
 	seq *judge.Sequence
-	cum judge.Input
 	log *slog.Logger
 }
 
@@ -38,9 +37,8 @@ func (r *run) loop(ctx context.Context, every time.Duration, looks int, look fun
 				in = measure.Failed(r.w, err)
 			}
 			prev = now
-			r.add(in)
 			final := i >= looks
-			v := r.seq.Look(r.cum, final)
+			v := r.seq.Look(in, final)
 			r.log.Info("canary look", "look", i, "of", looks, "outcome", v.Outcome, "score", v.Score)
 			if final {
 				return v, nil
@@ -55,23 +53,4 @@ func (r *run) loop(ctx context.Context, every time.Duration, looks int, look fun
 			}
 		}
 	}
-}
-
-// add folds one interval into the cumulative data. A metric whose measurement failed in
-// this interval carries the error to the judge for this look (the judge counts failures
-// in a row and turns MaxErrors of them into an Error verdict); the counts and samples
-// of the intervals that worked stay in the window.
-func (r *run) add(in judge.Input) {
-	fold := func(cum, next map[string]judge.Data) {
-		for _, m := range r.w.Metrics {
-			d, c := next[m.Name], cum[m.Name]
-			c.Err = d.Err
-			c.Events += d.Events
-			c.Trials += d.Trials
-			c.Values = append(c.Values, d.Values...)
-			cum[m.Name] = c
-		}
-	}
-	fold(r.cum.Baseline, in.Baseline)
-	fold(r.cum.Canary, in.Canary)
 }

@@ -11,159 +11,174 @@ import (
 )
 
 // The corpus: windows of 30 intervals of 10 s (5 minutes), 10 metrics per comparison,
-// with a known truth. Each interval, each side (baseline = the production host, canary
-// = the host under test receiving a mirrored copy of its traffic) gets:
+// shaped like production metrics. The baseline is a production host, the canary the host
+// under test; both see the same traffic pattern and the same warm-up, and each has its
+// own slow drift and its own bursts:
 //
-//	requests  Poisson(rps · 10 · load), load shared by both sides (mirrored traffic)
-//	errors    Binomial(requests, errorRate · errorFactor) for error_rate, 0.05% for timeouts
-//	latency   per request lognormal(median 80 ms · congestion, σ 0.6); the interval's mean
-//	          and p99 are the latency metrics (as a source computes them from a histogram)
-//	gauges    cpu (∝ load), memory, goroutines, gc pause, response size, upstream latency
+//	shared     load_i = (1 + 0.3·sin(2πi/30 + u))·(1 + 0.05·AR(1)), warm-up w_i = 1 + 0.5·e^(-i/3)
+//	drift      per side and metric, AR(1) across intervals, φ = 0.7, stationary sd 1% of the
+//	           level (multiplicative; for the cache, of its miss ratio)
+//	bursts     per side, an interval starts one with probability 2%, lasting 1-2 intervals:
+//	           latency ×1.5-3, cpu ×1.3, +Poisson(2 + 2% of requests) errors, a queue spike
+//	requests   Poisson(rps·10·load) per side (gauge: count per interval)
+//	error_rate Binomial(requests, p·drift·factor), p = 0.1% or 1%
+//	timeouts   Binomial(requests, 0.05%·drift)
+//	latency    per request lognormal(median 80 ms·w_i·(1 + 0.2(load-1))·drift·e^(N(0, 0.03))·burst,
+//	           σ 0.6): the per-interval multiplicative noise is each side's own
+//	p99        the interval's 99th percentile of those requests (a quantile gauge)
+//	cpu        0.2·load·drift·e^(N(0, 0.03))·burst
+//	memory     300 MB·(1 + offset)·drift·(1 + heap), offset ~ N(0, 0.5%) per side and window,
+//	           heap uniform in [0, 10%) per interval and side (collections)
+//	queue      0, except in a spike (per side, 3% of intervals, 1-3 intervals long, and in
+//	           bursts): 1 + Poisson(4)
+//	cache_hit  hits/requests, hit ratio 1 - miss, miss = 10%·w_i²·drift (+ the regression)
+//	db_queries mean of Poisson(3·drift) queries over the interval's requests
 //
-// Shapes: steady (only sampling noise); noisy (each side alone: 10% interval-to-interval
-// noise on every metric, 2% of intervals an outlier ×3, 3% of intervals a burst of errors
-// on that side only); bursty (shared load bursts ×2-4 for 1-3 intervals that raise latency
-// ×1.3 and errors ×3 on both sides).
+// Regressions change the canary only, for the whole window: latency ×1.05 to ×1.5, the
+// error rate ×1.5 to ×10, the cache's hit ratio -1 to -10 points.
 
 const (
 	intervals   = 30
 	intervalSec = 10
 	baseLatency = 0.080
 	latencySig  = 0.6
+	driftPhi    = 0.7
+	driftSD     = 0.01
 )
 
 // metrics is the comparison's configuration, the same for both judges.
 var metrics = []judge.Metric{
+	{Name: "requests", Kind: judge.Gauge, Direction: judge.Either, AllowedEffect: 0.2, Unit: "req"},
 	{Name: "error_rate", Kind: judge.Rate, Direction: judge.Increase, AllowedEffect: 0.2, Critical: true},
-	{Name: "latency_mean", Kind: judge.Latency, Direction: judge.Increase, AllowedEffect: 0.1, Critical: true, Unit: "s"},
-	{Name: "latency_p99", Kind: judge.Latency, Direction: judge.Increase, AllowedEffect: 0.25, Unit: "s"},
 	{Name: "timeout_rate", Kind: judge.Rate, Direction: judge.Increase, AllowedEffect: 0.5},
-	{Name: "cpu", Kind: judge.Gauge, Direction: judge.Either, AllowedEffect: 0.3},
+	{Name: "latency", Kind: judge.Latency, Direction: judge.Increase, AllowedEffect: 0.02, Critical: true, Unit: "s"},
+	{Name: "latency_p99", Kind: judge.Latency, Direction: judge.Increase, AllowedEffect: 0.05, Unit: "s"},
+	{Name: "cpu", Kind: judge.Gauge, Direction: judge.Increase, AllowedEffect: 0.1},
 	{Name: "memory", Kind: judge.Gauge, Direction: judge.Increase, AllowedEffect: 0.2, Unit: "bytes"},
-	{Name: "goroutines", Kind: judge.Gauge, Direction: judge.Increase, AllowedEffect: 0.3},
-	{Name: "gc_pause", Kind: judge.Latency, Direction: judge.Increase, AllowedEffect: 0.5, Unit: "s"},
-	{Name: "upstream_latency", Kind: judge.Latency, Direction: judge.Increase, AllowedEffect: 0.2, Unit: "s"},
-	{Name: "response_bytes", Kind: judge.Gauge, Direction: judge.Either, AllowedEffect: 0.2, Unit: "bytes"},
+	{Name: "queue_depth", Kind: judge.Gauge, Direction: judge.Increase, AllowedEffect: 0.5},
+	{Name: "cache_hit", Kind: judge.Gauge, Direction: judge.Decrease, AllowedEffect: 0.005, Critical: true},
+	{Name: "db_queries", Kind: judge.Gauge, Direction: judge.Increase, AllowedEffect: 0.1},
 }
 
-type shape string
-
-const (
-	steady shape = "steady"
-	noisy  shape = "noisy"
-	bursty shape = "bursty"
-)
-
-// cell is one kind of comparison: its traffic, shape and the canary's true change.
+// cell is one kind of comparison: its traffic and the canary's true change.
 type cell struct {
-	truth     string  // "A/A", "latency", "errors"
-	factor    float64 // the canary's latency or error-rate multiplier
+	truth     string  // "A/A", "latency", "errors", "cache"
+	factor    float64 // latency or error-rate multiplier, or the cache-hit drop in points
 	rps       float64
 	errorRate float64 // the baseline's error rate
-	shape     shape
 }
 
-// interval is one side's measurements of one interval.
-type interval struct {
-	trials, errors, timeouts float64
-	values                   map[string]float64 // per-interval value of each value metric
+// sample is one side's measurements of one interval.
+type sample struct {
+	requests, errors, timeouts float64
+	latencies                  []float64 // per request
+	values                     map[string]float64
 }
 
 // window generates both sides' 30 intervals.
-func (c cell) window(rng *rand.Rand) (base, can []interval) {
-	latF, errF := 1.0, 1.0
+func (c cell) window(rng *rand.Rand) (base, can []sample) {
+	load, warm := shared(rng)
+	bs, cs := newSide(rng), newSide(rng)
+	latF, errF, cacheDrop := 1.0, 1.0, 0.0
 	switch c.truth {
 	case "latency":
 		latF = c.factor
 	case "errors":
 		errF = c.factor
+	case "cache":
+		cacheDrop = c.factor / 100
 	}
-	load, congestion, errBurst := c.shared(rng)
 	for k := range intervals {
-		base = append(base, c.side(rng, load[k], congestion[k], errBurst[k], 1, 1))
-		can = append(can, c.side(rng, load[k], congestion[k], errBurst[k], latF, errF))
+		base = append(base, bs.interval(rng, c, load[k], warm[k], 1, 1, 0))
+		can = append(can, cs.interval(rng, c, load[k], warm[k], latF, errF, cacheDrop))
 	}
 	return base, can
 }
 
-// shared is what mirrored traffic gives both sides alike: load, congestion, error bursts.
-func (c cell) shared(rng *rand.Rand) (load, congestion, errBurst []float64) {
-	load, congestion, errBurst = make([]float64, intervals), make([]float64, intervals), make([]float64, intervals)
+// shared is what both sides see alike: the traffic pattern and the warm-up.
+func shared(rng *rand.Rand) (load, warm []float64) {
+	u := 2 * math.Pi * rng.Float64()
+	ar := 0.0
 	for k := range intervals {
-		load[k], congestion[k], errBurst[k] = 1, 1, 1
+		ar = 0.7*ar + math.Sqrt(1-0.49)*rng.NormFloat64()
+		load = append(load, (1+0.3*math.Sin(2*math.Pi*float64(k)/intervals+u))*(1+0.05*ar))
+		warm = append(warm, 1+0.5*math.Exp(-float64(k)/3))
 	}
-	if c.shape != bursty {
-		return
-	}
-	for k := 0; k < intervals; k++ {
-		if rng.Float64() >= 0.1 {
-			continue
-		}
-		l := 2 + 2*rng.Float64()
-		for d := range 1 + rng.IntN(3) {
-			if k+d < intervals {
-				load[k+d], congestion[k+d], errBurst[k+d] = l, 1.3, 3
-			}
-		}
-	}
-	return
+	return load, warm
 }
 
-func (c cell) side(rng *rand.Rand, load, congestion, errBurst, latF, errF float64) interval {
-	noise := func() float64 { return 1 }
-	if c.shape == noisy {
-		noise = func() float64 {
-			f := math.Exp(0.10 * rng.NormFloat64())
-			if rng.Float64() < 0.02 {
-				f *= 3
-			}
-			return f
-		}
+// side is one host's own state: its drift per metric, its memory offset, its bursts.
+type side struct {
+	drift  map[string]float64 // AR(1) state, in sd units
+	offset float64
+	burst  int // intervals left in the current burst
+	spike  int // intervals left in the current queue spike
+	factor float64
+}
+
+var drifting = []string{"error_rate", "timeouts", "latency", "cpu", "memory", "cache_miss", "db_queries"}
+
+func newSide(rng *rand.Rand) *side {
+	s := &side{drift: map[string]float64{}, offset: 0.005 * rng.NormFloat64()}
+	for _, m := range drifting {
+		s.drift[m] = rng.NormFloat64() // stationary start
+	}
+	return s
+}
+
+// step moves every drift one interval and returns each metric's multiplier.
+func (s *side) step(rng *rand.Rand) map[string]float64 {
+	f := map[string]float64{}
+	for _, m := range drifting {
+		s.drift[m] = driftPhi*s.drift[m] + math.Sqrt(1-driftPhi*driftPhi)*rng.NormFloat64()
+		f[m] = math.Exp(driftSD * s.drift[m])
+	}
+	return f
+}
+
+func (s *side) interval(rng *rand.Rand, c cell, load, warm, latF, errF, cacheDrop float64) sample {
+	f := s.step(rng)
+	if s.burst == 0 && rng.Float64() < 0.02 {
+		s.burst, s.factor = 1+rng.IntN(2), 1.5+1.5*rng.Float64()
+	}
+	bursting := s.burst > 0
+	if bursting {
+		s.burst--
+	}
+	if s.spike == 0 && (rng.Float64() < 0.03 || bursting) {
+		s.spike = 1 + rng.IntN(3)
+	}
+	queue := 0.0
+	if s.spike > 0 {
+		s.spike--
+		queue = 1 + poisson(rng, 4)
 	}
 	n := poisson(rng, c.rps*intervalSec*load)
-	iv := interval{trials: n, values: map[string]float64{}}
-	iv.errors = binomial(rng, n, math.Min(1, c.errorRate*errF*errBurst))
-	if c.shape == noisy && rng.Float64() < 0.03 {
-		iv.errors = math.Min(n, iv.errors+poisson(rng, 2+0.02*n)) // a flaky dependency, this side only
+	out := sample{requests: n, values: map[string]float64{"requests": n, "queue_depth": queue}}
+	out.errors = binomial(rng, n, math.Min(1, c.errorRate*f["error_rate"]*errF))
+	out.timeouts = binomial(rng, n, 0.0005*f["timeouts"])
+	lat := baseLatency * warm * (1 + 0.2*(load-1)) * f["latency"] * math.Exp(0.03*rng.NormFloat64()) * latF
+	cpu := 0.2 * load * f["cpu"] * math.Exp(0.03*rng.NormFloat64())
+	if bursting {
+		lat *= s.factor
+		cpu *= 1.3
+		out.errors = math.Min(n, out.errors+poisson(rng, 2+0.02*n))
 	}
-	iv.timeouts = binomial(rng, n, 0.0005*errBurst)
-	med := baseLatency * congestion * latF * noise()
-	iv.values["latency_mean"], iv.values["latency_p99"] = latencyStats(rng, int(n), med)
-	iv.values["cpu"] = 0.2 * load * noise() * (1 + 0.05*rng.NormFloat64())
-	iv.values["memory"] = 300e6 * noise() * (1 + 0.02*rng.NormFloat64())
-	iv.values["goroutines"] = math.Round(50 * load * noise() * (1 + 0.1*rng.NormFloat64()))
-	iv.values["gc_pause"] = 0.002 * noise() * math.Exp(0.3*rng.NormFloat64())
-	iv.values["upstream_latency"] = 0.030 * congestion * noise() * math.Exp(0.2*rng.NormFloat64())
-	iv.values["response_bytes"] = 4096 * noise() * (1 + 0.05*rng.NormFloat64())
-	for k, v := range iv.values {
-		if math.IsNaN(v) {
-			delete(iv.values, k) // an interval without requests has no latency
-		}
+	out.latencies = make([]float64, int(n))
+	for i := range out.latencies {
+		out.latencies[i] = lat * math.Exp(latencySig*rng.NormFloat64())
 	}
-	return iv
-}
-
-// latencyStats is the mean and p99 of n request latencies: simulated request by request
-// at low traffic; above 200 requests from their sampling distributions (the mean's is
-// normal by the central limit theorem, the p99's normal with variance p(1-p)/(n f(q)²)).
-func latencyStats(rng *rand.Rand, n int, median float64) (mean, p99 float64) {
-	if n == 0 {
-		return math.NaN(), math.NaN()
+	out.values["cpu"] = cpu
+	out.values["memory"] = 300e6 * (1 + s.offset) * f["memory"] * (1 + 0.1*rng.Float64())
+	if n > 0 {
+		sorted := slices.Clone(out.latencies)
+		slices.Sort(sorted)
+		out.values["latency_p99"] = sorted[min(len(sorted)-1, int(math.Ceil(0.99*n))-1)]
+		miss := math.Min(1, 0.10*warm*warm*f["cache_miss"]+cacheDrop)
+		out.values["cache_hit"] = binomial(rng, n, 1-miss) / n
+		out.values["db_queries"] = poisson(rng, 3*n*f["db_queries"]) / n
 	}
-	ln := distuv.LogNormal{Mu: math.Log(median), Sigma: latencySig}
-	if n <= 200 {
-		xs := make([]float64, n)
-		for i := range xs {
-			xs[i] = median * math.Exp(latencySig*rng.NormFloat64())
-			mean += xs[i]
-		}
-		slices.Sort(xs)
-		return mean / float64(n), xs[min(n-1, int(math.Ceil(0.99*float64(n)))-1)]
-	}
-	mean = ln.Mean() + ln.StdDev()/math.Sqrt(float64(n))*rng.NormFloat64()
-	q := ln.Quantile(0.99)
-	sd := math.Sqrt(0.99*0.01/float64(n)) / ln.Prob(q)
-	return mean, q + sd*rng.NormFloat64()
+	return out
 }
 
 func poisson(rng *rand.Rand, l float64) float64 {
@@ -177,27 +192,26 @@ func binomial(rng *rand.Rand, n, p float64) float64 {
 	if n <= 0 || p <= 0 {
 		return 0
 	}
+	if p >= 1 {
+		return n
+	}
 	return distuv.Binomial{N: n, P: p, Src: rng}.Rand()
 }
 
-// input is the judge's cumulative input after k intervals: counts summed, one value per
-// interval for value metrics.
-func input(base, can []interval, k int) judge.Input {
-	return judge.Input{Baseline: cumulative(base[:k]), Canary: cumulative(can[:k])}
+// input is what a metric source gives the judge for interval k: counts for rates, the
+// requests' latencies, one value per gauge.
+func input(base, can []sample, k int) judge.Input {
+	return judge.Input{Baseline: data(base[k]), Canary: data(can[k])}
 }
 
-func cumulative(ivs []interval) map[string]judge.Data {
-	out := map[string]judge.Data{}
-	var e, t, to float64
-	for _, iv := range ivs {
-		e, t, to = e+iv.errors, t+iv.trials, to+iv.timeouts
-		for name, v := range iv.values {
-			d := out[name]
-			d.Values = append(d.Values, v)
-			out[name] = d
-		}
+func data(s sample) map[string]judge.Data {
+	out := map[string]judge.Data{
+		"error_rate":   {Events: s.errors, Trials: s.requests},
+		"timeout_rate": {Events: s.timeouts, Trials: s.requests},
+		"latency":      {Values: s.latencies, PerRequest: true},
 	}
-	out["error_rate"] = judge.Data{Events: e, Trials: t}
-	out["timeout_rate"] = judge.Data{Events: to, Trials: t}
+	for name, v := range s.values {
+		out[name] = judge.Data{Values: []float64{v}}
+	}
 	return out
 }

@@ -24,8 +24,12 @@ import (
 //     either), Low when its upper end is below -0.25·|estimate| (decrease or either);
 //   - score = 100 · passing / judged; a critical metric High/Low fails the canary;
 //     otherwise score ≥ 95 pass, ≥ 75 marginal, below fail;
-//   - interim: the canary stage stops with a failure at any interval whose score is
-//     below the marginal threshold (75), as Spinnaker's canary stage does.
+//   - interim: the canary stage stops with a failure at any look whose score is at or
+//     below the marginal threshold (75), as Spinnaker's canary stage does; the final
+//     look's Marginal is not a Pass (bench/judge counts it as a failure).
+//
+// Kayenta reads per-interval series from a time-series database: latency is each
+// interval's mean request latency, a rate each interval's events/trials.
 type kayenta struct{}
 
 type kClass int
@@ -37,8 +41,8 @@ const (
 	kNodata
 )
 
-// look is Kayenta's verdict on the data so far: failed or not, and the score.
-func (kayenta) look(base, can []interval) (failed bool, score float64) {
+// look is Kayenta's score on the data so far, and whether a critical metric failed.
+func (kayenta) look(base, can []sample) (criticalFail bool, score float64) {
 	pass, judged := 0.0, 0.0
 	for _, m := range metrics {
 		c := kayentaClassify(series(base, m), series(can, m), m.Direction)
@@ -55,19 +59,47 @@ func (kayenta) look(base, can []interval) (failed bool, score float64) {
 	if judged == 0 {
 		return false, 100
 	}
-	score = 100 * pass / judged
-	return score < 75, score
+	return false, 100 * pass / judged
 }
 
+// stopsAt is the look at which Kayenta fails the window (0: it does not): an interim look
+// from firstLook on that fails a critical metric or scores 75 or less, or a final score
+// below 95 (Marginal or Fail).
+func (k kayenta) stopsAt(base, can []sample) (at, looks int) {
+	for n := firstLook; n <= intervals; n++ {
+		looks++
+		crit, score := k.look(base[:n], can[:n])
+		if crit || score <= 75 || (n == intervals && score < 95) {
+			if *explain {
+				for _, m := range metrics {
+					if c := kayentaClassify(series(base[:n], m), series(can[:n], m), m.Direction); c == kHigh || c == kLow {
+						kayentaFlags[m.Name]++
+					}
+				}
+			}
+			return n, looks
+		}
+	}
+	return 0, looks
+}
+
+var kayentaFlags = map[string]int{}
+
 // series is a metric's per-interval values.
-func series(ivs []interval, m judge.Metric) []float64 {
+func series(ivs []sample, m judge.Metric) []float64 {
 	out := make([]float64, 0, len(ivs))
 	for _, iv := range ivs {
 		switch m.Name {
 		case "error_rate":
-			out = append(out, iv.errors/iv.trials) // NaN without requests
+			out = append(out, iv.errors/iv.requests) // NaN without requests
 		case "timeout_rate":
-			out = append(out, iv.timeouts/iv.trials)
+			out = append(out, iv.timeouts/iv.requests)
+		case "latency":
+			sum := 0.0
+			for _, x := range iv.latencies {
+				sum += x
+			}
+			out = append(out, sum/float64(len(iv.latencies)))
 		default:
 			if v, ok := iv.values[m.Name]; ok {
 				out = append(out, v)

@@ -1,18 +1,19 @@
-// Command judge evaluates the canary judge on a generated corpus with known truth, side
-// by side with Kayenta's classifier, and prints the table of issue 6: the false-alarm
-// rate on A/A comparisons, and per effect size the detection rate and the median time to
-// a Fail.
+// Command judge evaluates the canary judge on a generated corpus shaped like production
+// metrics (corpus.go), side by side with Kayenta's classifier (kayenta.go), and prints
+// the false-alarm rate on A/A comparisons and, per regression, the detection rate and
+// the median time to a Fail.
 //
-//	go run ./bench/judge                  # 12,000 windows: ~90 s of CPU, about a minute on 2 idle cores
-//	go run ./bench/judge -reps 20 -aa 100 # a quick look
-//	go run ./bench/judge -spending obrien-fleming
+//	go run ./bench/judge          # 6,080 windows: about a minute on 2 cores
+//	go run ./bench/judge -quick   # 1,520 windows, for a quick look
 //
-// Each comparison is a 5-minute window looked at every 10 s (30 looks) with 10 metrics;
-// both judges see the same data (corpus.go) and the same metric settings (critical,
-// direction). Our judge gets what a metric source gives it: one value per interval for
-// latency and gauges, cumulative counts for rates; Kayenta (kayenta.go) gets every
-// metric as a per-interval series, as it reads them from a time-series database. A
-// detection is a Fail verdict; its time is the look that failed.
+// Each comparison is a 5-minute window of 30 intervals of 10 s with 10 metrics; both
+// judges see the same data and the same metric settings (critical, direction). Ours gets
+// what a metric source gives it, interval by interval (per-request latencies, counts,
+// one value per gauge), looks at every interval and stops at a Fail; its allowances are
+// calibrated (judge.Calibrate) on A/A windows of other seeds (-tune-seed) than those
+// reported (-seed). Kayenta gets every metric as a per-interval series and looks every
+// interval from 60 s. A window is failed by a judge's first Fail, or by a final verdict
+// that is not Pass (Kayenta's Marginal); its time is that look's.
 package main
 
 import (
@@ -22,45 +23,49 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"slices"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
+// firstLook is Kayenta's first look (60 s).
+const firstLook = 6
+
+var explain = flag.Bool("explain", false, "print why each A/A window failed")
+
 func main() {
-	reps := flag.Int("reps", 100, "windows per effect cell (6 traffic×shape combinations per effect)")
-	aa := flag.Int("aa", 500, "windows per A/A cell (12 cells)")
-	seed := flag.Uint64("seed", 1, "random seed")
+	quick := flag.Bool("quick", false, "a quarter of the windows")
+	reps := flag.Int("reps", 200, "windows per regression cell")
+	aa := flag.Int("aa", 1000, "windows per A/A cell (2 per traffic level)")
+	calib := flag.Int("calib", 100, "A/A windows per traffic level to calibrate on")
+	seed := flag.Uint64("seed", 1, "random seed of the reported windows")
+	tuneSeed := flag.Uint64("tune-seed", 1000, "random seed of the calibration windows")
 	alpha := flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
 	spending := flag.String("spending", string(judge.Balanced), "alpha spending: obrien-fleming, pocock or hsd:γ")
 	workers := flag.Int("workers", runtime.GOMAXPROCS(0), "parallel windows")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
+	if *quick {
+		*reps, *aa, *calib = *reps/4, *aa/4, *calib/2
+	}
+	start := time.Now()
+	opts := judge.Options{Looks: intervals, Alpha: *alpha, Spending: judge.Spending(*spending)}
+	allow := map[float64]map[string]judge.Allowance{}
+	for _, t := range traffics {
+		a, err := calibrate(t.rps, *calib, *tuneSeed)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
+		allow[t.rps] = a
 	}
-	opts := judge.Options{Looks: intervals, Alpha: *alpha, Spending: judge.Spending(*spending)}
-	start := time.Now()
 	jobs := corpus(*reps, *aa)
-	results := run(jobs, opts, *seed, *workers)
-	fmt.Printf("%d windows (%d looks of %d s, %d metrics each), judge alpha %g %s, in %s on %d workers\n\n",
-		len(jobs), intervals, intervalSec, len(metrics), *alpha, *spending, time.Since(start).Round(time.Second), *workers)
+	results := run(jobs, allow, opts, *seed, *workers)
+	fmt.Printf("%d windows (%d looks of %d s, %d metrics each), judge alpha %g %s, calibrated on %d A/A windows a traffic level (seed %d), reported on seed %d, in %s on %d workers\n\n",
+		len(jobs), intervals, intervalSec, len(metrics), *alpha, *spending, *calib, *tuneSeed, *seed, time.Since(start).Round(time.Second), *workers)
 	report(os.Stdout, jobs, results)
+	printAllowances(os.Stdout, allow)
 	summarize(jobs, results)
 }
 
@@ -98,7 +103,23 @@ func summarize(jobs []cell, results []result) {
 var traffics = []struct {
 	name string
 	rps  float64
-}{{"low (2 req/s)", 2}, {"high (100 req/s)", 100}}
+}{{"2 req/s", 2}, {"200 req/s", 200}}
+
+// calibrate estimates the allowances from A/A windows of the tuning seed, as `immunity
+// judge calibrate` does from recorded windows.
+func calibrate(rps float64, n int, seed uint64) (map[string]judge.Allowance, error) {
+	var windows [][]judge.Input
+	for i := range n {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)+uint64(rps)*1e6))
+		base, can := cell{truth: "A/A", factor: 1, rps: rps, errorRate: 0.01}.window(rng)
+		var w []judge.Input
+		for k := range intervals {
+			w = append(w, input(base, can, k))
+		}
+		windows = append(windows, w)
+	}
+	return judge.Calibrate(metrics, windows)
+}
 
 func corpus(reps, aa int) []cell {
 	var jobs []cell
@@ -108,40 +129,41 @@ func corpus(reps, aa int) []cell {
 		}
 	}
 	for _, t := range traffics {
-		for _, sh := range []shape{steady, noisy, bursty} {
-			for _, base := range []float64{0.001, 0.01} {
-				add(cell{truth: "A/A", factor: 1, rps: t.rps, errorRate: base, shape: sh}, aa)
+		for _, base := range []float64{0.001, 0.01} {
+			add(cell{truth: "A/A", factor: 1, rps: t.rps, errorRate: base}, aa)
+		}
+		for _, f := range []float64{1.05, 1.10, 1.25, 1.50} {
+			add(cell{truth: "latency", factor: f, rps: t.rps, errorRate: 0.01}, reps)
+		}
+		for _, base := range []float64{0.001, 0.01} {
+			for _, f := range []float64{1.5, 3, 10} {
+				add(cell{truth: "errors", factor: f, rps: t.rps, errorRate: base}, reps)
 			}
-			for _, f := range []float64{1.05, 1.10, 1.25, 1.50} {
-				add(cell{truth: "latency", factor: f, rps: t.rps, errorRate: 0.01, shape: sh}, reps)
-			}
-			for _, base := range []float64{0.001, 0.01} {
-				for _, f := range []float64{1.5, 3, 10} {
-					add(cell{truth: "errors", factor: f, rps: t.rps, errorRate: base, shape: sh}, reps)
-				}
-			}
+		}
+		for _, drop := range []float64{1, 3, 10} {
+			add(cell{truth: "cache", factor: drop, rps: t.rps, errorRate: 0.01}, reps)
 		}
 	}
 	return jobs
 }
 
-// result is one window's outcome: the look of the first Fail (0: none) for our judge and
-// for Kayenta looking every interval, and Kayenta's verdict looking once at the end.
+// result is the look at which each judge failed the window (0: it passed).
 type result struct {
 	ours, kayenta       int
-	kayentaEnd          bool
 	oursLooks, kayLooks int           // looks taken, each judge until its Fail or the end
 	oursTime, kayTime   time.Duration // time those looks took
+	flagged             []string      // what failed our verdict
+	why                 []string      // and why
 }
 
-func run(jobs []cell, opts judge.Options, seed uint64, workers int) []result {
+func run(jobs []cell, allow map[float64]map[string]judge.Allowance, opts judge.Options, seed uint64, workers int) []result {
 	out := make([]result, len(jobs))
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range max(1, workers) {
 		wg.Go(func() {
 			for i := range next {
-				out[i] = one(jobs[i], opts, rand.New(rand.NewPCG(seed, uint64(i))))
+				out[i] = one(jobs[i], allow[jobs[i].rps], opts, rand.New(rand.NewPCG(seed, uint64(i))))
 			}
 		})
 	}
@@ -153,102 +175,166 @@ func run(jobs []cell, opts judge.Options, seed uint64, workers int) []result {
 	return out
 }
 
-func one(c cell, opts judge.Options, rng *rand.Rand) result {
+func one(c cell, allow map[string]judge.Allowance, opts judge.Options, rng *rand.Rand) result {
 	base, can := c.window(rng)
+	ms := slices.Clone(metrics)
+	for i := range ms {
+		ms[i].Allowance = allow[ms[i].Name]
+	}
 	var r result
-	s := judge.NewSequence(metrics, opts)
+	s := judge.NewSequence(ms, opts)
 	t0 := time.Now()
 	for k := 1; k <= intervals; k++ {
 		r.oursLooks++
-		if v := s.Look(input(base, can, k), k == intervals); v.Outcome == judge.Fail {
+		v := s.Look(input(base, can, k-1), k == intervals)
+		if v.Stop() || (v.Final && v.Outcome != judge.Pass) {
 			r.ours = k
+			for _, m := range v.Metrics {
+				if m.Outcome != judge.Pass && m.Outcome != judge.Marginal {
+					r.flagged = append(r.flagged, m.Name)
+					r.why = append(r.why, fmt.Sprintf("look %d: %s", k, m.Why))
+					if *explain && m.Name == "latency" {
+						for j := range k {
+							r.why = append(r.why, fmt.Sprintf("    %.4f vs %.4f  cpu %.3f vs %.3f", series(base[j:j+1], metrics[3])[0], series(can[j:j+1], metrics[3])[0], base[j].values["cpu"], can[j].values["cpu"]))
+						}
+					}
+					if *explain && m.Name == "error_rate" {
+						for j := range k {
+							r.why = append(r.why, fmt.Sprintf("    %g/%g vs %g/%g", base[j].errors, base[j].requests, can[j].errors, can[j].requests))
+						}
+					}
+				}
+			}
 			break
 		}
 	}
 	r.oursTime = time.Since(t0)
-	var ky kayenta
 	t0 = time.Now()
-	for k := 1; k <= intervals; k++ {
-		r.kayLooks++
-		if failed, _ := ky.look(base[:k], can[:k]); failed {
-			r.kayenta = k
-			break
-		}
-	}
+	r.kayenta, r.kayLooks = kayenta{}.stopsAt(base, can)
 	r.kayTime = time.Since(t0)
-	r.kayentaEnd, _ = ky.look(base, can)
 	return r
 }
 
-// row groups windows of one truth, effect, traffic and error base over all shapes.
-type row struct {
-	truth, traffic string
-	factor, base   float64
-	rps            float64
-	rs             []result
+// group is the windows of one truth, effect and traffic level.
+type group struct {
+	c  cell
+	rs []result
 }
 
 func report(w io.Writer, jobs []cell, results []result) {
-	rows := map[string]*row{}
-	var keys []string
-	shapes := map[string][]result{}
+	var groups []*group
+	byKey := map[cell]*group{}
 	for i, c := range jobs {
-		tname := trafficName(c.rps)
-		k := fmt.Sprintf("%s|%g|%s|%g", c.truth, c.factor, tname, c.errorRate)
-		if c.truth == "latency" {
-			k = fmt.Sprintf("%s|%g|%s|", c.truth, c.factor, tname)
+		if byKey[c] == nil {
+			byKey[c] = &group{c: c}
+			groups = append(groups, byKey[c])
 		}
-		if rows[k] == nil {
-			rows[k] = &row{truth: c.truth, traffic: tname, factor: c.factor, base: c.errorRate, rps: c.rps}
-			keys = append(keys, k)
-		}
-		rows[k].rs = append(rows[k].rs, results[i])
-		if c.truth == "A/A" {
-			sk := tname + ", " + string(c.shape)
-			shapes[sk] = append(shapes[sk], results[i])
-		}
+		byKey[c].rs = append(byKey[c].rs, results[i])
 	}
-	fmt.Fprintln(w, "False alarms on A/A (no change): share of windows failed")
+	fmt.Fprintln(w, "False alarms on A/A (no change): share of windows failed at any look or not passed at the end")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| traffic, shape | windows | ours | Kayenta, every look | Kayenta, end only |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| traffic | baseline errors | windows | ours | Kayenta |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: |")
 	var all []result
-	skeys := make([]string, 0, len(shapes))
-	for k := range shapes {
-		skeys = append(skeys, k)
+	for _, g := range groups {
+		if g.c.truth == "A/A" {
+			all = append(all, g.rs...)
+			fmt.Fprintf(w, "| %s | %g%% | %d | %s | %s |\n", trafficName(g.c.rps), 100*g.c.errorRate, len(g.rs), pct(g.rs, ours), pct(g.rs, kay))
+		}
 	}
-	sort.Strings(skeys)
-	for _, k := range skeys {
-		rs := shapes[k]
-		all = append(all, rs...)
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", k, len(rs), pct(rs, ours), pct(rs, kay), pct(rs, kayEnd))
+	fmt.Fprintf(w, "| **all A/A** | | %d | **%s** | **%s** |\n\n", len(all), pct(all, ours), pct(all, kay))
+	by := map[string]int{}
+	for _, r := range all {
+		for _, m := range r.flagged {
+			by[m]++
+		}
 	}
-	fmt.Fprintf(w, "| **all A/A** | %d | **%s** | **%s** | **%s** |\n\n", len(all), pct(all, ours), pct(all, kay), pct(all, kayEnd))
+	fmt.Fprint(w, "Our A/A failures by metric:")
+	for _, m := range metrics {
+		if by[m.Name] > 0 {
+			fmt.Fprintf(w, " %s %d", m.Name, by[m.Name])
+		}
+	}
+	fmt.Fprint(w, "\n\n")
+	if *explain {
+		fmt.Fprintln(w, "Kayenta flags (all windows):", kayentaFlags)
+		for _, r := range all {
+			for _, y := range r.why {
+				fmt.Fprintln(w, "  ", y)
+			}
+		}
+	}
 
 	fmt.Fprintln(w, "Detection: share of windows failed, and median time to the Fail (of 300 s)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| canary change | traffic | baseline errors / window | ours: detected | ours: median time | Kayenta every look: detected | Kayenta: median time | Kayenta end only: detected |")
-	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, k := range keys {
-		r := rows[k]
-		if r.truth == "A/A" {
+	fmt.Fprintln(w, "| canary change | traffic | baseline events / window | ours: detected | ours: median time | Kayenta: detected | Kayenta: median time |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+	type sum struct{ rs []result }
+	byGroup := map[string]*sum{}
+	var order []string
+	var regress []result
+	for _, g := range groups {
+		if g.c.truth == "A/A" {
 			continue
 		}
-		change := fmt.Sprintf("latency +%.0f%%", 100*(r.factor-1))
-		events := ""
-		if r.truth == "errors" {
-			change = fmt.Sprintf("errors ×%g from %g%%", r.factor, 100*r.base)
-			events = fmt.Sprintf("%.1f", r.rps*intervals*intervalSec*r.base)
+		regress = append(regress, g.rs...)
+		k := g.c.truth + " at " + trafficName(g.c.rps)
+		if byGroup[k] == nil {
+			byGroup[k] = &sum{}
+			order = append(order, k)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", change, r.traffic, events,
-			pct(r.rs, ours), medianTime(r.rs, ours), pct(r.rs, kay), medianTime(r.rs, kay), pct(r.rs, kayEnd))
+		byGroup[k].rs = append(byGroup[k].rs, g.rs...)
+		events := ""
+		if g.c.truth == "errors" {
+			events = fmt.Sprintf("%.1f", g.c.rps*intervals*intervalSec*g.c.errorRate)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", change(g.c), trafficName(g.c.rps), events,
+			pct(g.rs, ours), medianTime(g.rs, ours), pct(g.rs, kay), medianTime(g.rs, kay))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "By group")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| group | windows | ours: detected | ours: median time | Kayenta: detected | Kayenta: median time |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, k := range order {
+		rs := byGroup[k].rs
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s |\n", k, len(rs), pct(rs, ours), medianTime(rs, ours), pct(rs, kay), medianTime(rs, kay))
+	}
+	fmt.Fprintf(w, "| **all regressions** | %d | **%s** | **%s** | **%s** | **%s** |\n\n", len(regress),
+		pct(regress, ours), medianTime(regress, ours), pct(regress, kay), medianTime(regress, kay))
+}
+
+func change(c cell) string {
+	switch c.truth {
+	case "latency":
+		return fmt.Sprintf("latency +%.0f%%", 100*(c.factor-1))
+	case "errors":
+		return fmt.Sprintf("errors ×%g from %g%%", c.factor, 100*c.errorRate)
+	}
+	return fmt.Sprintf("cache hit -%g points", c.factor)
+}
+
+func printAllowances(w io.Writer, allow map[float64]map[string]judge.Allowance) {
+	fmt.Fprintln(w, "Calibrated allowances (judge.Calibrate on the tuning seed's A/A windows)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| metric | traffic | noise | drift | drift_corr | offset | dispersion |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, m := range metrics {
+		for _, t := range traffics {
+			a, ok := allow[t.rps][m.Name]
+			if !ok {
+				fmt.Fprintf(w, "| %s | %s | – | – | – | – | – |\n", m.Name, t.name)
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %s | %g | %g | %g | %g | %g |\n", m.Name, t.name, a.Noise, a.Drift, a.DriftCorr, a.Offset, a.Dispersion)
+		}
 	}
 }
 
 func trafficName(rps float64) string {
 	for _, t := range traffics {
 		if t.rps == rps {
-			return strings.Fields(t.name)[0]
+			return t.name
 		}
 	}
 	return fmt.Sprint(rps)
@@ -256,12 +342,6 @@ func trafficName(rps float64) string {
 
 func ours(r result) int { return r.ours }
 func kay(r result) int  { return r.kayenta }
-func kayEnd(r result) int {
-	if r.kayentaEnd {
-		return intervals
-	}
-	return 0
-}
 
 func pct(rs []result, look func(result) int) string {
 	n := 0

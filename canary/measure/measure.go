@@ -3,8 +3,10 @@
 //
 // A Source measures both sides of a window (the canary hosts and the baseline hosts)
 // over one interval and returns, per metric, the data of that interval only: counts of
-// events and trials for Rate metrics, samples for Latency and Gauge metrics. The window
-// adds the intervals up. A source that cannot measure a metric sets that metric's
+// events and trials for Rate metrics, samples for Latency and Gauge metrics (per-request
+// samples, such as a histogram's bucket deltas or the mirror's records, marked
+// Data.PerRequest). The window hands each interval to the judge as it comes: the judge
+// keeps the intervals apart, since both sides of one interval saw the same moment. A source that cannot measure a metric sets that metric's
 // Data.Err (a measurement error, judged as such); an error returned by Measure means
 // nothing could be measured.
 //

@@ -93,6 +93,7 @@ func add(ms []measure.Metric, r mirror.Record, in judge.Input) {
 			c.Trials++
 			c.Events += bit(!r.BodyMatch || !r.StatusMatch)
 		case measure.Latency:
+			b.PerRequest, c.PerRequest = true, true
 			if r.Shadow.Err == "" {
 				b.Values = append(b.Values, r.Primary.Latency.Seconds())
 				c.Values = append(c.Values, r.Shadow.Latency.Seconds())

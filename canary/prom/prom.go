@@ -182,6 +182,7 @@ func (s *Source) measure(ctx context.Context, m judge.Metric, q Query, v Vars, f
 			return err
 		}
 		d.Values = append(d.Values, vals...)
+		d.PerRequest = true
 	case q.Sample != "":
 		vec, err := s.instant(ctx, q.Sample, v, to)
 		if err != nil {

@@ -96,6 +96,7 @@ func (r rule) apply(m judge.Metric, before, now reading, d *judge.Data) string {
 			return ""
 		}
 		d.Values = append(d.Values, measure.Samples(r.buckets(before), r.buckets(now))...)
+		d.PerRequest = true
 	case dto.MetricType_COUNTER:
 		b, _ := r.sum(r.events, before)
 		v, _ := r.sum(r.events, now)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"text/template"
@@ -37,6 +38,11 @@ type Metric struct {
 	Scrape       string  `yaml:"scrape"`        // exposition metric selector (events, for a rate)
 	TrialsScrape string  `yaml:"trials_scrape"` // rate: the trials' selector
 	Quantile     float64 `yaml:"quantile"`      // histogram samples: this quantile instead of the mean
+
+	// Allowance is how much two production hosts on the same release differ on this
+	// metric (noise, drift, offset, dispersion), as `immunity judge calibrate` measured it
+	// from recorded A/A windows and wrote here; absent, the window's own data decide.
+	Allowance judge.Allowance `yaml:"allowance"`
 }
 
 // Judge is the metric as the judge sees it, defaults applied.
@@ -51,7 +57,7 @@ func (m Metric) Judge() judge.Metric {
 	}
 	return judge.Metric{
 		Name: m.Name, Kind: judge.Kind(m.Kind), Direction: dir, AllowedEffect: m.AllowedEffect,
-		Critical: m.Critical, NoData: nd, Unit: m.Unit,
+		Critical: m.Critical, NoData: nd, Unit: m.Unit, Allowance: m.Allowance,
 	}
 }
 
@@ -102,7 +108,29 @@ func (m Metric) check(add func(path, format string, args ...any), path string) {
 	if m.Quantile < 0 || m.Quantile >= 1 || (m.Quantile > 0 && m.Kind == "rate") {
 		add(path+".quantile", "metric %s: quantile: expected a number between 0 and 1 for a latency or gauge metric, got %v", name, m.Quantile)
 	}
+	m.checkAllowance(add, path, name)
 	m.checkSources(add, path, name)
+}
+
+func (m Metric) checkAllowance(add func(path, format string, args ...any), path, name string) {
+	a := m.Allowance
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"noise", a.Noise}, {"drift", a.Drift}, {"offset", a.Offset}} {
+		if f.v < 0 || f.v > 10 || math.IsNaN(f.v) {
+			add(path+".allowance."+f.key, "metric %s: allowance.%s: expected a relative size from 0 to 10 (0.01 = 1%%), got %v", name, f.key, f.v)
+		}
+	}
+	if a.DriftCorr < 0 || a.DriftCorr >= 1 || math.IsNaN(a.DriftCorr) {
+		add(path+".allowance.drift_corr", "metric %s: allowance.drift_corr: expected a correlation from 0 to below 1, got %v", name, a.DriftCorr)
+	}
+	if a.Dispersion != 0 && (a.Dispersion < 1 || math.IsNaN(a.Dispersion)) {
+		add(path+".allowance.dispersion", "metric %s: allowance.dispersion: expected 1 or more (how many times independent events vary), got %v", name, a.Dispersion)
+	}
+	if a.Windows < 0 {
+		add(path+".allowance.windows", "metric %s: allowance.windows: expected the number of A/A windows measured, got %d", name, a.Windows)
+	}
 }
 
 func (m Metric) checkSources(add func(path, format string, args ...any), path, name string) {

@@ -57,6 +57,10 @@ func TestMetricCheck(t *testing.T) {
 		{"{name: errors, kind: rate, trials_scrape: req}", "a rate needs both scrape (events) and trials_scrape"},
 		{"{name: p99, kind: latency, trials_query: 'sum(x)'}", "trials_query and trials_scrape are for rate metrics"},
 		{"{name: errors, kind: rate, quantile: 0.99}", "quantile: expected a number between 0 and 1"},
+		{"{name: p99, kind: latency, allowance: {noise: 0.02, drift: 0.01, drift_corr: 0.7, offset: 0.005, windows: 20}}", ""},
+		{"{name: p99, kind: latency, allowance: {noise: -0.02}}", "apps[0].metrics[0].allowance.noise: metric p99: allowance.noise: expected a relative size"},
+		{"{name: p99, kind: latency, allowance: {drift_corr: 1}}", "allowance.drift_corr: expected a correlation from 0 to below 1"},
+		{"{name: errors, kind: rate, allowance: {dispersion: 0.5}}", "allowance.dispersion: expected 1 or more"},
 	} {
 		var m Metric
 		if err := yaml.Unmarshal([]byte(tc.yaml), &m); err != nil {

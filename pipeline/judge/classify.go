@@ -3,8 +3,7 @@ package judge
 import (
 	"fmt"
 	"math"
-
-	"gonum.org/v1/gonum/stat/distuv"
+	"slices"
 )
 
 // level is what one look may conclude about one metric: decide is the nominal one-sided
@@ -21,60 +20,154 @@ type level struct {
 // JSON; it prints as ∞.
 const maxEffect = 1e9
 
-// classify judges one metric with data on both sides; bs is what a rate's intervals say
-// about bursts.
-func classify(m Metric, b, c Data, lv level, o Options, bs bursts) MetricResult {
-	r := MetricResult{Name: m.Name, Kind: m.Kind, Critical: m.Critical, Unit: m.Unit}
-	if m.Kind == Rate {
-		classifyCounts(&r, m, newCounts(b, c), lv, bs)
-	} else {
-		classifyValues(&r, m, newRanks(b.Values, c.Values), lv, o)
+// Names of the tests, as explanations print them.
+const (
+	testRanks   = "ranks within intervals"
+	testPaired  = "paired intervals"
+	testNonZero = "non-zero intervals"
+	testCounts  = "exact count test"
+)
+
+// classifyValues judges a latency or gauge metric from its intervals.
+func classifyValues(m Metric, h *history, lv level, o Options) MetricResult {
+	r := MetricResult{Name: m.Name, Kind: m.Kind, Critical: m.Critical, Unit: m.Unit,
+		NBaseline: h.nb, NCanary: h.nc}
+	r.Baseline, r.Canary = h.typical()
+	ev := h.evidence()
+	ps, ratio := ev.points, ev.ratio
+	r.Test = ev.test
+	if ev.test == testNonZero {
+		r.Intervals = ev.zero.n
+		classifyNonZero(&r, m, ev.zero, lv, o)
+		return r
 	}
+	r.Intervals = len(ps)
+	if len(ps) == 0 {
+		noData(&r, m, lv)
+		return r
+	}
+	if identical(ps) {
+		r.Outcome, r.Classification, r.Reason = Pass, Passed, "the same on both sides in every interval"
+		r.Why = explain(r, m)
+		return r
+	}
+	e := combine(ps, m.Allowance)
+	if len(ps) < o.MinIntervals && lv.decide > 0 && !lv.final {
+		lv.decide = 0
+		lv.wait = fmt.Sprintf("fewer than %d intervals yet", o.MinIntervals)
+	}
+	c := critical(lv.show, e.df)
+	toEffect := func(x float64) float64 {
+		if ratio {
+			return capEffect(math.Exp(x) - 1)
+		}
+		return capEffect(x)
+	}
+	r.Effect = toEffect(e.est)
+	r.Low, r.High = toEffect(e.est-c*e.se), toEffect(e.est+c*e.se)
+	if math.IsInf(c, 1) {
+		r.Low, r.High = -maxEffect, maxEffect
+		if ratio {
+			r.Low = -1
+		}
+	}
+	decide(&r, m, lv)
 	return r
 }
 
-func classifyValues(r *MetricResult, m Metric, rk ranks, lv level, o Options) {
-	r.NBaseline, r.NCanary = len(rk.b), len(rk.c)
-	if r.NBaseline == 0 || r.NCanary == 0 {
-		r.Outcome = noDataOutcome(m, lv)
-		r.Why = noDataWhy(m, lv, r.Outcome)
-		return
-	}
-	r.Baseline, r.Canary = median(rk.b), median(rk.c)
-	if r.NBaseline < o.MinSamples || r.NCanary < o.MinSamples {
-		r.Outcome = Inconclusive
-		r.Why = fmt.Sprintf("%s: n=%d/%d, fewer than %d samples on a side: %s", m.Name, r.NCanary, r.NBaseline, o.MinSamples, Inconclusive)
-		return
-	}
-	if b := rk.b; b[0] == b[len(b)-1] && rk.c[0] == rk.c[len(rk.c)-1] && b[0] == rk.c[0] {
-		r.Outcome = Pass // one value on both sides, as Kayenta passes identical data
-		r.Why = fmt.Sprintf("%s: every value is %s on both sides, n=%d/%d: %s", m.Name, formatValue(b[0], m.Unit), r.NCanary, r.NBaseline, Pass)
-		return
-	}
-	rel := func(s float64) float64 { return s - 1 }
-	if !rk.ratio {
-		scale := math.Abs(r.Baseline)
-		if scale == 0 {
-			scale = 1 // no relative scale: effects are absolute
+// evidence is what a value metric's history gives the test.
+type evidence struct {
+	test   string
+	points []point // per interval (ranks or paired levels)
+	ratio  bool    // points are log ratios
+	zero   nonZero // a mostly-zero gauge's intervals (test testNonZero)
+}
+
+func (h *history) evidence() evidence {
+	if h.perRequest {
+		ps, ratio := make([]point, len(h.requests)), true
+		for i, iv := range h.requests {
+			ps[i], ratio = iv.p, ratio && iv.log
 		}
-		rel = func(s float64) float64 { return s / scale }
+		return evidence{test: testRanks, points: ps, ratio: ratio}
 	}
-	var est, lo, hi float64
-	if rk.exactOK() {
-		est, lo, hi = rk.exactEstimate(lv.show)
-	} else {
-		est, lo, hi = rk.estimate(distuv.UnitNormal.Quantile(1 - lv.show))
+	lb, lc := h.paired()
+	if len(lb) > 0 && mostlyZero(lb, lc) {
+		return evidence{test: testNonZero, zero: countNonZero(lb, lc)}
 	}
-	r.Effect, r.Low, r.High = capEffect(rel(est)), capEffect(rel(lo)), capEffect(rel(hi))
+	ps, ratio := pairLevels(lb, lc)
+	return evidence{test: testPaired, points: ps, ratio: ratio}
+}
+
+// paired is the interval levels with data on both sides.
+func (h *history) paired() (lb, lc []float64) {
+	for i := range h.levB {
+		if !math.IsNaN(h.levB[i]) && !math.IsNaN(h.levC[i]) {
+			lb, lc = append(lb, h.levB[i]), append(lc, h.levC[i])
+		}
+	}
+	return lb, lc
+}
+
+// typical is each side's typical value: the median of its interval medians or levels.
+func (h *history) typical() (b, c float64) {
+	if h.perRequest {
+		return medianOf(h.medB), medianOf(h.medC)
+	}
+	lb, lc := h.paired()
+	return medianOf(lb), medianOf(lc)
+}
+
+// pairLevels turns paired interval levels into points: log ratios when every level is
+// positive, else differences relative to the baseline's median level.
+func pairLevels(lb, lc []float64) ([]point, bool) {
+	ratio := true
+	for i := range lb {
+		if lb[i] <= 0 || lc[i] <= 0 {
+			ratio = false
+			break
+		}
+	}
+	scale := relScale(medianOf(lb))
+	ps := make([]point, len(lb))
+	for i := range lb {
+		if ratio {
+			ps[i] = point{d: math.Log(lc[i] / lb[i])}
+		} else {
+			ps[i] = point{d: (lc[i] - lb[i]) / scale}
+		}
+	}
+	return ps, ratio
+}
+
+func identical(ps []point) bool {
+	for _, p := range ps {
+		if p.d != 0 || p.v != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// classifyNonZero judges a mostly-zero gauge by its non-zero intervals (zeros.go).
+func classifyNonZero(r *MetricResult, m Metric, z nonZero, lv level, o Options) {
+	if z.n < o.MinIntervals && lv.decide > 0 && !lv.final {
+		lv.decide = 0
+		lv.wait = fmt.Sprintf("fewer than %d intervals yet", o.MinIntervals)
+	}
+	r.Effect, r.Low, r.High = z.interval(lv.show)
+	r.EventsBaseline, r.EventsCanary = z.epB, z.epC
 	decide(r, m, lv)
 }
 
-func classifyCounts(r *MetricResult, m Metric, k counts, lv level, bs bursts) {
+// classifyCounts judges a rate metric from its window's counts; bs is what its intervals
+// say about bursts.
+func classifyCounts(m Metric, k counts, lv level, bs bursts) MetricResult {
+	r := MetricResult{Name: m.Name, Kind: m.Kind, Critical: m.Critical, Unit: m.Unit, Test: testCounts}
 	r.NBaseline, r.NCanary = int(k.nb), int(k.nc)
 	if k.nb == 0 || k.nc == 0 {
-		r.Outcome = noDataOutcome(m, lv)
-		r.Why = noDataWhy(m, lv, r.Outcome)
-		return
+		noData(&r, m, lv)
+		return r
 	}
 	r.Baseline, r.Canary = k.xb/k.nb, k.xc/k.nc
 	r.EventsBaseline, r.EventsCanary = int(k.xb), int(k.xc)
@@ -83,49 +176,78 @@ func classifyCounts(r *MetricResult, m Metric, k counts, lv level, bs bursts) {
 		r.BurstEvents = int(bs.left.xb + bs.left.xc)
 		k = counts{xb: k.xb - bs.left.xb, nb: k.nb - bs.left.nb, xc: k.xc - bs.left.xc, nc: k.nc - bs.left.nc}
 	}
-	if phi := bs.phi; phi > 1 {
+	phi := bs.phi
+	if a := m.Allowance; a.Dispersion > 0 && a.Windows > 0 {
+		nu0, nu := float64(priorDFPerWindow*a.Windows), float64(max(0, bs.strata-1))
+		phi = math.Max(1, (nu0*a.Dispersion+nu*bs.phi)/(nu0+nu))
+	}
+	if phi > 1 {
 		r.Dispersion = phi
 		k = counts{xb: k.xb / phi, nb: k.nb / phi, xc: k.xc / phi, nc: k.nc / phi}
 	}
 	lo, hi := k.interval(lv.show)
 	r.Effect, r.Low, r.High = capEffect(k.estimate()-1), capEffect(lo-1), capEffect(hi-1)
-	decide(r, m, lv)
+	decide(&r, m, lv)
+	return r
 }
 
 func capEffect(e float64) float64 { return math.Max(-maxEffect, math.Min(e, maxEffect)) }
 
-// decide classifies a metric from its effect and the look's interval: Fail when the
-// canary is significantly worse (the whole interval on the bad side of no change) and
-// its estimated effect is beyond the allowed one; Marginal when significantly worse but
-// within the allowed effect; Pass otherwise. A canary that is no different never fails
-// more often than alpha; a clear regression fails as soon as the data shows it.
+// decide classifies a metric from its effect and the look's interval. Flagged (Fail,
+// High or Low) when the canary is significantly worse (the whole interval on the bad
+// side of no change) and its estimated effect is beyond the allowed one. Otherwise Pass;
+// on an interim look Marginal when it is worse so far (significantly but within the
+// allowed effect, or beyond the allowed effect but not significantly) or the look may
+// not decide yet.
 func decide(r *MetricResult, m Metric, lv level) {
 	a := m.AllowedEffect
 	up := m.Direction != Decrease
 	down := m.Direction == Decrease || m.Direction == Either
-	r.Outcome = Pass
-	if lv.decide == 0 {
-		r.Outcome = Inconclusive // this look may not conclude anything yet
-	} else {
-		switch {
-		case up && r.Low > 0 && r.Effect > a, down && r.High < 0 && r.Effect < -a:
-			r.Outcome = Fail
-		case up && r.Low > 0, down && r.High < 0:
-			r.Outcome = Marginal
-		}
+	sigUp, sigDown := up && r.Low > 0, down && r.High < 0
+	beyondUp, beyondDown := up && r.Effect > a, down && r.Effect < -a
+	r.Outcome, r.Classification = Pass, Passed
+	switch {
+	case lv.decide > 0 && sigUp && beyondUp:
+		r.Outcome, r.Classification = Fail, High
+	case lv.decide > 0 && sigDown && beyondDown:
+		r.Outcome, r.Classification = Fail, Low
+	case !lv.final && (sigUp || sigDown || beyondUp || beyondDown):
+		r.Outcome = Marginal
 	}
-	r.Why = explain(*r, m, lv)
+	r.Reason = rule(*r, m, lv)
+	r.Why = explain(*r, m)
 }
 
-func noDataOutcome(m Metric, lv level) Outcome {
-	if !lv.final { // data may still come
-		return Inconclusive
+// noData classifies a metric without data on a side: on the final look as its no-data
+// policy says, before it Pass (data may still come).
+func noData(r *MetricResult, m Metric, lv level) {
+	r.Classification, r.Outcome = Nodata, Pass
+	policy := m.NoData
+	if policy == "" {
+		policy = NoDataInconclusive
 	}
-	switch m.NoData {
-	case NoDataPass:
-		return Pass
-	case NoDataFail:
-		return Fail
+	if !lv.final {
+		r.Reason = "no data yet"
+	} else {
+		switch policy {
+		case NoDataFail:
+			r.Outcome = Fail
+		case NoDataInconclusive:
+			r.Outcome = Inconclusive
+		}
+		r.Reason = fmt.Sprintf("no data (no_data: %s)", policy)
 	}
-	return Inconclusive
+	r.Why = fmt.Sprintf("%s: %s: %s", m.Name, r.Reason, r.Outcome)
+}
+
+// medianOf is the median of xs without NaNs (0 when none), leaving xs as it was.
+func medianOf(xs []float64) float64 {
+	s := make([]float64, 0, len(xs))
+	for _, x := range xs {
+		if !math.IsNaN(x) {
+			s = append(s, x)
+		}
+	}
+	slices.Sort(s)
+	return median(s)
 }

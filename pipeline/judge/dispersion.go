@@ -1,6 +1,9 @@
 package judge
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Bursts of events. The count test assumes each request fails on its own; real errors
 // also come in bursts (a flaky dependency, a retry storm), and a burst on one side alone
@@ -16,9 +19,10 @@ import "math"
 //     holds. How much more the shares of the remaining intervals vary estimates φ (at
 //     least 1), and the test counts every event as 1/φ of one (quasi-binomial).
 //
-// Bursts that hit both sides alike (mirrored traffic) cancel out in the shares.
+// Bursts that hit both sides alike (mirrored traffic) cancel out in the shares. A
+// calibrated Allowance.Dispersion is pooled with the window's own estimate.
 
-// rateLook is a rate metric's cumulative counts at one look, or one interval's counts.
+// rateLook is one interval's counts of a rate metric, or a sum of intervals.
 type rateLook struct{ xb, nb, xc, nc float64 }
 
 func (a rateLook) plus(b rateLook) rateLook {
@@ -34,21 +38,20 @@ type bursts struct {
 	phi     float64  // overdispersion of the intervals kept (1 or more)
 	left    rateLook // the events (and trials) of the burst intervals left out
 	nBursts int
+	strata  int // intervals with events
 }
 
-// burstCheck reads a rate metric's cumulative counts, look by look.
+// burstCheck reads a rate metric's intervals.
 func burstCheck(hist []rateLook) bursts {
 	out := bursts{phi: 1}
 	var strata []rateLook
-	prev := rateLook{}
-	for _, h := range hist {
-		d := rateLook{h.xb - prev.xb, h.nb - prev.nb, h.xc - prev.xc, h.nc - prev.nc}
-		prev = h
+	for _, d := range hist {
 		if d.xb < 0 || d.xc < 0 || d.nb <= 0 || d.nc <= 0 || d.xb+d.xc <= 0 {
 			continue // no traffic, no events, or a counter reset
 		}
 		strata = append(strata, d)
 	}
+	out.strata = len(strata)
 	if len(strata) < minStrata {
 		return out
 	}
@@ -57,7 +60,7 @@ func burstCheck(hist []rateLook) bursts {
 	for i, d := range strata {
 		totals[i] = d.xb + d.xc
 	}
-	sortFloats(totals)
+	slices.Sort(totals)
 	limit := 3*median(totals) + 3
 	kept := strata[:0:0]
 	for _, d := range strata {
@@ -68,8 +71,49 @@ func burstCheck(hist []rateLook) bursts {
 		}
 		kept = append(kept, d)
 	}
+	// A one-sided burst too small to stand out in the totals stands out in the canary's
+	// share: an interval more than burstZ binomial standard deviations from the share of
+	// no change is left out too, unless more than half of them are (then the canary is
+	// worse all along, and that is no burst).
+	{
+		ratio := 1.0
+		next := kept[:0:0]
+		var out2 []rateLook
+		for _, d := range kept {
+			t, p := d.xb+d.xc, d.nc*ratio/(d.nc*ratio+d.nb)
+			if sd := math.Sqrt(t * p * (1 - p)); sd > 0 && math.Abs(d.xc-t*p) > burstZ*sd {
+				out2 = append(out2, d)
+				continue
+			}
+			next = append(next, d)
+		}
+		if len(out2) > 0 && len(out2) <= len(kept)/2 {
+			for _, d := range out2 {
+				out.left = out.left.plus(d)
+				out.nBursts++
+			}
+			kept = next
+		}
+	}
 	out.phi = dispersion(kept)
 	return out
+}
+
+// burstZ is how far from the fitted share an interval's canary events must be to count
+// as a burst.
+const burstZ = 3
+
+// fitRatio is the ratio of the canary's event rate to the baseline's over the intervals
+// (1 without events on a side).
+func fitRatio(strata []rateLook) float64 {
+	var s rateLook
+	for _, d := range strata {
+		s = s.plus(d)
+	}
+	if s.xb <= 0 || s.xc <= 0 {
+		return 1
+	}
+	return (s.xc / s.nc) / (s.xb / s.nb)
 }
 
 // dispersion is the sum of the squared deviations of the canary's per-interval event
@@ -83,7 +127,7 @@ func dispersion(strata []rateLook) float64 {
 	if len(strata) < 2 || s.xb <= 0 || s.xc <= 0 {
 		return 1
 	}
-	ratio := (s.xc / s.nc) / (s.xb / s.nb)
+	ratio := fitRatio(strata)
 	num, den := 0.0, 0.0
 	for _, d := range strata {
 		t, p := d.xb+d.xc, d.nc*ratio/(d.nc*ratio+d.nb)

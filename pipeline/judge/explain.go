@@ -8,21 +8,23 @@ import (
 )
 
 // explain is a metric's Why: both sides' values, the effect and its interval, the sample
-// sizes, and the rule that decided.
-func explain(r MetricResult, m Metric, lv level) string {
+// sizes, the test, and the rule that decided.
+func explain(r MetricResult, m Metric) string {
 	var side string
-	if m.Kind == Rate {
-		if r.EventsBaseline+r.EventsCanary == 0 {
-			return fmt.Sprintf("%s: canary 0/%d vs baseline 0/%d, no events on either side: %s", m.Name, r.NCanary, r.NBaseline, r.Outcome)
-		}
+	switch {
+	case m.Kind == Rate && r.EventsBaseline+r.EventsCanary == 0:
+		return fmt.Sprintf("%s: canary 0/%d vs baseline 0/%d, no events on either side: %s", m.Name, r.NCanary, r.NBaseline, r.Outcome)
+	case m.Kind == Rate:
 		side = fmt.Sprintf("canary %s (%d/%d) vs baseline %s (%d/%d)",
 			formatRate(r.Canary), r.EventsCanary, r.NCanary, formatRate(r.Baseline), r.EventsBaseline, r.NBaseline)
-	} else {
+	case r.Test == testNonZero:
+		side = fmt.Sprintf("non-zero alone in %d episode(s) on the canary, %d on the baseline", r.EventsCanary, r.EventsBaseline)
+	default:
 		side = fmt.Sprintf("canary %s vs baseline %s", formatValue(r.Canary, m.Unit), formatValue(r.Baseline, m.Unit))
 	}
 	n := ""
 	if m.Kind != Rate {
-		n = fmt.Sprintf(", n=%d/%d", r.NCanary, r.NBaseline)
+		n = fmt.Sprintf(", n=%d/%d in %d intervals (%s)", r.NCanary, r.NBaseline, r.Intervals, r.Test)
 	}
 	if r.Bursts > 0 {
 		n += fmt.Sprintf(", %d burst interval(s) with %d events left out", r.Bursts, r.BurstEvents)
@@ -31,23 +33,26 @@ func explain(r MetricResult, m Metric, lv level) string {
 		n += fmt.Sprintf(", counts vary ×%.1f more than chance (allowed for)", r.Dispersion)
 	}
 	return fmt.Sprintf("%s: %s, %s [%s, %s]%s, %s: %s", m.Name, side,
-		formatEffect(r.Effect), formatEffect(r.Low), formatEffect(r.High), n, rule(r, m, lv), r.Outcome)
+		formatEffect(r.Effect), formatEffect(r.Low), formatEffect(r.High), n, r.Reason, r.Outcome)
 }
 
 // rule says which comparison decided the outcome.
 func rule(r MetricResult, m Metric, lv level) string {
 	allowed := allowedText(m)
+	worse := (m.Direction != Decrease && r.Low > 0) || (m.Direction != Increase && r.High < 0)
 	switch {
+	case r.Classification == High:
+		return "significantly higher, beyond the allowed " + allowed
+	case r.Classification == Low:
+		return "significantly lower, beyond the allowed " + allowed
 	case lv.decide == 0 && lv.wait != "":
 		return lv.wait
 	case lv.decide == 0:
 		return fmt.Sprintf("too early to decide (look %d of %d)", lv.look, lv.looks)
-	case r.Outcome == Fail && r.Effect > 0:
-		return "significantly higher, beyond the allowed " + allowed
-	case r.Outcome == Fail:
-		return "significantly lower, beyond the allowed " + allowed
-	case r.Outcome == Marginal:
+	case worse:
 		return "significantly worse, but within the allowed " + allowed
+	case r.Outcome == Marginal:
+		return "worse than the allowed " + allowed + ", not significantly so yet"
 	case r.Low > 0 || r.High < 0:
 		return "a significant change in the harmless direction"
 	}
@@ -63,17 +68,6 @@ func allowedText(m Metric) string {
 		return "±" + p
 	}
 	return "+" + p
-}
-
-func noDataWhy(m Metric, lv level, o Outcome) string {
-	if !lv.final {
-		return fmt.Sprintf("%s: no data yet: %s", m.Name, o)
-	}
-	policy := m.NoData
-	if policy == "" {
-		policy = NoDataInconclusive
-	}
-	return fmt.Sprintf("%s: no data (no_data: %s): %s", m.Name, policy, o)
 }
 
 // formatEffect prints a relative change: +110%, -3.5%, +∞.

@@ -1,62 +1,89 @@
-// Package judge compares a canary's metrics with a baseline's and says whether the canary
-// is worse: Pass, Marginal, Fail, Inconclusive (not enough data) or Error (the
-// measurements failed). It does no I/O: callers hand it samples, it hands back a verdict
-// that explains itself metric by metric (MetricResult.Why, Verdict.Table).
+// Package judge compares a canary's metrics with a baseline's over a monitoring window
+// and says whether the canary is worse. It does no I/O: callers hand it each interval's
+// measurements as they come (Sequence.Look), it hands back a verdict that explains itself
+// metric by metric (MetricResult.Why, Verdict.Table).
 //
-// The model, per metric:
+// The data keep their structure: the window is a sequence of intervals (10 s by default),
+// and both sides of an interval saw the same moment (the same mirrored traffic, the same
+// warm-up). Every value metric is therefore judged on per-interval paired differences,
+// never on one pool of samples:
 //
-//   - Latency and gauge metrics are samples (per request, or one value per interval).
-//     The canary is compared with the Mann-Whitney rank test and the effect is the
-//     Hodges-Lehmann estimate with its confidence interval, as Kayenta does: for positive
-//     values as a ratio (canary/baseline - 1), otherwise as a shift relative to the
-//     baseline's median. Below 50 values a side without ties the interval is exact.
-//   - Rate metrics are events out of trials (errors out of requests), compared with the
-//     conditional binomial test and its exact interval on the ratio of the two rates, so
-//     3 errors against 0 at low traffic weigh as the 3 events they are. Intervals with a
-//     burst of events are left out and extra-binomial variation is allowed for (dispersion.go).
-//   - A metric fails when the canary is significantly worse (its interval excludes no
-//     change in the bad direction) and its estimated effect is beyond the metric's
-//     allowed effect; significantly worse but within the allowed effect is Marginal.
-//     Without data, the metric's no-data policy decides on the final look.
+//   - Per-request latency (Data.PerRequest: a histogram's requests, a mirror's records):
+//     within each interval the canary's requests are ranked against the baseline's (the
+//     Mann-Whitney probability P that a canary request is slower), and P is turned into
+//     that interval's log-shift d = σ·√2·Φ⁻¹(P) with σ the interval's log-spread (exact
+//     for a lognormal shift). The intervals are combined as strata, as van Elteren's test
+//     combines them (stratified.go).
+//   - A gauge (one value per host and interval, a latency quantile from a query) gives
+//     d = log(canary/baseline) for each interval (a plain difference relative to the
+//     baseline's level when values are not all positive).
+//   - A gauge that is zero in most intervals (a queue depth with spikes) is judged on what
+//     it holds: the intervals where only one side was non-zero, an exact sign test on those
+//     episodes, and its effect is the ratio of non-zero shares, so an even split is never
+//     significant (zeros.go).
+//   - A rate (errors out of requests) keeps the exact conditional binomial test of the
+//     window's counts, with bursts left out and extra-binomial variation allowed for
+//     (counts.go, dispersion.go).
 //
-// Many metrics and many looks: the overall false-alarm rate Alpha is split over the
-// metrics (weighted Bonferroni, a critical metric counting 4 times), and each metric's
-// share is spent over the window's looks with a group-sequential alpha-spending function
-// (bounds.go), so a window looked at every interval fails a canary that is no different
-// at most Alpha of the time, while a clearly bad canary fails at an early look. The
-// interval shown at each look is the look's repeated confidence interval.
+// The per-interval differences d of a value metric are not independent: each side drifts
+// slowly on its own (a host's cache, its neighbours) and has its own bursts. The model
+// (paired.go) is d = effect + offset + drift + noise + sampling: a host-to-host offset
+// constant over the window, an AR(1) drift across intervals, independent per-interval
+// noise, and the sampling variance each interval's data show. The effect is a Huber
+// M-estimate over the intervals (a burst interval counts as a large residual, not as a
+// regression) and its variance sums the four parts. Their sizes are the metric's
+// Allowance, calibrated from the user's own A/A windows (Calibrate, `immunity judge
+// calibrate`) and updated by what the window itself shows; the interval is Student's t
+// with the degrees of freedom of both.
 //
-// The verdict: Error when a metric's measurement failed MaxErrors looks in a row; Fail
-// when a critical metric fails or the Kayenta-style score (the share of judged metrics
-// not failing) is below MarginalScore; Inconclusive when a critical metric
-// has too little data; Marginal when any metric is marginal or a non-critical one fails;
-// else Pass.
+// Decision: a metric is flagged (classification High or Low, outcome Fail) when its
+// regression is significant at its share of the false-alarm budget and its estimated
+// effect is beyond its allowed effect. Any flagged metric fails the verdict. The budget
+// Alpha is split over the metrics by weighted Bonferroni (a critical metric gets 4
+// shares), and each share is spent over the window's looks by a group-sequential
+// alpha-spending function (bounds.go), so looking every interval keeps the overall
+// false-alarm rate at Alpha. At the end of the window the verdict is Pass or Fail;
+// Marginal is only an interim state (something is worse but not flagged yet); a metric
+// without data gives Inconclusive (or Pass, or Fail) only as its no-data policy says,
+// and Error means measurements failed MaxErrors looks in a row.
 //
 // Offline (RunOffline, `immunity judge`): two CSV files of recorded samples, columns
 // time,metric,value (time in Unix seconds or RFC 3339; a header row is optional), are
-// replayed look by look through the same Sequence as a live window, one look per 10 s
-// interval from the earliest sample. A latency or gauge metric's rows are its samples.
+// cut into intervals by their time column and replayed look by look through the same
+// Sequence as a live window. A latency or gauge metric's rows are its samples (a latency
+// metric with more than 2 rows an interval on average is taken as per-request samples).
 // A rate metric NAME takes rows NAME.events and NAME.trials (the counts of the interval
 // ending at time), or plain NAME rows, one per request, value 1 for an event and 0 for
 // none.
 package judge
 
-// Outcome is a verdict's result.
+// Outcome is a verdict's or a metric's result.
 type Outcome string
 
 const (
 	Pass         Outcome = "pass"
-	Marginal     Outcome = "marginal"
+	Marginal     Outcome = "marginal" // interim only: worse so far, not flagged
 	Fail         Outcome = "fail"
 	Inconclusive Outcome = "inconclusive"
 	Error        Outcome = "error"
+)
+
+// Classification is a metric's class in Kayenta's words.
+type Classification string
+
+const (
+	High   Classification = "High"   // flagged: significantly higher, beyond the allowed effect
+	Low    Classification = "Low"    // flagged: significantly lower, beyond the allowed effect
+	Passed Classification = "Pass"   // not flagged
+	Nodata Classification = "Nodata" // no data on a side
 )
 
 // Kind says how a metric's samples are compared.
 type Kind string
 
 const (
-	// Latency metrics are distributions of values (per-request or per-interval durations).
+	// Latency metrics are durations: per-request samples (Data.PerRequest) or one value
+	// per host and interval (a quantile, a mean).
 	Latency Kind = "latency"
 	// Rate metrics are counts of events out of trials (errors out of requests).
 	Rate Kind = "rate"
@@ -73,13 +100,13 @@ const (
 	Either   Direction = "either"
 )
 
-// NoData says what a metric without data means.
+// NoData says what a metric without data means at the end of the window.
 type NoData string
 
 const (
-	NoDataInconclusive NoData = "inconclusive"
-	NoDataPass         NoData = "pass"
-	NoDataFail         NoData = "fail"
+	NoDataInconclusive NoData = "inconclusive" // the verdict is Inconclusive: the stage does not pass
+	NoDataPass         NoData = "pass"         // the metric is left out
+	NoDataFail         NoData = "fail"         // the verdict is Fail
 )
 
 // Metric is how one metric is judged.
@@ -90,16 +117,37 @@ type Metric struct {
 	// AllowedEffect is the relative change tolerated before a metric counts against the
 	// canary: 0.2 means 20% worse is still acceptable.
 	AllowedEffect float64
-	Critical      bool // a failing critical metric fails the whole verdict
+	Critical      bool // gets 4 shares of the false-alarm budget instead of 1
 	NoData        NoData
 	// Unit prints values in explanations: s, ms, bytes, or any word ("req/s").
 	Unit string
+	// Allowance is how much two production hosts on the same release differ (calibrated).
+	Allowance Allowance
 }
 
-// Data is one side's measurements of one metric.
+// Allowance is what a metric varies between two hosts running the same release, as
+// relative sizes (log scale for positive values): what the test must not mistake for a
+// regression. Calibrate estimates it from recorded A/A windows; the zero value assumes
+// nothing and the window's own data decide the noise.
+type Allowance struct {
+	Noise     float64 `json:"noise,omitempty" yaml:"noise,omitempty"`           // sd of independent per-interval differences
+	Drift     float64 `json:"drift,omitempty" yaml:"drift,omitempty"`           // sd of the slow AR(1) drift of the difference
+	DriftCorr float64 `json:"drift_corr,omitempty" yaml:"drift_corr,omitempty"` // the drift's correlation from one interval to the next
+	Offset    float64 `json:"offset,omitempty" yaml:"offset,omitempty"`         // sd of a host-to-host difference constant over a window
+	// Dispersion (rates) is how many times more per-interval event counts vary than
+	// independent events would (1 or more).
+	Dispersion float64 `json:"dispersion,omitempty" yaml:"dispersion,omitempty"`
+	// Windows is how many A/A windows the allowance was estimated from; it weighs the
+	// allowance against the window's own data.
+	Windows int `json:"windows,omitempty" yaml:"windows,omitempty"`
+}
+
+// Data is one side's measurement of one metric over one interval.
 type Data struct {
-	// Values are the samples of a Latency or Gauge metric.
-	Values []float64 `json:"values,omitempty"`
+	// Values are the samples of a Latency or Gauge metric: one per host, or with
+	// PerRequest one per request.
+	Values     []float64 `json:"values,omitempty"`
+	PerRequest bool      `json:"per_request,omitempty"`
 	// Events and Trials are the counts of a Rate metric (errors, requests).
 	Events float64 `json:"events,omitempty"`
 	Trials float64 `json:"trials,omitempty"`
@@ -107,7 +155,7 @@ type Data struct {
 	Err string `json:"err,omitempty"`
 }
 
-// Input is what the judge looks at: per metric name, the baseline's and the canary's data.
+// Input is one interval's measurements: per metric name, the baseline's and the canary's.
 type Input struct {
 	Baseline map[string]Data
 	Canary   map[string]Data
@@ -115,19 +163,25 @@ type Input struct {
 
 // MetricResult explains one metric's part in a verdict.
 type MetricResult struct {
-	Name     string  `json:"name"`
-	Kind     Kind    `json:"kind"`
-	Outcome  Outcome `json:"outcome"`
-	Baseline float64 `json:"baseline"` // median value, or event rate
-	Canary   float64 `json:"canary"`
-	// Effect is the relative change canary vs baseline (0.25 = 25% higher): the
-	// Hodges-Lehmann ratio for positive values, the shift over the baseline's median for
-	// others, the ratio of event rates for rates. Capped at 1e9 (printed ∞).
+	Name           string         `json:"name"`
+	Kind           Kind           `json:"kind"`
+	Outcome        Outcome        `json:"outcome"`
+	Classification Classification `json:"classification,omitempty"`
+	Baseline       float64        `json:"baseline"` // typical value (median of interval levels), or event rate
+	Canary         float64        `json:"canary"`
+	// Effect is the relative change canary vs baseline (0.25 = 25% higher): a ratio for
+	// positive values, a shift over the baseline's level for others, the ratio of event
+	// rates for rates, the ratio of non-zero shares for a mostly-zero gauge. Capped at
+	// 1e9 (printed ∞).
 	Effect    float64 `json:"effect"`
 	Low       float64 `json:"low"` // the look's confidence interval of Effect
 	High      float64 `json:"high"`
 	NBaseline int     `json:"n_baseline"` // samples, or trials for rates
 	NCanary   int     `json:"n_canary"`
+	Intervals int     `json:"intervals,omitempty"` // intervals with data on both sides
+	// Test names the comparison: stratified ranks, paired intervals, non-zero intervals,
+	// counts.
+	Test string `json:"test,omitempty"`
 	// EventsBaseline and EventsCanary are a rate's event counts.
 	EventsBaseline int `json:"events_baseline,omitempty"`
 	EventsCanary   int `json:"events_canary,omitempty"`
@@ -141,15 +195,35 @@ type MetricResult struct {
 	Unit        string `json:"unit,omitempty"`
 	Critical    bool   `json:"critical"`
 	Why         string `json:"why"`
+	Reason      string `json:"reason,omitempty"` // the rule that decided, as in Why
 }
 
 // Verdict is the judge's answer.
 type Verdict struct {
-	Outcome Outcome        `json:"outcome"`
-	Score   float64        `json:"score"` // 0-100 (Kayenta style): share of judged metrics not failing
+	Outcome Outcome `json:"outcome"`
+	// Verdict is Outcome in Kayenta's words: Pass, Marginal, Fail, Inconclusive, Error.
+	Verdict string         `json:"verdict,omitempty"`
+	Score   float64        `json:"score"` // 0-100: share of judged metrics not flagged
 	Reason  string         `json:"reason"`
 	Metrics []MetricResult `json:"metrics"`
 	Final   bool           `json:"final"`           // false for an interim look during the window
 	Look    int            `json:"look,omitempty"`  // 1-based look of the window
 	Looks   int            `json:"looks,omitempty"` // planned looks (Options.Looks)
+}
+
+// title is an outcome as a verdict word.
+func title(o Outcome) string {
+	switch o {
+	case Pass:
+		return "Pass"
+	case Marginal:
+		return "Marginal"
+	case Fail:
+		return "Fail"
+	case Inconclusive:
+		return "Inconclusive"
+	case Error:
+		return "Error"
+	}
+	return string(o)
 }

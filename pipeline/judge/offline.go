@@ -17,14 +17,18 @@ import (
 
 // Offline replays recorded samples through a Sequence, exactly as the live pipeline
 // judges a monitoring window (the CSV format is in the package comment). The window
-// starts at the earliest time in either file and is cut into intervals; look k judges
-// every row before start + k·interval, the last look judges everything, and a Fail or
-// Error stops the replay early, as it stops a live window. Rows of metrics not in the
-// config are ignored and listed.
+// starts at the earliest time in either file and is cut into intervals by the time
+// column; look k adds the rows of (start + (k-1)·interval, start + k·interval] (the
+// first also takes the start itself: a row's time is the end of what it counts), and a
+// Fail or Error stops the replay early, as it stops a live window. Rows of metrics not in
+// the config are ignored and listed.
 type Offline struct {
 	Metrics  []Metric
 	Interval time.Duration // default 10s, the monitor's default interval
 	Options  Options       // Looks is set from the data
+	// At, when set, ends the replay at the look covering that much of the window: the
+	// verdict the pipeline would have given then, with the whole window's look schedule.
+	At time.Duration
 }
 
 // Replay is the outcome of an offline run.
@@ -69,21 +73,66 @@ func (o Offline) Run(ctx context.Context, baselineCSV, canaryCSV io.Reader) (Rep
 	looks := max(1, int(math.Ceil(float64(end.Sub(start))/float64(interval))))
 	opts := o.Options
 	opts.Looks = looks
+	stop := looks
+	if o.At > 0 {
+		stop = min(looks, max(1, int(math.Ceil(float64(o.At)/float64(interval)))))
+	}
+	ivB, ivC := intervals(o.Metrics, base, start, interval, looks), intervals(o.Metrics, can, start, interval, looks)
 	seq := NewSequence(o.Metrics, opts)
 	rep := Replay{Start: start, Looks: looks, Ignored: ignored(o.Metrics, base, can)}
-	for k := 1; k <= looks; k++ {
+	for k := 1; k <= stop; k++ {
 		if err := ctx.Err(); err != nil {
 			return rep, fmt.Errorf("judge offline at look %d: %w", k, err)
 		}
-		cut := start.Add(time.Duration(k) * interval)
-		final := k == looks
-		in := Input{Baseline: gather(o.Metrics, base, cut, final), Canary: gather(o.Metrics, can, cut, final)}
-		rep.Verdict = seq.Look(in, final)
+		rep.Verdict = seq.Look(Input{Baseline: ivB[k-1], Canary: ivC[k-1]}, k == looks)
 		if rep.Verdict.Stop() {
 			break
 		}
 	}
 	return rep, nil
+}
+
+// Windows reads a recorded A/A pair (two production hosts on the same release, the
+// format of Run) and cuts it into windows of looks intervals each, for Calibrate; a last
+// window shorter than half of looks is dropped.
+func (o Offline) Windows(baselineCSV, canaryCSV io.Reader, looks int) ([][]Input, error) {
+	if len(o.Metrics) == 0 {
+		return nil, errors.New("judge calibrate: no metrics configured")
+	}
+	base, err := readSamples(baselineCSV)
+	if err != nil {
+		return nil, fmt.Errorf("read baseline samples: %w", err)
+	}
+	can, err := readSamples(canaryCSV)
+	if err != nil {
+		return nil, fmt.Errorf("read canary samples: %w", err)
+	}
+	if len(base) == 0 || len(can) == 0 {
+		return nil, errors.New("judge calibrate: a sample file is empty")
+	}
+	interval := o.Interval
+	if interval <= 0 {
+		interval = 10 * time.Second
+	}
+	looks = max(1, looks)
+	start, end := span(base, can)
+	n := max(1, int(math.Ceil(float64(end.Sub(start))/float64(interval))))
+	ivB, ivC := intervals(o.Metrics, base, start, interval, n), intervals(o.Metrics, can, start, interval, n)
+	var out [][]Input
+	for k := 0; k < n; k += looks {
+		if n-k < (looks+1)/2 {
+			break
+		}
+		var w []Input
+		for i := k; i < min(n, k+looks); i++ {
+			w = append(w, Input{Baseline: ivB[i], Canary: ivC[i]})
+		}
+		out = append(out, w)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("judge calibrate: the recording spans %d intervals, fewer than half a window of %d", n, looks)
+	}
+	return out, nil
 }
 
 // Print writes the verdict as its table with a line saying what was replayed, or as JSON.
@@ -174,17 +223,20 @@ func span(sides ...[]sample) (start, end time.Time) {
 	return start, end
 }
 
-// gather is one side's cumulative data before cut (everything on the final look).
-func gather(ms []Metric, ss []sample, cut time.Time, final bool) map[string]Data {
+// intervals cuts one side's samples into the window's intervals. A latency metric whose
+// rows average more than 2 an interval is per-request samples.
+func intervals(ms []Metric, ss []sample, start time.Time, every time.Duration, looks int) []map[string]Data {
 	kinds := map[string]Kind{}
 	for _, m := range ms {
 		kinds[m.Name] = m.Kind
 	}
-	out := map[string]Data{}
+	out := make([]map[string]Data, looks)
+	for i := range out {
+		out[i] = map[string]Data{}
+	}
+	rows := map[string]int{}
 	for _, s := range ss {
-		if !final && !s.at.Before(cut) {
-			break
-		}
+		k := min(looks-1, max(0, int(math.Ceil(float64(s.at.Sub(start))/float64(every)))-1))
 		name, part := s.metric, ""
 		if kinds[name] == "" {
 			if i := strings.LastIndexByte(name, '.'); i > 0 && kinds[name[:i]] == Rate {
@@ -195,10 +247,11 @@ func gather(ms []Metric, ss []sample, cut time.Time, final bool) map[string]Data
 		if !ok {
 			continue
 		}
-		d := out[name]
+		d := out[k][name]
 		switch {
 		case kind != Rate:
 			d.Values = append(d.Values, s.value)
+			rows[name]++
 		case part == "events":
 			d.Events += s.value
 		case part == "trials":
@@ -207,7 +260,18 @@ func gather(ms []Metric, ss []sample, cut time.Time, final bool) map[string]Data
 			d.Events += s.value
 			d.Trials++
 		}
-		out[name] = d
+		out[k][name] = d
+	}
+	for name, n := range rows {
+		if kinds[name] != Latency || n <= 2*looks {
+			continue
+		}
+		for _, iv := range out {
+			if d, ok := iv[name]; ok {
+				d.PerRequest = true
+				iv[name] = d
+			}
+		}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package judge
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 )
@@ -18,15 +19,13 @@ type Options struct {
 	Looks int
 	// Spending is how alpha is spent over the looks (default Balanced).
 	Spending Spending
-	// MinSamples is the fewest values per side for a latency or gauge metric to be
-	// judged (default 3); fewer is Inconclusive.
-	MinSamples int
+	// MinIntervals is the fewest intervals with data on both sides before a value
+	// metric may be flagged (default 8: two bursts of two intervals on one side must not
+	// outvote the rest).
+	MinIntervals int
 	// MaxErrors is how many looks in a row a metric's measurement may fail before the
 	// verdict is Error (default 3).
 	MaxErrors int
-	// PassScore and MarginalScore classify the score as Kayenta does (default 95, 75):
-	// below MarginalScore fails, below PassScore is Marginal.
-	PassScore, MarginalScore float64
 }
 
 func (o Options) withDefaults() Options {
@@ -36,28 +35,29 @@ func (o Options) withDefaults() Options {
 	if o.Spending == "" {
 		o.Spending = Balanced
 	}
-	if o.MinSamples <= 0 {
-		o.MinSamples = 3
+	if o.MinIntervals <= 0 {
+		o.MinIntervals = 8
 	}
 	if o.MaxErrors <= 0 {
 		o.MaxErrors = 3
 	}
-	if o.PassScore == 0 {
-		o.PassScore = 95
-	}
-	if o.MarginalScore == 0 {
-		o.MarginalScore = 75
-	}
 	return o
 }
 
-// Judge compares baseline and canary once, as a final verdict.
-func Judge(ms []Metric, in Input, o Options) Verdict {
+// Judge judges a whole window of intervals at once, as a final verdict.
+func Judge(ms []Metric, intervals []Input, o Options) Verdict {
 	s := NewSequence(ms, o)
-	return s.Look(in, true)
+	for _, in := range intervals[:max(0, len(intervals)-1)] {
+		s.add(in)
+	}
+	last := Input{}
+	if len(intervals) > 0 {
+		last = intervals[len(intervals)-1]
+	}
+	return s.Look(last, true)
 }
 
-// Sequence judges a window look by look. Each Look gets the cumulative data so far; a
+// Sequence judges a window look by look. Each Look brings the interval just measured; a
 // Fail (or Error) before the final look stops the window early (Verdict.Stop).
 type Sequence struct {
 	metrics []Metric
@@ -66,7 +66,17 @@ type Sequence struct {
 	bounds  map[float64]*boundary // by one-sided level
 	errRun  []int                 // failed measurements in a row, per metric
 	last    []*MetricResult       // last result from a good measurement, per metric
-	rates   [][]rateLook          // a rate metric's counts at each good look
+	hist    []history             // each metric's intervals so far
+}
+
+// history is what a metric's good intervals showed.
+type history struct {
+	requests   []interval // per-request samples: each interval's ranks
+	levB, levC []float64  // one level per interval and side (mean of the values; NaN: none)
+	nb, nc     int        // samples on each side
+	rates      []rateLook // a rate's counts per interval
+	perRequest bool       // some interval had per-request samples
+	medB, medC []float64  // per-request: each interval's median, for the explanation
 }
 
 // NewSequence starts a window.
@@ -77,17 +87,16 @@ func NewSequence(ms []Metric, o Options) *Sequence {
 		bounds:  map[float64]*boundary{},
 		errRun:  make([]int, len(ms)),
 		last:    make([]*MetricResult, len(ms)),
-		rates:   make([][]rateLook, len(ms)),
+		hist:    make([]history, len(ms)),
 	}
 }
 
-// Look judges the data gathered so far (cumulative since the window began).
+// Look adds the interval just measured and judges the window so far.
 func (s *Sequence) Look(in Input, final bool) Verdict {
+	s.add(in)
 	s.look++
 	levels := s.levels(final)
-	s.recordCounts(in)
 	results := make([]MetricResult, len(s.metrics))
-	s.each(in, func(i int) { results[i] = s.judgeOne(i, in, levels, final) })
 	for i, m := range s.metrics {
 		b, c := in.Baseline[m.Name], in.Canary[m.Name]
 		if b.Err != "" || c.Err != "" {
@@ -95,52 +104,78 @@ func (s *Sequence) Look(in Input, final bool) Verdict {
 			continue
 		}
 		s.errRun[i] = 0
+		results[i] = s.judgeOne(i, levels, final)
 		r := results[i]
 		s.last[i] = &r
 	}
-	v := aggregate(results, s.opts)
+	v := aggregate(results, final)
 	v.Final, v.Look, v.Looks = final, s.look, s.opts.Looks
-	if v.Outcome == Inconclusive && tooEarly(levels) {
-		v.Reason = fmt.Sprintf("too early to decide (look %d of %d)", s.look, s.opts.Looks)
-	}
 	return v
 }
 
-// recordCounts keeps each rate metric's cumulative counts, look by look.
-func (s *Sequence) recordCounts(in Input) {
-	for i, m := range s.metrics {
+// add keeps the interval's good measurements.
+func (s *Sequence) add(in Input) {
+	s.each(in, func(i int) {
+		m := s.metrics[i]
 		b, c := in.Baseline[m.Name], in.Canary[m.Name]
-		if m.Kind == Rate && b.Err == "" && c.Err == "" {
+		if b.Err != "" || c.Err != "" {
+			return
+		}
+		h := &s.hist[i]
+		if m.Kind == Rate {
 			k := newCounts(b, c)
-			s.rates[i] = append(s.rates[i], rateLook(k))
+			h.rates = append(h.rates, rateLook(k))
+			return
+		}
+		if b.PerRequest || c.PerRequest {
+			h.perRequest = true
+			iv := requestInterval(b.Values, c.Values)
+			h.nb, h.nc = h.nb+iv.nb, h.nc+iv.nc
+			if iv.ok {
+				h.requests = append(h.requests, iv)
+				h.medB, h.medC = append(h.medB, iv.medB), append(h.medC, iv.medC)
+			}
+			return
+		}
+		lb, lc := levelOf(b.Values), levelOf(c.Values)
+		h.nb, h.nc = h.nb+len(b.Values), h.nc+len(c.Values)
+		h.levB, h.levC = append(h.levB, lb), append(h.levC, lc)
+	})
+}
+
+// levelOf is an interval's value on one side: the mean of its finite values (NaN: none).
+func levelOf(xs []float64) float64 {
+	sum, n := 0.0, 0
+	for _, x := range xs {
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			sum += x
+			n++
 		}
 	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
 }
 
 // judgeOne classifies metric i on this look (a failed measurement is handled in Look).
-func (s *Sequence) judgeOne(i int, in Input, levels map[float64]level, final bool) MetricResult {
+func (s *Sequence) judgeOne(i int, levels map[float64]level, final bool) MetricResult {
 	m := s.metrics[i]
-	b, c := in.Baseline[m.Name], in.Canary[m.Name]
-	if b.Err != "" || c.Err != "" {
-		return MetricResult{}
-	}
-	lv, bs := levels[s.level(m)], bursts{phi: 1}
+	lv := levels[s.level(m)]
+	h := &s.hist[i]
 	if m.Kind == Rate {
-		if bs = burstCheck(s.rates[i]); !bs.ok && !final {
+		bs := burstCheck(h.rates)
+		if !bs.ok && !final && lv.decide > 0 {
 			lv.decide = 0
 			lv.wait = fmt.Sprintf("fewer than %d intervals with events yet, too few to tell a burst from a regression", minStrata)
 		}
-	}
-	return classify(m, b, c, lv, s.opts, bs)
-}
-
-func tooEarly(levels map[float64]level) bool {
-	for _, lv := range levels {
-		if lv.decide > 0 {
-			return false
+		var sum rateLook
+		for _, r := range h.rates {
+			sum = sum.plus(r)
 		}
+		return classifyCounts(m, counts(sum), lv, bs)
 	}
-	return true
+	return classifyValues(m, h, lv, s.opts)
 }
 
 // criticalWeight is how many shares of alpha a critical metric gets against one for
@@ -199,13 +234,13 @@ func (s *Sequence) levels(final bool) map[float64]level {
 	return out
 }
 
-// each runs f for every metric, on all cores when the data is large.
+// each runs f for every metric, on all cores when the interval is large.
 func (s *Sequence) each(in Input, f func(i int)) {
 	size := 0
 	for _, m := range s.metrics {
 		size += len(in.Baseline[m.Name].Values) + len(in.Canary[m.Name].Values)
 	}
-	if size < 50000 || len(s.metrics) < 2 {
+	if size < 20000 || len(s.metrics) < 2 {
 		for i := range s.metrics {
 			f(i)
 		}

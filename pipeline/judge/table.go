@@ -17,8 +17,8 @@ func (v Verdict) Table() string {
 		}
 	}
 	fmt.Fprintf(&b, "**%s** (score %.0f, %s): %s\n\n", strings.ToUpper(string(v.Outcome)), v.Score, when, v.Reason)
-	b.WriteString("| metric | result | baseline | canary | effect | interval | n (canary/baseline) |\n")
-	b.WriteString("| --- | --- | ---: | ---: | ---: | --- | ---: |\n")
+	b.WriteString("| metric | result | class | baseline | canary | effect | interval | n (canary/baseline) |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | --- | ---: |\n")
 	for _, r := range v.Metrics {
 		name := r.Name
 		if r.Critical {
@@ -36,7 +36,7 @@ func (v Verdict) Table() string {
 		if r.NBaseline > 0 || r.NCanary > 0 {
 			n = fmt.Sprintf("%d/%d", r.NCanary, r.NBaseline)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", escape(name), r.Outcome, base, can, eff, ci, n)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", escape(name), r.Outcome, r.Classification, base, can, eff, ci, n)
 	}
 	b.WriteString("\n")
 	for _, r := range v.Metrics {

@@ -1,0 +1,188 @@
+package judge
+
+import (
+	"errors"
+	"math"
+	"slices"
+)
+
+// Calibration: what two production hosts on the same release differ by, measured on the
+// user's own recorded A/A windows rather than assumed. Each window is replayed through
+// the same per-interval evidence the judge uses (ranks within intervals, paired levels,
+// counts), and since nothing changed, every difference is allowance:
+//
+//   - for a value metric, the autocovariances γ_h of the per-interval differences d (h =
+//     0..maxLag, about 0, pooled over windows; γ_0 less the sampling variance) are fitted
+//     by the model of paired.go, γ_h = offset² + drift²·φ^h for h ≥ 1 and
+//     γ_0 = offset² + drift² + noise²: φ on a grid, offset² and drift² by non-negative
+//     least squares;
+//   - for a rate, the extra-binomial dispersion of the intervals' counts, pooled.
+//
+// A mostly-zero gauge needs no allowance: its sign test is exact.
+
+const maxLag = 5
+
+// clipShrink is E[min(Z², huberK²)] for a standard normal Z: what clipping at huberK
+// takes from a variance that has no bursts.
+const clipShrink = 0.9206
+
+// Calibrate estimates every metric's Allowance from A/A windows, each a sequence of
+// intervals. Metrics without data in any window are left out of the result.
+func Calibrate(ms []Metric, windows [][]Input) (map[string]Allowance, error) {
+	if len(windows) == 0 {
+		return nil, errors.New("calibrate: no A/A windows")
+	}
+	out := map[string]Allowance{}
+	for i, m := range ms {
+		var hs []*history
+		for _, w := range windows {
+			s := NewSequence(ms, Options{})
+			for _, in := range w {
+				s.add(in)
+			}
+			hs = append(hs, &s.hist[i])
+		}
+		var a Allowance
+		var ok bool
+		if m.Kind == Rate {
+			a, ok = calibrateRate(hs)
+		} else {
+			a, ok = calibrateValues(hs)
+		}
+		if ok {
+			a.Windows = len(windows)
+			out[m.Name] = a
+		}
+	}
+	return out, nil
+}
+
+func calibrateRate(hs []*history) (Allowance, bool) {
+	num, den := 0.0, 0.0
+	for _, h := range hs {
+		bs := burstCheck(h.rates)
+		if bs.strata < 2 {
+			continue
+		}
+		num += bs.phi * float64(bs.strata-1)
+		den += float64(bs.strata - 1)
+	}
+	if den == 0 {
+		return Allowance{}, false
+	}
+	return Allowance{Dispersion: round3(num / den)}, true
+}
+
+func calibrateValues(hs []*history) (Allowance, bool) {
+	var gamma, count [maxLag + 1]float64
+	meanV, nv := 0.0, 0.0
+	var series [][]point
+	var abs []float64
+	for _, h := range hs {
+		ev := h.evidence()
+		if ev.test == testNonZero {
+			return Allowance{}, false
+		}
+		series = append(series, ev.points)
+		for _, p := range ev.points {
+			abs = append(abs, math.Abs(p.d))
+		}
+	}
+	// Bursts are the judge's Huber step's business, not the allowance's: differences
+	// beyond huberK robust standard deviations count as that far.
+	slices.Sort(abs)
+	clip := huberK * 1.4826 * median(abs)
+	for _, ps := range series {
+		for i, p := range ps {
+			meanV += p.v
+			nv++
+			for lag := 0; lag <= maxLag && i+lag < len(ps); lag++ {
+				gamma[lag] += clamp(p.d, clip) * clamp(ps[i+lag].d, clip)
+				count[lag]++
+			}
+		}
+	}
+	if nv == 0 {
+		return Allowance{}, false
+	}
+	for lag := range gamma {
+		if count[lag] > 0 {
+			gamma[lag] /= count[lag] * clipShrink
+		}
+	}
+	g0 := math.Max(0, gamma[0]-meanV/nv)
+	best, bestPhi, bestO, bestT := math.Inf(1), 0.0, 0.0, 0.0
+	for step := 0; step <= 19; step++ {
+		phi := 0.05 * float64(step)
+		o2, t2 := fitLags(gamma[:], count[:], phi)
+		sse := 0.0
+		for lag := 1; lag <= maxLag; lag++ {
+			if count[lag] > 0 {
+				r := gamma[lag] - o2 - t2*math.Pow(phi, float64(lag))
+				sse += count[lag] * r * r
+			}
+		}
+		if sse < best {
+			best, bestPhi, bestO, bestT = sse, phi, o2, t2
+		}
+	}
+	bestO, bestT = math.Min(bestO, g0), math.Min(bestT, math.Max(0, g0-bestO))
+	a := Allowance{Offset: round3(math.Sqrt(bestO)), Drift: round3(math.Sqrt(bestT)),
+		Noise: round3(math.Sqrt(math.Max(0, g0-bestO-bestT)))}
+	if a.Drift > 0 {
+		a.DriftCorr = bestPhi
+	}
+	return a, true
+}
+
+// fitLags fits γ_h = o² + t²·φ^h (h = 1..maxLag) by weighted least squares with o², t² ≥ 0.
+func fitLags(gamma, count []float64, phi float64) (o2, t2 float64) {
+	var s11, s12, s22, b1, b2 float64
+	for lag := 1; lag <= maxLag; lag++ {
+		w, x := count[lag], math.Pow(phi, float64(lag))
+		s11 += w
+		s12 += w * x
+		s22 += w * x * x
+		b1 += w * gamma[lag]
+		b2 += w * x * gamma[lag]
+	}
+	if det := s11*s22 - s12*s12; det > 1e-12*s11*s22 {
+		o2, t2 = (s22*b1-s12*b2)/det, (s11*b2-s12*b1)/det
+		if o2 >= 0 && t2 >= 0 {
+			return o2, t2
+		}
+	}
+	// On the boundary: one of them alone.
+	oOnly := math.Max(0, b1/math.Max(s11, 1e-300))
+	tOnly := 0.0
+	if s22 > 0 {
+		tOnly = math.Max(0, b2/s22)
+	}
+	sse := func(o, t float64) float64 {
+		e := 0.0
+		for lag := 1; lag <= maxLag; lag++ {
+			r := gamma[lag] - o - t*math.Pow(phi, float64(lag))
+			e += count[lag] * r * r
+		}
+		return e
+	}
+	if sse(oOnly, 0) <= sse(0, tOnly) {
+		return oOnly, 0
+	}
+	return 0, tOnly
+}
+
+func clamp(x, c float64) float64 {
+	if c <= 0 {
+		return x
+	}
+	return math.Max(-c, math.Min(c, x))
+}
+
+func round3(x float64) float64 {
+	if x == 0 {
+		return 0
+	}
+	p := math.Pow(10, 3-math.Ceil(math.Log10(math.Abs(x))))
+	return math.Round(x*p) / p
+}

@@ -1,0 +1,119 @@
+package judge
+
+import (
+	"math"
+	"slices"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// Per-request samples, stratified by interval. Within an interval both sides saw the
+// same traffic and the same moment, so the interval is a stratum (van Elteren): the
+// canary's requests are ranked against the baseline's of the same interval only, and the
+// strata are combined (paired.go) with a variance that allows for drift across them.
+//
+// In one interval with m baseline and n canary requests, U counts the pairs where the
+// canary request was slower (ties count 1/2) and P = U/(mn) estimates the probability
+// that a canary request is slower than a baseline one; no change gives P = 1/2 whatever
+// the distribution. For a shift δ on the log scale of values spread as a normal with sd σ,
+// P = Φ(δ/(σ√2)), so δ = σ√2·Φ⁻¹(P) is the interval's effect, and its sampling variance
+// is that of P under no change, (m+n+1)/(12mn), times (dδ/dP)² at P = 1/2. σ is the interval's log-spread (the
+// interquartile range of the logs over 1.349, averaged over both sides). The transform
+// only sets the scale of the effect: whether it is significant rests on the ranks.
+
+// minPerSide is the fewest requests a side needs for an interval to count.
+const minPerSide = 2
+
+// interval summarizes one interval of per-request samples: its point, and each side's
+// median and count for the explanation.
+type interval struct {
+	p          point
+	ok, log    bool // ok: the interval counts; log: p is on the log scale
+	medB, medC float64
+	nb, nc     int
+}
+
+// requestInterval ranks one interval's canary requests against its baseline requests.
+// Values that are not finite are left out. On the log scale when all values are positive;
+// otherwise differences relative to the baseline median.
+func requestInterval(baseline, canary []float64) interval {
+	b, c := finite(baseline), finite(canary)
+	out := interval{nb: len(b), nc: len(c)}
+	if len(b) < minPerSide || len(c) < minPerSide {
+		return out
+	}
+	slices.Sort(b)
+	slices.Sort(c)
+	out.medB, out.medC = median(b), median(c)
+	logScale := b[0] > 0 && c[0] > 0
+	out.log = logScale
+	spread := func(xs []float64) float64 {
+		q1, q3 := xs[len(xs)/4], xs[(3*len(xs))/4]
+		if logScale {
+			return math.Log(q3/q1) / 1.349
+		}
+		return (q3 - q1) / 1.349
+	}
+	sigma := (spread(b) + spread(c)) / 2
+	m, n := float64(len(b)), float64(len(c))
+	if sigma <= 0 { // heavy ties: the medians are all there is
+		d := out.medC - out.medB
+		if logScale {
+			d = math.Log(out.medC / out.medB)
+		} else {
+			d /= relScale(out.medB)
+		}
+		out.p, out.ok = point{d: d}, true
+		return out
+	}
+	p := (mannWhitneyU(b, c) + 0.5) / (m*n + 1)
+	d := sigma * math.Sqrt2 * distuv.UnitNormal.Quantile(p)
+	// The variance is P's under no change, mapped at P = 1/2: the transform is a scale,
+	// and the evidence stays the ranks'. (Mapped at P itself, a complete separation, the
+	// strongest evidence, would get the widest interval.) What a real shift adds to the
+	// spread of the intervals' d, the combination measures from their scatter.
+	v := 2 * sigma * sigma * (m + n + 1) / (12 * m * n) * 2 * math.Pi
+	if !logScale {
+		s := relScale(out.medB)
+		d, v = d/s, v/(s*s)
+	}
+	out.p, out.ok = point{d: d, v: v}, true
+	return out
+}
+
+// mannWhitneyU counts the (baseline, canary) pairs where the canary value is larger,
+// ties counting 1/2, by one merge of the sorted samples.
+func mannWhitneyU(b, c []float64) float64 {
+	u, j, k := 0.0, 0, 0
+	for _, x := range c {
+		for j < len(b) && b[j] < x {
+			j++
+		}
+		if k < j {
+			k = j
+		}
+		for k < len(b) && b[k] == x {
+			k++
+		}
+		u += float64(j) + float64(k-j)/2
+	}
+	return u
+}
+
+// relScale is the scale of a difference relative to a level (1 when the level is 0).
+func relScale(level float64) float64 {
+	if s := math.Abs(level); s > 0 {
+		return s
+	}
+	return 1
+}
+
+func finite(xs []float64) []float64 {
+	out := make([]float64, 0, len(xs))
+	for _, x := range xs {
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			out = append(out, x)
+		}
+	}
+	return out
+}

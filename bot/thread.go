@@ -138,6 +138,9 @@ func lookText(s store.Stage) string {
 	if v.Looks > 0 {
 		t += fmt.Sprintf(" of %d", v.Looks)
 	}
+	if v.Outcome == judge.Marginal {
+		return t + ": marginal (worse so far, not flagged yet)"
+	}
 	return t + ": " + string(v.Outcome)
 }
 

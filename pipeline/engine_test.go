@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/pipeline/judge"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -386,6 +387,31 @@ func TestRerunRunsAFailedStageAgain(t *testing.T) {
 	}
 	if _, err := h.eng.Rerun(context.Background(), ada, run.ID, "prod3"); err == nil {
 		t.Fatal("re-running a stage that waits for promotion was accepted")
+	}
+}
+
+// The stage passes on a final Pass; Inconclusive (a metric's no_data: inconclusive) lets
+// it go on and says so; a monitor that ends on the interim Marginal has not decided, and
+// the stage fails.
+func TestStageRuleOnFinalVerdicts(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	h.seed()
+	h.monitor.ends = map[string]judge.Outcome{"sandbox2/host1": judge.Inconclusive}
+	run := h.push("idle")
+	r := h.waitRun(run.ID, "sandbox2 succeeded", func(r store.Run) bool {
+		s := stageOf(r, "sandbox2")
+		return s.State == store.StageSucceeded || s.State == store.StageFailed
+	})
+	if s := stageOf(r, "sandbox2"); s.State != store.StageSucceeded {
+		t.Fatalf("inconclusive: sandbox2 = %s", s.State)
+	}
+	h.monitor.mu.Lock()
+	h.monitor.ends = map[string]judge.Outcome{"sandbox2/host1": judge.Marginal}
+	h.monitor.mu.Unlock()
+	run = h.push("undecided")
+	r = h.waitState(run.ID, store.RunFailed)
+	if s := stageOf(r, "sandbox2"); s.State != store.StageFailed {
+		t.Fatalf("marginal at the end: sandbox2 = %s", s.State)
 	}
 }
 

@@ -187,20 +187,29 @@ func (t *fakeTester) Test(_ context.Context, rel deployers.Release, h deployers.
 type fakeMonitor struct {
 	mu       sync.Mutex
 	failHost map[string]bool // "region/host"
-	reqs     []MonitorRequest
+	// ends, by "region/host", is the final verdict's outcome instead (Inconclusive, ...).
+	ends map[string]judge.Outcome
+	reqs []MonitorRequest
 }
 
 func (m *fakeMonitor) Monitor(_ context.Context, req MonitorRequest, look func(judge.Verdict)) (judge.Verdict, error) {
 	m.mu.Lock()
 	m.reqs = append(m.reqs, req)
 	fail := false
+	var end judge.Outcome
 	for _, h := range req.Canary {
 		fail = fail || m.failHost[h.String()]
+		if o, ok := m.ends[h.String()]; ok {
+			end = o
+		}
 	}
 	m.mu.Unlock()
 	v := judge.Verdict{Outcome: judge.Pass, Score: 100, Reason: "all metrics within range", Final: true}
 	if fail {
 		v = judge.Verdict{Outcome: judge.Fail, Score: 50, Reason: "latency +80% above the allowed +20%", Final: true}
+	}
+	if end != "" {
+		v = judge.Verdict{Outcome: end, Score: 100, Reason: "ended " + string(end), Final: true}
 	}
 	look(v)
 	return v, nil

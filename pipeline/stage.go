@@ -529,13 +529,21 @@ func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.H
 	if err := e.saveVerdict(ctx, sr, v); err != nil {
 		return err
 	}
+	// A final verdict is Pass or Fail. Inconclusive comes only from a metric's policy
+	// no_data: inconclusive, which lets the stage go on unjudged and says so (no_data:
+	// fail makes no data block). A monitor ending on the interim Marginal has not
+	// decided: that is no pass.
 	switch v.Outcome {
-	case judge.Fail:
-		return fmt.Errorf("canary analysis failed in %s: %s", sr.region.Name, v.Reason)
+	case judge.Pass:
+		return storeErr(e.logf(ctx, sr.run.ID, sr.region.Name, "", "canary analysis: pass (score %.0f)", v.Score))
+	case judge.Inconclusive:
+		return storeErr(e.logf(ctx, sr.run.ID, sr.region.Name, "", "canary analysis inconclusive, not judged: %s; the stage goes on (no_data: fail would stop it)", v.Reason))
 	case judge.Error:
 		return fmt.Errorf("canary analysis could not measure %s: %s", sr.region.Name, v.Reason)
+	case judge.Fail:
+		return fmt.Errorf("canary analysis failed in %s: %s", sr.region.Name, v.Reason)
 	}
-	return storeErr(e.logf(ctx, sr.run.ID, sr.region.Name, "", "canary analysis: %s (score %.0f)", v.Outcome, v.Score))
+	return fmt.Errorf("canary analysis in %s ended undecided (%s): %s", sr.region.Name, v.Outcome, v.Reason)
 }
 
 func (e *Engine) saveVerdict(ctx context.Context, sr *stageRun, v judge.Verdict) error {

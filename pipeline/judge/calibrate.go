@@ -130,7 +130,7 @@ func calibrateValues(hs []*history) (Allowance, bool) {
 	a := Allowance{Offset: round3(math.Sqrt(bestO)), Drift: round3(math.Sqrt(bestT)),
 		Noise: round3(math.Sqrt(math.Max(0, g0-bestO-bestT)))}
 	if a.Drift > 0 {
-		a.DriftCorr = bestPhi
+		a.DriftCorr = math.Round(100*bestPhi) / 100
 	}
 	return a, true
 }

@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -27,13 +28,18 @@ import (
 	"sync"
 	"time"
 
+	"gonum.org/v1/gonum/stat/distuv"
+
 	"github.com/immunity-app/immunity/pipeline/judge"
 )
 
 // firstLook is Kayenta's first look (60 s).
 const firstLook = 6
 
-var explain = flag.Bool("explain", false, "print why each A/A window failed")
+var (
+	explain   = flag.Bool("explain", false, "print why each A/A window failed")
+	alphaFlag = flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
+)
 
 func main() {
 	quick := flag.Bool("quick", false, "a quarter of the windows")
@@ -42,7 +48,6 @@ func main() {
 	calib := flag.Int("calib", 100, "A/A windows per traffic level to calibrate on")
 	seed := flag.Uint64("seed", 1, "random seed of the reported windows")
 	tuneSeed := flag.Uint64("tune-seed", 1000, "random seed of the calibration windows")
-	alpha := flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
 	spending := flag.String("spending", string(judge.Balanced), "alpha spending: obrien-fleming, pocock or hsd:γ")
 	workers := flag.Int("workers", runtime.GOMAXPROCS(0), "parallel windows")
 	flag.Parse()
@@ -50,7 +55,7 @@ func main() {
 		*reps, *aa, *calib = *reps/4, *aa/4, *calib/2
 	}
 	start := time.Now()
-	opts := judge.Options{Looks: intervals, Alpha: *alpha, Spending: judge.Spending(*spending)}
+	opts := judge.Options{Looks: intervals, Alpha: *alphaFlag, Spending: judge.Spending(*spending)}
 	allow := map[float64]map[string]judge.Allowance{}
 	for _, t := range traffics {
 		a, err := calibrate(t.rps, *calib, *tuneSeed)
@@ -63,7 +68,7 @@ func main() {
 	jobs := corpus(*reps, *aa)
 	results := run(jobs, allow, opts, *seed, *workers)
 	fmt.Printf("%d windows (%d looks of %d s, %d metrics each), judge alpha %g %s, calibrated on %d A/A windows a traffic level (seed %d), reported on seed %d, in %s on %d workers\n\n",
-		len(jobs), intervals, intervalSec, len(metrics), *alpha, *spending, *calib, *tuneSeed, *seed, time.Since(start).Round(time.Second), *workers)
+		len(jobs), intervals, intervalSec, len(metrics), *alphaFlag, *spending, *calib, *tuneSeed, *seed, time.Since(start).Round(time.Second), *workers)
 	report(os.Stdout, jobs, results)
 	printAllowances(os.Stdout, allow)
 	summarize(jobs, results)
@@ -302,6 +307,51 @@ func report(w io.Writer, jobs []cell, results []result) {
 	}
 	fmt.Fprintf(w, "| **all regressions** | %d | **%s** | **%s** | **%s** | **%s** |\n\n", len(regress),
 		pct(regress, ours), medianTime(regress, ours), pct(regress, kay), medianTime(regress, kay))
+	reach(w, groups)
+}
+
+// reach is the arithmetic of what the error counts can show at all: with equal traffic
+// and no burst, x events all on the canary and none on the baseline have probability
+// 2^-x when nothing changed, so error_rate (critical: its share a of the budget) can be
+// flagged at the end of the window only with at least log2(1/a) canary events beyond
+// the baseline's. The chance of that many, given the expected counts, bounds any sound
+// test's detection at that budget.
+func reach(w io.Writer, groups []*group) {
+	total := 0.0
+	for _, m := range metrics {
+		total += weightOf(m)
+	}
+	a := *alphaFlag * weightOf(metrics[1]) / total
+	need := math.Ceil(math.Log2(1 / a))
+	fmt.Fprintf(w, "What the error counts can show (error_rate's share of the budget: %.4f, so at least %.0f more canary events than baseline ones, all else equal)\n\n", a, need)
+	fmt.Fprintln(w, "| canary change | traffic | expected baseline / canary events | P(canary ≥ baseline + needed), an upper bound on detection |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: |")
+	for _, g := range groups {
+		if g.c.truth != "errors" {
+			continue
+		}
+		lb := g.c.rps * intervals * intervalSec * g.c.errorRate
+		lc := lb * g.c.factor
+		fmt.Fprintf(w, "| %s | %s | %.1f / %.1f | %.3g |\n", change(g.c), trafficName(g.c.rps), lb, lc, pExcess(lb, lc, need))
+	}
+	fmt.Fprintln(w)
+}
+
+// pExcess is P(C - B >= need) for independent Poisson counts B, C with means lb, lc.
+func pExcess(lb, lc, need float64) float64 {
+	pb, pc := distuv.Poisson{Lambda: lb}, distuv.Poisson{Lambda: lc}
+	p := 0.0
+	for b := 0.0; b <= lb+12*math.Sqrt(lb+1)+20; b++ {
+		p += pb.Prob(b) * pc.Survival(b+need-1)
+	}
+	return math.Min(1, p)
+}
+
+func weightOf(m judge.Metric) float64 {
+	if m.Critical {
+		return 4 // the judge's weighted Bonferroni: a critical metric gets 4 shares
+	}
+	return 1
 }
 
 func change(c cell) string {

@@ -30,6 +30,18 @@ func TestConfigFromEnv(t *testing.T) {
 	if err := g.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
+	if u := g.SignInURL(); u != "https://ghe.example.com/" {
+		t.Errorf("SignInURL of GitHub Enterprise = %q", u)
+	}
+	if u := (&config.GitHubConfig{}).SignInURL(); u != "https://github.com/" {
+		t.Errorf("SignInURL of github.com = %q", u)
+	}
+	if u := (&config.GitHubConfig{WebURL: "https://gh.example"}).SignInURL(); u != "https://gh.example/" {
+		t.Errorf("SignInURL with web_url = %q", u)
+	}
+	if g.SignIn() || (&config.GitHubConfig{ClientID: "Iv1.x"}).SignIn() {
+		t.Error("sign-in configured without a client id and secret")
+	}
 	if s, err := g.Secret(); err != nil || string(s) != "s3cret" {
 		t.Errorf("Secret() = %q, %v", s, err)
 	}

@@ -21,6 +21,8 @@ func Manifest(name, serverURL string) map[string]any {
 			"active": true,
 		},
 		"redirect_url": base + "/github/setup/callback",
+		// "Sign in with GitHub" on the dashboard comes back here.
+		"callback_urls": []any{base + "/signin/github/callback"},
 		"default_events": []any{
 			"check_run", "check_suite", "commit_comment", "deployment_protection_rule", "issue_comment", "push",
 		},

@@ -200,10 +200,17 @@ func (s *Setup) save(cfg *gh.AppConfig) (string, error) {
 	}
 	key := filepath.Join(s.dir, "app.pem")
 	secret := filepath.Join(s.dir, "webhook-secret")
+	client := filepath.Join(s.dir, "client-secret")
 	env := filepath.Join(s.dir, "github.env")
 	content := fmt.Sprintf("IMMUNITY_GITHUB_APP_ID=%d\nIMMUNITY_GITHUB_PRIVATE_KEY_FILE=%s\nIMMUNITY_GITHUB_WEBHOOK_SECRET_FILE=%s\nIMMUNITY_GITHUB_API_URL=%s\n",
 		cfg.GetID(), shellQuote(key), shellQuote(secret), shellQuote(s.apiURL))
-	for _, f := range []struct{ path, data string }{{key, cfg.GetPEM()}, {secret, cfg.GetWebhookSecret()}, {env, content}} {
+	files := []struct{ path, data string }{{key, cfg.GetPEM()}, {secret, cfg.GetWebhookSecret()}}
+	if cfg.GetClientID() != "" && cfg.GetClientSecret() != "" {
+		// The App's OAuth client: "Sign in with GitHub" on the dashboard.
+		content += fmt.Sprintf("IMMUNITY_GITHUB_CLIENT_ID=%s\nIMMUNITY_GITHUB_CLIENT_SECRET_FILE=%s\n", shellQuote(cfg.GetClientID()), shellQuote(client))
+		files = append(files, struct{ path, data string }{client, cfg.GetClientSecret()})
+	}
+	for _, f := range append(files, struct{ path, data string }{env, content}) {
 		if err := os.WriteFile(f.path, []byte(f.data), 0o600); err != nil {
 			return "", fmt.Errorf("write %s: %w", f.path, err)
 		}

@@ -91,6 +91,19 @@ func TestSetupFlow(t *testing.T) {
 	if sec, _ := os.ReadFile(filepath.Join(dataDir, "github", "webhook-secret")); string(sec) != "whsec" {
 		t.Errorf("webhook secret file: %q", sec)
 	}
+	// The App's OAuth client ("Sign in with GitHub"), read back as serve would.
+	var g config.GitHubConfig
+	vars := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(env)), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		vars[k] = strings.Trim(v, "'")
+	}
+	if err := g.FromEnv(func(k string) string { return vars[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if sec, err := g.OAuthSecret(); !g.SignIn() || g.ClientID != "Iv1.x" || sec != "cs" || err != nil {
+		t.Errorf("OAuth client from the env file: %+v, secret %q, %v", g, sec, err)
+	}
 	if code := status(t, noRedirect, srv.URL+"/github/setup/callback?code=abc&state="+url.QueryEscape(state)); code != 400 {
 		t.Errorf("state reused: %d, want 400", code)
 	}

@@ -24,6 +24,44 @@ type GitHubConfig struct {
 	APIURL            string `yaml:"api_url"` // default https://api.github.com/
 	// PrivateKey is the PEM key itself, given through IMMUNITY_GITHUB_PRIVATE_KEY only.
 	PrivateKey string `yaml:"-"`
+	// The App's OAuth client, for "Sign in with GitHub" on the dashboard (the manifest
+	// flow saves them). WebURL is where people sign in: https://github.com/ for the
+	// default API, https://HOST/ for GitHub Enterprise's https://HOST/api/v3/.
+	ClientID         string `yaml:"client_id"`
+	ClientSecret     string `yaml:"client_secret"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	WebURL           string `yaml:"web_url"`
+}
+
+// SignIn reports whether dashboard sign-in with GitHub is configured.
+func (g *GitHubConfig) SignIn() bool {
+	return g.ClientID != "" && (g.ClientSecret != "" || g.ClientSecretFile != "")
+}
+
+// OAuthSecret returns the OAuth client secret, reading client_secret_file when that is how
+// it is given.
+func (g *GitHubConfig) OAuthSecret() (string, error) {
+	return secret("github oauth client secret", g.ClientSecret, g.ClientSecretFile)
+}
+
+// SignInURL is the base of GitHub's web sign-in pages, with a trailing slash.
+func (g *GitHubConfig) SignInURL() string {
+	u := g.WebURL
+	if u == "" {
+		api := g.BaseURL()
+		switch {
+		case api == DefaultGitHubAPIURL:
+			u = "https://github.com/"
+		case strings.HasSuffix(api, "/api/v3/"):
+			u = strings.TrimSuffix(api, "api/v3/")
+		default:
+			u = api
+		}
+	}
+	if !strings.HasSuffix(u, "/") {
+		u += "/"
+	}
+	return u
 }
 
 // FromEnv overrides g with the IMMUNITY_GITHUB_* variables that are set; getenv is
@@ -49,6 +87,10 @@ func (g *GitHubConfig) FromEnv(getenv func(string) string) error {
 	set(&g.WebhookSecret, "IMMUNITY_GITHUB_WEBHOOK_SECRET")
 	set(&g.WebhookSecretFile, "IMMUNITY_GITHUB_WEBHOOK_SECRET_FILE")
 	set(&g.APIURL, "IMMUNITY_GITHUB_API_URL")
+	set(&g.ClientID, "IMMUNITY_GITHUB_CLIENT_ID")
+	set(&g.ClientSecret, "IMMUNITY_GITHUB_CLIENT_SECRET")
+	set(&g.ClientSecretFile, "IMMUNITY_GITHUB_CLIENT_SECRET_FILE")
+	set(&g.WebURL, "IMMUNITY_GITHUB_WEB_URL")
 	return nil
 }
 
@@ -135,7 +177,7 @@ func (g *GitHubConfig) Key() ([]byte, error) {
 // that file's folder (call it before FromEnv: paths from the environment are relative to
 // the working directory).
 func (g *GitHubConfig) ResolvePaths(configDir string) {
-	for _, p := range []*string{&g.PrivateKeyFile, &g.WebhookSecretFile} {
+	for _, p := range []*string{&g.PrivateKeyFile, &g.WebhookSecretFile, &g.ClientSecretFile} {
 		if *p != "" && !filepath.IsAbs(*p) && configDir != "" {
 			*p = filepath.Join(configDir, *p)
 		}

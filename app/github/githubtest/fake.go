@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,14 @@ type Server struct {
 	deps     map[int64]*Deployment
 	depOrder []int64
 	gates    map[string]*GateRule // "owner/repo/RUN/environment", lower case
+
+	// The OAuth web flow ("Sign in with GitHub"): the App's client, who is signed in at
+	// GitHub (and consents at once), the codes and tokens given out.
+	// OAuthCallbackURL is the App's registered callback (its manifest's callback_urls).
+	OAuthClientID, OAuthClientSecret, OAuthCallbackURL string
+	signedIn                                           *OAuthUser
+	codes                                              map[string]oauthGrant // code -> grant
+	tokens                                             map[string]OAuthUser  // access token -> user
 }
 
 // GateRule is a workflow run's deployment waiting for this App's custom deployment
@@ -142,10 +151,28 @@ func (s *Server) SeedDeployment(id int64, repo, env, ref, state string) {
 	s.depOrder = append(s.depOrder, id)
 }
 
+// OAuthUser is a person signed in at GitHub.
+type OAuthUser struct {
+	Login string
+	ID    int64
+}
+
+type oauthGrant struct {
+	user     OAuthUser
+	redirect string
+}
+
+// SignIn makes u the person signed in at the fake GitHub, who authorizes any App that asks.
+func (s *Server) SignIn(u OAuthUser) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.signedIn = &u
+}
+
 // New starts a fake GitHub, closed with the test.
 func New(t testing.TB) *Server {
 	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}, pulls: map[string]Pull{}, onCall: map[string][]Fault{},
-		deps: map[int64]*Deployment{}, gates: map[string]*GateRule{}}
+		deps: map[int64]*Deployment{}, gates: map[string]*GateRule{}, codes: map[string]oauthGrant{}, tokens: map[string]OAuthUser{}}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.Server = httptest.NewServer(s.record(mux))
@@ -409,6 +436,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 		}
 		reply(w, 201, m)
 	})
+	s.oauthRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, 404, map[string]any{"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
 	})
@@ -484,3 +512,108 @@ func (s *Server) checkRun(r *http.Request, id int64) map[string]any {
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339) }
+
+// oauthRoutes are GitHub's web flow for OAuth (authorize, then code for token) and the
+// signed-in user (GET /user), refusing what GitHub refuses: an unknown client, a
+// redirect_uri other than the App's registered callback, a wrong secret, a code used twice
+// or for another redirect, a body that is not a form, a missing or unknown token.
+func (s *Server) oauthRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /login/oauth/authorize", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		s.mu.Lock()
+		who, client, callback := s.signedIn, s.OAuthClientID, s.OAuthCallbackURL
+		s.mu.Unlock()
+		if client == "" || q.Get("client_id") != client || callback == "" {
+			reply(w, 404, map[string]any{"error": "unknown client"})
+			return
+		}
+		// GitHub sends a wrong redirect_uri's answer to the registered callback instead.
+		redirect, _ := url.Parse(callback)
+		v := redirect.Query()
+		switch {
+		case q.Get("redirect_uri") != "" && q.Get("redirect_uri") != callback:
+			v.Set("error", "redirect_uri_mismatch")
+			v.Set("error_description", "The redirect_uri MUST match the registered callback URL for this application.")
+		case who == nil:
+			v.Set("error", "access_denied")
+		default:
+			code := fmt.Sprintf("code%d", s.id())
+			s.mu.Lock()
+			s.codes[code] = oauthGrant{user: *who, redirect: callback}
+			s.mu.Unlock()
+			v.Set("code", code)
+		}
+		if st := q.Get("state"); st != "" {
+			v.Set("state", st)
+		}
+		redirect.RawQuery = v.Encode()
+		http.Redirect(w, r, redirect.String(), http.StatusFound)
+	})
+	mux.HandleFunc("POST /login/oauth/access_token", func(w http.ResponseWriter, r *http.Request) {
+		v := url.Values{}
+		if err := r.ParseForm(); err != nil {
+			v.Set("error", "invalid_request")
+			v.Set("error_description", err.Error())
+			oauthAnswer(w, r, 400, v)
+			return
+		}
+		id, secret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+		if u, p, ok := r.BasicAuth(); ok {
+			id, secret = u, p
+		}
+		code := r.PostForm.Get("code")
+		s.mu.Lock()
+		g, known := s.codes[code]
+		delete(s.codes, code)
+		client := id != "" && id == s.OAuthClientID && secret == s.OAuthClientSecret && s.OAuthClientSecret != ""
+		s.mu.Unlock()
+		switch redirect := r.PostForm.Get("redirect_uri"); {
+		case !client:
+			v.Set("error", "incorrect_client_credentials")
+		case !known:
+			v.Set("error", "bad_verification_code")
+		case redirect != "" && redirect != g.redirect:
+			v.Set("error", "redirect_uri_mismatch")
+		default:
+			tok := fmt.Sprintf("gho_fake%d", s.id())
+			s.mu.Lock()
+			s.tokens[tok] = g.user
+			s.mu.Unlock()
+			v.Set("access_token", tok)
+			v.Set("token_type", "bearer")
+			v.Set("scope", "")
+		}
+		oauthAnswer(w, r, 200, v) // GitHub answers its errors 200 too
+	})
+	mux.HandleFunc("GET /user", func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if t, ok := strings.CutPrefix(r.Header.Get("Authorization"), "token "); ok {
+			tok = t
+		}
+		s.mu.Lock()
+		u, ok := s.tokens[tok]
+		s.mu.Unlock()
+		if !ok {
+			reply(w, 401, map[string]any{"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user"})
+			return
+		}
+		me := s.user(u.Login)
+		me["id"] = u.ID
+		reply(w, 200, me)
+	})
+}
+
+// oauthAnswer writes v as JSON when the client accepts it, else form-encoded, as GitHub does.
+func oauthAnswer(w http.ResponseWriter, r *http.Request, status int, v url.Values) {
+	if strings.Contains(r.Header.Get("Accept"), "application/json") {
+		m := map[string]string{}
+		for k := range v {
+			m[k] = v.Get(k)
+		}
+		reply(w, status, m)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, v.Encode())
+}

@@ -42,6 +42,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"stampMilli":   stampMilli,
 	"happened":     happened,
 	"verdictTable": func(v *judge.Verdict) string { return bot.VerdictTable(*v) },
+	"viewerOf":     viewerOf,
 }).ParseFS(webFS, "web/*.html"))
 
 // asset serves the stylesheet or the script.
@@ -148,14 +149,16 @@ func took(s store.Stage) string {
 }
 
 // render executes a template into a buffer first, so a failure is a clean 500.
-func render(c *gin.Context, name string, data any) {
+func render(c *gin.Context, name string, data any) { renderStatus(c, http.StatusOK, name, data) }
+
+func renderStatus(c *gin.Context, status int, name string, data any) {
 	var b bytes.Buffer
 	if err := pages.ExecuteTemplate(&b, name, data); err != nil {
 		c.String(http.StatusInternalServerError, "render %s: %v", name, err)
 		return
 	}
 	c.Header("Cache-Control", "no-store")
-	c.Data(http.StatusOK, "text/html; charset=utf-8", b.Bytes())
+	c.Data(status, "text/html; charset=utf-8", b.Bytes())
 }
 
 func (s *Server) homeView(ctx context.Context) (homeView, error) {
@@ -173,6 +176,7 @@ func (s *Server) dashboard(c *gin.Context) {
 		c.String(http.StatusInternalServerError, err.Error())
 		return
 	}
+	v.Me = s.viewer(c)
 	render(c, "home", v)
 }
 
@@ -210,6 +214,7 @@ func (s *Server) loadRun(c *gin.Context) (runView, bool) {
 
 func (s *Server) runPage(c *gin.Context) {
 	if v, ok := s.loadRun(c); ok {
+		v.Me = s.viewer(c)
 		render(c, "run", v)
 	}
 }

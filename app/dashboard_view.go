@@ -60,6 +60,7 @@ type homeView struct {
 	Apps  []appView
 	Runs  runsView
 	Audit []store.Audit
+	Me    viewer // who is looking
 }
 
 // runView is the run page.
@@ -69,6 +70,7 @@ type runView struct {
 	Stages []stageView
 	Thread threadView
 	Events []store.Event
+	Me     viewer // who is looking
 }
 
 type stageView struct {

@@ -42,6 +42,7 @@ type Server struct {
 	ready   atomic.Bool
 	srv     *http.Server
 	live    *Live // the dashboard's live updates; a pipeline.Listener
+	auth    auth  // dashboard sign-in and sessions
 }
 
 // NewServer builds the router. mounts add the GitHub and Slack routes.
@@ -55,7 +56,7 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	api := s.router.Group("/api")
 	api.GET("/status", s.apiStatus)
 	api.GET("/runs", s.apiRuns)
-	api.GET("/runs/:id", s.apiRun)
+	api.GET("/runs/:id", s.private, s.apiRun)
 	api.GET("/history", s.apiHistory)
 	api.GET("/audit", s.apiAudit)
 	api.POST("/commands", s.apiCommand)
@@ -63,7 +64,7 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	api.POST("/tokens", s.apiCreateToken)
 	api.DELETE("/tokens/:name", s.apiRevokeToken)
 	s.router.GET("/", s.dashboard)
-	s.router.GET("/runs/:id", s.runPage)
+	s.router.GET("/runs/:id", s.private, s.runPage)
 	s.router.GET("/regions/:app/:region", s.regionPageHandler)
 	s.router.GET("/ui/regions/:app/:region", s.regionFragmentHandler)
 	s.router.GET("/audit", s.auditPageHandler)
@@ -71,11 +72,12 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	s.router.GET("/runs/:id/stages/:region/metrics/:metric/timeline.png", s.timeline)
 	s.router.GET("/ui/apps/:app", s.appFragment)
 	s.router.GET("/ui/runs", s.runsFragment)
-	s.router.GET("/ui/runs/:id", s.runFragment)
-	s.router.GET("/ui/runs/:id/log", s.runLogFragment)
+	s.router.GET("/ui/runs/:id", s.private, s.runFragment)
+	s.router.GET("/ui/runs/:id/log", s.private, s.runLogFragment)
 	s.router.GET("/ui/audit", s.auditFragment)
 	s.router.GET("/assets/:name", asset)
 	api.GET("/events", s.live.ServeEvents)
+	s.signInRoutes(s.router)
 	for _, m := range mounts {
 		m(s.router)
 	}
@@ -116,6 +118,7 @@ func (s *Server) Serve(ctx context.Context, lns ...net.Listener) error {
 	s.srv = &http.Server{Handler: s.router, ReadHeaderTimeout: 10 * time.Second, ConnContext: connContext}
 	errc := make(chan error, len(lns))
 	for _, ln := range lns {
+		s.notePrivate(ln)
 		go func() { errc <- s.srv.Serve(ln) }()
 	}
 	select {

@@ -167,6 +167,10 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		mounts = append(mounts, github.NewSetup(cfg.GitHub, url, cfg.Server.DataDir, o.Logger).Routes)
 	}
 	in.Server = NewServer(eng, in.Metrics, in.command, o.Logger, mounts...)
+	if err := in.Server.configureSignIn(cfg, in.Metrics.Transport("github", nil)); err != nil {
+		st.Close()
+		return nil, err
+	}
 	eng.AddListener(in.Server.live)
 	return in, nil
 }
@@ -374,6 +378,11 @@ func knownSecrets(cfg *config.Config, mirrorToken string, environ []string) []st
 	out := []string{mirrorToken, cfg.GitHub.PrivateKey, cfg.GitHub.WebhookSecret}
 	if b, err := cfg.GitHub.Secret(); err == nil {
 		out = append(out, string(b))
+	}
+	if cfg.GitHub.SignIn() {
+		if sec, err := cfg.GitHub.OAuthSecret(); err == nil {
+			out = append(out, sec)
+		}
 	}
 	if cfg.Slack.Configured() {
 		if tok, err := cfg.Slack.Token(); err == nil {

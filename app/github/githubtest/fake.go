@@ -6,6 +6,8 @@ package githubtest
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,8 +160,9 @@ type OAuthUser struct {
 }
 
 type oauthGrant struct {
-	user     OAuthUser
-	redirect string
+	user      OAuthUser
+	redirect  string
+	challenge string // PKCE: base64url(SHA-256(code_verifier)), when the client sent one
 }
 
 // SignIn makes u the person signed in at the fake GitHub, who authorizes any App that asks.
@@ -515,8 +518,9 @@ func now() string { return time.Now().UTC().Format(time.RFC3339) }
 
 // oauthRoutes are GitHub's web flow for OAuth (authorize, then code for token) and the
 // signed-in user (GET /user), refusing what GitHub refuses: an unknown client, a
-// redirect_uri other than the App's registered callback, a wrong secret, a code used twice
-// or for another redirect, a body that is not a form, a missing or unknown token.
+// redirect_uri other than the App's registered callback, a wrong secret, a code used twice,
+// for another redirect or without its PKCE verifier, a body that is not a form, a missing
+// or unknown token.
 func (s *Server) oauthRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /login/oauth/authorize", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -534,12 +538,15 @@ func (s *Server) oauthRoutes(mux *http.ServeMux) {
 		case q.Get("redirect_uri") != "" && q.Get("redirect_uri") != callback:
 			v.Set("error", "redirect_uri_mismatch")
 			v.Set("error_description", "The redirect_uri MUST match the registered callback URL for this application.")
+		case q.Get("code_challenge") != "" && q.Get("code_challenge_method") != "S256":
+			v.Set("error", "invalid_request")
+			v.Set("error_description", "code_challenge_method must be S256")
 		case who == nil:
 			v.Set("error", "access_denied")
 		default:
 			code := fmt.Sprintf("code%d", s.id())
 			s.mu.Lock()
-			s.codes[code] = oauthGrant{user: *who, redirect: callback}
+			s.codes[code] = oauthGrant{user: *who, redirect: callback, challenge: q.Get("code_challenge")}
 			s.mu.Unlock()
 			v.Set("code", code)
 		}
@@ -574,6 +581,9 @@ func (s *Server) oauthRoutes(mux *http.ServeMux) {
 			v.Set("error", "bad_verification_code")
 		case redirect != "" && redirect != g.redirect:
 			v.Set("error", "redirect_uri_mismatch")
+		case g.challenge != "" && pkceChallenge(r.PostForm.Get("code_verifier")) != g.challenge:
+			v.Set("error", "bad_verification_code")
+			v.Set("error_description", "The code_verifier does not match the code_challenge.")
 		default:
 			tok := fmt.Sprintf("gho_fake%d", s.id())
 			s.mu.Lock()
@@ -601,6 +611,12 @@ func (s *Server) oauthRoutes(mux *http.ServeMux) {
 		me["id"] = u.ID
 		reply(w, 200, me)
 	})
+}
+
+// pkceChallenge is the S256 code challenge of a PKCE verifier.
+func pkceChallenge(verifier string) string {
+	h := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
 // oauthAnswer writes v as JSON when the client accepts it, else form-encoded, as GitHub does.

@@ -11,7 +11,7 @@ import (
 // TestFakeOAuthWebFlow: the fake answers GitHub's web sign-in flow as GitHub does: a
 // redirect_uri other than the registered callback is sent back to the callback as
 // redirect_uri_mismatch, a code is exchanged once and only with the client's secret, a body
-// that is not a form is refused, and GET /user answers the token's user.
+// that is not a form is refused, a PKCE code needs its verifier, and GET /user answers the token's user.
 func TestFakeOAuthWebFlow(t *testing.T) {
 	t.Parallel()
 	fake := New(t)
@@ -80,6 +80,22 @@ func TestFakeOAuthWebFlow(t *testing.T) {
 	}
 	if m := exchange("client_id=Iv1.client&client_secret=sekrit&code=" + code); m["error"] != "bad_verification_code" {
 		t.Errorf("reused code: %v", m)
+	}
+
+	// PKCE: a code asked for with a challenge is redeemed only with its verifier.
+	verifier := "a-verifier-of-at-least-forty-three-characters-long"
+	pkce := url.Values{"client_id": {"Iv1.client"}, "code_challenge": {pkceChallenge(verifier)}, "code_challenge_method": {"S256"}}
+	code = authorize(pkce).Get("code")
+	if m := exchange("client_id=Iv1.client&client_secret=sekrit&code_verifier=wrong&code=" + code); m["error"] != "bad_verification_code" {
+		t.Errorf("wrong PKCE verifier: %v", m)
+	}
+	code = authorize(pkce).Get("code")
+	if m := exchange("client_id=Iv1.client&client_secret=sekrit&code_verifier=" + verifier + "&code=" + code); m["access_token"] == "" {
+		t.Errorf("right PKCE verifier: %v", m)
+	}
+	pkce.Set("code_challenge_method", "plain")
+	if got := authorize(pkce); got.Get("error") != "invalid_request" || got.Get("code") != "" {
+		t.Errorf("plain PKCE: %v, want invalid_request", got)
 	}
 
 	user := func(auth string) (int, map[string]any) {

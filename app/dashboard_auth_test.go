@@ -1,0 +1,359 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/immunity-app/immunity/app/github/githubtest"
+	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
+	"github.com/immunity-app/immunity/store"
+)
+
+// dashboardServer opens an Instance (dashboardConfig, changed by edit once its URL is
+// known) and serves it on 127.0.0.1.
+func dashboardServer(t *testing.T, edit func(cfg *config.Config)) (*Instance, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	dir := t.TempDir()
+	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(dashboardConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.URL = base
+	if edit != nil {
+		edit(cfg)
+	}
+	in, err := Open(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(in.Server.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(func() { srv.Close(); in.Store.Close() })
+	return in, base
+}
+
+// browser is an HTTP client with a cookie jar that does not follow redirects.
+type browser struct {
+	t  *testing.T
+	c  *http.Client
+	to string // the last redirect's Location
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) do(method, u string, form url.Values, headers ...string) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, u, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	b.to = resp.Header.Get("Location")
+	return resp, string(out)
+}
+
+func (b *browser) cookie(base, name string) string {
+	u, _ := url.Parse(base + "/signin")
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// setCookie finds a Set-Cookie of the response by name.
+func setCookie(resp *http.Response, name string) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// TestGitHubSignInThroughTheFake: "Sign in with GitHub" goes authorize → code → token →
+// GET /user against the fake GitHub, which refuses what GitHub refuses; the session is
+// the GitHub user id (login for display), its cookie HttpOnly and SameSite=Lax, and the
+// audit log records the sign-in under that id. A callback whose state is not this
+// browser's makes no session.
+func TestGitHubSignInThroughTheFake(t *testing.T) {
+	t.Parallel()
+	fake := githubtest.New(t)
+	contract := githubtest.LoadContract(t)
+	in, base := dashboardServer(t, func(cfg *config.Config) {
+		cfg.GitHub.ClientID, cfg.GitHub.ClientSecret = "Iv1.dash", "dash-secret"
+		cfg.GitHub.APIURL, cfg.GitHub.WebURL = fake.APIURL(), fake.URL
+	})
+	fake.OAuthClientID, fake.OAuthClientSecret, fake.OAuthCallbackURL = "Iv1.dash", "dash-secret", base+"/signin/github/callback"
+	fake.SignIn(githubtest.OAuthUser{Login: "ada", ID: 4242})
+
+	b := newBrowser(t)
+	if _, page := b.do("GET", base+"/signin", nil); !strings.Contains(page, `href="/signin/github?next=%2f"`) {
+		t.Fatalf("sign-in page offers no GitHub sign-in:\n%s", page)
+	}
+	// A forged callback (someone else's code, a made-up state) is refused.
+	if resp, _ := b.do("GET", base+"/signin/github/callback?code=code1&state=forged", nil); resp.StatusCode != 400 {
+		t.Errorf("forged callback: %d, want 400", resp.StatusCode)
+	}
+	resp, _ := b.do("GET", base+"/signin/github?next=/runs/1", nil)
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(b.to, fake.URL+"/login/oauth/authorize?") {
+		t.Fatalf("sign-in with GitHub: %d to %q", resp.StatusCode, b.to)
+	}
+	authorize, _ := url.Parse(b.to)
+	q := authorize.Query()
+	if q.Get("client_id") != "Iv1.dash" || q.Get("redirect_uri") != base+"/signin/github/callback" || q.Get("state") == "" ||
+		q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" {
+		t.Fatalf("authorize query: %v", q)
+	}
+	if ck := setCookie(resp, oauthCookie); ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || strings.Contains(ck.Value, q.Get("code_challenge")) {
+		t.Fatalf("state cookie: %+v", ck)
+	}
+	b.do("GET", b.to, nil) // GitHub: signed in, consents, sends the browser back
+	callback := b.to
+	if !strings.HasPrefix(callback, base+"/signin/github/callback?") {
+		t.Fatalf("GitHub sent the browser to %q", callback)
+	}
+	resp, _ = b.do("GET", callback, nil)
+	if resp.StatusCode != http.StatusSeeOther || b.to != "/runs/1" {
+		t.Fatalf("callback: %d to %q", resp.StatusCode, b.to)
+	}
+	ck := setCookie(resp, sessionCookie)
+	if ck == nil || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Secure || ck.Path != "/" || ck.MaxAge != int(sessionTTL/time.Second) {
+		t.Fatalf("session cookie: %+v", ck)
+	}
+	se, err := in.Store.SessionByHash(context.Background(), hashToken(ck.Value))
+	var who pipeline.Actor
+	if err != nil || json.Unmarshal([]byte(se.Actor), &who) != nil || who.ID != "github:4242" || who.GitHubLogin != "ada" || who.Via != "dashboard" {
+		t.Fatalf("stored session: %+v (%+v), %v", se, who, err)
+	}
+	if se.Hash == ck.Value {
+		t.Fatal("the session's cookie value is stored as it is")
+	}
+	if _, page := b.do("GET", base+"/", nil); !strings.Contains(page, `title="github:4242">ada</span>`) || !strings.Contains(page, "Sign out") {
+		t.Errorf("home page of a signed-in person:\n%s", page)
+	}
+	// The callback is used once: its state cookie is gone, so replaying it is refused.
+	if resp, _ := b.do("GET", callback, nil); resp.StatusCode != 400 {
+		t.Errorf("replayed callback: %d, want 400", resp.StatusCode)
+	}
+	audit, _ := in.Store.Audits(context.Background(), "", 10)
+	if len(audit) == 0 || audit[0].Action != "sign in" || audit[0].ActorID != "github:4242" || audit[0].Outcome != "ok" {
+		t.Errorf("audit: %+v", audit)
+	}
+	contract.ValidateAll(t, fake)
+
+	// GitHub answering that the person said no makes no session, and says so.
+	other := newBrowser(t)
+	other.do("GET", base+"/signin/github", nil)
+	to, _ := url.Parse(other.to)
+	resp, page := other.do("GET", base+"/signin/github/callback?error=access_denied&error_description=declined&state="+url.QueryEscape(to.Query().Get("state")), nil)
+	if resp.StatusCode != 401 || !strings.Contains(page, "GitHub answered access_denied: declined") || setCookie(resp, sessionCookie) != nil {
+		t.Errorf("declined sign-in: %d\n%s", resp.StatusCode, page)
+	}
+}
+
+// TestTokenSignInSessionsAndCSRF: a personal token signs in to the dashboard (the sign-in
+// form carries a CSRF token of its own); sign-out needs the session's CSRF token, deletes
+// the session, and its cookie replayed is anonymous again; an expired session and a
+// session of a revoked token sign no one in.
+func TestTokenSignInSessionsAndCSRF(t *testing.T) {
+	t.Parallel()
+	in, base := dashboardServer(t, nil)
+	ctx := context.Background()
+	tok, err := CreateToken(ctx, in.Store, "root", RoleAdmin, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	_, page := b.do("GET", base+"/signin?next=/runs/1", nil)
+	if strings.Contains(page, "Sign in with GitHub") {
+		t.Error("GitHub sign-in offered without an OAuth client")
+	}
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil || b.cookie(base, signinCookie) != m[1] {
+		t.Fatalf("sign-in form without its CSRF token:\n%s", page)
+	}
+	for _, c := range []struct {
+		name string
+		form url.Values
+		code int
+	}{
+		{"no CSRF token", url.Values{"token": {tok}}, 403},
+		{"a wrong CSRF token", url.Values{"token": {tok}, "csrf": {"x" + m[1]}}, 403},
+		{"a wrong token", url.Values{"token": {"imm_nope"}, "csrf": {m[1]}}, 401},
+	} {
+		if resp, body := b.do("POST", base+"/signin/token", c.form); resp.StatusCode != c.code || setCookie(resp, sessionCookie) != nil {
+			t.Errorf("%s: %d, want %d and no session\n%s", c.name, resp.StatusCode, c.code, body)
+		}
+	}
+	resp, _ := b.do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {m[1]}, "next": {"/runs/1"}})
+	if resp.StatusCode != http.StatusSeeOther || b.to != "/runs/1" || setCookie(resp, sessionCookie) == nil {
+		t.Fatalf("token sign-in: %d to %q", resp.StatusCode, b.to)
+	}
+	session := setCookie(resp, sessionCookie).Value
+	_, page = b.do("GET", base+"/", nil)
+	m = csrfField.FindStringSubmatch(page)
+	if m == nil || !strings.Contains(page, `title="token:root">root</span>`) {
+		t.Fatalf("home page signed in with a token:\n%s", page)
+	}
+	if resp, _ := b.do("POST", base+"/signout", url.Values{}); resp.StatusCode != 403 {
+		t.Errorf("sign-out without the CSRF token: %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := b.do("POST", base+"/signout", url.Values{"csrf": {m[1]}}, "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"); resp.StatusCode != 403 {
+		t.Errorf("sign-out from another origin: %d, want 403", resp.StatusCode)
+	}
+	if _, err := in.Store.SessionByHash(ctx, hashToken(session)); err != nil {
+		t.Fatalf("a refused sign-out ended the session: %v", err)
+	}
+	if resp, _ := b.do("POST", base+"/signout", url.Values{"csrf": {m[1]}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: %d", resp.StatusCode)
+	}
+	if _, err := in.Store.SessionByHash(ctx, hashToken(session)); err == nil {
+		t.Fatal("the session outlived its sign-out")
+	}
+	// The old cookie, replayed, is nobody.
+	replay := func(cookie string) string {
+		t.Helper()
+		_, page := newBrowser(t).do("GET", base+"/", nil, "Cookie", sessionCookie+"="+cookie)
+		return page
+	}
+	if page := replay(session); !strings.Contains(page, `<a href="/signin">Sign in</a>`) || strings.Contains(page, "token:root") {
+		t.Errorf("replayed session after sign-out is signed in:\n%s", page)
+	}
+	// An expired session is nobody, and so is one whose token was revoked.
+	who, _ := json.Marshal(tokenActor(store.Token{Name: "root", Role: RoleAdmin}, "dashboard"))
+	for _, se := range []store.Session{
+		{Hash: hashToken("expired"), Actor: string(who), Token: "root", CSRF: "c1", Expires: time.Now().Add(-time.Second)},
+		{Hash: hashToken("revoked"), Actor: string(who), Token: "root", CSRF: "c2", Expires: time.Now().Add(time.Hour)},
+	} {
+		if err := in.Store.PutSession(ctx, se); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if page := replay("revoked"); !strings.Contains(page, `title="token:root"`) {
+		t.Fatalf("a session in force is not signed in:\n%s", page)
+	}
+	if err := in.Store.RevokeToken(ctx, "root"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ck := range []string{"expired", "revoked"} {
+		if page := replay(ck); strings.Contains(page, "token:root") {
+			t.Errorf("%s session signs in:\n%s", ck, page)
+		}
+	}
+	// Sign-in never sends the browser to another site.
+	for _, next := range []string{"https://evil.example/", "//evil.example/", "/\\evil.example"} {
+		if got := localPath(next); got != "/" {
+			t.Errorf("localPath(%q) = %q", next, got)
+		}
+	}
+}
+
+// TestSecureCookiesBehindHTTPS: with an https server URL, the session cookie is Secure.
+func TestSecureCookiesBehindHTTPS(t *testing.T) {
+	t.Parallel()
+	in, base := dashboardServer(t, func(cfg *config.Config) { cfg.Server.URL = "https://immunity.example.com" })
+	tok, err := CreateToken(context.Background(), in.Store, "ada", RoleMember, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	resp, page := b.do("GET", base+"/signin", nil)
+	if ck := setCookie(resp, signinCookie); ck == nil || !ck.Secure {
+		t.Fatalf("sign-in form cookie: %+v", ck)
+	}
+	csrf := csrfField.FindStringSubmatch(page)[1]
+	// The jar keeps Secure cookies off plain http, as a browser does: send it by hand.
+	resp, _ = b.do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrf}}, "Cookie", signinCookie+"="+csrf)
+	if ck := setCookie(resp, sessionCookie); ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
+		t.Fatalf("session cookie behind https: %d %+v", resp.StatusCode, ck)
+	}
+}
+
+// TestLogsNeedSignInBeyondLoopback: on a server reachable beyond loopback, the run page,
+// its fragments and the API's run (logs and test output) need a signed-in caller; the
+// overview stays open. On loopback only (the demo), they are open.
+func TestLogsNeedSignInBeyondLoopback(t *testing.T) {
+	t.Parallel()
+	in, base := dashboardServer(t, nil)
+	fillDashboard(t, in)
+	anon := newBrowser(t)
+	if resp, page := anon.do("GET", base+"/runs/1", nil); resp.StatusCode != 200 || !strings.Contains(page, "TestSearch") {
+		t.Fatalf("run page on loopback: %d", resp.StatusCode)
+	}
+	in.Server.notePrivate(fakeListener{&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}})
+	if in.Server.auth.private.Load() {
+		t.Fatal("a loopback listener made logs private")
+	}
+	in.Server.notePrivate(fakeListener{&net.TCPAddr{IP: net.IPv4zero}})
+	if !in.Server.auth.private.Load() {
+		t.Fatal("a listener on every address left logs open")
+	}
+	for _, p := range []string{"/runs/1", "/ui/runs/1", "/ui/runs/1/log"} {
+		resp, page := anon.do("GET", base+p, nil)
+		if resp.StatusCode != http.StatusSeeOther || anon.to != "/signin?next="+url.QueryEscape(p) || strings.Contains(page, "TestSearch") {
+			t.Errorf("anonymous %s: %d to %q", p, resp.StatusCode, anon.to)
+		}
+	}
+	if resp, page := anon.do("GET", base+"/api/runs/1", nil); resp.StatusCode != 401 || strings.Contains(page, "TestSearch") {
+		t.Errorf("anonymous /api/runs/1: %d", resp.StatusCode)
+	}
+	if resp, page := anon.do("GET", base+"/", nil); resp.StatusCode != 200 || !strings.Contains(page, "papi") {
+		t.Errorf("overview: %d", resp.StatusCode)
+	}
+	tok, _ := CreateToken(context.Background(), in.Store, "ci", RoleMember, "test")
+	if resp, page := anon.do("GET", base+"/api/runs/1", nil, "Authorization", "Bearer "+tok); resp.StatusCode != 200 || !strings.Contains(page, "TestSearch") {
+		t.Errorf("/api/runs/1 with a token: %d", resp.StatusCode)
+	}
+	_, page := anon.do("GET", base+"/signin", nil)
+	anon.do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrfField.FindStringSubmatch(page)[1]}})
+	if resp, page := anon.do("GET", base+"/runs/1", nil); resp.StatusCode != 200 || !strings.Contains(page, "TestSearch") {
+		t.Errorf("run page signed in: %d", resp.StatusCode)
+	}
+}
+
+// fakeListener is a listener that is only an address (notePrivate reads nothing else).
+type fakeListener struct{ addr net.Addr }
+
+func (fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (fakeListener) Close() error              { return nil }
+func (l fakeListener) Addr() net.Addr          { return l.addr }

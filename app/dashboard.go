@@ -28,21 +28,23 @@ import (
 var webFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"short":        short,
-	"ago":          ago,
-	"pct":          pct,
-	"metricValue":  metricValue,
-	"stateClass":   stateClass,
-	"icon":         func(name string) string { return threadIcons[name] },
-	"iconClass":    iconClass,
-	"took":         took,
-	"words":        words,
-	"stamp":        stamp,
-	"iso":          isoTime,
-	"stampMilli":   stampMilli,
-	"happened":     happened,
-	"verdictTable": func(v *judge.Verdict) string { return bot.VerdictTable(*v) },
-	"viewerOf":     viewerOf,
+	"short":          short,
+	"ago":            ago,
+	"pct":            pct,
+	"metricValue":    metricValue,
+	"stateClass":     stateClass,
+	"icon":           func(name string) string { return threadIcons[name] },
+	"iconClass":      iconClass,
+	"took":           took,
+	"words":          words,
+	"stamp":          stamp,
+	"iso":            isoTime,
+	"stampMilli":     stampMilli,
+	"happened":       happened,
+	"verdictTable":   func(v *judge.Verdict) string { return bot.VerdictTable(*v) },
+	"viewerOf":       viewerOf,
+	"actionsOf":      actionsOf,
+	"stageActionsOf": stageActionsOf,
 }).ParseFS(webFS, "web/*.html"))
 
 // asset serves the stylesheet or the script.
@@ -177,6 +179,9 @@ func (s *Server) dashboard(c *gin.Context) {
 		return
 	}
 	v.Me = s.viewer(c)
+	for i := range v.Apps {
+		v.Apps[i].Me = v.Me
+	}
 	render(c, "home", v)
 }
 
@@ -187,6 +192,7 @@ func (s *Server) appFragment(c *gin.Context) {
 		c.String(http.StatusNotFound, "no app %q", c.Param("app"))
 		return
 	}
+	apps[0].Me = s.viewer(c)
 	render(c, "app", apps[0])
 }
 
@@ -221,6 +227,7 @@ func (s *Server) runPage(c *gin.Context) {
 
 func (s *Server) runFragment(c *gin.Context) {
 	if v, ok := s.loadRun(c); ok {
+		v.Me = s.viewer(c)
 		render(c, "runbody", v)
 	}
 }

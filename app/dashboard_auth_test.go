@@ -24,8 +24,8 @@ import (
 )
 
 // dashboardServer opens an Instance (dashboardConfig, changed by edit once its URL is
-// known) and serves it on 127.0.0.1.
-func dashboardServer(t *testing.T, edit func(cfg *config.Config)) (*Instance, string) {
+// known) and serves it on 127.0.0.1, through the wrap handlers.
+func dashboardServer(t *testing.T, edit func(cfg *config.Config), wrap ...func(http.Handler) http.Handler) (*Instance, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,7 +45,11 @@ func dashboardServer(t *testing.T, edit func(cfg *config.Config)) (*Instance, st
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(in.Server.Handler())
+	h := in.Server.Handler()
+	for _, w := range wrap {
+		h = w(h)
+	}
+	srv := httptest.NewUnstartedServer(h)
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()

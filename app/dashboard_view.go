@@ -33,6 +33,7 @@ type appView struct {
 	// Reconciled is what the engine last found on the app's hosts that the store did not
 	// know ("prod3/host2 found on X, store said Y"), newest first.
 	Reconciled []store.Event
+	Me         viewer // who is looking: their buttons
 }
 
 // regionView is one region's row.

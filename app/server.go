@@ -78,6 +78,7 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	s.router.GET("/assets/:name", asset)
 	api.GET("/events", s.live.ServeEvents)
 	s.signInRoutes(s.router)
+	s.router.POST("/actions", s.action)
 	for _, m := range mounts {
 		m(s.router)
 	}

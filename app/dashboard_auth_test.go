@@ -57,19 +57,19 @@ func dashboardServer(t *testing.T, edit func(cfg *config.Config), wrap ...func(h
 	return in, base
 }
 
-// browser is an HTTP client with a cookie jar that does not follow redirects.
-type browser struct {
+// webClient is an HTTP client with a cookie jar that does not follow redirects.
+type webClient struct {
 	t  *testing.T
 	c  *http.Client
 	to string // the last redirect's Location
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t *testing.T) *webClient {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	return &webClient{t: t, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
-func (b *browser) do(method, u string, form url.Values, headers ...string) (*http.Response, string) {
+func (b *webClient) do(method, u string, form url.Values, headers ...string) (*http.Response, string) {
 	b.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -92,7 +92,7 @@ func (b *browser) do(method, u string, form url.Values, headers ...string) (*htt
 	return resp, string(out)
 }
 
-func (b *browser) cookie(base, name string) string {
+func (b *webClient) cookie(base, name string) string {
 	u, _ := url.Parse(base + "/signin")
 	for _, c := range b.c.Jar.Cookies(u) {
 		if c.Name == name {

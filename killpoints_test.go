@@ -43,52 +43,102 @@ var killPoints = []string{
 }
 
 func TestKillAtEveryTransitionLocal(t *testing.T) {
+	t.Parallel()
 	k := newKillStory(t, false)
 	k.killAtEveryPoint()
 }
 
 func TestKillAtEveryTransitionSSH(t *testing.T) {
+	t.Parallel()
 	k := newKillStory(t, true)
 	k.killAtEveryPoint()
 }
 
-// TestRandomKills kills the server at random moments of the same story (20 times in
-// all), most of them in the middle of an effect whose outcome the store cannot know.
+// randomKills is how many times TestRandomKills kills the server (CI relies on it).
+const randomKills = 20
+
+// TestRandomKills kills the server at random moments of the same story, randomKills times
+// in all, most of them in the middle of an effect whose outcome the store cannot know.
+// When the story ends before the kills are all done, it is checked and played again from
+// the start in a new folder.
 func TestRandomKills(t *testing.T) {
-	k := newKillStory(t, false)
+	t.Parallel()
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 10))
 	t.Logf("random kill seed %d", seed)
-	for i := 0; i < 20 && !k.finished(); i++ {
+	kills, stories := 0, 0
+	for kills < randomKills {
+		k := newKillStory(t, false)
+		stories++
+		for kills < randomKills && !k.finished() {
+			srv := k.start("")
+			delay := time.Duration(300+rng.IntN(2500)) * time.Millisecond
+			k.driveFor(srv, delay)
+			srv.kill()
+			kills++
+			k.kills = append(k.kills, fmt.Sprintf("random@%s", delay.Round(10*time.Millisecond)))
+			k.checkStoreAgreesWithHosts(false)
+		}
+		k.finish()
+	}
+	t.Logf("%d random kills in %d plays of the story", kills, stories)
+}
+
+// TestKillMidBuild kills the server while the build command of each release (A, B, C)
+// runs (seen as a process working in its checkout): the next server builds the release
+// again from a clean checkout, and the story ends as it must, no recorded step repeated.
+// That the build command dies with the server is TestBuildCommandDiesWithTheServer's
+// (pipeline/release).
+func TestKillMidBuild(t *testing.T) {
+	t.Parallel()
+	k := newKillStory(t, false)
+	checkouts := filepath.Join(k.dir, "data", "checkouts", "papi")
+	for i := range 3 {
 		srv := k.start("")
-		delay := time.Duration(300+rng.IntN(2500)) * time.Millisecond
-		k.driveFor(srv, delay)
+		deadline := time.Now().Add(3 * time.Minute)
+		for len(k.commits) <= i || !buildingIn(checkouts) {
+			if srv.exited() || time.Now().After(deadline) {
+				k.t.Fatalf("release %c was never seen building; story at %s", 'A'+i, k.where())
+			}
+			k.step()
+			time.Sleep(20 * time.Millisecond)
+		}
 		srv.kill()
-		k.kills = append(k.kills, fmt.Sprintf("random@%s", delay.Round(10*time.Millisecond)))
-		k.checkStoreAgreesWithHosts(false)
+		k.kills = append(k.kills, fmt.Sprintf("mid-build of %c", 'A'+i))
+		k.checkStoreAgreesWithHosts(true)
 	}
 	k.finish()
 }
 
+// buildingIn: a process (of this user) works in a folder under dir.
+func buildingIn(dir string) bool {
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if cwd, err := os.Readlink(filepath.Join("/proc", p.Name(), "cwd")); err == nil && strings.HasPrefix(cwd, dir+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
+}
+
 type killStory struct {
-	t          *testing.T
-	dir        string
-	bin        string
-	repo       *git.Repository
-	ssh        bool
-	hosts      []string // host base folders, host1..host3
-	ports      []int
-	commits    []string // A, B, C as made
-	kills      []string
-	reconciled []string
-	counts     string // where the test command records its runs
+	t       *testing.T
+	dir     string
+	bin     string
+	repo    *git.Repository
+	ssh     bool
+	hosts   []string // host base folders, host1..host3
+	ports   []int
+	commits []string // A, B, C as made
+	kills   []string
+	servers []*server // every life of the server, for what reconciliation found
+	counts  string    // where the test command records its runs
 }
 
 func newKillStory(t *testing.T, ssh bool) *killStory {
 	if testing.Short() {
 		t.Skip("builds papi and the immunity binary")
 	}
-	t.Parallel()
 	dir, err := os.MkdirTemp("", "imk") // short: the socket path has at most 100 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -218,14 +268,10 @@ func (k *killStory) start(killAt string) *server {
 		k.t.Fatal(err)
 	}
 	go func() { cmd.Wait(); close(s.done) }()
+	k.servers = append(k.servers, s)
 	k.t.Cleanup(func() {
 		if !s.exited() {
 			s.kill()
-		}
-		for _, l := range strings.Split(s.logs.String(), "\n") {
-			if strings.Contains(l, `"msg":"reconciled"`) {
-				k.reconciled = append(k.reconciled, l)
-			}
 		}
 		if k.t.Failed() {
 			k.t.Logf("server log (kill at %q):\n%s", killAt, s.logs.String())
@@ -284,12 +330,27 @@ func (k *killStory) finish() {
 	}
 	srv.kill()
 	k.t.Logf("%d kills: %s", len(k.kills), strings.Join(k.kills, ", "))
-	if len(k.reconciled) > 0 {
-		k.t.Logf("reconciliation found:\n%s", strings.Join(k.reconciled, "\n"))
+	if found := k.reconciled(); len(found) > 0 {
+		k.t.Logf("reconciliation corrected the store %d times over %d starts:\n%s", len(found), len(k.servers), strings.Join(found, "\n"))
 	} else {
-		k.t.Logf("reconciliation found nothing to correct")
+		k.t.Logf("reconciliation found nothing to correct over %d starts", len(k.servers))
 	}
 	k.checkFinal()
+}
+
+// reconciled lists what reconciliation corrected in every life of the server: "host
+// found F, store said S".
+func (k *killStory) reconciled() []string {
+	var out []string
+	for _, s := range k.servers {
+		for _, l := range strings.Split(s.logs.String(), "\n") {
+			var e struct{ Msg, Host, Found, Store string }
+			if json.Unmarshal([]byte(l), &e) == nil && e.Msg == "reconciled" {
+				out = append(out, fmt.Sprintf("%s found %.7s, store said %.7s", e.Host, e.Found, e.Store))
+			}
+		}
+	}
+	return out
 }
 
 // api calls the server over its local socket (as the OS user).

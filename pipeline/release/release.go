@@ -7,18 +7,24 @@
 //	checkouts/<app>/<sha>.tmp   the tree being written
 //	checkouts/<app>/<sha>       the complete tree, where the build command runs; removed after
 //	checkouts/<app>/<sha>.lock  held while a build of that commit runs
+//	checkouts/<app>/<sha>.old-N a tree left by a crash or a finished build, being removed
 //	artifacts/<app>/<sha>.tar.gz the release; its presence means the build finished
 //
 // The artifact is written to a temporary file and renamed into place, so it exists only
 // complete. A second Build of the same commit (after a restart, say) returns the existing
 // artifact without building again. The build command is an argv list run without a
-// shell, with a filtered environment (see keptEnv) plus Spec.Env.
+// shell, with a filtered environment (see keptEnv) plus Spec.Env; on Linux it is killed
+// when the server dies. A tree left by a server killed mid-build is moved aside with one
+// rename (a process of that build still writing into it cannot disturb that) and removed
+// as soon as nothing writes into it any more.
 package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,12 +115,12 @@ func build(ctx context.Context, s Spec, c *object.Commit) (deployers.Release, er
 func buildArtifact(ctx context.Context, s Spec, c *object.Commit, checkout, artifact string) error {
 	tmp := checkout + ".tmp"
 	for _, d := range []string{tmp, checkout} { // left over by a crash
-		if err := os.RemoveAll(d); err != nil {
-			return err
+		if err := discard(d); err != nil {
+			return fmt.Errorf("check out: %w", err)
 		}
 	}
-	defer os.RemoveAll(tmp)
-	defer os.RemoveAll(checkout)
+	defer discard(tmp)
+	defer discard(checkout)
 	if err := materialise(c, tmp); err != nil {
 		return fmt.Errorf("check out: %w", err)
 	}
@@ -134,6 +140,25 @@ func buildArtifact(ctx context.Context, s Spec, c *object.Commit, checkout, arti
 		return err
 	}
 	return pack(checkout, s.Artifacts, artifact)
+}
+
+// discard moves the tree at path (if any) aside to path.old-N and removes it, and every
+// tree discarded earlier beside it. Moving is one rename, which a process still writing
+// into the tree (a build of a server that was killed) cannot make fail, unlike a removal;
+// removals are best-effort: what is still being written is removed by a later build.
+func discard(path string) error {
+	aside := fmt.Sprintf("%s.old-%d", path, time.Now().UnixNano())
+	if err := os.Rename(path, aside); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("move %s aside: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	entries, _ := os.ReadDir(dir)
+	for _, ent := range entries {
+		if strings.Contains(ent.Name(), ".old-") {
+			os.RemoveAll(filepath.Join(dir, ent.Name()))
+		}
+	}
+	return nil
 }
 
 // pack writes the artifact through a temporary file renamed into place.

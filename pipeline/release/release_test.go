@@ -3,10 +3,13 @@ package release
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -272,4 +275,104 @@ func TestReposSeesCommitsAddedAfterItOpened(t *testing.T) {
 	if _, err := repos.Lookup(r.dir, strings.Repeat("f", 40)); !errors.Is(err, ErrUnknownCommit) {
 		t.Fatalf("unknown commit: %v", err)
 	}
+}
+
+// TestBuildReplacesACheckoutAProcessStillWrites: a server killed in the middle of a build
+// leaves its checkout behind, and a process of that build may still be writing into it
+// when the next server builds the commit again. The rebuild must not trip over it (a
+// removal racing the writer fails with "directory not empty") and must pack only what its
+// own build made.
+func TestBuildReplacesACheckoutAProcessStillWrites(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.write("msg.txt", "A", 0o644)
+	sha := r.commit("A")
+	s := r.spec(sha, "msg.txt", "bin")
+	s.Command = []string{"sh", "-c", "mkdir -p bin && echo built > bin/out"}
+	old := filepath.Join(s.Dir, "checkouts", "demo", sha)
+	if err := os.MkdirAll(filepath.Join(old, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The straggler: keeps adding files to bin/ of the old checkout (wherever it is moved).
+	writer := exec.Command("sh", "-c", `i=0; while :; do : > bin/stale$i 2>/dev/null || exit 0; i=$((i+1)); done`)
+	writer.Dir = old
+	if err := writer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { writer.Process.Kill(); writer.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ents, _ := os.ReadDir(filepath.Join(old, "bin")); len(ents) > 100 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the straggler wrote nothing")
+		}
+	}
+	rel, err := Build(context.Background(), s)
+	if err != nil {
+		t.Fatalf("rebuild over a checkout still being written: %v", err)
+	}
+	dir := unpack(t, rel)
+	ents, err := os.ReadDir(filepath.Join(dir, "bin"))
+	if err != nil || len(ents) != 1 || ents[0].Name() != "out" {
+		t.Errorf("the release's bin/ holds %v (%v); want only the rebuild's out", ents, err)
+	}
+}
+
+// TestBuildCommandDiesWithTheServer runs a build in a process of its own (this test
+// binary again, as the server) and SIGKILLs that process while the build command runs:
+// the command must die with it rather than go on writing into the checkout.
+func TestBuildCommandDiesWithTheServer(t *testing.T) {
+	if dir := os.Getenv("IMMUNITY_TEST_BUILD_HELPER"); dir != "" {
+		// The server to kill: a build whose command records its pid, then runs a minute.
+		r := newRepo(t)
+		r.write("msg.txt", "A", 0o644)
+		s := r.spec(r.commit("A"), "msg.txt")
+		s.Command = []string{"sh", "-c", `echo $$ > "$PIDFILE"; exec sleep 60`}
+		s.Env = map[string]string{"PIDFILE": filepath.Join(dir, "build.pid")}
+		Build(context.Background(), s)
+		return
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("only Linux kills a command when its parent dies")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	helper := exec.Command(os.Args[0], "-test.run=^TestBuildCommandDiesWithTheServer$")
+	helper.Env = append(os.Environ(), "IMMUNITY_TEST_BUILD_HELPER="+dir, "TMPDIR="+dir) // what it leaves goes with dir
+	var out strings.Builder
+	helper.Stdout, helper.Stderr = &out, &out
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(dir, "build.pid")); err == nil && strings.HasSuffix(string(b), "\n") {
+			fmt.Sscan(string(b), &pid)
+			break
+		}
+		if time.Now().After(deadline) {
+			helper.Process.Kill()
+			helper.Wait()
+			t.Fatalf("the build never started:\n%s", out.String())
+		}
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	helper.Process.Kill()
+	helper.Wait()
+	for deadline := time.Now().Add(5 * time.Second); alive(pid); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the build command (pid %d) outlived the server that ran it", pid)
+		}
+	}
+}
+
+// alive: the process runs (a zombie nobody reaped yet is dead).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return rest != "" && rest[0] != 'Z'
 }

@@ -1,0 +1,8 @@
+//go:build unix && !linux
+
+package release
+
+import "syscall"
+
+// dieWithParent: only Linux can have a command killed when its parent dies.
+func dieWithParent(*syscall.SysProcAttr) {}

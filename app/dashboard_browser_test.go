@@ -33,15 +33,7 @@ type browserPage struct {
 // the DevTools protocol by chromedp, and returns a function that loads a page at a width.
 func browser(t *testing.T) func(url string, width int64) browserPage {
 	t.Helper()
-	bin := chromiumBin(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
-	if err := chromedp.Do(bctx); err != nil { // starts the browser
-		t.Fatalf("start chromium: %v", err)
-	}
+	bctx := chrome(t)
 	return func(url string, width int64) browserPage {
 		t.Helper()
 		var mu sync.Mutex

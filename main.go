@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	_ "time/tzdata" // deploy windows name zones; the binary carries them for hosts and images without zoneinfo
 
 	"github.com/immunity-app/immunity/app"
 	"github.com/immunity-app/immunity/app/demo"

@@ -371,7 +371,11 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string,
 		return "", err
 	}
 	e.Kick()
-	return fmt.Sprintf("deploying %s %s to %s (run %d)", app, short(rel.SHA), region, run.ID), nil
+	out := fmt.Sprintf("deploying %s %s to %s (run %d)", app, short(rel.SHA), region, run.ID)
+	if g, err := e.releaseGate(ctx, a, reg, idx, rel.SHA, e.now()); err == nil && !g.Allowed && !force {
+		out += "; " + g.Why
+	}
+	return out, nil
 }
 
 // gate says why a release may not be deployed to a region out of order ("" when it may):

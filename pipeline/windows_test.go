@@ -280,3 +280,33 @@ func TestFreezeRefusesBadInputAndChangesNothing(t *testing.T) {
 		t.Fatalf("freezes after refusals: %+v, %v", fs, err)
 	}
 }
+
+// A deploy asked outside the region's window is taken, and the answer says that it waits
+// and until when, as the stage does; at the window's opening it goes.
+func TestADeployOutsideItsWindowSaysItWaits(t *testing.T) {
+	clock := &fakeClock{t: berlin(t, 2026, 12, 5, 11, 0)} // a Saturday
+	h := newHarnessAt(t, windowed, clock)
+	seed := h.seed()
+	msg, err := h.eng.Deploy(context.Background(), ada, "papi", seed[:7], "sandbox2", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const why = "waiting for the deploy window, opens Mon 09:00 CET"
+	if !strings.Contains(msg, "deploying papi "+short(seed)+" to sandbox2") || !strings.HasSuffix(msg, "; "+why) {
+		t.Fatalf("deploy said %q, want it to say it is %q", msg, why)
+	}
+	runs, _ := h.eng.Runs(context.Background(), "papi", false, 1)
+	h.waitStage(runs[0].ID, "sandbox2", "held for its window", func(s store.Stage) bool { return s.Message == why })
+	time.Sleep(100 * time.Millisecond) // several ticks of the scheduler
+	if r, _ := h.st.Run(context.Background(), runs[0].ID); stageOf(r, "sandbox2").State != store.StageApproved {
+		t.Fatalf("sandbox2 moved outside its window: %s", stageStates(r))
+	}
+	clock.Set(berlin(t, 2026, 12, 7, 9, 0))
+	h.waitStage(runs[0].ID, "sandbox2", "succeeded once its window opened", func(s store.Stage) bool { return s.State == store.StageSucceeded })
+
+	// Inside the window the answer says nothing of waiting.
+	msg, err = h.eng.Deploy(context.Background(), ada, "papi", seed[:7], "sandbox2", false)
+	if err != nil || strings.Contains(msg, "waiting") {
+		t.Fatalf("deploy inside the window said %q, %v", msg, err)
+	}
+}

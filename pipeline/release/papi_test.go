@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/immunity-app/immunity/fixtures"
 	"io/fs"
 	"net"
 	"net/http"
@@ -19,6 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/immunity-app/immunity/fixtures"
 )
 
 // The sample app fixtures/papi, built by Build exactly as immunity.yml describes it.

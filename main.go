@@ -154,7 +154,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	sock, err := app.ListenSocket(in.SocketPath())
+	sockPath := envOr("IMMUNITY_SOCKET", in.SocketPath()) // replicas sharing a data_dir each name their own
+	sock, err := app.ListenSocket(sockPath)
 	if err != nil {
 		return err
 	}
@@ -162,7 +163,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	in.Server.SetReady(true)
-	log.Info("immunity serving", "url", "http://"+ln.Addr().String(), "socket", in.SocketPath(), "apps", len(cfg.Apps), "version", versionLine())
+	log.Info("immunity serving", "url", "http://"+ln.Addr().String(), "socket", sockPath, "apps", len(cfg.Apps), "version", versionLine())
 	return in.Server.Serve(ctx, ln, sock)
 }
 

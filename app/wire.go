@@ -83,6 +83,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		return nil, err
 	}
 	st.SetReplica(cfg.Server.ReplicaName())
+	st.SetLeaseTTL(cfg.Server.Lease.Duration)
 	var gh *github.App
 	in := &Instance{Config: cfg, Store: st, log: o.Logger, locals: map[string]*local.Deployer{}}
 	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog, repos: &release.Repos{}}

@@ -91,7 +91,7 @@ func (g *Gate) Close(context.Context) error {
 func (g *Gate) loop() {
 	defer close(g.done)
 	ctx, cancel := context.WithCancel(context.Background())
-	g.lease = g.st.Hold(ctx, gateLease, store.LeaseTTL)
+	g.lease = g.st.Hold(ctx, gateLease, g.st.LeaseTTL())
 	defer func() { cancel(); <-g.lease.Done() }()
 	go func() { <-g.stop; cancel() }()
 	for {

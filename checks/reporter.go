@@ -142,7 +142,7 @@ func (r *Reporter) Flush(ctx context.Context) error {
 func (r *Reporter) loop() {
 	defer close(r.done)
 	ctx, cancel := context.WithCancel(context.Background())
-	r.lease = r.st.Hold(ctx, outboxLease, store.LeaseTTL)
+	r.lease = r.st.Hold(ctx, outboxLease, r.st.LeaseTTL())
 	defer func() { cancel(); <-r.lease.Done() }()
 	go func() { <-r.stop; cancel() }()
 	for {

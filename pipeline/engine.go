@@ -96,7 +96,8 @@ type Options struct {
 	// time.Now. Tests give it a fake clock (and the store the same one: store.SetClock).
 	Now func() time.Time
 	// LeaseTTL is how long an app's lease lasts without renewal (renewed every third of
-	// it); 0 is store.LeaseTTL. A server that dies is taken over within about two.
+	// it); 0 is the store's (Store.LeaseTTL). A server that dies is taken over within
+	// about two.
 	LeaseTTL time.Duration
 	// Secrets are values that must never be shown: test output that holds one has it
 	// replaced by "[redacted]" before it is stored or told (the server's own tokens and
@@ -143,7 +144,7 @@ func New(o Options) (*Engine, error) {
 		o.Tick = time.Second
 	}
 	if o.LeaseTTL == 0 {
-		o.LeaseTTL = store.LeaseTTL
+		o.LeaseTTL = o.Store.LeaseTTL()
 	}
 	if o.Tester == nil {
 		o.Tester = CommandTester{}

@@ -112,6 +112,22 @@ func (s *Store) RenewLease(ctx context.Context, l Lease, ttl time.Duration) (Lea
 	return l, nil
 }
 
+// ReadLease reads a lease as the database has it now: who holds it, its token and its
+// expiry (a lease never claimed is just its name).
+func (s *Store) ReadLease(ctx context.Context, name string) (Lease, error) {
+	l := Lease{Name: name}
+	var exp int64
+	err := s.db.QueryRowContext(ctx, `SELECT holder, token, expires_at FROM leases WHERE name = ?`, name).Scan(&l.Holder, &l.Token, &exp)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return l, nil
+	case err != nil:
+		return l, fmt.Errorf("read lease %s: %w", name, err)
+	}
+	l.Expires = fromNS(exp)
+	return l, nil
+}
+
 // ReleaseLease gives a held lease up, so that another holder need not wait for its expiry.
 func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 	ctx = unfenced(ctx)
@@ -159,9 +175,20 @@ func (s *Store) fenced(ctx context.Context, l Lease, what, query string, args ..
 // or pause, puts it past another's lease).
 func (s *Store) SetLeaseClock(now func() time.Time) { s.leaseNow = now }
 
-// LeaseTTL is how long a lease lasts without renewal: a replica that dies holding one is
-// taken over within two of these.
-const LeaseTTL = 15 * time.Second
+// DefaultLeaseTTL is how long a lease lasts without renewal unless SetLeaseTTL says
+// otherwise: a replica that dies holding one is taken over within two of these.
+const DefaultLeaseTTL = 15 * time.Second
+
+// SetLeaseTTL sets how long the leases this process holds last without renewal (the
+// server's server.lease) before any is held; 0 keeps DefaultLeaseTTL.
+func (s *Store) SetLeaseTTL(d time.Duration) {
+	if d > 0 {
+		s.leaseTTL = d
+	}
+}
+
+// LeaseTTL is how long the leases this process holds last without renewal.
+func (s *Store) LeaseTTL() time.Duration { return s.leaseTTL }
 
 // Holding keeps a lease for its holder: it claims it, renews it every third of its ttl
 // and claims it again whenever it is free, until ctx ends; then it releases it.

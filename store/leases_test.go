@@ -36,6 +36,12 @@ func TestALeaseHasOneHolderAndFencesOffTheLastOne(t *testing.T) {
 		if _, ok, err := b.ClaimLease(ctx, "outbox/slack", b.Replica(), 15*time.Second); err != nil || ok {
 			t.Fatalf("a held lease was claimed again: %v %v", ok, err)
 		}
+		if got, err := b.ReadLease(ctx, "outbox/slack"); err != nil || got.Holder != a.Replica() || got.Token != 1 || !got.Expires.Equal(la.Expires) {
+			t.Fatalf("b reads the lease as %+v (%v); want a's %+v", got, err, la)
+		}
+		if got, err := b.ReadLease(ctx, "outbox/never"); err != nil || got != (Lease{Name: "outbox/never"}) {
+			t.Fatalf("a lease never claimed reads as %+v (%v)", got, err)
+		}
 		if again, ok, err := a.ClaimLease(ctx, "outbox/slack", a.Replica(), 15*time.Second); err != nil || !ok || again.Token != la.Token {
 			t.Fatalf("the holder's own claim renews: %+v %v %v", again, ok, err)
 		}

@@ -38,9 +38,10 @@ var ErrNotFound = errors.New("not found")
 
 // Store is the database.
 type Store struct {
-	db      *db
-	now     func() time.Time
-	replica string // this process, as a lease holder
+	db       *db
+	now      func() time.Time
+	replica  string // this process, as a lease holder
+	leaseTTL time.Duration
 	// leaseNow is the clock of leases and fences: real time even when a test fakes the
 	// times the store records (SetClock).
 	leaseNow func() time.Time
@@ -54,7 +55,7 @@ func Open(ctx context.Context, database string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", Redact(database), err)
 	}
-	s := &Store{db: d, now: time.Now, leaseNow: time.Now, replica: replicaName()}
+	s := &Store{db: d, now: time.Now, leaseNow: time.Now, replica: replicaName(), leaseTTL: DefaultLeaseTTL}
 	d.nowNS = s.leaseNS
 	if err := s.migrate(ctx); err != nil {
 		d.pool.Close()
@@ -76,7 +77,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open store %s read-only: %w", path, err)
 	}
-	s := &Store{db: &db{pool: pool, engine: sqliteEngine}, now: time.Now, leaseNow: time.Now, replica: replicaName()}
+	s := &Store{db: &db{pool: pool, engine: sqliteEngine}, now: time.Now, leaseNow: time.Now, replica: replicaName(), leaseTTL: DefaultLeaseTTL}
 	s.db.nowNS = s.leaseNS
 	return s, nil
 }

@@ -127,7 +127,7 @@ func New(o Options) (*Bot, error) {
 	b := &Bot{cfg: o.Config, api: o.Client, cmds: o.Commands, st: o.Store, log: o.Logger.With("part", "slack"),
 		secret: secret, charts: !o.NoCharts, ctx: ctx, stop: stop, logs: bot.NewLogBook(50), clock: o.Clock, waited: o.OnRateLimit,
 		wake: make(chan struct{}, 1), worked: make(chan struct{}), lastEdit: map[string]time.Time{}, queued: map[int64]string{}}
-	b.lease = o.Store.Hold(ctx, outboxLease, store.LeaseTTL)
+	b.lease = o.Store.Hold(ctx, outboxLease, o.Store.LeaseTTL())
 	go b.deliverLoop(ctx)
 	return b, nil
 }

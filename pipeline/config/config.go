@@ -43,6 +43,10 @@ type ServerConfig struct {
 	// leases (default: host name and listen address). A replica restarted under its name
 	// takes its own leases back at once. IMMUNITY_REPLICA wins.
 	Replica string `yaml:"replica"`
+	// Lease is how long a lease on work that must happen once (an app's runs, the Slack and
+	// GitHub outboxes) lasts without renewal: a replica that dies holding one is taken over
+	// within two of these. Default 15s; at least 1s.
+	Lease Duration `yaml:"lease"`
 	// URL is where people reach the dashboard; links in GitHub and Slack point there.
 	URL string `yaml:"url"`
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigErrorsNameFileLineAndWhatWasExpected(t *testing.T) {
@@ -125,6 +126,16 @@ func TestReplicaName(t *testing.T) {
 	}
 	if _, err := Parse("/etc/immunity/immunity.yml", []byte("server: {replica: \"a\\tb\"}\n"+twoRegions)); err == nil || !strings.Contains(err.Error(), "server.replica") {
 		t.Fatalf("a replica name with a tab: %v", err)
+	}
+}
+
+func TestLeaseSetting(t *testing.T) {
+	cfg, err := Parse("/etc/immunity/immunity.yml", []byte("server: {lease: 4s}\n"+twoRegions))
+	if err != nil || cfg.Server.Lease.Duration != 4*time.Second {
+		t.Fatalf("lease: %v %v", cfg.Server.Lease, err)
+	}
+	if _, err := Parse("/etc/immunity/immunity.yml", []byte("server: {lease: 200ms}\n"+twoRegions)); err == nil || !strings.Contains(err.Error(), "server.lease: expected at least 1s, got 200ms") {
+		t.Fatalf("a lease of 200ms: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 	"unicode"
 
 	"gopkg.in/yaml.v3"
@@ -282,6 +283,9 @@ func (c *Config) validate() []Problem {
 	}
 	if r := c.Server.Replica; len(r) > 200 || strings.ContainsFunc(r, unicode.IsControl) {
 		add("server.replica", "server.replica: expected a name of at most 200 printable characters, got %q", r)
+	}
+	if l := c.Server.Lease.Duration; l != 0 && l < time.Second {
+		add("server.lease", "server.lease: expected at least 1s, got %s", l)
 	}
 	apps := map[string]bool{}
 	ports := map[int]string{}

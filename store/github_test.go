@@ -154,19 +154,3 @@ func TestInstallationsCheckRunsAndDeployments(t *testing.T) {
 		}
 	})
 }
-
-func TestSlackThreads(t *testing.T) {
-	engines(t, func(t *testing.T, db string) {
-		ctx := t.Context()
-		s := open(t, db)
-		if err := s.SaveSlackThread(ctx, SlackThread{RunID: 3, Channel: "C1", TS: "1.1"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SaveSlackThread(ctx, SlackThread{RunID: 3, Channel: "C1", TS: "2.2"}); err != nil {
-			t.Fatal(err)
-		}
-		if th, found, err := s.SlackThread(ctx, 3); err != nil || !found || th.TS != "1.1" {
-			t.Fatalf("the first thread is kept: %+v %v %v", th, found, err)
-		}
-	})
-}

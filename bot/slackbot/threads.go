@@ -134,22 +134,14 @@ func (b *Bot) deliver(ctx context.Context, row store.OutboxItem) error {
 	if err := json.Unmarshal([]byte(row.Payload), &it); err != nil {
 		return fmt.Errorf("%w: %v", errPermanent, err)
 	}
+	if row.Kind == kindRoot {
+		return b.postRoot(ctx, it)
+	}
 	th, found, err := b.st.SlackThread(ctx, it.RunID)
 	if err != nil {
 		return err
 	}
 	switch row.Kind {
-	case kindRoot:
-		if found {
-			return nil // posted before a restart
-		}
-		blocks := rootBlocks(*it.Root, b.runURL(it.RunID))
-		channel, ts, err := b.api.PostMessageContext(ctx, it.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(rootText(*it.Root), false))
-		if err != nil {
-			return fmt.Errorf("post the root of run %d: %w", it.RunID, err)
-		}
-		// Slack's answer names the channel by ID: later calls on the thread use it.
-		return b.st.SaveSlackThread(ctx, store.SlackThread{RunID: it.RunID, Channel: channel, TS: ts})
 	case kindEdit:
 		if !found {
 			return errWait
@@ -184,6 +176,26 @@ func (b *Bot) deliver(ctx context.Context, row store.OutboxItem) error {
 		return b.uploadChart(ctx, th, *it.Post)
 	}
 	return fmt.Errorf("%w: unknown kind %q", errPermanent, row.Kind)
+}
+
+// postRoot posts a run's root message once across replicas: the store's claim on the
+// run's thread decides who posts it; a replica finding it claimed by another waits
+// (errWait) until the thread is recorded, then posts nothing.
+func (b *Bot) postRoot(ctx context.Context, it outboxItem) error {
+	_, found, err := b.st.ClaimSlackRoot(ctx, it.RunID)
+	if errors.Is(err, store.ErrRootClaimed) {
+		return errWait
+	}
+	if err != nil || found {
+		return err // found: posted before (a restart, or another replica)
+	}
+	blocks := rootBlocks(*it.Root, b.runURL(it.RunID))
+	channel, ts, err := b.api.PostMessageContext(ctx, it.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(rootText(*it.Root), false))
+	if err != nil {
+		return fmt.Errorf("post the root of run %d: %w", it.RunID, err)
+	}
+	// Slack's answer names the channel by ID: later calls on the thread use it.
+	return b.st.SaveSlackThread(ctx, store.SlackThread{RunID: it.RunID, Channel: channel, TS: ts})
 }
 
 // uploadChart draws the verdict's canary vs baseline chart and shares it in the thread

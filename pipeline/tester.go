@@ -13,14 +13,17 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/internal/proc"
 )
 
 // CommandTester runs an app's test command on this machine, in an unpacked copy of the
 // release (under Dir/testbeds), against the host whose URL the engine put in
 // IMMUNITY_BASE_URL. Its environment is explicit: deployers.BaseEnv, the config's
-// tests.env and the IMMUNITY_* facts of the run, nothing else of the server's.
+// tests.env and the IMMUNITY_* facts of the run, nothing else of the server's. The
+// command and whatever it starts end with a timeout, a cancel, or the server's death.
 type CommandTester struct {
 	Dir string
 }
@@ -51,6 +54,8 @@ func (t CommandTester) Test(ctx context.Context, rel deployers.Release, h deploy
 	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second
+	proc.Supervise(cmd) // the tests' children go with a timeout, and all of it with the server
 	err = cmd.Run()
 	if ctx.Err() == context.DeadlineExceeded {
 		err = fmt.Errorf("timed out after %s", tests.Timeout)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/immunity-app/immunity/internal/proc"
 )
 
 // keptEnv are the variables of Immunity's own environment a build sees (names, or
@@ -67,7 +69,7 @@ func runCommand(ctx context.Context, dir string, argv []string, env []string, ti
 	out := io.MultiWriter(log, tail)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 5 * time.Second
-	killGroup(cmd)
+	proc.Supervise(cmd)
 	err := cmd.Run()
 	if err == nil {
 		return nil

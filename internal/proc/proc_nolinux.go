@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package release
+package proc
 
 import "syscall"
 

@@ -229,25 +229,33 @@ func TestConcurrentBuildsOfOneCommitBuildOnce(t *testing.T) {
 	runs := filepath.Join(t.TempDir(), "runs")
 	s.Command = []string{"sh", "-c", `echo run >> "$RUNS"; sleep 0.3`}
 	s.Env = map[string]string{"RUNS": runs}
-	results := make(chan error, 2)
-	checksums := make(chan string, 2)
-	for range 2 {
+	const builders = 3
+	results := make(chan error, builders)
+	checksums := make(chan string, builders)
+	for range builders {
 		go func() {
 			rel, err := Build(context.Background(), s)
 			checksums <- rel.Checksum
 			results <- err
 		}()
 	}
-	for range 2 {
+	for range builders {
 		if err := <-results; err != nil {
 			t.Fatal(err)
 		}
 	}
-	if a, b := <-checksums, <-checksums; a != b {
-		t.Errorf("checksums differ: %s %s", a, b)
+	first := <-checksums
+	for range builders - 1 {
+		if c := <-checksums; c != first {
+			t.Errorf("checksums differ: %s %s", first, c)
+		}
 	}
 	if got := readFile(t, runs); got != "run" {
 		t.Errorf("the build command ran %d times, want once", strings.Count(got, "run"))
+	}
+	// Nothing of the builds is left beside the artifact: no checkout, no lock file.
+	if left, _ := os.ReadDir(filepath.Join(s.Dir, "checkouts", s.App)); len(left) != 0 {
+		t.Errorf("the builds left %s in checkouts/%s", left[0].Name(), s.App)
 	}
 }
 

@@ -28,7 +28,7 @@ var importRules = []importRule{
 	{pkg: "pipeline/judge", why: "the judge is pure statistics"},
 	{pkg: "pipeline/config", mayUse: []string{"pipeline/judge"}, why: "config is a leaf but for the judge's metric types"},
 	{pkg: "deployers/...", mayUse: []string{"deployers/...", "internal/wait"}, why: "a deployer knows only deployers"},
-	{pkg: "pipeline/release", mayUse: []string{"deployers"}, why: "the release builder makes deployers.Release"},
+	{pkg: "pipeline/release", mayUse: []string{"deployers", "internal/proc"}, why: "the release builder makes deployers.Release, running its commands through internal/proc"},
 	{pkg: "pipeline", mayUse: []string{"deployers", "store", "pipeline/config", "pipeline/judge", "internal/..."}, why: "the engine knows no surface"},
 	{pkg: "canary/...", mayUse: []string{"canary/...", "deployers", "pipeline", "pipeline/config", "pipeline/judge", "internal/..."}, why: "metric sources and the mirror know no surface"},
 	{pkg: "checks", mayUse: []string{"pipeline", "pipeline/config", "pipeline/judge", "store", "internal/..."}, why: "the GitHub reporter is a listener"},

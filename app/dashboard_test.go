@@ -340,6 +340,12 @@ func TestDashboardUpdatesWithoutReload(t *testing.T) {
 	if _, err := in.Engine.Lock(context.Background(), pipeline.Actor{Name: "bob", Via: "cli"}, "papi", "sandbox2", "flaky <tests>"); err != nil {
 		t.Fatal(err)
 	}
+	for in.Server.live.Sent() == 0 { // published, heard back and handed to the stream
+		if time.Now().After(deadline) {
+			t.Fatal("the lock never reached the page's stream")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	in.Server.live.Close() // the stream sends what it holds, then ends (as on shutdown)
 	r := <-done
 	if r.err != nil {

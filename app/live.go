@@ -3,32 +3,49 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/immunity-app/immunity/internal/wait"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/store"
 )
 
-// The dashboard's live updates. Live is a pipeline.Listener that fans each event out to
-// the browsers watching, over Server-Sent Events (GET /api/events). Every browser has a
-// bounded buffer; Notify never waits: a browser whose buffer is full is dropped (its
-// EventSource reconnects and the page refreshes what it missed). The browser's script
-// then fetches the server-rendered fragments the event concerns.
+// The dashboard's live updates. Live is a pipeline.Listener that publishes each event
+// through the store's live messages (store.Publish: NOTIFY on PostgreSQL, an in-memory
+// fan-out on SQLite), so every replica on the database hears every replica's
+// transitions; it receives them (store.Subscribe) and fans each out to the browsers
+// watching this server, over Server-Sent Events (GET /api/events). Notify never waits: the
+// event is queued for publishing (a full queue drops it, counted). Every browser has a
+// bounded buffer; a browser whose buffer is full is dropped (its EventSource reconnects
+// and the page refreshes what it missed), and so is every browser when the subscription
+// may have missed messages (a lost database connection). The browser's script then
+// fetches the server-rendered fragments the event concerns.
 
 // liveBuffer is how many events a browser may fall behind before it is dropped.
 const liveBuffer = 64
+
+// liveQueue is how many events may wait to be published.
+const liveQueue = 1024
 
 // livePing is how often an idle stream sends a comment, so proxies keep it open and a
 // vanished browser is noticed.
 const livePing = 15 * time.Second
 
-// liveEvent is what a browser receives: enough to know which fragments to refresh.
+// liveReady is how long a new stream waits for the server to be subscribed before it is
+// answered 503 (the database cannot be reached).
+const liveReady = 5 * time.Second
+
+// liveEvent is what a browser receives: enough to know which fragments to refresh. Seq
+// counts the events this server's streams were sent.
 type liveEvent struct {
-	Seq     uint64 `json:"seq"`
+	Seq     uint64 `json:"seq,omitempty"`
 	Kind    string `json:"kind"`
 	App     string `json:"app,omitempty"`
 	Region  string `json:"region,omitempty"`
@@ -39,34 +56,143 @@ type liveEvent struct {
 	Time    string `json:"time"`
 }
 
-// Live fans pipeline events out to the dashboard's browsers.
+// liveFeed is the store's live messages.
+type liveFeed interface {
+	Publish(ctx context.Context, msg []byte) error
+	Subscribe(ctx context.Context) (*store.Subscription, error)
+}
+
+// Live publishes pipeline events and fans the ones heard out to the dashboard's browsers.
 type Live struct {
+	feed liveFeed
+	log  *slog.Logger
+	out  chan []byte // events waiting to be published, in order
+	stop context.CancelFunc
+	ctx  context.Context
+
 	mu      sync.Mutex
 	seq     uint64
 	clients map[chan []byte]struct{}
 	closed  bool
 	servers map[*http.Server]bool // whose shutdown ends the streams
 	dropped uint64
+	lost    uint64        // events not published: the queue was full or the database refused
+	ready   chan struct{} // closed while subscribed
 }
 
-// NewLive returns a hub with no browsers.
-func NewLive() *Live {
-	return &Live{clients: map[chan []byte]struct{}{}, servers: map[*http.Server]bool{}}
+// NewLive returns a hub with no browsers, publishing and subscribed through feed until it
+// is closed.
+func NewLive(feed liveFeed, log *slog.Logger) *Live {
+	ctx, stop := context.WithCancel(context.Background())
+	l := &Live{feed: feed, log: log, out: make(chan []byte, liveQueue), ctx: ctx, stop: stop,
+		clients: map[chan []byte]struct{}{}, servers: map[*http.Server]bool{}, ready: make(chan struct{})}
+	go l.publish()
+	go l.listen()
+	return l
 }
 
-// Notify sends the event to every browser without waiting; full buffers are dropped.
+// Notify queues the event for every replica's browsers without waiting.
 func (l *Live) Notify(_ context.Context, ev pipeline.Event) {
+	msg := liveEvent{Kind: string(ev.Kind), App: ev.App, Region: ev.Region, Host: ev.Host, Run: ev.Run.ID,
+		State: string(ev.Run.State), Message: clipRunes(ev.Message, 300), Time: ev.Time.UTC().Format(time.RFC3339Nano)}
+	if msg.App == "" {
+		msg.App = ev.Run.App
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return
+	}
+	select {
+	case l.out <- data:
+	default:
+		l.mu.Lock()
+		l.lost++
+		l.mu.Unlock()
+	}
+}
+
+// publish sends the queued events, in order, until the hub closes.
+func (l *Live) publish() {
+	for {
+		select {
+		case data := <-l.out:
+			if err := l.feed.Publish(l.ctx, data); err != nil {
+				if l.ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
+					return
+				}
+				l.mu.Lock()
+				l.lost++
+				l.mu.Unlock()
+				l.log.Warn("live update not published", "err", err)
+			}
+		case <-l.ctx.Done():
+			return
+		}
+	}
+}
+
+// listen subscribes to the live messages and fans each out, subscribing again (after
+// dropping every browser, which then refreshes) when the subscription ends with a gap.
+func (l *Live) listen() {
+	for l.ctx.Err() == nil {
+		sub, err := l.feed.Subscribe(l.ctx)
+		if err != nil {
+			if l.ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
+				return
+			}
+			l.log.Warn("live updates: not subscribed", "err", err)
+			if wait.Sleep(l.ctx, time.Second) != nil {
+				return
+			}
+			continue
+		}
+		l.setReady(true)
+		for {
+			data, err := sub.Next(l.ctx)
+			if err != nil {
+				sub.Close()
+				l.setReady(false)
+				l.dropAll()
+				if l.ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
+					return
+				}
+				l.log.Warn("live updates: resubscribing", "err", err)
+				break
+			}
+			l.fanOut(data)
+		}
+	}
+}
+
+func (l *Live) setReady(on bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.ready:
+		if !on {
+			l.ready = make(chan struct{})
+		}
+	default:
+		if on {
+			close(l.ready)
+		}
+	}
+}
+
+// fanOut sends an event heard to every browser without waiting; full buffers are dropped.
+func (l *Live) fanOut(data []byte) {
+	var msg liveEvent
+	if err := json.Unmarshal(data, &msg); err != nil {
+		l.log.Warn("live update unreadable", "err", err)
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || len(l.clients) == 0 {
 		return
 	}
 	l.seq++
-	msg := liveEvent{Seq: l.seq, Kind: string(ev.Kind), App: ev.App, Region: ev.Region, Host: ev.Host, Run: ev.Run.ID,
-		State: string(ev.Run.State), Message: clipRunes(ev.Message, 300), Time: ev.Time.UTC().Format(time.RFC3339Nano)}
-	if msg.App == "" {
-		msg.App = ev.Run.App
-	}
+	msg.Seq = l.seq
 	data, err := json.Marshal(msg)
 	if err != nil {
 		return
@@ -79,6 +205,16 @@ func (l *Live) Notify(_ context.Context, ev pipeline.Event) {
 			close(c)
 			l.dropped++
 		}
+	}
+}
+
+// dropAll ends every browser's stream: they reconnect and refresh everything.
+func (l *Live) dropAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.clients {
+		delete(l.clients, c)
+		close(c)
 	}
 }
 
@@ -109,6 +245,21 @@ func (l *Live) Clients() int {
 	return len(l.clients)
 }
 
+// Sent is how many events this server handed to its streams.
+func (l *Live) Sent() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seq
+}
+
+// Lost is how many events were not published (the queue was full or the database
+// refused).
+func (l *Live) Lost() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost
+}
+
 // Dropped is how many browsers were dropped for falling behind.
 func (l *Live) Dropped() uint64 {
 	l.mu.Lock()
@@ -124,6 +275,7 @@ func (l *Live) Close() {
 		return
 	}
 	l.closed = true
+	l.stop()
 	for c := range l.clients {
 		delete(l.clients, c)
 		close(c)
@@ -149,6 +301,10 @@ func (l *Live) endOnShutdown(r *http.Request) {
 // shuts down.
 func (l *Live) ServeEvents(c *gin.Context) {
 	l.endOnShutdown(c.Request)
+	if !l.waitReady(c.Request.Context()) {
+		c.String(http.StatusServiceUnavailable, "live updates unavailable: not subscribed to the database's live messages")
+		return
+	}
 	events, leave := l.Subscribe()
 	defer leave()
 	w := c.Writer
@@ -179,6 +335,26 @@ func (l *Live) ServeEvents(c *gin.Context) {
 		}
 		w.Flush()
 	}
+}
+
+// waitReady waits, up to liveReady, for the hub to be subscribed, so a stream whose first
+// bytes arrived hears every event published after.
+func (l *Live) waitReady(ctx context.Context) bool {
+	l.mu.Lock()
+	ready, closed := l.ready, l.closed
+	l.mu.Unlock()
+	if closed {
+		return true // its stream ends at once
+	}
+	t := time.NewTimer(liveReady)
+	defer t.Stop()
+	select {
+	case <-ready:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 func clipRunes(s string, n int) string {

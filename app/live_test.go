@@ -3,13 +3,19 @@ package app
 import (
 	"bufio"
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/internal/pgtest"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
+	"github.com/immunity-app/immunity/store"
 )
 
 // readEvent reads an SSE stream up to the next data line.
@@ -60,7 +66,14 @@ func TestEventStreamDeliversAnEngineEvent(t *testing.T) {
 
 func TestLiveDropsABrowserThatFallsBehind(t *testing.T) {
 	t.Parallel()
-	l := NewLive()
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "immunity.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := NewLive(st, slog.Default())
+	defer l.Close()
+	<-l.ready // subscribed
 	slow, _ := l.Subscribe()
 	fast, leave := l.Subscribe()
 	defer leave()
@@ -98,5 +111,65 @@ func TestShutdownEndsEventStreams(t *testing.T) {
 	// Without closing its streams, Shutdown would wait out its drain deadline and fail.
 	if err := <-served; err != nil {
 		t.Fatalf("Serve after shutdown with a browser watching: %v", err)
+	}
+}
+
+// Two servers on one PostgreSQL database: a browser watching B sees the stage transition
+// A made (a promotion typed at A), through the database's live messages.
+func TestEventStreamShowsAnotherReplicasTransition(t *testing.T) {
+	t.Parallel()
+	_, database := pgtest.Own(t)
+	open := func(replica string) *Instance {
+		dir := t.TempDir()
+		cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte("server: {database: '"+database+"', replica: "+replica+"}\n"+dashboardConfig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := Open(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { in.Store.Close() })
+		return in
+	}
+	a, b := open("a"), open("b")
+	fillDashboard(t, a) // a run waiting for promotion to prod3, and prod3 locked
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := a.Engine.Unlock(ctx, pipeline.Actor{ID: "github:1", Name: "ada", Via: "github"}, "papi", "prod3", false); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := httptest.NewServer(b.Server.Handler())
+	defer srv.Close()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/events", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	if line, _ := r.ReadString('\n'); resp.StatusCode != http.StatusOK || !strings.HasPrefix(line, "retry:") {
+		t.Fatalf("B's stream: %s %q", resp.Status, line)
+	}
+	out, err := a.Engine.Promote(ctx, pipeline.Actor{ID: "github:1", Name: "ada", Via: "github"}, "papi", "prod3", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for {
+		data := readEvent(t, r) // fails the test when the stream ends (its context's deadline)
+		seen = append(seen, data)
+		if strings.Contains(data, `"kind":"stage.changed"`) {
+			for _, want := range []string{`"app":"papi"`, `"region":"prod3"`, `"run":2`, `"state":"running"`, `ada promoted papi 3333333 to prod3`} {
+				if !strings.Contains(data, want) {
+					t.Errorf("B's event %s lacks %s (A answered %q)", data, want, out)
+				}
+			}
+			break
+		}
+	}
+	if b.Server.live.Sent() == 0 || a.Server.live.Lost() != 0 {
+		t.Errorf("B sent %d events, A lost %d; seen %v", b.Server.live.Sent(), a.Server.live.Lost(), seen)
 	}
 }

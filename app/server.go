@@ -48,7 +48,7 @@ type Server struct {
 // NewServer builds the router. mounts add the GitHub and Slack routes.
 func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Logger, mounts ...func(gin.IRouter)) *Server {
 	gin.SetMode(gin.ReleaseMode)
-	s := &Server{eng: eng, command: command, log: log, router: gin.New(), live: NewLive()}
+	s := &Server{eng: eng, command: command, log: log, router: gin.New(), live: NewLive(eng.Store(), log)}
 	s.router.Use(gin.Recovery(), crossOrigin(http.NewCrossOriginProtection()))
 	s.router.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
 	s.router.GET("/readyz", s.readyz)

@@ -56,6 +56,7 @@ type db struct {
 	engine engine
 	binds  sync.Map     // statement with ? -> statement with $n (PostgreSQL)
 	nowNS  func() int64 // the store's clock, for fences
+	url    string       // PostgreSQL: the database's URL, for connections of their own (live.go)
 }
 
 // q rewrites a statement for the engine.

@@ -45,6 +45,7 @@ type Store struct {
 	// leaseNow is the clock of leases and fences: real time even when a test fakes the
 	// times the store records (SetClock).
 	leaseNow func() time.Time
+	live     liveHub // live messages' subscriptions (live.go)
 }
 
 // Open opens the database and applies pending migrations. database is either the path of
@@ -91,7 +92,7 @@ func openDB(database string) (*db, error) {
 		pool.SetMaxOpenConns(16)
 		pool.SetMaxIdleConns(16)
 		pool.SetConnMaxIdleTime(5 * time.Minute)
-		return &db{pool: pool, engine: postgresEngine}, nil
+		return &db{pool: pool, engine: postgresEngine, url: database}, nil
 	}
 	dsn := "file:" + database + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	pool, err := sql.Open("sqlite", dsn)
@@ -133,7 +134,10 @@ func replicaName() string {
 func (s *Store) Engine() string { return s.db.engine.String() }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.pool.Close() }
+func (s *Store) Close() error {
+	s.closeLive()
+	return s.db.pool.Close()
+}
 
 // Now is the store's clock, in unix nanoseconds.
 func (s *Store) nowNS() int64 { return s.now().UnixNano() }

@@ -86,7 +86,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	st.SetLeaseTTL(cfg.Server.Lease.Duration)
 	var gh *github.App
 	in := &Instance{Config: cfg, Store: st, log: o.Logger, locals: map[string]*local.Deployer{}}
-	in.builder = &builder{dir: cfg.Server.DataDir, log: o.BuildLog, repos: &release.Repos{}}
+	in.builder = &builder{dir: cfg.Server.DataDir, artifacts: cfg.Server.ArtifactsDir, st: st, logs: o.Logger, log: o.BuildLog, repos: &release.Repos{}}
 	in.ssh = sshdeploy.New(sshdeploy.Options{Settings: sshSettingsLookup(cfg), Logger: o.Logger})
 	in.Mirrors = mirror.NewRegistry(mirror.Options{})
 	in.Monitor = &canary.Monitor{Mirrors: switchMirrors(cfg, in.Mirrors, o.MirrorToken), Registry: in.Mirrors, Log: o.Logger}
@@ -302,7 +302,13 @@ func (in *Instance) deployer(a *config.App, r *config.Region) (deployers.Deploye
 // builder builds releases with pipeline/release from the app's local repository, or, for
 // an app only on GitHub, from a mirror of it kept under data_dir/repos.
 type builder struct {
-	dir   string
+	dir string
+	// artifacts is server.artifacts_dir, a folder shared by the replicas ("": dir/artifacts).
+	artifacts string
+	// st, on PostgreSQL, makes builds once across replicas (artifacts.go); nil or SQLite:
+	// builds of one process, artifacts on disk.
+	st    *store.Store
+	logs  *slog.Logger
 	log   io.Writer
 	repos *release.Repos // open repository handles, for looking pushed commits up
 	// remote says where an app without repo.path is fetched from.
@@ -336,8 +342,12 @@ func (b builder) Build(ctx context.Context, a *config.App, sha string) (deployer
 	if err != nil {
 		return deployers.Release{}, fmt.Errorf("build %s: %w", a.Name, err)
 	}
-	return release.Build(ctx, release.Spec{App: a.Name, RepoPath: path, SHA: sha, Command: a.Build.Command,
-		Artifacts: a.Build.Artifacts, Env: a.Build.Env, Timeout: a.Build.Timeout.Duration, Dir: b.dir, Log: b.log})
+	spec := release.Spec{App: a.Name, RepoPath: path, SHA: sha, Command: a.Build.Command,
+		Artifacts: a.Build.Artifacts, Env: a.Build.Env, Timeout: a.Build.Timeout.Duration, Dir: b.dir, ArtifactDir: b.artifacts, Log: b.log}
+	if b.st != nil && b.st.Engine() == "postgres" {
+		return b.buildOnce(ctx, spec)
+	}
+	return release.Build(ctx, spec)
 }
 
 // Commit looks a commit up; a mirror is fetched first when it lacks the commit (or always,

@@ -21,6 +21,7 @@ import (
 // fakeBuilder builds tiny real artifacts for commits it was told about.
 type fakeBuilder struct {
 	dir     string
+	stored  *store.Store // when set, artifacts are also stored in it, as replicas on PostgreSQL do
 	mu      sync.Mutex
 	commits []Commit
 	builds  []string
@@ -49,7 +50,7 @@ func (b *fakeBuilder) Commit(_ context.Context, _ *config.App, sha string) (Comm
 	return Commit{}, fmt.Errorf("no commit %s", sha)
 }
 
-func (b *fakeBuilder) Build(_ context.Context, a *config.App, sha string) (deployers.Release, error) {
+func (b *fakeBuilder) Build(ctx context.Context, a *config.App, sha string) (deployers.Release, error) {
 	b.mu.Lock()
 	b.builds = append(b.builds, sha)
 	b.mu.Unlock()
@@ -66,6 +67,9 @@ func (b *fakeBuilder) Build(_ context.Context, a *config.App, sha string) (deplo
 	}
 	f.Close()
 	sum, err := deployers.FileChecksum(art)
+	if err == nil && b.stored != nil {
+		_, err = b.stored.PutArtifact(ctx, a.Name, sha, art)
+	}
 	return deployers.Release{App: a.Name, SHA: sha, Artifact: art, Checksum: sum}, err
 }
 

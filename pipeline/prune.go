@@ -45,6 +45,10 @@ func (e *Engine) pruneDisk(ctx context.Context, a *config.App) {
 			e.log.Warn("prune release", "app", a.Name, "sha", short(r.SHA), "err", err)
 			continue
 		}
+		if err := e.st.DeleteArtifact(ctx, a.Name, r.SHA); err != nil { // stored for replicas (PostgreSQL)
+			e.log.Warn("prune release", "app", a.Name, "sha", short(r.SHA), "err", err)
+			continue
+		}
 		if err := e.st.SetReleaseState(ctx, a.Name, r.SHA, store.ReleasePruned, "no host keeps it; its artifact was deleted"); err != nil {
 			e.log.Warn("prune release", "app", a.Name, "sha", short(r.SHA), "err", err)
 			continue

@@ -2,10 +2,12 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/immunity-app/immunity/internal/pgtest"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -25,7 +27,15 @@ apps:
 // Artifacts no host keeps any more (beyond keep_releases, live and previous included)
 // are deleted once a stage ends; the ones kept stay.
 func TestArtifactsBeyondWhatHostsKeepArePruned(t *testing.T) {
-	h := newHarness(t, oneRegionKeep2)
+	t.Run("sqlite", func(t *testing.T) { testArtifactsPruned(t, newHarness(t, oneRegionKeep2)) })
+	t.Run("postgres, artifacts stored in the database", func(t *testing.T) {
+		h := newHarnessOn(t, oneRegionKeep2, pgtest.Database(t))
+		h.build.stored = h.st
+		testArtifactsPruned(t, h)
+	})
+}
+
+func testArtifactsPruned(t *testing.T, h *harness) {
 	var shas []string
 	for _, subject := range []string{"one", "two", "three", "four", "five", "six"} {
 		run := h.push(subject)
@@ -50,6 +60,12 @@ func TestArtifactsBeyondWhatHostsKeepArePruned(t *testing.T) {
 		}
 		if !kept && (rel.State != store.ReleasePruned || !os.IsNotExist(statErr)) {
 			t.Errorf("release %d (%s) is %s, artifact %v; want it pruned", i+1, short(sha), rel.State, statErr)
+		}
+		if h.build.stored != nil {
+			_, err := h.st.ArtifactChecksum(ctx, "papi", sha)
+			if kept && err != nil || !kept && !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("release %d (%s) kept %v: its stored artifact: %v", i+1, short(sha), kept, err)
+			}
 		}
 	}
 	// A rollback to a pruned release is refused; to the previous one it works.

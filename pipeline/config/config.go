@@ -47,6 +47,11 @@ type ServerConfig struct {
 	// GitHub outboxes) lasts without renewal: a replica that dies holding one is taken over
 	// within two of these. Default 15s; at least 1s.
 	Lease Duration `yaml:"lease"`
+	// ArtifactsDir is a folder every replica sharing the database reaches (a shared
+	// file system) where release artifacts are kept. Without it, artifacts are files in
+	// DATA_DIR/artifacts on SQLite and stored in the database on PostgreSQL (each replica
+	// keeping a verified copy in its DATA_DIR).
+	ArtifactsDir string `yaml:"artifacts_dir"`
 	// URL is where people reach the dashboard; links in GitHub and Slack point there.
 	URL string `yaml:"url"`
 }

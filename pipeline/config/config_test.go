@@ -95,8 +95,12 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("region defaults: %+v", r)
 	}
 	if cfg.Server.Listen != "127.0.0.1:3102" || cfg.Server.DataDir != "/etc/immunity/immunity-data" ||
-		cfg.Server.DatabaseSetting() != "/etc/immunity/immunity-data/immunity.db" {
+		cfg.Server.DatabaseSetting() != "/etc/immunity/immunity-data/immunity.db" || cfg.Server.ArtifactsDir != "" {
 		t.Fatalf("server defaults: %+v", cfg.Server)
+	}
+	cfg, err = Parse("/etc/immunity/immunity.yml", []byte("server: {artifacts_dir: shared/artifacts}\n"+twoRegions))
+	if err != nil || cfg.Server.ArtifactsDir != "/etc/immunity/shared/artifacts" {
+		t.Fatalf("artifacts_dir relative to the file: %q %v", cfg.Server.ArtifactsDir, err)
 	}
 }
 

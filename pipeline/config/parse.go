@@ -225,6 +225,9 @@ func (c *Config) applyDefaults() {
 	if !filepath.IsAbs(c.Server.DataDir) {
 		c.Server.DataDir = filepath.Join(dir, c.Server.DataDir)
 	}
+	if d := c.Server.ArtifactsDir; d != "" && !filepath.IsAbs(d) {
+		c.Server.ArtifactsDir = filepath.Join(dir, d)
+	}
 	if d := c.Server.Database; d != "" && !PostgresURL(d) && !filepath.IsAbs(d) {
 		c.Server.Database = filepath.Join(dir, d)
 	}

@@ -9,6 +9,7 @@
 //	checkouts/<app>/<sha>.lock  held while a build of that commit runs
 //	checkouts/<app>/<sha>.old-N a tree left by a crash or a finished build, being removed
 //	artifacts/<app>/<sha>.tar.gz the release; its presence means the build finished
+//	                            (under Spec.ArtifactDir instead, when set)
 //
 // The artifact is written to a temporary file and renamed into place, so it exists only
 // complete. A second Build of the same commit (after a restart, say) returns the existing
@@ -49,7 +50,10 @@ type Spec struct {
 	Env       map[string]string
 	Timeout   time.Duration // default DefaultTimeout
 	Dir       string        // root for checkouts and artifacts
-	Log       io.Writer     // build output; nil discards it
+	// ArtifactDir holds the artifacts (<app>/<sha>.tar.gz) instead of Dir/artifacts: a
+	// folder shared by the servers of one database.
+	ArtifactDir string
+	Log         io.Writer // build output; nil discards it
 }
 
 // Build returns the release of s.SHA, building it unless its artifact already exists.
@@ -87,6 +91,11 @@ func build(ctx context.Context, s Spec, c *object.Commit) (deployers.Release, er
 	}
 	sha := c.Hash.String()
 	artDir := filepath.Join(dir, "artifacts", s.App)
+	if s.ArtifactDir != "" {
+		if artDir, err = filepath.Abs(filepath.Join(s.ArtifactDir, s.App)); err != nil {
+			return deployers.Release{}, err
+		}
+	}
 	coDir := filepath.Join(dir, "checkouts", s.App)
 	for _, d := range []string{artDir, coDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {

@@ -107,8 +107,12 @@ type Session struct {
 	Expires time.Time
 }
 
-// PutSession records a new session.
+// PutSession records a new session and prunes expired ones, so every sign-in keeps
+// the table to the sessions still alive.
 func (s *Store) PutSession(ctx context.Context, se Session) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, s.nowNS()); err != nil {
+		return fmt.Errorf("prune expired sessions: %w", err)
+	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions (hash, actor, token, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		se.Hash, se.Actor, se.Token, se.CSRF, s.nowNS(), se.Expires.UnixNano())
 	return err

@@ -19,11 +19,18 @@ func TestTokensSessionsAndTheAuditPage(t *testing.T) {
 		if tok, err := s.TokenByHash(ctx, "h1"); err != nil || tok.Name != "ci" || tok.Role != "member" {
 			t.Fatalf("token by hash: %+v %v", tok, err)
 		}
+		if err := s.PutSession(ctx, Session{Hash: "old", Actor: `{"id":"token:ci"}`, CSRF: "c", Expires: time.Now().Add(-time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.PutSession(ctx, Session{Hash: "s1", Actor: `{"id":"token:ci"}`, Token: "ci", CSRF: "c", Expires: time.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 		if se, err := s.SessionByHash(ctx, "s1"); err != nil || se.CSRF != "c" {
 			t.Fatalf("session: %+v %v", se, err)
+		}
+		var expired int
+		if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE hash = 'old'`).Scan(&expired); err != nil || expired != 0 {
+			t.Fatalf("an expired session left after a sign-in: %d rows, %v", expired, err)
 		}
 		if err := s.RevokeToken(ctx, "ci"); err != nil {
 			t.Fatal(err)

@@ -50,7 +50,7 @@ type auth struct {
 	github  githubSignIn // nil: no "Sign in with GitHub"
 	secure  bool         // cookies only over https (server.url is https)
 	ttl     time.Duration
-	private atomic.Bool // logs and test output need sign-in: a listener is not on loopback
+	private atomic.Bool // logs, test output and the audit need sign-in: a listener is not on loopback
 }
 
 // configureSignIn sets sign-in up from the config: GitHub's when the App's OAuth client is
@@ -146,7 +146,8 @@ func sameSecret(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// private lets a request through to a view with logs or test output when the server is
+// private lets a request through to a view with logs, test output or who did what (the
+// audit, a region's page) when the server is
 // only on loopback, or the caller is signed in (a session, a token, the local socket);
 // anyone else is sent to sign in (pages) or answered 401 (the API).
 func (s *Server) private(c *gin.Context) {
@@ -160,14 +161,14 @@ func (s *Server) private(c *gin.Context) {
 		return
 	}
 	if strings.HasPrefix(c.Request.URL.Path, "/api/") {
-		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "this shows logs and test output: send a personal token (Authorization: Bearer TOKEN)"})
+		c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "this shows logs, test output or the audit: send a personal token (Authorization: Bearer TOKEN)"})
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/signin?next="+url.QueryEscape(c.Request.URL.RequestURI()))
 	c.Abort()
 }
 
-// notePrivate marks the views with logs and test output as needing sign-in when ln is
+// notePrivate marks the views with logs, test output or the audit as needing sign-in when ln is
 // reachable from beyond this machine (a TCP listener not on loopback).
 func (s *Server) notePrivate(ln net.Listener) {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {

@@ -316,7 +316,8 @@ func TestSecureCookiesBehindHTTPS(t *testing.T) {
 }
 
 // TestLogsNeedSignInBeyondLoopback: on a server reachable beyond loopback, the run page,
-// its fragments and the API's run (logs and test output) need a signed-in caller; the
+// its fragments and the API's run (logs and test output), the audit and a region's page
+// (who did what) need a signed-in caller; the
 // overview stays open. On loopback only (the demo), they are open.
 func TestLogsNeedSignInBeyondLoopback(t *testing.T) {
 	t.Parallel()
@@ -334,7 +335,7 @@ func TestLogsNeedSignInBeyondLoopback(t *testing.T) {
 	if !in.Server.auth.private.Load() {
 		t.Fatal("a listener on every address left logs open")
 	}
-	for _, p := range []string{"/runs/1", "/ui/runs/1", "/ui/runs/1/log"} {
+	for _, p := range []string{"/runs/1", "/ui/runs/1", "/ui/runs/1/log", "/audit", "/ui/audit", "/regions/papi/sandbox2", "/ui/regions/papi/sandbox2"} {
 		resp, page := anon.do("GET", base+p, nil)
 		if resp.StatusCode != http.StatusSeeOther || anon.to != "/signin?next="+url.QueryEscape(p) || strings.Contains(page, "TestSearch") {
 			t.Errorf("anonymous %s: %d to %q", p, resp.StatusCode, anon.to)
@@ -342,6 +343,9 @@ func TestLogsNeedSignInBeyondLoopback(t *testing.T) {
 	}
 	if resp, page := anon.do("GET", base+"/api/runs/1", nil); resp.StatusCode != 401 || strings.Contains(page, "TestSearch") {
 		t.Errorf("anonymous /api/runs/1: %d", resp.StatusCode)
+	}
+	if resp, _ := anon.do("GET", base+"/api/audit", nil); resp.StatusCode != 401 {
+		t.Errorf("anonymous /api/audit: %d", resp.StatusCode)
 	}
 	if resp, page := anon.do("GET", base+"/", nil); resp.StatusCode != 200 || !strings.Contains(page, "papi") {
 		t.Errorf("overview: %d", resp.StatusCode)
@@ -354,6 +358,9 @@ func TestLogsNeedSignInBeyondLoopback(t *testing.T) {
 	anon.do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrfField.FindStringSubmatch(page)[1]}})
 	if resp, page := anon.do("GET", base+"/runs/1", nil); resp.StatusCode != 200 || !strings.Contains(page, "TestSearch") {
 		t.Errorf("run page signed in: %d", resp.StatusCode)
+	}
+	if resp, page := anon.do("GET", base+"/audit", nil); resp.StatusCode != 200 || !strings.Contains(page, "sign in") {
+		t.Errorf("audit page signed in: %d", resp.StatusCode)
 	}
 }
 

@@ -27,7 +27,9 @@ import (
 // personal API token (`immunity token create NAME`). Either way the server keeps a session
 // in the store, keyed by a SHA-256 of the cookie's random value, which expires after
 // sessionTTL and is deleted on sign-out (or when its token is revoked). The cookie is
-// HttpOnly, SameSite=Lax, and Secure when the server's URL is https. Every form a session
+// HttpOnly, SameSite=Lax, and Secure when the server's URL is https; behind https the
+// session cookie is named with the __Host- prefix (no Domain, Path=/: no other host or
+// path can set or shadow it) and the sign-in cookies with __Secure-. Every form a session
 // posts carries the session's CSRF token, and crossOrigin refuses posts from other origins
 // before any handler runs. Views with logs or test output need a signed-in caller unless
 // every listener of the server is on loopback (the demo).
@@ -103,7 +105,7 @@ func (s *Server) session(c *gin.Context) (store.Session, pipeline.Actor, bool) {
 		return x.se, x.a, x.ok
 	}
 	var x cached
-	if ck, err := c.Cookie(sessionCookie); err == nil && ck != "" {
+	if ck, err := s.cookie(c, sessionCookie); err == nil && ck != "" {
 		se, err := s.eng.Store().SessionByHash(c.Request.Context(), hashToken(ck))
 		switch {
 		case err == nil:
@@ -200,7 +202,7 @@ func (s *Server) signInPage(c *gin.Context) {
 // signInToken signs in with a personal API token (a standalone install's admin, or anyone
 // holding a token): the session is the token's identity, and ends when it is revoked.
 func (s *Server) signInToken(c *gin.Context) {
-	ck, _ := c.Cookie(signinCookie)
+	ck, _ := s.cookie(c, signinCookie)
 	if !sameSecret(c.PostForm("csrf"), ck) {
 		s.message(c, http.StatusForbidden, "Refused", "The sign-in form's CSRF token is missing or wrong: open the sign-in page again.")
 		return
@@ -238,7 +240,7 @@ func (s *Server) signInGitHubCallback(c *gin.Context) {
 		s.message(c, http.StatusNotFound, "No GitHub sign-in", "This server has no GitHub App OAuth client.")
 		return
 	}
-	ck, _ := c.Cookie(oauthCookie)
+	ck, _ := s.cookie(c, oauthCookie)
 	s.setCookie(c, oauthCookie, "", "/signin", -1) // a state is used once
 	parts := strings.Split(ck, ".")
 	if len(parts) != 3 || !sameSecret(c.Query("state"), parts[0]) {
@@ -301,13 +303,33 @@ func (s *Server) signOut(c *gin.Context) {
 // HttpOnly, SameSite=Lax (GitHub's redirect back is a top-level navigation, which Lax
 // lets through), Secure behind https.
 func (s *Server) setCookie(c *gin.Context, name, value, path string, age time.Duration) {
-	ck := &http.Cookie{Name: name, Value: value, Path: path, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.auth.secure}
+	ck := &http.Cookie{Name: s.cookieName(name), Value: value, Path: path, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.auth.secure}
 	if age < 0 {
 		ck.MaxAge = -1
 	} else {
 		ck.MaxAge = int(age / time.Second)
 	}
 	http.SetCookie(c.Writer, ck)
+}
+
+// cookieName is the name a cookie goes by: behind https the session cookie (Path=/) has
+// the __Host- prefix and the sign-in ones (Path=/signin) __Secure-, which browsers only
+// accept from a secure origin (and, for __Host-, without a Domain); on plain http (the
+// loopback demo) the plain name.
+func (s *Server) cookieName(name string) string {
+	switch {
+	case !s.auth.secure:
+		return name
+	case name == sessionCookie:
+		return "__Host-" + name
+	default:
+		return "__Secure-" + name
+	}
+}
+
+// cookie reads one of the dashboard's cookies by the name it goes by.
+func (s *Server) cookie(c *gin.Context, name string) (string, error) {
+	return c.Cookie(s.cookieName(name))
 }
 
 // localPath is a return path after sign-in: a path of this server, never another site.

@@ -304,14 +304,26 @@ func TestSecureCookiesBehindHTTPS(t *testing.T) {
 	}
 	b := newBrowser(t)
 	resp, page := b.do("GET", base+"/signin", nil)
-	if ck := setCookie(resp, signinCookie); ck == nil || !ck.Secure {
+	if ck := setCookie(resp, "__Secure-"+signinCookie); ck == nil || !ck.Secure || ck.Path != "/signin" {
 		t.Fatalf("sign-in form cookie: %+v", ck)
 	}
 	csrf := csrfField.FindStringSubmatch(page)[1]
-	// The jar keeps Secure cookies off plain http, as a browser does: send it by hand.
-	resp, _ = b.do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrf}}, "Cookie", signinCookie+"="+csrf)
-	if ck := setCookie(resp, sessionCookie); ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
+	// Each request below is sent by a fresh client with the cookie set by hand.
+	// The unprefixed name, which any host of the domain or plain http could set, is not read.
+	if resp, _ := newBrowser(t).do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrf}}, "Cookie", signinCookie+"="+csrf); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("sign-in with the unprefixed cookie: %d; want 403", resp.StatusCode)
+	}
+	resp, _ = newBrowser(t).do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrf}}, "Cookie", "__Secure-"+signinCookie+"="+csrf)
+	ck := setCookie(resp, "__Host-"+sessionCookie)
+	if ck == nil || !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.Domain != "" {
 		t.Fatalf("session cookie behind https: %d %+v", resp.StatusCode, ck)
+	}
+	// The session is read by its prefixed name only.
+	if _, page := newBrowser(t).do("GET", base+"/", nil, "Cookie", "__Host-"+sessionCookie+"="+ck.Value); !strings.Contains(page, "Sign out") {
+		t.Fatal("the __Host- session cookie does not sign in")
+	}
+	if _, page := newBrowser(t).do("GET", base+"/", nil, "Cookie", sessionCookie+"="+ck.Value); strings.Contains(page, "Sign out") {
+		t.Fatal("the unprefixed session cookie signs in behind https")
 	}
 }
 

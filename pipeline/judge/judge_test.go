@@ -220,7 +220,7 @@ func TestBurstsAreNotRegressions(t *testing.T) {
 // variance of a combination without excess.
 func TestKnownAnswers(t *testing.T) {
 	t.Parallel()
-	if u := mannWhitneyU([]float64{1, 2, 3, 4}, []float64{3, 5, 6, 7}); u != 14.5 {
+	if u := mannWhitneyU(keys(1, 2, 3, 4), keys(3, 5, 6, 7)); u != 14.5 {
 		t.Errorf("U = %v, want 14.5 (15 pairs above, one tie)", u)
 	}
 	if got := arSum([]float64{1, 1, 1}, 0.5); got != 3+2*(0.5+0.5+0.25) {

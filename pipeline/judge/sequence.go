@@ -67,6 +67,7 @@ type Sequence struct {
 	errRun  []int                 // failed measurements in a row, per metric
 	last    []*MetricResult       // last result from a good measurement, per metric
 	hist    []history             // each metric's intervals so far
+	room    sync.Pool             // *scratch to rank intervals in, one per goroutine at a time
 }
 
 // history is what a metric's good intervals showed.
@@ -129,7 +130,12 @@ func (s *Sequence) add(in Input) {
 		}
 		if b.PerRequest || c.PerRequest {
 			h.perRequest = true
-			iv := requestInterval(b.Values, c.Values)
+			sc, _ := s.room.Get().(*scratch)
+			if sc == nil {
+				sc = new(scratch)
+			}
+			iv := requestInterval(b.Values, c.Values, sc)
+			s.room.Put(sc)
 			h.nb, h.nc = h.nb+iv.nb, h.nc+iv.nc
 			if iv.ok {
 				h.requests = append(h.requests, iv)

@@ -2,7 +2,6 @@ package judge
 
 import (
 	"math"
-	"slices"
 
 	"gonum.org/v1/gonum/stat/distuv"
 )
@@ -35,20 +34,20 @@ type interval struct {
 
 // requestInterval ranks one interval's canary requests against its baseline requests.
 // Values that are not finite are left out. On the log scale when all values are positive;
-// otherwise differences relative to the baseline median.
-func requestInterval(baseline, canary []float64) interval {
-	b, c := finite(baseline), finite(canary)
+// otherwise differences relative to the baseline median. sc is room to sort in.
+func requestInterval(baseline, canary []float64, sc *scratch) interval {
+	sc.b = sc.sorted(sc.b, baseline)
+	sc.c = sc.sorted(sc.c, canary)
+	b, c := sc.b, sc.c
 	out := interval{nb: len(b), nc: len(c)}
 	if len(b) < minPerSide || len(c) < minPerSide {
 		return out
 	}
-	slices.Sort(b)
-	slices.Sort(c)
-	out.medB, out.medC = median(b), median(c)
-	logScale := b[0] > 0 && c[0] > 0
+	out.medB, out.medC = medianKey(b), medianKey(c)
+	logScale := keyValue(b[0]) > 0 && keyValue(c[0]) > 0
 	out.log = logScale
-	spread := func(xs []float64) float64 {
-		q1, q3 := xs[len(xs)/4], xs[(3*len(xs))/4]
+	spread := func(ks []uint64) float64 {
+		q1, q3 := keyValue(ks[len(ks)/4]), keyValue(ks[(3*len(ks))/4])
 		if logScale {
 			return math.Log(q3/q1) / 1.349
 		}
@@ -82,22 +81,27 @@ func requestInterval(baseline, canary []float64) interval {
 }
 
 // mannWhitneyU counts the (baseline, canary) pairs where the canary value is larger,
-// ties counting 1/2, by one merge of the sorted samples.
-func mannWhitneyU(b, c []float64) float64 {
-	u, j, k := 0.0, 0, 0
-	for _, x := range c {
-		for j < len(b) && b[j] < x {
-			j++
+// ties counting 1/2, from the sorted keys of both sides: the mean of the pairs where the
+// baseline is smaller and those where it is not larger, each counted by one merge
+// without branches that depend on the data.
+func mannWhitneyU(b, c []uint64) float64 {
+	return float64(pairsBelow(b, c, 0)+pairsBelow(b, c, 1)) / 2
+}
+
+// pairsBelow counts the pairs with b < c (orEqual 0) or b <= c (orEqual 1). No key
+// of a finite value is the largest uint64, so c+1 does not wrap.
+func pairsBelow(b, c []uint64, orEqual uint64) int {
+	sum, i, j := 0, 0, 0
+	for i < len(b) && j < len(c) {
+		step := 0
+		if b[i] < c[j]+orEqual {
+			step = 1
 		}
-		if k < j {
-			k = j
-		}
-		for k < len(b) && b[k] == x {
-			k++
-		}
-		u += float64(j) + float64(k-j)/2
+		i += step
+		sum += (1 - step) * i
+		j += 1 - step
 	}
-	return u
+	return sum + (len(c)-j)*i
 }
 
 // relScale is the scale of a difference relative to a level (1 when the level is 0).
@@ -106,14 +110,4 @@ func relScale(level float64) float64 {
 		return s
 	}
 	return 1
-}
-
-func finite(xs []float64) []float64 {
-	out := make([]float64, 0, len(xs))
-	for _, x := range xs {
-		if !math.IsNaN(x) && !math.IsInf(x, 0) {
-			out = append(out, x)
-		}
-	}
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -116,23 +117,37 @@ func (a *App) dispatch(d store.Delivery, payload any) {
 }
 
 func (a *App) work(ctx context.Context, d store.Delivery, payload any) {
-	log := a.log.With("delivery", d.ID, "event", d.Event, "action", d.Action, "repo", d.Repo)
 	state, detail := "done", ""
 	defer func() {
 		if r := recover(); r != nil {
 			state, detail = "failed", fmt.Sprintf("panic: %v", r)
-			log.Error("github delivery panicked", "panic", r)
+			a.logDelivery(ctx, slog.LevelError, "github delivery panicked", d, "panic", r)
 		}
 		if err := a.ingest.Finish(context.WithoutCancel(ctx), d.ID, state, detail); err != nil {
-			log.Warn("github delivery", "err", err)
+			a.logDelivery(ctx, slog.LevelWarn, "github delivery", d, "err", err)
 		}
 	}()
 	var err error
 	detail, err = a.handle(ctx, d.Event, payload)
 	if err != nil {
 		state, detail = "failed", err.Error()
-		log.Error("github delivery failed", "err", err)
+		a.logDelivery(ctx, slog.LevelError, "github delivery failed", d, "err", err)
 		return
 	}
-	log.Info("github delivery handled", "detail", detail)
+	// A delivery that changed nothing (most of them: pushes of other branches, events
+	// no app needs) is a debug line; the store's delivery log and the metrics keep it.
+	level := slog.LevelInfo
+	if strings.HasPrefix(detail, "ignored") {
+		level = slog.LevelDebug
+	}
+	a.logDelivery(ctx, level, "github delivery handled", d, "detail", detail)
+}
+
+// logDelivery logs a line about a delivery with its identity, building nothing when the
+// level is off.
+func (a *App) logDelivery(ctx context.Context, level slog.Level, msg string, d store.Delivery, args ...any) {
+	if !a.log.Enabled(ctx, level) {
+		return
+	}
+	a.log.Log(ctx, level, msg, append([]any{"delivery", d.ID, "event", d.Event, "action", d.Action, "repo", d.Repo}, args...)...)
 }

@@ -18,6 +18,9 @@ func (a *App) handle(ctx context.Context, event string, payload any) (string, er
 	switch ev := payload.(type) {
 	case nil:
 		return "ignored: " + event, nil
+	case *pushEvent:
+		a.remember(ctx, ev.Repository.FullName, ev.Installation.ID, ev.Repository.Owner.Login)
+		return a.onPush(ctx, ev)
 	case *checkRunEvent:
 		return a.onCheckRun(ctx, ev)
 	case *checkSuiteEvent:
@@ -29,8 +32,6 @@ func (a *App) handle(ctx context.Context, event string, payload any) (string, er
 	switch ev := payload.(type) {
 	case *gh.PingEvent:
 		return fmt.Sprintf("ping: %s", ev.GetZen()), nil
-	case *gh.PushEvent:
-		return a.onPush(ctx, ev)
 	case *gh.IssueCommentEvent:
 		if ev.GetAction() != "created" {
 			return "ignored: comment " + ev.GetAction(), nil
@@ -54,8 +55,6 @@ func (a *App) rememberFrom(ctx context.Context, payload any) {
 	var id int64
 	var repo, owner string
 	switch p := payload.(type) {
-	case *gh.PushEvent: // its repository has a type of its own
-		id, repo, owner = p.GetInstallation().GetID(), p.GetRepo().GetFullName(), p.GetRepo().GetOwner().GetLogin()
 	case interface {
 		GetInstallation() *gh.Installation
 		GetRepo() *gh.Repository
@@ -122,13 +121,13 @@ func (a *App) appsFor(repo string) []*config.App {
 
 // onPush starts a run for every app whose branch was pushed. Tags, other branches and
 // branch deletions start nothing.
-func (a *App) onPush(ctx context.Context, ev *gh.PushEvent) (string, error) {
-	repo := ev.GetRepo().GetFullName()
-	branch, isBranch := strings.CutPrefix(ev.GetRef(), "refs/heads/")
-	if !isBranch || ev.GetDeleted() || strings.Trim(ev.GetAfter(), "0") == "" {
-		return "ignored: push of " + ev.GetRef(), nil
+func (a *App) onPush(ctx context.Context, ev *pushEvent) (string, error) {
+	repo := ev.Repository.FullName
+	branch, isBranch := strings.CutPrefix(ev.Ref, "refs/heads/")
+	if !isBranch || ev.Deleted || strings.Trim(ev.After, "0") == "" {
+		return "ignored: push of " + ev.Ref, nil
 	}
-	actor := pipeline.Actor{Name: ev.GetPusher().GetName(), Via: "push", GitHubLogin: ev.GetSender().GetLogin()}
+	actor := pipeline.Actor{Name: ev.Pusher.Name, Via: "push", GitHubLogin: ev.Sender.Login}
 	if actor.Name == "" {
 		actor.Name = actor.GitHubLogin
 	}
@@ -137,7 +136,7 @@ func (a *App) onPush(ctx context.Context, ev *gh.PushEvent) (string, error) {
 		if app.Repo.Branch != branch {
 			continue
 		}
-		run, err := a.eng.StartRun(ctx, app.Name, ev.GetAfter(), pipeline.Trigger{Kind: "push", Branch: branch, Actor: actor})
+		run, err := a.eng.StartRun(ctx, app.Name, ev.After, pipeline.Trigger{Kind: "push", Branch: branch, Actor: actor})
 		if err != nil {
 			return "", fmt.Errorf("push to %s@%s: start run of %s: %w", repo, branch, app.Name, err)
 		}

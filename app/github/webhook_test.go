@@ -2,6 +2,7 @@ package github
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	gh "github.com/google/go-github/v60/github"
 
 	"github.com/immunity-app/immunity/app/github/githubtest"
 )
@@ -76,6 +78,7 @@ func TestPushStartsRun(t *testing.T) {
 	}
 	h.post(t, "push", "p2", fixture(t, "push.tag.json", nil), "")
 	h.post(t, "push", "p3", fixture(t, "push.json", map[string]any{"ref": "refs/heads/feature", "after": "1111111111111111111111111111111111111111"}), "")
+	h.post(t, "push", "p4", fixture(t, "push.json", map[string]any{"deleted": true, "after": "0000000000000000000000000000000000000000"}), "")
 	want := []string{"start papi@0000000000000000000000000000000000000000 push master by Codertocat (push, Codertocat)"}
 	// The fixture is a branch creation whose after is a real commit; read it from the file.
 	body := fixture(t, "push.json", nil)
@@ -86,6 +89,41 @@ func TestPushStartsRun(t *testing.T) {
 	}
 	if id, _ := h.store.InstallationFor(t.Context(), "codertocat/hello-world"); id != 1 {
 		t.Errorf("installation of the pushed repo: %d, want 1 (from the payload)", id)
+	}
+}
+
+// TestPushPayloadReadAsGoGithubReadsIt: the push struct of our own (decoded instead of
+// go-github's PushEvent, whose commits cost most of a delivery) reads every field its
+// work uses as go-github does.
+func TestPushPayloadReadAsGoGithubReadsIt(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"push.json", "push.tag.json"} {
+		body := fixture(t, name, map[string]any{"deleted": true, "installation": map[string]any{"id": 7}})
+		var want gh.PushEvent
+		if err := json.Unmarshal(body, &want); err != nil {
+			t.Fatal(err)
+		}
+		p, err := decode("push", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := p.(*pushEvent)
+		for _, f := range []struct{ field, got, want string }{
+			{"ref", got.Ref, want.GetRef()},
+			{"before", got.Before, want.GetBefore()},
+			{"after", got.After, want.GetAfter()},
+			{"deleted", fmt.Sprint(got.Deleted), fmt.Sprint(want.GetDeleted())},
+			{"repository.full_name", got.Repository.FullName, want.GetRepo().GetFullName()},
+			{"repository.owner.login", got.Repository.Owner.Login, want.GetRepo().GetOwner().GetLogin()},
+			{"installation.id", fmt.Sprint(got.Installation.ID), fmt.Sprint(want.GetInstallation().GetID())},
+			{"pusher.name", got.Pusher.Name, want.GetPusher().GetName()},
+			{"sender.login", got.Sender.Login, want.GetSender().GetLogin()},
+			{"sender.id", fmt.Sprint(got.Sender.ID), fmt.Sprint(want.GetSender().GetID())},
+		} {
+			if f.got != f.want || f.want == "" || f.want == "0" {
+				t.Errorf("%s: %s = %q, go-github reads %q", name, f.field, f.got, f.want)
+			}
+		}
 	}
 }
 

@@ -67,9 +67,9 @@ func report(rows []row, checks []check, dur time.Duration, conns, rate int) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("\nwebhook ingest: signed push deliveries (unconfigured repo), %d keep-alive connections (shared among replicas), %s a phase, loopback; load average %s\n\n",
 		conns, dur, strings.Join(strings.Fields(string(load))[:3], " "))
-	fmt.Printf("| server | phase | sent | 2xx | not 2xx | deliveries/s | p50 ms | p99 ms | max ms |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("| server | phase | sent | 2xx | not 2xx | deliveries/s | p50 ms | p99 ms | max ms | server CPU µs/delivery |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
-		fmt.Printf("| %s | %s | %d | %d | %d | %.0f | %.2f | %.2f | %.1f |\n", r.target, r.mode, r.sent, r.ok, r.failed, r.rps, ms(r.p50), ms(r.p99), ms(r.max))
+		fmt.Printf("| %s | %s | %d | %d | %d | %.0f | %.2f | %.2f | %.1f | %.0f |\n", r.target, r.mode, r.sent, r.ok, r.failed, r.rps, ms(r.p50), ms(r.p99), ms(r.max), float64(r.cpuPer)/float64(time.Microsecond))
 	}
 	bareMax, oursMax, oursFixed := rows[0], rows[2], rows[3]
 	ratio := oursMax.rps / bareMax.rps
@@ -89,6 +89,7 @@ func report(rows []row, checks []check, dur time.Duration, conns, rate int) {
 	fmt.Printf("target 0 lost, 0 doubled:      %d lost, %d doubled: %s\n", c.lost, c.doubled, verdict(c.lost == 0 && c.doubled == 0 && c.handled == c.acked))
 	summary("ingest", "deliveries/s (max)", fmt.Sprintf("%.0f", oursMax.rps), fmt.Sprintf("%.0f", bareMax.rps), "bare HMAC net/http", ">= 3000 and >= 0.4x", oursMax.rps >= 3000 && ratio >= 0.4)
 	summary("ingest", fmt.Sprintf("p99 ms at %d/s", rate), fmt.Sprintf("%.2f", ms(oursFixed.p99)), fmt.Sprintf("%.2f", ms(rows[1].p99)), "bare HMAC net/http", "< 10", oursFixed.p99 < 10*time.Millisecond)
+	summary("ingest", "server CPU µs/delivery (max)", fmt.Sprintf("%.0f", float64(oursMax.cpuPer)/float64(time.Microsecond)), fmt.Sprintf("%.0f", float64(bareMax.cpuPer)/float64(time.Microsecond)), "bare HMAC net/http", "none (compared)", true)
 	for i := 4; i+1 < len(rows); i += 2 {
 		summary("ingest", "deliveries/s (max), "+strings.TrimPrefix(rows[i].target, "immunity serve "), fmt.Sprintf("%.0f", rows[i].rps), fmt.Sprintf("%.0f", oursMax.rps), oursMax.target, "none (compared)", true)
 		summary("ingest", fmt.Sprintf("p99 ms at %d/s, ", rate)+strings.TrimPrefix(rows[i+1].target, "immunity serve "), fmt.Sprintf("%.2f", ms(rows[i+1].p99)), fmt.Sprintf("%.2f", ms(oursFixed.p99)), oursMax.target, "none (compared)", true)

@@ -24,6 +24,7 @@ type row struct {
 	target, mode     string
 	sent, ok, failed int
 	rps              float64
+	cpuPer           time.Duration // the server's CPU time per 2xx
 	p50, p99, max    time.Duration
 	acked            []string // delivery ids answered 2xx
 	statuses         map[int]int

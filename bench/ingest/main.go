@@ -16,6 +16,10 @@
 //     the answers do, and a delivery's latency counts from when it was due, so a server
 //     that falls behind shows it (no coordinated omission).
 //
+// Each phase also gives the server processes' CPU time per delivery (from /proc): on a
+// shared machine throughput and latency move with what else runs, the CPU a delivery
+// costs much less.
+//
 // After each setup it stops its servers (SIGINT: they drain their work) and checks the
 // store: every acknowledged delivery recorded exactly once and handled, none lost, none
 // doubled.
@@ -42,6 +46,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -150,7 +155,11 @@ func orchestrate(bin string, dur time.Duration, conns, rate int, withPG bool) er
 	g := &generator{tmpl: tmpl, secret: []byte(hexSecret)}
 	var rows []row
 	for _, fixed := range []bool{false, true} {
+		cpu0 := cpuTime(b)
 		r := g.run([]string{"http://" + bare + "/"}, dur, conns, map[bool]int{false: 0, true: rate}[fixed])
+		if r.ok > 0 {
+			r.cpuPer = (cpuTime(b) - cpu0) / time.Duration(r.ok)
+		}
 		r.target = "bare HMAC net/http"
 		rows = append(rows, r)
 	}
@@ -207,7 +216,11 @@ func orchestrate(bin string, dur time.Duration, conns, rate int, withPG bool) er
 		}
 		var acked []string
 		for _, fixed := range []bool{false, true} {
+			cpu0 := cpuTime(procs...)
 			r := g.run(urls, dur, conns, map[bool]int{false: 0, true: rate}[fixed])
+			if r.ok > 0 {
+				r.cpuPer = (cpuTime(procs...) - cpu0) / time.Duration(r.ok)
+			}
 			r.target = t.name
 			rows = append(rows, r)
 			acked = append(acked, r.acked...)
@@ -227,6 +240,29 @@ func orchestrate(bin string, dur time.Duration, conns, rate int, withPG bool) er
 	}
 	report(rows, checks, dur, conns, rate)
 	return nil
+}
+
+// cpuTime is the CPU time (user and system) the processes have used so far, from
+// /proc/PID/stat; a process whose stat cannot be read counts 0.
+func cpuTime(procs ...*exec.Cmd) time.Duration {
+	var ticks int64
+	for _, p := range procs {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command (which is in parentheses and may hold spaces): utime and
+		// stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		for _, v := range f[11:13] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * (time.Second / 100)
 }
 
 func writeKey(file string) error {

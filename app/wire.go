@@ -134,7 +134,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	mounts := o.Mounts
 	if slackClient != nil {
 		sb, err := slackbot.New(slackbot.Options{Config: cfg, Client: slackClient, Commands: cmds, Store: st, Logger: o.Logger,
-			OnRateLimit: func(d time.Duration) { in.Metrics.RateLimitWait("slack", d) }})
+			OnRateLimit: func(d time.Duration) { in.Metrics.RateLimitWait("slack", d) }, OnRetry: func() { in.Metrics.Retry("slack") }})
 		if err != nil {
 			st.Close()
 			return nil, err

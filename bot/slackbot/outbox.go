@@ -173,6 +173,9 @@ func (b *Bot) try(ctx context.Context, l store.Lease, row store.OutboxItem, now 
 }
 
 func (b *Bot) retry(ctx context.Context, l store.Lease, row store.OutboxItem, at time.Time, why string) {
+	if b.retried != nil {
+		b.retried()
+	}
 	if err := b.st.OutboxRetry(ctx, l, row.ID, at, why); err != nil {
 		b.log.Error("slack outbox", "err", err)
 	}

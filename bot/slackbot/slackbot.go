@@ -64,6 +64,9 @@ type Options struct {
 	NoCharts bool
 	// OnRateLimit, when set, is told of every wait for Slack's rate limit (metrics).
 	OnRateLimit func(time.Duration)
+	// OnRetry, when set, is told of every call that failed and will be tried again
+	// (rate limits included; metrics).
+	OnRetry func()
 	// Clock is the outbox worker's time; nil is the real clock (tests run one faster).
 	Clock Clock
 }
@@ -79,12 +82,13 @@ type Bot struct {
 	charts bool
 	seen   signatures // of verified requests, against replays
 
-	ctx    context.Context // the bot's lifetime: background work stops with Close
-	stop   context.CancelFunc
-	work   sync.WaitGroup // command goroutines
-	logs   *bot.LogBook
-	clock  Clock
-	waited func(time.Duration) // told of each rate-limit wait; may be nil
+	ctx     context.Context // the bot's lifetime: background work stops with Close
+	stop    context.CancelFunc
+	work    sync.WaitGroup // command goroutines
+	logs    *bot.LogBook
+	clock   Clock
+	waited  func(time.Duration) // told of each rate-limit wait; may be nil
+	retried func()              // told of each call to be tried again; may be nil
 
 	// The outbox worker's state (outbox.go).
 	wake        chan struct{}
@@ -125,7 +129,7 @@ func New(o Options) (*Bot, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	b := &Bot{cfg: o.Config, api: o.Client, cmds: o.Commands, st: o.Store, log: o.Logger.With("part", "slack"),
-		secret: secret, charts: !o.NoCharts, ctx: ctx, stop: stop, logs: bot.NewLogBook(50), clock: o.Clock, waited: o.OnRateLimit,
+		secret: secret, charts: !o.NoCharts, ctx: ctx, stop: stop, logs: bot.NewLogBook(50), clock: o.Clock, waited: o.OnRateLimit, retried: o.OnRetry,
 		wake: make(chan struct{}, 1), worked: make(chan struct{}), lastEdit: map[string]time.Time{}, queued: map[int64]string{}}
 	b.lease = o.Store.Hold(ctx, outboxLease, o.Store.LeaseTTL())
 	go b.deliverLoop(ctx)

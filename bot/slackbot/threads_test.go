@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,6 +185,9 @@ func TestRateLimited(t *testing.T) {
 	cfg := testConfig(f.GetAPIURL())
 	b, _ := newTestBot(t, cfg, openStore(t, filepath.Join(t.TempDir(), "db")), &fakeExec{})
 	b.charts = false
+	var waits, retries atomic.Int64
+	b.waited = func(d time.Duration) { waits.Add(int64(d)) }
+	b.retried = func() { retries.Add(1) }
 	evs := runEvents(t)
 	for i := 0; i < 3; i++ { // Slack holds every post; Notify must still return
 		for _, ev := range evs {
@@ -200,6 +204,9 @@ func TestRateLimited(t *testing.T) {
 	// region event, not part of a run) each time it happened.
 	if n := countMethod(calls, "chat.postMessage"); n != 9 {
 		t.Errorf("%d messages posted; want 9", n)
+	}
+	if retries.Load() != 1 || waits.Load() < int64(time.Second) {
+		t.Errorf("told of %d retries and %v waited; want 1 retry after a wait of at least 1s (the metrics)", retries.Load(), time.Duration(waits.Load()))
 	}
 }
 

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/app/github/githubtest"
 	"github.com/immunity-app/immunity/internal/pgtest"
 	"github.com/immunity-app/immunity/store"
 )
@@ -37,8 +43,8 @@ func TestReplicasTakeOverARolloutOfOneKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds papi and the immunity binary")
 	}
-	c := newReplicaCluster(t)
-	a := c.commit("release A")
+	c := newReplicaCluster(t, nil)
+	a := c.commit("release A", "")
 	first := c.start("r1", "done#2") // staging's host, then prod's host1
 	c.waitLease("engine/papi", "r1")
 	for _, name := range []string{"r2", "r3", "r4"} {
@@ -80,6 +86,224 @@ func TestReplicasTakeOverARolloutOfOneKilled(t *testing.T) {
 	}
 }
 
+// webhookSecret is the GitHub App's webhook secret in the replica tests.
+const webhookSecret = "replica-webhook-secret"
+
+// TestReplicasReportOnceToGitHub runs four replicas of the real binary with the GitHub
+// App configured (a fake GitHub that refuses what GitHub's OpenAPI description does not
+// allow): release A's push is delivered to r2 and redelivered to r3, B's to r3; A is
+// promoted through r4. r1, holding the app's and the GitHub outbox's leases, is
+// SIGKILLed after production's first host; later, while B waits for promotion, the
+// replica then holding the GitHub outbox is SIGKILLed too. Each delivery started one run,
+// every run ends succeeded, each stage got one check run and each region one deployment
+// per release, and no host was started or tested twice.
+func TestReplicasReportOnceToGitHub(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds papi and the immunity binary")
+	}
+	gh := githubtest.New(t)
+	contract := githubtest.LoadContract(t)
+	gh.Enforce(contract)
+	c := newReplicaCluster(t, gh)
+	a := c.commit("release A", "")
+	first := c.start("r1", "done#2")
+	c.waitLease("engine/papi", "r1")
+	c.waitLease("outbox/github", "r1")
+	for _, name := range []string{"r2", "r3", "r4"} {
+		c.start(name, "")
+	}
+	c.push(c.replicas["r2"], "delivery-a", a)
+	c.push(c.replicas["r3"], "delivery-a", a) // GitHub redelivers it, to another replica
+	c.waitRun(c.replicas["r3"], a, store.RunWaiting, 3*time.Minute)
+	c.command(c.replicas["r4"], "promote papi prod --release "+a)
+	select {
+	case <-first.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("r1 never reached prod host1's done; run %+v", c.run(c.replicas["r2"], a))
+	}
+	c.waitRun(c.replicas["r2"], a, store.RunSucceeded, 2*time.Minute)
+	heir, _ := c.takenBy(t, "engine/papi")
+
+	b := c.commit("release B", `"hello from B"`)
+	c.push(c.replicas["r3"], "delivery-b", b)
+	c.waitRun(c.replicas["r3"], b, store.RunWaiting, 3*time.Minute)
+	outbox := c.holder("outbox/github")
+	if outbox == nil || outbox.name == "r1" {
+		t.Fatalf("the GitHub outbox is held by %v, not a live replica", outbox)
+	}
+	outbox.kill()
+	t.Logf("r1 killed after prod host1 (%s took papi over); %s killed holding the GitHub outbox while B waited", heir.name, outbox.name)
+	api := c.alive()[0]
+	c.command(api, "promote papi prod --release "+b)
+	c.waitRun(api, b, store.RunSucceeded, 2*time.Minute)
+
+	runA, runB := c.run(api, a), c.run(api, b)
+	var runs []store.Run
+	if err := api.api("GET", "/api/runs?app=papi", nil, &runs); err != nil || len(runs) != 2 {
+		t.Fatalf("runs %+v (%v); want one per delivered release", runs, err)
+	}
+	wantChecks := []string{}
+	for _, r := range []*store.Run{runA, runB} {
+		for _, region := range []string{"staging", "prod"} {
+			wantChecks = append(wantChecks, fmt.Sprintf("run/%d/%s completed success", r.ID, region))
+		}
+	}
+	sort.Strings(wantChecks)
+	var got []string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if got = checkRunsOf(gh); slices.Equal(got, wantChecks) {
+			break
+		}
+	}
+	if !slices.Equal(got, wantChecks) {
+		t.Errorf("check runs (external id, last status and conclusion) %q; want every stage's, completed: %q", got, wantChecks)
+	}
+	if twice := createdTwice(gh); len(twice) > 0 {
+		t.Errorf("check runs created twice alike: %q", twice)
+	}
+	deps := map[string]int{}
+	for _, d := range gh.Deployments() {
+		deps[fmt.Sprintf("%.7s %s", d.Ref, d.Environment)]++
+	}
+	wantDeps := map[string]int{}
+	for _, sha := range []string{a, b} {
+		for _, region := range []string{"staging", "prod"} {
+			wantDeps[fmt.Sprintf("%.7s %s", sha, region)] = 1
+		}
+	}
+	if !maps.Equal(deps, wantDeps) {
+		t.Errorf("deployments created %v; want one per region and release: %v", deps, wantDeps)
+	}
+	for _, h := range c.hosts {
+		if cur := c.current(h); cur != b {
+			t.Errorf("%s runs %.7s, want B %.7s", h, cur, b)
+		}
+		if got := c.starts(h); !slices.Equal(got, []string{a, b}) {
+			t.Errorf("%s started %v; want A and B once each", h, shorts(got))
+		}
+	}
+	var wantTests []string
+	for _, h := range c.hosts {
+		for _, sha := range []string{a, b} {
+			wantTests = append(wantTests, filepath.Base(filepath.Dir(h))+"/"+filepath.Base(h)+" "+sha)
+		}
+	}
+	sort.Strings(wantTests)
+	if got := c.testRuns(); !slices.Equal(got, wantTests) {
+		t.Errorf("tests ran %q; want once per host and release: %q", got, wantTests)
+	}
+	contract.ValidateAll(t, gh)
+}
+
+// checkRunsOf lists the stages the fake GitHub was sent check runs of, each as its
+// external id with the last status and conclusion sent, sorted.
+func checkRunsOf(gh *githubtest.Server) []string {
+	last := map[string]map[string]any{} // external id -> the last body sent
+	for _, r := range gh.Requests() {
+		if strings.Contains(r.Path, "/check-runs") && (r.Method == "POST" || r.Method == "PATCH") {
+			body := r.JSON()
+			id, _ := body["external_id"].(string)
+			last[id] = body
+		}
+	}
+	var out []string
+	for id, body := range last {
+		out = append(out, fmt.Sprintf("%s %v %v", id, body["status"], body["conclusion"]))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// createdTwice lists the check runs created twice with the same content: a stage gets a
+// new check run when it starts again after one completed (waiting for promotion, then
+// deploying), never the same one twice.
+func createdTwice(gh *githubtest.Server) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range gh.Find("POST /repos/Codertocat/Hello-World/check-runs") {
+		body := r.JSON()
+		out1, _ := body["output"].(map[string]any)
+		key := fmt.Sprintf("%v %v %v %v", body["external_id"], body["status"], body["conclusion"], out1["title"])
+		if seen[key] {
+			out = append(out, key)
+		}
+		seen[key] = true
+	}
+	return out
+}
+
+// push delivers a push of sha to the app's branch to a replica, as GitHub does (retrying
+// while the replica is not up yet); the answer must be 2xx.
+func (c *replicaCluster) push(r *replica, delivery, sha string) {
+	c.t.Helper()
+	raw, err := os.ReadFile(filepath.Join("fixtures", "github", "push.json"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		c.t.Fatal(err)
+	}
+	m["ref"], m["after"] = "refs/heads/main", sha
+	m["head_commit"].(map[string]any)["id"] = sha
+	body, _ := json.Marshal(m)
+	mac := hmac.New(sha256.New, []byte(webhookSecret))
+	mac.Write(body)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		req, _ := http.NewRequest("POST", "http://"+r.addr+"/webhooks/github", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", delivery)
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				c.t.Fatalf("push %s to %s: %s", delivery, r.name, resp.Status)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("push %s to %s: %v", delivery, r.name, err)
+		}
+	}
+}
+
+// holder is the live replica holding the lease name (nil when none).
+func (c *replicaCluster) holder(name string) *replica {
+	c.t.Helper()
+	st, err := store.Open(context.Background(), c.db)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer st.Close()
+	l, err := st.ReadLease(context.Background(), name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if r := c.replicas[l.Holder]; r != nil && l.Expires.After(time.Now()) {
+		select {
+		case <-r.done:
+		default:
+			return r
+		}
+	}
+	return nil
+}
+
+// alive lists the replicas still running, by name.
+func (c *replicaCluster) alive() []*replica {
+	var out []*replica
+	for _, name := range slices.Sorted(maps.Keys(c.replicas)) {
+		select {
+		case <-c.replicas[name].done:
+		default:
+			out = append(out, c.replicas[name])
+		}
+	}
+	return out
+}
+
 // replicaCluster is a PostgreSQL database, a repository of papi, one shared data_dir and
 // the replicas serving them.
 type replicaCluster struct {
@@ -87,7 +311,7 @@ type replicaCluster struct {
 	dir      string
 	bin      string
 	db       string
-	commits  func(msg string) string
+	commits  func(msg, greeting string) string
 	hosts    []string // host folders: staging/host1, prod/host1..3
 	counts   string   // where the test command records its runs
 	replicas map[string]*replica
@@ -97,13 +321,17 @@ type replicaCluster struct {
 type replica struct {
 	name   string
 	sock   string
+	addr   string // its TCP listen address
 	cmd    *exec.Cmd
 	logs   *syncBuffer
 	done   chan struct{}
 	killAt string
 }
 
-func newReplicaCluster(t *testing.T) *replicaCluster {
+// newReplicaCluster makes the cluster's folder and config: an app whose runs start from
+// polling its repository, or, with a fake GitHub, from push webhooks of
+// Codertocat/Hello-World.
+func newReplicaCluster(t *testing.T, gh *githubtest.Server) *replicaCluster {
 	t.Helper()
 	db := pgtest.Database(t)
 	dir, err := os.MkdirTemp("", "imr") // short: socket paths have at most 100 bytes
@@ -121,19 +349,24 @@ func newReplicaCluster(t *testing.T) *replicaCluster {
 		}
 	})
 	repo := papiRepo(t, filepath.Join(dir, "papi.git"))
-	c.commits = func(msg string) string { return commit(t, repo, msg, "") }
+	c.commits = func(msg, greeting string) string { return commit(t, repo, msg, greeting) }
 	hosts := ""
 	for i := 1; i <= 3; i++ {
 		hosts += fmt.Sprintf("{name: host%d, port: %d}, ", i, freePort(t))
 		c.hosts = append(c.hosts, filepath.Join(dir, "data", "hosts", "papi", "prod", fmt.Sprintf("host%d", i)))
 	}
 	c.hosts = append([]string{filepath.Join(dir, "data", "hosts", "papi", "staging", "host1")}, c.hosts...)
-	cfg := fmt.Sprintf(`server:
+	server, repoLine := "", "{path: papi.git, branch: main, poll: 200ms}"
+	if gh != nil {
+		server = fmt.Sprintf("github: {app_id: 1, private_key_file: %s, webhook_secret: %q, api_url: %q}\n", githubtest.KeyFile(t), webhookSecret, gh.APIURL())
+		repoLine = "{github: Codertocat/Hello-World, path: papi.git, branch: main}"
+	}
+	cfg := fmt.Sprintf(`%sserver:
   data_dir: data
   lease: %s
 apps:
   - name: papi
-    repo: {path: papi.git, branch: main, poll: 200ms}
+    repo: %s
     build: {command: [go, build, -o, bin/, ., ./itest], artifacts: [bin]}
     run: {command: [bin/papi], health: /healthz}
     tests:
@@ -147,22 +380,23 @@ apps:
         manual_approval: true
         hosts_at_a_time: 1
         hosts: [%s]
-`, replicaLease, c.counts, freePort(t), strings.TrimSuffix(hosts, ", "))
+`, server, replicaLease, repoLine, c.counts, freePort(t), strings.TrimSuffix(hosts, ", "))
 	if err := os.WriteFile(filepath.Join(dir, "immunity.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func (c *replicaCluster) commit(msg string) string { return c.commits(msg) }
+// commit commits papi, with a new greeting when given (a Go string literal).
+func (c *replicaCluster) commit(msg, greeting string) string { return c.commits(msg, greeting) }
 
 // start starts a replica; killAt arms a kill point (IMMUNITY_TEST_KILL_AT).
 func (c *replicaCluster) start(name, killAt string) *replica {
 	c.t.Helper()
-	r := &replica{name: name, sock: filepath.Join(c.dir, name+".sock"), logs: &syncBuffer{}, done: make(chan struct{}), killAt: killAt}
+	r := &replica{name: name, sock: filepath.Join(c.dir, name+".sock"), addr: freeAddr(c.t), logs: &syncBuffer{}, done: make(chan struct{}), killAt: killAt}
 	r.cmd = exec.Command(c.bin, "serve", "--config", "immunity.yml")
 	r.cmd.Dir = c.dir
-	r.cmd.Env = append(os.Environ(), "IMMUNITY_LISTEN="+freeAddr(c.t), "IMMUNITY_LOG_FORMAT=json", "IMMUNITY_LOG_LEVEL=",
+	r.cmd.Env = append(os.Environ(), "IMMUNITY_LISTEN="+r.addr, "IMMUNITY_LOG_FORMAT=json", "IMMUNITY_LOG_LEVEL=",
 		"IMMUNITY_DATABASE_URL="+c.db, "IMMUNITY_REPLICA="+name, "IMMUNITY_SOCKET="+r.sock, "IMMUNITY_TEST_KILL_AT="+killAt)
 	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
 	if err := r.cmd.Start(); err != nil {

@@ -426,3 +426,23 @@ func TestCanaryFailureEndsTheHostSteps(t *testing.T) {
 		t.Fatalf("sandbox2 = %s, host1 %s, verdict %q", s.State, s.Hosts[0].Step, s.Verdict)
 	}
 }
+
+// A lock reason that is too long, not UTF-8 or holds a control character is refused with
+// the reason why, and no lock is taken.
+func TestBadLockReasonIsRefusedAndLocksNothing(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	for _, c := range []struct{ name, reason, says string }{
+		{"too long", strings.Repeat("x", MaxReason+1), "at most 200"},
+		{"a newline", "a\nb", "control character"},
+		{"an escape", "a\x1b[31mb", "control character"},
+		{"not UTF-8", "a\xffb", "UTF-8"},
+	} {
+		_, err := h.eng.Lock(context.Background(), ada, "papi", "prod3", c.reason)
+		if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v, want ErrBadInput saying %q", c.name, err, c.says)
+		}
+	}
+	if ls, err := h.st.Locks(context.Background(), "papi"); err != nil || len(ls) != 0 {
+		t.Fatalf("locks after refused reasons: %+v %v", ls, err)
+	}
+}

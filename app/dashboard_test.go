@@ -44,8 +44,14 @@ apps:
 // openTest opens an Instance on a real store in a temp folder, without starting it.
 func openTest(t *testing.T) *Instance {
 	t.Helper()
+	return openWith(t, dashboardConfig)
+}
+
+// openWith opens an instance (its store closed at the test's end) on the config yml.
+func openWith(t *testing.T, yml string) *Instance {
+	t.Helper()
 	dir := t.TempDir()
-	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(dashboardConfig))
+	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(yml))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/immunity-app/immunity/internal/pgtest"
 	"github.com/immunity-app/immunity/pipeline"
-	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -120,17 +118,7 @@ func TestEventStreamShowsAnotherReplicasTransition(t *testing.T) {
 	t.Parallel()
 	_, database := pgtest.Own(t)
 	open := func(replica string) *Instance {
-		dir := t.TempDir()
-		cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte("server: {database: '"+database+"', replica: "+replica+"}\n"+dashboardConfig))
-		if err != nil {
-			t.Fatal(err)
-		}
-		in, err := Open(context.Background(), Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { in.Store.Close() })
-		return in
+		return openWith(t, "server: {database: '"+database+"', replica: "+replica+"}\n"+dashboardConfig)
 	}
 	a, b := open("a"), open("b")
 	fillDashboard(t, a) // a run waiting for promotion to prod3, and prod3 locked

@@ -100,8 +100,11 @@ func TestPrometheusSource(t *testing.T) {
 		t.Fatalf("canary error_rate = %+v, want 10 of 30", d)
 	}
 	bl, cl := in.Baseline[measure.Latency].Values, in.Canary[measure.Latency].Values
-	if len(bl) != 30 || len(cl) != 30 || bl[29] > 0.005 || cl[0] < 0.025 {
-		t.Fatalf("latency samples: baseline %v canary %v; want 30 each, under 5 ms and over 25 ms", bl, cl)
+	// The canary sleeps 30 ms in every request, so each of its samples is 25 ms or more. The
+	// baseline does no work: most of its samples are under 5 ms, but a loaded machine may hold
+	// a few of its requests longer, so only its median is held to that.
+	if len(bl) != 30 || len(cl) != 30 || median(bl) > 0.005 || cl[0] < 0.025 {
+		t.Fatalf("latency samples: baseline %v canary %v; want 30 each, the baseline's median under 5 ms and every canary sample over 25 ms", bl, cl)
 	}
 	if d := in.Canary["requests_level"]; len(d.Values) == 0 || d.Err != "" {
 		t.Fatalf("range query samples = %+v, want points", d)
@@ -152,4 +155,12 @@ func TestNewRefusesBadURL(t *testing.T) {
 	if _, err := New("prometheus:9090", nil); err == nil {
 		t.Fatal("accepted a URL without a scheme")
 	}
+}
+
+// median of sorted values.
+func median(sorted []float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[len(sorted)/2]
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -64,6 +65,33 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 
 // css is a CSS selector.
 func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+
+// click clicks the element sel selects with the mouse, as chromedp.Click does, looking it
+// up again when the page replaced it between the lookup and the click: the dashboard's
+// live updates swap whole fragments, and a node removed before the mouse events were sent
+// was not clicked, so the click is tried again (never after the events were sent).
+func click(sel chromedp.CSS) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for try := 1; ; try++ {
+			_, err := chromedp.Click(sel)(ctx, t)
+			if err == nil || try == 20 || !nodeReplaced(err) || ctx.Err() != nil {
+				return chromedp.Void{}, err
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// nodeReplaced tells whether a click failed because its node left the document before
+// the mouse was moved to it (DevTools' answers to a lookup of a removed node).
+func nodeReplaced(err error) bool {
+	if errors.Is(err, chromedp.ErrInvalidDimensions) { // no content quads: detached
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "No node with given id") || strings.Contains(msg, "Could not compute box model") ||
+		strings.Contains(msg, "Node is detached")
+}
 
 // postFrom is JavaScript that posts a form body to path from the page and answers the
 // status code.
@@ -162,12 +190,12 @@ func TestDashboardActionsInChromium(t *testing.T) {
 	do(t, bob, "bob signs in with a token", chromedp.Navigate(base+"/signin"), chromedp.WaitVisible(css(`input[name="token"]`)),
 		chromedp.SendKeys(css(`input[name="token"]`), bobToken), chromedp.Submit(css(`input[name="token"]`)),
 		chromedp.WaitVisible(css("#promote-papi-prod3")))
-	do(t, bob, "bob presses Promote", chromedp.Click(css("#promote-papi-prod3")), chromedp.WaitVisible(css("#confirm")))
+	do(t, bob, "bob presses Promote", click(css("#promote-papi-prod3")), chromedp.WaitVisible(css("#confirm")))
 	if s := text(t, bob, ".confirm"); !strings.Contains(s, "production region") || !strings.Contains(s, "promote papi prod3 --release "+sha) {
 		t.Errorf("confirmation page: %q", s)
 	}
 	unchanged("a confirmation page")
-	do(t, bob, "bob confirms", chromedp.Click(css("#confirm")), chromedp.WaitVisible(css("#outcome")))
+	do(t, bob, "bob confirms", click(css("#confirm")), chromedp.WaitVisible(css("#outcome")))
 	if o, r := text(t, bob, "#outcome"), text(t, bob, "#reply"); o != "Refused" || !strings.Contains(r, "bob may not promote papi/prod3") {
 		t.Errorf("bob's promote: %q %q", o, r)
 	}
@@ -211,13 +239,13 @@ func TestDashboardActionsInChromium(t *testing.T) {
 
 	// Ada signs in with GitHub (through the fake GitHub) and promotes, after confirming.
 	ada := chrome(t)
-	do(t, ada, "ada signs in with GitHub", chromedp.Navigate(base+"/signin"), chromedp.Click(css(`a[href^="/signin/github"]`)),
+	do(t, ada, "ada signs in with GitHub", chromedp.Navigate(base+"/signin"), click(css(`a[href^="/signin/github"]`)),
 		chromedp.WaitVisible(css("#promote-papi-prod3")))
 	if me := text(t, ada, ".me"); !strings.Contains(me, "ada") || !strings.Contains(me, "Sign out") {
 		t.Errorf("header after GitHub sign-in: %q", me)
 	}
-	do(t, ada, "ada presses Promote", chromedp.Click(css("#promote-papi-prod3")), chromedp.WaitVisible(css("#confirm")))
-	do(t, ada, "ada confirms", chromedp.Click(css("#confirm")), chromedp.WaitVisible(css("#outcome")))
+	do(t, ada, "ada presses Promote", click(css("#promote-papi-prod3")), chromedp.WaitVisible(css("#confirm")))
+	do(t, ada, "ada confirms", click(css("#confirm")), chromedp.WaitVisible(css("#outcome")))
 	if o, r := text(t, ada, "#outcome"), text(t, ada, "#reply"); o != "Done" || !strings.Contains(r, "promoted") {
 		t.Errorf("ada's promote: %q %q", o, r)
 	}
@@ -230,11 +258,11 @@ func TestDashboardActionsInChromium(t *testing.T) {
 	// sandbox2 is not production: Lock acts at once, and the answer is on the page.
 	do(t, ada, "ada locks sandbox2", chromedp.Navigate(base+"/"), chromedp.WaitVisible(css("#lock-papi-sandbox2")),
 		chromedp.SendKeys(css(`#region-papi-sandbox2 input[name="reason"]`), "flaky tests"),
-		chromedp.Click(css("#lock-papi-sandbox2")), chromedp.WaitVisible(css("#outcome")))
+		click(css("#lock-papi-sandbox2")), chromedp.WaitVisible(css("#outcome")))
 	if l, err := in.Store.Lock(ctx, "papi", "sandbox2"); err != nil || l.HolderID != "github:4242" || l.Reason != "flaky tests" || text(t, ada, "#outcome") != "Done" {
 		t.Fatalf("lock from the dashboard: %+v, %v, page %q", l, err, text(t, ada, "#reply"))
 	}
-	do(t, ada, "ada unlocks sandbox2", chromedp.Navigate(base+"/"), chromedp.Click(css("#unlock-papi-sandbox2")), chromedp.WaitVisible(css("#outcome")))
+	do(t, ada, "ada unlocks sandbox2", chromedp.Navigate(base+"/"), click(css("#unlock-papi-sandbox2")), chromedp.WaitVisible(css("#outcome")))
 	if _, err := in.Store.Lock(ctx, "papi", "sandbox2"); err == nil {
 		t.Errorf("sandbox2 still locked after Unlock: %q", text(t, ada, "#reply"))
 	}
@@ -253,7 +281,7 @@ func TestDashboardActionsInChromium(t *testing.T) {
 		}
 		return chromedp.Void{}, err
 	})
-	do(t, ada, "ada signs out", chromedp.Navigate(base+"/"), chromedp.Click(css(`form[action="/signout"] button`)),
+	do(t, ada, "ada signs out", chromedp.Navigate(base+"/"), click(css(`form[action="/signout"] button`)),
 		chromedp.WaitVisible(css(`a[href="/signin"]`)))
 	who := `{"ID":"github:4242","Name":"ada","Via":"dashboard","GitHubLogin":"ada","GitHubID":4242}`
 	if err := in.Store.PutSession(ctx, store.Session{Hash: hashToken("expired-cookie"), Actor: who, CSRF: "c", Expires: time.Now().Add(-time.Minute)}); err != nil {

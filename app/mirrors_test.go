@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -11,18 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/internal/freeport"
+
 	"github.com/immunity-app/immunity/canary/mirror"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline/config"
 )
 
 func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 // TestSidecarMirrorsAreSwitchedThroughTheirControlURL: a production host with hosts.mirror

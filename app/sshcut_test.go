@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/internal/freeport"
+
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/deployers/deployertest"
 	sshdeploy "github.com/immunity-app/immunity/deployers/ssh"
@@ -211,10 +213,10 @@ func (noTests) Test(context.Context, deployers.Release, deployers.Host, deployer
 }
 
 func freeTCPPort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }

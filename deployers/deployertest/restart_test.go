@@ -2,7 +2,7 @@ package deployertest
 
 import (
 	"context"
-	"net"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,19 +10,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/internal/freeport"
+
 	"github.com/immunity-app/immunity/deployers"
 )
 
 // TestRestartScript runs bin/restart the way a restart-command deployer (ssh) does: in
 // BASE/current, with IMMUNITY_BASE set and the port in BASE/port.
 func TestRestartScript(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	h := deployers.Host{Region: "r", Name: "h", Base: t.TempDir(), Port: port, URL: "http://" + l.Addr().String()}
+	h := deployers.Host{Region: "r", Name: "h", Base: t.TempDir(), Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	if err := WritePortFile(h); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package local_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/immunity-app/immunity/internal/freeport"
 
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/deployers/deployertest"
@@ -50,12 +51,10 @@ var hostSeq atomic.Int64
 // newHost makes a fresh host folder with a free port; its app is stopped at cleanup.
 func newHost(t *testing.T, d *local.Deployer) deployers.Host {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	n := hostSeq.Add(1)
 	h := deployers.Host{
 		App:    deployertest.AppName,
@@ -331,12 +330,10 @@ func BenchmarkRollback(b *testing.B) {
 	ctx := context.Background()
 	d := local.New(local.Options{Run: deployertest.Argv, Health: deployertest.Health, Keep: keep})
 	defer d.StopAll(ctx)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		b.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	h := deployers.Host{App: deployertest.AppName, Region: "bench", Name: "host1", Base: b.TempDir(),
 		Port: port, URL: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	for _, v := range []string{"v1", "v2"} {

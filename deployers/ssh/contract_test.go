@@ -2,11 +2,12 @@ package ssh
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/immunity-app/immunity/internal/freeport"
 
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/deployers/deployertest"
@@ -66,10 +67,9 @@ func TestContract(t *testing.T) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }

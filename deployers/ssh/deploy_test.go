@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/immunity-app/immunity/internal/freeport"
 
 	"golang.org/x/crypto/ssh/knownhosts"
 
@@ -187,12 +188,10 @@ func TestUnreachableHostFailsOnlyThatHost(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2, Settings{})
 	ctx := context.Background()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	dead, err := freeport.Addr() // nothing listens there
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := l.Addr().String()
-	l.Close() // nothing listens there now
 	hosts := append(f.hosts, deployers.Host{App: "papi", Region: "sandbox1", Name: "gone", Address: f.env.User + "@" + dead, Base: t.TempDir()})
 	r := release(t, "8888888bbbb", 100)
 

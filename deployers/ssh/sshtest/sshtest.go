@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/internal/freeport"
+
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -356,11 +358,4 @@ func NewHostKey() (ssh.PublicKey, error) {
 	return ssh.NewPublicKey(pub)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return freeport.Get() }

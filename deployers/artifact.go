@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -122,15 +123,7 @@ func Unpack(r io.Reader, dir string) error {
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return err
 			}
-			f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fs.FileMode(hdr.Mode)&0o777)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
+			if err := writeFile(target, fs.FileMode(hdr.Mode)&0o777, tr); err != nil {
 				return fmt.Errorf("unpack %s: %w", hdr.Name, err)
 			}
 		case tar.TypeSymlink:
@@ -144,6 +137,26 @@ func Unpack(r io.Reader, dir string) error {
 			return fmt.Errorf("unpack: entry %q has an unsupported type", hdr.Name)
 		}
 	}
+}
+
+// writeFile writes a file of the release. A program is written holding the fork lock
+// for reading (syscall.ForkLock: no process starts meanwhile), so its write descriptor is
+// never inherited by a child that another goroutine forks at that moment: until that
+// child execs, running the program just written would fail with "text file busy".
+func writeFile(target string, mode fs.FileMode, r io.Reader) error {
+	if mode&0o111 != 0 {
+		syscall.ForkLock.RLock()
+		defer syscall.ForkLock.RUnlock()
+	}
+	f, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // FileChecksum returns the sha256 of a file, hex.

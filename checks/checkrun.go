@@ -128,9 +128,9 @@ func title(run store.Run, st *store.Stage, concl string) string {
 }
 
 // createOptions and updateOptions turn a view into the API's request bodies.
-func createOptions(v checkView, run store.Run, st *store.Stage, details string) gh.CreateCheckRunOptions {
+func createOptions(v checkView, run store.Run, st *store.Stage, details string, attempt int) gh.CreateCheckRunOptions {
 	o := gh.CreateCheckRunOptions{Name: CheckName(st.Region), HeadSHA: run.SHA, Status: gh.String(v.Status),
-		ExternalID: gh.String(externalID(run.ID, st.Region)), Output: output(v), Actions: v.Actions}
+		ExternalID: gh.String(externalID(run.ID, st.Region, attempt)), Output: output(v), Actions: v.Actions}
 	if details != "" {
 		o.DetailsURL = gh.String(details)
 	}
@@ -158,8 +158,8 @@ type checkUpdate struct {
 	Actions     []*gh.CheckRunAction `json:"actions"`
 }
 
-func updateBody(v checkView, run store.Run, st *store.Stage, details string) checkUpdate {
-	u := checkUpdate{Name: CheckName(st.Region), DetailsURL: details, ExternalID: externalID(run.ID, st.Region),
+func updateBody(v checkView, run store.Run, st *store.Stage, details string, attempt int) checkUpdate {
+	u := checkUpdate{Name: CheckName(st.Region), DetailsURL: details, ExternalID: externalID(run.ID, st.Region, attempt),
 		Status: v.Status, Output: output(v), Actions: v.Actions}
 	if u.Actions == nil {
 		u.Actions = []*gh.CheckRunAction{}
@@ -185,5 +185,12 @@ func finished(st *store.Stage) time.Time {
 	return time.Now().UTC()
 }
 
-// externalID ties a check run to its run and region (app/github reads it back).
-func externalID(runID int64, region string) string { return fmt.Sprintf("run/%d/%s", runID, region) }
+// externalID ties a check run to its run, region and attempt (app/github reads the run
+// and region back): run/ID/REGION for a stage's first check run, run/ID/REGION/N for its
+// N-th. A create whose answer was lost is found again at GitHub by it.
+func externalID(runID int64, region string, attempt int) string {
+	if attempt <= 1 {
+		return fmt.Sprintf("run/%d/%s", runID, region)
+	}
+	return fmt.Sprintf("run/%d/%s/%d", runID, region, attempt)
+}

@@ -2,6 +2,7 @@ package checks
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -55,8 +56,8 @@ func (r *Reporter) syncDeployment(ctx context.Context, cl *gh.Client, d deployme
 	if err != nil {
 		return err
 	}
-	if !found {
-		if row, err = r.createDeployment(ctx, cl, d); err != nil {
+	if !found || row.DeploymentID == 0 {
+		if row, err = r.createDeployment(ctx, cl, d, found); err != nil {
 			return err
 		}
 	}
@@ -97,14 +98,31 @@ func ladder(last, want string) []string {
 	return append(out, want)
 }
 
-func (r *Reporter) createDeployment(ctx context.Context, cl *gh.Client, d deployment) (store.Deployment, error) {
+// createDeployment creates d's deployment, its row written first (deployment id 0), so a
+// create whose answer was lost (sent, then the connection cut or the server stopped) is
+// looked up at GitHub by its key, which the deployment's payload carries, not repeated.
+func (r *Reporter) createDeployment(ctx context.Context, cl *gh.Client, d deployment, sent bool) (store.Deployment, error) {
 	owner, name, _ := strings.Cut(d.repo, "/")
+	row := store.Deployment{Key: d.key, App: d.app.Name, Region: d.region.Name, SHA: d.sha, RunID: d.runID, Repo: d.repo,
+		Production: d.region.Production}
+	if sent {
+		id, ok, err := findDeployment(ctx, cl, owner, name, d)
+		if err != nil {
+			return store.Deployment{}, err
+		}
+		if ok {
+			row.DeploymentID = id
+			return row, r.st.SaveDeployment(ctx, row)
+		}
+	} else if err := r.st.SaveDeployment(ctx, row); err != nil {
+		return store.Deployment{}, err
+	}
 	req := &gh.DeploymentRequest{
 		Ref:                   gh.String(d.sha),
 		Task:                  gh.String(d.task),
 		AutoMerge:             gh.Bool(false),
 		RequiredContexts:      &[]string{},
-		Payload:               map[string]any{"app": d.app.Name, "run_id": d.runID, "region": d.region.Name},
+		Payload:               map[string]any{"app": d.app.Name, "run_id": d.runID, "region": d.region.Name, "key": d.key},
 		Environment:           gh.String(d.region.Name),
 		Description:           gh.String(clip(d.desc, 140)),
 		ProductionEnvironment: gh.Bool(d.region.Production),
@@ -117,9 +135,32 @@ func (r *Reporter) createDeployment(ctx context.Context, cl *gh.Client, d deploy
 	if dep.GetID() == 0 {
 		return store.Deployment{}, fmt.Errorf("create deployment of %s@%s to %s: GitHub answered without a deployment id", d.app.Name, shortSHA(d.sha), d.region.Name)
 	}
-	row := store.Deployment{Key: d.key, App: d.app.Name, Region: d.region.Name, SHA: d.sha, RunID: d.runID, Repo: d.repo,
-		DeploymentID: dep.GetID(), Production: d.region.Production}
+	row.DeploymentID = dep.GetID()
 	return row, r.st.SaveDeployment(ctx, row)
+}
+
+// findDeployment looks for d's deployment among the commit's deployments of its
+// environment and task (newest first) by the key in its payload.
+func findDeployment(ctx context.Context, cl *gh.Client, owner, repo string, d deployment) (int64, bool, error) {
+	opts := &gh.DeploymentsListOptions{SHA: d.sha, Task: d.task, Environment: d.region.Name, ListOptions: gh.ListOptions{PerPage: 100}}
+	for {
+		deps, resp, err := cl.Repositories.ListDeployments(ctx, owner, repo, opts)
+		if err != nil {
+			return 0, false, fmt.Errorf("look for the deployment of %s@%s to %s: %w", d.app.Name, shortSHA(d.sha), d.region.Name, err)
+		}
+		for _, dep := range deps {
+			var p struct {
+				Key string `json:"key"`
+			}
+			if json.Unmarshal(dep.Payload, &p) == nil && p.Key == d.key {
+				return dep.GetID(), true, nil
+			}
+		}
+		if resp.NextPage == 0 {
+			return 0, false, nil
+		}
+		opts.Page = resp.NextPage
+	}
 }
 
 func (r *Reporter) postStatus(ctx context.Context, cl *gh.Client, row *store.Deployment, state, logURL, env, desc string) error {

@@ -314,14 +314,35 @@ func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App
 	}
 	owner, name, _ := strings.Cut(app.Repo.GitHub, "/")
 	details := RunURL(r.cfg, run.ID)
-	if !found || (row.Status == "completed" && v.Status != "completed") {
-		cr, _, err := cl.Checks.CreateCheckRun(ctx, owner, name, createOptions(v, run, st, details))
+	create, attempt := !found || (row.Status == "completed" && v.Status != "completed"), 1
+	if found {
+		attempt = row.Attempt + 1
+	}
+	if found && row.Status == store.CheckRunCreating {
+		// A create was sent and its answer never recorded (lost on the way, or the server
+		// stopped): GitHub may hold it, so it is looked up by its external id first.
+		id, ok, err := findCheckRun(ctx, cl, owner, name, run.SHA, CheckName(st.Region), externalID(run.ID, st.Region, row.Attempt))
+		if err != nil {
+			return err
+		}
+		create, attempt = !ok, row.Attempt // never made: made now, as the same attempt
+		if ok {
+			row.ID = id // found: brought up to date below
+		}
+	}
+	if create {
+		// The intent first: a create whose answer is lost is then looked up, not repeated.
+		intent := store.CheckRun{RunID: run.ID, Region: st.Region, Repo: app.Repo.GitHub, ID: row.ID, Status: store.CheckRunCreating, Attempt: attempt}
+		if err := r.st.SaveCheckRun(ctx, intent); err != nil {
+			return err
+		}
+		cr, _, err := cl.Checks.CreateCheckRun(ctx, owner, name, createOptions(v, run, st, details, attempt))
 		if err != nil {
 			return fmt.Errorf("create check run %s for %s@%s: %w", CheckName(st.Region), app.Name, shortSHA(run.SHA), err)
 		}
-		row = store.CheckRun{RunID: run.ID, Region: st.Region, Repo: app.Repo.GitHub, ID: cr.GetID()}
+		row = store.CheckRun{RunID: run.ID, Region: st.Region, Repo: app.Repo.GitHub, ID: cr.GetID(), Attempt: attempt}
 	} else {
-		req, err := cl.NewRequest("PATCH", fmt.Sprintf("repos/%s/%s/check-runs/%d", owner, name, row.ID), updateBody(v, run, st, details))
+		req, err := cl.NewRequest("PATCH", fmt.Sprintf("repos/%s/%s/check-runs/%d", owner, name, row.ID), updateBody(v, run, st, details, row.Attempt))
 		if err == nil {
 			_, err = cl.Do(ctx, req, nil)
 		}
@@ -331,6 +352,27 @@ func (r *Reporter) syncCheck(ctx context.Context, cl *gh.Client, app *config.App
 	}
 	row.Status, row.Digest = v.Status, dg
 	return r.st.SaveCheckRun(ctx, row)
+}
+
+// findCheckRun looks for the check run with an external id among a commit's check runs
+// of one name (every attempt, newest first).
+func findCheckRun(ctx context.Context, cl *gh.Client, owner, repo, sha, name, external string) (int64, bool, error) {
+	opts := &gh.ListCheckRunsOptions{CheckName: gh.String(name), Filter: gh.String("all"), ListOptions: gh.ListOptions{PerPage: 100}}
+	for {
+		res, resp, err := cl.Checks.ListCheckRunsForRef(ctx, owner, repo, sha, opts)
+		if err != nil {
+			return 0, false, fmt.Errorf("look for check run %s (%s) of %s: %w", name, external, shortSHA(sha), err)
+		}
+		for _, c := range res.CheckRuns {
+			if c.GetExternalID() == external {
+				return c.GetID(), true, nil
+			}
+		}
+		if resp.NextPage == 0 {
+			return 0, false, nil
+		}
+		opts.Page = resp.NextPage
+	}
 }
 
 // rollbackable says whether a succeeded stage's release is live in its region now, and

@@ -317,3 +317,76 @@ func TestReporterTellsOnlyWhatHappened(t *testing.T) {
 	}
 	contract.ValidateAll(t, fake)
 }
+
+// TestReporterCreatesOnceWhenGitHubsAnswerIsLost: GitHub makes a check run or a deployment
+// and the connection is cut before its answer, so the reporter cannot tell whether it was
+// made. The report is tried again, finds at GitHub what was made (by the check run's
+// external id, the deployment's key in its payload) and brings it up to date instead of
+// making a second one; also for a stage's later check runs (prod3's waiting for
+// promotion completes its first; the promotion makes a second; run again after it failed,
+// a third). Every request is one GitHub accepts.
+func TestReporterCreatesOnceWhenGitHubsAnswerIsLost(t *testing.T) {
+	t.Parallel()
+	contract := githubtest.LoadContract(t)
+	fake := githubtest.New(t)
+	fake.Enforce(contract)
+	st := openStore(t)
+	r := newReporter(t, testConfig(), st, fake)
+	ctx := context.Background()
+	step := func(kind pipeline.EventKind, run store.Run, region string) {
+		t.Helper()
+		r.Notify(ctx, event(kind, run, region))
+		flush(t, r)
+	}
+	createCheck, createDeployment := "POST "+repoPath+"/check-runs", "POST "+repoPath+"/deployments"
+
+	fake.LoseAnswer(createCheck, 1)
+	step(pipeline.RunCreated, runAt(store.RunBuilding, store.StagePending, store.StagePending), "")
+	fake.LoseAnswer(createDeployment, 1)
+	step(pipeline.StageChanged, runAt(store.RunRunning, store.StageDeploying, store.StagePending), "sandbox1")
+	step(pipeline.StageChanged, runAt(store.RunWaiting, store.StageSucceeded, store.StageAwaitingApproval), "prod3")
+	step(pipeline.StageChanged, runAt(store.RunRunning, store.StageSucceeded, store.StageDeploying), "prod3")
+	step(pipeline.StageChanged, runAt(store.RunFailed, store.StageSucceeded, store.StageFailed), "prod3")
+	fake.LoseAnswer(createCheck, 1)
+	fake.LoseAnswer(createDeployment, 1)
+	step(pipeline.StageChanged, runAt(store.RunRunning, store.StageSucceeded, store.StageDeploying), "prod3")
+	step(pipeline.StageChanged, runAt(store.RunSucceeded, store.StageSucceeded, store.StageSucceeded), "prod3")
+
+	byExternal := map[string][]githubtest.CheckRun{}
+	for _, c := range fake.CheckRuns() {
+		byExternal[c.ExternalID] = append(byExternal[c.ExternalID], c)
+	}
+	for _, id := range []string{"run/7/sandbox1", "run/7/prod3", "run/7/prod3/2", "run/7/prod3/3"} {
+		if len(byExternal[id]) != 1 {
+			t.Errorf("check runs with external id %s: %d, want 1; all: %+v", id, len(byExternal[id]), fake.CheckRuns())
+		}
+	}
+	if len(byExternal) != 4 {
+		t.Errorf("%d external ids, want sandbox1's and prod3's three", len(byExternal))
+	}
+	for id, want := range map[string]string{"run/7/sandbox1": "completed", "run/7/prod3": "completed", "run/7/prod3/2": "completed", "run/7/prod3/3": "completed"} {
+		if cs := byExternal[id]; len(cs) == 1 && cs[0].Status != want {
+			t.Errorf("check run %s is %s, want %s (brought up to date after it was found)", id, cs[0].Status, want)
+		}
+	}
+	if row, found, err := st.CheckRun(ctx, 7, "prod3"); err != nil || !found || row.Attempt != 3 || row.Status != "completed" ||
+		len(byExternal["run/7/prod3/3"]) != 1 || row.ID != byExternal["run/7/prod3/3"][0].ID {
+		t.Errorf("the store's prod3 check run: %+v found=%v err=%v; want attempt 3, completed, GitHub's id", row, found, err)
+	}
+	keys := map[string]int{}
+	for _, d := range fake.Deployments() {
+		k, _ := d.Payload["key"].(string)
+		keys[k]++
+	}
+	for k, n := range keys {
+		if n != 1 {
+			t.Errorf("deployments with key %s: %d, want 1", k, n)
+		}
+	}
+	if keys["run/7/sandbox1"] != 1 || keys["run/7/prod3"] != 1 {
+		t.Errorf("deployments by key: %v, want sandbox1's and prod3's once each", keys)
+	}
+	if n := len(fake.Find("GET " + repoPath + "/commits/" + sha1 + "/check-runs")); n < 2 {
+		t.Errorf("check runs looked up %d times, want at least the 2 whose answers were lost", n)
+	}
+}

@@ -119,16 +119,23 @@ type CheckRun struct {
 	RunID  int64
 	Region string
 	Repo   string
-	ID     int64 // GitHub's check run id
-	Status string
+	ID     int64  // GitHub's check run id (of the attempt before, or 0, while creating)
+	Status string // queued, in_progress, completed; CheckRunCreating while a create's outcome is unknown
 	Digest string // hash of what was sent, so a restart updates or leaves alone
+	// Attempt counts the stage's check runs: a stage that starts again after its check run
+	// completed gets a new one (1 for the first).
+	Attempt int
 }
+
+// CheckRunCreating is the status of a check run's row written before it is created at
+// GitHub: until GitHub's answer is recorded, whether it exists there is not known.
+const CheckRunCreating = "creating"
 
 // CheckRun returns the check run of a run's stage; found is false when none was made.
 func (s *Store) CheckRun(ctx context.Context, runID int64, region string) (c CheckRun, found bool, err error) {
 	c = CheckRun{RunID: runID, Region: region}
-	err = s.db.QueryRowContext(ctx, `SELECT repo, check_run_id, status, digest FROM github_check_runs WHERE run_id = ? AND region = ?`, runID, region).
-		Scan(&c.Repo, &c.ID, &c.Status, &c.Digest)
+	err = s.db.QueryRowContext(ctx, `SELECT repo, check_run_id, status, digest, attempt FROM github_check_runs WHERE run_id = ? AND region = ?`, runID, region).
+		Scan(&c.Repo, &c.ID, &c.Status, &c.Digest, &c.Attempt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return CheckRun{}, false, nil
 	}
@@ -152,9 +159,12 @@ func (s *Store) CheckRunByID(ctx context.Context, id int64) (runID int64, region
 
 // SaveCheckRun records what was sent for a stage's check run.
 func (s *Store) SaveCheckRun(ctx context.Context, c CheckRun) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO github_check_runs (run_id, region, repo, check_run_id, status, digest, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (run_id, region) DO UPDATE SET check_run_id = excluded.check_run_id, status = excluded.status, digest = excluded.digest, updated_at = excluded.updated_at`,
-		c.RunID, c.Region, c.Repo, c.ID, c.Status, c.Digest, s.nowNS())
+	if c.Attempt < 1 {
+		c.Attempt = 1
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO github_check_runs (run_id, region, repo, check_run_id, status, digest, attempt, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (run_id, region) DO UPDATE SET check_run_id = excluded.check_run_id, status = excluded.status, digest = excluded.digest, attempt = excluded.attempt, updated_at = excluded.updated_at`,
+		c.RunID, c.Region, c.Repo, c.ID, c.Status, c.Digest, c.Attempt, s.nowNS())
 	if err != nil {
 		return fmt.Errorf("save check run %d of run %d %s: %w", c.ID, c.RunID, c.Region, err)
 	}
@@ -170,9 +180,9 @@ type Deployment struct {
 	SHA          string
 	RunID        int64
 	Repo         string
-	DeploymentID int64
+	DeploymentID int64 // 0 while creating: the row is written before the request
 	Production   bool
-	State        string // queued, in_progress, success, failure, error, inactive
+	State        string // queued, in_progress, success, failure, error, inactive; "" while creating
 }
 
 // Deployment returns a deployment by key; found is false when there is none.

@@ -125,11 +125,18 @@ func TestInstallationsCheckRunsAndDeployments(t *testing.T) {
 		if _, found, err := s.CheckRun(ctx, 1, "prod3"); err != nil || found {
 			t.Fatalf("no check run yet: found=%v err=%v", found, err)
 		}
-		cr := CheckRun{RunID: 1, Region: "prod3", Repo: "acme/papi", ID: 99, Status: "queued", Digest: "x"}
+		cr := CheckRun{RunID: 1, Region: "prod3", Repo: "acme/papi", Status: CheckRunCreating}
 		if err := s.SaveCheckRun(ctx, cr); err != nil {
 			t.Fatal(err)
 		}
-		cr.Status = "completed"
+		if got, found, err := s.CheckRun(ctx, 1, "prod3"); err != nil || !found || got.Status != CheckRunCreating || got.Attempt != 1 {
+			t.Fatalf("the intent to create a check run: %+v found=%v err=%v", got, found, err)
+		}
+		cr = CheckRun{RunID: 1, Region: "prod3", Repo: "acme/papi", ID: 99, Status: "queued", Digest: "x", Attempt: 1}
+		if err := s.SaveCheckRun(ctx, cr); err != nil {
+			t.Fatal(err)
+		}
+		cr.Status, cr.Attempt = "completed", 2
 		if err := s.SaveCheckRun(ctx, cr); err != nil {
 			t.Fatal(err)
 		}

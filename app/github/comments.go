@@ -240,12 +240,14 @@ func clipAnswer(s string) string {
 }
 
 // checkRunRef finds the run and region a check run of ours reports: from its external id
-// (run/ID/REGION), else from the stored check run ids.
+// (run/ID/REGION, or run/ID/REGION/ATTEMPT for a stage's later check runs), else from the
+// stored check run ids.
 func (a *App) checkRunRef(ctx context.Context, ev checkRunEvent) (int64, string, error) {
 	cr := ev.CheckRun
 	if rest, ok := strings.CutPrefix(cr.ExternalID, "run/"); ok {
 		if id, region, ok := strings.Cut(rest, "/"); ok {
-			if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+			region, _, _ = strings.Cut(region, "/")
+			if n, err := strconv.ParseInt(id, 10, 64); err == nil && region != "" {
 				return n, region, nil
 			}
 		}

@@ -3,9 +3,11 @@ package github
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,7 +51,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		resp, err := t.next.RoundTrip(r)
-		wait, retry := t.decide(try, resp, err)
+		wait, retry := t.decide(try, req, resp, err)
 		if !retry || try >= t.attempts || wait > t.maxWait {
 			return resp, err
 		}
@@ -91,16 +93,18 @@ func statusOf(resp *http.Response) int {
 }
 
 // decide says whether to retry after try number try, and how long to wait first.
-func (t *retryTransport) decide(try int, resp *http.Response, err error) (time.Duration, bool) {
+func (t *retryTransport) decide(try int, req *http.Request, resp *http.Response, err error) (time.Duration, bool) {
 	backoff := t.base << (try - 1)
 	if err != nil {
-		return backoff, true // connection errors: GitHub calls we make are safe to repeat
+		// A connection error: sent again when the request never left, or when sending it
+		// twice does what sending it once does.
+		return backoff, notSent(err) || repeatable(req)
 	}
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
 	case resp.StatusCode == http.StatusForbidden && isRateLimited(resp):
 	case resp.StatusCode >= 500:
-		return backoff, true
+		return backoff, repeatable(req) // GitHub may have carried it out all the same
 	default:
 		return 0, false
 	}
@@ -108,6 +112,24 @@ func (t *retryTransport) decide(try int, resp *http.Response, err error) (time.D
 		return d, true
 	}
 	return max(backoff, time.Minute/time.Duration(max(t.attempts, 1))), true
+}
+
+// repeatable says whether a request may be sent again after an answer that does not say
+// whether GitHub carried it out (a 5xx, a connection lost once it was sent): every method
+// but POST (GET reads; PATCH, PUT and DELETE set what they set), and the POST that mints
+// an installation token (one more token is harmless). Any other POST (a check run, a
+// deployment, a comment) goes back to its caller, whose retry first asks GitHub whether it
+// was made.
+func repeatable(req *http.Request) bool {
+	return req.Method != http.MethodPost || strings.HasSuffix(req.URL.Path, "/access_tokens")
+}
+
+// notSent tells a connection error that happened before the request left (the dial: a
+// refused connection, an unknown host) from one that may have come after GitHub got it.
+func notSent(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return errors.As(err, &dns) || errors.As(err, &op) && op.Op == "dial"
 }
 
 // headerWait reads Retry-After (seconds or an HTTP date) or, when the primary limit is

@@ -192,11 +192,13 @@ func waitUntil(t *testing.T, what string, ok func() (bool, string)) {
 }
 
 // lastCheck is the last body sent (created or updated) for a check run by external id.
+// lastCheck is the last body sent for a stage's check runs: externalID's (run/ID/REGION)
+// or a later attempt's (run/ID/REGION/N).
 func lastCheck(fake *githubtest.Server, externalID string) map[string]any {
 	var last map[string]any
 	for _, r := range fake.Requests() {
-		if strings.Contains(r.Path, "/check-runs") {
-			if m := r.JSON(); m["external_id"] == externalID {
+		if strings.Contains(r.Path, "/check-runs") && r.Method != "GET" {
+			if m := r.JSON(); m["external_id"] == externalID || strings.HasPrefix(fmt.Sprint(m["external_id"]), externalID+"/") {
 				last = m
 			}
 		}

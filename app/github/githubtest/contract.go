@@ -25,6 +25,7 @@ var ContractPaths = []string{
 	"/repos/{owner}/{repo}/installation",
 	"/repos/{owner}/{repo}/check-runs",
 	"/repos/{owner}/{repo}/check-runs/{check_run_id}",
+	"/repos/{owner}/{repo}/commits/{ref}/check-runs",
 	"/repos/{owner}/{repo}/deployments",
 	"/repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
 	"/repos/{owner}/{repo}/actions/runs/{run_id}/deployment_protection_rule",

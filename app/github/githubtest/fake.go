@@ -61,6 +61,8 @@ type Server struct {
 	contract *Contract         // when set, requests it refuses are answered 422
 	deps     map[int64]*Deployment
 	depOrder []int64
+	checks   []*CheckRun          // check runs created, oldest first
+	lose     map[string]int       // "METHOD /path" -> requests carried out whose answer is lost
 	gates    map[string]*GateRule // "owner/repo/RUN/environment", lower case
 
 	// The OAuth web flow ("Sign in with GitHub"): the App's client, who is signed in at
@@ -122,6 +124,40 @@ type Deployment struct {
 	Task                  string
 	Production, Transient bool
 	Statuses              []string
+	Payload               map[string]any // as created
+	body                  map[string]any // what GET answers
+}
+
+// CheckRun is a check run the fake holds: what it was created with, with every update
+// applied.
+type CheckRun struct {
+	ID         int64
+	Repo       string // owner/repo as in the path
+	Name       string
+	HeadSHA    string
+	ExternalID string
+	Status     string
+	body       map[string]any
+}
+
+// CheckRuns lists the check runs created, oldest first.
+func (s *Server) CheckRuns() []CheckRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []CheckRun
+	for _, c := range s.checks {
+		out = append(out, *c)
+	}
+	return out
+}
+
+// LoseAnswer makes the next n requests of one call ("POST /repos/o/r/check-runs") be
+// carried out as GitHub would, and then their connection cut before the answer: the
+// caller cannot tell whether they took effect.
+func (s *Server) LoseAnswer(call string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lose[call] += n
 }
 
 // State is the deployment's last status ("" when none).
@@ -174,7 +210,7 @@ func (s *Server) SignIn(u OAuthUser) {
 
 // New starts a fake GitHub, closed with the test.
 func New(t testing.TB) *Server {
-	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}, pulls: map[string]Pull{}, onCall: map[string][]Fault{},
+	s := &Server{nextID: 1000, perms: map[string]string{}, teams: map[string]bool{}, pulls: map[string]Pull{}, onCall: map[string][]Fault{}, lose: map[string]int{},
 		deps: map[int64]*Deployment{}, gates: map[string]*GateRule{}, codes: map[string]oauthGrant{}, tokens: map[string]OAuthUser{}}
 	mux := http.NewServeMux()
 	s.routes(mux)
@@ -304,6 +340,19 @@ func (s *Server) record(next http.Handler) http.Handler {
 			io.WriteString(w, f.Body)
 			return
 		}
+		s.mu.Lock()
+		lose := s.lose[call] > 0
+		if lose {
+			s.lose[call]--
+		}
+		s.mu.Unlock()
+		if lose {
+			next.ServeHTTP(httptest.NewRecorder(), r) // done, and the answer is lost on the way
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.Header().Set("X-RateLimit-Limit", "5000")
 		w.Header().Set("X-RateLimit-Remaining", "4999")
@@ -352,12 +401,14 @@ func (s *Server) routes(mux *http.ServeMux) {
 		reply(w, 200, map[string]any{"url": s.URL + r.URL.Path, "role": "member", "state": "active"})
 	})
 	mux.HandleFunc("POST /repos/{owner}/{repo}/check-runs", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 201, s.checkRun(r, s.id()))
+		reply(w, 201, s.checkRun(r, 0))
 	})
 	mux.HandleFunc("PATCH /repos/{owner}/{repo}/check-runs/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 		reply(w, 200, s.checkRun(r, id))
 	})
+	mux.HandleFunc("GET /repos/{owner}/{repo}/commits/{ref}/check-runs", s.listCheckRuns)
+	mux.HandleFunc("GET /repos/{owner}/{repo}/deployments", s.listDeployments)
 	mux.HandleFunc("POST /repos/{owner}/{repo}/deployments", func(w http.ResponseWriter, r *http.Request) {
 		var in map[string]any
 		json.NewDecoder(r.Body).Decode(&in)
@@ -370,6 +421,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 		d.Task, _ = in["task"].(string)
 		d.Production, _ = in["production_environment"].(bool)
 		d.Transient, _ = in["transient_environment"].(bool)
+		d.Payload, _ = in["payload"].(map[string]any)
+		d.body = in
 		s.mu.Lock()
 		s.deps[id] = d
 		s.depOrder = append(s.depOrder, id)
@@ -502,16 +555,106 @@ func (s *Server) pull(repo, number string, p Pull) map[string]any {
 	}
 }
 
+// checkRun creates a check run (id 0) or updates one: the update's fields replace the
+// created ones, as GitHub keeps them, and the answer is the whole check run.
 func (s *Server) checkRun(r *http.Request, id int64) map[string]any {
 	var in map[string]any
 	json.NewDecoder(r.Body).Decode(&in)
-	in["id"], in["node_id"] = id, "CR_"+strconv.FormatInt(id, 10)
-	in["url"] = fmt.Sprintf("%s/repos/%s/%s/check-runs/%d", s.URL, r.PathValue("owner"), r.PathValue("repo"), id)
-	in["html_url"] = fmt.Sprintf("https://github.com/%s/%s/runs/%d", r.PathValue("owner"), r.PathValue("repo"), id)
-	if in["status"] == nil {
-		in["status"] = "queued"
+	repo := r.PathValue("owner") + "/" + r.PathValue("repo")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var c *CheckRun
+	if id == 0 {
+		s.nextID++
+		id = s.nextID
+		c = &CheckRun{ID: id, Repo: repo, body: map[string]any{}}
+		s.checks = append(s.checks, c)
+	} else {
+		for _, k := range s.checks {
+			if k.ID == id {
+				c = k
+			}
+		}
 	}
-	return in
+	if c == nil { // updated without being created here (a test's own id): answered as it is
+		c = &CheckRun{ID: id, Repo: repo, body: map[string]any{}}
+	}
+	for k, v := range in {
+		c.body[k] = v
+	}
+	c.body["id"], c.body["node_id"] = id, "CR_"+strconv.FormatInt(id, 10)
+	c.body["url"] = fmt.Sprintf("%s/repos/%s/check-runs/%d", s.URL, repo, id)
+	c.body["html_url"] = fmt.Sprintf("https://github.com/%s/runs/%d", repo, id)
+	if c.body["status"] == nil {
+		c.body["status"] = "queued"
+	}
+	c.Name, _ = c.body["name"].(string)
+	c.HeadSHA, _ = c.body["head_sha"].(string)
+	c.ExternalID, _ = c.body["external_id"].(string)
+	c.Status, _ = c.body["status"].(string)
+	out := make(map[string]any, len(c.body))
+	for k, v := range c.body {
+		out[k] = v
+	}
+	return out
+}
+
+// listCheckRuns is GET /repos/{owner}/{repo}/commits/{ref}/check-runs: a commit's check
+// runs, newest first, by check_name, filter=latest (the default: the newest of each name)
+// or all, a page of per_page (at most 100).
+func (s *Server) listCheckRuns(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	repo := strings.ToLower(r.PathValue("owner") + "/" + r.PathValue("repo"))
+	s.mu.Lock()
+	var all []map[string]any
+	seen := map[string]bool{}
+	for i := len(s.checks) - 1; i >= 0; i-- {
+		c := s.checks[i]
+		if strings.ToLower(c.Repo) != repo || c.HeadSHA != r.PathValue("ref") || (q.Get("check_name") != "" && c.Name != q.Get("check_name")) {
+			continue
+		}
+		if q.Get("filter") != "all" && seen[c.Name] {
+			continue
+		}
+		seen[c.Name] = true
+		all = append(all, c.body)
+	}
+	s.mu.Unlock()
+	page := paged(all, q)
+	reply(w, 200, map[string]any{"total_count": len(all), "check_runs": page})
+}
+
+// listDeployments is GET /repos/{owner}/{repo}/deployments: newest first, by sha, ref,
+// task and environment, a page of per_page (at most 100).
+func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	repo := strings.ToLower(r.PathValue("owner") + "/" + r.PathValue("repo"))
+	s.mu.Lock()
+	var all []map[string]any
+	for i := len(s.depOrder) - 1; i >= 0; i-- {
+		d := s.deps[s.depOrder[i]]
+		if strings.ToLower(d.Repo) != repo || d.body == nil ||
+			(q.Get("sha") != "" && d.Ref != q.Get("sha")) || (q.Get("ref") != "" && d.Ref != q.Get("ref")) ||
+			(q.Get("task") != "" && d.Task != q.Get("task")) || (q.Get("environment") != "" && d.Environment != q.Get("environment")) {
+			continue
+		}
+		all = append(all, d.body)
+	}
+	s.mu.Unlock()
+	reply(w, 200, paged(all, q))
+}
+
+// paged cuts a list to the page the query asks for (per_page 30 by default, at most 100).
+func paged[T any](all []T, q url.Values) []T {
+	per, _ := strconv.Atoi(q.Get("per_page"))
+	if per <= 0 {
+		per = 30
+	}
+	per = min(per, 100)
+	page, _ := strconv.Atoi(q.Get("page"))
+	page = max(page, 1)
+	from := min((page-1)*per, len(all))
+	return append([]T{}, all[from:min(from+per, len(all))]...)
 }
 
 func now() string { return time.Now().UTC().Format(time.RFC3339) }

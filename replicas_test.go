@@ -59,6 +59,10 @@ func TestReplicasTakeOverARolloutOfOneKilled(t *testing.T) {
 		t.Fatalf("r1 never reached prod host1's done; run %+v", c.run(c.replicas["r2"], a))
 	}
 	killed := first.logTime(t, "kill point reached")
+	left := c.pids() // the apps r1 started, which outlive it
+	if len(left) != 2 {
+		t.Fatalf("apps running when r1 was killed: %v; want staging/host1's and prod/host1's", left)
+	}
 	c.waitRun(c.replicas["r2"], a, store.RunSucceeded, 2*time.Minute)
 
 	heir, taken := c.takenBy(t, "engine/papi")
@@ -68,6 +72,8 @@ func TestReplicasTakeOverARolloutOfOneKilled(t *testing.T) {
 		t.Errorf("%s took papi over %s after r1 was killed; want within 2 lease periods (%s)", heir.name, took, 2*replicaLease)
 	}
 	heir.checkReconciledBeforeWork(t, "papi")
+	c.checkAdopted(t, heir, left, a)
+	c.checkAppsTouchedUnderLease(t, first)
 	for _, h := range c.hosts {
 		if cur := c.current(h); cur != a {
 			t.Errorf("%s runs %.7s, want A %.7s", h, cur, a)
@@ -192,6 +198,7 @@ func TestReplicasReportOnceToGitHub(t *testing.T) {
 	if got := c.testRuns(); !slices.Equal(got, wantTests) {
 		t.Errorf("tests ran %q; want once per host and release: %q", got, wantTests)
 	}
+	c.checkAppsTouchedUnderLease(t, first)
 	contract.ValidateAll(t, gh)
 }
 
@@ -251,8 +258,9 @@ func (c *replicaCluster) push(r *replica, delivery, sha string) {
 	body, _ := json.Marshal(m)
 	mac := hmac.New(sha256.New, []byte(webhookSecret))
 	mac.Write(body)
+	addr := r.address(c.t)
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		req, _ := http.NewRequest("POST", "http://"+r.addr+"/webhooks/github", bytes.NewReader(body))
+		req, _ := http.NewRequest("POST", "http://"+addr+"/webhooks/github", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("X-GitHub-Event", "push")
 		req.Header.Set("X-GitHub-Delivery", delivery)
@@ -314,8 +322,9 @@ type replicaCluster struct {
 	bin      string
 	db       string
 	commits  func(msg, greeting string) string
-	hosts    []string // host folders: staging/host1, prod/host1..3
-	counts   string   // where the test command records its runs
+	hosts    []string       // host folders: staging/host1, prod/host1..3
+	ports    map[string]int // each host folder's app port
+	counts   string         // where the test command records its runs
 	replicas map[string]*replica
 }
 
@@ -323,7 +332,6 @@ type replicaCluster struct {
 type replica struct {
 	name   string
 	sock   string
-	addr   string // its TCP listen address
 	cmd    *exec.Cmd
 	logs   *syncBuffer
 	done   chan struct{}
@@ -340,7 +348,7 @@ func newReplicaCluster(t *testing.T, gh *githubtest.Server) *replicaCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &replicaCluster{t: t, dir: dir, bin: immunityBinary(t), db: db, counts: filepath.Join(dir, "test-runs"), replicas: map[string]*replica{}}
+	c := &replicaCluster{t: t, dir: dir, bin: immunityBinary(t), db: db, counts: filepath.Join(dir, "test-runs"), replicas: map[string]*replica{}, ports: map[string]int{}}
 	t.Cleanup(func() {
 		for _, r := range c.replicas {
 			r.kill()
@@ -353,11 +361,16 @@ func newReplicaCluster(t *testing.T, gh *githubtest.Server) *replicaCluster {
 	repo := papiRepo(t, filepath.Join(dir, "papi.git"))
 	c.commits = func(msg, greeting string) string { return commit(t, repo, msg, greeting) }
 	hosts := ""
+	stagingPort := freePort(t)
+	c.hosts = []string{filepath.Join(dir, "data", "hosts", "papi", "staging", "host1")}
+	c.ports[c.hosts[0]] = stagingPort
 	for i := 1; i <= 3; i++ {
-		hosts += fmt.Sprintf("{name: host%d, port: %d}, ", i, freePort(t))
-		c.hosts = append(c.hosts, filepath.Join(dir, "data", "hosts", "papi", "prod", fmt.Sprintf("host%d", i)))
+		port := freePort(t)
+		hosts += fmt.Sprintf("{name: host%d, port: %d}, ", i, port)
+		h := filepath.Join(dir, "data", "hosts", "papi", "prod", fmt.Sprintf("host%d", i))
+		c.hosts = append(c.hosts, h)
+		c.ports[h] = port
 	}
-	c.hosts = append([]string{filepath.Join(dir, "data", "hosts", "papi", "staging", "host1")}, c.hosts...)
 	server, repoLine := "", "{path: papi.git, branch: main, poll: 200ms}"
 	if gh != nil {
 		server = fmt.Sprintf("github: {app_id: 1, private_key_file: %s, webhook_secret: %q, api_url: %q}\n", githubtest.KeyFile(t), webhookSecret, gh.APIURL())
@@ -382,7 +395,7 @@ apps:
         manual_approval: true
         hosts_at_a_time: 1
         hosts: [%s]
-`, server, replicaLease, repoLine, c.counts, freePort(t), strings.TrimSuffix(hosts, ", "))
+`, server, replicaLease, repoLine, c.counts, stagingPort, strings.TrimSuffix(hosts, ", "))
 	if err := os.WriteFile(filepath.Join(dir, "immunity.yml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -393,13 +406,18 @@ apps:
 func (c *replicaCluster) commit(msg, greeting string) string { return c.commits(msg, greeting) }
 
 // start starts a replica; killAt arms a kill point (IMMUNITY_TEST_KILL_AT).
-func (c *replicaCluster) start(name, killAt string) *replica {
+func (c *replicaCluster) start(name, killAt string) *replica { return c.startWith(name, killAt, "") }
+
+// startWith starts a replica with a kill point and a stop point (IMMUNITY_TEST_STOP_AT),
+// either "" for none. It listens on a port the OS picks (its log says which), so no
+// port another test took in between is ever in its way.
+func (c *replicaCluster) startWith(name, killAt, stopAt string) *replica {
 	c.t.Helper()
-	r := &replica{name: name, sock: filepath.Join(c.dir, name+".sock"), addr: freeAddr(c.t), logs: &syncBuffer{}, done: make(chan struct{}), killAt: killAt}
+	r := &replica{name: name, sock: filepath.Join(c.dir, name+".sock"), logs: &syncBuffer{}, done: make(chan struct{}), killAt: killAt + stopAt}
 	r.cmd = exec.Command(c.bin, "serve", "--config", "immunity.yml")
 	r.cmd.Dir = c.dir
-	r.cmd.Env = append(os.Environ(), "IMMUNITY_LISTEN="+r.addr, "IMMUNITY_LOG_FORMAT=json", "IMMUNITY_LOG_LEVEL=",
-		"IMMUNITY_DATABASE_URL="+c.db, "IMMUNITY_REPLICA="+name, "IMMUNITY_SOCKET="+r.sock, "IMMUNITY_TEST_KILL_AT="+killAt)
+	r.cmd.Env = append(os.Environ(), "IMMUNITY_LISTEN=127.0.0.1:0", "IMMUNITY_LOG_FORMAT=json", "IMMUNITY_LOG_LEVEL=",
+		"IMMUNITY_DATABASE_URL="+c.db, "IMMUNITY_REPLICA="+name, "IMMUNITY_SOCKET="+r.sock, "IMMUNITY_TEST_KILL_AT="+killAt, "IMMUNITY_TEST_STOP_AT="+stopAt)
 	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
 	if err := r.cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -417,6 +435,25 @@ func (c *replicaCluster) start(name, killAt string) *replica {
 func (r *replica) kill() {
 	r.cmd.Process.Signal(syscall.SIGKILL)
 	<-r.done
+}
+
+// address is the replica's TCP listen address, once it serves (its log says it).
+func (r *replica) address(t *testing.T) string {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, e := range r.logLines() {
+			if e.Msg == "immunity serving" {
+				return strings.TrimPrefix(e.URL, "http://")
+			}
+		}
+		select {
+		case <-r.done:
+			t.Fatalf("%s exited before it served:\n%s", r.name, r.logs.String())
+		default:
+		}
+	}
+	t.Fatalf("%s never said where it serves:\n%s", r.name, r.logs.String())
+	return ""
 }
 
 // api calls a replica over its local socket (as the OS user, an admin).
@@ -530,6 +567,8 @@ type logLine struct {
 	Event, Point    string
 	Found, Store    string
 	Region, Replica string
+	SHA, URL, Step  string
+	Pid             int
 }
 
 func (r *replica) logLines() []logLine {
@@ -598,4 +637,96 @@ func (c *replicaCluster) testRuns() []string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	sort.Strings(lines)
 	return lines
+}
+
+// hostKey names a host folder as the logs do: "region/host".
+func hostKey(host string) string {
+	return filepath.Base(filepath.Dir(host)) + "/" + filepath.Base(host)
+}
+
+// pids lists the app process each host's app.pid names while it is alive, by host folder.
+func (c *replicaCluster) pids() map[string]int {
+	out := map[string]int{}
+	for _, h := range c.hosts {
+		b, err := os.ReadFile(filepath.Join(h, "app.pid"))
+		if err != nil {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 && syscall.Kill(pid, 0) == nil {
+			out[h] = pid
+		}
+	}
+	return out
+}
+
+// answers is the release the app on a host says it runs (GET /), or the error.
+func (c *replicaCluster) answers(host string) (string, error) {
+	cl := &http.Client{Timeout: 10 * time.Second}
+	resp, err := cl.Get(fmt.Sprintf("http://127.0.0.1:%d/", c.ports[host]))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var v struct{ Release string }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return "", err
+	}
+	return v.Release, nil
+}
+
+// processMsgs are what the local deployer logs when it starts, stops or adopts an app.
+var processMsgs = []string{"app started", "app stopped", "app adopted", "stray app stopped"}
+
+// checkAdopted: after heir took the app over, every host's app is either the process
+// that ran there when the holder before it died (the same pid, adopted by heir, never
+// restarted) or one heir started there exactly once; and each answers with sha.
+func (c *replicaCluster) checkAdopted(t *testing.T, heir *replica, left map[string]int, sha string) {
+	t.Helper()
+	now := c.pids()
+	for _, h := range c.hosts {
+		key := hostKey(h)
+		var adopted, started []int
+		for _, e := range heir.logLines() {
+			if e.App == "papi" && e.Region+"/"+e.Host == key {
+				switch e.Msg {
+				case "app adopted":
+					adopted = append(adopted, e.Pid)
+				case "app started":
+					started = append(started, e.Pid)
+				}
+			}
+		}
+		if pid, ok := left[h]; ok {
+			if now[h] != pid || !slices.Equal(adopted, []int{pid}) || len(started) != 0 {
+				t.Errorf("%s: app %d ran when the holder died; now %d, %s adopted %v and started %v; want it adopted once, still running", key, pid, now[h], heir.name, adopted, started)
+			}
+		} else if now[h] == 0 || !slices.Equal(started, []int{now[h]}) || len(adopted) != 0 {
+			t.Errorf("%s: app %d runs; %s started %v and adopted %v; want it started there once by %s", key, now[h], heir.name, started, adopted, heir.name)
+		}
+		if got, err := c.answers(h); err != nil || got != sha {
+			t.Errorf("%s answers release %.7s (%v); want %.7s", key, got, err, sha)
+		}
+	}
+}
+
+// checkAppsTouchedUnderLease: a replica starts, stops or adopts the app's processes only
+// while it holds the app's lease: from its start for first (it held it from the start),
+// else from "lease taken" on, until "lease lost".
+func (c *replicaCluster) checkAppsTouchedUnderLease(t *testing.T, first *replica) {
+	t.Helper()
+	for _, r := range c.replicas {
+		holding := r == first
+		for _, e := range r.logLines() {
+			switch {
+			case e.App != "papi":
+			case e.Msg == "lease taken: working this app here":
+				holding = true
+			case e.Msg == "lease lost: stopping this app's work here":
+				holding = false
+			case slices.Contains(processMsgs, e.Msg) && !holding:
+				t.Errorf("%s, not holding papi's lease, logged %q on %s/%s (pid %d)", r.name, e.Msg, e.Region, e.Host, e.Pid)
+			}
+		}
+	}
 }

@@ -201,15 +201,11 @@ func (c countedCommands) Exec(ctx context.Context, req bot.Request) bot.Reply {
 	return r
 }
 
-// Start turns stale mirrors off, puts the local hosts' apps back up (except on hosts
-// whose restart the engine resumes itself), starts the in-process traffic mirrors in front
-// of production hosts and resumes the engine.
+// Start turns stale mirrors off, starts the in-process traffic mirrors in front of
+// production hosts and resumes the engine, which puts the local hosts' apps of the apps
+// whose lease it holds back up (adopting the ones running) as it takes them over.
 func (in *Instance) Start(ctx context.Context) error {
 	in.Monitor.Reset(ctx)
-	resuming, err := in.Engine.Resuming(ctx)
-	if err != nil {
-		return fmt.Errorf("start: %w", err)
-	}
 	for i := range in.Config.Apps {
 		a := &in.Config.Apps[i]
 		for j := range a.Regions {
@@ -217,13 +213,7 @@ func (in *Instance) Start(ctx context.Context) error {
 			if r.Deployer != "local" {
 				continue
 			}
-			d, _ := in.deployer(a, r)
 			for _, h := range in.Engine.Hosts(a, r) {
-				if st, err := d.State(ctx, h); err == nil && st.Current != "" && !resuming[a.Name+"/"+r.Name+"/"+h.Name] {
-					if err := d.(*local.Deployer).EnsureRunning(ctx, h); err != nil {
-						in.log.Warn("host not running", "host", h.String(), "err", err)
-					}
-				}
 				if r.Production {
 					if _, err := in.Mirrors.Start(ctx, h, "127.0.0.1:0"); err != nil {
 						return err

@@ -79,6 +79,17 @@ type Deployer interface {
 	Close() error
 }
 
+// Adopter is a deployer whose hosts' apps are processes of the server itself (the local
+// deployer), looked after by the server that works the app: the one holding the app's
+// lease adopts them when it takes the app over, and lets go of them when it loses it.
+type Adopter interface {
+	// EnsureRunning adopts the app running on the host (alive and healthy), or starts the
+	// host's current release when none runs; a host with nothing live is left alone.
+	EnsureRunning(ctx context.Context, h Host) error
+	// Forget lets go of the host's app without stopping it: another server works it now.
+	Forget(h Host)
+}
+
 // ErrNotFound is returned by Activate when the release is not on the host.
 var ErrNotFound = errors.New("release not on host")
 

@@ -23,8 +23,11 @@
 // "engine/APP"), and every store write of that work is fenced by the lease's token
 // (store.WithLease): of several servers sharing one database, one works each app, and one
 // that lost the lease (it stalled past its expiry) writes nothing over its successor's
-// work. Taking a lease over is a start for that app: its hosts are reconciled first, then
-// what was in flight is resumed. With one server the lease is simply always held.
+// work. Taking a lease over is a start for that app: its hosts are reconciled first, the
+// app processes of the hosts this server runs itself (the local deployer) are adopted,
+// then what was in flight is resumed. No host effect of an app's work (upload, switch,
+// restart, tests, adopting a process) begins once its lease is lost (fence.go). With one
+// server the lease is simply always held.
 package pipeline
 
 import (
@@ -110,7 +113,7 @@ type Engine struct {
 	cfg       *config.Config
 	st        *store.Store
 	builder   Builder
-	tester    Tester
+	tester    leasedTester
 	monitor   Monitor
 	deployer  func(app *config.App, region *config.Region) (deployers.Deployer, error)
 	log       *slog.Logger
@@ -162,13 +165,16 @@ func New(o Options) (*Engine, error) {
 	if len(pairs) > 0 {
 		secrets = strings.NewReplacer(pairs...)
 	}
-	return &Engine{
+	e := &Engine{
 		secrets: secrets,
-		cfg:     o.Config, st: o.Store, builder: o.Builder, tester: o.Tester, monitor: o.Monitor,
-		deployer: o.Deployer, log: o.Logger, tick: o.Tick, persisted: o.Persisted, clock: o.Now, leaseTTL: o.LeaseTTL,
+		cfg:     o.Config, st: o.Store, builder: o.Builder, monitor: o.Monitor,
+		log: o.Logger, tick: o.Tick, persisted: o.Persisted, clock: o.Now, leaseTTL: o.LeaseTTL,
 		tasks: map[string]*task{}, leases: map[string]*store.Holding{}, tenure: map[string]int64{},
 		kick: make(chan struct{}, 1),
-	}, nil
+	}
+	e.deployer = e.leasedDeployers(o.Deployer)
+	e.tester = leasedTester{Tester: o.Tester, e: e}
+	return e, nil
 }
 
 // Config returns the engine's config.
@@ -257,9 +263,10 @@ func (e *Engine) lease(app string) (store.Lease, bool) {
 }
 
 // takeOver follows the apps' leases: an app whose lease was lost has its tasks stopped
-// (their state stays as persisted, for the new holder to resume); an app whose lease was
-// newly taken has its tasks of an older tenure stopped and its hosts reconciled, as on a
-// start, before anything of it is scheduled.
+// (their state stays as persisted, for the new holder to resume) and its local app
+// processes let go of, still running; an app whose lease was newly taken has its tasks of
+// an older tenure stopped, its hosts reconciled and its local app processes adopted (or
+// started again where they died), as on a start, before anything of it is scheduled.
 func (e *Engine) takeOver(why string) {
 	for i := range e.cfg.Apps {
 		a := &e.cfg.Apps[i]
@@ -278,10 +285,12 @@ func (e *Engine) takeOver(why string) {
 			}
 			e.setTenure(a.Name, 0)
 			e.cancelApp(a.Name)
+			e.letGo(a)
 			continue
 		}
 		if was != 0 {
 			e.cancelApp(a.Name)
+			e.letGo(a)
 		}
 		if why != "start" {
 			e.log.Info("lease taken: working this app here", "app", a.Name, "token", l.Token)
@@ -292,6 +301,7 @@ func (e *Engine) takeOver(why string) {
 				e.log.Warn("reconcile", "app", a.Name, "region", a.Regions[j].Name, "why", why, "err", err)
 			}
 		}
+		e.adopt(ctx, a)
 		e.setTenure(a.Name, l.Token)
 	}
 }

@@ -55,7 +55,7 @@ func (e *Engine) pruneDisk(ctx context.Context, a *config.App) {
 		}
 		e.log.Info("release pruned", "app", a.Name, "sha", short(r.SHA), "artifact", filepath.Base(r.Artifact))
 	}
-	if p, ok := e.tester.(testbedPruner); ok {
+	if p, ok := e.tester.Tester.(testbedPruner); ok {
 		if err := p.PruneTestbeds(a.Name, keep); err != nil {
 			e.log.Warn("prune test beds", "app", a.Name, "err", err)
 		}

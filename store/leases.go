@@ -34,6 +34,9 @@ func WithLease(ctx context.Context, l Lease) context.Context {
 
 type leaseKey struct{}
 
+// LeaseOf is the lease the work of ctx is done under (WithLease), if any.
+func LeaseOf(ctx context.Context) (Lease, bool) { return leaseOf(ctx) }
+
 func leaseOf(ctx context.Context) (Lease, bool) {
 	l, ok := ctx.Value(leaseKey{}).(Lease)
 	return l, ok && l.Name != ""

@@ -89,8 +89,9 @@ func ownsPid(base string, pid int) bool {
 }
 
 // EnsureRunning makes sure the host's current release is running, after a restart of
-// Immunity: it adopts the process app.pid names when it is alive and healthy, and otherwise
-// starts current again. A host with nothing live is left alone.
+// Immunity or when this server takes the app over from another: it adopts the process
+// app.pid names when it is alive and healthy, and otherwise starts current again. A host
+// with nothing live is left alone.
 func (d *Deployer) EnsureRunning(ctx context.Context, h deployers.Host) error {
 	e, err := d.lock(&h)
 	if err != nil {
@@ -107,6 +108,11 @@ func (d *Deployer) ensure(ctx context.Context, h deployers.Host, e *host) error 
 	cur, err := linkSHA(h.Base, currentLink)
 	if err != nil || cur == "" {
 		return err
+	}
+	if e.proc != nil {
+		if gone, _ := e.proc.exited(); gone && readPid(h.Base) != e.proc.pid {
+			e.proc = nil // another server restarted the app meanwhile: app.pid names it
+		}
 	}
 	if e.proc == nil {
 		if pid := readPid(h.Base); pid > 0 && alive(pid) && ownsPid(h.Base, pid) {
@@ -126,6 +132,21 @@ func (d *Deployer) ensure(ctx context.Context, h deployers.Host, e *host) error 
 		return fmt.Errorf("current points at %s: %w", short(cur), deployers.ErrNotFound)
 	}
 	return d.start(ctx, h, e, cur)
+}
+
+// Forget lets go of the host's app without stopping it (it keeps running and serving):
+// another server works the app now and may stop, restart or adopt it. A later
+// EnsureRunning adopts it again by app.pid.
+func (d *Deployer) Forget(h deployers.Host) {
+	e, err := d.lock(&h)
+	if err != nil {
+		return
+	}
+	defer e.mu.Unlock()
+	if e.proc != nil {
+		d.hostLog(h).Info("app let go: another server works it", "pid", e.proc.pid)
+		e.proc = nil
+	}
 }
 
 // Stop stops the host's app (started or adopted by this deployer, or named by app.pid).

@@ -20,8 +20,10 @@
 // stopped: the engine decides to roll back (Activate of the previous release).
 //
 // One Deployer serves one app. Calls on different hosts run concurrently; calls on the same
-// host are serialised. After a restart of Immunity, EnsureRunning adopts the app processes
-// still running (app.pid, health check) and restarts the ones that died.
+// host are serialised. After a restart of Immunity, or when a server takes an app over from
+// another sharing the data_dir (deployers.Adopter), EnsureRunning adopts the app processes
+// still running (app.pid, health check) and restarts the ones that died; Forget lets go of
+// them, running, when another server works the app.
 package local
 
 import (
@@ -84,7 +86,10 @@ type host struct {
 	proc *process // the app this deployer started or adopted, nil if none
 }
 
-var _ deployers.Deployer = (*Deployer)(nil)
+var (
+	_ deployers.Deployer = (*Deployer)(nil)
+	_ deployers.Adopter  = (*Deployer)(nil)
+)
 
 // New returns a deployer for one app. Call Options.Validate first to report bad options;
 // New fills in defaults.

@@ -136,6 +136,48 @@ func TestEnsureRunningAdoptsLiveAndRestartsDead(t *testing.T) {
 	waitGone(t, a.PID)
 }
 
+// Two servers sharing the host folders hand an app over: the one taking over adopts the
+// running app; the one that lets it go (Forget) leaves it running, even through StopAll;
+// one that still knew of a process another server has since replaced adopts the new one
+// rather than restart it.
+func TestAppHandedOverBetweenServers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a := newDeployer(t, local.Options{})
+	h := newHost(t, a)
+	first := deploy(ctx, t, a, h, "v1")
+
+	b := newDeployer(t, local.Options{})
+	if err := b.EnsureRunning(ctx, h); err != nil {
+		t.Fatalf("ensure running (taking over): %v", err)
+	}
+	if got, err := deployertest.Ask(ctx, h); err != nil || got.PID != first.PID {
+		t.Fatalf("after the handover: answer %+v, %v; want the app a started (pid %d), still running", got, err, first.PID)
+	}
+	if err := b.Restart(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	restarted, err := deployertest.Ask(ctx, h)
+	if err != nil || restarted.PID == first.PID {
+		t.Fatalf("after b's restart: answer %+v, %v; want a new process", restarted, err)
+	}
+	b.Forget(h)
+	if err := b.StopAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := deployertest.Ask(ctx, h); err != nil || got.PID != restarted.PID {
+		t.Fatalf("after b let go and stopped all: answer %+v, %v; want its app %d still running", got, err, restarted.PID)
+	}
+
+	// a still knows of the process it started, long gone: it must adopt b's.
+	if err := a.EnsureRunning(ctx, h); err != nil {
+		t.Fatalf("ensure running (taking back): %v", err)
+	}
+	if got, err := deployertest.Ask(ctx, h); err != nil || got.PID != restarted.PID {
+		t.Fatalf("after taking the app back: answer %+v, %v; want b's process %d adopted", got, err, restarted.PID)
+	}
+}
+
 func TestEnsureRunningWithNothingLive(t *testing.T) {
 	t.Parallel()
 	d := newDeployer(t, local.Options{})

@@ -145,7 +145,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	in, err := app.Open(ctx, app.Options{Config: cfg, Logger: log, Listeners: []pipeline.Listener{app.NewEventLog(log)}, MirrorToken: token,
-		Persisted: killPoint(os.Getenv("IMMUNITY_TEST_KILL_AT"), log)})
+		Persisted: testPoints(killPoint(os.Getenv("IMMUNITY_TEST_KILL_AT"), log), stopPoint(os.Getenv("IMMUNITY_TEST_STOP_AT"), log))})
 	if err != nil {
 		return err
 	}
@@ -258,10 +258,39 @@ func mirrorToken() (string, error) {
 	return os.Getenv("IMMUNITY_MIRROR_TOKEN"), nil
 }
 
+// testPoints calls each hook that is set; nil when none is.
+func testPoints(hooks ...func(string)) func(string) {
+	var set []func(string)
+	for _, h := range hooks {
+		if h != nil {
+			set = append(set, h)
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	return func(p string) {
+		for _, h := range set {
+			h(p)
+		}
+	}
+}
+
 // killPoint is the crash tests' hook: with IMMUNITY_TEST_KILL_AT=POINT (or POINT#N, the
 // Nth time), the server SIGKILLs itself right after that transition is written, before
 // anything acts on it. Empty: no hook.
 func killPoint(spec string, log *slog.Logger) func(string) {
+	return signalPoint(spec, log, syscall.SIGKILL, "kill point reached")
+}
+
+// stopPoint is the fencing tests' hook: with IMMUNITY_TEST_STOP_AT=POINT (or POINT#N) the
+// server SIGSTOPs itself right after that transition is written, as a server paused past
+// its lease; it goes on from there when it gets SIGCONT. Empty: no hook.
+func stopPoint(spec string, log *slog.Logger) func(string) {
+	return signalPoint(spec, log, syscall.SIGSTOP, "stop point reached")
+}
+
+func signalPoint(spec string, log *slog.Logger, sig syscall.Signal, msg string) func(string) {
 	if spec == "" {
 		return nil
 	}
@@ -281,9 +310,11 @@ func killPoint(spec string, log *slog.Logger) func(string) {
 		mu.Lock()
 		defer mu.Unlock()
 		if seen++; seen == nth {
-			log.Warn("kill point reached", "point", p, "n", nth)
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {} // the signal is on its way
+			log.Warn(msg, "point", p, "n", nth)
+			syscall.Kill(os.Getpid(), sig)
+			if sig == syscall.SIGKILL {
+				select {} // the signal is on its way
+			}
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -90,6 +91,77 @@ func TestReplicasTakeOverARolloutOfOneKilled(t *testing.T) {
 	if got := c.testRuns(); !slices.Equal(got, wantTests) {
 		t.Errorf("tests ran %q; want once per host: %q", got, wantTests)
 	}
+}
+
+// TestReplicasFenceOffAPausedHolder runs three replicas of the real binary; r1 holds the
+// app's lease and is paused (SIGSTOP, which it sends itself at IMMUNITY_TEST_STOP_AT)
+// right after it recorded that it switches production's second host, before it does.
+// Its lease expires, another replica takes the app over and finishes the run. Then r1 is
+// resumed (SIGCONT): it logs that it lost the lease and writes nothing: no row of the
+// store's runs, steps, events, outbox and the rest changes, no host's current link is
+// replaced, no app is started or stopped and no test runs.
+func TestReplicasFenceOffAPausedHolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds papi and the immunity binary")
+	}
+	c := newReplicaCluster(t, nil)
+	a := c.commit("release A", "")
+	paused := c.startWith("r1", "", "switch#3") // staging's host, prod's host1, then host2
+	c.waitLease("engine/papi", "r1")
+	for _, name := range []string{"r2", "r3"} {
+		c.start(name, "")
+	}
+	c.waitRun(c.replicas["r2"], a, store.RunWaiting, 3*time.Minute)
+	c.command(c.replicas["r3"], "promote papi prod --release "+a)
+	paused.waitStopped(t, 2*time.Minute)
+	c.waitRun(c.replicas["r2"], a, store.RunSucceeded, 2*time.Minute)
+	heir, _ := c.takenBy(t, "engine/papi")
+	if !paused.stopped() {
+		t.Fatal("r1 went on before it was resumed")
+	}
+
+	rows, links, pids, tests := c.storeRows(t), c.links(), c.pids(), c.testRuns()
+	starts := map[string][]string{}
+	for _, h := range c.hosts {
+		starts[h] = c.starts(h)
+	}
+	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	paused.waitLog(t, "lease lost: stopping this app's work here", time.Minute)
+	time.Sleep(2 * replicaLease) // time to act on what it was doing, had it not lost the lease
+	// Whether r1's stage goes on to the switch before its work is cancelled is a race
+	// between two of its goroutines: either way the host must be left alone.
+	how := "its work cancelled before the switch"
+	if slices.ContainsFunc(paused.logLines(), func(e logLine) bool {
+		return e.Msg == "lease lost: leaving the host alone" && e.Region+"/"+e.Host == "prod/host2" && e.Step == "switch"
+	}) {
+		how = "the switch refused, the lease lost"
+	}
+	t.Logf("r1 paused after recording prod/host2's switch; %s took papi over and finished; r1 resumed: %s", heir.name, how)
+	for table, was := range rows {
+		if now := c.storeRows(t)[table]; !slices.Equal(now, was) {
+			t.Errorf("%s changed after r1 resumed:\nbefore %q\nafter  %q", table, was, now)
+		}
+	}
+	if now := c.links(); !maps.Equal(now, links) {
+		t.Errorf("current links (target and inode) after r1 resumed %v; before %v", now, links)
+	}
+	if now := c.pids(); !maps.Equal(now, pids) {
+		t.Errorf("apps running after r1 resumed %v; before %v", now, pids)
+	}
+	for _, h := range c.hosts {
+		if got := c.starts(h); !slices.Equal(got, starts[h]) || !slices.Equal(got, []string{a}) {
+			t.Errorf("%s started %v (before r1 resumed %v); want A once", hostKey(h), shorts(got), shorts(starts[h]))
+		}
+		if cur := c.current(h); cur != a {
+			t.Errorf("%s runs %.7s, want A %.7s", hostKey(h), cur, a)
+		}
+	}
+	if got := c.testRuns(); !slices.Equal(got, tests) || len(got) != len(c.hosts) {
+		t.Errorf("tests ran %q (before r1 resumed %q); want once per host", got, tests)
+	}
+	c.checkAppsTouchedUnderLease(t, paused)
 }
 
 // webhookSecret is the GitHub App's webhook secret in the replica tests.
@@ -729,4 +801,102 @@ func (c *replicaCluster) checkAppsTouchedUnderLease(t *testing.T, first *replica
 			}
 		}
 	}
+}
+
+// stopped reports whether the replica's process is stopped (SIGSTOP).
+func (r *replica) stopped() bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] == 'T'
+}
+
+// waitStopped waits until the replica reached its stop point and is stopped.
+func (r *replica) waitStopped(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if r.stopped() {
+			r.logTime(t, "stop point reached")
+			return
+		}
+		select {
+		case <-r.done:
+			t.Fatalf("%s exited before its stop point:\n%s", r.name, r.logs.String())
+		default:
+		}
+	}
+	t.Fatalf("%s never stopped at %s", r.name, r.killAt)
+}
+
+// waitLog waits until the replica logs msg.
+func (r *replica) waitLog(t *testing.T, msg string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, e := range r.logLines() {
+			if e.Msg == msg {
+				return
+			}
+		}
+	}
+	t.Fatalf("%s never logged %q in %s:\n%s", r.name, msg, timeout, r.logs.String())
+}
+
+// fencedTables are the store's tables of an app's work (every write to them under the
+// app's lease is fenced), as the fencing test compares them.
+var fencedTables = []string{"releases", "runs", "stages", "host_steps", "live", "region_history", "events", "outbox",
+	"rollbacks", "rollback_hosts", "stage_verdicts", "slack_threads", "github_check_runs", "github_deployments"}
+
+// storeRows reads every row of fencedTables, each as text, sorted, by table.
+func (c *replicaCluster) storeRows(t *testing.T) map[string][]string {
+	t.Helper()
+	db, err := sql.Open("pgx", c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	out := map[string][]string{}
+	for _, table := range fencedTables {
+		rows, err := db.Query("SELECT * FROM " + table)
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		cols, _ := rows.Columns()
+		var got []string
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatalf("read %s: %v", table, err)
+			}
+			got = append(got, fmt.Sprintf("%v", vals))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		rows.Close()
+		sort.Strings(got)
+		out[table] = got
+	}
+	return out
+}
+
+// links is each host's current link as its target and inode: a link replaced, even by
+// one to the same release, has a new inode.
+func (c *replicaCluster) links() map[string]string {
+	out := map[string]string{}
+	for _, h := range c.hosts {
+		path := filepath.Join(h, "current")
+		target, err := os.Readlink(path)
+		fi, err2 := os.Lstat(path)
+		if err != nil || err2 != nil {
+			continue
+		}
+		out[hostKey(h)] = fmt.Sprintf("%s inode %d", filepath.Base(target), fi.Sys().(*syscall.Stat_t).Ino)
+	}
+	return out
 }

@@ -295,3 +295,56 @@ func TestAServerThatStalledPastItsLeaseWritesNothing(t *testing.T) {
 		t.Fatalf("prod3 after the takeover: %+v", stageOf(r, "prod3"))
 	}
 }
+
+// A host effect of work done under an app's lease begins only while the engine still
+// holds that lease: with the lease it works the app under, a switch, a restart, an
+// upload and the tests reach the host; with an older tenure's token, or once the lease
+// is gone (the engine stopped), none does and each answers store.ErrLeaseLost.
+func TestNoHostEffectWithoutTheLease(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	a := &h.cfg.Apps[0]
+	reg := &a.Regions[0]
+	host := h.eng.Hosts(a, reg)[0]
+	dep, err := h.eng.deployer(a, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, held := h.eng.lease("papi")
+	if !held {
+		t.Fatal("the only engine does not hold papi's lease")
+	}
+	sha := h.build.add("change")
+	rel := deployers.Release{App: "papi", SHA: sha}
+	effects := func(ctx context.Context) []error {
+		_, testErr := h.eng.tester.Test(ctx, rel, host, deployers.Tests{})
+		return []error{dep.Upload(ctx, host, rel), dep.Switch(ctx, host, sha), dep.Restart(ctx, host), dep.Activate(ctx, host, sha), testErr}
+	}
+	for i, err := range effects(store.WithLease(context.Background(), l)) {
+		if err != nil {
+			t.Fatalf("effect %d under the lease held: %v", i, err)
+		}
+	}
+	asked := len(h.dep.asked())
+
+	old := l
+	old.Token--
+	for i, err := range effects(store.WithLease(context.Background(), old)) {
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("effect %d under an older tenure's token: %v; want ErrLeaseLost", i, err)
+		}
+	}
+	h.eng.Stop() // gives the lease up
+	for i, err := range effects(store.WithLease(context.Background(), l)) {
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("effect %d once the lease is gone: %v; want ErrLeaseLost", i, err)
+		}
+	}
+	if n := len(h.dep.asked()); n != asked {
+		t.Errorf("the host was restarted %d times more without the lease", n-asked)
+	}
+	h.dep.mu.Lock()
+	defer h.dep.mu.Unlock()
+	if got := h.dep.current[host.String()]; got != sha {
+		t.Errorf("%s runs %s; want %s, as switched under the lease", host, short(got), short(sha))
+	}
+}

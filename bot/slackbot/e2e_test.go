@@ -125,7 +125,7 @@ func newE2E(t *testing.T) *e2e {
 		NonProduction: []config.Grant{{Actions: []string{"*"}, SlackUsers: []string{"U2147483697", "U0CA5"}}},
 		Production:    []config.Grant{{Actions: []string{"*"}, SlackUsers: []string{"U0CA5"}, SlackGroups: []string{"S0SRE"}}},
 	}
-	f.groups["S0SRE"] = []string{"U2147483697"}
+	f.Groups["S0SRE"] = []string{"U2147483697"}
 	st := openStore(t, filepath.Join(t.TempDir(), "immunity.db"))
 	dep := &fakeDeployer{current: map[string]string{}, previous: map[string]string{}}
 	eng, err := pipeline.New(pipeline.Options{Config: cfg, Store: st, Builder: fakeBuilder{t.TempDir()}, Tester: passTester{},

@@ -26,7 +26,7 @@ func TestOneRootAcrossReplicas(t *testing.T) {
 	} {
 		t.Run(engine, func(t *testing.T) {
 			f := newFakeSlack(t)
-			f.hold = make(chan struct{}) // Slack answers the first root only once both tried
+			f.Hold = make(chan struct{}) // Slack answers the first root only once both tried
 			db := database(t)
 			var bots []*Bot
 			for _, name := range []string{"a", "b"} {
@@ -46,7 +46,7 @@ func TestOneRootAcrossReplicas(t *testing.T) {
 
 			var waited atomic.Int32
 			var release sync.Once
-			free := func() { release.Do(func() { close(f.hold) }) }
+			free := func() { release.Do(func() { close(f.Hold) }) }
 			defer time.AfterFunc(10*time.Second, free).Stop() // both posting: the claim did not hold
 			var wg sync.WaitGroup
 			errs := make([]error, len(bots))

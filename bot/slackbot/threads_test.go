@@ -89,13 +89,13 @@ func TestThreadPerRun(t *testing.T) {
 	if n := countMethod(calls, "chat.update"); n < 10 || n >= len(runEvents(t)) {
 		t.Errorf("%d root updates; want one per event that changed the root", n)
 	}
-	for id, png := range f.uploads {
+	for id, png := range f.Uploads {
 		if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
 			t.Errorf("upload %s is not a PNG", id)
 		}
 	}
-	if len(f.uploads) != 1 {
-		t.Errorf("%d files uploaded, want the sandbox2 chart", len(f.uploads))
+	if len(f.Uploads) != 1 {
+		t.Errorf("%d files uploaded, want the sandbox2 chart", len(f.Uploads))
 	}
 	goldenCalls(t, "thread.json", root, calls)
 
@@ -180,8 +180,8 @@ func equalStrings(a, b []string) bool {
 func TestRateLimited(t *testing.T) {
 	t.Parallel()
 	f := newFakeSlack(t)
-	f.limited["chat.postMessage"] = 1
-	f.hold = make(chan struct{})
+	f.Limited["chat.postMessage"] = 1
+	f.Hold = make(chan struct{})
 	cfg := testConfig(f.GetAPIURL())
 	b, _ := newTestBot(t, cfg, openStore(t, filepath.Join(t.TempDir(), "db")), &fakeExec{})
 	b.charts = false
@@ -194,7 +194,7 @@ func TestRateLimited(t *testing.T) {
 			b.Notify(context.Background(), ev)
 		}
 	}
-	close(f.hold)
+	close(f.Hold)
 	b.Flush(t.Context())
 	calls := f.Calls()
 	if calls[0].Method != "chat.postMessage" || calls[0].ThreadTS != "" {
@@ -230,9 +230,9 @@ func TestRateLimitedUpdate(t *testing.T) {
 				break
 			}
 			if i == limitAt {
-				f.mu.Lock()
-				f.limited["chat.update"] = 1
-				f.mu.Unlock()
+				f.Mu.Lock()
+				f.Limited["chat.update"] = 1
+				f.Mu.Unlock()
 			}
 			before := countMethod(f.Calls(), "chat.update")
 			b.Notify(context.Background(), ev)
@@ -269,9 +269,9 @@ func TestRateLimitedForAMinuteAcrossARestart(t *testing.T) {
 	t.Parallel()
 	clock := newFastClock(60)
 	f := newFakeSlack(t)
-	f.now = clock.Now
+	f.Now = clock.Now
 	var limitFrom, limitTo time.Time
-	f.limit = func() int {
+	f.Limit = func() int {
 		if now := clock.Now(); !now.Before(limitFrom) && now.Before(limitTo) {
 			return 60
 		}
@@ -293,9 +293,9 @@ func TestRateLimitedForAMinuteAcrossARestart(t *testing.T) {
 	evs := runEvents(t)
 	b := open()
 	replay(t, b, evs[:3]) // the root is up
-	f.mu.Lock()
+	f.Mu.Lock()
 	limitFrom, limitTo = clock.Now(), clock.Now().Add(time.Minute)
-	f.mu.Unlock()
+	f.Mu.Unlock()
 	half := len(evs) / 2
 	for _, ev := range evs[3:half] {
 		b.Notify(context.Background(), ev)
@@ -313,9 +313,9 @@ func TestRateLimitedForAMinuteAcrossARestart(t *testing.T) {
 	}
 	b.Flush(t.Context())
 
-	f.mu.Lock()
-	rejected := f.rejected
-	f.mu.Unlock()
+	f.Mu.Lock()
+	rejected := f.Rejected
+	f.Mu.Unlock()
 	if rejected == 0 {
 		t.Fatal("Slack never answered 429")
 	}

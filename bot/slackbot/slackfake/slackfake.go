@@ -1,0 +1,200 @@
+// Package slackfake is a fake Slack Web API for tests, strict where Slack is: the calls
+// Immunity makes (chat.postMessage, chat.update, the files upload flow,
+// usergroups.users.list) on slack-go's slacktest server, each recorded, with rate limits
+// on demand. Servers under test reach it by slack.api_url (IMMUNITY_SLACK_API_URL).
+package slackfake
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slacktest"
+)
+
+// Call is one Web API call the fake Slack received.
+type Call struct {
+	Method    string          `json:"method"`
+	Channel   string          `json:"channel"`
+	TS        string          `json:"ts,omitempty"`        // chat.update: the message updated; postMessage: the ts given back
+	ThreadTS  string          `json:"thread_ts,omitempty"` // a reply's thread
+	Broadcast bool            `json:"reply_broadcast,omitempty"`
+	Text      string          `json:"text"`
+	Blocks    json.RawMessage `json:"blocks,omitempty"`
+	At        time.Time       `json:"-"` // when it was accepted, by now (or the real clock)
+}
+
+// Server is slacktest's server with the handlers it lacks (chat.update, the files
+// upload flow, usergroups.users.list) and a chat.postMessage that hands out distinct ts;
+// it records every call. Like Slack's API, chat.update and file uploads take only a
+// channel's ID. Set its knobs under Mu.
+type Server struct {
+	*slacktest.Server
+	Mu      sync.Mutex
+	calls   []Call
+	n       int
+	Uploads map[string][]byte // file id -> bytes
+	shared  []url.Values      // files.completeUploadExternal forms
+	// Limited makes the next N calls of a method answer 429.
+	Limited map[string]int
+	// Limit, when set, is asked before each call: a Retry-After > 0 answers 429 with it.
+	Limit    func() (retryAfter int)
+	Hold     chan struct{}    // when set, chat.postMessage waits on it
+	Rejected int              // calls answered 429 by Limit
+	Now      func() time.Time // the clock calls are stamped with; nil: the real one
+	Groups   map[string][]string
+}
+
+// New starts a fake Slack, stopped at the test's end; its Web API is at GetAPIURL().
+func New(t testing.TB) *Server {
+	f := &Server{Uploads: map[string][]byte{}, Limited: map[string]int{}, Groups: map[string][]string{}}
+	f.Server = slacktest.NewTestServer(func(c slacktest.Customize) {
+		c.Handle("/chat.postMessage", f.postMessage)
+		c.Handle("/chat.update", f.update)
+		c.Handle("/files.getUploadURLExternal", f.uploadURL)
+		c.Handle("/upload/", f.upload)
+		c.Handle("/files.completeUploadExternal", f.complete)
+		c.Handle("/usergroups.users.list", f.groupMembers)
+	})
+	f.Start()
+	t.Cleanup(f.Stop)
+	return f
+}
+
+func (f *Server) form(w http.ResponseWriter, r *http.Request, method string) (url.Values, bool) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, false
+	}
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	if f.Limited[method] > 0 {
+		f.Limited[method]--
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusTooManyRequests)
+		return nil, false
+	}
+	if f.Limit != nil {
+		if ra := f.Limit(); ra > 0 {
+			f.Rejected++
+			w.Header().Set("Retry-After", strconv.Itoa(ra))
+			w.WriteHeader(http.StatusTooManyRequests)
+			return nil, false
+		}
+	}
+	return r.PostForm, true
+}
+
+// channelIDs are the workspace's channels: chat.postMessage takes a name or an ID and
+// answers with the ID; chat.update and file uploads take only the ID, as Slack's API does.
+var channelIDs = map[string]string{"#deploys": "C0DEPLOYS", "deploys": "C0DEPLOYS", "C0DEPLOYS": "C0DEPLOYS", "#ops": "C0OPS", "C0OPS": "C0OPS"}
+
+// refuseChannel answers Slack's error for a channel the method cannot take.
+func refuseChannel(w http.ResponseWriter, ch string, idOnly bool) bool {
+	id, known := channelIDs[ch]
+	if known && (!idOnly || id == ch) {
+		return false
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "channel_not_found"})
+	return true
+}
+
+func (f *Server) postMessage(w http.ResponseWriter, r *http.Request) {
+	if f.Hold != nil {
+		<-f.Hold
+	}
+	v, ok := f.form(w, r, "chat.postMessage")
+	if !ok || refuseChannel(w, v.Get("channel"), false) {
+		return
+	}
+	f.Mu.Lock()
+	f.n++
+	ts := fmt.Sprintf("1700000000.%06d", f.n)
+	f.calls = append(f.calls, Call{At: f.stamp(), Method: "chat.postMessage", Channel: v.Get("channel"), TS: ts, ThreadTS: v.Get("thread_ts"),
+		Broadcast: v.Get("reply_broadcast") == "true", Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks"))})
+	f.Mu.Unlock()
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": channelIDs[v.Get("channel")], "ts": ts})
+}
+
+func (f *Server) update(w http.ResponseWriter, r *http.Request) {
+	v, ok := f.form(w, r, "chat.update")
+	if !ok || refuseChannel(w, v.Get("channel"), true) {
+		return
+	}
+	f.Mu.Lock()
+	f.calls = append(f.calls, Call{At: f.stamp(), Method: "chat.update", Channel: v.Get("channel"), TS: v.Get("ts"), Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks"))})
+	f.Mu.Unlock()
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": v.Get("channel"), "ts": v.Get("ts"), "text": v.Get("text")})
+}
+
+func (f *Server) uploadURL(w http.ResponseWriter, r *http.Request) {
+	v, ok := f.form(w, r, "files.getUploadURLExternal")
+	if !ok {
+		return
+	}
+	f.Mu.Lock()
+	f.n++
+	id := fmt.Sprintf("F%06d", f.n)
+	f.Mu.Unlock()
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "file_id": id, "upload_url": f.GetAPIURL() + "upload/" + id + "?name=" + url.QueryEscape(v.Get("filename"))})
+}
+
+func (f *Server) upload(w http.ResponseWriter, r *http.Request) {
+	file, _, err := r.FormFile("file")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	b, _ := io.ReadAll(file)
+	f.Mu.Lock()
+	f.Uploads[strings.TrimPrefix(r.URL.Path, "/upload/")] = b
+	f.Mu.Unlock()
+	w.Write([]byte("OK"))
+}
+
+func (f *Server) complete(w http.ResponseWriter, r *http.Request) {
+	v, ok := f.form(w, r, "files.completeUploadExternal")
+	if !ok || refuseChannel(w, v.Get("channel_id"), true) {
+		return
+	}
+	var files []slack.FileSummary
+	json.Unmarshal([]byte(v.Get("files")), &files)
+	f.Mu.Lock()
+	f.shared = append(f.shared, v)
+	f.calls = append(f.calls, Call{At: f.stamp(), Method: "files.completeUploadExternal", Channel: v.Get("channel_id"), ThreadTS: v.Get("thread_ts"), Text: v.Get("files")})
+	f.Mu.Unlock()
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "files": files})
+}
+
+func (f *Server) groupMembers(w http.ResponseWriter, r *http.Request) {
+	v, ok := f.form(w, r, "usergroups.users.list")
+	if !ok {
+		return
+	}
+	f.Mu.Lock()
+	users := f.Groups[v.Get("usergroup")]
+	f.Mu.Unlock()
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "users": users})
+}
+
+func (f *Server) stamp() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
+}
+
+// Calls lists the calls received, in order.
+func (f *Server) Calls() []Call {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	return append([]Call(nil), f.calls...)
+}

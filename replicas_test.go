@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/immunity-app/immunity/app/github/githubtest"
+	"github.com/immunity-app/immunity/bot/slackbot/slackfake"
 	"github.com/immunity-app/immunity/internal/pgtest"
 	"github.com/immunity-app/immunity/store"
 )
@@ -39,12 +40,17 @@ const replicaLease = 3 * time.Second
 // right after the first of three hosts is done; the promotion that started it went
 // through another replica's API. One of the others takes the app over within two lease
 // periods, asks the hosts first, and finishes the run: every host runs the release, each
-// app was started once per host and the tests ran once per host.
+// app was started once per host and the tests ran once per host. The heir adopts the
+// app processes r1 left running (the same pids, never restarted) and starts the ones of
+// the hosts left to do, once each. The replicas post to a fake Slack: the run got one
+// root, each of its replies once and none lost across the SIGKILL, and the root's last
+// edit says the run succeeded.
 func TestReplicasTakeOverARolloutOfOneKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds papi and the immunity binary")
 	}
-	c := newReplicaCluster(t, nil)
+	sl := slackfake.New(t)
+	c := newReplicaCluster(t, nil, sl)
 	a := c.commit("release A", "")
 	first := c.start("r1", "done#2") // staging's host, then prod's host1
 	c.waitLease("engine/papi", "r1")
@@ -75,6 +81,7 @@ func TestReplicasTakeOverARolloutOfOneKilled(t *testing.T) {
 	heir.checkReconciledBeforeWork(t, "papi")
 	c.checkAdopted(t, heir, left, a)
 	c.checkAppsTouchedUnderLease(t, first)
+	c.checkSlackOnce(t, sl, c.run(heir, a))
 	for _, h := range c.hosts {
 		if cur := c.current(h); cur != a {
 			t.Errorf("%s runs %.7s, want A %.7s", h, cur, a)
@@ -104,7 +111,7 @@ func TestReplicasFenceOffAPausedHolder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds papi and the immunity binary")
 	}
-	c := newReplicaCluster(t, nil)
+	c := newReplicaCluster(t, nil, nil)
 	a := c.commit("release A", "")
 	paused := c.startWith("r1", "", "switch#3") // staging's host, prod's host1, then host2
 	c.waitLease("engine/papi", "r1")
@@ -182,7 +189,7 @@ func TestReplicasReportOnceToGitHub(t *testing.T) {
 	gh := githubtest.New(t)
 	contract := githubtest.LoadContract(t)
 	gh.Enforce(contract)
-	c := newReplicaCluster(t, gh)
+	c := newReplicaCluster(t, gh, nil)
 	a := c.commit("release A", "")
 	first := c.start("r1", "done#2")
 	c.waitLease("engine/papi", "r1")
@@ -412,8 +419,8 @@ type replica struct {
 
 // newReplicaCluster makes the cluster's folder and config: an app whose runs start from
 // polling its repository, or, with a fake GitHub, from push webhooks of
-// Codertocat/Hello-World.
-func newReplicaCluster(t *testing.T, gh *githubtest.Server) *replicaCluster {
+// Codertocat/Hello-World; with a fake Slack, the Slack bot posts runs to #deploys.
+func newReplicaCluster(t *testing.T, gh *githubtest.Server, sl *slackfake.Server) *replicaCluster {
 	t.Helper()
 	db := pgtest.Database(t)
 	dir, err := os.MkdirTemp("", "imr") // short: socket paths have at most 100 bytes
@@ -447,6 +454,9 @@ func newReplicaCluster(t *testing.T, gh *githubtest.Server) *replicaCluster {
 	if gh != nil {
 		server = fmt.Sprintf("github: {app_id: 1, private_key_file: %s, webhook_secret: %q, api_url: %q}\n", githubtest.KeyFile(t), webhookSecret, gh.APIURL())
 		repoLine = "{github: Codertocat/Hello-World, path: papi.git, branch: main}"
+	}
+	if sl != nil {
+		server += fmt.Sprintf("slack: {bot_token: xoxb-replicas, signing_secret: replica-signing-secret, api_url: %q, channel: \"#deploys\"}\n", sl.GetAPIURL())
 	}
 	cfg := fmt.Sprintf(`%sserver:
   data_dir: data
@@ -899,4 +909,98 @@ func (c *replicaCluster) links() map[string]string {
 		out[hostKey(h)] = fmt.Sprintf("%s inode %d", filepath.Base(target), fi.Sys().(*syscall.Stat_t).Ino)
 	}
 	return out
+}
+
+// checkSlackOnce waits until the Slack outbox is delivered, then checks what the fake
+// Slack got of the run: one root; in its thread each post of the run's outbox exactly
+// once (none lost, none twice, whoever delivered it); chat.update only of the root,
+// the last one saying how the run ended; as many uploads as charts recorded.
+func (c *replicaCluster) checkSlackOnce(t *testing.T, sl *slackfake.Server, run *store.Run) {
+	t.Helper()
+	if run == nil {
+		t.Fatal("no run to check Slack of")
+	}
+	db, err := sql.Open("pgx", c.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stream := fmt.Sprintf("slack/run/%d", run.ID)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		var pending int
+		if err := db.QueryRow(`SELECT count(*) FROM outbox WHERE stream LIKE 'slack/%' AND state = 'pending'`).Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Slack outbox rows still pending", pending)
+		}
+	}
+	want := map[string]int{} // reply text -> times
+	charts := 0
+	rows, err := db.Query(`SELECT kind, state, payload FROM outbox WHERE stream = $1`, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var kind, state, payload string
+		if err := rows.Scan(&kind, &state, &payload); err != nil {
+			t.Fatal(err)
+		}
+		if state != store.OutboxSent {
+			t.Errorf("Slack row %s of run %d is %s, not sent: %s", kind, run.ID, state, payload)
+		}
+		var it struct{ Post struct{ Text string } }
+		json.Unmarshal([]byte(payload), &it)
+		switch kind {
+		case "slack.post":
+			want[it.Post.Text]++
+		case "slack.chart":
+			charts++
+		}
+	}
+	rows.Close()
+	if len(want) == 0 {
+		t.Fatalf("no Slack post of run %d recorded", run.ID)
+	}
+
+	calls := sl.Calls()
+	var roots []slackfake.Call
+	prefix := fmt.Sprintf("papi %.7s ", run.SHA)
+	for _, call := range calls {
+		if call.Method == "chat.postMessage" && call.ThreadTS == "" && strings.HasPrefix(call.Text, prefix) {
+			roots = append(roots, call)
+		}
+	}
+	if len(roots) != 1 {
+		t.Fatalf("run %d got %d roots in Slack; want one: %+v", run.ID, len(roots), roots)
+	}
+	root := roots[0]
+	got := map[string]int{}
+	last, uploads, updates := root.Text, 0, 0
+	for _, call := range calls {
+		switch {
+		case call.Method == "chat.postMessage" && call.ThreadTS == root.TS:
+			got[call.Text]++
+		case call.Method == "chat.update" && call.TS == root.TS:
+			last = call.Text
+			updates++
+		case call.Method == "chat.update":
+			t.Errorf("chat.update of %s, not the root %s: %q", call.TS, root.TS, call.Text)
+		case call.Method == "files.completeUploadExternal" && call.ThreadTS == root.TS:
+			uploads++
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("replies in run %d's thread (text: times) %v; want each post once: %v", run.ID, got, want)
+	}
+	if !strings.HasSuffix(last, ": "+store.RunSucceeded.Words()) {
+		t.Errorf("the root's last content %q; want it to say the run %s", last, store.RunSucceeded.Words())
+	}
+	if uploads != charts {
+		t.Errorf("%d uploads in the thread; want one per chart recorded (%d)", uploads, charts)
+	}
+	t.Logf("Slack: one root, %d distinct replies, %d updates of it, %d uploads", len(got), updates, uploads)
 }

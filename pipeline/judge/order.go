@@ -33,7 +33,11 @@ func (sc *scratch) sorted(room []uint64, xs []float64) []uint64 {
 	if cap(sc.tmp) < len(keys) {
 		sc.tmp = make([]uint64, len(keys))
 	}
-	sortKeys(keys, sc.tmp[:len(keys)], &sc.count)
+	tmp := sc.tmp[:len(keys)]
+	if sortKeys(keys, tmp, &sc.count) {
+		// The sorted keys are in tmp: room becomes the next sort's tmp.
+		sc.tmp, keys = keys, tmp
+	}
 	return keys
 }
 
@@ -70,19 +74,19 @@ func keyValue(k uint64) float64 {
 const maxInsertion = 16
 
 // sortKeys sorts keys into ascending order, with tmp (as long as keys) and count as
-// room.
-func sortKeys(keys, tmp []uint64, count *[]int32) {
+// room. It tells whether the sorted keys are in tmp (else in keys).
+func sortKeys(keys, tmp []uint64, count *[]int32) bool {
 	n := len(keys)
 	if n < 2*maxInsertion {
 		insertion(keys)
-		return
+		return false
 	}
 	lo, hi := keys[0], keys[0]
 	for _, k := range keys {
 		lo, hi = min(lo, k), max(hi, k)
 	}
 	if lo == hi {
-		return
+		return false
 	}
 	buckets := n / 2
 	shift := 0
@@ -116,7 +120,7 @@ func sortKeys(keys, tmp []uint64, count *[]int32) {
 		}
 		from = start[b]
 	}
-	copy(keys, tmp)
+	return true
 }
 
 func insertion(ks []uint64) {

@@ -47,9 +47,7 @@ func (o Options) withDefaults() Options {
 // Judge judges a whole window of intervals at once, as a final verdict.
 func Judge(ms []Metric, intervals []Input, o Options) Verdict {
 	s := NewSequence(ms, o)
-	for _, in := range intervals[:max(0, len(intervals)-1)] {
-		s.add(in)
-	}
+	s.addAll(intervals[:max(0, len(intervals)-1)])
 	last := Input{}
 	if len(intervals) > 0 {
 		last = intervals[len(intervals)-1]
@@ -116,37 +114,55 @@ func (s *Sequence) Look(in Input, final bool) Verdict {
 
 // add keeps the interval's good measurements.
 func (s *Sequence) add(in Input) {
-	s.each(in, func(i int) {
-		m := s.metrics[i]
-		b, c := in.Baseline[m.Name], in.Canary[m.Name]
-		if b.Err != "" || c.Err != "" {
-			return
+	s.each(size(s.metrics, in), func(i int) { s.addOne(i, in) })
+}
+
+// addAll keeps the good measurements of intervals, in order: each metric's intervals
+// are ranked by one goroutine, so the cores wait for each other once, not at every
+// interval.
+func (s *Sequence) addAll(intervals []Input) {
+	total := 0
+	for _, in := range intervals {
+		total += size(s.metrics, in)
+	}
+	s.each(total, func(i int) {
+		for _, in := range intervals {
+			s.addOne(i, in)
 		}
-		h := &s.hist[i]
-		if m.Kind == Rate {
-			k := newCounts(b, c)
-			h.rates = append(h.rates, rateLook(k))
-			return
-		}
-		if b.PerRequest || c.PerRequest {
-			h.perRequest = true
-			sc, _ := s.room.Get().(*scratch)
-			if sc == nil {
-				sc = new(scratch)
-			}
-			iv := requestInterval(b.Values, c.Values, sc)
-			s.room.Put(sc)
-			h.nb, h.nc = h.nb+iv.nb, h.nc+iv.nc
-			if iv.ok {
-				h.requests = append(h.requests, iv)
-				h.medB, h.medC = append(h.medB, iv.medB), append(h.medC, iv.medC)
-			}
-			return
-		}
-		lb, lc := levelOf(b.Values), levelOf(c.Values)
-		h.nb, h.nc = h.nb+len(b.Values), h.nc+len(c.Values)
-		h.levB, h.levC = append(h.levB, lb), append(h.levC, lc)
 	})
+}
+
+// addOne keeps metric i's good measurements of an interval.
+func (s *Sequence) addOne(i int, in Input) {
+	m := s.metrics[i]
+	b, c := in.Baseline[m.Name], in.Canary[m.Name]
+	if b.Err != "" || c.Err != "" {
+		return
+	}
+	h := &s.hist[i]
+	if m.Kind == Rate {
+		k := newCounts(b, c)
+		h.rates = append(h.rates, rateLook(k))
+		return
+	}
+	if b.PerRequest || c.PerRequest {
+		h.perRequest = true
+		sc, _ := s.room.Get().(*scratch)
+		if sc == nil {
+			sc = new(scratch)
+		}
+		iv := requestInterval(b.Values, c.Values, sc)
+		s.room.Put(sc)
+		h.nb, h.nc = h.nb+iv.nb, h.nc+iv.nc
+		if iv.ok {
+			h.requests = append(h.requests, iv)
+			h.medB, h.medC = append(h.medB, iv.medB), append(h.medC, iv.medC)
+		}
+		return
+	}
+	lb, lc := levelOf(b.Values), levelOf(c.Values)
+	h.nb, h.nc = h.nb+len(b.Values), h.nc+len(c.Values)
+	h.levB, h.levC = append(h.levB, lb), append(h.levC, lc)
 }
 
 // levelOf is an interval's value on one side: the mean of its finite values (NaN: none).
@@ -240,12 +256,18 @@ func (s *Sequence) levels(final bool) map[float64]level {
 	return out
 }
 
-// each runs f for every metric, on all cores when the interval is large.
-func (s *Sequence) each(in Input, f func(i int)) {
-	size := 0
-	for _, m := range s.metrics {
-		size += len(in.Baseline[m.Name].Values) + len(in.Canary[m.Name].Values)
+// size is how many values an interval holds over the metrics.
+func size(ms []Metric, in Input) int {
+	n := 0
+	for _, m := range ms {
+		n += len(in.Baseline[m.Name].Values) + len(in.Canary[m.Name].Values)
 	}
+	return n
+}
+
+// each runs f for every metric, on all cores when there are many values (size) to
+// handle.
+func (s *Sequence) each(size int, f func(i int)) {
 	if size < 20000 || len(s.metrics) < 2 {
 		for i := range s.metrics {
 			f(i)

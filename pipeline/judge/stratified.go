@@ -82,26 +82,37 @@ func requestInterval(baseline, canary []float64, sc *scratch) interval {
 
 // mannWhitneyU counts the (baseline, canary) pairs where the canary value is larger,
 // ties counting 1/2, from the sorted keys of both sides: the mean of the pairs where the
-// baseline is smaller and those where it is not larger, each counted by one merge
-// without branches that depend on the data.
+// baseline is smaller and those where it is not larger, each counted by a merge without
+// branches that depend on the data. The first merge meets every tie (a canary key is
+// compared with the first baseline key not below it), so without ties the second count
+// is the first and is not merged again.
 func mannWhitneyU(b, c []uint64) float64 {
-	return float64(pairsBelow(b, c, 0)+pairsBelow(b, c, 1)) / 2
+	below, tied := pairsBelow(b, c, 0)
+	if !tied {
+		return float64(below)
+	}
+	belowOrEqual, _ := pairsBelow(b, c, 1)
+	return float64(below+belowOrEqual) / 2
 }
 
-// pairsBelow counts the pairs with b < c (orEqual 0) or b <= c (orEqual 1). No key
-// of a finite value is the largest uint64, so c+1 does not wrap.
-func pairsBelow(b, c []uint64, orEqual uint64) int {
-	sum, i, j := 0, 0, 0
+// pairsBelow counts the pairs with b < c (orEqual 0) or b <= c (orEqual 1), and tells
+// whether it compared equal keys. No key of a finite value is the largest uint64, so
+// c+1 does not wrap.
+func pairsBelow(b, c []uint64, orEqual uint64) (int, bool) {
+	sum, i, j, eq := 0, 0, 0, 0
 	for i < len(b) && j < len(c) {
 		step := 0
 		if b[i] < c[j]+orEqual {
 			step = 1
 		}
+		if b[i] == c[j] {
+			eq = 1
+		}
 		i += step
 		sum += (1 - step) * i
 		j += 1 - step
 	}
-	return sum + (len(c)-j)*i
+	return sum + (len(c)-j)*i, eq != 0
 }
 
 // relScale is the scale of a difference relative to a level (1 when the level is 0).

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -18,7 +19,7 @@ import (
 
 const (
 	judgeUsage     = "usage: immunity judge --config FILE [--app NAME] --baseline FILE --canary FILE [--at SECONDS] [--json]"
-	calibrateUsage = "usage: immunity judge calibrate --config FILE [--app NAME] --baseline FILE --canary FILE [--baseline FILE --canary FILE ...]"
+	calibrateUsage = "usage: immunity judge calibrate --config FILE [--app NAME] {--baseline FILE --canary FILE ... | --recorded DIR}"
 )
 
 // judgeCmd judges two recorded sets of samples offline, exactly as a monitoring window
@@ -78,8 +79,16 @@ func calibrateCmd(args []string, stdout io.Writer) error {
 	var bases, cans []string
 	fs.Func("baseline", "CSV of one production host's samples (repeat, one per --canary)", func(s string) error { bases = append(bases, s); return nil })
 	fs.Func("canary", "CSV of another production host's samples on the same release, same time", func(s string) error { cans = append(cans, s); return nil })
+	recorded := fs.String("recorded", "", "folder of A/A windows a monitor with calibrate: true recorded (every NAME.baseline.csv with its NAME.canary.csv)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *recorded != "" {
+		b, c, err := recordedPairs(*recorded)
+		if err != nil {
+			return err
+		}
+		bases, cans = append(bases, b...), append(cans, c...)
 	}
 	if *cfgFile == "" || len(bases) == 0 || len(bases) != len(cans) || fs.NArg() > 0 {
 		return errors.New(calibrateUsage)
@@ -135,6 +144,30 @@ func calibrateCmd(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "  no data, left as they were: %s\n", strings.Join(left, ", "))
 	}
 	return nil
+}
+
+// recordedPairs lists the A/A windows recorded in dir: each NAME.baseline.csv with its
+// NAME.canary.csv.
+func recordedPairs(dir string) (bases, cans []string, err error) {
+	found, err := filepath.Glob(filepath.Join(dir, "*.baseline.csv"))
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.Sort(found)
+	for _, b := range found {
+		c := strings.TrimSuffix(b, ".baseline.csv") + ".canary.csv"
+		if _, err := os.Stat(c); err != nil {
+			return nil, nil, fmt.Errorf("judge calibrate: %s has no %s beside it", b, filepath.Base(c))
+		}
+		bases, cans = append(bases, b), append(cans, c)
+	}
+	if len(bases) == 0 {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, nil, fmt.Errorf("judge calibrate: %w", err)
+		}
+		return nil, nil, fmt.Errorf("judge calibrate: no recorded A/A windows (NAME.baseline.csv) in %s", dir)
+	}
+	return bases, cans, nil
 }
 
 func loadApp(file, name string) (*config.Config, *config.App, error) {

@@ -498,4 +498,27 @@ apps:
 	if e := ms[2].Allowance; ms[2].Name != "error_rate" || e.Dispersion < 1 || e.Windows != 5 {
 		t.Errorf("error_rate's allowance %+v", e)
 	}
+
+	// --recorded takes every pair a monitor with calibrate: true wrote in a folder.
+	rec := filepath.Join(dir, "calibration", "papi", "prod1")
+	os.MkdirAll(rec, 0o755)
+	if code := run(context.Background(), []string{"judge", "calibrate", "--config", cfg, "--recorded", rec}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "no recorded A/A windows") {
+		t.Fatalf("empty folder: exit %d, %s", code, errb.String())
+	}
+	for i, p := range []string{a, b} {
+		data, _ := os.ReadFile(p)
+		os.WriteFile(filepath.Join(rec, "20261204T070000.000Z."+[]string{"baseline", "canary"}[i]+".csv"), data, 0o644)
+	}
+	os.WriteFile(filepath.Join(rec, "20261204T080000.000Z.baseline.csv"), nil, 0o644)
+	if code := run(context.Background(), []string{"judge", "calibrate", "--config", cfg, "--recorded", rec}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "has no 20261204T080000.000Z.canary.csv beside it") {
+		t.Fatalf("unpaired recording: exit %d, %s", code, errb.String())
+	}
+	os.Remove(filepath.Join(rec, "20261204T080000.000Z.baseline.csv"))
+	out.Reset()
+	if code := run(context.Background(), []string{"judge", "calibrate", "--config", cfg, "--recorded", rec}, &out, &errb); code != 0 {
+		t.Fatalf("calibrate --recorded: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "Calibrated on 5 A/A windows") {
+		t.Errorf("calibrate --recorded said:\n%s", out.String())
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/immunity-app/immunity/canary/measure"
 	"github.com/immunity-app/immunity/canary/mirror"
@@ -85,11 +86,40 @@ func (m *Monitor) Monitor(ctx context.Context, req pipeline.MonitorRequest, look
 	looks := max(1, int(req.Period/req.Interval))
 	run := &run{w: w, src: src, seq: judge.NewSequence(w.JudgeMetrics(), judge.Options{Alpha: m.alpha(), Looks: looks, MaxErrors: m.MaxErrors}),
 		log: m.logger().With("app", req.App, "region", req.Region)}
+	if req.Calibrate != "" {
+		run.aa = m.aaWindow(req, run.log)
+		if run.aa != nil {
+			defer func() {
+				if err := run.aa.close(); err != nil {
+					run.log.Warn("recording the A/A window failed", "err", err)
+				}
+			}()
+		}
+	}
 	v, err := run.loop(ctx, req.Interval, looks, look)
 	if err != nil {
 		return v, fmt.Errorf("%s: %w", name, err)
 	}
 	return v, nil
+}
+
+// aaWindow opens the A/A recording req asks for, with a source of its own (sources
+// remember where counters stood); nil, logged, when it cannot be recorded: the canary's
+// window goes on without it.
+func (m *Monitor) aaWindow(req pipeline.MonitorRequest, log *slog.Logger) *aaWindow {
+	if req.Source == "mirror" {
+		log.Warn("no A/A window recorded: the mirror source measures only mirrored canaries")
+		return nil
+	}
+	src, err := m.source(req)
+	if err == nil {
+		var a *aaWindow
+		if a, err = newAAWindow(req, src, time.Now()); err == nil {
+			return a
+		}
+	}
+	log.Warn("no A/A window recorded", "err", err)
+	return nil
 }
 
 func (m *Monitor) alpha() float64 {

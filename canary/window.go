@@ -16,6 +16,7 @@ type run struct {
 	src measure.Source
 	seq *judge.Sequence
 	log *slog.Logger
+	aa  *aaWindow // the A/A window recorded beside this one, if any
 }
 
 // loop measures and looks every interval until a Fail, an Error (measurements failing
@@ -24,6 +25,12 @@ func (r *run) loop(ctx context.Context, every time.Duration, looks int, look fun
 	prev := time.Now()
 	if _, err := r.src.Measure(ctx, r.w, prev, prev); err != nil {
 		r.log.Warn("priming the metric source failed", "err", err)
+	}
+	if r.aa != nil {
+		r.aa.start = prev
+		if err := r.aa.prime(ctx, prev); err != nil {
+			r.log.Warn("priming the A/A window's metric source failed", "err", err)
+		}
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -35,6 +42,11 @@ func (r *run) loop(ctx context.Context, every time.Duration, looks int, look fun
 			in, err := r.src.Measure(ctx, r.w, prev, now)
 			if err != nil {
 				in = measure.Failed(r.w, err)
+			}
+			if r.aa != nil {
+				if err := r.aa.look(ctx, i, prev, now); err != nil {
+					r.log.Warn("an A/A interval was not recorded", "look", i, "err", err)
+				}
 			}
 			prev = now
 			final := i >= looks

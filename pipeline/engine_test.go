@@ -446,3 +446,35 @@ func TestBadLockReasonIsRefusedAndLocksNothing(t *testing.T) {
 		t.Fatalf("locks after refused reasons: %+v %v", ls, err)
 	}
 }
+
+// monitor.calibrate asks each window for an A/A recording of two baseline hosts, in the
+// app's region folder under data_dir, and says so when the baseline has one host only.
+func TestCalibrateAsksTheMonitorForAnAAWindow(t *testing.T) {
+	yml := strings.Replace(strings.Replace(fourRegions,
+		"monitor: {mirror_from: prod3, period: 1s, interval: 100ms}", "monitor: {mirror_from: prod3, period: 1s, interval: 100ms, calibrate: true}", 1),
+		"monitor: {period: 1s}", "monitor: {period: 1s, calibrate: true}", 1)
+	h := newHarness(t, yml)
+	h.seed()
+	run := h.push("good change")
+	h.waitState(run.ID, store.RunWaiting)
+	if _, err := h.eng.Promote(context.Background(), ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(run.ID, store.RunSucceeded)
+	dataDir := h.cfg.Server.DataDir
+	var got []string
+	for _, req := range h.monitor.reqs {
+		got = append(got, req.Calibrate)
+	}
+	want := []string{CalibrationDir(dataDir, "papi", "sandbox2"), CalibrationDir(dataDir, "papi", "prod3"), ""}
+	if !slices.Equal(got, want) {
+		t.Fatalf("A/A folders asked for = %q, want %q (the last batch's baseline is one host)", got, want)
+	}
+	said := false
+	for _, e := range h.rec.kinds(Logged) {
+		said = said || strings.Contains(e.Message, "monitor.calibrate: prod3 has one host, none to measure it against")
+	}
+	if !said {
+		t.Fatal("the run's log does not say why the last batch recorded no A/A window")
+	}
+}

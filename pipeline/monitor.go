@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
@@ -23,6 +24,11 @@ type MonitorRequest struct {
 	Metrics        []config.Metric // the app's metrics: how each is judged and where its samples come from
 	Source         string          // scrape (default), prometheus, mirror
 	Prometheus     string          // base URL when Source is prometheus
+	// Calibrate, when set, is the folder the monitor records an A/A window into beside
+	// the canary's: the first baseline host against the second (production hosts on the
+	// same release), as CSV files `immunity judge calibrate --recorded` reads. Nothing
+	// judges it.
+	Calibrate string
 }
 
 // Monitor runs a monitoring window and returns the final verdict. look is called with
@@ -30,4 +36,9 @@ type MonitorRequest struct {
 // the traffic mirror on for the window and off afterwards, whatever happens.
 type Monitor interface {
 	Monitor(ctx context.Context, req MonitorRequest, look func(judge.Verdict)) (judge.Verdict, error)
+}
+
+// CalibrationDir is where the A/A windows recorded while monitoring an app's region go.
+func CalibrationDir(dataDir, app, region string) string {
+	return filepath.Join(dataDir, "calibration", app, region)
 }

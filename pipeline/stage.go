@@ -509,6 +509,15 @@ func (e *Engine) monitorBatch(ctx context.Context, sr *stageRun, steps []store.H
 	if len(req.Baseline) == 0 {
 		return storeErr(e.logf(ctx, sr.run.ID, sr.region.Name, "", "no baseline hosts to compare %s with; monitoring skipped", hostList(steps)))
 	}
+	if m.Calibrate {
+		if len(req.Baseline) < 2 {
+			if err := e.logf(ctx, sr.run.ID, sr.region.Name, "", "monitor.calibrate: %s has one host, none to measure it against; no A/A window recorded", req.BaselineRegion); err != nil {
+				return storeError{err}
+			}
+		} else {
+			req.Calibrate = CalibrationDir(e.cfg.Server.DataDir, sr.app.Name, sr.region.Name)
+		}
+	}
 	if err := e.setStage(ctx, sr, store.StageMonitoring, fmt.Sprintf("monitoring %s against %s for %s", hostList(steps), req.BaselineRegion, req.Period)); err != nil {
 		return err
 	}

@@ -150,6 +150,11 @@ type MonitorConfig struct {
 	Interval   Duration `yaml:"interval"`   // how often metrics are taken and judged; default 10s
 	Source     string   `yaml:"source"`     // scrape (default), prometheus, mirror
 	Prometheus string   `yaml:"prometheus"` // Prometheus base URL for source: prometheus
+	// Calibrate records an A/A window beside each monitoring window: two hosts of the
+	// baseline (production, on the same release) measured against each other, judged
+	// by nothing, written under data_dir/calibration/APP/REGION for `immunity judge
+	// calibrate --recorded`.
+	Calibrate bool `yaml:"calibrate"`
 }
 
 // AppSlack is where an app's runs are posted.

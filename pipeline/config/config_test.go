@@ -63,6 +63,34 @@ apps:
       - name: s1
         hosts: [{name: host1, port: 4001}]
 `, []string{`immunity.yml:5: expected a duration such as 30s or 5m, got "soon"`}},
+		{"calibrate where it cannot be measured", `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    regions:
+      - name: sandbox2
+        hosts: [{name: host1, port: 4001}]
+        monitor: {mirror_from: prod3, source: mirror, calibrate: true}
+      - name: prod3
+        production: true
+        hosts: [{name: host1, port: 4002}, {name: host2, port: 4003}]
+`, []string{
+			`immunity.yml:10: region sandbox2: monitor.calibrate: the mirror source measures only the mirrored canary, not two production hosts against each other; use scrape or prometheus`,
+		}},
+		{"calibrate not a boolean", `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    regions:
+      - name: prod3
+        production: true
+        hosts: [{name: host1, port: 4002}, {name: host2, port: 4003}]
+        monitor: {calibrate: maybe}
+`, []string{"immunity.yml:11: cannot unmarshal !!str `maybe` into bool"}},
 		{"not yaml", "apps: [\n", []string{`immunity.yml:1: did not find expected node content`}},
 	}
 	for _, c := range cases {

@@ -398,6 +398,9 @@ func (c *Config) validate() []Problem {
 				if m.Source == "prometheus" && m.Prometheus == "" {
 					add(rp+".monitor", "region %s: monitor.prometheus: expected the Prometheus base URL", r.Name)
 				}
+				if m.Calibrate && m.Source == "mirror" {
+					add(rp+".monitor.calibrate", "region %s: monitor.calibrate: the mirror source measures only the mirrored canary, not two production hosts against each other; use scrape or prometheus", r.Name)
+				}
 			}
 		}
 		for j, r := range a.Regions {

@@ -136,6 +136,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Whatever logs through the default logger or the log package (net/http's server
+	// errors among them) writes in the same format.
+	slog.SetDefault(log)
 	cfg, err := loadServeConfig(*cfgFile)
 	if err != nil {
 		return err

@@ -67,7 +67,7 @@ func (b builder) buildHeld(ctx context.Context, spec release.Spec) (deployers.Re
 	case err == nil:
 		return rel, nil
 	case errors.Is(err, store.ErrArtifactCorrupt):
-		b.logs.Error("stored artifact failed its sha256 check; building it again", "app", spec.App, "sha", spec.SHA[:7], "err", err)
+		b.logs.ErrorContext(ctx, "stored artifact failed its sha256 check; building it again", "app", spec.App, "sha", spec.SHA, "err", err)
 		if err := b.st.DeleteArtifact(ctx, spec.App, spec.SHA); err != nil {
 			return deployers.Release{}, err
 		}

@@ -7,13 +7,15 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/immunity-app/immunity/internal/logctx"
 	"github.com/immunity-app/immunity/pipeline"
 )
 
 // NewLogger returns the server's logger writing to w: format "text" (the default) or
 // "json" (one object a line, for log collectors), at level debug, info (the default),
 // warn or error. Formats and levels come from --log-format, IMMUNITY_LOG_FORMAT and
-// IMMUNITY_LOG_LEVEL.
+// IMMUNITY_LOG_LEVEL. A line logged with the context of a run's work carries the run's
+// app, run, region, host and release (internal/logctx).
 func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if level != "" {
@@ -24,9 +26,9 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	o := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(format) {
 	case "", "text":
-		return slog.New(slog.NewTextHandler(w, o)), nil
+		return slog.New(logctx.Handler(slog.NewTextHandler(w, o))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, o)), nil
+		return slog.New(logctx.Handler(slog.NewJSONHandler(w, o))), nil
 	}
 	return nil, fmt.Errorf("log format %q: expected text or json", format)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/canary/prom/promtest"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/store"
@@ -52,10 +53,10 @@ func TestPrometheusScrapesTheMetrics(t *testing.T) {
 	}
 	srv := httptest.NewServer(in.Server.Handler())
 	defer srv.Close()
-	if r, ok := in.command(ctx, pipeline.Actor{Name: "ada", Via: "cli"}, "status papi"); !ok {
+	if r, ok := in.command(ctx, pipeline.Actor{Name: "ada", Via: "socket"}, "status papi"); !ok {
 		t.Fatalf("status: %s", r)
 	}
-	in.command(ctx, pipeline.Actor{Name: "ada", Via: "cli"}, "promte papi prod3")
+	in.command(ctx, pipeline.Actor{Name: "ada", Via: "socket"}, "promte papi prod3")
 
 	prom := promtest.Start(t, []string{strings.TrimPrefix(srv.URL, "http://")})
 	promtest.Until(t, "a scrape", 20*time.Second, func() bool { return len(promtest.Query(t, prom, `up{job="app"} == 1`)) == 1 })
@@ -71,7 +72,7 @@ func TestPrometheusScrapesTheMetrics(t *testing.T) {
 	if got := ask(`sum by (region) (immunity_locks_held) == 1`); len(got) != 1 || got[0].Labels["region"] != "prod3" {
 		t.Errorf("locked regions = %v, want prod3", got)
 	}
-	if got := ask(`immunity_commands_total{surface="cli"}`); len(got) != 2 {
+	if got := ask(`immunity_commands_total{surface="socket"}`); len(got) != 2 {
 		t.Errorf("commands = %v, want status ok and a command not understood", got)
 	}
 	if got := ask(`immunity_runs_finished_total{app="papi",outcome="failed"}`); got[0].Value != "1" {
@@ -131,5 +132,38 @@ func TestReadyzFailsWhileTheDatabaseCannotBeWritten(t *testing.T) {
 	conn.ExecContext(context.Background(), "ROLLBACK")
 	if code, body := ready(); code != 200 {
 		t.Errorf("readyz after the lock was let go = %d %s", code, body)
+	}
+}
+
+// TestCommandsAreCountedByWhereTheyWereGiven: a button pressed in Slack and one pressed on
+// GitHub are told apart, and the CLI on the server's machine is the socket.
+func TestCommandsAreCountedByWhereTheyWereGiven(t *testing.T) {
+	t.Parallel()
+	in := openTest(t)
+	ctx := context.Background()
+	cmds := countedCommands{in.Commands, in.Metrics}
+	for _, a := range []pipeline.Actor{
+		{Name: "ada", Via: "button", SlackUserID: "U0ADA"},
+		{Name: "ada", Via: "button", GitHubLogin: "ada"},
+		{Name: "ada", Via: "socket", Admin: true},
+		{Name: "ada", Via: "slack", SlackUserID: "U0ADA"},
+	} {
+		cmds.Exec(ctx, bot.Request{Actor: a, Text: "status papi"})
+	}
+	srv := httptest.NewServer(in.Metrics.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, s := range []string{"slack_button", "github_button", "socket", "slack"} {
+		if want := `immunity_commands_total{command="status",outcome="ok",surface="` + s + `"} 1`; !strings.Contains(string(b), want) {
+			t.Errorf("no %s in\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), `surface="button"`) {
+		t.Errorf("a button counted without where it was pressed:\n%s", b)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/deployers/local"
 	sshdeploy "github.com/immunity-app/immunity/deployers/ssh"
+	"github.com/immunity-app/immunity/internal/logctx"
 	"github.com/immunity-app/immunity/internal/wait"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
@@ -75,6 +76,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	o.Logger = slog.New(logctx.Handler(o.Logger.Handler())) // lines of a run's work say which
 	if err := os.MkdirAll(cfg.Server.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
@@ -154,7 +156,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 			st.Close()
 			return nil, err
 		}
-		rep := checks.NewReporter(cfg, st, gh.Clients(), o.Logger)
+		rep := checks.NewReporter(cfg, st, gh.Clients(), o.Logger, checks.WithRetries(func() { in.Metrics.Retry("github") }, func(d time.Duration) { in.Metrics.RateLimitWait("github", d) }))
 		eng.AddListener(rep)
 		gate = checks.NewGate(cfg, st, eng, rep, o.Logger)
 		eng.AddListener(gate)
@@ -197,8 +199,21 @@ func (c countedCommands) Exec(ctx context.Context, req bot.Request) bot.Reply {
 	case !r.OK:
 		outcome = "refused"
 	}
-	c.m.Command(req.Actor.Via, name, outcome)
+	c.m.Command(surface(req.Actor), name, outcome)
 	return r
+}
+
+// surface is where a command was given, for the metrics: slack, github (a comment),
+// slack_button, github_button, dashboard, socket (the CLI on the server's machine), api
+// (the CLI or a script with a token, or anonymous).
+func surface(a pipeline.Actor) string {
+	if a.Via == "button" {
+		if a.SlackUserID != "" {
+			return "slack_button"
+		}
+		return "github_button"
+	}
+	return a.Via
 }
 
 // Start turns stale mirrors off, starts the in-process traffic mirrors in front of

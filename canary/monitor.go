@@ -85,7 +85,7 @@ func (m *Monitor) Monitor(ctx context.Context, req pipeline.MonitorRequest, look
 	}
 	looks := max(1, int(req.Period/req.Interval))
 	run := &run{w: w, src: src, seq: judge.NewSequence(w.JudgeMetrics(), judge.Options{Alpha: m.alpha(), Looks: looks, MaxErrors: m.MaxErrors}),
-		log: m.logger().With("app", req.App, "region", req.Region)}
+		log: m.logger().With("app", req.App, "region", req.Region, "sha", req.Release)}
 	if req.Calibrate != "" {
 		run.aa = m.aaWindow(req, run.log)
 		if run.aa != nil {
@@ -194,7 +194,7 @@ func (m *Monitor) off(ctx context.Context, req pipeline.MonitorRequest) {
 	}
 	for _, h := range req.Baseline {
 		if err := m.Mirrors.Off(ctx, h); err != nil {
-			m.logger().Error("turning the traffic mirror off failed", "host", h.String(), "err", err)
+			m.logger().ErrorContext(ctx, "turning the traffic mirror off failed", "app", req.App, "region", h.Region, "host", h.Name, "err", err)
 		}
 	}
 }

@@ -24,7 +24,7 @@ type run struct {
 func (r *run) loop(ctx context.Context, every time.Duration, looks int, look func(judge.Verdict)) (judge.Verdict, error) {
 	prev := time.Now()
 	if _, err := r.src.Measure(ctx, r.w, prev, prev); err != nil {
-		r.log.Warn("priming the metric source failed", "err", err)
+		r.log.WarnContext(ctx, "priming the metric source failed", "err", err)
 	}
 	if r.aa != nil {
 		r.aa.start = prev
@@ -51,7 +51,7 @@ func (r *run) loop(ctx context.Context, every time.Duration, looks int, look fun
 			prev = now
 			final := i >= looks
 			v := r.seq.Look(in, final)
-			r.log.Info("canary look", "look", i, "of", looks, "outcome", v.Outcome, "score", v.Score)
+			r.log.InfoContext(ctx, "canary look", "look", i, "of", looks, "outcome", v.Outcome, "score", v.Score)
 			if final {
 				return v, nil
 			}

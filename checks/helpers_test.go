@@ -54,14 +54,14 @@ func openStore(t *testing.T) *store.Store {
 }
 
 // newReporter wires a reporter to a fake GitHub through the App's real clients.
-func newReporter(t *testing.T, cfg *config.Config, st *store.Store, fake *githubtest.Server) *Reporter {
+func newReporter(t *testing.T, cfg *config.Config, st *store.Store, fake *githubtest.Server, opts ...Option) *Reporter {
 	t.Helper()
 	gc := config.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: "s", APIURL: fake.APIURL()}
 	cl, err := ghapp.NewClients(gc, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := NewReporter(cfg, st, cl, nil)
+	r := NewReporter(cfg, st, cl, nil, opts...)
 	r.backoff = 10 * time.Millisecond
 	t.Cleanup(func() { r.Close(context.Background()) })
 	return r

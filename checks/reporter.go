@@ -12,6 +12,7 @@ import (
 
 	gh "github.com/google/go-github/v60/github"
 
+	"github.com/immunity-app/immunity/internal/logctx"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
@@ -42,6 +43,18 @@ type Reporter struct {
 	closeOnce sync.Once
 	done      chan struct{}
 	lease     *store.Holding // of the GitHub outbox: one replica delivers it
+
+	retried func()              // told of each report to be tried again; may be nil
+	waited  func(time.Duration) // told of each wait for a rate limit's Retry-After; may be nil
+}
+
+// Option tunes NewReporter.
+type Option func(*Reporter)
+
+// WithRetries tells retry of every report that failed and will be tried again, and wait
+// of how long a report waits for a rate limit's Retry-After (metrics).
+func WithRetries(retry func(), wait func(time.Duration)) Option {
+	return func(r *Reporter) { r.retried, r.waited = retry, wait }
 }
 
 // outboxLease names the lease of the GitHub outbox's delivery: replicas sharing a
@@ -56,12 +69,15 @@ const (
 )
 
 // NewReporter starts a reporter; stop it with Close.
-func NewReporter(cfg *config.Config, st *store.Store, clients clientSource, logger *slog.Logger) *Reporter {
+func NewReporter(cfg *config.Config, st *store.Store, clients clientSource, logger *slog.Logger, opts ...Option) *Reporter {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	r := &Reporter{cfg: cfg, st: st, clients: clients, log: logger.With("part", "checks"), backoff: 5 * time.Second,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	for _, o := range opts {
+		o(r)
+	}
 	go r.loop()
 	return r
 }
@@ -94,7 +110,7 @@ func (r *Reporter) Notify(ctx context.Context, ev pipeline.Event) {
 		_, err = r.st.Enqueue(context.WithoutCancel(ctx), it)
 	}
 	if err != nil {
-		r.log.Error("github report not recorded for delivery", "kind", ev.Kind, "run", ev.Run.ID, "err", err)
+		r.log.Error("github report not recorded for delivery", "kind", ev.Kind, "app", appOf(ev), "run", ev.Run.ID, "sha", ev.Run.SHA, "err", err)
 		return
 	}
 	r.kick()
@@ -189,20 +205,22 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 			return time.Second
 		}
 		var err error
+		rctx := ctx // carries what the row is about, for the lines logged while it is sent
 		if row.Kind == kindGate {
 			err = r.sendGate(ctx, row.Payload)
 		} else {
 			var ev pipeline.Event
 			err = json.Unmarshal([]byte(row.Payload), &ev)
 			if err == nil {
-				err = r.process(ctx, ev)
+				rctx = eventLog(ctx, ev)
+				err = r.process(rctx, ev)
 			}
 		}
 		if ctx.Err() != nil {
 			return wait
 		}
 		if errors.Is(err, errGateRefused) {
-			r.log.Error("github gate review refused by GitHub; dropped", "stream", row.Stream, "err", err)
+			r.log.ErrorContext(rctx, "github gate review refused by GitHub; dropped", "stream", row.Stream, "err", err)
 			if err := r.st.OutboxDone(ctx, l, row.ID, store.OutboxDropped, err.Error()); err != nil {
 				r.log.Error("github outbox", "err", err)
 			}
@@ -220,14 +238,29 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 		var abuse *gh.AbuseRateLimitError
 		if errors.As(err, &abuse) && abuse.RetryAfter != nil {
 			delay = max(delay, *abuse.RetryAfter)
+			if r.waited != nil {
+				r.waited(delay)
+			}
 		}
-		r.log.Warn("github report failed; will retry", "stream", row.Stream, "try", row.Attempts+1, "in", delay, "err", err)
+		if r.retried != nil {
+			r.retried()
+		}
+		r.log.WarnContext(rctx, "github report failed; will retry", "stream", row.Stream, "try", row.Attempts+1, "in", delay, "err", err)
 		if err := r.st.OutboxRetry(ctx, l, row.ID, now.Add(delay), err.Error()); err != nil {
 			r.log.Error("github outbox", "err", err)
 		}
 		wait = min(wait, delay)
 	}
 	return wait
+}
+
+// eventLog is ctx carrying what an event's report is about (internal/logctx): a run's
+// snapshot, with its app and release, or a region's event, with its app, region and release.
+func eventLog(ctx context.Context, ev pipeline.Event) context.Context {
+	if ev.Run.ID != 0 {
+		return logctx.With(ctx, slog.String("app", appOf(ev)), slog.Int64("run", ev.Run.ID), slog.String("sha", ev.Run.SHA))
+	}
+	return logctx.With(ctx, slog.String("app", appOf(ev)), slog.String("region", ev.Region), slog.String("sha", ev.SHA))
 }
 
 func appOf(ev pipeline.Event) string {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	ghapp "github.com/immunity-app/immunity/app/github"
 	"github.com/immunity-app/immunity/app/github/githubtest"
 	"github.com/immunity-app/immunity/pipeline"
 	"github.com/immunity-app/immunity/pipeline/config"
@@ -190,7 +192,9 @@ func TestReporterRetries(t *testing.T) {
 	t.Parallel()
 	fake := githubtest.New(t)
 	st := openStore(t)
-	r := newReporter(t, testConfig(), st, fake)
+	var mu sync.Mutex
+	retries := 0
+	r := newReporter(t, testConfig(), st, fake, WithRetries(func() { mu.Lock(); retries++; mu.Unlock() }, nil))
 	ctx := context.Background()
 	limited := githubtest.Fault{Status: 403, Header: map[string]string{"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": fmt.Sprint(time.Now().Unix() + 3600)},
 		Body: `{"message":"API rate limit exceeded","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}`}
@@ -203,6 +207,61 @@ func TestReporterRetries(t *testing.T) {
 	flush(t, r)
 	if n := len(fake.Find("POST " + repoPath + "/check-runs")); n != 2 {
 		t.Errorf("check runs created after the rate limit: %d, want 2; calls %v", n, fake.Calls())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if retries != 1 {
+		t.Errorf("told of %d retries, want 1", retries)
+	}
+}
+
+// TestReporterTellsOfRetriesAndRateLimitWaits: a report refused by a secondary rate limit
+// longer than the transport waits is tried again after the Retry-After, and the reporter
+// says so (the metrics count it).
+func TestReporterTellsOfRetriesAndRateLimitWaits(t *testing.T) {
+	t.Parallel()
+	fake := githubtest.New(t)
+	st := openStore(t)
+	var mu sync.Mutex
+	retries, waits := 0, []time.Duration{}
+	fake.FailCall("POST "+repoPath+"/check-runs", githubtest.Fault{Status: 403, Header: map[string]string{"Retry-After": "600"},
+		Body: `{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}`})
+	gc := config.GitHubConfig{AppID: 1, PrivateKeyFile: githubtest.KeyFile(t), WebhookSecret: "s", APIURL: fake.APIURL()}
+	cl, err := ghapp.NewClients(gc, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewReporter(testConfig(), st, cl, nil, WithRetries(func() { mu.Lock(); retries++; mu.Unlock() },
+		func(d time.Duration) { mu.Lock(); waits = append(waits, d); mu.Unlock() }))
+	r.backoff = 10 * time.Millisecond
+	// The report waits ten minutes: the reporter stops without sending it.
+	t.Cleanup(func() {
+		short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		r.Close(short)
+	})
+	ctx := context.Background()
+	start := time.Now()
+	r.Notify(ctx, event(pipeline.RunCreated, runAt(store.RunBuilding, store.StagePending, store.StagePending), ""))
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		n := retries
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused report was never retried; calls %v", fake.Calls())
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if retries != 1 || len(waits) != 1 || waits[0] != 10*time.Minute {
+		t.Errorf("retries %d, waits %v; want one retry after a 10m wait", retries, waits)
+	}
+	heads, err := st.OutboxHeads(ctx, "github/", 1)
+	if err != nil || len(heads) != 1 || heads[0].NotBefore.Before(start.Add(10*time.Minute)) {
+		t.Errorf("the report waits until %v (%v), want 10 minutes after %v", heads, err, start)
 	}
 }
 

@@ -211,7 +211,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	for _, r := range runs {
 		if _, held := e.lease(r.App); held {
-			e.log.Info("resuming run", "app", r.App, "run", r.ID, "sha", short(r.SHA), "state", r.State)
+			e.log.Info("resuming run", "app", r.App, "run", r.ID, "sha", r.SHA, "state", r.State)
 		}
 	}
 	e.takeOver("start")

@@ -43,6 +43,6 @@ func (e *Engine) pollOnce(ctx context.Context, a *config.App) {
 		return // already built (seeded, or run before)
 	}
 	if _, err := e.StartRun(ctx, a.Name, c.SHA, Trigger{Kind: "poll", Actor: Actor{Name: c.Author, Via: "poll"}}); err != nil {
-		e.log.Error("poll: start run", "app", a.Name, "sha", short(c.SHA), "err", err)
+		e.log.Error("poll: start run", "app", a.Name, "sha", c.SHA, "err", err)
 	}
 }

@@ -42,18 +42,18 @@ func (e *Engine) pruneDisk(ctx context.Context, a *config.App) {
 			continue
 		}
 		if err := os.Remove(r.Artifact); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			e.log.Warn("prune release", "app", a.Name, "sha", short(r.SHA), "err", err)
+			e.log.Warn("prune release", "app", a.Name, "sha", r.SHA, "err", err)
 			continue
 		}
 		if err := e.st.DeleteArtifact(ctx, a.Name, r.SHA); err != nil { // stored for replicas (PostgreSQL)
-			e.log.Warn("prune release", "app", a.Name, "sha", short(r.SHA), "err", err)
+			e.log.Warn("prune release", "app", a.Name, "sha", r.SHA, "err", err)
 			continue
 		}
 		if err := e.st.SetReleaseState(ctx, a.Name, r.SHA, store.ReleasePruned, "no host keeps it; its artifact was deleted"); err != nil {
-			e.log.Warn("prune release", "app", a.Name, "sha", short(r.SHA), "err", err)
+			e.log.Warn("prune release", "app", a.Name, "sha", r.SHA, "err", err)
 			continue
 		}
-		e.log.Info("release pruned", "app", a.Name, "sha", short(r.SHA), "artifact", filepath.Base(r.Artifact))
+		e.log.Info("release pruned", "app", a.Name, "sha", r.SHA, "artifact", filepath.Base(r.Artifact))
 	}
 	if p, ok := e.tester.Tester.(testbedPruner); ok {
 		if err := p.PruneTestbeds(a.Name, keep); err != nil {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/immunity-app/immunity/deployers"
+	"github.com/immunity-app/immunity/internal/logctx"
 	"github.com/immunity-app/immunity/internal/wait"
 	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
@@ -74,6 +76,7 @@ func (e *Engine) planStageRollback(ctx context.Context, sr *stageRun, reason str
 // nothing else runs in the region meanwhile.
 func (e *Engine) execRollback(ctx context.Context, a *config.App, reg *config.Region, rb store.Rollback) error {
 	start := time.Now()
+	ctx = logctx.With(ctx, slog.String("app", a.Name), slog.String("region", reg.Name), slog.Int64("rollback", rb.ID))
 	// The plan as it stands now: a task started from an older reading may find it done.
 	rb, err := e.st.Rollback(ctx, rb.ID)
 	if err != nil {
@@ -154,6 +157,7 @@ func (e *Engine) execRollback(ctx context.Context, a *config.App, reg *config.Re
 // switches, restarts and checks it, recording each step before it starts. Connection
 // trouble is retried a few times.
 func (e *Engine) rollbackHost(ctx context.Context, a *config.App, reg *config.Region, dep deployers.Deployer, rb store.Rollback, rh store.RollbackHost, h deployers.Host, point string) error {
+	ctx = hostLog(ctx, rh.Host)
 	step := func(ctx context.Context, s store.StepState, msg, p string) error {
 		return e.rollbackStep(ctx, rb, rh.Host, s, msg, point+"-"+p)
 	}
@@ -222,7 +226,7 @@ func (e *Engine) rollbackHost(ctx context.Context, a *config.App, reg *config.Re
 		if errors.As(last, &se) {
 			return last
 		}
-		e.log.Warn("rollback step failed; trying again", "app", a.Name, "host", h.String(), "err", last)
+		e.log.WarnContext(ctx, "rollback step failed; trying again", "app", a.Name, "region", reg.Name, "host", rh.Host, "rollback", rb.ID, "err", last)
 		if wait.Sleep(ctx, time.Duration(attempt+1)*500*time.Millisecond) != nil {
 			return ctx.Err()
 		}
@@ -273,7 +277,7 @@ func (e *Engine) resumeRollbacks(open []store.Rollback) {
 		e.log.Info("completing rollback", "app", rb.App, "region", rb.Region, "rollback", rb.ID)
 		e.spawn(rb.App, rollbackTask(rb.ID), func(ctx context.Context) {
 			if err := e.execRollback(ctx, a, reg, rb); err != nil && ctx.Err() == nil {
-				e.log.Error("rollback", "app", rb.App, "region", rb.Region, "err", err)
+				e.log.Error("rollback", "app", rb.App, "region", rb.Region, "rollback", rb.ID, "err", err)
 			}
 		})
 	}

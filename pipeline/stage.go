@@ -19,8 +19,9 @@ import (
 // startBuild builds a run's release in the background (once).
 func (e *Engine) startBuild(a *config.App, r store.Run) {
 	e.spawn(a.Name, buildTask(r.ID), func(ctx context.Context) {
+		ctx = runLog(ctx, r, "")
 		if err := e.build(ctx, a, r); err != nil && ctx.Err() == nil {
-			e.log.Error("build", "app", a.Name, "run", r.ID, "sha", short(r.SHA), "err", err)
+			e.log.ErrorContext(ctx, "build", "app", a.Name, "run", r.ID, "sha", r.SHA, "err", err)
 		}
 	})
 }
@@ -79,8 +80,9 @@ func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) error {
 // startStage runs (or resumes) a stage in its own goroutine.
 func (e *Engine) startStage(a *config.App, r store.Run, s store.Stage) {
 	e.spawn(a.Name, stageTask(s.ID), func(ctx context.Context) {
+		ctx = runLog(ctx, r, s.Region)
 		if err := e.execStage(ctx, a, r, s); err != nil && ctx.Err() == nil {
-			e.log.Error("stage", "app", a.Name, "run", r.ID, "region", s.Region, "err", err)
+			e.log.ErrorContext(ctx, "stage", "app", a.Name, "run", r.ID, "region", s.Region, "sha", r.SHA, "err", err)
 		}
 	})
 }
@@ -338,6 +340,7 @@ func (e *Engine) execBatch(ctx context.Context, sr *stageRun, start, end int) er
 
 // hostDone marks a host done once it has been checked: it runs the stage's release.
 func (e *Engine) hostDone(ctx context.Context, sr *stageRun, hs store.HostStep) error {
+	ctx = hostLog(ctx, hs.Host)
 	h := sr.hosts[hs.Host]
 	st, err := sr.dep.State(ctx, h)
 	if err != nil {
@@ -374,6 +377,7 @@ func (e *Engine) setStage(ctx context.Context, sr *stageRun, state store.StageSt
 // recorded before it starts; a step a restart finds recorded is carried out again (each
 // is idempotent), never skipped.
 func (e *Engine) deployHost(ctx context.Context, sr *stageRun, hs store.HostStep) error {
+	ctx = hostLog(ctx, hs.Host)
 	h := sr.hosts[hs.Host]
 	sha := sr.rel.SHA
 	step := hs.Step
@@ -452,7 +456,7 @@ func (e *Engine) testBatch(ctx context.Context, sr *stageRun, steps []store.Host
 		var outputs []string
 		err := parallel(steps, func(hs store.HostStep) error {
 			h := sr.hosts[hs.Host]
-			out, err := e.tester.Test(ctx, sr.rel, h, testsFor(sr.app, sr.rel, h))
+			out, err := e.tester.Test(hostLog(ctx, hs.Host), sr.rel, h, testsFor(sr.app, sr.rel, h))
 			out = e.redact(out)
 			mu.Lock()
 			outputs = append(outputs, fmt.Sprintf("== %s/%s\n%s", sr.region.Name, hs.Host, out))

@@ -128,10 +128,19 @@ func (a *App) work(ctx context.Context, d store.Delivery, payload any) {
 		}
 	}()
 	var err error
-	detail, err = a.handle(ctx, d.Event, payload)
+	started := &startedRuns{}
+	detail, err = a.handle(context.WithValue(ctx, startedKey{}, started), d.Event, payload)
 	if err != nil {
 		state, detail = "failed", err.Error()
 		a.logDelivery(ctx, slog.LevelError, "github delivery failed", d, "err", err)
+		return
+	}
+	// A delivery that started runs says so in a line per run, with the run's facts.
+	for _, r := range started.runs {
+		a.logDelivery(ctx, slog.LevelInfo, "github delivery handled", d, "detail", fmt.Sprintf("started %s run %d", r.App, r.ID),
+			"app", r.App, "run", r.ID, "sha", r.SHA)
+	}
+	if len(started.runs) > 0 {
 		return
 	}
 	// A delivery that changed nothing (most of them: pushes of other branches, events
@@ -141,6 +150,19 @@ func (a *App) work(ctx context.Context, d store.Delivery, payload any) {
 		level = slog.LevelDebug
 	}
 	a.logDelivery(ctx, level, "github delivery handled", d, "detail", detail)
+}
+
+// startedRuns collects the runs a delivery's work started (onPush adds them), so the
+// delivery's log lines can name each run.
+type startedRuns struct{ runs []store.Run }
+
+type startedKey struct{}
+
+// noteStarted tells the delivery being handled that it started r.
+func noteStarted(ctx context.Context, r store.Run) {
+	if s, ok := ctx.Value(startedKey{}).(*startedRuns); ok {
+		s.runs = append(s.runs, r)
+	}
 }
 
 // logDelivery logs a line about a delivery with its identity, building nothing when the

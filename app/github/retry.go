@@ -64,7 +64,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.obs.RateLimitWait("github", wait)
 		}
 		if t.log != nil {
-			t.log.Warn("github call will be retried", "method", req.Method, "path", req.URL.Path, "try", try, "wait", wait, "status", statusOf(resp), "err", err)
+			t.log.WarnContext(req.Context(), "github call will be retried", "method", req.Method, "path", req.URL.Path, "try", try, "wait", wait, "status", statusOf(resp), "err", err)
 		}
 		if err := t.sleep(req.Context(), wait); err != nil {
 			return nil, fmt.Errorf("%s %s: waiting to retry: %w", req.Method, req.URL.Path, err)

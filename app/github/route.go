@@ -141,6 +141,7 @@ func (a *App) onPush(ctx context.Context, ev *pushEvent) (string, error) {
 			return "", fmt.Errorf("push to %s@%s: start run of %s: %w", repo, branch, app.Name, err)
 		}
 		started = append(started, fmt.Sprintf("%s run %d", app.Name, run.ID))
+		noteStarted(ctx, run)
 	}
 	if len(started) == 0 {
 		return fmt.Sprintf("ignored: no app deploys %s@%s", repo, branch), nil

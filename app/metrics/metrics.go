@@ -89,7 +89,7 @@ func New(eng engine) *Metrics {
 			Help:    "Time from a delivery's arrival to its acknowledgement, by event.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}}, []string{"event"}),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "immunity_commands_total",
-			Help: "Chat, comment and CLI commands, by surface (slack, github, button, cli), command and outcome (ok, refused)."}, []string{"surface", "command", "outcome"}),
+			Help: "Chat, comment, button, dashboard and CLI commands, by surface (slack, github, slack_button, github_button, dashboard, socket, api), command and outcome (ok, refused, not_understood)."}, []string{"surface", "command", "outcome"}),
 		apiCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "immunity_api_requests_total",
 			Help: "HTTP requests to GitHub and Slack (each attempt), by service, method and status code (0: no answer)."}, []string{"service", "method", "status"}),
 		apiSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "immunity_api_request_duration_seconds",

@@ -2,6 +2,7 @@ package slackbot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -151,7 +152,7 @@ func (b *Bot) try(ctx context.Context, l store.Lease, row store.OutboxItem, now 
 	case errors.As(err, &rl):
 		ra := max(rl.RetryAfter, time.Second)
 		b.pausedUntil = now.Add(ra)
-		b.log.Info("slack rate limited; waiting", "call", row.Kind, "stream", row.Stream, "retry_after", ra)
+		b.log.Info("slack rate limited; waiting", append(b.about(ctx, row), "retry_after", ra)...)
 		if b.waited != nil {
 			b.waited(ra)
 		}
@@ -160,16 +161,34 @@ func (b *Bot) try(ctx context.Context, l store.Lease, row store.OutboxItem, now 
 	case ctx.Err() != nil:
 		return false, 0
 	case permanent(err) && row.Attempts+1 >= maxAttempts:
-		b.log.Error("slack refused a call for good; dropped", "call", row.Kind, "stream", row.Stream, "tries", row.Attempts+1, "err", err)
+		b.log.Error("slack refused a call for good; dropped", append(b.about(ctx, row), "tries", row.Attempts+1, "err", err)...)
 		if err := b.st.OutboxDone(ctx, l, row.ID, store.OutboxDropped, err.Error()); err != nil {
 			b.log.Error("slack outbox", "err", err)
 		}
 		return true, 0
 	}
 	delay := min(time.Second<<min(row.Attempts, 10), maxBackoff)
-	b.log.Warn("slack call failed; will retry", "call", row.Kind, "stream", row.Stream, "try", row.Attempts+1, "in", delay, "err", err)
+	b.log.Warn("slack call failed; will retry", append(b.about(ctx, row), "try", row.Attempts+1, "in", delay, "err", err)...)
 	b.retry(ctx, l, row, now.Add(delay), err.Error())
 	return false, 0
+}
+
+// about is what an outbox row's log lines say it is about: the call and its stream and,
+// for a run's thread, the run with its app and release (read from the store: these lines
+// are rare), or the app of a channel post.
+func (b *Bot) about(ctx context.Context, row store.OutboxItem) []any {
+	out := []any{"call", row.Kind, "stream", row.Stream}
+	var it outboxItem
+	if json.Unmarshal([]byte(row.Payload), &it) == nil && it.RunID != 0 {
+		if r, err := b.st.Run(ctx, it.RunID); err == nil {
+			return append(out, "app", r.App, "run", r.ID, "sha", r.SHA)
+		}
+		return append(out, "run", it.RunID)
+	}
+	if app, ok := strings.CutPrefix(row.Stream, "slack/channel/"); ok {
+		out = append(out, "app", app)
+	}
+	return out
 }
 
 func (b *Bot) retry(ctx context.Context, l store.Lease, row store.OutboxItem, at time.Time, why string) {

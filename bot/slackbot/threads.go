@@ -43,7 +43,7 @@ const (
 // never waits for Slack.
 func (b *Bot) Notify(ctx context.Context, ev pipeline.Event) {
 	if err := b.handle(ctx, ev); err != nil {
-		b.log.Error("slack: event not recorded for delivery", "kind", ev.Kind, "run", ev.Run.ID, "err", err)
+		b.log.Error("slack: event not recorded for delivery", "kind", ev.Kind, "app", ev.App, "run", ev.Run.ID, "region", ev.Region, "sha", ev.Run.SHA, "err", err)
 	}
 	b.wakeUp()
 }

@@ -27,7 +27,7 @@ func (d *Deployer) Activate(ctx context.Context, h deployers.Host, sha string) e
 }
 
 func (d *Deployer) activate(ctx context.Context, h deployers.Host, e *host, sha string) error {
-	if err := d.switchChecked(h, sha); err != nil {
+	if err := d.switchChecked(ctx, h, sha); err != nil {
 		return err
 	}
 	return d.restart(ctx, h, e)
@@ -40,7 +40,7 @@ func (d *Deployer) Switch(ctx context.Context, h deployers.Host, sha string) err
 		return err
 	}
 	defer e.mu.Unlock()
-	if err := d.switchChecked(h, sha); err != nil {
+	if err := d.switchChecked(ctx, h, sha); err != nil {
 		return fmt.Errorf("switch %s@%s on %s: %w", h.App, short(sha), h, err)
 	}
 	return nil
@@ -60,7 +60,7 @@ func (d *Deployer) Restart(ctx context.Context, h deployers.Host) error {
 	return nil
 }
 
-func (d *Deployer) switchChecked(h deployers.Host, sha string) error {
+func (d *Deployer) switchChecked(ctx context.Context, h deployers.Host, sha string) error {
 	if err := checkSHA(sha); err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func (d *Deployer) switchChecked(h deployers.Host, sha string) error {
 	if h.Port == 0 {
 		return errors.New("host has no port for the app")
 	}
-	return d.switchTo(h, sha)
+	return d.switchTo(ctx, h, sha)
 }
 
 func (d *Deployer) restart(ctx context.Context, h deployers.Host, e *host) error {
@@ -87,15 +87,15 @@ func (d *Deployer) restart(ctx context.Context, h deployers.Host, e *host) error
 	if err := d.start(ctx, h, e, sha); err != nil {
 		return err
 	}
-	if err := d.prune(h); err != nil {
-		d.hostLog(h).Warn("prune old releases", "err", err)
+	if err := d.prune(ctx, h); err != nil {
+		d.hostLog(h).WarnContext(ctx, "prune old releases", "err", err)
 	}
 	return nil
 }
 
 // switchTo points previous at the old current (if it changes) and then current at sha.
 // In that order a crash in between leaves previous == current, never a lost rollback target.
-func (d *Deployer) switchTo(h deployers.Host, sha string) error {
+func (d *Deployer) switchTo(ctx context.Context, h deployers.Host, sha string) error {
 	old, err := linkSHA(h.Base, currentLink)
 	if err != nil {
 		return err
@@ -111,13 +111,13 @@ func (d *Deployer) switchTo(h deployers.Host, sha string) error {
 	if err := stamp(h.Base, sha); err != nil {
 		return err
 	}
-	d.hostLog(h).Info("switched current", "sha", sha, "previous", old)
+	d.hostLog(h).InfoContext(ctx, "switched current", "sha", sha, "previous", old)
 	return nil
 }
 
 // prune keeps current, previous and the most recently used other releases up to Keep,
 // and removes what crashes left behind (temporary folders and links, incomplete releases).
-func (d *Deployer) prune(h deployers.Host) error {
+func (d *Deployer) prune(ctx context.Context, h deployers.Host) error {
 	rels, err := listReleases(h.Base)
 	if err != nil {
 		return err
@@ -144,7 +144,7 @@ func (d *Deployer) prune(h deployers.Host) error {
 			errs = append(errs, err)
 			continue
 		}
-		d.hostLog(h).Info("pruned", "entry", ent.Name())
+		d.hostLog(h).InfoContext(ctx, "pruned", "entry", ent.Name())
 	}
 	errs = append(errs, removeTempFiles(h.Base))
 	return errors.Join(errs...)

@@ -55,7 +55,7 @@ func (d *Deployer) start(ctx context.Context, h deployers.Host, e *host, sha str
 		d.stop(context.WithoutCancel(ctx), h, e)
 		return fmt.Errorf("%w; last lines of %s:\n%s", err, logPath, logTail(logPath, offset))
 	}
-	d.hostLog(h).Info("app started", "sha", sha, "pid", p.pid)
+	d.hostLog(h).InfoContext(ctx, "app started", "sha", sha, "pid", p.pid)
 	return nil
 }
 

@@ -33,7 +33,7 @@ func (d *Deployer) stop(ctx context.Context, h deployers.Host, e *host) error {
 		if err := s.terminate(ctx, stopGrace); err != nil {
 			return fmt.Errorf("stop a stray app: %w", err)
 		}
-		d.hostLog(h).Warn("stray app stopped", "pid", pid)
+		d.hostLog(h).WarnContext(ctx, "stray app stopped", "pid", pid)
 	}
 	if p == nil {
 		return nil
@@ -45,7 +45,7 @@ func (d *Deployer) stop(ctx context.Context, h deployers.Host, e *host) error {
 	if readPid(h.Base) == p.pid {
 		os.Remove(filepath.Join(h.Base, pidFile))
 	}
-	d.hostLog(h).Info("app stopped", "pid", p.pid)
+	d.hostLog(h).InfoContext(ctx, "app stopped", "pid", p.pid)
 	return nil
 }
 
@@ -121,7 +121,7 @@ func (d *Deployer) ensure(ctx context.Context, h deployers.Host, e *host) error 
 	}
 	if e.proc != nil {
 		if gone, _ := e.proc.exited(); !gone && d.waitHealthy(ctx, h, e.proc) == nil {
-			d.hostLog(h).Info("app adopted", "sha", cur, "pid", e.proc.pid)
+			d.hostLog(h).InfoContext(ctx, "app adopted", "sha", cur, "pid", e.proc.pid)
 			return nil
 		}
 		if err := d.stop(ctx, h, e); err != nil {

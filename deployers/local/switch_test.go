@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,7 +31,7 @@ func TestReadersNeverMissCurrent(t *testing.T) {
 	}
 	d := New(Options{Run: []string{"bin/app"}})
 	h := deployers.Host{Region: "r", Name: "h", Base: base}
-	if err := d.switchTo(h, shas[0]); err != nil {
+	if err := d.switchTo(context.Background(), h, shas[0]); err != nil {
 		t.Fatal(err)
 	}
 
@@ -56,7 +57,7 @@ func TestReadersNeverMissCurrent(t *testing.T) {
 		for seen := reads.Load(); reads.Load() < seen+2; {
 			runtime.Gosched()
 		}
-		if err := d.switchTo(h, shas[(i+1)%2]); err != nil {
+		if err := d.switchTo(context.Background(), h, shas[(i+1)%2]); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,7 +29,7 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 	}
 	if ok, sum := complete(h.Base, rel.SHA); ok {
 		if sum != rel.Checksum {
-			d.hostLog(h).Warn("release already on host with another checksum; keeping it",
+			d.hostLog(h).WarnContext(ctx, "release already on host with another checksum; keeping it",
 				"sha", rel.SHA, "on_host", sum, "artifact", rel.Checksum)
 		}
 		return nil
@@ -62,7 +62,7 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 		os.RemoveAll(tmp)
 		return err
 	}
-	d.hostLog(h).Info("release uploaded", "sha", rel.SHA)
+	d.hostLog(h).InfoContext(ctx, "release uploaded", "sha", rel.SHA)
 	return nil
 }
 

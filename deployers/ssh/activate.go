@@ -119,7 +119,7 @@ func (d *Deployer) activate(ctx context.Context, h deployers.Host, sha string) e
 		return fmt.Errorf("switch current: %w", err)
 	}
 	if !healthCheck {
-		d.log.InfoContext(ctx, "release active", "host", h.String(), "sha", sha)
+		d.log.InfoContext(ctx, "release active", "app", h.App, "region", h.Region, "host", h.Name, "sha", sha)
 		return nil
 	}
 	if err := d.waitHealthy(ctx, h, s, t); err != nil {
@@ -132,7 +132,7 @@ func (d *Deployer) activate(ctx context.Context, h deployers.Host, sha string) e
 	if err := d.pool.run(ctx, t, command{script: prune}); err != nil {
 		return fmt.Errorf("prune old releases: %w", err)
 	}
-	d.log.InfoContext(ctx, "release active", "host", h.String(), "sha", sha)
+	d.log.InfoContext(ctx, "release active", "app", h.App, "region", h.Region, "host", h.Name, "sha", sha)
 	return nil
 }
 

@@ -77,7 +77,7 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 	}
 	err = d.pool.run(ctx, t, command{script: present})
 	if err == nil {
-		d.log.DebugContext(ctx, "release already on host", "host", h.String(), "sha", rel.SHA)
+		d.log.DebugContext(ctx, "release already on host", "app", h.App, "region", h.Region, "host", h.Name, "sha", rel.SHA)
 		return nil
 	}
 	if exitCode(err) < 0 {
@@ -103,7 +103,7 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 	if err := d.pool.run(ctx, t, command{script: up, stdin: f}); err != nil {
 		return err
 	}
-	d.log.InfoContext(ctx, "release uploaded", "host", h.String(), "sha", rel.SHA)
+	d.log.InfoContext(ctx, "release uploaded", "app", h.App, "region", h.Region, "host", h.Name, "sha", rel.SHA)
 	return nil
 }
 

@@ -24,6 +24,9 @@ type OutboxItem struct {
 	NotBefore time.Time
 	LastError string
 	Created   time.Time
+	// Tried: its call was about to be sent before (OutboxTrying), so it may have had its
+	// effect already though no answer was recorded.
+	Tried bool
 }
 
 // Outbox item states.
@@ -65,7 +68,7 @@ func (s *Store) Enqueue(ctx context.Context, it OutboxItem) (added bool, err err
 	return added, nil
 }
 
-const outboxCols = `id, stream, kind, coalesce_key, dedupe_key, payload, state, attempts, not_before, last_error, created_at`
+const outboxCols = `id, stream, kind, coalesce_key, dedupe_key, payload, state, attempts, not_before, last_error, created_at, tried_at`
 
 // OutboxHeads returns, for each stream whose name starts with prefix, its oldest pending
 // item (the only one that may be delivered now: a stream is delivered in order), oldest
@@ -82,11 +85,11 @@ func (s *Store) OutboxHeads(ctx context.Context, prefix string, limit int) ([]Ou
 	for rows.Next() {
 		var it OutboxItem
 		var dedupe sql.NullString
-		var nb, c int64
-		if err := rows.Scan(&it.ID, &it.Stream, &it.Kind, &it.Coalesce, &dedupe, &it.Payload, &it.State, &it.Attempts, &nb, &it.LastError, &c); err != nil {
+		var nb, c, tried int64
+		if err := rows.Scan(&it.ID, &it.Stream, &it.Kind, &it.Coalesce, &dedupe, &it.Payload, &it.State, &it.Attempts, &nb, &it.LastError, &c, &tried); err != nil {
 			return nil, fmt.Errorf("outbox heads: %w", err)
 		}
-		it.Dedupe, it.NotBefore, it.Created = dedupe.String, fromNS(nb), fromNS(c)
+		it.Dedupe, it.NotBefore, it.Created, it.Tried = dedupe.String, fromNS(nb), fromNS(c), tried != 0
 		out = append(out, it)
 	}
 	return out, rows.Err()
@@ -96,12 +99,12 @@ func (s *Store) OutboxHeads(ctx context.Context, prefix string, limit int) ([]Ou
 func (s *Store) OutboxItemByID(ctx context.Context, id int64) (OutboxItem, error) {
 	var it OutboxItem
 	var dedupe sql.NullString
-	var nb, c int64
-	err := s.db.QueryRowContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE id = ?`, id).Scan(&it.ID, &it.Stream, &it.Kind, &it.Coalesce, &dedupe, &it.Payload, &it.State, &it.Attempts, &nb, &it.LastError, &c)
+	var nb, c, tried int64
+	err := s.db.QueryRowContext(ctx, `SELECT `+outboxCols+` FROM outbox WHERE id = ?`, id).Scan(&it.ID, &it.Stream, &it.Kind, &it.Coalesce, &dedupe, &it.Payload, &it.State, &it.Attempts, &nb, &it.LastError, &c, &tried)
 	if errors.Is(err, sql.ErrNoRows) {
 		return it, fmt.Errorf("outbox item %d: %w", id, ErrNotFound)
 	}
-	it.Dedupe, it.NotBefore, it.Created = dedupe.String, fromNS(nb), fromNS(c)
+	it.Dedupe, it.NotBefore, it.Created, it.Tried = dedupe.String, fromNS(nb), fromNS(c), tried != 0
 	return it, err
 }
 
@@ -122,6 +125,14 @@ func (s *Store) OutboxDelivered(ctx context.Context, l Lease, it OutboxItem) (se
 		`UPDATE outbox SET state = ?, last_error = '', attempts = attempts + 1, sent_at = ? WHERE id = ? AND payload = ?`,
 		OutboxSent, s.nowNS(), it.ID, it.Payload)
 	return n == 1, err
+}
+
+// OutboxTrying records that an item's call is about to be sent, before it is: from then
+// on the item may have had its effect even if no answer is ever recorded, and a later
+// try of it (Tried) looks for that effect first. Only the first try writes.
+func (s *Store) OutboxTrying(ctx context.Context, l Lease, id int64) error {
+	_, err := s.fenced(ctx, l, fmt.Sprintf("outbox: trying item %d", id), `UPDATE outbox SET tried_at = ? WHERE id = ? AND tried_at = 0`, s.nowNS(), id)
+	return err
 }
 
 // OutboxRetry records a failed attempt; the item (and its stream) waits until notBefore.

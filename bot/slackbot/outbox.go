@@ -131,7 +131,7 @@ func (b *Bot) deliverDue(ctx context.Context) time.Duration {
 // try makes one row's call and records how it went; done is true when the row is
 // finished, pause > 0 when Slack asked every call to wait.
 func (b *Bot) try(ctx context.Context, l store.Lease, row store.OutboxItem, now time.Time) (done bool, pause time.Duration) {
-	err := b.deliver(ctx, row)
+	err := b.deliver(ctx, row, func() error { return b.st.OutboxTrying(ctx, l, row.ID) })
 	if row.Kind == kindEdit {
 		b.lastEdit[row.Stream] = now
 	}

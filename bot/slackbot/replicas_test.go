@@ -55,7 +55,7 @@ func TestOneRootAcrossReplicas(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for {
-						err := b.deliver(t.Context(), root)
+						err := b.deliver(t.Context(), root, nil)
 						if !errors.Is(err, errWait) {
 							errs[i] = err
 							return
@@ -76,7 +76,7 @@ func TestOneRootAcrossReplicas(t *testing.T) {
 			}
 			for i, b := range bots {
 				post := row(kindPost, outboxItem{RunID: 5, Channel: "#deploys", Post: &bot.Post{RunID: 5, App: "papi", Text: "reply from " + []string{"a", "b"}[i]}})
-				if err := b.deliver(t.Context(), post); err != nil {
+				if err := b.deliver(t.Context(), post, nil); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/slack-go/slack"
@@ -129,7 +130,8 @@ func (b *Bot) enqueue(ctx context.Context, stream, kind, coalesce, dedupe string
 
 // deliver makes the Slack call an outbox row asks for. errWait: not yet possible (an
 // edit whose root is not posted yet); the row is tried again soon, not counted as failed.
-func (b *Bot) deliver(ctx context.Context, row store.OutboxItem) error {
+// mark (nil: nothing) records that a reply or chart is about to be sent, before it is.
+func (b *Bot) deliver(ctx context.Context, row store.OutboxItem, mark func() error) error {
 	var it outboxItem
 	if err := json.Unmarshal([]byte(row.Payload), &it); err != nil {
 		return fmt.Errorf("%w: %v", errPermanent, err)
@@ -165,6 +167,18 @@ func (b *Bot) deliver(ctx context.Context, row store.OutboxItem) error {
 				opts = append(opts, slack.MsgOptionBroadcast())
 			}
 		}
+		if it.RunID != 0 {
+			// A reply carries its outbox row in its metadata: a try after one whose answer
+			// was lost finds it in the thread instead of posting it twice.
+			key := strconv.FormatInt(row.ID, 10)
+			opts = append(opts, slack.MsgOptionMetadata(slack.SlackMetadata{EventType: postEvent, EventPayload: map[string]any{"outbox": key}}))
+			done, err := b.once(ctx, row, th, mark, func(m slack.Message) bool {
+				return m.Metadata.EventType == postEvent && m.Metadata.EventPayload["outbox"] == key
+			})
+			if done || err != nil {
+				return err
+			}
+		}
 		if _, _, err := b.api.PostMessageContext(ctx, channel, opts...); err != nil {
 			return fmt.Errorf("post %q: %w", p.Text, err)
 		}
@@ -172,6 +186,18 @@ func (b *Bot) deliver(ctx context.Context, row store.OutboxItem) error {
 	case kindChart:
 		if !found {
 			return errWait
+		}
+		name := chartName(*it.Post)
+		done, err := b.once(ctx, row, th, mark, func(m slack.Message) bool {
+			for _, f := range m.Files {
+				if f.Name == name {
+					return true
+				}
+			}
+			return false
+		})
+		if done || err != nil {
+			return err
 		}
 		return b.uploadChart(ctx, th, *it.Post)
 	}
@@ -205,7 +231,7 @@ func (b *Bot) uploadChart(ctx context.Context, th store.SlackThread, p bot.Post)
 	if err != nil {
 		return fmt.Errorf("draw chart for run %d %s: %w", p.RunID, p.Region, err)
 	}
-	name := fmt.Sprintf("%s-%s-run%d.png", p.App, p.Region, p.RunID)
+	name := chartName(p)
 	_, err = b.api.UploadFileContext(ctx, slack.UploadFileParameters{
 		Reader: bytes.NewReader(png), FileSize: len(png), Filename: name, Title: "canary vs baseline: " + p.Region,
 		Channel: th.Channel, ThreadTimestamp: th.TS, AltTxt: "canary vs baseline metrics for " + p.Region,
@@ -214,6 +240,56 @@ func (b *Bot) uploadChart(ctx context.Context, th store.SlackThread, p bot.Post)
 		return fmt.Errorf("upload chart %s: %w", name, err)
 	}
 	return nil
+}
+
+func chartName(p bot.Post) string { return fmt.Sprintf("%s-%s-run%d.png", p.App, p.Region, p.RunID) }
+
+// postEvent is the metadata event type of a run's thread replies.
+const postEvent = "immunity_post"
+
+// once is asked before a reply or a chart is sent into a run's thread. Slack has no
+// idempotency key, so an earlier try whose answer was lost (a cut connection, a server
+// killed after the call) may have posted it already: a row tried before is looked for
+// in the thread (conversations.replies, which needs the history scopes), and done is
+// true when it is there. Otherwise the try is recorded (mark) before the call is made.
+// Without the history scopes the reply is sent again, as before, with a warning.
+func (b *Bot) once(ctx context.Context, row store.OutboxItem, th store.SlackThread, mark func() error, is func(slack.Message) bool) (done bool, err error) {
+	if row.Tried {
+		found, err := b.inThread(ctx, th, is)
+		switch {
+		case err != nil && strings.Contains(err.Error(), "missing_scope"):
+			b.log.Warn("slack: cannot read the thread to check an earlier try (add the channels:history and groups:history scopes); sending again", "stream", row.Stream, "err", err)
+		case err != nil:
+			return false, fmt.Errorf("look for an earlier try in the thread of run: %w", err)
+		case found:
+			b.log.Info("slack: an earlier try had posted it; not sending again", "call", row.Kind, "stream", row.Stream)
+			return true, nil
+		}
+	}
+	if mark != nil {
+		return false, mark()
+	}
+	return false, nil
+}
+
+// inThread reports whether a message of a run's thread is one is looks for.
+func (b *Bot) inThread(ctx context.Context, th store.SlackThread, is func(slack.Message) bool) (bool, error) {
+	p := &slack.GetConversationRepliesParameters{ChannelID: th.Channel, Timestamp: th.TS, Limit: 200, IncludeAllMetadata: true, Inclusive: true}
+	for {
+		msgs, more, next, err := b.api.GetConversationRepliesContext(ctx, p)
+		if err != nil {
+			return false, err
+		}
+		for _, m := range msgs {
+			if is(m) {
+				return true, nil
+			}
+		}
+		if !more || next == "" {
+			return false, nil
+		}
+		p.Cursor = next
+	}
 }
 
 // runURL links a run on the dashboard when the server's URL is configured.

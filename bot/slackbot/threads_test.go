@@ -364,3 +364,50 @@ func TestRateLimitedForAMinuteAcrossARestart(t *testing.T) {
 		t.Errorf("the root ends showing %s; want the run's last state", last.Text)
 	}
 }
+
+// TestRepliesOnceWhenSlacksAnswerIsLost: Slack carries out each reply and the chart's
+// share but the connection is cut before its answer arrives. The bot tries again, finds
+// the first try in the thread (by the reply's metadata, the chart by its file name) and
+// sends nothing twice; the thread reads as it does when nothing is lost.
+func TestRepliesOnceWhenSlacksAnswerIsLost(t *testing.T) {
+	t.Parallel()
+	f := newFakeSlack(t)
+	seen := map[string]bool{}
+	f.Lose = func(c call) bool { // the first answer of every reply and file share
+		if c.Method == "chat.postMessage" && c.ThreadTS == "" {
+			return false
+		}
+		key := c.Method + c.Text // (a share's text names its file, a new one each try)
+		if c.Method == "files.completeUploadExternal" {
+			key = c.Method
+		}
+		lost := !seen[key]
+		seen[key] = true
+		return lost
+	}
+	b, _ := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), &fakeExec{})
+	replay(t, b, runEvents(t))
+	if f.Lost != 6 {
+		t.Fatalf("%d answers lost; want the 5 replies' and the chart's", f.Lost)
+	}
+	var summary []string
+	for _, c := range f.Calls() {
+		if c.Method == "chat.postMessage" && c.ThreadTS != "" {
+			summary = append(summary, c.Text)
+		}
+		if c.Method == "files.completeUploadExternal" {
+			summary = append(summary, "file: "+c.Text)
+		}
+	}
+	want := []string{
+		"papi 1a2b3c4 passed sandbox1 in 10s",
+		"papi 1a2b3c4 passed sandbox2 in 15s",
+		`file: [{"id":"F000004","title":"canary vs baseline: sandbox2"}]`,
+		"papi 1a2b3c4 is ready for prod3: waiting for promotion",
+		"alice promoted papi 1a2b3c4 to prod3",
+		"papi 1a2b3c4 failed in prod3: tests failed on p3b: exit status 1; rolled back 2 hosts",
+	}
+	if !equalStrings(want, summary) {
+		t.Errorf("thread replies:\n%s\nwant each once:\n%s", strings.Join(summary, "\n"), strings.Join(want, "\n"))
+	}
+}

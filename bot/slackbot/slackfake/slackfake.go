@@ -1,7 +1,7 @@
 // Package slackfake is a fake Slack Web API for tests, strict where Slack is: the calls
 // Immunity makes (chat.postMessage, chat.update, the files upload flow,
-// usergroups.users.list) on slack-go's slacktest server, each recorded, with rate limits
-// on demand. Servers under test reach it by slack.api_url (IMMUNITY_SLACK_API_URL).
+// usergroups.users.list, conversations.replies) on slack-go's slacktest server, each
+// recorded, with rate limits and lost answers on demand. Servers under test reach it by slack.api_url (IMMUNITY_SLACK_API_URL).
 package slackfake
 
 import (
@@ -29,6 +29,7 @@ type Call struct {
 	Broadcast bool            `json:"reply_broadcast,omitempty"`
 	Text      string          `json:"text"`
 	Blocks    json.RawMessage `json:"blocks,omitempty"`
+	Metadata  json.RawMessage `json:"-"` // chat.postMessage's metadata, as sent
 	At        time.Time       `json:"-"` // when it was accepted, by now (or the real clock)
 }
 
@@ -51,11 +52,16 @@ type Server struct {
 	Rejected int              // calls answered 429 by Limit
 	Now      func() time.Time // the clock calls are stamped with; nil: the real one
 	Groups   map[string][]string
+	// Lose, when set, is asked after a call was carried out: true cuts the connection
+	// instead of answering, as a network does when the answer is lost on its way back.
+	Lose  func(Call) bool
+	Lost  int               // answers lost by Lose
+	names map[string]string // file id -> its name (files.getUploadURLExternal)
 }
 
 // New starts a fake Slack, stopped at the test's end; its Web API is at GetAPIURL().
 func New(t testing.TB) *Server {
-	f := &Server{Uploads: map[string][]byte{}, Limited: map[string]int{}, Groups: map[string][]string{}}
+	f := &Server{Uploads: map[string][]byte{}, Limited: map[string]int{}, Groups: map[string][]string{}, names: map[string]string{}}
 	f.Server = slacktest.NewTestServer(func(c slacktest.Customize) {
 		c.Handle("/chat.postMessage", f.postMessage)
 		c.Handle("/chat.update", f.update)
@@ -63,6 +69,7 @@ func New(t testing.TB) *Server {
 		c.Handle("/upload/", f.upload)
 		c.Handle("/files.completeUploadExternal", f.complete)
 		c.Handle("/usergroups.users.list", f.groupMembers)
+		c.Handle("/conversations.replies", f.replies)
 	})
 	f.Start()
 	t.Cleanup(f.Stop)
@@ -118,9 +125,13 @@ func (f *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	f.Mu.Lock()
 	f.n++
 	ts := fmt.Sprintf("1700000000.%06d", f.n)
-	f.calls = append(f.calls, Call{At: f.stamp(), Method: "chat.postMessage", Channel: v.Get("channel"), TS: ts, ThreadTS: v.Get("thread_ts"),
-		Broadcast: v.Get("reply_broadcast") == "true", Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks"))})
+	c := Call{At: f.stamp(), Method: "chat.postMessage", Channel: v.Get("channel"), TS: ts, ThreadTS: v.Get("thread_ts"),
+		Broadcast: v.Get("reply_broadcast") == "true", Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks")), Metadata: json.RawMessage(v.Get("metadata"))}
+	f.calls = append(f.calls, c)
 	f.Mu.Unlock()
+	if f.lose(w, c) {
+		return
+	}
 	json.NewEncoder(w).Encode(map[string]any{"ok": true, "channel": channelIDs[v.Get("channel")], "ts": ts})
 }
 
@@ -143,6 +154,7 @@ func (f *Server) uploadURL(w http.ResponseWriter, r *http.Request) {
 	f.Mu.Lock()
 	f.n++
 	id := fmt.Sprintf("F%06d", f.n)
+	f.names[id] = v.Get("filename")
 	f.Mu.Unlock()
 	json.NewEncoder(w).Encode(map[string]any{"ok": true, "file_id": id, "upload_url": f.GetAPIURL() + "upload/" + id + "?name=" + url.QueryEscape(v.Get("filename"))})
 }
@@ -169,9 +181,82 @@ func (f *Server) complete(w http.ResponseWriter, r *http.Request) {
 	json.Unmarshal([]byte(v.Get("files")), &files)
 	f.Mu.Lock()
 	f.shared = append(f.shared, v)
-	f.calls = append(f.calls, Call{At: f.stamp(), Method: "files.completeUploadExternal", Channel: v.Get("channel_id"), ThreadTS: v.Get("thread_ts"), Text: v.Get("files")})
+	c := Call{At: f.stamp(), Method: "files.completeUploadExternal", Channel: v.Get("channel_id"), ThreadTS: v.Get("thread_ts"), Text: v.Get("files")}
+	f.calls = append(f.calls, c)
 	f.Mu.Unlock()
+	if f.lose(w, c) {
+		return
+	}
 	json.NewEncoder(w).Encode(map[string]any{"ok": true, "files": files})
+}
+
+// lose cuts the connection instead of answering when Lose says so.
+func (f *Server) lose(w http.ResponseWriter, c Call) bool {
+	f.Mu.Lock()
+	cut := f.Lose != nil && f.Lose(c)
+	if cut {
+		f.Lost++
+	}
+	f.Mu.Unlock()
+	if !cut {
+		return false
+	}
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	conn.Close()
+	return true
+}
+
+// replies answers conversations.replies as Slack does: the thread's parent and its
+// replies (a shared file as a message with its files), by the channel's ID only, and
+// each message's metadata only when include_all_metadata asks for it.
+func (f *Server) replies(w http.ResponseWriter, r *http.Request) {
+	v, ok := f.form(w, r, "conversations.replies")
+	if !ok || refuseChannel(w, v.Get("channel"), true) {
+		return
+	}
+	ts := v.Get("ts")
+	if ts == "" {
+		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "thread_not_found"})
+		return
+	}
+	meta := v.Get("include_all_metadata") == "1" || v.Get("include_all_metadata") == "true"
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	var msgs []map[string]any
+	found := false
+	for _, c := range f.calls {
+		if channelIDs[c.Channel] != v.Get("channel") {
+			continue
+		}
+		switch {
+		case c.Method == "chat.postMessage" && (c.TS == ts || c.ThreadTS == ts):
+			found = found || c.TS == ts
+			m := map[string]any{"type": "message", "ts": c.TS, "text": c.Text}
+			if c.ThreadTS != "" {
+				m["thread_ts"] = c.ThreadTS
+			}
+			if meta && len(c.Metadata) > 0 {
+				m["metadata"] = c.Metadata
+			}
+			msgs = append(msgs, m)
+		case c.Method == "files.completeUploadExternal" && c.ThreadTS == ts:
+			var shared []slack.FileSummary
+			json.Unmarshal([]byte(c.Text), &shared)
+			var files []map[string]any
+			for _, s := range shared {
+				files = append(files, map[string]any{"id": s.ID, "title": s.Title, "name": f.names[s.ID]})
+			}
+			msgs = append(msgs, map[string]any{"type": "message", "thread_ts": ts, "files": files})
+		}
+	}
+	if !found {
+		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "thread_not_found"})
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": msgs, "has_more": false})
 }
 
 func (f *Server) groupMembers(w http.ResponseWriter, r *http.Request) {

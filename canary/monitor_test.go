@@ -158,8 +158,15 @@ func TestBadCanaryFailsOnMirrorRecords(t *testing.T) {
 func TestDeadCanaryIsAMeasurementError(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, 0, 0)
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close()
+	// A canary whose process is gone: the connection is cut before any answer. (A closed
+	// test server's port is free for another test's server to take meanwhile.)
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer dead.Close()
 	for i := range f.canary {
 		f.canary[i].URL = dead.URL
 	}

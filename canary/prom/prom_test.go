@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/internal/freeport"
+
 	"github.com/immunity-app/immunity/canary/internal/testapp"
 	"github.com/immunity-app/immunity/canary/measure"
 	"github.com/immunity-app/immunity/canary/prom/promtest"
@@ -133,9 +135,14 @@ func TestPrometheusSource(t *testing.T) {
 
 func TestPrometheusDownIsAMeasurementError(t *testing.T) {
 	t.Parallel()
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close()
-	src, err := New(dead.URL, nil)
+	// A port nothing listens on, from below the ephemeral range (a closed test server's
+	// port is free for another test's server to take meanwhile).
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + addr
+	src, err := New(dead, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

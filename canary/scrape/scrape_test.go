@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/immunity-app/immunity/internal/freeport"
+
 	"github.com/immunity-app/immunity/canary/internal/testapp"
 	"github.com/immunity-app/immunity/canary/measure"
 	"github.com/immunity-app/immunity/deployers"
@@ -91,11 +93,16 @@ func TestScrapeIntervalDeltas(t *testing.T) {
 func TestScrapeFailureIsAMeasurementError(t *testing.T) {
 	t.Parallel()
 	good := host(t, "prod3", "host1", testapp.New(0, 0))
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close()
+	// A port nothing listens on, from below the ephemeral range (a closed test server's
+	// port is free for another test's server to take meanwhile).
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + addr
 	w := measure.Window{
 		Baseline: []deployers.Host{good},
-		Canary:   []deployers.Host{{Region: "sandbox2", Name: "host1", URL: dead.URL}},
+		Canary:   []deployers.Host{{Region: "sandbox2", Name: "host1", URL: dead}},
 		Metrics:  append(metrics, measure.Metric{Metric: judge.Metric{Name: "signups", Kind: judge.Rate}}),
 	}
 	s := New(nil)

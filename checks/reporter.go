@@ -236,18 +236,20 @@ func (r *Reporter) deliverDue(ctx context.Context) time.Duration {
 		}
 		delay := min(r.backoff<<min(row.Attempts, 10), 5*time.Minute)
 		var abuse *gh.AbuseRateLimitError
-		if errors.As(err, &abuse) && abuse.RetryAfter != nil {
+		limited := errors.As(err, &abuse) && abuse.RetryAfter != nil
+		if limited {
 			delay = max(delay, *abuse.RetryAfter)
-			if r.waited != nil {
-				r.waited(delay)
-			}
-		}
-		if r.retried != nil {
-			r.retried()
 		}
 		r.log.WarnContext(rctx, "github report failed; will retry", "stream", row.Stream, "try", row.Attempts+1, "in", delay, "err", err)
 		if err := r.st.OutboxRetry(ctx, l, row.ID, now.Add(delay), err.Error()); err != nil {
 			r.log.Error("github outbox", "err", err)
+		}
+		// Told after the retry is recorded, so what is counted is what the outbox holds.
+		if limited && r.waited != nil {
+			r.waited(delay)
+		}
+		if r.retried != nil {
+			r.retried()
 		}
 		wait = min(wait, delay)
 	}

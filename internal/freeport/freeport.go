@@ -7,7 +7,10 @@
 // and the server binding the port, any connection made on the machine may take it, and the
 // server fails with "address already in use". The ports here come from below the
 // ephemeral range, which the kernel never hands out by itself; each is picked at random,
-// checked free by binding it, and never handed out twice by one process.
+// checked free by binding it, and never handed out twice by one process, nor by two
+// processes at once (test binaries of several packages run side by side): a port handed
+// out is held by an flock on a file named after it in the temp folder's
+// immunity-freeport, for as long as the process lives, and other processes pass it by.
 package freeport
 
 import (
@@ -15,9 +18,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // lowest is the lowest port handed out: below it lie well-known services' ports.
@@ -26,6 +31,7 @@ const lowest = 10000
 var (
 	mu     sync.Mutex
 	given  = map[int]bool{}
+	held   []*os.File // the claims of the ports given, open while the process lives
 	ranges = sync.OnceValue(ephemeralStart)
 )
 
@@ -45,7 +51,10 @@ func Get() (int, error) {
 				continue // in use
 			}
 			l.Close()
-			given[p] = true
+			given[p] = true // taken or not, not tried again
+			if !claim(p) {
+				continue // another process has it
+			}
 			return p, nil
 		}
 	}
@@ -85,4 +94,25 @@ func ephemeralStart() int {
 		return 32768
 	}
 	return n
+}
+
+// claim takes p for this process, across processes: an exclusive flock on a file named
+// after p, kept open (the kernel lets it go when the process ends). False when another
+// process holds it; true, too, when no claim file can be made (a port checked free is
+// still the best there is).
+func claim(p int) bool {
+	dir := filepath.Join(os.TempDir(), "immunity-freeport")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return true
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_RDONLY|os.O_CREATE, 0o666)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	held = append(held, f)
+	return true
 }

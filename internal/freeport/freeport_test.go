@@ -1,9 +1,15 @@
 package freeport
 
 import (
+	"bufio"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Ports come from below the ephemeral range, can be listened on, and are not repeated.
@@ -64,5 +70,46 @@ func TestAPortInUseIsNotHandedOut(t *testing.T) {
 		if busy[p] {
 			t.Fatalf("port %d is listened on and was handed out", p)
 		}
+	}
+}
+
+var tries int
+
+// A port another process was handed is not handed out while that process lives, and is
+// free to claim once it has ended.
+func TestAPortAnotherProcessHoldsIsNotClaimed(t *testing.T) {
+	if p := os.Getenv("FREEPORT_HOLD"); p != "" { // the other process
+		n, _ := strconv.Atoi(p)
+		if !claim(n) {
+			fmt.Println("refused")
+			os.Exit(1)
+		}
+		fmt.Println("held")
+		time.Sleep(time.Minute)
+		os.Exit(0)
+	}
+	tries++
+	p := 60000 + (os.Getpid()+tries)%5000 // a port no other test claims (another each time: -count)
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestAPortAnotherProcessHoldsIsNotClaimed$")
+	cmd.Env = append(os.Environ(), "FREEPORT_HOLD="+strconv.Itoa(p))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "held" {
+		cmd.Process.Kill()
+		t.Fatalf("the other process says %q", line)
+	}
+	if claim(p) {
+		t.Errorf("port %d claimed while another process holds it", p)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !claim(p) {
+		t.Errorf("port %d not claimed after the process holding it ended", p)
 	}
 }

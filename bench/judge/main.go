@@ -3,8 +3,11 @@
 // the false-alarm rate on A/A comparisons and, per regression, the detection rate and
 // the median time to a Fail.
 //
-//	go run ./bench/judge          # 6,080 windows: about a minute on 2 cores
-//	go run ./bench/judge -quick   # 1,520 windows, for a quick look
+//	go run ./bench/judge          # 9,200 windows: about 2 minutes on 2 cores
+//	go run ./bench/judge -quick   # 2,300 windows, for a quick look
+//
+// README.md works out, group by group, what the windows' data can show at the judge's
+// false-alarm budget.
 //
 // Each comparison is a 5-minute window of 30 intervals of 10 s with 10 metrics; both
 // judges see the same data and the same metric settings (critical, direction). Ours gets

@@ -12,6 +12,9 @@ type SlackThread struct {
 	RunID   int64
 	Channel string
 	TS      string
+	// Tried (ClaimSlackRoot's claim only): an earlier claim of the root was never followed
+	// by its thread, so its post may have reached Slack with its answer lost.
+	Tried bool
 }
 
 // ErrRootClaimed is ClaimSlackRoot's answer when another replica is posting the run's root:
@@ -37,16 +40,25 @@ func (s *Store) SlackThread(ctx context.Context, runID int64) (th SlackThread, f
 // answers the thread when the root was posted already (found: post nothing, thread under
 // it), nothing when this replica now holds the claim (post, then SaveSlackThread), and
 // ErrRootClaimed while another replica holds it. A claim never followed by its thread (its
-// replica died between claim and post) is taken over once it is older than a lease.
+// replica died between claim and post, or the post's answer was lost) is taken over once
+// it is older than a lease, or at once by the replica that made it; such a claim answers
+// Tried, and the root is looked for in its channel before it is posted again.
 func (s *Store) ClaimSlackRoot(ctx context.Context, runID int64) (th SlackThread, found bool, err error) {
 	err = s.tx(ctx, func(tx tx) error {
 		now := s.leaseNS()
+		var before string
+		err := tx.QueryRowContext(ctx, `SELECT ts FROM slack_threads WHERE run_id = ?`, runID).Scan(&before)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		tried := err == nil
 		var claimer string
-		err := tx.QueryRowContext(ctx, `INSERT INTO slack_threads (run_id, channel, ts, created_at, claimed_by) VALUES (?, '', '', ?, ?)
+		err = tx.QueryRowContext(ctx, `INSERT INTO slack_threads (run_id, channel, ts, created_at, claimed_by) VALUES (?, '', '', ?, ?)
 			ON CONFLICT (run_id) DO UPDATE SET created_at = excluded.created_at, claimed_by = excluded.claimed_by
 			WHERE slack_threads.ts = '' AND (slack_threads.claimed_by = excluded.claimed_by OR slack_threads.created_at < ?)
 			RETURNING claimed_by`, runID, now, s.replica, now-s.leaseTTL.Nanoseconds()).Scan(&claimer)
 		if err == nil {
+			th = SlackThread{RunID: runID, Tried: tried}
 			return nil // ours
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
@@ -68,9 +80,6 @@ func (s *Store) ClaimSlackRoot(ctx context.Context, runID int64) (th SlackThread
 	}
 	if err != nil {
 		return SlackThread{}, false, fmt.Errorf("claim the slack root of run %d: %w", runID, err)
-	}
-	if !found {
-		th = SlackThread{}
 	}
 	return th, found, nil
 }

@@ -71,18 +71,18 @@ func TestSlackRootClaimedOnceAcrossReplicas(t *testing.T) {
 
 		// A replica that claimed run 8's root and died before posting it: the claim is
 		// refused to others for a lease's time, then taken over; the dead one saves nothing.
-		if _, found, err := a.ClaimSlackRoot(ctx, 8); err != nil || found {
-			t.Fatalf("claim: %v %v", found, err)
+		if th, found, err := a.ClaimSlackRoot(ctx, 8); err != nil || found || th.Tried {
+			t.Fatalf("first claim: %+v %v %v", th, found, err)
 		}
-		if _, _, err := a.ClaimSlackRoot(ctx, 8); err != nil {
-			t.Fatalf("a replica's own claim is its again (it restarted): %v", err)
+		if th, _, err := a.ClaimSlackRoot(ctx, 8); err != nil || !th.Tried {
+			t.Fatalf("a replica's own claim is its again (it restarted), tried before: %+v %v", th, err)
 		}
 		if _, _, err := b.ClaimSlackRoot(ctx, 8); !errors.Is(err, ErrRootClaimed) {
 			t.Fatalf("a fresh claim was taken over: %v", err)
 		}
 		b.leaseNow = func() time.Time { return time.Now().Add(b.LeaseTTL() + time.Second) }
-		if _, found, err := b.ClaimSlackRoot(ctx, 8); err != nil || found {
-			t.Fatalf("a stale claim is taken over: %v %v", found, err)
+		if th, found, err := b.ClaimSlackRoot(ctx, 8); err != nil || found || !th.Tried {
+			t.Fatalf("a stale claim is taken over, tried before: %+v %v %v", th, found, err)
 		}
 		if err := a.SaveSlackThread(ctx, SlackThread{RunID: 8, Channel: "C1", TS: "3.3"}); !errors.Is(err, ErrRootClaimed) {
 			t.Fatalf("the replica whose claim was taken over saved its root: %v", err)

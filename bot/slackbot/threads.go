@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -206,23 +208,117 @@ func (b *Bot) deliver(ctx context.Context, row store.OutboxItem, mark func() err
 
 // postRoot posts a run's root message once across replicas: the store's claim on the
 // run's thread decides who posts it; a replica finding it claimed by another waits
-// (errWait) until the thread is recorded, then posts nothing.
+// (errWait) until the thread is recorded, then posts nothing. A root carries its run in
+// its message metadata: a claim tried before (its answer lost, its replica killed after
+// the call) looks for it in the channel first and threads under the one it finds.
 func (b *Bot) postRoot(ctx context.Context, it outboxItem) error {
-	_, found, err := b.st.ClaimSlackRoot(ctx, it.RunID)
+	claim, found, err := b.st.ClaimSlackRoot(ctx, it.RunID)
 	if errors.Is(err, store.ErrRootClaimed) {
 		return errWait
 	}
 	if err != nil || found {
 		return err // found: posted before (a restart, or another replica)
 	}
+	run := strconv.FormatInt(it.RunID, 10)
+	if claim.Tried {
+		th, found, err := b.rootInChannel(ctx, it, run)
+		if err != nil {
+			return err
+		}
+		if found {
+			b.log.Info("slack: an earlier try had posted the root; not posting again", "run", it.RunID, "channel", th.Channel, "ts", th.TS)
+			return b.st.SaveSlackThread(ctx, th)
+		}
+	}
 	blocks := rootBlocks(*it.Root, b.runURL(it.RunID))
-	channel, ts, err := b.api.PostMessageContext(ctx, it.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(rootText(*it.Root), false))
+	channel, ts, err := b.api.PostMessageContext(ctx, it.Channel, slack.MsgOptionBlocks(blocks...), slack.MsgOptionText(rootText(*it.Root), false),
+		slack.MsgOptionMetadata(slack.SlackMetadata{EventType: rootEvent, EventPayload: map[string]any{"run": run}}))
 	if err != nil {
 		return fmt.Errorf("post the root of run %d: %w", it.RunID, err)
 	}
 	// Slack's answer names the channel by ID: later calls on the thread use it.
 	return b.st.SaveSlackThread(ctx, store.SlackThread{RunID: it.RunID, Channel: channel, TS: ts})
 }
+
+// rootEvent is the metadata event type of a run's root message.
+const rootEvent = "immunity_root"
+
+// rootInChannel looks for a run's root in its channel's history since the run was
+// created (conversations.history, which takes the channel's ID: a channel configured by
+// name is found by conversations.list first). Without the scopes to read them it warns and
+// answers not found: the root is posted again.
+func (b *Bot) rootInChannel(ctx context.Context, it outboxItem, run string) (store.SlackThread, bool, error) {
+	none := store.SlackThread{}
+	scopes := func(err error) bool {
+		if err != nil && strings.Contains(err.Error(), "missing_scope") {
+			b.log.Warn("slack: cannot read the channel to check an earlier try of a root (add the channels:read, groups:read, channels:history and groups:history scopes); posting again", "run", it.RunID, "err", err)
+			return true
+		}
+		return false
+	}
+	id, err := b.channelID(ctx, it.Channel)
+	if scopes(err) {
+		return none, false, nil
+	}
+	if err != nil {
+		return none, false, fmt.Errorf("find channel %s to look for the root of run %d: %w", it.Channel, it.RunID, err)
+	}
+	if id == "" {
+		return none, false, nil // not a channel this bot can see: nothing it could have posted
+	}
+	oldest := "0"
+	if r, err := b.st.Run(ctx, it.RunID); err == nil && !r.Created.IsZero() {
+		// A margin for the clocks of Slack and this machine.
+		oldest = strconv.FormatInt(r.Created.Add(-10*time.Minute).Unix(), 10)
+	}
+	p := &slack.GetConversationHistoryParameters{ChannelID: id, Oldest: oldest, Limit: 200, IncludeAllMetadata: true}
+	for {
+		h, err := b.api.GetConversationHistoryContext(ctx, p)
+		if scopes(err) {
+			return none, false, nil
+		}
+		if err != nil {
+			return none, false, fmt.Errorf("look for the root of run %d in %s: %w", it.RunID, it.Channel, err)
+		}
+		for _, m := range h.Messages {
+			if m.Metadata.EventType == rootEvent && m.Metadata.EventPayload["run"] == run {
+				return store.SlackThread{RunID: it.RunID, Channel: id, TS: m.Timestamp}, true, nil
+			}
+		}
+		if !h.HasMore || h.ResponseMetaData.NextCursor == "" {
+			return none, false, nil
+		}
+		p.Cursor = h.ResponseMetaData.NextCursor
+	}
+}
+
+// channelID is the ID of a channel named by its ID or by its name (with or without #);
+// "" when no channel the bot can see has that name.
+func (b *Bot) channelID(ctx context.Context, ch string) (string, error) {
+	if slackID.MatchString(ch) {
+		return ch, nil
+	}
+	name := strings.TrimPrefix(ch, "#")
+	p := &slack.GetConversationsParameters{Types: []string{"public_channel", "private_channel"}, ExcludeArchived: true, Limit: 1000}
+	for {
+		chans, next, err := b.api.GetConversationsContext(ctx, p)
+		if err != nil {
+			return "", err
+		}
+		for _, c := range chans {
+			if c.Name == name {
+				return c.ID, nil
+			}
+		}
+		if next == "" {
+			return "", nil
+		}
+		p.Cursor = next
+	}
+}
+
+// slackID is the form of a conversation's ID (a channel, private channel or DM).
+var slackID = regexp.MustCompile(`^[CGD][A-Z0-9]{6,}$`)
 
 // uploadChart draws the verdict's canary vs baseline chart and shares it in the thread
 // (by the channel's ID, as files uploads require).

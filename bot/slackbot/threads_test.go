@@ -411,3 +411,75 @@ func TestRepliesOnceWhenSlacksAnswerIsLost(t *testing.T) {
 		t.Errorf("thread replies:\n%s\nwant each once:\n%s", strings.Join(summary, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestRootOnceWhenSlacksAnswerIsLost: the first answer to a run's root post is lost (the
+// call carried out, the connection cut). The try after it finds the root in the channel by
+// its metadata (the channel named by name: found by conversations.list; by ID: at once) and
+// threads under it: one root, every reply under it, chat.update of that root only. Without
+// the scopes to read the channel the root is posted again (the warning says which to add).
+func TestRootOnceWhenSlacksAnswerIsLost(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, channel string
+		unscoped      []string
+		roots         int
+	}{
+		{"channel by name", "#deploys", nil, 1},
+		{"channel by ID", "C0DEPLOYS", nil, 1},
+		{"no conversations.list scope", "#deploys", []string{"conversations.list"}, 2},
+		{"no history scope", "C0DEPLOYS", []string{"conversations.history"}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeSlack(t)
+			lost := false
+			f.Lose = func(c call) bool {
+				if c.Method == "chat.postMessage" && c.ThreadTS == "" && !lost {
+					lost = true
+					return true
+				}
+				return false
+			}
+			f.Unscoped = map[string]bool{}
+			for _, m := range tc.unscoped {
+				f.Unscoped[m] = true
+			}
+			cfg := testConfig(f.GetAPIURL())
+			cfg.Apps[0].Slack.Channel = tc.channel
+			b, _ := newTestBot(t, cfg, openStore(t, filepath.Join(t.TempDir(), "db")), &fakeExec{})
+			replay(t, b, runEvents(t))
+			if f.Lost != 1 {
+				t.Fatalf("%d answers lost, want the root's", f.Lost)
+			}
+			var roots []call
+			threads := map[string]int{}
+			for _, c := range f.Calls() {
+				switch {
+				case c.Method == "chat.postMessage" && c.ThreadTS == "" && strings.Contains(c.Text, "locked"):
+					// the lock: a region's notice, not the run's
+				case c.Method == "chat.postMessage" && c.ThreadTS == "":
+					roots = append(roots, c)
+				case c.Method == "chat.postMessage":
+					threads[c.ThreadTS]++
+				case c.Method == "chat.update":
+					threads["update "+c.TS]++
+				}
+			}
+			if len(roots) != tc.roots {
+				t.Fatalf("run roots posted: %d, want %d: %+v", len(roots), tc.roots, roots)
+			}
+			root := roots[len(roots)-1].TS
+			if tc.roots == 1 {
+				root = roots[0].TS
+			}
+			for ts, n := range threads {
+				if ts != root && ts != "update "+root {
+					t.Errorf("%d calls on %s, not on the root %s (calls %v)", n, ts, root, threads)
+				}
+			}
+			if threads[root] < 5 || threads["update "+root] == 0 {
+				t.Errorf("replies and edits of the root: %v, want the 5 replies and its edits", threads)
+			}
+		})
+	}
+}

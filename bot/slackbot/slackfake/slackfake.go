@@ -1,6 +1,6 @@
 // Package slackfake is a fake Slack Web API for tests, strict where Slack is: the calls
 // Immunity makes (chat.postMessage, chat.update, the files upload flow,
-// usergroups.users.list, conversations.replies) on slack-go's slacktest server, each
+// usergroups.users.list, conversations.replies, .history and .list) on slack-go's slacktest server, each
 // recorded, with rate limits and lost answers on demand. Servers under test reach it by slack.api_url (IMMUNITY_SLACK_API_URL).
 package slackfake
 
@@ -54,9 +54,11 @@ type Server struct {
 	Groups   map[string][]string
 	// Lose, when set, is asked after a call was carried out: true cuts the connection
 	// instead of answering, as a network does when the answer is lost on its way back.
-	Lose  func(Call) bool
-	Lost  int               // answers lost by Lose
-	names map[string]string // file id -> its name (files.getUploadURLExternal)
+	Lose func(Call) bool
+	Lost int // answers lost by Lose
+	// Unscoped methods answer missing_scope, as Slack does for a token without their scope.
+	Unscoped map[string]bool
+	names    map[string]string // file id -> its name (files.getUploadURLExternal)
 }
 
 // New starts a fake Slack, stopped at the test's end; its Web API is at GetAPIURL().
@@ -70,6 +72,8 @@ func New(t testing.TB) *Server {
 		c.Handle("/files.completeUploadExternal", f.complete)
 		c.Handle("/usergroups.users.list", f.groupMembers)
 		c.Handle("/conversations.replies", f.replies)
+		c.Handle("/conversations.history", f.history)
+		c.Handle("/conversations.list", f.list)
 	})
 	f.Start()
 	t.Cleanup(f.Stop)
@@ -83,6 +87,10 @@ func (f *Server) form(w http.ResponseWriter, r *http.Request, method string) (ur
 	}
 	f.Mu.Lock()
 	defer f.Mu.Unlock()
+	if f.Unscoped[method] {
+		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "missing_scope"})
+		return nil, false
+	}
 	if f.Limited[method] > 0 {
 		f.Limited[method]--
 		w.Header().Set("Retry-After", "1")
@@ -102,7 +110,7 @@ func (f *Server) form(w http.ResponseWriter, r *http.Request, method string) (ur
 
 // channelIDs are the workspace's channels: chat.postMessage takes a name or an ID and
 // answers with the ID; chat.update and file uploads take only the ID, as Slack's API does.
-var channelIDs = map[string]string{"#deploys": "C0DEPLOYS", "deploys": "C0DEPLOYS", "C0DEPLOYS": "C0DEPLOYS", "#ops": "C0OPS", "C0OPS": "C0OPS"}
+var channelIDs = map[string]string{"#deploys": "C0DEPLOYS", "deploys": "C0DEPLOYS", "C0DEPLOYS": "C0DEPLOYS", "#ops": "C0OPS", "ops": "C0OPS", "C0OPS": "C0OPS"}
 
 // refuseChannel answers Slack's error for a channel the method cannot take.
 func refuseChannel(w http.ResponseWriter, ch string, idOnly bool) bool {
@@ -124,7 +132,7 @@ func (f *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	f.Mu.Lock()
 	f.n++
-	ts := fmt.Sprintf("1700000000.%06d", f.n)
+	ts := fmt.Sprintf("%d.%06d", time.Now().Unix(), f.n) // Slack's clock, not the test's
 	c := Call{At: f.stamp(), Method: "chat.postMessage", Channel: v.Get("channel"), TS: ts, ThreadTS: v.Get("thread_ts"),
 		Broadcast: v.Get("reply_broadcast") == "true", Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks")), Metadata: json.RawMessage(v.Get("metadata"))}
 	f.calls = append(f.calls, c)
@@ -257,6 +265,50 @@ func (f *Server) replies(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": msgs, "has_more": false})
+}
+
+// history answers conversations.history as Slack does: a channel's messages (not the
+// replies in its threads, but those also sent to the channel), newest first, since oldest,
+// by the channel's ID only, with metadata only when include_all_metadata asks for it.
+func (f *Server) history(w http.ResponseWriter, r *http.Request) {
+	v, ok := f.form(w, r, "conversations.history")
+	if !ok || refuseChannel(w, v.Get("channel"), true) {
+		return
+	}
+	oldest, _ := strconv.ParseFloat(v.Get("oldest"), 64)
+	meta := v.Get("include_all_metadata") == "1" || v.Get("include_all_metadata") == "true"
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	msgs := []map[string]any{}
+	for i := len(f.calls) - 1; i >= 0; i-- {
+		c := f.calls[i]
+		if c.Method != "chat.postMessage" || channelIDs[c.Channel] != v.Get("channel") || (c.ThreadTS != "" && !c.Broadcast) {
+			continue
+		}
+		if ts, _ := strconv.ParseFloat(c.TS, 64); ts < oldest {
+			continue
+		}
+		m := map[string]any{"type": "message", "ts": c.TS, "text": c.Text}
+		if meta && len(c.Metadata) > 0 {
+			m["metadata"] = c.Metadata
+		}
+		msgs = append(msgs, m)
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "messages": msgs, "has_more": false})
+}
+
+// list answers conversations.list: the workspace's channels, by ID and name.
+func (f *Server) list(w http.ResponseWriter, r *http.Request) {
+	if _, ok := f.form(w, r, "conversations.list"); !ok {
+		return
+	}
+	chans := []map[string]any{}
+	for name, id := range channelIDs {
+		if !strings.HasPrefix(name, "#") && name != id {
+			chans = append(chans, map[string]any{"id": id, "name": name, "is_channel": true})
+		}
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ok": true, "channels": chans, "response_metadata": map[string]any{"next_cursor": ""}})
 }
 
 func (f *Server) groupMembers(w http.ResponseWriter, r *http.Request) {

@@ -375,7 +375,7 @@ func (b builder) Commit(ctx context.Context, a *config.App, sha string) (pipelin
 		}
 		c, err = lookup()
 	}
-	return pipeline.Commit{SHA: c.SHA, Subject: c.Subject, Author: c.Author}, err
+	return pipeline.Commit{SHA: c.SHA, Subject: c.Subject, Author: c.Author, Committed: c.Committed}, err
 }
 
 // SocketPath is where the server's local socket lives: data_dir/immunity.sock.

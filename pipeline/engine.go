@@ -69,6 +69,9 @@ type Builder interface {
 // Commit is what the engine needs to know of a commit.
 type Commit struct {
 	SHA, Subject, Author string
+	// Committed is the commit's committer time (zero when the builder does not know it):
+	// the start of its lead time in the delivery report.
+	Committed time.Time
 }
 
 // Tester runs an app's integration tests against one host.
@@ -130,9 +133,12 @@ type Engine struct {
 	leases map[string]*store.Holding // each app's lease, by app name (set by Start)
 	tenure map[string]int64          // the token of the lease each app is worked under now
 	kick   chan struct{}
-	wg     sync.WaitGroup
-	ctx    context.Context
-	stop   context.CancelFunc
+
+	commitsMu sync.Mutex
+	commits   map[string]commitTime // commit times for the delivery report, by "app sha"
+	wg        sync.WaitGroup
+	ctx       context.Context
+	stop      context.CancelFunc
 }
 
 // New makes an engine.

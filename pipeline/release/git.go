@@ -17,7 +17,10 @@ type Commit struct {
 	Subject string // first line of the message
 	Author  string
 	Email   string
-	When    time.Time
+	When    time.Time // author time
+	// Committed is the committer time: when the commit was made as it is (a rebase or
+	// an amend moves it, not When).
+	Committed time.Time
 }
 
 // ErrUnknownCommit is returned when a SHA names no commit of the repository, or more than one.
@@ -95,10 +98,11 @@ func resolvePrefix(repo *git.Repository, prefix string) (*object.Commit, error) 
 func commitOf(c *object.Commit) Commit {
 	subject, _, _ := strings.Cut(c.Message, "\n")
 	return Commit{
-		SHA:     c.Hash.String(),
-		Subject: strings.TrimSpace(subject),
-		Author:  c.Author.Name,
-		Email:   c.Author.Email,
-		When:    c.Author.When,
+		SHA:       c.Hash.String(),
+		Subject:   strings.TrimSpace(subject),
+		Author:    c.Author.Name,
+		Email:     c.Author.Email,
+		When:      c.Author.When,
+		Committed: c.Committer.When,
 	}
 }

@@ -31,6 +31,7 @@ type engine interface {
 	Run(ctx context.Context, id int64) (store.Run, error)
 	Store() *store.Store
 	Audit(ctx context.Context, a pipeline.Actor, action, app, region, sha, args, outcome, detail string)
+	Report(ctx context.Context, app string, since, until time.Time) (store.Report, error)
 }
 
 // Server is the HTTP server.
@@ -58,6 +59,7 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	api.GET("/runs", s.apiRuns)
 	api.GET("/runs/:id", s.private, s.apiRun)
 	api.GET("/history", s.apiHistory)
+	api.GET("/report", s.apiReport)
 	api.GET("/audit", s.private, s.apiAudit)
 	api.POST("/commands", s.apiCommand)
 	api.GET("/tokens", s.apiTokens)

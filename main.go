@@ -39,6 +39,8 @@ usage:
   immunity freeze APP [REGION...] until TIME REASON...   (or --all); unfreeze APP [REGION...] (or --all)
   immunity history APP [REGION]
   immunity rerun APP REGION [--run N]
+  immunity report APP [--since 30d|2026-11-01] [--until ...] [--json]
+                                          delivery figures: deploys, lead time, change failure rate, time to restore, canary stops
   immunity token create NAME [--role member|admin]   a personal API token, shown once
   immunity token list | token revoke NAME
   immunity judge --config FILE [--app NAME] --baseline FILE --canary FILE [--at SECONDS] [--json]
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = configCmd(args[1:], stdout)
 	case "promote", "rollback", "deploy", "status", "lock", "unlock", "freeze", "unfreeze", "history", "rerun":
 		return remote(ctx, args, stdout, stderr)
+	case "report":
+		err = reportCmd(ctx, args[1:], stdout, stderr)
 	case "token":
 		err = tokenCmd(ctx, args[1:], stdout)
 	case "judge":

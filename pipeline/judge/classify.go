@@ -91,22 +91,24 @@ func (h *history) evidence() evidence {
 		}
 		return evidence{test: testRanks, points: ps, ratio: ratio}
 	}
-	lb, lc := h.paired()
+	lb, lc, ks := h.paired()
 	if len(lb) > 0 && mostlyZero(lb, lc) {
 		return evidence{test: testNonZero, zero: countNonZero(lb, lc)}
 	}
-	ps, ratio := pairLevels(lb, lc)
+	ps, ratio := pairLevels(lb, lc, ks)
 	return evidence{test: testPaired, points: ps, ratio: ratio}
 }
 
-// paired is the interval levels with data on both sides.
-func (h *history) paired() (lb, lc []float64) {
+// paired is the interval levels with data on both sides, and each interval's counts
+// when its levels are shares.
+func (h *history) paired() (lb, lc []float64, ks []counts) {
 	for i := range h.levB {
 		if !math.IsNaN(h.levB[i]) && !math.IsNaN(h.levC[i]) {
 			lb, lc = append(lb, h.levB[i]), append(lc, h.levC[i])
+			ks = append(ks, h.shares[i])
 		}
 	}
-	return lb, lc
+	return lb, lc, ks
 }
 
 // typical is each side's typical value: the median of its interval medians or levels.
@@ -114,13 +116,19 @@ func (h *history) typical() (b, c float64) {
 	if h.perRequest {
 		return medianOf(h.medB), medianOf(h.medC)
 	}
-	lb, lc := h.paired()
+	lb, lc, _ := h.paired()
 	return medianOf(lb), medianOf(lc)
 }
 
 // pairLevels turns paired interval levels into points: log ratios when every level is
-// positive, else differences relative to the baseline's median level.
-func pairLevels(lb, lc []float64) ([]point, bool) {
+// positive, else differences relative to the baseline's median level. An interval whose
+// levels are shares of counts (ks) also gets the sampling variance of its point, so the
+// intervals are weighed by what each holds (combine): one of few requests, or of a
+// share far from 1, counts less. The variance is the binomial one at the interval's
+// pooled share p (both sides, half an event added to each outcome so an interval
+// without misses is not taken as exact), p(1-p)(1/nb + 1/nc), and for a log ratio, by
+// the delta method, that over p².
+func pairLevels(lb, lc []float64, ks []counts) ([]point, bool) {
 	ratio := true
 	for i := range lb {
 		if lb[i] <= 0 || lc[i] <= 0 {
@@ -131,10 +139,20 @@ func pairLevels(lb, lc []float64) ([]point, bool) {
 	scale := relScale(medianOf(lb))
 	ps := make([]point, len(lb))
 	for i := range lb {
+		v := 0.0
+		if k := ks[i]; k.nb > 0 && k.nc > 0 {
+			p := (k.xb + k.xc + 0.5) / (k.nb + k.nc + 1)
+			v = p * (1 - p) * (1/k.nb + 1/k.nc)
+			if ratio {
+				v /= p * p
+			} else {
+				v /= scale * scale
+			}
+		}
 		if ratio {
-			ps[i] = point{d: math.Log(lc[i] / lb[i])}
+			ps[i] = point{d: math.Log(lc[i] / lb[i]), v: v}
 		} else {
-			ps[i] = point{d: (lc[i] - lb[i]) / scale}
+			ps[i] = point{d: (lc[i] - lb[i]) / scale, v: v}
 		}
 	}
 	return ps, ratio

@@ -17,6 +17,10 @@
 //   - A gauge (one value per host and interval, a latency quantile from a query) gives
 //     d = log(canary/baseline) for each interval (a plain difference relative to the
 //     baseline's level when values are not all positive).
+//   - A gauge given as counts (Data.Events of Data.Trials: a cache's hits of its requests)
+//     is the share Events/Trials; its d is the log ratio of the shares, and it carries
+//     the binomial sampling variance the counts show, so an interval of few requests, or
+//     of a warm-up's lower share, weighs less than one of many (pairLevels).
 //   - A gauge that is zero in most intervals (a queue depth with spikes) is judged on what
 //     it holds: the intervals where only one side was non-zero, an exact sign test on those
 //     episodes, and its effect is the ratio of non-zero shares, so an even split is never
@@ -54,7 +58,8 @@
 // metric with more than 2 rows an interval on average is taken as per-request samples).
 // A rate metric NAME takes rows NAME.events and NAME.trials (the counts of the interval
 // ending at time), or plain NAME rows, one per request, value 1 for an event and 0 for
-// none.
+// none. A gauge NAME takes NAME.events and NAME.trials rows the same way when it is a
+// share of counts (hits of requests).
 package judge
 
 // Outcome is a verdict's or a metric's result.
@@ -148,7 +153,8 @@ type Data struct {
 	// PerRequest one per request.
 	Values     []float64 `json:"values,omitempty"`
 	PerRequest bool      `json:"per_request,omitempty"`
-	// Events and Trials are the counts of a Rate metric (errors, requests).
+	// Events and Trials are the counts of a Rate metric (errors, requests), or of a Gauge
+	// that is a share of counts (a cache's hits of its requests; no Values).
 	Events float64 `json:"events,omitempty"`
 	Trials float64 `json:"trials,omitempty"`
 	// Err is set when this measurement failed.

@@ -239,7 +239,7 @@ func intervals(ms []Metric, ss []sample, start time.Time, every time.Duration, l
 		k := min(looks-1, max(0, int(math.Ceil(float64(s.at.Sub(start))/float64(every)))-1))
 		name, part := s.metric, ""
 		if kinds[name] == "" {
-			if i := strings.LastIndexByte(name, '.'); i > 0 && kinds[name[:i]] == Rate {
+			if i := strings.LastIndexByte(name, '.'); i > 0 && counted(kinds[name[:i]], name[i+1:]) {
 				name, part = name[:i], name[i+1:]
 			}
 		}
@@ -249,14 +249,14 @@ func intervals(ms []Metric, ss []sample, start time.Time, every time.Duration, l
 		}
 		d := out[k][name]
 		switch {
-		case kind != Rate:
-			d.Values = append(d.Values, s.value)
-			rows[name]++
 		case part == "events":
 			d.Events += s.value
 		case part == "trials":
 			d.Trials += s.value
-		case part == "":
+		case kind != Rate:
+			d.Values = append(d.Values, s.value)
+			rows[name]++
+		default:
 			d.Events += s.value
 			d.Trials++
 		}
@@ -276,11 +276,17 @@ func intervals(ms []Metric, ss []sample, start time.Time, every time.Duration, l
 	return out
 }
 
+// counted tells whether a row NAME.part is one of a metric's counts: a rate's, or a
+// gauge's given as a share (hits of requests).
+func counted(k Kind, part string) bool {
+	return (k == Rate || k == Gauge) && (part == "events" || part == "trials")
+}
+
 func ignored(ms []Metric, sides ...[]sample) []string {
 	known := map[string]bool{}
 	for _, m := range ms {
 		known[m.Name] = true
-		if m.Kind == Rate {
+		if m.Kind == Rate || m.Kind == Gauge {
 			known[m.Name+".events"], known[m.Name+".trials"] = true, true
 		}
 	}

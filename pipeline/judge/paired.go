@@ -59,7 +59,9 @@ const burstK = 4.0
 // one, the median absolute deviation), and a Huber estimate at that fixed scale started
 // from the median of the shortest half of the points (the tight cluster of ordinary
 // intervals, where the median of a window half bursts would sit between the two), which
-// bursts then move by at most huberK standard deviations. An interval
+// bursts then move by at most huberK standard deviations; each interval weighs in by
+// its inverse variance, so a few intervals of little data cannot pull the bulk off the
+// intervals of much. An interval
 // more than burstK standard deviations from it is left out, unless more than half would
 // be, and the estimate is made again from the rest.
 func combine(ps []point, a Allowance) estimate {
@@ -84,12 +86,14 @@ func combine(ps []point, a Allowance) estimate {
 		mad := 1.4826 * median(dev)
 		excess = math.Max(excess, mad*mad-meanV)
 	}
+	w := make([]float64, len(ps))
+	setWeights(w, ps, excess)
 	for range 20 { // Huber at a fixed scale, from the shortest half
 		num, den := 0.0, 0.0
-		for _, p := range ps {
+		for i, p := range ps {
 			sd := math.Sqrt(p.v + excess)
-			num += clamp(p.d-center, huberK*sd)
-			den++
+			num += w[i] * clamp(p.d-center, huberK*sd)
+			den += w[i]
 		}
 		center += num / den
 	}

@@ -72,6 +72,7 @@ type Sequence struct {
 type history struct {
 	requests   []interval // per-request samples: each interval's ranks
 	levB, levC []float64  // one level per interval and side (mean of the values; NaN: none)
+	shares     []counts   // per interval, a share's counts (zero when given as values)
 	nb, nc     int        // samples on each side
 	rates      []rateLook // a rate's counts per interval
 	perRequest bool       // some interval had per-request samples
@@ -161,8 +162,23 @@ func (s *Sequence) addOne(i int, in Input) {
 		return
 	}
 	lb, lc := levelOf(b.Values), levelOf(c.Values)
-	h.nb, h.nc = h.nb+len(b.Values), h.nc+len(c.Values)
+	nb, nc := len(b.Values), len(c.Values)
+	var k counts
+	if isShare(b, c) {
+		k = newCounts(b, c)
+		lb, lc = k.xb/k.nb, k.xc/k.nc // NaN without trials
+		nb, nc = int(k.nb), int(k.nc)
+	}
+	h.nb, h.nc = h.nb+nb, h.nc+nc
 	h.levB, h.levC = append(h.levB, lb), append(h.levC, lc)
+	h.shares = append(h.shares, k)
+}
+
+// isShare tells whether a gauge's interval is given as counts (hits out of requests, no
+// values): its level is then the share Events/Trials, whose sampling variance the
+// counts tell (pairLevels).
+func isShare(b, c Data) bool {
+	return len(b.Values) == 0 && len(c.Values) == 0 && (b.Trials > 0 || c.Trials > 0)
 }
 
 // levelOf is an interval's value on one side: the mean of its finite values (NaN: none).

@@ -31,7 +31,8 @@ import (
 //	           heap uniform in [0, 10%) per interval and side (collections)
 //	queue      0, except in a spike (per side, 3% of intervals, 1-3 intervals long, and in
 //	           bursts): 1 + Poisson(4)
-//	cache_hit  hits/requests, hit ratio 1 - miss, miss = 10%·w_i²·drift (+ the regression)
+//	cache_hit  hits/requests, hit ratio 1 - miss, miss = 10%·w_i²·drift (+ the regression);
+//	           (with -cache-counts our judge gets the counts, hits of requests; Kayenta the ratio)
 //	db_queries mean of Poisson(3·drift) queries over the interval's requests
 //
 // Regressions change the canary only, for the whole window: latency ×1.05 to ×1.5, the
@@ -71,6 +72,7 @@ type cell struct {
 // sample is one side's measurements of one interval.
 type sample struct {
 	requests, errors, timeouts float64
+	hits                       float64   // cache hits of the requests
 	latencies                  []float64 // per request
 	values                     map[string]float64
 }
@@ -175,7 +177,8 @@ func (s *side) interval(rng *rand.Rand, c cell, load, warm, latF, errF, cacheDro
 		slices.Sort(sorted)
 		out.values["latency_p99"] = sorted[min(len(sorted)-1, int(math.Ceil(0.99*n))-1)]
 		miss := math.Min(1, 0.10*warm*warm*f["cache_miss"]+cacheDrop)
-		out.values["cache_hit"] = binomial(rng, n, 1-miss) / n
+		out.hits = binomial(rng, n, 1-miss)
+		out.values["cache_hit"] = out.hits / n
 		out.values["db_queries"] = poisson(rng, 3*n*f["db_queries"]) / n
 	}
 	return out
@@ -212,6 +215,9 @@ func data(s sample) map[string]judge.Data {
 	}
 	for name, v := range s.values {
 		out[name] = judge.Data{Values: []float64{v}}
+	}
+	if *cacheCounts {
+		out["cache_hit"] = judge.Data{Events: s.hits, Trials: s.requests}
 	}
 	return out
 }

@@ -121,7 +121,7 @@ func kayentaClassify(control, experiment []float64, dir judge.Direction) kClass 
 	if slices.Min(all) == slices.Max(all) {
 		return kPass
 	}
-	zq := distuv.UnitNormal.Quantile(1 - (1-0.98)/2)
+	zq := distuv.UnitNormal.Quantile(1 - (1-*kayentaConf)/2)
 	experiment, control = sorted(experiment), sorted(control)
 	est, ok1 := wilcoxRoot(experiment, control, 0)
 	lo, ok2 := wilcoxRoot(experiment, control, zq)

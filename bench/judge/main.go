@@ -40,8 +40,11 @@ import (
 const firstLook = 6
 
 var (
-	explain   = flag.Bool("explain", false, "print why each A/A window failed")
-	alphaFlag = flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
+	explain     = flag.Bool("explain", false, "print why each A/A window failed")
+	alphaFlag   = flag.Float64("alpha", 0.01, "the judge's overall false-alarm rate")
+	kayentaConf = flag.Float64("kayenta-conf", 0.98, "Kayenta's Mann-Whitney confidence level (0.98 as published; higher for fewer false alarms)")
+	kayentaOnly = flag.Bool("kayenta-only", false, "run Kayenta's classifier alone (ours is not run and shows 0%)")
+	cacheCounts = flag.Bool("cache-counts", false, "give our judge the cache's hits and requests (a share gauge), not the hit ratio alone")
 )
 
 func main() {
@@ -192,7 +195,7 @@ func one(c cell, allow map[string]judge.Allowance, opts judge.Options, rng *rand
 	var r result
 	s := judge.NewSequence(ms, opts)
 	t0 := time.Now()
-	for k := 1; k <= intervals; k++ {
+	for k := 1; k <= intervals && !*kayentaOnly; k++ {
 		r.oursLooks++
 		v := s.Look(input(base, can, k-1), k == intervals)
 		if v.Stop() || (v.Final && v.Outcome != judge.Pass) {

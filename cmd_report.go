@@ -121,7 +121,7 @@ func writeReport(w io.Writer, r store.Report) error {
 		for _, f := range r.FailureList {
 			restored := "not restored"
 			if f.Restored != nil {
-				restored = "restored after " + seconds(f.Restored.Sub(f.Started).Seconds())
+				restored = "restored after " + pipeline.HumanSeconds(f.Restored.Sub(f.Started).Seconds())
 			}
 			fmt.Fprintf(w, "  %s  run %d  %s in %s, %s; %s\n", f.Started.UTC().Format("2006-01-02 15:04"), f.RunID, short(f.SHA), f.Region, strings.ReplaceAll(f.How, "_", " "), restored)
 		}
@@ -133,29 +133,7 @@ func medianP90(d store.Durations) string {
 	if d.Median == nil || d.P90 == nil {
 		return "-"
 	}
-	return "median " + seconds(*d.Median) + ", p90 " + seconds(*d.P90)
-}
-
-// seconds is a duration as a person reads it: 45s, 30m, 3h 10m, 2d 4h.
-func seconds(s float64) string {
-	d := time.Duration(s) * time.Second
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d/time.Minute))
-	case d < 48*time.Hour:
-		h, m := int(d/time.Hour), int(d%time.Hour/time.Minute)
-		if m == 0 {
-			return fmt.Sprintf("%dh", h)
-		}
-		return fmt.Sprintf("%dh %dm", h, m)
-	}
-	days, h := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour)
-	if h == 0 {
-		return fmt.Sprintf("%dd", days)
-	}
-	return fmt.Sprintf("%dd %dh", days, h)
+	return "median " + pipeline.HumanSeconds(*d.Median) + ", p90 " + pipeline.HumanSeconds(*d.P90)
 }
 
 func trimFloat(f float64) string {

@@ -45,6 +45,11 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"viewerOf":       viewerOf,
 	"actionsOf":      actionsOf,
 	"stageActionsOf": stageActionsOf,
+	"durationFigure": durationFigure,
+	"ratePercent":    ratePercent,
+	"trimNumber":     trimNumber,
+	"restoredAfter":  restoredAfter,
+	"days":           days,
 }).ParseFS(webFS, "web/*.html"))
 
 // asset serves the stylesheet or the script.

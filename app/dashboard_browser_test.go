@@ -127,12 +127,21 @@ func TestDashboardPagesInChromium(t *testing.T) {
 		Message: "prod3/host1 found on 2222222, store said 1111111"})
 	srv := httptest.NewServer(in.Server.Handler())
 	defer srv.Close()
+	// The delivery page, of another instance whose store holds a week of deliveries.
+	deliveries := openTest(t)
+	fillDeliveries(t, deliveries, time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -20))
+	report := httptest.NewServer(deliveries.Server.Handler())
+	defer report.Close()
 	load := browser(t)
 	dir := screenshotDir(t)
-	pages := map[string]string{"overview": "/", "region": "/regions/papi/sandbox2", "run": "/runs/1", "audit": "/audit"}
-	for _, name := range []string{"overview", "region", "run", "audit"} {
+	pages := map[string]string{"overview": "/", "region": "/regions/papi/sandbox2", "run": "/runs/1", "audit": "/audit", "report": "/report/papi?since=5w"}
+	for _, name := range []string{"overview", "region", "run", "audit", "report"} {
 		for _, width := range []int64{1280, 390} {
-			p := load(srv.URL+pages[name], width)
+			base := srv.URL
+			if name == "report" {
+				base = report.URL
+			}
+			p := load(base+pages[name], width)
 			where := fmt.Sprintf("%s (%s) at %d px", name, pages[name], width)
 			if len(p.Console) > 0 {
 				t.Errorf("%s: console errors: %q", where, p.Console)
@@ -145,6 +154,9 @@ func TestDashboardPagesInChromium(t *testing.T) {
 			}
 			if (name == "overview" || name == "region") && !strings.Contains(p.HTML, `class="failed-here"`) {
 				t.Errorf("%s does not mark sandbox2 as running a release that failed there", where)
+			}
+			if name == "report" && (!strings.Contains(p.HTML, `<svg class="weekchart"`) || !strings.Contains(p.HTML, "<b>2</b>")) {
+				t.Errorf("%s has no weekly chart or not the week's 2 deploys", where)
 			}
 			file := filepath.Join(dir, fmt.Sprintf("%s-%d.png", name, width))
 			if err := os.WriteFile(file, p.Screenshot, 0o644); err != nil {

@@ -70,6 +70,7 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	s.router.GET("/regions/:app/:region", s.private, s.regionPageHandler)
 	s.router.GET("/ui/regions/:app/:region", s.private, s.regionFragmentHandler)
 	s.router.GET("/audit", s.private, s.auditPageHandler)
+	s.router.GET("/report/:app", s.reportPage)
 	s.router.GET("/runs/:id/stages/:region/chart.png", s.chart)
 	s.router.GET("/runs/:id/stages/:region/metrics/:metric/timeline.png", s.timeline)
 	s.router.GET("/ui/apps/:app", s.appFragment)

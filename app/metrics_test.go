@@ -167,3 +167,34 @@ func TestCommandsAreCountedByWhereTheyWereGiven(t *testing.T) {
 		t.Errorf("a button counted without where it was pressed:\n%s", b)
 	}
 }
+
+// TestPrometheusScrapesTheDeliveryGauges serves fillDeliveries's week, ten days back, to a
+// real Prometheus: the immunity_dora_* gauges of the last 30 days carry the figures
+// worked out by hand for it.
+func TestPrometheusScrapesTheDeliveryGauges(t *testing.T) {
+	t.Parallel()
+	in := openTest(t)
+	fillDeliveries(t, in, time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -10))
+	srv := httptest.NewServer(in.Server.Handler())
+	defer srv.Close()
+	prom := promtest.Start(t, []string{strings.TrimPrefix(srv.URL, "http://")})
+	promtest.Until(t, "a scrape", 20*time.Second, func() bool { return len(promtest.Query(t, prom, `up{job="app"} == 1`)) == 1 })
+	// Two deploys with lead times of 3 h and 40 m (median 6600 s), 1 of 3 production
+	// stages failed and restored after 4800 s, one canary stop.
+	for q, want := range map[string]string{
+		`immunity_dora_report_ok{app="papi"}`:                      "1",
+		`immunity_dora_deploys{app="papi"}`:                        "2",
+		`immunity_dora_lead_time_median_seconds{app="papi"}`:       "6600",
+		`immunity_dora_change_failures{app="papi"}`:                "1",
+		`immunity_dora_change_failure_ratio{app="papi"}`:           "0.33",
+		`immunity_dora_time_to_restore_median_seconds{app="papi"}`: "4800",
+		`immunity_dora_restores_open{app="papi"}`:                  "0",
+		`immunity_dora_canary_stops{app="papi"}`:                   "1",
+	} {
+		var got []promtest.Sample
+		promtest.Until(t, q, 10*time.Second, func() bool { got = promtest.Query(t, prom, q); return len(got) > 0 })
+		if len(got) != 1 || got[0].Value != want {
+			t.Errorf("%s = %v, want %s", q, got, want)
+		}
+	}
+}

@@ -4,11 +4,12 @@
 // the run, stage, verdict and judge-look series from the transitions the engine reports
 // anyway; the state that must be true after a restart (the release live on each host,
 // the locks held, the runs in flight) is read from the engine at scrape time, so it is
-// never a stale copy. The doors and the effects report to it through small calls made
-// by their own packages: the webhook endpoint (Delivery), the command layer (Command),
-// and the GitHub and Slack HTTP clients through a RoundTripper (Transport) plus Retry
-// and RateLimitWait from their retry logic. Go runtime and process collectors are
-// registered too.
+// never a stale copy; so are the immunity_dora_* gauges, each app's delivery report over
+// the last 30 days (read at most once a minute). The doors and the effects report to it
+// through small calls made by their own packages: the webhook endpoint (Delivery), the
+// command layer (Command), and the GitHub and Slack HTTP clients through a RoundTripper
+// (Transport) plus Retry and RateLimitWait from their retry logic. Go runtime and
+// process collectors are registered too.
 package metrics
 
 import (
@@ -104,6 +105,9 @@ func New(eng engine) *Metrics {
 		m.commands, m.apiCalls, m.apiSeconds, m.apiRetries, m.rateLimitWait)
 	if eng != nil {
 		m.reg.MustRegister(newStateCollector(eng))
+		if rep, ok := eng.(reporter); ok {
+			m.reg.MustRegister(newDoraCollector(eng, rep))
+		}
 	}
 	return m
 }

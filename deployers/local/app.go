@@ -48,11 +48,11 @@ func (d *Deployer) start(ctx context.Context, h deployers.Host, e *host, sha str
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	e.proc = p
 	if err := writePid(h.Base, p.pid); err != nil {
-		d.stop(context.WithoutCancel(ctx), h, e)
+		d.stopStarted(ctx, h, e, p)
 		return err
 	}
 	if err := d.waitHealthy(ctx, h, p); err != nil {
-		d.stop(context.WithoutCancel(ctx), h, e)
+		d.stopStarted(ctx, h, e, p)
 		return fmt.Errorf("%w; last lines of %s:\n%s", err, logPath, logTail(logPath, offset))
 	}
 	d.hostLog(h).InfoContext(ctx, "app started", "sha", sha, "pid", p.pid)
@@ -183,4 +183,22 @@ func readPid(base string) int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	return pid
+}
+
+// stopStarted stops the process a start that failed (or was cancelled) began, and only
+// it: other apps of the host found now are not this start's to stop (a server whose work
+// was cancelled because it lost the app's lease must leave alone the app its successor
+// started meanwhile).
+func (d *Deployer) stopStarted(ctx context.Context, h deployers.Host, e *host, p *process) {
+	if err := p.terminate(context.WithoutCancel(ctx), stopGrace); err != nil {
+		d.hostLog(h).WarnContext(ctx, "stop the app that failed to start", "pid", p.pid, "err", err)
+		return
+	}
+	if e.proc == p {
+		e.proc = nil
+	}
+	if readPid(h.Base) == p.pid {
+		os.Remove(filepath.Join(h.Base, pidFile))
+	}
+	d.hostLog(h).InfoContext(ctx, "app stopped", "pid", p.pid)
 }

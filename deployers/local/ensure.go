@@ -18,7 +18,12 @@ import (
 // it is this host's app (a group leader running in one of the host's releases). Strays
 // go too: apps of the host that app.pid does not name (a crash of Immunity between
 // starting an app and recording its pid leaves one, holding the host's port).
+//
+// Work that was cancelled (a server that lost the app's lease) stops nothing.
 func (d *Deployer) stop(ctx context.Context, h deployers.Host, e *host) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stop the app: %w", err)
+	}
 	p := e.proc
 	if p == nil {
 		if pid := readPid(h.Base); pid > 0 && alive(pid) && ownsPid(h.Base, pid) {

@@ -417,3 +417,66 @@ func TestRestartStopsAStrayApp(t *testing.T) {
 		t.Fatalf("after restart: %+v, %v; want a new process", a, err)
 	}
 }
+
+// TestCancelledRestartLeavesTheAppAlone: a restart by work already cancelled (a server
+// that lost the app's lease while paused) stops nothing.
+func TestCancelledRestartLeavesTheAppAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newDeployer(t, local.Options{})
+	h := newHost(t, d)
+	running := deploy(ctx, t, d, h, "v1")
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := d.Restart(cancelled, h); err == nil {
+		t.Fatal("a cancelled restart: no error")
+	}
+	if a, err := deployertest.Ask(ctx, h); err != nil || a.PID != running.PID {
+		t.Fatalf("after a cancelled restart: %+v, %v; want the app %d still serving", a, err, running.PID)
+	}
+}
+
+// TestCancelledStartStopsOnlyItsOwnApp: a start cancelled while it waits for its app to
+// be healthy stops the process it started, and not another app of the host that appeared
+// meanwhile (the app a successor server started while this one was paused).
+func TestCancelledStartStopsOnlyItsOwnApp(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := newDeployer(t, local.Options{StartTimeout: time.Minute})
+	h := newHost(t, d)
+	rel := deployertest.NewRelease(t, "fail-unhealthy") // never healthy: the start waits
+	if err := d.Upload(ctx, h, rel); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Switch(ctx, h, rel.SHA); err != nil {
+		t.Fatal(err)
+	}
+	work, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Restart(work, h) }()
+	var own int
+	for deadline := time.Now().Add(30 * time.Second); own == 0; time.Sleep(10 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(h.Base, "app.pid")); err == nil {
+			own, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the start never recorded its app")
+		}
+	}
+	other := exec.Command("sleep", "120") // another app of the host: a group leader in its releases
+	other.Dir = filepath.Join(h.Base, "releases", rel.SHA)
+	other.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("a cancelled start: no error")
+	}
+	waitGone(t, own)
+	if syscall.Kill(other.Process.Pid, 0) != nil || isZombie(other.Process.Pid) {
+		t.Fatalf("the cancelled start stopped another app of the host (pid %d)", other.Process.Pid)
+	}
+}

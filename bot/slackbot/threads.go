@@ -240,6 +240,11 @@ func (b *Bot) postRoot(ctx context.Context, it outboxItem) error {
 	return b.st.SaveSlackThread(ctx, store.SlackThread{RunID: it.RunID, Channel: channel, TS: ts})
 }
 
+// missingScope reports whether Slack refused a call for a scope the token lacks.
+func missingScope(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "missing_scope")
+}
+
 // rootEvent is the metadata event type of a run's root message.
 const rootEvent = "immunity_root"
 
@@ -250,7 +255,7 @@ const rootEvent = "immunity_root"
 func (b *Bot) rootInChannel(ctx context.Context, it outboxItem, run string) (store.SlackThread, bool, error) {
 	none := store.SlackThread{}
 	scopes := func(err error) bool {
-		if err != nil && strings.Contains(err.Error(), "missing_scope") {
+		if missingScope(err) {
 			b.log.Warn("slack: cannot read the channel to check an earlier try of a root (add the channels:read, groups:read, channels:history and groups:history scopes); posting again", "run", it.RunID, "err", err)
 			return true
 		}
@@ -353,7 +358,7 @@ func (b *Bot) once(ctx context.Context, row store.OutboxItem, th store.SlackThre
 	if row.Tried {
 		found, err := b.inThread(ctx, th, is)
 		switch {
-		case err != nil && strings.Contains(err.Error(), "missing_scope"):
+		case missingScope(err):
 			b.log.Warn("slack: cannot read the thread to check an earlier try (add the channels:history and groups:history scopes); sending again", "stream", row.Stream, "err", err)
 		case err != nil:
 			return false, fmt.Errorf("look for an earlier try in the thread of run: %w", err)

@@ -21,7 +21,13 @@ import (
 //
 // A rate metric counts events out of trials (errors out of requests). Query and scrape
 // select the events' counter and TrialsQuery / TrialsScrape the trials' counter; the
-// source reports their increase since the window began.
+// source reports their increase over each interval (a counter that went down, the app
+// restarted, counts from zero).
+//
+// A gauge may be a share of counts the same way (a cache's hits of its requests): given
+// TrialsQuery or TrialsScrape, Query or Scrape is the events' counter (hits) and the
+// trials' counter (requests) is beside it, and the judge compares the shares, each
+// interval weighed by how many trials it holds (see package judge).
 //
 // Query templates may use {{.Region}}, {{.Host}} and {{.Release}}.
 type Metric struct {
@@ -33,10 +39,10 @@ type Metric struct {
 	NoData        string  `yaml:"no_data"`        // what no data means: inconclusive (default), pass, fail
 	Unit          string  `yaml:"unit"`           // for explanations: s, ms, bytes, or any word
 
-	Query        string  `yaml:"query"`         // Prometheus query template (events, for a rate)
-	TrialsQuery  string  `yaml:"trials_query"`  // rate: the trials' query template
-	Scrape       string  `yaml:"scrape"`        // exposition metric selector (events, for a rate)
-	TrialsScrape string  `yaml:"trials_scrape"` // rate: the trials' selector
+	Query        string  `yaml:"query"`         // Prometheus query template (events, for a rate or a share)
+	TrialsQuery  string  `yaml:"trials_query"`  // rate or share gauge: the trials' query template
+	Scrape       string  `yaml:"scrape"`        // exposition metric selector (events, for a rate or a share)
+	TrialsScrape string  `yaml:"trials_scrape"` // rate or share gauge: the trials' selector
 	Quantile     float64 `yaml:"quantile"`      // histogram samples: this quantile instead of the mean
 
 	// Allowance is how much two production hosts on the same release differ on this
@@ -105,8 +111,11 @@ func (m Metric) check(add func(path, format string, args ...any), path string) {
 	case m.AllowedEffect >= 1 && m.Direction != "" && m.Direction != "increase":
 		add(path+".allowed_effect", "metric %s: allowed_effect: %v allows a drop of 100%% or more, so a decrease can never fail; expected less than 1", name, m.AllowedEffect)
 	}
-	if m.Quantile < 0 || m.Quantile >= 1 || (m.Quantile > 0 && m.Kind == "rate") {
+	switch {
+	case m.Quantile < 0 || m.Quantile >= 1 || (m.Quantile > 0 && m.Kind == "rate"):
 		add(path+".quantile", "metric %s: quantile: expected a number between 0 and 1 for a latency or gauge metric, got %v", name, m.Quantile)
+	case m.Quantile > 0 && m.Share():
+		add(path+".quantile", "metric %s: quantile: a gauge given as a share of counts (trials_query, trials_scrape) has no quantile", name)
 	}
 	m.checkAllowance(add, path, name)
 	m.checkSources(add, path, name)
@@ -133,23 +142,42 @@ func (m Metric) checkAllowance(add func(path, format string, args ...any), path,
 	}
 }
 
+// Share tells whether the metric is a gauge given as a share of counts (hits of
+// requests): it names a trials' counter.
+func (m Metric) Share() bool {
+	return m.Kind == "gauge" && (m.TrialsQuery != "" || m.TrialsScrape != "")
+}
+
 func (m Metric) checkSources(add func(path, format string, args ...any), path, name string) {
 	for _, q := range []struct{ key, text string }{{"query", m.Query}, {"trials_query", m.TrialsQuery}} {
 		if err := checkQueryTemplate(q.text); err != nil {
 			add(path+"."+q.key, "metric %s: %s: %v", name, q.key, err)
 		}
 	}
-	if m.Kind == "rate" {
-		if (m.Query == "") != (m.TrialsQuery == "") {
-			add(path+".trials_query", "metric %s: a rate needs both query (events) and trials_query (trials), or neither", name)
-		}
-		if (m.Scrape == "") != (m.TrialsScrape == "") {
-			add(path+".trials_scrape", "metric %s: a rate needs both scrape (events) and trials_scrape (trials), or neither", name)
-		}
+	var what string
+	switch {
+	case m.Kind == "rate":
+		what = "a rate needs both %s (events) and %s (trials), or neither"
+	case m.Share():
+		what = "a gauge given as a share of counts needs both %s (the events' counter, such as cache hits) and %s (the trials' counter, such as cache lookups)"
+	case m.TrialsQuery != "" || m.TrialsScrape != "":
+		add(path+".kind", "metric %s: trials_query and trials_scrape are for rates and for gauges given as a share of counts, this one is %s", name, m.Kind)
+		return
+	default:
 		return
 	}
-	if m.TrialsQuery != "" || m.TrialsScrape != "" {
-		add(path+".kind", "metric %s: trials_query and trials_scrape are for rate metrics, this one is %s", name, m.Kind)
+	for _, p := range []struct{ events, trials, eventsKey, trialsKey string }{
+		{m.Query, m.TrialsQuery, "query", "trials_query"},
+		{m.Scrape, m.TrialsScrape, "scrape", "trials_scrape"},
+	} {
+		if (p.events == "") == (p.trials == "") {
+			continue
+		}
+		given := p.eventsKey // the problem's line is the key that is there
+		if p.events == "" {
+			given = p.trialsKey
+		}
+		add(path+"."+given, "metric %s: "+what+"; got only %s", name, p.eventsKey, p.trialsKey, given)
 	}
 }
 

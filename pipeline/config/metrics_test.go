@@ -55,7 +55,17 @@ func TestMetricCheck(t *testing.T) {
 		{"{name: p99, kind: latency, query: 'x{instance=\"{{.Host}\"}'}", "query: parse template"},
 		{"{name: errors, kind: rate, query: 'sum(errors)'}", "a rate needs both query (events) and trials_query"},
 		{"{name: errors, kind: rate, trials_scrape: req}", "a rate needs both scrape (events) and trials_scrape"},
-		{"{name: p99, kind: latency, trials_query: 'sum(x)'}", "trials_query and trials_scrape are for rate metrics"},
+		{"{name: p99, kind: latency, trials_query: 'sum(x)'}", "apps[0].metrics[0].kind: metric p99: trials_query and trials_scrape are for rates and for gauges given as a share of counts, this one is latency"},
+		{"{name: p99, kind: latency, scrape: x, trials_scrape: y}", "trials_query and trials_scrape are for rates and for gauges given as a share of counts"},
+		{"{name: hit_ratio, kind: gauge, direction: decrease, query: 'sum(cache_hits_total{instance=\"{{.Host}}\"})', trials_query: 'sum(cache_lookups_total{instance=\"{{.Host}}\"})'}", ""},
+		{"{name: hit_ratio, kind: gauge, direction: decrease, scrape: cache_hits_total, trials_scrape: cache_lookups_total}", ""},
+		{"{name: hit_ratio, kind: gauge, scrape: cache_hits_total, trials_scrape: cache_lookups_total, query: 'sum(x)', trials_query: 'sum(y)'}", ""},
+		{"{name: hit_ratio, kind: gauge, scrape: cache_hits_total}", ""}, // a plain gauge
+		{"{name: hit_ratio, kind: gauge, trials_query: 'sum(cache_lookups_total)'}", "apps[0].metrics[0].trials_query: metric hit_ratio: a gauge given as a share of counts needs both query (the events' counter, such as cache hits) and trials_query (the trials' counter, such as cache lookups); got only trials_query"},
+		{"{name: hit_ratio, kind: gauge, scrape: cache_hits_total, trials_query: 'sum(y)', query: 'sum(x)'}", "apps[0].metrics[0].scrape: metric hit_ratio: a gauge given as a share of counts needs both scrape (the events' counter, such as cache hits) and trials_scrape"},
+		{"{name: hit_ratio, kind: gauge, trials_scrape: cache_lookups_total}", "got only trials_scrape"},
+		{"{name: hit_ratio, kind: gauge, scrape: h, trials_scrape: l, quantile: 0.9}", "apps[0].metrics[0].quantile: metric hit_ratio: quantile: a gauge given as a share of counts (trials_query, trials_scrape) has no quantile"},
+		{"{name: errors, kind: rate, trials_query: 'sum(x)'}", "apps[0].metrics[0].trials_query: metric errors: a rate needs both query (events) and trials_query (trials), or neither; got only trials_query"},
 		{"{name: errors, kind: rate, quantile: 0.99}", "quantile: expected a number between 0 and 1"},
 		{"{name: p99, kind: latency, allowance: {noise: 0.02, drift: 0.01, drift_corr: 0.7, offset: 0.005, windows: 20}}", ""},
 		{"{name: p99, kind: latency, allowance: {noise: -0.02}}", "apps[0].metrics[0].allowance.noise: metric p99: allowance.noise: expected a relative size"},
@@ -96,6 +106,19 @@ apps:
         kind: latency
         no_data: ignore
         query: 'histogram_quantile(0.99, rate(x{instance="{{.Hots}}"}[1m]))'
+      - name: hit_ratio
+        kind: gauge
+        direction: decrease
+        scrape: cache_hits_total
+        trials_scrape: cache_lookups_total
+        query: 'sum(cache_hits_total{instance="{{.Host}}"})'
+      - name: miss_ratio
+        kind: gauge
+        trials_query: 'sum(cache_lookups_total{instance="{{.Host}}"})'
+      - name: p50
+        kind: latency
+        scrape: x
+        trials_scrape: y
     regions:
       - name: prod3
         production: true
@@ -107,6 +130,9 @@ apps:
 	for _, want := range []string{
 		`immunity.yml:15: metric p99: no_data: expected one of inconclusive, pass, fail, got "ignore"`,
 		`immunity.yml:16: metric p99: query: template uses something other than {{.Region}}, {{.Host}}, {{.Release}}`,
+		"immunity.yml:22: metric hit_ratio: a gauge given as a share of counts needs both query (the events' counter, such as cache hits) and trials_query (the trials' counter, such as cache lookups); got only query",
+		"immunity.yml:25: metric miss_ratio: a gauge given as a share of counts needs both query (the events' counter, such as cache hits) and trials_query (the trials' counter, such as cache lookups); got only trials_query",
+		"immunity.yml:27: metric p50: trials_query and trials_scrape are for rates and for gauges given as a share of counts, this one is latency",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q\nwant it to contain %q", err, want)

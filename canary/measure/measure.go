@@ -3,9 +3,10 @@
 //
 // A Source measures both sides of a window (the canary hosts and the baseline hosts)
 // over one interval and returns, per metric, the data of that interval only: counts of
-// events and trials for Rate metrics, samples for Latency and Gauge metrics (per-request
-// samples, such as a histogram's bucket deltas or the mirror's records, marked
-// Data.PerRequest). The window hands each interval to the judge as it comes: the judge
+// events and trials for Rate metrics and for a Gauge given as a share of counts (a
+// cache's hits of its lookups: Metric.Counts), samples for other Latency and Gauge
+// metrics (per-request samples, such as a histogram's bucket deltas or the mirror's
+// records, marked Data.PerRequest). The window hands each interval to the judge as it comes: the judge
 // keeps the intervals apart, since both sides of one interval saw the same moment. A source that cannot measure a metric sets that metric's
 // Data.Err (a measurement error, judged as such); an error returned by Measure means
 // nothing could be measured.
@@ -69,20 +70,40 @@ func (w Window) JudgeMetrics() []judge.Metric {
 	return out
 }
 
+// Counts tells whether the metric's data are counts of events out of trials: a rate's,
+// or a gauge's given as a share of counts (its Spec names a trials' counter).
+func (m Metric) Counts() bool {
+	return m.Kind == judge.Rate || (m.Kind == judge.Gauge && (m.TrialsQuery != "" || m.TrialsScrape != ""))
+}
+
 // Spec is where one metric's samples come from: the app config's metric fields
 // (config.Metric).
 type Spec struct {
 	// Query is a Prometheus query template ({{.Region}}, {{.Host}}, {{.Release}}, ...):
-	// a rate's events counter (TrialsQuery its trials), read as levels at both ends of
-	// the interval; for a latency or gauge metric, an instant query at the interval's end
-	// whose every series' value is one sample.
+	// the events' counter of a rate, or of a gauge given as a share (TrialsQuery the
+	// trials' counter), read as levels at both ends of the interval; for another latency
+	// or gauge metric, an instant query at the interval's end whose every series' value is
+	// one sample.
 	Query, TrialsQuery string
-	// Scrape is an exposition selector such as http_requests_total{code=~"5.."}: a rate's
-	// events counter (TrialsScrape its trials); for a latency or gauge metric, a
-	// histogram (per-request samples from its bucket deltas, or with Quantile that
-	// quantile per host and interval) or a gauge (its value per host and interval).
+	// Scrape is an exposition selector such as http_requests_total{code=~"5.."}: the
+	// events' counter of a rate, or of a gauge given as a share (TrialsScrape the trials'
+	// counter); for another latency or gauge metric, a histogram (per-request samples from
+	// its bucket deltas, or with Quantile that quantile per host and interval) or a gauge
+	// (its value per host and interval).
 	Scrape, TrialsScrape string
 	Quantile             float64
+}
+
+// Increase is an interval's events and trials from the levels of their counters at its
+// start (events0, trials0) and at its end. A counter that went down means the app
+// restarted during the interval: then both count from zero (their levels at the end),
+// not only the one seen to go down, so a share's hits never outnumber its lookups and no
+// count is negative.
+func Increase(events0, trials0, events1, trials1 float64) (events, trials float64) {
+	if events1 < events0 || trials1 < trials0 {
+		return max(0, events1), max(0, trials1)
+	}
+	return events1 - events0, trials1 - trials0
 }
 
 // Source measures a window interval by interval.

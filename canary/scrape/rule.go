@@ -13,6 +13,7 @@ import (
 // rule is how one metric is computed from two readings of a host.
 type rule struct {
 	events, trials selector
+	counts         bool // a rate's, or a share gauge's, events of trials
 	quantile       float64
 	keep           func(*dto.Metric) bool // series filter on top of the selectors
 	err            string                 // the metric cannot be scraped: why
@@ -36,10 +37,11 @@ func ruleFor(m measure.Metric, methods []string) rule {
 	if r.events, err = parseSelector(sp.Scrape); err != nil {
 		return rule{err: err.Error()}
 	}
-	if m.Kind == judge.Rate {
-		if sp.TrialsScrape == "" {
-			return rule{err: "a rate needs trials_scrape as well as scrape"}
-		}
+	if m.Kind == judge.Rate && sp.TrialsScrape == "" {
+		return rule{err: "a rate needs trials_scrape as well as scrape"}
+	}
+	if m.Kind == judge.Rate || (m.Kind == judge.Gauge && sp.TrialsScrape != "") {
+		r.counts = true
 		if r.trials, err = parseSelector(sp.TrialsScrape); err != nil {
 			return rule{err: err.Error()}
 		}
@@ -71,15 +73,16 @@ func (r rule) apply(m judge.Metric, before, now reading, d *judge.Data) string {
 	if r.err != "" {
 		return r.err
 	}
-	if m.Kind == judge.Rate {
+	if r.counts {
 		// A family not exposed yet has no series: nothing happened (an app exposes a
 		// labelled counter from its first increment).
 		e, _ := r.sum(r.events, now)
 		t, _ := r.sum(r.trials, now)
 		eb, _ := r.sum(r.events, before)
 		tb, _ := r.sum(r.trials, before)
-		d.Events += increase(eb, e)
-		d.Trials += increase(tb, t)
+		e, t = measure.Increase(eb, tb, e, t)
+		d.Events += e
+		d.Trials += t
 		return ""
 	}
 	fam, ok := now[r.events.name]

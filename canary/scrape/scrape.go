@@ -4,17 +4,20 @@
 //
 // Each metric names its series with an exposition selector (measure.Spec.Scrape, such as
 // http_requests_total{code=~"5.."}). A rate's events and trials are the increase of the
-// matching counters, summed over the series and the side's hosts. A latency or gauge
-// metric over a histogram gives per-request samples reconstructed from the increase of
-// its buckets (measure.Samples), or with a quantile that quantile per host and interval;
-// over a gauge, its value per host and interval (a counter: its increase).
+// matching counters, summed over the series and the side's hosts, and so are those of a
+// gauge given as a share of counts (Spec.TrialsScrape set: a cache's hits of its
+// lookups). Another latency or gauge metric over a histogram gives per-request samples
+// reconstructed from the increase of its buckets (measure.Samples), or with a quantile
+// that quantile per host and interval; over a gauge, its value per host and interval (a
+// counter: its increase).
 //
 // The defaults: error_rate is http_requests_total{code=~"5.."} out of
 // http_requests_total, latency is http_request_duration_seconds. When the canary only
 // receives mirrored traffic (Window.Methods), only the series of the mirrored methods
 // count, on both sides, since production's POSTs would make the two sides incomparable;
 // a selector naming a method itself is left alone. A counter that went down (the app
-// restarted) counts from zero.
+// restarted) counts from zero, and so does the other of its events and trials
+// (measure.Increase).
 //
 // A Scraper remembers the last read of each host, so a window uses its own Scraper.
 package scrape

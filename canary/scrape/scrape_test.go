@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -246,6 +247,50 @@ func TestParseSelector(t *testing.T) {
 	for _, bad := range []string{`{code="5"}`, `x{code=5}`, `x{code=~"("}`, `x{code~"a"}`} {
 		if _, err := parseSelector(bad); err == nil {
 			t.Errorf("parseSelector(%q) accepted", bad)
+		}
+	}
+}
+
+// cache is an exposition of a cache's hits and lookups counters.
+func cache(hits, lookups int) string {
+	return "# TYPE cache_hits_total counter\ncache_hits_total " + strconv.Itoa(hits) +
+		"\n# TYPE cache_lookups_total counter\ncache_lookups_total " + strconv.Itoa(lookups) + "\n"
+}
+
+// A gauge given as a share of counts gets its hits and lookups as Events and Trials,
+// each interval's increase. A restart sets both counters back; when only one of them
+// is seen to go down, both still count from zero, so the hits are never negative nor
+// more than the lookups.
+func TestScrapeShareGauge(t *testing.T) {
+	t.Parallel()
+	e := &exposition{text: cache(900, 1000)}
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	w := measure.Window{Canary: []deployers.Host{{Region: "sandbox2", Name: "host1", URL: srv.URL}},
+		Metrics: []measure.Metric{{Metric: judge.Metric{Name: "hit_ratio", Kind: judge.Gauge},
+			Spec: measure.Spec{Scrape: "cache_hits_total", TrialsScrape: "cache_lookups_total"}}}}
+	s := New(nil)
+	ctx := context.Background()
+	s.Measure(ctx, w, time.Now(), time.Now())
+	for _, step := range []struct {
+		text           string
+		events, trials float64
+	}{
+		{cache(1340, 1500), 440, 500},
+		{cache(60, 80), 60, 80},     // restarted: both went down
+		{cache(45, 90), 45, 90},     // restarted again: the hits went down, the lookups did not (45 of 10 otherwise)
+		{cache(120, 190), 75, 100},  // no restart
+		{cache(150, 150), 150, 150}, // restarted: only the lookups went down (30 of 150 otherwise)
+		{cache(150, 150), 0, 0},     // nothing happened
+	} {
+		e.text = step.text
+		in, err := s.Measure(ctx, w, time.Now(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := in.Canary["hit_ratio"]
+		if d.Events != step.events || d.Trials != step.trials || len(d.Values) != 0 || d.Err != "" {
+			t.Fatalf("after %q: %+v, want %v of %v and no values", step.text, d, step.events, step.trials)
 		}
 	}
 }

@@ -2,7 +2,9 @@
 // client_golang's api/v1) instead of the hosts.
 //
 // Each metric has a Query: PromQL text/templates rendered once per host with the Vars
-// below. A Rate metric has an Events and a Trials query; a Latency metric a Buckets
+// below. A Rate metric has an Events and a Trials query, and so has a Gauge given as a
+// share of counts (a cache's hits of its lookups), which the judge compares as the share
+// Events/Trials; a Latency metric a Buckets
 // query (cumulative histogram buckets by `le`, turned into per-request samples by
 // measure.Samples); a Latency or Gauge metric a Sample query (an instant query at the
 // interval's end: each series' value is one sample) or a Values query (a range query over
@@ -11,11 +13,13 @@
 // Events, Trials and Buckets are either levels of counters (Levels: true, e.g.
 // `sum(http_requests_total{instance="{{.Host}}"})`), evaluated at both ends of the
 // interval and differenced, which is exact, or increases over the interval
-// (`sum(increase(x[{{.Range}}]))`), evaluated at its end. DefaultQueries use levels.
+// (`sum(increase(x[{{.Range}}]))`), evaluated at its end. DefaultQueries use levels. When
+// either of a metric's Events and Trials levels went down, the app restarted: both count
+// from zero (measure.Increase).
 //
 // Where a metric's query comes from, first match wins: the queries given to New, the
-// window's specs (the app config's query / trials_query: levels for a rate, a Sample
-// query otherwise), DefaultQueries.
+// window's specs (the app config's query / trials_query: levels for a rate or a gauge
+// with trials_query, a Sample query otherwise), DefaultQueries.
 package prom
 
 import (
@@ -153,7 +157,7 @@ func (s *Source) queryFor(m measure.Metric) (Query, bool) {
 		return q, true
 	}
 	if sp := m.Spec; sp.Query != "" {
-		if m.Kind == judge.Rate {
+		if m.Kind == judge.Rate || (m.Kind == judge.Gauge && sp.TrialsQuery != "") {
 			return Query{Events: sp.Query, Trials: sp.TrialsQuery, Levels: true}, true
 		}
 		return Query{Sample: sp.Query}, true
@@ -165,12 +169,8 @@ func (s *Source) queryFor(m measure.Metric) (Query, bool) {
 // measure adds one host's data of metric m to d.
 func (s *Source) measure(ctx context.Context, m judge.Metric, q Query, v Vars, from, to time.Time, d *judge.Data) error {
 	switch {
-	case m.Kind == judge.Rate && q.Events != "" && q.Trials != "":
-		e, err := s.increase(ctx, q.Events, q.Levels, v, from, to)
-		if err != nil {
-			return err
-		}
-		t, err := s.increase(ctx, q.Trials, q.Levels, v, from, to)
+	case (m.Kind == judge.Rate || m.Kind == judge.Gauge) && q.Events != "" && q.Trials != "":
+		e, t, err := s.counts(ctx, q, v, from, to)
 		if err != nil {
 			return err
 		}
@@ -253,20 +253,27 @@ func sum(vec model.Vector) float64 {
 	return t
 }
 
-// increase is a counter's increase over the interval.
-func (s *Source) increase(ctx context.Context, tmpl string, levels bool, v Vars, from, to time.Time) (float64, error) {
-	end, err := s.instant(ctx, tmpl, v, to)
-	if err != nil || !levels {
-		return sum(end), err
+// counts is the events and trials of the interval: with Levels, from the counters'
+// levels at both ends (measure.Increase), else the queries' increases at its end.
+func (s *Source) counts(ctx context.Context, q Query, v Vars, from, to time.Time) (events, trials float64, err error) {
+	at := func(t time.Time) (e, n float64, err error) {
+		ev, err := s.instant(ctx, q.Events, v, t)
+		if err != nil {
+			return 0, 0, err
+		}
+		tr, err := s.instant(ctx, q.Trials, v, t)
+		return sum(ev), sum(tr), err
 	}
-	start, err := s.instant(ctx, tmpl, v, from)
+	e1, n1, err := at(to)
+	if err != nil || !q.Levels {
+		return e1, n1, err
+	}
+	e0, n0, err := at(from)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if d := sum(end) - sum(start); d >= 0 {
-		return d, nil
-	}
-	return sum(end), nil // the counter was reset
+	events, trials = measure.Increase(e0, n0, e1, n1)
+	return events, trials, nil
 }
 
 // buckets reconstructs per-request samples from a histogram's buckets.

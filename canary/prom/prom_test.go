@@ -133,6 +133,72 @@ func TestPrometheusSource(t *testing.T) {
 	}
 }
 
+// A gauge given as a share of counts (a cache's hits of its lookups) gets each host's
+// increase of both counters as Events and Trials. A host that restarts mid-window sets
+// both back; its hits then count from zero with its lookups, though its lookups grew past
+// their old level, so the share is neither negative nor above one.
+func TestPrometheusShareGauge(t *testing.T) {
+	t.Parallel()
+	ba, ca := testapp.New(0, 0), testapp.New(0, 0)
+	ba.MissEvery.Store(10)
+	ca.MissEvery.Store(4)
+	base, can := httptest.NewServer(ba), httptest.NewServer(ca)
+	defer base.Close()
+	defer can.Close()
+	b := deployers.Host{App: "papi", Region: "prod3", Name: "host1", URL: base.URL}
+	c := deployers.Host{App: "papi", Region: "sandbox2", Name: "host1", URL: can.URL}
+	promURL := startPrometheus(t, []string{strings.TrimPrefix(base.URL, "http://"), strings.TrimPrefix(can.URL, "http://")})
+	src, err := New(promURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w := measure.Window{App: "papi", Region: "sandbox2", BaselineRegion: "prod3", Release: "1a2b3c4",
+		Baseline: []deployers.Host{b}, Canary: []deployers.Host{c},
+		Metrics: []measure.Metric{{Metric: judge.Metric{Name: "hit_ratio", Kind: judge.Gauge, Direction: judge.Decrease},
+			Spec: measure.Spec{Query: `sum(cache_hits_total{instance="{{.Host}}"})`, TrialsQuery: `sum(cache_lookups_total{instance="{{.Host}}"})`}}}}
+	level := func(q string, u string) float64 {
+		in, _ := src.instant(ctx, q, Vars{Instance: strings.TrimPrefix(u, "http://")}, time.Now())
+		return sum(in)
+	}
+	const lookups = `sum(cache_lookups_total{instance="{{.Instance}}"})`
+	up := `count(up{instance="{{.Instance}}"} == 1)`
+	until(t, "both targets up", 10*time.Second, func() bool { return level(up, base.URL) == 1 && level(up, can.URL) == 1 })
+	from := time.Now()
+	hit(t, base.URL, 40) // 36 hits
+	hit(t, can.URL, 40)  // 30 hits
+	until(t, "the lookups scraped", 10*time.Second, func() bool { return level(lookups, base.URL) == 40 && level(lookups, can.URL) == 40 })
+	mid := time.Now()
+	in, err := src.Measure(ctx, w, from, mid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := in.Baseline["hit_ratio"]; d.Events != 36 || d.Trials != 40 || len(d.Values) != 0 || d.Err != "" {
+		t.Fatalf("baseline hit_ratio = %+v, want 36 of 40 and no values", d)
+	}
+	if d := in.Canary["hit_ratio"]; d.Events != 30 || d.Trials != 40 || len(d.Values) != 0 || d.Err != "" {
+		t.Fatalf("canary hit_ratio = %+v, want 30 of 40 and no values", d)
+	}
+
+	// The canary restarts and misses one lookup in 2: 25 hits of 50 lookups, the hits
+	// below their old level (30), the lookups above theirs (40).
+	ca.Restart()
+	ca.MissEvery.Store(2)
+	hit(t, can.URL, 50)
+	until(t, "the restarted canary scraped", 10*time.Second, func() bool { return level(lookups, can.URL) == 50 })
+	to := time.Now()
+	in, err = src.Measure(ctx, w, mid, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := in.Canary["hit_ratio"]; d.Events != 25 || d.Trials != 50 || d.Err != "" {
+		t.Fatalf("restarted canary hit_ratio = %+v, want 25 of 50 (not 25 of 10)", d)
+	}
+	if d := in.Baseline["hit_ratio"]; d.Events != 0 || d.Trials != 0 || d.Err != "" {
+		t.Fatalf("idle baseline hit_ratio = %+v, want 0 of 0", d)
+	}
+}
+
 func TestPrometheusDownIsAMeasurementError(t *testing.T) {
 	t.Parallel()
 	// A port nothing listens on, from below the ephemeral range (a closed test server's

@@ -2,6 +2,8 @@
 // fails one request in every FailEvery with a 500, takes Delay per request, and exposes
 // the sample app's metric names on /metrics through client_golang:
 // http_requests_total{method,path,code} and http_request_duration_seconds{method,path}.
+// Each request also looks up a cache that misses one lookup in every MissEvery:
+// cache_lookups_total{cache} and cache_hits_total{cache}, cache "items".
 package testapp
 
 import (
@@ -20,9 +22,12 @@ import (
 type App struct {
 	FailEvery atomic.Int64 // 0: never fail
 	Delay     atomic.Int64 // nanoseconds per request
+	MissEvery atomic.Int64 // 0: every cache lookup hits
 	served    atomic.Int64
 	requests  *prometheus.CounterVec
 	durations *prometheus.HistogramVec
+	lookups   *prometheus.CounterVec
+	hits      *prometheus.CounterVec
 	mux       *http.ServeMux
 }
 
@@ -34,14 +39,24 @@ func New(failEvery int, delay time.Duration) *App {
 			[]string{"method", "path", "code"}),
 		durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "http_request_duration_seconds",
 			Help: "Request durations.", Buckets: prometheus.DefBuckets}, []string{"method", "path"}),
-		mux: http.NewServeMux(),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cache_lookups_total", Help: "Cache lookups."}, []string{"cache"}),
+		hits:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cache_hits_total", Help: "Cache hits."}, []string{"cache"}),
+		mux:     http.NewServeMux(),
 	}
 	a.FailEvery.Store(int64(failEvery))
 	a.Delay.Store(int64(delay))
-	reg.MustRegister(a.requests, a.durations)
+	reg.MustRegister(a.requests, a.durations, a.lookups, a.hits)
 	a.mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	a.mux.HandleFunc("/", a.serve)
 	return a
+}
+
+// Restart sets every metric back to nothing, as a restarted process exposes them.
+func (a *App) Restart() {
+	a.requests.Reset()
+	a.durations.Reset()
+	a.lookups.Reset()
+	a.hits.Reset()
 }
 
 // Served is how many non-metrics requests the app answered.
@@ -62,4 +77,8 @@ func (a *App) serve(w http.ResponseWriter, r *http.Request) {
 	io.Copy(io.Discard, r.Body)
 	a.requests.WithLabelValues(r.Method, "/", strconv.Itoa(code)).Inc()
 	a.durations.WithLabelValues(r.Method, "/").Observe(time.Since(start).Seconds())
+	a.lookups.WithLabelValues("items").Inc()
+	if m := a.MissEvery.Load(); m == 0 || n%m != 0 {
+		a.hits.WithLabelValues("items").Inc()
+	}
 }

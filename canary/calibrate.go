@@ -19,7 +19,8 @@ import (
 // aaWindow records an A/A window beside a monitoring window: the first baseline host
 // against the second, both production hosts on the same release, measured by a source
 // of their own each interval and written as the CSV samples `immunity judge` reads
-// (time,metric,value; a rate as its .events and .trials). Nothing judges it; `immunity
+// (time,metric,value; a rate, or a gauge given as a share of counts, as its .events and
+// .trials). Nothing judges it; `immunity
 // judge calibrate --recorded` turns such windows into allowances.
 type aaWindow struct {
 	w        measure.Window
@@ -90,7 +91,7 @@ func (a *aaWindow) look(ctx context.Context, k int, from, to time.Time) error {
 			if d.Err != "" {
 				continue
 			}
-			if a.kind(n) == judge.Rate {
+			if a.counts(n) {
 				a.row(i, ts, n+".events", d.Events)
 				a.row(i, ts, n+".trials", d.Trials)
 				continue
@@ -104,13 +105,14 @@ func (a *aaWindow) look(ctx context.Context, k int, from, to time.Time) error {
 	return a.err
 }
 
-func (a *aaWindow) kind(name string) judge.Kind {
+// counts tells whether metric name's data are counts (measure.Metric.Counts).
+func (a *aaWindow) counts(name string) bool {
 	for _, m := range a.w.Metrics {
 		if m.Name == name {
-			return m.Kind
+			return m.Counts()
 		}
 	}
-	return ""
+	return false
 }
 
 func (a *aaWindow) row(side int, ts, metric string, v float64) {

@@ -22,6 +22,8 @@ func TestMonitorRecordsAnAAWindowToCalibrateFrom(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "calibration", "papi", "prod3")
 	req := f.request("")
 	req.Calibrate = dir
+	req.Metrics = append(req.Metrics, config.Metric{Name: "hit_ratio", Kind: "gauge", Direction: "decrease",
+		Scrape: "cache_hits_total", TrialsScrape: "cache_lookups_total"})
 	m := &Monitor{Mirrors: f.reg, Registry: f.reg}
 	v, err := m.Monitor(context.Background(), req, nil)
 	if err != nil {
@@ -37,7 +39,7 @@ func TestMonitorRecordsAnAAWindowToCalibrateFrom(t *testing.T) {
 	}
 	for _, p := range []string{bases[0], cans[0]} {
 		data, _ := os.ReadFile(p)
-		for _, want := range []string{",latency,", ",error_rate.events,", ",error_rate.trials,"} {
+		for _, want := range []string{",latency,", ",error_rate.events,", ",error_rate.trials,", ",hit_ratio.events,", ",hit_ratio.trials,"} {
 			if !strings.Contains(string(data), want) {
 				t.Fatalf("%s has no %q rows:\n%.600s", p, want, data)
 			}
@@ -64,6 +66,9 @@ func TestMonitorRecordsAnAAWindowToCalibrateFrom(t *testing.T) {
 		if len(in.Baseline["latency"].Values) == 0 || len(in.Canary["latency"].Values) == 0 {
 			t.Fatalf("replayed interval %d has no latency samples on a side: every interval's rows must fall in their own", k+1)
 		}
+		if d := in.Canary["hit_ratio"]; d.Trials == 0 || d.Events > d.Trials || len(d.Values) != 0 {
+			t.Fatalf("replayed interval %d's hit_ratio = %+v, want hits of lookups", k+1, d)
+		}
 	}
 	allow, err := judge.Calibrate(ms, windows)
 	t.Logf("calibrated: %+v", allow)
@@ -73,6 +78,10 @@ func TestMonitorRecordsAnAAWindowToCalibrateFrom(t *testing.T) {
 	if _, ok := allow["latency"]; !ok {
 		t.Fatalf("no latency allowance calibrated: %+v", allow)
 	}
+	if _, ok := allow["hit_ratio"]; !ok {
+		t.Fatalf("no hit_ratio allowance calibrated: %+v", allow)
+	}
+	delete(allow, "hit_ratio") // the config below has the default metrics only
 	cfg := filepath.Join(t.TempDir(), "immunity.yml")
 	os.WriteFile(cfg, []byte(`apps:
   - name: papi

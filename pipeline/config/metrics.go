@@ -24,9 +24,9 @@ import (
 // source reports their increase over each interval (a counter that went down, the app
 // restarted, counts from zero).
 //
-// A gauge may be a share of counts the same way (a cache's hits of its requests): given
+// A gauge may be a share of counts the same way (a cache's hits of its lookups): given
 // TrialsQuery or TrialsScrape, Query or Scrape is the events' counter (hits) and the
-// trials' counter (requests) is beside it, and the judge compares the shares, each
+// trials' counter (lookups) is beside it, and the judge compares the shares, each
 // interval weighed by how many trials it holds (see package judge).
 //
 // Query templates may use {{.Region}}, {{.Host}} and {{.Release}}.
@@ -143,7 +143,7 @@ func (m Metric) checkAllowance(add func(path, format string, args ...any), path,
 }
 
 // Share tells whether the metric is a gauge given as a share of counts (hits of
-// requests): it names a trials' counter.
+// lookups): it names a trials' counter.
 func (m Metric) Share() bool {
 	return m.Kind == "gauge" && (m.TrialsQuery != "" || m.TrialsScrape != "")
 }

@@ -132,12 +132,53 @@ func liveVersion(t *testing.T, h deployers.Host) string {
 }
 
 // cutDialer counts bytes written on every connection it made; when budget is >= 0 it is
-// spent by writes and the connection that overspends it is closed mid-write.
+// spent by writes and the connection that overspends it is closed mid-write. A dialer
+// may also stall: after stall(n), a write that would take its connections more than n
+// bytes further waits until resume or cut.
 type cutDialer struct {
 	budget  atomic.Int64
 	written atomic.Int64
 	mu      sync.Mutex
 	conns   []net.Conn
+	stallAt int64         // 0: no stall
+	resumed chan struct{} // closed by resume or cut
+}
+
+func (c *cutDialer) stall(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stallAt, c.resumed = c.written.Load()+n, make(chan struct{})
+}
+
+// resume lets stalled writes go on.
+func (c *cutDialer) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.resumed != nil {
+		close(c.resumed)
+		c.stallAt, c.resumed = 0, nil
+	}
+}
+
+// cut closes every connection the dialer made, as a network failure would; stalled
+// writes then fail.
+func (c *cutDialer) cut() {
+	c.mu.Lock()
+	for _, cc := range c.conns {
+		cc.Close()
+	}
+	c.mu.Unlock()
+	c.resume()
+}
+
+// wait blocks a write of n bytes while the dialer is stalled at a point it would pass.
+func (c *cutDialer) wait(n int) {
+	c.mu.Lock()
+	at, resumed := c.stallAt, c.resumed
+	c.mu.Unlock()
+	if at > 0 && c.written.Load()+int64(n) > at {
+		<-resumed
+	}
 }
 
 func (c *cutDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -159,6 +200,7 @@ type cutConn struct {
 }
 
 func (c *cutConn) Write(p []byte) (int, error) {
+	c.d.wait(len(p))
 	c.d.written.Add(int64(len(p)))
 	if c.d.budget.Load() >= 0 && c.d.budget.Add(-int64(len(p))) < 0 {
 		c.Conn.Close()

@@ -3,14 +3,17 @@
 // A host is "user@host:port" plus a base folder. On the host the layout is the one every
 // deployer shares:
 //
-//	BASE/releases/<sha>/          one unpacked release; .immunity-release inside holds its sha256
-//	BASE/releases/<sha>.tmp/      an upload in progress (never looks complete)
+//	BASE/releases/<sha>/               one unpacked release; .immunity-release inside holds its sha256
+//	BASE/releases/.<sha>.<token>.tmp/  an upload in progress, one per attempt (never looks complete)
 //	BASE/current -> releases/<sha>
 //	BASE/previous -> releases/<sha>
 //
-// Upload streams the artifact over the connection into releases/<sha>.tmp, checks its
-// sha256 on the host (openssl when present, else sha256sum), unpacks it, writes the marker
-// and renames the folder to releases/<sha>. A release whose marker already holds the
+// Upload streams the artifact over the connection into a folder of its own attempt
+// (a random token in its name), checks its sha256 on the host (openssl when present, else
+// sha256sum), unpacks it, writes the marker and renames the folder to releases/<sha>. A
+// command whose connection was cut keeps running on the host until it notices, so attempts
+// of one release may overlap there: each removes only its own folders, and a complete copy
+// another attempt already put in place is kept. A release whose marker already holds the
 // checksum is not sent again. An artifact gzip could not shrink is sent as the plain tar
 // inside it (checked against that tar's sha256, computed here after checking the
 // artifact's), so hosts do not spend CPU inflating it.

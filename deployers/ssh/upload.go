@@ -2,6 +2,8 @@ package ssh
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"os"
 
@@ -16,38 +18,54 @@ const marker = ".immunity-release"
 // Args: base, sha, checksum.
 const presentScript = `test "$(cat %[1]s/releases/%[2]s/.immunity-release 2>/dev/null)" = %[3]s`
 
-// uploadScript receives the release on stdin into releases/<sha>.tmp, checks its sha256
-// (openssl when present: several times faster than sha256sum), unpacks it, writes the
-// marker and renames the folder to releases/<sha>. It first deletes uploads abandoned over
-// an hour ago. Exit 65 means the checksum did not match. (Writing the file and reading it
-// back costs less CPU than hashing and unpacking the stream through tee and a fifo.)
-// Args: base, sha, sha256 of the stream, marker checksum, tar flags (-xzf or -xf).
+// uploadScript receives the release on stdin into a folder of its own attempt,
+// releases/.<sha>.<token>.tmp, checks its sha256 (openssl when present: several times
+// faster than sha256sum), unpacks it, writes the marker and renames the folder to
+// releases/<sha>. Attempts of one release may overlap on a host: a command whose
+// connection was cut goes on until it notices, and a retry may already be running beside
+// it. So each attempt touches only its own folders (both removed by the EXIT trap
+// whatever happens), and the rename into place never goes into or over a complete copy
+// another attempt put there first: that copy is kept and this one dropped. A folder under
+// the release's name that is not a complete copy of this artifact is renamed aside first,
+// then replaced. The script first deletes uploads abandoned over an hour ago. Exit 65
+// means the checksum did not match. (Writing the file and reading it back costs less CPU
+// than hashing and unpacking the stream through tee and a fifo.)
+// Args: base, sha, sha256 of the stream, marker checksum, tar flags (-xzf or -xf), token.
 const uploadScript = `set -e
 umask 022
 mkdir -p %[1]s/releases
 cd %[1]s/releases
 sha=%[2]s
 want=%[3]s
-find . -maxdepth 1 -name '*.tmp' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
-rm -rf "$sha.tmp"
-mkdir "$sha.tmp"
-cat > "$sha.tmp/.immunity-upload"
+sum=%[4]s
+tok=%[6]s
+tmp=".$sha.$tok.tmp"
+old=".$sha.$tok.old.tmp"
+find . -mindepth 1 -maxdepth 1 -name '*.tmp' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
+trap 'rm -rf "$tmp" "$old"' EXIT
+mkdir "$tmp"
+cat > "$tmp/.immunity-upload"
 if command -v openssl >/dev/null 2>&1; then
-	got=$(openssl dgst -sha256 -r < "$sha.tmp/.immunity-upload")
+	got=$(openssl dgst -sha256 -r < "$tmp/.immunity-upload")
 else
-	got=$(sha256sum < "$sha.tmp/.immunity-upload")
+	got=$(sha256sum < "$tmp/.immunity-upload")
 fi
 got=${got%%%% *}
 if [ "$got" != "$want" ]; then
-	rm -rf "$sha.tmp"
 	echo "immunity: checksum mismatch: got sha256 $got, want $want" >&2
 	exit 65
 fi
-tar -b 256 %[5]s "$sha.tmp/.immunity-upload" -C "$sha.tmp" --no-same-owner
-rm -f "$sha.tmp/.immunity-upload"
-printf '%%s\n' %[4]s > "$sha.tmp/.immunity-release"
-rm -rf "$sha"
-mv "$sha.tmp" "$sha"
+tar -b 256 %[5]s "$tmp/.immunity-upload" -C "$tmp" --no-same-owner
+rm -f "$tmp/.immunity-upload"
+printf '%%s\n' "$sum" > "$tmp/.immunity-release"
+complete() { [ "$(cat "$sha/.immunity-release" 2>/dev/null)" = "$sum" ]; }
+if ! mv -T "$tmp" "$sha" 2>/dev/null && ! complete; then
+	mv -T "$sha" "$old" 2>/dev/null || true
+	if ! mv -T "$tmp" "$sha" && ! complete; then
+		echo "immunity: could not put release $sha in place" >&2
+		exit 1
+	fi
+fi
 `
 
 // Upload places rel under BASE/releases/<sha> on h, unless a verified copy is there.
@@ -96,7 +114,11 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 	if form.gzip {
 		flags = "-xzf"
 	}
-	up, err := script(uploadScript, h.Base, rel.SHA, form.sum, rel.Checksum, flags)
+	tok, err := attemptToken()
+	if err != nil {
+		return err
+	}
+	up, err := script(uploadScript, h.Base, rel.SHA, form.sum, rel.Checksum, flags, tok)
 	if err != nil {
 		return err
 	}
@@ -105,6 +127,16 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 	}
 	d.log.InfoContext(ctx, "release uploaded", "app", h.App, "region", h.Region, "host", h.Name, "sha", rel.SHA)
 	return nil
+}
+
+// attemptToken names one upload attempt's folders on the host: random, so no two attempts
+// (of this process or another) share them.
+func attemptToken() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("upload token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // short is the 7-character form of a SHA used in messages.

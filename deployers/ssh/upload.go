@@ -23,13 +23,14 @@ const presentScript = `test "$(cat %[1]s/releases/%[2]s/.immunity-release 2>/dev
 // faster than sha256sum), unpacks it, writes the marker and renames the folder to
 // releases/<sha>. Attempts of one release may overlap on a host: a command whose
 // connection was cut goes on until it notices, and a retry may already be running beside
-// it. So each attempt touches only its own folders (both removed by the EXIT trap
-// whatever happens), and the rename into place never goes into or over a complete copy
-// another attempt put there first: that copy is kept and this one dropped. A folder under
-// the release's name that is not a complete copy of this artifact is renamed aside first,
-// then replaced. The script first deletes uploads abandoned over an hour ago. Exit 65
-// means the checksum did not match. (Writing the file and reading it back costs less CPU
-// than hashing and unpacking the stream through tee and a fifo.)
+// it. So each attempt touches only its own folders (removed on the way out by an EXIT
+// trap; on a checksum mismatch before the message, which a cut connection's closed stderr
+// may not let a shell survive), and the rename into place never goes into or over a
+// complete copy another attempt put there first: that copy is kept and this one dropped. A
+// folder under the release's name that is not a complete copy of this artifact is renamed
+// aside first, then replaced. The script first deletes uploads abandoned over an hour ago.
+// Exit 65 means the checksum did not match. (Writing the file and reading it back costs
+// less CPU than hashing and unpacking the stream through tee and a fifo.)
 // Args: base, sha, sha256 of the stream, marker checksum, tar flags (-xzf or -xf), token.
 const uploadScript = `set -e
 umask 022
@@ -52,6 +53,7 @@ else
 fi
 got=${got%%%% *}
 if [ "$got" != "$want" ]; then
+	rm -rf "$tmp"
 	echo "immunity: checksum mismatch: got sha256 $got, want $want" >&2
 	exit 65
 fi

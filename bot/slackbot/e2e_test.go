@@ -233,6 +233,81 @@ func (e *e2e) waitStage(t *testing.T, runID int64, region string, state store.St
 	}, func() string { return e.last })
 }
 
+// waitWaiting waits until the pipeline is at rest with a run waiting for promotion to
+// region: the stage waits, the run says so (written just after the stage, so a look
+// between the two sees a stage waiting in a running run), the thread says so (told once
+// both are written) and the bot has delivered every Slack message it queued. Only then
+// does nothing change on its own, and a snapshot can show what a command changed.
+func (e *e2e) waitWaiting(t *testing.T, runID int64, region string) {
+	t.Helper()
+	ctx := context.Background()
+	e.waitStage(t, runID, region, store.StageAwaitingApproval)
+	var r store.Run
+	waitFor(t, fmt.Sprintf("run %d waiting", runID), func() bool {
+		var err error
+		r, err = e.st.Run(ctx, runID)
+		return err == nil && r.State == store.RunWaiting
+	}, func() string { return fmt.Sprintf("run %d %s (%s)", r.ID, r.State, r.Message) })
+	said := fmt.Sprintf("%s %s is ready for %s: waiting for promotion", r.App, r.SHA[:7], region)
+	waitFor(t, "the thread says "+said, func() bool {
+		for _, c := range e.slack.Calls() {
+			if c.Method == "chat.postMessage" && c.ThreadTS != "" && strings.Contains(c.Text, said) {
+				return true
+			}
+		}
+		return false
+	})
+	flush, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	e.bot.Flush(flush)
+	if heads, err := e.st.OutboxHeads(ctx, "slack/", 1); err != nil || len(heads) != 0 {
+		t.Fatalf("the Slack outbox is not delivered after 15s: %+v, %v", heads, err)
+	}
+}
+
+// snapshot is what a command could change in the store and on the hosts: the runs and
+// their stages (state, message, who approved, forced), each region's live releases and
+// history, the locks and freezes, and the releases the deployer switched to.
+func (e *e2e) snapshot(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	runs, err := e.st.Runs(ctx, "papi", false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		fmt.Fprintf(&b, "run %d %s %s:", r.ID, r.SHA[:7], r.State)
+		for _, s := range r.Stages {
+			fmt.Fprintf(&b, " %s=%s(%s)[%s forced=%v]", s.Region, s.State, s.Message, s.ApprovedBy, s.Forced)
+		}
+		b.WriteString("; ")
+	}
+	for _, reg := range e.eng.Config().Apps[0].Regions {
+		live, err := e.st.Live(ctx, "papi", reg.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist, err := e.st.History(ctx, "papi", reg.Name, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s live=%v history=%d; ", reg.Name, live, len(hist))
+	}
+	locks, err := e.st.Locks(ctx, "papi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freezes, err := e.st.Freezes(ctx, "papi", e.eng.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.dep.mu.Lock()
+	defer e.dep.mu.Unlock()
+	fmt.Fprintf(&b, "locks=%d freezes=%d switches=%v", len(locks), len(freezes), e.dep.switches)
+	return b.String()
+}
+
 // waitFor polls cond until it holds, for at most 15s; state says where things stood.
 func waitFor(t *testing.T, what string, cond func() bool, state ...func() string) {
 	t.Helper()
@@ -390,13 +465,14 @@ func TestE2EUnauthorisedIsRefusedAndAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitStage(t, run.ID, "prod3", store.StageAwaitingApproval)
+	e.waitWaiting(t, run.ID, "prod3")
+	before := e.snapshot(t)
 	a := e.slash(t, "U0MALLORY", "mallory", "promote papi prod3")
 	if a.Public || !strings.Contains(a.Text, "mallory may not promote papi/prod3") {
 		t.Errorf("answer %+v; want a private refusal", a)
 	}
-	if got := e.stage(t, run.ID, "prod3"); got != store.StageAwaitingApproval {
-		t.Errorf("after a refusal prod3 is %s; want it still awaiting approval", got)
+	if got := e.snapshot(t); got != before {
+		t.Errorf("a refused promotion changed the store:\nbefore %s\nafter  %s", before, got)
 	}
 	audits, err := e.st.Audits(ctx, "papi", 10)
 	if err != nil {
@@ -487,21 +563,8 @@ func TestE2EGatesHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitStage(t, run.ID, "prod3", store.StageAwaitingApproval)
-	snapshot := func() string {
-		runs, _ := e.st.Runs(ctx, "papi", false, 0)
-		live, _ := e.st.Live(ctx, "papi", "prod3")
-		var b strings.Builder
-		for _, r := range runs {
-			fmt.Fprintf(&b, "run %d %s %s;", r.ID, r.SHA[:7], r.State)
-			for _, s := range r.Stages {
-				fmt.Fprintf(&b, " %s=%s", s.Region, s.State)
-			}
-		}
-		fmt.Fprintf(&b, " live=%v", live)
-		return b.String()
-	}
-	before := snapshot()
+	e.waitWaiting(t, run.ID, "prod3")
+	before := e.snapshot(t)
 	a := e.slash(t, amy, "amy", "deploy papi "+sha1[:7]+" to prod3")
 	if !strings.Contains(a.Text, "has not passed sandbox1") || !strings.Contains(a.Text, "nothing was changed") {
 		t.Fatalf("deploy of an untested release: %+v", a)
@@ -509,7 +572,7 @@ func TestE2EGatesHold(t *testing.T) {
 	if a := e.slash(t, amy, "amy", "deploy papi "+sha1[:7]+" to prod3 --force"); !strings.Contains(a.Text, `may not force`) {
 		t.Fatalf("amy forces without the grant: %+v", a)
 	}
-	if got := snapshot(); got != before {
+	if got := e.snapshot(t); got != before {
 		t.Fatalf("refused deploys changed the store:\nbefore %s\nafter  %s", before, got)
 	}
 	audit, _ := e.st.Audits(ctx, "papi", 2)
@@ -524,7 +587,7 @@ func TestE2EGatesHold(t *testing.T) {
 	waitFor(t, "the forced deploy finished", func() bool {
 		runs, _ := e.st.Runs(ctx, "papi", false, 1)
 		return len(runs) == 1 && runs[0].State == store.RunSucceeded
-	}, snapshot)
+	}, func() string { return e.snapshot(t) })
 	if got := e.stage(t, run.ID, "prod3"); got != store.StageAwaitingApproval {
 		t.Fatalf("after the deploy the waiting release's prod3 stage is %s; want it still waiting", got)
 	}

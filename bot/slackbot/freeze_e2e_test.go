@@ -2,7 +2,6 @@ package slackbot
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -35,20 +34,11 @@ func TestE2EFreezeBlocksPromotionUntilForcedByTheGrantedRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitStage(t, run.ID, "prod3", store.StageAwaitingApproval)
+	e.waitWaiting(t, run.ID, "prod3")
 	if a := e.slash(t, steve, "steve", "status papi"); !strings.Contains(a.Text, "frozen (papi prod3) until") || !strings.Contains(a.Text, "by steve: launch week") {
 		t.Errorf("status does not show the freeze: %+v", a)
 	}
-	snapshot := func() string {
-		r, _ := e.st.Run(ctx, run.ID)
-		live, _ := e.st.Live(ctx, "papi", "prod3")
-		s := fmt.Sprintf("run %s:", r.State)
-		for _, st := range r.Stages {
-			s += fmt.Sprintf(" %s=%s(%s)[%s]", st.Region, st.State, st.Message, st.ApprovedBy)
-		}
-		return s + fmt.Sprintf(" live=%v", live)
-	}
-	before := snapshot()
+	before := e.snapshot(t)
 	a := e.slash(t, steve, "steve", "promote papi prod3")
 	if !strings.Contains(a.Text, "region is frozen: frozen (papi prod3) until") || !strings.Contains(a.Text, "launch week") || !strings.Contains(a.Text, "nothing was changed") {
 		t.Fatalf("promote into a frozen region: %+v", a)
@@ -56,7 +46,7 @@ func TestE2EFreezeBlocksPromotionUntilForcedByTheGrantedRole(t *testing.T) {
 	if a := e.slash(t, steve, "steve", "promote papi prod3 --force"); a.Public || !strings.Contains(a.Text, "steve may not force papi/prod3") {
 		t.Fatalf("steve forces without the grant: %+v", a)
 	}
-	if got := snapshot(); got != before {
+	if got := e.snapshot(t); got != before {
 		t.Fatalf("refused promotions changed the store:\nbefore %s\nafter  %s", before, got)
 	}
 	audit, _ := e.st.Audits(ctx, "papi", 3)

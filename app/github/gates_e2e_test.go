@@ -37,8 +37,7 @@ func TestEndToEndGatesHoldOnGitHub(t *testing.T) {
 	h.post(t, "push", "gates-push-a", fixture(t, "push.json", nil), "")
 	waitRunState(t, eng, 1, store.RunFailed)
 	h.post(t, "push", "gates-push-b", fixture(t, "push.json", map[string]any{"after": shaB, "head_commit.id": shaB}), "")
-	waitStage(t, eng, 2, "prod3", store.StageAwaitingApproval)
-	flushReports(t, rep)
+	waitWaiting(t, eng, rep, 2, "prod3")
 
 	comment := func(id string, commentID int, text string) string {
 		t.Helper()

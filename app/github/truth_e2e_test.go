@@ -34,7 +34,7 @@ func TestEndToEndGitHubTellsTheTruth(t *testing.T) {
 	h.post(t, "push", "truth-push-a", fixture(t, "push.json", nil), "")
 	waitStage(t, eng, 1, "prod3", store.StageAwaitingApproval)
 	h.post(t, "push", "truth-push-b", fixture(t, "push.json", map[string]any{"after": shaB, "head_commit.id": shaB}), "")
-	waitStage(t, eng, 2, "prod3", store.StageAwaitingApproval)
+	waitWaiting(t, eng, rep, 2, "prod3")
 	waitRunState(t, eng, 1, store.RunSuperseded)
 	last := waitCheck(t, rep, fake, "run/1/prod3", func(b map[string]any) bool { return b["conclusion"] == "neutral" })
 
@@ -113,7 +113,9 @@ func TestEndToEndGitHubTellsTheTruth(t *testing.T) {
 	contract.ValidateAll(t, fake)
 }
 
-// snapshot is what the store says of papi: runs and their stages, live releases, locks.
+// snapshot is what a command could change in the store of papi: the runs and their
+// stages (state, message, who approved, forced), each region's live releases and history,
+// the locks and freezes.
 func snapshot(t *testing.T, st *store.Store) string {
 	t.Helper()
 	ctx := context.Background()
@@ -125,7 +127,7 @@ func snapshot(t *testing.T, st *store.Store) string {
 	for _, r := range runs {
 		fmt.Fprintf(&b, "run %d %s %s;", r.ID, r.SHA[:7], r.State)
 		for _, s := range r.Stages {
-			fmt.Fprintf(&b, " %s=%s", s.Region, s.State)
+			fmt.Fprintf(&b, " %s=%s(%s)[%s forced=%v]", s.Region, s.State, s.Message, s.ApprovedBy, s.Forced)
 		}
 		b.WriteString("; ")
 	}
@@ -140,6 +142,15 @@ func snapshot(t *testing.T, st *store.Store) string {
 		}
 		fmt.Fprintf(&b, "%s live=%v history=%d; ", region, live, len(hist))
 	}
+	locks, err := st.Locks(ctx, "papi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	freezes, err := st.Freezes(ctx, "papi", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&b, "locks=%d freezes=%d", len(locks), len(freezes))
 	return b.String()
 }
 
@@ -154,6 +165,18 @@ func waitStage(t *testing.T, eng *pipeline.Engine, runID int64, region string, s
 		}
 		return false, fmt.Sprint(r, err)
 	})
+}
+
+// waitWaiting waits until the pipeline is at rest with a run waiting for promotion to
+// region: the stage waits, the run says so (written just after the stage, so a look
+// between the two sees a stage waiting in a running run), and the reporter has sent
+// every check run update queued. Only then does nothing change on its own, and a
+// snapshot can show what a command changed.
+func waitWaiting(t *testing.T, eng *pipeline.Engine, rep *checks.Reporter, runID int64, region string) {
+	t.Helper()
+	waitStage(t, eng, runID, region, store.StageAwaitingApproval)
+	waitRunState(t, eng, runID, store.RunWaiting)
+	flushReports(t, rep)
 }
 
 func waitRunState(t *testing.T, eng *pipeline.Engine, runID int64, state store.RunState) {

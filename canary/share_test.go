@@ -61,14 +61,16 @@ func TestCanaryFailsOnItsHitRatioFromPrometheus(t *testing.T) {
 		t.Fatalf("verdict %s, hit_ratio %s %s: %s", v.Outcome, r.Outcome, r.Classification, r.Why)
 	}
 	// Judged as a share: levels are hits out of lookups, n counts the lookups (a plain
-	// gauge's would count one value per host and interval), and the explanation says so.
-	if r.Test != "paired intervals" || math.Abs(r.Baseline-0.9) > 0.02 || math.Abs(r.Canary-0.75) > 0.02 ||
+	// gauge's would count one value per host and interval), and the explanation gives
+	// the hits of the lookups.
+	if !r.Share || r.EventsCanary <= 0 || r.Test != "paired intervals" || math.Abs(r.Baseline-0.9) > 0.02 || math.Abs(r.Canary-0.75) > 0.02 ||
 		r.NBaseline < 20*r.Intervals || r.NCanary < 20*r.Intervals || r.Intervals < 1 {
 		t.Fatalf("hit_ratio: %s, baseline %g, canary %g, n=%d/%d in %d intervals: %s",
 			r.Test, r.Baseline, r.Canary, r.NCanary, r.NBaseline, r.Intervals, r.Why)
 	}
 	for _, want := range []string{
-		fmt.Sprintf("hit_ratio: canary %s vs baseline %s, ", g3(r.Canary), g3(r.Baseline)),
+		fmt.Sprintf("hit_ratio: canary %s%% (%d of %d) vs baseline %s%% (%d of %d), ",
+			g3(100*r.Canary), r.EventsCanary, r.NCanary, g3(100*r.Baseline), r.EventsBaseline, r.NBaseline),
 		fmt.Sprintf(", n=%d/%d in %d intervals (paired intervals), ", r.NCanary, r.NBaseline, r.Intervals),
 		"significantly lower, beyond the allowed -5%: fail",
 	} {
@@ -82,5 +84,6 @@ func TestCanaryFailsOnItsHitRatioFromPrometheus(t *testing.T) {
 	t.Log(r.Why)
 }
 
-// g3 is a value as explanations print it: three significant digits.
+// g3 is a value, or a share in percent, as explanations print it: three significant
+// digits.
 func g3(x float64) string { return fmt.Sprintf("%.3g", x) }

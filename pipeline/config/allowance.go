@@ -169,6 +169,6 @@ func setMapValue(m *yaml.Node, key string, v *yaml.Node) {
 // FormatAllowance is an allowance as the config writes it, for display.
 func FormatAllowance(a judge.Allowance) string {
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', 3, 64) }
-	return fmt.Sprintf("{noise: %s, drift: %s, drift_corr: %s, offset: %s, dispersion: %s, windows: %d}",
-		f(a.Noise), f(a.Drift), f(a.DriftCorr), f(a.Offset), f(a.Dispersion), a.Windows)
+	return fmt.Sprintf("{noise: %s, drift: %s, drift_corr: %s, offset: %s, dispersion: %s, inflation: %s, windows: %d}",
+		f(a.Noise), f(a.Drift), f(a.DriftCorr), f(a.Offset), f(a.Dispersion), f(a.Inflation), a.Windows)
 }

@@ -137,6 +137,9 @@ func (m Metric) checkAllowance(add func(path, format string, args ...any), path,
 	if a.Dispersion != 0 && (a.Dispersion < 1 || math.IsNaN(a.Dispersion)) {
 		add(path+".allowance.dispersion", "metric %s: allowance.dispersion: expected 1 or more (how many times independent events vary), got %v", name, a.Dispersion)
 	}
+	if a.Inflation != 0 && (a.Inflation < 1 || a.Inflation > 100 || math.IsNaN(a.Inflation)) {
+		add(path+".allowance.inflation", "metric %s: allowance.inflation: expected 1 or more (how many times wider the intervals are made), got %v", name, a.Inflation)
+	}
 	if a.Windows < 0 {
 		add(path+".allowance.windows", "metric %s: allowance.windows: expected the number of A/A windows measured, got %d", name, a.Windows)
 	}

@@ -71,6 +71,7 @@ func TestMetricCheck(t *testing.T) {
 		{"{name: p99, kind: latency, allowance: {noise: -0.02}}", "apps[0].metrics[0].allowance.noise: metric p99: allowance.noise: expected a relative size"},
 		{"{name: p99, kind: latency, allowance: {drift_corr: 1}}", "allowance.drift_corr: expected a correlation from 0 to below 1"},
 		{"{name: errors, kind: rate, allowance: {dispersion: 0.5}}", "allowance.dispersion: expected 1 or more"},
+		{"{name: latency, kind: latency, allowance: {inflation: 0.8}}", "allowance.inflation: expected 1 or more"},
 	} {
 		var m Metric
 		if err := yaml.Unmarshal([]byte(tc.yaml), &m); err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math"
 	"slices"
+
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 // Calibration: what two production hosts on the same release differ by, measured on the
@@ -16,7 +18,11 @@ import (
 //     by the model of paired.go, γ_h = offset² + drift²·φ^h for h ≥ 1 and
 //     γ_0 = offset² + drift² + noise²: φ on a grid, offset² and drift² by non-negative
 //     least squares;
-//   - for a rate, the extra-binomial dispersion of the intervals' counts, pooled.
+//   - for a rate, the extra-binomial dispersion of the intervals' counts, pooled;
+//   - then, for every metric, the inflation: the windows are replayed look by look with
+//     the allowance found, and the root mean square of the statistic each look tests
+//     (which a model that holds makes a standard normal) says how much wider the
+//     intervals must be on these data (replay).
 //
 // A mostly-zero gauge needs no allowance: its sign test is exact.
 
@@ -54,7 +60,84 @@ func Calibrate(ms []Metric, windows [][]Input) (map[string]Allowance, error) {
 			out[m.Name] = a
 		}
 	}
+	for i, m := range ms {
+		a, ok := out[m.Name]
+		if !ok {
+			continue
+		}
+		m.Allowance = a
+		if f := replay(i, m, ms, windows); f > 1 {
+			a.Inflation = round3(f)
+			out[m.Name] = a
+		}
+	}
 	return out, nil
+}
+
+// replay runs metric i (with its allowance m) through every look of the A/A windows, as a
+// live window would be judged, and returns the root mean square of its standardized
+// statistic over the looks that may decide (0 when none). Nothing changed in these
+// windows, so a model that holds gives 1; more says by how much its intervals are too
+// narrow on the user's data.
+func replay(i int, m Metric, ms []Metric, windows [][]Input) float64 {
+	minK := Options{}.withDefaults().MinIntervals
+	sum, n := 0.0, 0
+	for _, w := range windows {
+		s := NewSequence(ms, Options{})
+		for k, in := range w {
+			s.addOne(i, in)
+			if k+1 < minK {
+				continue
+			}
+			if z, ok := s.hist[i].standardized(m); ok {
+				sum += z * z
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return math.Sqrt(sum / float64(n))
+}
+
+// standardized is the statistic a look tests, on the scale of a standard normal under
+// no change: a value metric's effect over its standard error (Student's t mapped to the
+// normal), a rate's canary events against their expectation under no change over their
+// standard deviation.
+func (h *history) standardized(m Metric) (float64, bool) {
+	if m.Kind == Rate {
+		bs := burstCheck(h.rates)
+		if !bs.ok {
+			return 0, false
+		}
+		var sum rateLook
+		for _, r := range h.rates {
+			sum = sum.plus(r)
+		}
+		k, _ := tested(m, counts(sum), bs)
+		x := k.xb + k.xc
+		if x <= 0 || k.nb <= 0 || k.nc <= 0 {
+			return 0, false
+		}
+		p := k.nc / (k.nc + k.nb)
+		return (k.xc - x*p) / math.Sqrt(x*p*(1-p)), true
+	}
+	ev := h.evidence()
+	if ev.test == testNonZero || len(ev.points) == 0 || identical(ev.points) {
+		return 0, false
+	}
+	e := combine(ev.points, m.Allowance)
+	if e.se <= 0 || e.df <= 0 {
+		return 0, false
+	}
+	t := e.est / e.se
+	if math.IsInf(e.df, 1) || e.df > 1e4 {
+		return t, true
+	}
+	p := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: e.df}.CDF(t)
+	p = math.Min(math.Max(p, 1e-12), 1-1e-12)
+	return distuv.UnitNormal.Quantile(p), true
 }
 
 func calibrateRate(hs []*history) (Allowance, bool) {

@@ -33,6 +33,11 @@ func classifyValues(m Metric, h *history, lv level, o Options) MetricResult {
 	r := MetricResult{Name: m.Name, Kind: m.Kind, Critical: m.Critical, Unit: m.Unit,
 		NBaseline: h.nb, NCanary: h.nc}
 	r.Baseline, r.Canary = h.typical()
+	if k, ok := h.shareTotals(); ok {
+		r.Share = true
+		r.Baseline, r.Canary = k.xb/k.nb, k.xc/k.nc
+		r.EventsBaseline, r.EventsCanary = int(k.xb), int(k.xc)
+	}
 	ev := h.evidence()
 	ps, ratio := ev.points, ev.ratio
 	r.Test = ev.test
@@ -52,6 +57,7 @@ func classifyValues(m Metric, h *history, lv level, o Options) MetricResult {
 		return r
 	}
 	e := combine(ps, m.Allowance)
+	e.se *= m.Allowance.inflation()
 	if len(ps) < o.MinIntervals && lv.decide > 0 && !lv.final {
 		lv.decide = 0
 		lv.wait = fmt.Sprintf("fewer than %d intervals yet", o.MinIntervals)
@@ -109,6 +115,16 @@ func (h *history) paired() (lb, lc []float64, ks []counts) {
 		}
 	}
 	return lb, lc, ks
+}
+
+// shareTotals is a share gauge's counts over the window (false when it is not given as
+// counts, or a side has no trials).
+func (h *history) shareTotals() (counts, bool) {
+	var sum counts
+	for _, k := range h.shares {
+		sum.xb, sum.nb, sum.xc, sum.nc = sum.xb+k.xb, sum.nb+k.nb, sum.xc+k.xc, sum.nc+k.nc
+	}
+	return sum, sum.nb > 0 && sum.nc > 0
 }
 
 // typical is each side's typical value: the median of its interval medians or levels.
@@ -192,6 +208,20 @@ func classifyCounts(m Metric, k counts, lv level, bs bursts) MetricResult {
 	if bs.nBursts > 0 && k.nb > bs.left.nb && k.nc > bs.left.nc {
 		r.Bursts = bs.nBursts
 		r.BurstEvents = int(bs.left.xb + bs.left.xc)
+	}
+	k, r.Dispersion = tested(m, k, bs)
+	lo, hi := k.interval(lv.show)
+	r.Effect, r.Low, r.High = capEffect(k.estimate()-1), capEffect(lo-1), capEffect(hi-1)
+	decide(&r, m, lv)
+	return r
+}
+
+// tested is the counts a rate's test weighs: the window's, without its bursts, each
+// event counted as 1/φ of one, φ the dispersion (the window's pooled with the calibrated
+// one, times the calibrated inflation squared; 1 when the events vary as independent
+// ones would, and then returned as 0).
+func tested(m Metric, k counts, bs bursts) (counts, float64) {
+	if bs.nBursts > 0 && k.nb > bs.left.nb && k.nc > bs.left.nc {
 		k = counts{xb: k.xb - bs.left.xb, nb: k.nb - bs.left.nb, xc: k.xc - bs.left.xc, nc: k.nc - bs.left.nc}
 	}
 	phi := bs.phi
@@ -199,14 +229,19 @@ func classifyCounts(m Metric, k counts, lv level, bs bursts) MetricResult {
 		nu0, nu := float64(priorDFPerWindow*a.Windows), float64(max(0, bs.strata-1))
 		phi = math.Max(1, (nu0*a.Dispersion+nu*bs.phi)/(nu0+nu))
 	}
-	if phi > 1 {
-		r.Dispersion = phi
-		k = counts{xb: k.xb / phi, nb: k.nb / phi, xc: k.xc / phi, nc: k.nc / phi}
+	phi *= math.Pow(m.Allowance.inflation(), 2)
+	if phi <= 1 {
+		return k, 0
 	}
-	lo, hi := k.interval(lv.show)
-	r.Effect, r.Low, r.High = capEffect(k.estimate()-1), capEffect(lo-1), capEffect(hi-1)
-	decide(&r, m, lv)
-	return r
+	return counts{xb: k.xb / phi, nb: k.nb / phi, xc: k.xc / phi, nc: k.nc / phi}, phi
+}
+
+// inflation is the calibrated inflation of the intervals (1 when none).
+func (a Allowance) inflation() float64 {
+	if a.Inflation > 1 {
+		return a.Inflation
+	}
+	return 1
 }
 
 func capEffect(e float64) float64 { return math.Max(-maxEffect, math.Min(e, maxEffect)) }

@@ -17,6 +17,9 @@ func explain(r MetricResult, m Metric) string {
 	case m.Kind == Rate:
 		side = fmt.Sprintf("canary %s (%d/%d) vs baseline %s (%d/%d)",
 			formatRate(r.Canary), r.EventsCanary, r.NCanary, formatRate(r.Baseline), r.EventsBaseline, r.NBaseline)
+	case r.Share:
+		side = fmt.Sprintf("canary %s (%d of %d) vs baseline %s (%d of %d)",
+			formatRate(r.Canary), r.EventsCanary, r.NCanary, formatRate(r.Baseline), r.EventsBaseline, r.NBaseline)
 	case r.Test == testNonZero:
 		side = fmt.Sprintf("non-zero alone in %d episode(s) on the canary, %d on the baseline", r.EventsCanary, r.EventsBaseline)
 	default:

@@ -38,7 +38,12 @@
 // regression) and its variance sums the four parts. Their sizes are the metric's
 // Allowance, calibrated from the user's own A/A windows (Calibrate, `immunity judge
 // calibrate`) and updated by what the window itself shows; the interval is Student's t
-// with the degrees of freedom of both.
+// with the degrees of freedom of both. Calibration then replays its A/A windows look by
+// look through the judge: what the model leaves out (bursts it clips but cannot remove,
+// a warm-up noisier than the rest of the window) shows as a standardized statistic that
+// varies more than a standard normal, and its root mean square is the metric's
+// Allowance.Inflation, by which its intervals are widened (a rate's events count for
+// less).
 //
 // Decision: a metric is flagged (classification High or Low, outcome Fail) when its
 // regression is significant at its share of the false-alarm budget and its estimated
@@ -46,7 +51,8 @@
 // Alpha is split over the metrics by weighted Bonferroni (a critical metric gets 4
 // shares), and each share is spent over the window's looks by a group-sequential
 // alpha-spending function (bounds.go), so looking every interval keeps the overall
-// false-alarm rate at Alpha. At the end of the window the verdict is Pass or Fail;
+// false-alarm rate at Alpha. No metric is flagged before MinIntervals intervals (a run
+// of bursts must not outvote the window), and the looks before then spend nothing. At the end of the window the verdict is Pass or Fail;
 // Marginal is only an interim state (something is worse but not flagged yet); a metric
 // without data gives Inconclusive (or Pass, or Fail) only as its no-data policy says,
 // and Error means measurements failed MaxErrors looks in a row.
@@ -142,6 +148,13 @@ type Allowance struct {
 	// Dispersion (rates) is how many times more per-interval event counts vary than
 	// independent events would (1 or more).
 	Dispersion float64 `json:"dispersion,omitempty" yaml:"dispersion,omitempty"`
+	// Inflation (1 or more) is how many times wider than the model says the judge's
+	// intervals must be to hold their level on the A/A windows it was calibrated on: the
+	// root mean square of the standardized statistic over every look of those windows
+	// replayed (bursts the model clips but cannot remove, a warm-up noisier than the
+	// rest, a dispersion that differs from interval to interval). A rate's counts are
+	// weighed as 1/Inflation² of an event each.
+	Inflation float64 `json:"inflation,omitempty" yaml:"inflation,omitempty"`
 	// Windows is how many A/A windows the allowance was estimated from; it weighs the
 	// allowance against the window's own data.
 	Windows int `json:"windows,omitempty" yaml:"windows,omitempty"`
@@ -188,9 +201,12 @@ type MetricResult struct {
 	// Test names the comparison: stratified ranks, paired intervals, non-zero intervals,
 	// counts.
 	Test string `json:"test,omitempty"`
-	// EventsBaseline and EventsCanary are a rate's event counts.
-	EventsBaseline int `json:"events_baseline,omitempty"`
-	EventsCanary   int `json:"events_canary,omitempty"`
+	// EventsBaseline and EventsCanary are a rate's event counts, or a share gauge's
+	// (Share: its hits of NBaseline and NCanary requests, Baseline and Canary the
+	// window's shares).
+	EventsBaseline int  `json:"events_baseline,omitempty"`
+	EventsCanary   int  `json:"events_canary,omitempty"`
+	Share          bool `json:"share,omitempty"`
 	// Dispersion is how many times more a rate's counts varied between intervals than
 	// independent events would (1 or more; 0 when not estimated); the test allowed for it.
 	Dispersion float64 `json:"dispersion,omitempty"`

@@ -104,7 +104,7 @@ func combine(ps []point, a Allowance) estimate {
 		}
 	}
 	n := len(ps) - len(kept)
-	if n == 0 || n > len(ps)/2 {
+	if n == 0 || 2*n >= len(ps) {
 		return combineAll(ps, a)
 	}
 	e := combineAll(kept, a)

@@ -19,9 +19,9 @@ type Options struct {
 	Looks int
 	// Spending is how alpha is spent over the looks (default Balanced).
 	Spending Spending
-	// MinIntervals is the fewest intervals with data on both sides before a value
-	// metric may be flagged (default 8: two bursts of two intervals on one side must not
-	// outvote the rest).
+	// MinIntervals is the fewest intervals with data on both sides before a metric may
+	// be flagged before the final look (default 8: two bursts of two intervals on one
+	// side must not outvote the rest).
 	MinIntervals int
 	// MaxErrors is how many looks in a row a metric's measurement may fail before the
 	// verdict is Error (default 3).
@@ -203,7 +203,12 @@ func (s *Sequence) judgeOne(i int, levels map[float64]level, final bool) MetricR
 	h := &s.hist[i]
 	if m.Kind == Rate {
 		bs := burstCheck(h.rates)
-		if !bs.ok && !final && lv.decide > 0 {
+		switch {
+		case final || lv.decide == 0:
+		case len(h.rates) < s.opts.MinIntervals:
+			lv.decide = 0
+			lv.wait = fmt.Sprintf("fewer than %d intervals yet", s.opts.MinIntervals)
+		case !bs.ok:
 			lv.decide = 0
 			lv.wait = fmt.Sprintf("fewer than %d intervals with events yet, too few to tell a burst from a regression", minStrata)
 		}
@@ -243,13 +248,18 @@ func weight(m Metric) float64 {
 // levels advances every level's boundary by this look and returns what the look may
 // conclude at each.
 func (s *Sequence) levels(final bool) map[float64]level {
+	// Looks before MinIntervals cannot flag a metric, so they spend nothing: the plan's
+	// spending runs from the first look that can decide to the last, and what the early
+	// looks would have wasted stays for the looks that can use it. Information time (the
+	// correlation of the looks) is still the share of the window seen.
 	k, K := float64(s.look), float64(s.opts.Looks)
+	first := float64(s.opts.MinIntervals)
 	tau, spend := k/max(K, 1), 0.0
 	switch {
 	case final:
 		spend = 1
-	case K > 0:
-		spend = min(k, K-1) / K
+	case K > first && k >= first:
+		spend = (min(k, K-1) - first + 1) / (K - first + 1)
 	}
 	out := map[float64]level{}
 	for _, m := range s.metrics {

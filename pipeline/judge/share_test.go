@@ -83,6 +83,11 @@ func TestShareDropFails(t *testing.T) {
 	if math.Abs(r.Baseline-0.901) > 0.001 || math.Abs(r.Canary-0.881) > 0.001 {
 		t.Fatalf("levels %g and %g", r.Baseline, r.Canary)
 	}
+	// The explanation gives the window's counts: 30·1800 + 6·(0+1+2+3+4) hits on the
+	// baseline, 30·1760 + 60 on the canary, of 60,000 requests each.
+	if want := "canary 88.1% (52860 of 60000) vs baseline 90.1% (54060 of 60000), "; !r.Share || !strings.Contains(r.Why, want) {
+		t.Errorf("share %v, why %q\nwant it to contain %q", r.Share, r.Why, want)
+	}
 }
 
 // Counts out of range are taken as a rate's are (rounded, events within the trials); an

@@ -172,28 +172,54 @@ func calibrateValues(hs []*history) (Allowance, bool) {
 		}
 	}
 	// Bursts are the judge's Huber step's business, not the allowance's: differences
-	// beyond huberK robust standard deviations count as that far.
+	// beyond huberK robust standard deviations count as that far. A point's standard
+	// deviation is its own: its sampling variance (a warm-up's share of fewer hits is
+	// noisier than the rest) and the excess all share, so a noisy interval is not clipped
+	// more than a quiet one (which would take the excess for less than it is).
 	slices.Sort(abs)
-	clip := huberK * 1.4826 * median(abs)
 	for _, ps := range series {
-		for i, p := range ps {
+		for _, p := range ps {
 			meanV += p.v
 			nv++
-			for lag := 0; lag <= maxLag && i+lag < len(ps); lag++ {
-				gamma[lag] += clamp(p.d, clip) * clamp(ps[i+lag].d, clip)
-				count[lag]++
-			}
 		}
 	}
 	if nv == 0 {
 		return Allowance{}, false
+	}
+	meanV /= nv
+	robust := 1.4826 * median(abs)
+	e0 := math.Max(0, robust*robust-meanV)
+	var us []float64
+	for _, ps := range series {
+		for _, p := range ps {
+			if sd := math.Sqrt(p.v + e0); sd > 0 {
+				us = append(us, math.Abs(p.d)/sd)
+			}
+		}
+	}
+	slices.Sort(us)
+	scale := 1.4826 * median(us)
+	clipAt := func(p point) float64 {
+		if e0+p.v == 0 {
+			return huberK * robust
+		}
+		return huberK * scale * math.Sqrt(p.v+e0)
+	}
+	for _, ps := range series {
+		for i, p := range ps {
+			for lag := 0; lag <= maxLag && i+lag < len(ps); lag++ {
+				q := ps[i+lag]
+				gamma[lag] += clamp(p.d, clipAt(p)) * clamp(q.d, clipAt(q))
+				count[lag]++
+			}
+		}
 	}
 	for lag := range gamma {
 		if count[lag] > 0 {
 			gamma[lag] /= count[lag] * clipShrink
 		}
 	}
-	g0 := math.Max(0, gamma[0]-meanV/nv)
+	g0 := math.Max(0, gamma[0]-meanV)
 	best, bestPhi, bestO, bestT := math.Inf(1), 0.0, 0.0, 0.0
 	for step := 0; step <= 19; step++ {
 		phi := 0.05 * float64(step)

@@ -161,3 +161,38 @@ func TestEarlyLooksSpendNothing(t *testing.T) {
 }
 
 func itoa(k int) string { return strconv.Itoa(k) }
+
+// A share whose warm-up intervals hold fewer hits is noisier there; a small drift of
+// each host's hit ratio is still found beside it. Clipped at one scale for all
+// intervals, the noisy warm-up's differences were cut more than the rest, and the drift
+// was taken for nothing.
+func TestCalibrationFindsADriftBesideANoisyWarmUp(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(6, 6))
+	var ws [][]Input
+	for range 300 {
+		var w []Input
+		drift := [2]float64{rng.NormFloat64(), rng.NormFloat64()}
+		for i := range 30 {
+			in := Input{Baseline: map[string]Data{}, Canary: map[string]Data{}}
+			miss := 0.1 * math.Pow(1+0.5*math.Exp(-float64(i)/3), 2)
+			for s, side := range []map[string]Data{in.Baseline, in.Canary} {
+				drift[s] = 0.7*drift[s] + math.Sqrt(1-0.49)*rng.NormFloat64()
+				p := (1 - miss) * math.Exp(0.0012*drift[s])
+				side["hit"] = Data{Events: binomial(rng, 2000, p), Trials: 2000}
+			}
+			w = append(w, in)
+		}
+		ws = append(ws, w)
+	}
+	allow, err := Calibrate(hitRatio, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := allow["hit"]
+	t.Logf("calibrated %+v", a)
+	// Each side drifts with sd 0.12%, so their log ratio with 0.12%·√2 = 0.17%.
+	if total := math.Hypot(math.Hypot(a.Noise, a.Drift), a.Offset); total < 0.0013 || total > 0.0022 {
+		t.Errorf("calibrated %+v: want noise, drift and offset together near 0.17%%", a)
+	}
+}

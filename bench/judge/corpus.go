@@ -31,8 +31,9 @@ import (
 //	           heap uniform in [0, 10%) per interval and side (collections)
 //	queue      0, except in a spike (per side, 3% of intervals, 1-3 intervals long, and in
 //	           bursts): 1 + Poisson(4)
-//	cache_hit  hits/requests, hit ratio 1 - miss, miss = 10%·w_i²·drift (+ the regression);
-//	           (with -cache-counts our judge gets the counts, hits of requests; Kayenta the ratio)
+//	cache_hit  hits of requests, hit ratio 1 - miss, miss = 10%·w_i²·drift (+ the regression);
+//	           our judge gets the counts, hits of requests, as a share gauge (with -cache-ratio
+//	           the ratio alone); Kayenta the ratio
 //	db_queries mean of Poisson(3·drift) queries over the interval's requests
 //
 // Regressions change the canary only, for the whole window: latency ×1.05 to ×1.5, the
@@ -216,7 +217,7 @@ func data(s sample) map[string]judge.Data {
 	for name, v := range s.values {
 		out[name] = judge.Data{Values: []float64{v}}
 	}
-	if *cacheCounts {
+	if !*cacheRatio {
 		out["cache_hit"] = judge.Data{Events: s.hits, Trials: s.requests}
 	}
 	return out

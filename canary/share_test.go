@@ -70,7 +70,8 @@ func TestCanaryFailsOnItsHitRatioFromPrometheus(t *testing.T) {
 	}
 	for _, want := range []string{
 		fmt.Sprintf("hit_ratio: canary %s%% (%d of %d) vs baseline %s%% (%d of %d), ",
-			g3(100*r.Canary), r.EventsCanary, r.NCanary, g3(100*r.Baseline), r.EventsBaseline, r.NBaseline),
+			g3(100*float64(r.EventsCanary)/float64(r.NCanary)), r.EventsCanary, r.NCanary,
+			g3(100*float64(r.EventsBaseline)/float64(r.NBaseline)), r.EventsBaseline, r.NBaseline),
 		fmt.Sprintf(", n=%d/%d in %d intervals (paired intervals), ", r.NCanary, r.NBaseline, r.Intervals),
 		"significantly lower, beyond the allowed -5%: fail",
 	} {

@@ -35,7 +35,6 @@ func classifyValues(m Metric, h *history, lv level, o Options) MetricResult {
 	r.Baseline, r.Canary = h.typical()
 	if k, ok := h.shareTotals(); ok {
 		r.Share = true
-		r.Baseline, r.Canary = k.xb/k.nb, k.xc/k.nc
 		r.EventsBaseline, r.EventsCanary = int(k.xb), int(k.xc)
 	}
 	ev := h.evidence()

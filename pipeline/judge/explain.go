@@ -19,7 +19,8 @@ func explain(r MetricResult, m Metric) string {
 			formatRate(r.Canary), r.EventsCanary, r.NCanary, formatRate(r.Baseline), r.EventsBaseline, r.NBaseline)
 	case r.Share:
 		side = fmt.Sprintf("canary %s (%d of %d) vs baseline %s (%d of %d)",
-			formatRate(r.Canary), r.EventsCanary, r.NCanary, formatRate(r.Baseline), r.EventsBaseline, r.NBaseline)
+			formatRate(share(r.EventsCanary, r.NCanary)), r.EventsCanary, r.NCanary,
+			formatRate(share(r.EventsBaseline, r.NBaseline)), r.EventsBaseline, r.NBaseline)
 	case r.Test == testNonZero:
 		side = fmt.Sprintf("non-zero alone in %d episode(s) on the canary, %d on the baseline", r.EventsCanary, r.EventsBaseline)
 	default:
@@ -37,6 +38,14 @@ func explain(r MetricResult, m Metric) string {
 	}
 	return fmt.Sprintf("%s: %s, %s [%s, %s]%s, %s: %s", m.Name, side,
 		formatEffect(r.Effect), formatEffect(r.Low), formatEffect(r.High), n, r.Reason, r.Outcome)
+}
+
+// share is events of trials (0 without trials).
+func share(events, trials int) float64 {
+	if trials <= 0 {
+		return 0
+	}
+	return float64(events) / float64(trials)
 }
 
 // rule says which comparison decided the outcome.

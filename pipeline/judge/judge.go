@@ -202,8 +202,8 @@ type MetricResult struct {
 	// counts.
 	Test string `json:"test,omitempty"`
 	// EventsBaseline and EventsCanary are a rate's event counts, or a share gauge's
-	// (Share: its hits of NBaseline and NCanary requests, Baseline and Canary the
-	// window's shares).
+	// (Share: its hits of NBaseline and NCanary requests over the window; Baseline and
+	// Canary are then, as for any gauge, the median of the intervals' shares).
 	EventsBaseline int  `json:"events_baseline,omitempty"`
 	EventsCanary   int  `json:"events_canary,omitempty"`
 	Share          bool `json:"share,omitempty"`

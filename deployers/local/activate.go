@@ -101,9 +101,15 @@ func (d *Deployer) switchTo(ctx context.Context, h deployers.Host, sha string) e
 		return err
 	}
 	if old != "" && old != sha {
+		if err := deployers.CheckFence(ctx); err != nil {
+			return err
+		}
 		if err := switchLink(h.Base, prevLink, old); err != nil {
 			return err
 		}
+	}
+	if err := deployers.CheckFence(ctx); err != nil {
+		return err
 	}
 	if err := switchLink(h.Base, currentLink, sha); err != nil {
 		return err
@@ -140,11 +146,17 @@ func (d *Deployer) prune(ctx context.Context, h deployers.Host) error {
 		if keep[ent.Name()] {
 			continue
 		}
+		if err := deployers.CheckFence(ctx); err != nil {
+			return err
+		}
 		if err := os.RemoveAll(filepath.Join(h.Base, releasesDir, ent.Name())); err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		d.hostLog(h).InfoContext(ctx, "pruned", "entry", ent.Name())
+	}
+	if err := deployers.CheckFence(ctx); err != nil {
+		return errors.Join(append(errs, err)...)
 	}
 	errs = append(errs, removeTempFiles(h.Base))
 	return errors.Join(errs...)

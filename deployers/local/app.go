@@ -27,6 +27,9 @@ func (d *Deployer) start(ctx context.Context, h deployers.Host, e *host, sha str
 		return fmt.Errorf("resolve current: %w", err)
 	}
 	logPath := filepath.Join(h.Base, logFile)
+	if err := deployers.CheckFence(ctx); err != nil {
+		return err
+	}
 	rotateLog(logPath)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -39,7 +42,9 @@ func (d *Deployer) start(ctx context.Context, h deployers.Host, e *host, sha str
 	cmd.Env = d.env(h, sha)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = cmd.Start()
+	if err = deployers.CheckFence(ctx); err == nil {
+		err = cmd.Start()
+	}
 	logf.Close()
 	if err != nil {
 		return fmt.Errorf("start %s: %w", strings.Join(d.opts.Run, " "), err)
@@ -47,6 +52,12 @@ func (d *Deployer) start(ctx context.Context, h deployers.Host, e *host, sha str
 	p := &process{pid: cmd.Process.Pid, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	e.proc = p
+	// A server paused while it started the process may go on once another works the
+	// app: app.pid then names the other's app, and stays so.
+	if err := deployers.CheckFence(ctx); err != nil {
+		d.stopStarted(ctx, h, e, p)
+		return err
+	}
 	if err := writePid(h.Base, p.pid); err != nil {
 		d.stopStarted(ctx, h, e, p)
 		return err

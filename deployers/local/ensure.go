@@ -19,7 +19,8 @@ import (
 // go too: apps of the host that app.pid does not name (a crash of Immunity between
 // starting an app and recording its pid leaves one, holding the host's port).
 //
-// Work that was cancelled (a server that lost the app's lease) stops nothing.
+// Work that was cancelled (a server that lost the app's lease) stops nothing, nor does
+// work whose fence (deployers.WithFence) refuses before a process is signalled.
 func (d *Deployer) stop(ctx context.Context, h deployers.Host, e *host) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("stop the app: %w", err)
@@ -34,6 +35,9 @@ func (d *Deployer) stop(ctx context.Context, h deployers.Host, e *host) error {
 		if p != nil && pid == p.pid {
 			continue
 		}
+		if err := deployers.CheckFence(ctx); err != nil {
+			return fmt.Errorf("stop a stray app: %w", err)
+		}
 		s := &process{pid: pid}
 		if err := s.terminate(ctx, stopGrace); err != nil {
 			return fmt.Errorf("stop a stray app: %w", err)
@@ -42,6 +46,9 @@ func (d *Deployer) stop(ctx context.Context, h deployers.Host, e *host) error {
 	}
 	if p == nil {
 		return nil
+	}
+	if err := deployers.CheckFence(ctx); err != nil {
+		return fmt.Errorf("stop the app: %w", err)
 	}
 	if err := p.terminate(ctx, stopGrace); err != nil {
 		return fmt.Errorf("stop the app: %w", err)

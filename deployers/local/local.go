@@ -23,7 +23,9 @@
 // host are serialised. After a restart of Immunity, or when a server takes an app over from
 // another sharing the data_dir (deployers.Adopter), EnsureRunning adopts the app processes
 // still running (app.pid, health check) and restarts the ones that died; Forget lets go of
-// them, running, when another server works the app.
+// them, running, when another server works the app. Every call checks the context's fence
+// (deployers.WithFence) right before each change it makes on a host, so a server paused
+// in the middle of a call that lost the app meanwhile changes nothing more.
 package local
 
 import (

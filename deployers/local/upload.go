@@ -54,6 +54,10 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 		return err
 	}
 	final := releasePath(h.Base, rel.SHA)
+	if err := deployers.CheckFence(ctx); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
 	if err := os.RemoveAll(final); err != nil { // an incomplete leftover of a crash
 		os.RemoveAll(tmp)
 		return err

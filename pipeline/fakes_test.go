@@ -88,8 +88,12 @@ type fakeDeployer struct {
 	// makes Restart hang until the context ends: a crash right after the switch.
 	hang map[string]bool
 	// block, when set for "region/host", makes Restart wait for the channel to close
-	// whatever its context says: a server stopped in the middle of a step.
-	block map[string]chan struct{}
+	// whatever its context says: a server stopped in the middle of a step. Then the
+	// restart's effect checks the call's fence (deployers.CheckFence), as a real
+	// deployer does before it starts the app: blockedRestarts lists each such restart as
+	// "region/host: done" or "region/host: " and the fence's answer.
+	block           map[string]chan struct{}
+	blockedRestarts []string
 }
 
 func newFakeDeployer() *fakeDeployer {
@@ -135,6 +139,17 @@ func (d *fakeDeployer) Restart(ctx context.Context, h deployers.Host) error {
 	d.mu.Unlock()
 	if block != nil {
 		<-block
+		err := deployers.CheckFence(ctx)
+		d.mu.Lock()
+		if err != nil {
+			d.blockedRestarts = append(d.blockedRestarts, h.String()+": "+err.Error())
+		} else {
+			d.blockedRestarts = append(d.blockedRestarts, h.String()+": done")
+		}
+		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	if hang {
 		<-ctx.Done()

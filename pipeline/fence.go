@@ -15,7 +15,11 @@ import (
 // its successor works. So every host effect of work done under a lease begins only while
 // this engine still holds that lease (the same token, at least a third of its time
 // left, by Holding.Lease) and the work was not cancelled; otherwise it does nothing and
-// answers store.ErrLeaseLost. Reading a host (State, Healthy) is always allowed.
+// answers store.ErrLeaseLost. A check when a call begins is not enough: a server may be
+// paused in the middle of a call (a restart waiting for its app's health check, a fork)
+// and go on after it lost the lease. So the same check is the fence of every effect
+// within the call (deployers.WithFence): a call in flight when its server stalled does
+// nothing more once it goes on. Reading a host (State, Healthy) is always allowed.
 
 // leasedDeployer is a region's deployer as the engine's work uses it.
 type leasedDeployer struct {
@@ -55,32 +59,38 @@ func (e *Engine) mayAct(ctx context.Context, app, what string, h deployers.Host)
 	return ctx.Err()
 }
 
+// fenced is ctx whose host effects each check first that work done with ctx may still
+// act on h (mayAct), the fence of a deployer call.
+func (e *Engine) fenced(ctx context.Context, app, what string, h deployers.Host) context.Context {
+	return deployers.WithFence(ctx, func() error { return e.mayAct(ctx, app, what, h) })
+}
+
 func (d leasedDeployer) Upload(ctx context.Context, h deployers.Host, rel deployers.Release) error {
 	if err := d.e.mayAct(ctx, d.app, "upload", h); err != nil {
 		return err
 	}
-	return d.Deployer.Upload(ctx, h, rel)
+	return d.Deployer.Upload(d.e.fenced(ctx, d.app, "upload", h), h, rel)
 }
 
 func (d leasedDeployer) Activate(ctx context.Context, h deployers.Host, sha string) error {
 	if err := d.e.mayAct(ctx, d.app, "activate", h); err != nil {
 		return err
 	}
-	return d.Deployer.Activate(ctx, h, sha)
+	return d.Deployer.Activate(d.e.fenced(ctx, d.app, "activate", h), h, sha)
 }
 
 func (d leasedDeployer) Switch(ctx context.Context, h deployers.Host, sha string) error {
 	if err := d.e.mayAct(ctx, d.app, "switch", h); err != nil {
 		return err
 	}
-	return d.Deployer.Switch(ctx, h, sha)
+	return d.Deployer.Switch(d.e.fenced(ctx, d.app, "switch", h), h, sha)
 }
 
 func (d leasedDeployer) Restart(ctx context.Context, h deployers.Host) error {
 	if err := d.e.mayAct(ctx, d.app, "restart", h); err != nil {
 		return err
 	}
-	return d.Deployer.Restart(ctx, h)
+	return d.Deployer.Restart(d.e.fenced(ctx, d.app, "restart", h), h)
 }
 
 // adopterOf is a deployer's Adopter, when its hosts' apps are processes of this server.
@@ -136,7 +146,7 @@ func (e *Engine) adopt(ctx context.Context, a *config.App) {
 			if err := e.mayAct(ctx, a.Name, "adopt", h); err != nil {
 				return nil
 			}
-			if err := ad.EnsureRunning(ctx, h); err != nil {
+			if err := ad.EnsureRunning(e.fenced(ctx, a.Name, "adopt", h), h); err != nil {
 				e.log.Warn("host not running", "app", a.Name, "region", reg.Name, "host", h.Name, "err", err)
 			}
 			return nil

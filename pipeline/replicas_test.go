@@ -199,7 +199,8 @@ func TestAnUnreachableDatabaseLosesNothing(t *testing.T) {
 // A server that stalled past its lease (as if SIGSTOPped) and then carries on writes
 // nothing: another server took the app over meanwhile, and every store write of the
 // stalled one's task, fenced by its old token, is refused; the new holder finishes the
-// run, and the stalled one's records never appear.
+// run, and the stalled one's records never appear. The restart it stalled in, begun
+// under the lease, does not reach the host when it goes on: its fence refuses.
 func TestAServerThatStalledPastItsLeaseWritesNothing(t *testing.T) {
 	const ttl = time.Second
 	ctx := context.Background()
@@ -274,9 +275,36 @@ func TestAServerThatStalledPastItsLeaseWritesNothing(t *testing.T) {
 	recA.mu.Lock()
 	toldByA := len(recA.events)
 	recA.mu.Unlock()
+	err = wait.Until(ctx, wait.Backoff{First: 20 * time.Millisecond, Max: 100 * time.Millisecond}, 2*ttl, func(context.Context) error {
+		if _, held := a.leases["papi"].Lease(); held {
+			return fmt.Errorf("A's lease of papi still looks held to A after B took it over")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	close(release) // A resumes where it stalled and goes on with host2
 	r := h.waitState(run.ID, store.RunSucceeded)
+	err = wait.Until(ctx, wait.Backoff{First: 20 * time.Millisecond, Max: 100 * time.Millisecond}, 10*time.Second, func(context.Context) error {
+		h.dep.mu.Lock()
+		defer h.dep.mu.Unlock()
+		if len(h.dep.blockedRestarts) < 2 {
+			return fmt.Errorf("restarts of prod3/host2 gone on: %q; want A's and B's", h.dep.blockedRestarts)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.dep.mu.Lock()
+	got := slices.Sorted(slices.Values(h.dep.blockedRestarts))
+	h.dep.mu.Unlock()
+	want := []string{"prod3/host2: done", "prod3/host2: restart prod3/host2 of papi: " + store.ErrLeaseLost.Error()}
+	if !slices.Equal(got, want) {
+		t.Errorf("the restarts of prod3/host2 went on as %q; want B's done and A's refused by its fence: %q", got, want)
+	}
 	recA.mu.Lock()
 	if n := len(recA.events); n != toldByA {
 		t.Errorf("A told %d events after it lost its lease: %+v", n-toldByA, recA.events[toldByA])

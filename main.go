@@ -292,7 +292,10 @@ func killPoint(spec string, log *slog.Logger) func(string) {
 
 // stopPoint is the fencing tests' hook: with IMMUNITY_TEST_STOP_AT=POINT (or POINT#N) the
 // server SIGSTOPs itself right after that transition is written, as a server paused past
-// its lease; it goes on from there when it gets SIGCONT. Empty: no hook.
+// its lease; it goes on from there when it gets SIGCONT. The kernel stops a process a
+// moment after it signals itself (on a busy machine, milliseconds: time for the work to
+// switch a host and start its app), so the work that reached the point waits there for
+// the SIGCONT and the pause is where the point says. Empty: no hook.
 func stopPoint(spec string, log *slog.Logger) func(string) {
 	return signalPoint(spec, log, syscall.SIGSTOP, "stop point reached")
 }
@@ -318,9 +321,18 @@ func signalPoint(spec string, log *slog.Logger, sig syscall.Signal, msg string) 
 		defer mu.Unlock()
 		if seen++; seen == nth {
 			log.Warn(msg, "point", p, "n", nth)
+			var cont chan os.Signal
+			if sig == syscall.SIGSTOP {
+				cont = make(chan os.Signal, 1)
+				signal.Notify(cont, syscall.SIGCONT)
+				defer signal.Stop(cont)
+			}
 			syscall.Kill(os.Getpid(), sig)
-			if sig == syscall.SIGKILL {
+			switch sig {
+			case syscall.SIGKILL:
 				select {} // the signal is on its way
+			case syscall.SIGSTOP:
+				<-cont
 			}
 		}
 	}

@@ -126,6 +126,14 @@ func TestReplicasFenceOffAPausedHolder(t *testing.T) {
 	if !paused.stopped() {
 		t.Fatal("r1 went on before it was resumed")
 	}
+	// r1 is paused where its stop point says, not some work later: it has not touched
+	// prod/host2 since it recorded the switch (a call in flight in a paused server is
+	// the local deployer's fence tests' case).
+	for _, e := range paused.afterLog("stop point reached") {
+		if e.Region+"/"+e.Host == "prod/host2" {
+			t.Fatalf("r1 went on with prod/host2 after its stop point, before it stopped: %q", e.Msg)
+		}
+	}
 
 	rows, links, pids, tests := c.storeRows(t), c.links(), c.pids(), c.testRuns()
 	starts := map[string][]string{}
@@ -137,8 +145,9 @@ func TestReplicasFenceOffAPausedHolder(t *testing.T) {
 	}
 	paused.waitLog(t, "lease lost: stopping this app's work here", time.Minute)
 	time.Sleep(2 * replicaLease) // time to act on what it was doing, had it not lost the lease
-	// Whether r1's stage goes on to the switch before its work is cancelled is a race
-	// between two of its goroutines: either way the host must be left alone.
+	// r1 goes on with the transition it paused in, whose next write is refused (fenced by
+	// its old token), before its stage would switch the host; had it reached the switch,
+	// the fence refuses that: either way the host must be left alone.
 	how := "its work cancelled before the switch"
 	if slices.ContainsFunc(paused.logLines(), func(e logLine) bool {
 		return e.Msg == "lease lost: leaving the host alone" && e.Region+"/"+e.Host == "prod/host2" && e.Step == "switch"
@@ -662,6 +671,17 @@ func (r *replica) logLines() []logLine {
 		}
 	}
 	return out
+}
+
+// afterLog is what the replica logged after it first logged msg (nothing when it never did).
+func (r *replica) afterLog(msg string) []logLine {
+	lines := r.logLines()
+	for i, e := range lines {
+		if e.Msg == msg {
+			return lines[i+1:]
+		}
+	}
+	return nil
 }
 
 // logTime is when the replica first logged msg.

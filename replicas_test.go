@@ -123,6 +123,9 @@ func TestReplicasFenceOffAPausedHolder(t *testing.T) {
 	paused.waitStopped(t, 2*time.Minute)
 	c.waitRun(c.replicas["r2"], a, store.RunSucceeded, 2*time.Minute)
 	heir, _ := c.takenBy(t, "engine/papi")
+	// The run's state is written before its event: the heir has written everything of the
+	// run once it logged the event.
+	heir.waitLog(t, fmt.Sprintf("papi %.7s is live in every region", a), time.Minute)
 	if !paused.stopped() {
 		t.Fatal("r1 went on before it was resumed")
 	}

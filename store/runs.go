@@ -162,12 +162,44 @@ type StageUpdate struct {
 	OnlyIf                              []StageState
 }
 
-// ErrStateChanged is returned by UpdateStage when OnlyIf did not match.
+// ErrStateChanged is returned by UpdateStage and MoveStageAndRun when OnlyIf did not match.
 var ErrStateChanged = errors.New("stage state changed meanwhile")
 
 // UpdateStage applies u to a stage.
 func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error {
 	now := s.nowNS()
+	err := s.tx(ctx, func(tx tx) error { return updateStage(ctx, tx, id, u, now) })
+	if err != nil {
+		return fmt.Errorf("stage %d -> %s: %w", id, u.State, err)
+	}
+	return nil
+}
+
+// MoveStageAndRun applies u to a stage and moves its run to state with msg, in one
+// transaction: a reader sees both changes or neither. When u.OnlyIf does not match,
+// nothing changes (ErrStateChanged), not even the run.
+func (s *Store) MoveStageAndRun(ctx context.Context, stageID int64, u StageUpdate, runID int64, state RunState, msg string) error {
+	now := s.nowNS()
+	err := s.tx(ctx, func(tx tx) error {
+		if err := updateStage(ctx, tx, stageID, u, now); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, message = ?, updated_at = ? WHERE id = ?`, state, msg, now, runID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("no run %d", runID)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("stage %d -> %s, run %d -> %s: %w", stageID, u.State, runID, state, err)
+	}
+	return nil
+}
+
+func updateStage(ctx context.Context, tx tx, id int64, u StageUpdate, now int64) error {
 	q := `UPDATE stages SET updated_at = ?`
 	args := []any{now}
 	set := func(col, v string) {
@@ -205,26 +237,20 @@ func (s *Store) UpdateStage(ctx context.Context, id int64, u StageUpdate) error 
 			args = append(args, st)
 		}
 	}
-	err := s.tx(ctx, func(tx tx) error {
-		res, err := tx.ExecContext(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			if len(u.OnlyIf) > 0 {
-				return ErrStateChanged
-			}
-			return nil
-		}
-		if u.Verdict != "" { // every look is kept, for the metrics over time
-			_, err = tx.ExecContext(ctx, `INSERT INTO stage_verdicts (stage_id, verdict, at) VALUES (?, ?, ?)`, id, u.Verdict, now)
-		}
-		return err
-	})
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("stage %d -> %s: %w", id, u.State, err)
+		return err
 	}
-	return nil
+	if n, _ := res.RowsAffected(); n == 0 {
+		if len(u.OnlyIf) > 0 {
+			return ErrStateChanged
+		}
+		return nil
+	}
+	if u.Verdict != "" { // every look is kept, for the metrics over time
+		_, err = tx.ExecContext(ctx, `INSERT INTO stage_verdicts (stage_id, verdict, at) VALUES (?, ?, ?)`, id, u.Verdict, now)
+	}
+	return err
 }
 
 // StageVerdict is one look of a stage's canary comparison.

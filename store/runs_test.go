@@ -165,3 +165,51 @@ func TestADeliveryIsFreshOnceAcrossStores(t *testing.T) {
 		}
 	})
 }
+
+// A stage and its run move together or not at all: a guard that fails changes neither.
+func TestMoveStageAndRunIsAllOrNothing(t *testing.T) {
+	engines(t, func(t *testing.T, db string) {
+		ctx := t.Context()
+		s := open(t, db)
+		r, err := s.CreateRun(ctx, Run{App: "papi", SHA: "1a2b3c", Trigger: "push", State: RunRunning, Message: "in sandbox1"}, []string{"prod3"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prod := r.Stages[0]
+		if err := s.UpdateStage(ctx, prod.ID, StageUpdate{State: StageApproved, Message: "promoted by ada"}); err != nil {
+			t.Fatal(err)
+		}
+		err = s.MoveStageAndRun(ctx, prod.ID, StageUpdate{State: StageAwaitingApproval, Message: "waiting for promotion", OnlyIf: []StageState{StagePending}},
+			r.ID, RunWaiting, "waiting for promotion to prod3")
+		if !errors.Is(err, ErrStateChanged) {
+			t.Fatalf("a stage no longer pending was moved: %v; want ErrStateChanged", err)
+		}
+		got, err := s.Run(ctx, r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != RunRunning || got.Message != "in sandbox1" || got.Stages[0].State != StageApproved || got.Stages[0].Message != "promoted by ada" {
+			t.Fatalf("a failed guard changed the store: run %s %q, stage %s %q", got.State, got.Message, got.Stages[0].State, got.Stages[0].Message)
+		}
+
+		err = s.MoveStageAndRun(ctx, prod.ID, StageUpdate{State: StageDeploying, Message: "deploying", Start: true}, r.ID+100, RunRunning, "in prod3")
+		if err == nil {
+			t.Fatal("a stage was moved with a run that does not exist")
+		}
+		if got, _ := s.Run(ctx, r.ID); got.Stages[0].State != StageApproved || !got.Stages[0].Started.IsZero() {
+			t.Fatalf("the stage changed without its run: %+v", got.Stages[0])
+		}
+
+		if err := s.UpdateStage(ctx, prod.ID, StageUpdate{State: StagePending}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MoveStageAndRun(ctx, prod.ID, StageUpdate{State: StageAwaitingApproval, Message: "waiting for promotion", OnlyIf: []StageState{StagePending}},
+			r.ID, RunWaiting, "waiting for promotion to prod3"); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.Run(ctx, r.ID)
+		if got.State != RunWaiting || got.Message != "waiting for promotion to prod3" || got.Stages[0].State != StageAwaitingApproval || got.Stages[0].Message != "waiting for promotion" {
+			t.Fatalf("after the move: run %s %q, stage %s %q", got.State, got.Message, got.Stages[0].State, got.Stages[0].Message)
+		}
+	})
+}

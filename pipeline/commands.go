@@ -132,12 +132,8 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: region, point: "promote",
 			msg: fmt.Sprintf("%s %s %s %s to %s", who.Name, verb, app, short(r.SHA), region),
 			write: func(ctx context.Context) error {
-				err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via,
-					Message: note, Forced: force, OnlyIf: []store.StageState{n.State}})
-				if err != nil {
-					return err
-				}
-				return e.st.SetRunState(ctx, r.ID, store.RunRunning, "promoted to "+region+" by "+who.Name)
+				return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via,
+					Message: note, Forced: force, OnlyIf: []store.StageState{n.State}}, r.ID, store.RunRunning, "promoted to "+region+" by "+who.Name)
 			}})
 		if err != nil {
 			return "", fmt.Errorf("promote %s %s to %s: %w", app, short(r.SHA), region, err)

@@ -337,3 +337,52 @@ func TestManualRollbackCountsTheHostsItMoved(t *testing.T) {
 		}
 	}
 }
+
+// A store that an older binary left half-written (a stage awaiting promotion inside a run
+// still running: it was killed between the two writes) is healed on start: the run waits
+// for the promotion, status and the listeners say so, and the promotion goes on as usual.
+func TestStartHealsAStageAwaitingPromotionInARunningRun(t *testing.T) {
+	testHalfWrittenWaitIsHealed(t, newHarness(t, fourRegions))
+}
+
+func testHalfWrittenWaitIsHealed(t *testing.T, h *harness) {
+	ctx := context.Background()
+	h.seed()
+	run := h.push("change")
+	h.waitState(run.ID, store.RunWaiting)
+	h.eng.Stop()
+	if err := h.st.SetRunState(ctx, run.ID, store.RunRunning, "in sandbox2"); err != nil { // as the old write left it
+		t.Fatal(err)
+	}
+	ready := func() (n int) {
+		for _, ev := range h.rec.kinds(StageChanged) {
+			if ev.Region == "prod3" && strings.Contains(ev.Message, "is ready for prod3") && ev.Run.State == store.RunWaiting {
+				n++
+			}
+		}
+		return n
+	}
+	before := ready()
+
+	h.start()
+	r := h.waitState(run.ID, store.RunWaiting)
+	if r.Message != "waiting for promotion to prod3" || stageOf(r, "prod3").State != store.StageAwaitingApproval {
+		t.Fatalf("healed run: %s %q%s", r.State, r.Message, stageStates(r))
+	}
+	sts, err := h.eng.Status(ctx, "papi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rs := range sts[0].Regions {
+		if rs.Name == "prod3" && (rs.Waiting == nil || rs.Waiting.RunID != run.ID || rs.Active != nil) {
+			t.Fatalf("status of prod3 after the heal: waiting %+v, active %+v", rs.Waiting, rs.Active)
+		}
+	}
+	if got := ready(); got != before+1 {
+		t.Fatalf("the listeners were told %d times that the run waits for prod3 after the heal; want once", got-before)
+	}
+	if _, err := h.eng.Promote(ctx, ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	h.waitState(run.ID, store.RunSucceeded)
+}

@@ -307,6 +307,9 @@ func (e *Engine) takeOver(why string) {
 				e.log.Warn("reconcile", "app", a.Name, "region", a.Regions[j].Name, "why", why, "err", err)
 			}
 		}
+		if err := e.healRuns(ctx, a); err != nil {
+			e.log.Warn("heal runs", "app", a.Name, "why", why, "err", err)
+		}
 		e.adopt(ctx, a)
 		e.setTenure(a.Name, l.Token)
 	}

@@ -10,8 +10,9 @@ import (
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // The engine on PostgreSQL: a whole run through every region, and a restart in the middle
-// of a production rollout, as on SQLite.
+// of a production rollout, and the heal of a run left half-waiting, as on SQLite.
 func TestEngineOnPostgres(t *testing.T) {
 	t.Run("run", func(t *testing.T) { testRunGoesRegionByRegion(t, newHarnessOn(t, fourRegions, pgtest.Database(t))) })
 	t.Run("restart", func(t *testing.T) { testRestartResumes(t, newHarnessOn(t, fourRegions, pgtest.Database(t))) })
+	t.Run("heal", func(t *testing.T) { testHalfWrittenWaitIsHealed(t, newHarnessOn(t, fourRegions, pgtest.Database(t))) })
 }

@@ -147,3 +147,51 @@ func (e *Engine) Resuming(ctx context.Context) (map[string]bool, error) {
 	}
 	return out, nil
 }
+
+// waitingMessage is the message of a run waiting for promotion to a region.
+func waitingMessage(region string) string { return "waiting for promotion to " + region }
+
+// readyMessage is the line of a run's log that says it waits for a person's promotion.
+func readyMessage(a *config.App, r *store.Run, region string) string {
+	return fmt.Sprintf("%s %s is ready for %s: promote it with `promote %s %s`", a.Name, short(r.SHA), region, a.Name, region)
+}
+
+// healRuns puts right, on a start or a takeover, what an older binary that wrote a stage
+// and its run in two steps may have left half done: a run still running whose next stage
+// is awaiting promotion, with no stage in progress, waits for that promotion, with the
+// message it would have had. A stage promoted meanwhile is left as it is.
+func (e *Engine) healRuns(ctx context.Context, a *config.App) error {
+	runs, err := e.st.Runs(ctx, a.Name, true, 0)
+	if err != nil {
+		return storeError{fmt.Errorf("runs of %s: %w", a.Name, err)}
+	}
+	var errs []error
+	for i := range runs {
+		r := &runs[i]
+		n := nextStage(r)
+		if r.State != store.RunRunning || n == nil || n.State != store.StageAwaitingApproval || inProgress(r) {
+			continue
+		}
+		e.log.Warn("healed", "app", a.Name, "run", r.ID, "region", n.Region, "store", "stage awaiting promotion in a running run")
+		// The listeners were never told (the old write stopped before its event): as the
+		// scheduler tells them.
+		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: readyMessage(a, r, n.Region),
+			write: func(ctx context.Context) error {
+				return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{OnlyIf: []store.StageState{store.StageAwaitingApproval}}, r.ID, store.RunWaiting, waitingMessage(n.Region))
+			}})
+		if err != nil && !errors.Is(err, store.ErrStateChanged) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// inProgress reports whether a stage of a run is doing work in its region.
+func inProgress(r *store.Run) bool {
+	for _, s := range r.Stages {
+		if s.State.Active() {
+			return true
+		}
+	}
+	return false
+}

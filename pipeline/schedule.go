@@ -136,13 +136,10 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		// Only a stage still pending waits: one approved since it was read (a deploy
 		// approves its stage right after writing its run) is not put back.
 		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region,
-			msg: fmt.Sprintf("%s %s is ready for %s: promote it with `promote %s %s`", a.Name, short(r.SHA), n.Region, a.Name, n.Region),
+			msg: readyMessage(a, r, n.Region),
 			write: func(ctx context.Context) error {
-				if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion",
-					OnlyIf: []store.StageState{store.StagePending}}); err != nil {
-					return err
-				}
-				return e.st.SetRunState(ctx, r.ID, store.RunWaiting, "waiting for promotion to "+n.Region)
+				return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{State: store.StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion",
+					OnlyIf: []store.StageState{store.StagePending}}, r.ID, store.RunWaiting, waitingMessage(n.Region))
 			}})
 		if errors.Is(err, store.ErrStateChanged) {
 			return nil // looked at again on the next round
@@ -176,10 +173,7 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 	busy[n.Region] = r.ID
 	err = e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: fmt.Sprintf("deploying %s %s to %s", a.Name, short(r.SHA), n.Region),
 		write: func(ctx context.Context) error {
-			if err := e.st.UpdateStage(ctx, n.ID, store.StageUpdate{State: store.StageDeploying, Message: "deploying", Start: true}); err != nil {
-				return err
-			}
-			return e.st.SetRunState(ctx, r.ID, store.RunRunning, "in "+n.Region)
+			return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{State: store.StageDeploying, Message: "deploying", Start: true}, r.ID, store.RunRunning, "in "+n.Region)
 		}})
 	if err != nil {
 		return err

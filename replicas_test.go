@@ -632,18 +632,29 @@ func (c *replicaCluster) waitLease(name, holder string) {
 	c.t.Fatalf("%s never held %s", holder, name)
 }
 
-// takenBy is the replica that took the lease name over (it says so in its log), and when.
+// takenBy is the replica that took the lease name over (it says so in its log), and when:
+// the last to take it. Two replicas still alive that both took it over are an error. A
+// replica killed since may have taken it too: on a starved machine a holder can miss its
+// renewals, lose the lease and take it again before the kill, and that is the lease
+// working, not two holders (the store's tokens fence them).
 func (c *replicaCluster) takenBy(t *testing.T, name string) (*replica, time.Time) {
 	t.Helper()
 	app := strings.TrimPrefix(name, "engine/")
-	var heir *replica
+	var heir, live *replica
 	var at time.Time
+	alive := c.alive()
 	for _, r := range c.replicas {
 		for _, e := range r.logLines() {
-			if e.Msg == "lease taken: working this app here" && e.App == app {
-				if heir != nil && heir != r {
-					t.Errorf("both %s and %s took %s over", heir.name, r.name, name)
+			if e.Msg != "lease taken: working this app here" || e.App != app {
+				continue
+			}
+			if slices.Contains(alive, r) {
+				if live != nil && live != r {
+					t.Errorf("both %s and %s took %s over", live.name, r.name, name)
 				}
+				live = r
+			}
+			if heir == nil || e.Time.After(at) {
 				heir, at = r, e.Time
 			}
 		}

@@ -126,15 +126,18 @@ func TestAHoldingRenewsAndReleases(t *testing.T) {
 	engines(t, func(t *testing.T, db string) {
 		a, b := open(t, db), open(t, db)
 		ctx, cancel := context.WithCancel(t.Context())
-		h := a.Hold(ctx, "outbox/github", 600*time.Millisecond)
+		// The ttl is long beside a renewal (a third of it) so a starved machine still
+		// renews in time; the check waits until the first claim would have expired.
+		const ttl = 3 * time.Second
+		h := a.Hold(ctx, "outbox/github", ttl)
 		first, held := h.Lease()
 		if !held {
 			t.Fatal("a free lease was not held")
 		}
-		if hb := b.Hold(t.Context(), "outbox/github", 600*time.Millisecond); func() bool { _, ok := hb.Lease(); return ok }() {
+		if hb := b.Hold(t.Context(), "outbox/github", ttl); func() bool { _, ok := hb.Lease(); return ok }() {
 			t.Fatal("two holdings hold one lease")
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Until(first.Expires) + 200*time.Millisecond)
 		l, held := h.Lease()
 		if !held || l.Token != first.Token || !l.Expires.After(first.Expires) {
 			t.Fatalf("after a ttl and more: %+v held=%v; want renewed %+v", l, held, first)

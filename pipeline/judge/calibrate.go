@@ -111,11 +111,7 @@ func (h *history) standardized(m Metric) (float64, bool) {
 		if !bs.ok {
 			return 0, false
 		}
-		var sum rateLook
-		for _, r := range h.rates {
-			sum = sum.plus(r)
-		}
-		k, _ := tested(m, counts(sum), bs)
+		k, _ := tested(m, counts(total(h.rates)), bs)
 		x := k.xb + k.xc
 		if x <= 0 || k.nb <= 0 || k.nc <= 0 {
 			return 0, false

@@ -204,7 +204,7 @@ func classifyCounts(m Metric, k counts, lv level, bs bursts) MetricResult {
 	}
 	r.Baseline, r.Canary = k.xb/k.nb, k.xc/k.nc
 	r.EventsBaseline, r.EventsCanary = int(k.xb), int(k.xc)
-	if bs.nBursts > 0 && k.nb > bs.left.nb && k.nc > bs.left.nc {
+	if _, left := bs.without(k); left {
 		r.Bursts = bs.nBursts
 		r.BurstEvents = int(bs.left.xb + bs.left.xc)
 	}
@@ -220,9 +220,7 @@ func classifyCounts(m Metric, k counts, lv level, bs bursts) MetricResult {
 // one, times the calibrated inflation squared; 1 when the events vary as independent
 // ones would, and then returned as 0).
 func tested(m Metric, k counts, bs bursts) (counts, float64) {
-	if bs.nBursts > 0 && k.nb > bs.left.nb && k.nc > bs.left.nc {
-		k = counts{xb: k.xb - bs.left.xb, nb: k.nb - bs.left.nb, xc: k.xc - bs.left.xc, nc: k.nc - bs.left.nc}
-	}
+	k, _ = bs.without(k)
 	phi := bs.phi
 	if a := m.Allowance; a.Dispersion > 0 && a.Windows > 0 {
 		nu0, nu := float64(priorDFPerWindow*a.Windows), float64(max(0, bs.strata-1))

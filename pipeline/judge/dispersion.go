@@ -29,6 +29,24 @@ func (a rateLook) plus(b rateLook) rateLook {
 	return rateLook{a.xb + b.xb, a.nb + b.nb, a.xc + b.xc, a.nc + b.nc}
 }
 
+// total is the sum of intervals' counts.
+func total(hist []rateLook) rateLook {
+	var s rateLook
+	for _, d := range hist {
+		s = s.plus(d)
+	}
+	return s
+}
+
+// without is k less the burst intervals left out, and whether any were (only when some
+// trials remain on both sides).
+func (bs bursts) without(k counts) (counts, bool) {
+	if bs.nBursts == 0 || k.nb <= bs.left.nb || k.nc <= bs.left.nc {
+		return k, false
+	}
+	return counts{xb: k.xb - bs.left.xb, nb: k.nb - bs.left.nb, xc: k.xc - bs.left.xc, nc: k.nc - bs.left.nc}, true
+}
+
 // minStrata is the fewest intervals with events needed to look for bursts.
 const minStrata = 6
 
@@ -106,10 +124,7 @@ const burstZ = 3
 // fitRatio is the ratio of the canary's event rate to the baseline's over the intervals
 // (1 without events on a side).
 func fitRatio(strata []rateLook) float64 {
-	var s rateLook
-	for _, d := range strata {
-		s = s.plus(d)
-	}
+	s := total(strata)
 	if s.xb <= 0 || s.xc <= 0 {
 		return 1
 	}
@@ -120,10 +135,7 @@ func fitRatio(strata []rateLook) float64 {
 // counts from their expectation under the fitted rate ratio, over the sum of their
 // binomial variances (a sandwich estimate), at least 1.
 func dispersion(strata []rateLook) float64 {
-	var s rateLook
-	for _, d := range strata {
-		s = s.plus(d)
-	}
+	s := total(strata)
 	if len(strata) < 2 || s.xb <= 0 || s.xc <= 0 {
 		return 1
 	}

@@ -212,11 +212,7 @@ func (s *Sequence) judgeOne(i int, levels map[float64]level, final bool) MetricR
 			lv.decide = 0
 			lv.wait = fmt.Sprintf("fewer than %d intervals with events yet, too few to tell a burst from a regression", minStrata)
 		}
-		var sum rateLook
-		for _, r := range h.rates {
-			sum = sum.plus(r)
-		}
-		return classifyCounts(m, counts(sum), lv, bs)
+		return classifyCounts(m, counts(total(h.rates)), lv, bs)
 	}
 	return classifyValues(m, h, lv, s.opts)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // SlackThread is where a run's Slack thread lives: its channel and root message's ts.
@@ -100,4 +101,31 @@ func (s *Store) SaveSlackThread(ctx context.Context, th SlackThread) error {
 		return err
 	}
 	return fmt.Errorf("save slack thread of run %d: %w", th.RunID, ErrRootClaimed)
+}
+
+// FirstSlackSignature records a verified Slack request's signature until expires, and
+// reports whether this was its first use on any replica sharing the database: a request
+// replayed while its timestamp is still accepted finds its signature recorded. Signatures
+// whose time has passed are forgotten on the way.
+func (s *Store) FirstSlackSignature(ctx context.Context, signature string, expires time.Time) (bool, error) {
+	first := false
+	err := s.tx(ctx, func(tx tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM slack_signatures WHERE expires_at < ?`, s.leaseNS()); err != nil {
+			return err
+		}
+		var got string
+		err := tx.QueryRowContext(ctx, `INSERT INTO slack_signatures (signature, expires_at) VALUES (?, ?)
+			ON CONFLICT (signature) DO NOTHING RETURNING signature`, signature, expires.UnixNano()).Scan(&got)
+		switch {
+		case err == nil:
+			first = true
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("record the Slack request's signature: %w", err)
+	}
+	return first, nil
 }

@@ -89,3 +89,34 @@ func TestSlackRootClaimedOnceAcrossReplicas(t *testing.T) {
 		}
 	})
 }
+
+// A Slack request's signature is used once across replicas and restarts: the second
+// replica, and a store opened again, find it recorded; one whose time has passed is
+// forgotten and may be used again.
+func TestSlackSignatureUsedOnceAcrossReplicas(t *testing.T) {
+	engines(t, func(t *testing.T, db string) {
+		ctx := t.Context()
+		a, b := open(t, db), open(t, db)
+		later := time.Now().Add(10 * time.Minute)
+		for _, c := range []struct {
+			s    *Store
+			sig  string
+			want bool
+		}{{a, "v0=1", true}, {b, "v0=1", false}, {a, "v0=1", false}, {b, "v0=2", true}, {a, "v0=2", false}} {
+			got, err := c.s.FirstSlackSignature(ctx, c.sig, later)
+			if err != nil || got != c.want {
+				t.Fatalf("FirstSlackSignature(%s) = %v, %v; want %v", c.sig, got, err, c.want)
+			}
+		}
+		if got, err := open(t, db).FirstSlackSignature(ctx, "v0=1", later); err != nil || got {
+			t.Fatalf("after a restart: %v, %v; want the signature still recorded", got, err)
+		}
+		past := time.Now().Add(-time.Second)
+		if got, err := a.FirstSlackSignature(ctx, "v0=3", past); err != nil || !got {
+			t.Fatalf("v0=3: %v, %v", got, err)
+		}
+		if got, err := b.FirstSlackSignature(ctx, "v0=3", later); err != nil || !got {
+			t.Fatalf("a signature whose time had passed: %v, %v; want it forgotten", got, err)
+		}
+	})
+}

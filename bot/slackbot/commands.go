@@ -2,13 +2,11 @@ package slackbot
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,43 +32,30 @@ func (b *Bot) verified(c *gin.Context) ([]byte, bool) {
 		sv.Write(body)
 		err = sv.Ensure()
 	}
-	if err == nil && !b.seen.first(c.GetHeader("X-Slack-Signature")) {
-		err = errors.New("replayed request: this signature was already used")
-	}
 	if err != nil {
 		b.log.Warn("refused a Slack request", "path", c.Request.URL.Path, "remote", c.ClientIP(), "err", err)
 		c.String(http.StatusUnauthorized, "invalid Slack signature: %v", err)
 		return nil, false
 	}
+	// The signature is recorded in the store, so a captured request replayed while its
+	// timestamp is still accepted is refused by every replica, and after a restart.
+	first, err := b.st.FirstSlackSignature(c.Request.Context(), c.GetHeader("X-Slack-Signature"), time.Now().Add(signatureMemory))
+	if err != nil {
+		b.log.Warn("refused a Slack request", "path", c.Request.URL.Path, "err", err)
+		c.String(http.StatusServiceUnavailable, "could not record the request (%v); nothing was done, try again", err)
+		return nil, false
+	}
+	if !first {
+		b.log.Warn("refused a Slack request", "path", c.Request.URL.Path, "remote", c.ClientIP(), "err", "replayed request: this signature was already used")
+		c.String(http.StatusUnauthorized, "invalid Slack signature: replayed request: this signature was already used")
+		return nil, false
+	}
 	return body, true
 }
 
-// signatures remembers the signatures of the last minutes of requests, so a captured
-// request cannot be replayed while its timestamp is still accepted.
-type signatures struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
-
-// first reports whether sig is new, and remembers it for the 5-minute window (both sides).
-func (s *signatures) first(sig string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
-	if s.seen == nil {
-		s.seen = map[string]time.Time{}
-	}
-	for k, at := range s.seen {
-		if now.Sub(at) > 11*time.Minute {
-			delete(s.seen, k)
-		}
-	}
-	if _, dup := s.seen[sig]; dup {
-		return false
-	}
-	s.seen[sig] = now
-	return true
-}
+// signatureMemory is how long a verified request's signature is remembered: past the
+// five minutes its timestamp is accepted on either side of now.
+const signatureMemory = 11 * time.Minute
 
 // slashCommand answers `/immunity …`: an ephemeral "working on it" now, the answer later.
 func (b *Bot) slashCommand(c *gin.Context) {

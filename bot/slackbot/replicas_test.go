@@ -3,13 +3,17 @@ package slackbot
 import (
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/immunity-app/immunity/bot"
 	"github.com/immunity-app/immunity/internal/pgtest"
 	"github.com/immunity-app/immunity/store"
@@ -98,6 +102,50 @@ func TestOneRootAcrossReplicas(t *testing.T) {
 				if c.ThreadTS != roots[0].TS || c.Channel != "C0DEPLOYS" {
 					t.Errorf("%q in thread %s of %s, want the one root %s", c.Text, c.ThreadTS, c.Channel, roots[0].TS)
 				}
+			}
+		})
+	}
+}
+
+// A signed request replayed to another replica, or to a server started again, while its
+// timestamp is still accepted is refused there too: its command runs once.
+func TestReplayRefusedByEveryReplica(t *testing.T) {
+	for engine, database := range map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "immunity.db") },
+		"postgres": func(t *testing.T) string { return pgtest.Database(t) },
+	} {
+		t.Run(engine, func(t *testing.T) {
+			f := newFakeSlack(t)
+			resp := newResponses(t, f)
+			db := database(t)
+			exec := &fakeExec{}
+			body := slashBody(t, "rollback papi prod3", resp.URL)
+			first := signedRequest("/slack/commands", secret, body, time.Now())
+			header := first.Header.Clone()
+			botA, a := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, db), exec)
+			botB, b := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, db), exec)
+			if w := serve(a, first); w.Code != http.StatusOK {
+				t.Fatalf("the signed request: %d %s", w.Code, w.Body)
+			}
+			// The same request again: to the other replica, then to a server started on the
+			// same database afterwards.
+			botC, restarted := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, db), exec)
+			for name, r := range map[string]*gin.Engine{"another replica": b, "a server started again": restarted} {
+				replayed := httptest.NewRequest(http.MethodPost, "/slack/commands", strings.NewReader(body))
+				replayed.Header = header.Clone()
+				if w := serve(r, replayed); w.Code != http.StatusUnauthorized || !strings.Contains(w.Body.String(), "replayed") {
+					t.Errorf("replayed to %s: answered %d %s; want 401, replayed", name, w.Code, w.Body)
+				}
+			}
+			// A new request (a new timestamp and signature) still runs.
+			if w := serve(b, signedRequest("/slack/commands", secret, body, time.Now().Add(time.Second))); w.Code != http.StatusOK {
+				t.Fatalf("a second signed request: %d %s", w.Code, w.Body)
+			}
+			for _, bt := range []*Bot{botA, botB, botC} {
+				bt.Close(t.Context()) // waits for the commands in flight
+			}
+			if len(exec.Reqs()) != 2 {
+				t.Fatalf("commands run: %+v; want the first request's and the second's", exec.Reqs())
 			}
 		})
 	}

@@ -83,7 +83,6 @@ type Bot struct {
 	log    *slog.Logger
 	secret string
 	charts bool
-	seen   signatures // of verified requests, against replays
 
 	ctx     context.Context // the bot's lifetime: background work stops with Close
 	stop    context.CancelFunc

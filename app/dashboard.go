@@ -168,17 +168,22 @@ func renderStatus(c *gin.Context, status int, name string, data any) {
 	c.Data(status, "text/html; charset=utf-8", b.Bytes())
 }
 
-func (s *Server) homeView(ctx context.Context) (homeView, error) {
+// homeView is the overview; withAudit adds the newest audit entries (who did what), which
+// only a viewer allowed the private views sees.
+func (s *Server) homeView(ctx context.Context, withAudit bool) (homeView, error) {
 	apps, err := s.appViews(ctx, "")
 	if err != nil {
 		return homeView{}, err
 	}
-	audit, _ := s.eng.Store().Audits(ctx, "", 30)
-	return homeView{Title: "pipeline", Apps: apps, Runs: s.runsView(ctx), Audit: audit}, nil
+	v := homeView{Title: "pipeline", Apps: apps, Runs: s.runsView(ctx), AuditHidden: !withAudit}
+	if withAudit {
+		v.Audit, _ = s.eng.Store().Audits(ctx, "", 30)
+	}
+	return v, nil
 }
 
 func (s *Server) dashboard(c *gin.Context) {
-	v, err := s.homeView(c.Request.Context())
+	v, err := s.homeView(c.Request.Context(), s.mayReadPrivate(c))
 	if err != nil {
 		c.String(http.StatusInternalServerError, err.Error())
 		return

@@ -153,13 +153,7 @@ func sameSecret(a, b string) bool {
 // only on loopback, or the caller is signed in (a session, a token, the local socket);
 // anyone else is sent to sign in (pages) or answered 401 (the API).
 func (s *Server) private(c *gin.Context) {
-	if !s.auth.private.Load() {
-		return
-	}
-	if _, _, ok := s.session(c); ok {
-		return
-	}
-	if _, ok, err := s.caller(c); ok && err == nil {
+	if s.mayReadPrivate(c) {
 		return
 	}
 	if strings.HasPrefix(c.Request.URL.Path, "/api/") {
@@ -168,6 +162,20 @@ func (s *Server) private(c *gin.Context) {
 	}
 	c.Redirect(http.StatusSeeOther, "/signin?next="+url.QueryEscape(c.Request.URL.RequestURI()))
 	c.Abort()
+}
+
+// mayReadPrivate reports whether the request may see logs, test output and who did what:
+// the server is only on loopback, or the caller is signed in (a session, a token, the
+// local socket).
+func (s *Server) mayReadPrivate(c *gin.Context) bool {
+	if !s.auth.private.Load() {
+		return true
+	}
+	if _, _, ok := s.session(c); ok {
+		return true
+	}
+	_, ok, err := s.caller(c)
+	return ok && err == nil
 }
 
 // notePrivate marks the views with logs, test output or the audit as needing sign-in when ln is

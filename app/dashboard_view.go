@@ -61,7 +61,9 @@ type homeView struct {
 	Apps  []appView
 	Runs  runsView
 	Audit []store.Audit
-	Me    viewer // who is looking
+	// AuditHidden: the viewer may not see who did what (anonymous, beyond loopback).
+	AuditHidden bool
+	Me          viewer // who is looking
 }
 
 // runView is the run page.

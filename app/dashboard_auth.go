@@ -207,8 +207,9 @@ func (s *Server) signInPage(c *gin.Context) {
 	render(c, "signin", signInView{Title: "sign in", Next: localPath(c.Query("next")), CSRF: csrf, GitHub: s.auth.github != nil})
 }
 
-// signInToken signs in with a personal API token (a standalone install's admin, or anyone
-// holding a token): the session is the token's identity, and ends when it is revoked.
+// signInToken signs in with a personal API token in force (a standalone install's admin,
+// or anyone holding a token): the session is the token's identity, with what the token may
+// do through the API (a member's grants, an admin's everything), and ends when it is revoked.
 func (s *Server) signInToken(c *gin.Context) {
 	ck, _ := s.cookie(c, signinCookie)
 	if !sameSecret(c.PostForm("csrf"), ck) {

@@ -363,6 +363,13 @@ func TestLogsNeedSignInBeyondLoopback(t *testing.T) {
 	if resp, page := anon.do("GET", base+"/", nil); resp.StatusCode != 200 || !strings.Contains(page, "papi") || strings.Contains(page, "bob may not") || !strings.Contains(page, "Who did what is shown once you") {
 		t.Errorf("overview: %d; want the regions without the audit log", resp.StatusCode)
 	}
+	// The delivery report (figures, runs and releases; no logs) is open like the overview.
+	if resp, page := anon.do("GET", base+"/report/papi", nil); resp.StatusCode != 200 || !strings.Contains(page, "change failure rate") {
+		t.Errorf("anonymous /report/papi: %d", resp.StatusCode)
+	}
+	if resp, _ := anon.do("GET", base+"/api/report?app=papi", nil); resp.StatusCode != 200 {
+		t.Errorf("anonymous /api/report: %d", resp.StatusCode)
+	}
 	tok, _ := CreateToken(context.Background(), in.Store, "ci", RoleMember, "test")
 	if resp, page := anon.do("GET", base+"/api/runs/1", nil, "Authorization", "Bearer "+tok); resp.StatusCode != 200 || !strings.Contains(page, "TestSearch") {
 		t.Errorf("/api/runs/1 with a token: %d", resp.StatusCode)

@@ -92,6 +92,54 @@ apps:
         monitor: {calibrate: maybe}
 `, []string{"immunity.yml:11: cannot unmarshal !!str `maybe` into bool"}},
 		{"not yaml", "apps: [\n", []string{`immunity.yml:1: did not find expected node content`}},
+		{"a server address, URL or Slack channel Slack and browsers cannot use", `
+server:
+  listen: 3102
+  url: immunity.example.com
+slack:
+  channel: deploys channel
+  users: {ada: octocat}
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    slack: {channel: "#Deploys"}
+    regions:
+      - name: prod3
+        production: true
+        hosts: [{name: host1, port: 4002}]
+`, []string{
+			`immunity.yml:3: server.listen: expected HOST:PORT such as 127.0.0.1:3102 or 0.0.0.0:3102, got "3102"`,
+			`immunity.yml:4: server.url: expected where people reach the dashboard, such as https://immunity.example.com, got "immunity.example.com"`,
+			`immunity.yml:6: slack.channel: expected a channel id such as C024BE91L or a name such as #deploys (lower case letters, digits, - and _, at most 80), got "deploys channel"`,
+			`immunity.yml:7: slack.users: expected Slack user ids such as U024BE7LH as keys, got "ada"`,
+			`immunity.yml:13: app papi: slack.channel: expected a channel id such as C024BE91L or a name such as #deploys`,
+		}},
+		{"grants naming no one a surface verifies", `
+apps:
+  - name: papi
+    repo: {path: papi.git}
+    build: {command: [make], artifacts: [bin]}
+    run: {command: [bin/papi]}
+    regions:
+      - name: prod3
+        production: true
+        hosts: [{name: host1, port: 4002}]
+    access:
+      production:
+        - {actions: [promote], github_users: [ada]}
+        - actions: [rollback]
+          github_users: ["@ada"]
+          slack_users: [ada]
+          slack_groups: [papi-devs]
+          tokens: [Release Bot]
+`, []string{
+			`immunity.yml:15: app papi: access.production[1].github_users: expected a GitHub login (without @) or a numeric user id, got "@ada"`,
+			`immunity.yml:16: app papi: access.production[1].slack_users: expected a Slack user id such as U024BE7LH (a name is not matched: names change), got "ada"`,
+			`immunity.yml:17: app papi: access.production[1].slack_groups: expected a Slack user group id such as S0PAPIDEV, got "papi-devs"`,
+			`immunity.yml:18: app papi: access.production[1].tokens: expected a token's name (1-64 lower-case letters, digits, '.', '_' or '-'), got "Release Bot"`,
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"net"
 	"net/url"
 	"path/filepath"
 	"reflect"
@@ -290,6 +292,24 @@ func (c *Config) validate() []Problem {
 	if l := c.Server.Lease.Duration; l != 0 && l < time.Second {
 		add("server.lease", "server.lease: expected at least 1s, got %s", l)
 	}
+	if l := c.Server.Listen; l != "" {
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			add("server.listen", "server.listen: expected HOST:PORT such as 127.0.0.1:3102 or 0.0.0.0:3102, got %q", l)
+		}
+	}
+	if u := c.Server.URL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add("server.url", "server.url: expected where people reach the dashboard, such as https://immunity.example.com, got %q", u)
+		}
+	}
+	if err := checkSlackChannel(c.Slack.Channel); err != nil {
+		add("slack.channel", "slack.channel: %v", err)
+	}
+	for _, id := range slices.Sorted(maps.Keys(c.Slack.Users)) {
+		if !slackUserID.MatchString(id) {
+			add("slack.users."+id, "slack.users: expected Slack user ids such as U024BE7LH as keys, got %q", id)
+		}
+	}
 	apps := map[string]bool{}
 	ports := map[int]string{}
 	gated := map[string]string{} // "repo/environment", lower case -> the app gating it
@@ -419,9 +439,10 @@ func (c *Config) validate() []Problem {
 			}
 		}
 		if a.Access != nil {
-			if err := a.Access.Validate(&c.Apps[i]); err != nil {
-				add(ap+".access", "app %s: access: %v", a.Name, err)
-			}
+			a.Access.check(&c.Apps[i], func(path, format string, args ...any) { add(ap+"."+path, format, args...) })
+		}
+		if err := checkSlackChannel(a.Slack.Channel); err != nil {
+			add(ap+".slack.channel", "app %s: slack.channel: %v", a.Name, err)
 		}
 		c.checkGates(add, ap, &c.Apps[i])
 		for _, env := range a.GateEnvironments() {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -190,30 +191,87 @@ func (a *Access) Grants(r *Region) []Grant {
 // Validate checks the grants against the app's regions; problems name the app.
 func (a *Access) Validate(app *App) error {
 	var errs []error
-	check := func(where string, gs []Grant) {
+	a.check(app, func(_, format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) })
+	return errors.Join(errs...)
+}
+
+// Identities as the surfaces verify them: a grant naming anything else never matches, so
+// it is refused at load rather than found out when someone is refused.
+var (
+	slackUserID  = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
+	slackGroupID = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
+	githubLogin  = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9]|-[A-Za-z0-9]){0,38}$`)
+	// TokenName is the form of a personal token's name (`immunity token create NAME`).
+	TokenName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+)
+
+// check reports each problem of the grants at its path under access (for its line).
+func (a *Access) check(app *App, add func(path, format string, args ...any)) {
+	grants := func(where string, gs []Grant) {
 		for i, g := range gs {
+			gp := fmt.Sprintf("access.%s[%d]", where, i)
 			if len(g.Actions) == 0 {
-				errs = append(errs, fmt.Errorf("app %s: access.%s[%d].actions: expected some of %s or \"*\"", app.Name, where, i, strings.Join(RegionActions, ", ")))
+				add(gp+".actions", "app %s: %s.actions: expected some of %s or \"*\"", app.Name, gp, strings.Join(RegionActions, ", "))
 			}
 			for _, act := range g.Actions {
 				if act != ActionAll && !slices.Contains(RegionActions, act) {
-					errs = append(errs, fmt.Errorf("app %s: access.%s[%d].actions: unknown action %q; expected one of %s or \"*\"", app.Name, where, i, act, strings.Join(RegionActions, ", ")))
+					add(gp+".actions", "app %s: %s.actions: unknown action %q; expected one of %s or \"*\"", app.Name, gp, act, strings.Join(RegionActions, ", "))
 				}
 			}
 			for _, t := range g.GitHubTeams {
 				if strings.Count(t, "/") != 1 {
-					errs = append(errs, fmt.Errorf("app %s: access.%s[%d].github_teams: expected org/team, got %q", app.Name, where, i, t))
+					add(gp+".github_teams", "app %s: %s.github_teams: expected org/team, got %q", app.Name, gp, t)
+				}
+			}
+			for _, u := range g.GitHubUsers {
+				if !githubLogin.MatchString(u) {
+					add(gp+".github_users", "app %s: %s.github_users: expected a GitHub login (without @) or a numeric user id, got %q", app.Name, gp, u)
+				}
+			}
+			for _, u := range g.SlackUsers {
+				if !slackUserID.MatchString(u) {
+					add(gp+".slack_users", "app %s: %s.slack_users: expected a Slack user id such as U024BE7LH (a name is not matched: names change), got %q", app.Name, gp, u)
+				}
+			}
+			for _, grp := range g.SlackGroups {
+				if !slackGroupID.MatchString(grp) {
+					add(gp+".slack_groups", "app %s: %s.slack_groups: expected a Slack user group id such as S0PAPIDEV, got %q", app.Name, gp, grp)
+				}
+			}
+			for _, t := range g.Tokens {
+				if !TokenName.MatchString(t) {
+					add(gp+".tokens", "app %s: %s.tokens: expected a token's name (1-64 lower-case letters, digits, '.', '_' or '-'), got %q", app.Name, gp, t)
 				}
 			}
 		}
 	}
-	check("non_production", a.NonProduction)
-	check("production", a.Production)
-	for name, gs := range a.Regions {
-		if _, _, ok := app.Region(name); !ok {
-			errs = append(errs, fmt.Errorf("app %s: access.regions: no region %q; expected one of %s", app.Name, name, strings.Join(app.RegionNames(), ", ")))
-		}
-		check("regions."+name, gs)
+	grants("non_production", a.NonProduction)
+	grants("production", a.Production)
+	names := make([]string, 0, len(a.Regions))
+	for name := range a.Regions {
+		names = append(names, name)
 	}
-	return errors.Join(errs...)
+	slices.Sort(names)
+	for _, name := range names {
+		if _, _, ok := app.Region(name); !ok {
+			add("access.regions."+name, "app %s: access.regions: no region %q; expected one of %s", app.Name, name, strings.Join(app.RegionNames(), ", "))
+		}
+		grants("regions."+name, a.Regions[name])
+	}
+}
+
+// slackChannelName is a channel's name as Slack allows it: lower case letters, digits,
+// '-' and '_', at most 80 characters; slackChannelID a channel's (or DM's) id.
+var (
+	slackChannelName = regexp.MustCompile(`^[\p{Ll}\p{Lo}\p{N}_-]{1,80}$`)
+	slackChannelID   = regexp.MustCompile(`^[CGD][A-Z0-9]{2,}$`)
+)
+
+// checkSlackChannel reports a channel that Slack could never post to: not an id, and not
+// a name (with or without #) of lower case letters, digits, '-' and '_'.
+func checkSlackChannel(ch string) error {
+	if ch == "" || slackChannelID.MatchString(ch) || slackChannelName.MatchString(strings.TrimPrefix(ch, "#")) {
+		return nil
+	}
+	return fmt.Errorf("expected a channel id such as C024BE91L or a name such as #deploys (lower case letters, digits, - and _, at most 80), got %q", ch)
 }

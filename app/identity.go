@@ -9,12 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -34,7 +34,8 @@ const (
 // tokenPrefix marks Immunity's tokens, so that a leaked one is recognisable.
 const tokenPrefix = "imm_"
 
-var tokenName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+// tokenName is the form of a token's name, the one its grants (`tokens:`) are checked against.
+var tokenName = config.TokenName
 
 // hashToken is how a token (or a session cookie) is kept: its SHA-256. Both are 32
 // random bytes, so a plain hash cannot be guessed back.

@@ -1,6 +1,8 @@
 package github
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -49,7 +51,11 @@ func decode(event string, body []byte) (any, error) {
 
 // describe reads a delivery's identity and its dedupe key: a comment's id, a push's
 // ref and head. Two deliveries of one of those (an org hook and a repo hook) are one event.
-func describe(event, id string, payload any) (store.Delivery, error) {
+// A check run's or suite's event (a button pressed, a re-run asked for) names no event id
+// of its own, so its key is its body's SHA-256: the delivery id is not signed, and a
+// captured press sent again under another id is the same body, while a person's next
+// press carries the check run or suite as it is by then (its output, its times).
+func describe(event, id string, payload any, body []byte) (store.Delivery, error) {
 	if event == "" || id == "" {
 		return store.Delivery{}, errors.New("missing X-GitHub-Event or X-GitHub-Delivery")
 	}
@@ -76,8 +82,10 @@ func describe(event, id string, payload any) (store.Delivery, error) {
 		}
 	case *checkRunEvent:
 		d.Action, d.Repo = p.Action, p.Repository.FullName
+		d.DedupeKey = bodyKey(event, d.Action, body)
 	case *checkSuiteEvent:
 		d.Action, d.Repo = p.Action, p.Repository.FullName
+		d.DedupeKey = bodyKey(event, d.Action, body)
 	case *gateEvent:
 		d.Action, d.Repo = p.Action, p.Repository.FullName
 	}
@@ -103,4 +111,10 @@ type pushEvent struct {
 		Name string `json:"name"`
 	} `json:"pusher"`
 	Sender sender `json:"sender"`
+}
+
+// bodyKey is the dedupe key of an event known by its whole body.
+func bodyKey(event, action string, body []byte) string {
+	sum := sha256.Sum256(body)
+	return event + ":" + action + ":sha256:" + hex.EncodeToString(sum[:])
 }

@@ -59,7 +59,7 @@ func (a *App) Webhook(c *gin.Context) {
 		observe("bad_request")
 		return
 	}
-	d, err := describe(event, c.GetHeader("X-GitHub-Delivery"), payload)
+	d, err := describe(event, c.GetHeader("X-GitHub-Delivery"), payload, body)
 	if err != nil {
 		c.String(http.StatusBadRequest, "%v\n", err)
 		observe("bad_request")

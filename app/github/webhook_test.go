@@ -16,6 +16,7 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/immunity-app/immunity/app/github/githubtest"
+	"github.com/immunity-app/immunity/store"
 )
 
 // TestFixturesSigned delivers every real payload with a good signature (accepted), a bad
@@ -149,6 +150,43 @@ func TestDuplicates(t *testing.T) {
 	want := map[string]string{"d1": "done", "d2": "duplicate", "d3": "done", "d4": "duplicate"}
 	if d := cmp.Diff(want, h.deliveries(t)); d != "" {
 		t.Errorf("deliveries (-want +got):\n%s", d)
+	}
+}
+
+// TestReplayedButtonsUnderAnotherID: a check run's button press and a "Re-run all checks"
+// sent again under another delivery id (which the signature does not cover) are the same
+// event and do nothing the second time; a press whose check run has changed since is
+// another press.
+func TestReplayedButtonsUnderAnotherID(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.fake.SetPermission("codebytere", "write")
+	h.fake.SetPermission("Codertocat", "write")
+	storeRun(t, h.store, suiteSHA, map[string]store.StageState{"sandbox1": store.StageFailed, "prod3": store.StageSkipped})
+	press := fixture(t, "check_run.requested_action.json", map[string]any{
+		"check_run.external_id": "run/7/prod3", "check_run.name": "immunity / prod3", "requested_action.identifier": "promote"})
+	rerun := fixture(t, "check_suite.rerequested.json", map[string]any{"sender.login": "Codertocat", "sender.type": "User"})
+	for _, id := range []string{"b1", "b2"} {
+		h.post(t, "check_run", id, press, "")
+		h.post(t, "check_suite", "s"+id, rerun, "")
+	}
+	if n := len(h.cmds.Requests()); n != 1 {
+		t.Errorf("the pressed button ran %d commands, want 1: %+v", n, h.cmds.Requests())
+	}
+	if calls := h.eng.Calls(); len(calls) != 2 || !strings.HasPrefix(calls[1], "rerun ") {
+		t.Errorf("engine calls %v; want one answer and one re-run", calls)
+	}
+	want := map[string]string{"b1": "done", "b2": "duplicate", "sb1": "done", "sb2": "duplicate"}
+	if d := cmp.Diff(want, h.deliveries(t)); d != "" {
+		t.Errorf("deliveries (-want +got):\n%s", d)
+	}
+	// Pressed again once its check run shows the answer: another press.
+	again := fixture(t, "check_run.requested_action.json", map[string]any{
+		"check_run.external_id": "run/7/prod3", "check_run.name": "immunity / prod3", "requested_action.identifier": "promote",
+		"check_run.output.summary": "Answers to buttons: done"})
+	h.post(t, "check_run", "b3", again, "")
+	if n := len(h.cmds.Requests()); n != 2 {
+		t.Errorf("a second press ran %d commands in all, want 2", n)
 	}
 }
 

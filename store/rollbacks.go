@@ -309,11 +309,27 @@ func setLive(ctx context.Context, tx tx, app, region, host, sha string, now int6
 	return err
 }
 
-// SetRollbackFrom corrects what a host of a plan ran when planned, once the host has been
-// asked (a switch cut off may have happened after all).
-func (s *Store) SetRollbackFrom(ctx context.Context, id int64, host, from string) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE rollback_hosts SET from_sha = ?, updated_at = ? WHERE rollback_id = ? AND host = ?`, from, s.nowNS(), id, host); err != nil {
-		return fmt.Errorf("rollback %d: %s found on %s: %w", id, host, short(from), err)
+// RollbackHostFound records what a host of an open plan was found running, once it has
+// been asked (a switch cut off may have happened after all): its live release and the
+// plan's From for it, in one transaction. ErrStateChanged: the plan is no longer open,
+// and nothing changed.
+func (s *Store) RollbackHostFound(ctx context.Context, rb Rollback, host, found string) error {
+	now := s.nowNS()
+	err := s.tx(ctx, func(tx tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE rollback_hosts SET from_sha = ?, updated_at = ? WHERE rollback_id = ? AND host = ?
+			AND EXISTS (SELECT 1 FROM rollbacks WHERE id = ? AND state = ?)`, found, now, rb.ID, host, rb.ID, RollbackPlanned)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrStateChanged
+		}
+		return setLive(ctx, tx, rb.App, rb.Region, host, found, now)
+	})
+	if err != nil {
+		return fmt.Errorf("rollback %d: %s found on %s: %w", rb.ID, host, short(found), err)
 	}
 	return nil
 }

@@ -66,15 +66,24 @@ func (s *Store) PutRelease(ctx context.Context, r Release) error {
 	if r.Created.IsZero() {
 		r.Created = s.now()
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO releases (app, sha, subject, author, artifact, checksum, state, message, created_at)
+	if err := putRelease(ctx, s.db, r); err != nil {
+		return fmt.Errorf("put release %s@%s: %w", r.App, short(r.SHA), err)
+	}
+	return nil
+}
+
+// execer runs a statement: the store's pool or one of its transactions.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func putRelease(ctx context.Context, ex execer, r Release) error {
+	_, err := ex.ExecContext(ctx, `INSERT INTO releases (app, sha, subject, author, artifact, checksum, state, message, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (app, sha) DO UPDATE SET subject=excluded.subject, author=excluded.author, artifact=excluded.artifact,
 		checksum=excluded.checksum, state=excluded.state, message=excluded.message`,
 		r.App, r.SHA, r.Subject, r.Author, r.Artifact, r.Checksum, r.State, r.Message, r.Created.UnixNano())
-	if err != nil {
-		return fmt.Errorf("put release %s@%s: %w", r.App, short(r.SHA), err)
-	}
-	return nil
+	return err
 }
 
 // Release returns one release; sha may be a unique prefix.
@@ -111,29 +120,56 @@ func (s *Store) Release(ctx context.Context, app, sha string) (Release, error) {
 func (s *Store) CreateRun(ctx context.Context, r Run, regions []string, hosts map[string][]string) (Run, error) {
 	now := s.nowNS()
 	err := s.tx(ctx, func(tx tx) error {
-		err := tx.QueryRowContext(ctx, `INSERT INTO runs (app, sha, branch, subject, author, trigger, actor, state, message, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, r.App, r.SHA, r.Branch, r.Subject, r.Author, r.Trigger, r.Actor, r.State, r.Message, now, now).Scan(&r.ID)
-		if err != nil {
-			return err
-		}
-		for i, region := range regions {
-			var sid int64
-			if err := tx.QueryRowContext(ctx, `INSERT INTO stages (run_id, region, position, state, updated_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
-				r.ID, region, i, StagePending, now).Scan(&sid); err != nil {
-				return err
-			}
-			for j, h := range hosts[region] {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO host_steps (stage_id, host, position, step, updated_at) VALUES (?, ?, ?, ?, ?)`, sid, h, j, HostPending, now); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		_, err := createRun(ctx, tx, &r, regions, hosts, now)
+		return err
 	})
 	if err != nil {
 		return Run{}, fmt.Errorf("create run %s@%s: %w", r.App, short(r.SHA), err)
 	}
 	return s.Run(ctx, r.ID)
+}
+
+// CreateApprovedRun records a new run of one region whose stage is already changed by u
+// (a deploy: approved by whoever asked for it), in one transaction: no reader sees the
+// run with its stage not yet approved.
+func (s *Store) CreateApprovedRun(ctx context.Context, r Run, region string, hosts []string, u StageUpdate) (Run, error) {
+	now := s.nowNS()
+	err := s.tx(ctx, func(tx tx) error {
+		stages, err := createRun(ctx, tx, &r, []string{region}, map[string][]string{region: hosts}, now)
+		if err != nil {
+			return err
+		}
+		return updateStage(ctx, tx, stages[0], u, now)
+	})
+	if err != nil {
+		return Run{}, fmt.Errorf("create run %s@%s: %w", r.App, short(r.SHA), err)
+	}
+	return s.Run(ctx, r.ID)
+}
+
+// createRun inserts a run (its ID set in r), its stages and their host steps; it returns
+// the stages' IDs in the order of regions.
+func createRun(ctx context.Context, tx tx, r *Run, regions []string, hosts map[string][]string, now int64) ([]int64, error) {
+	err := tx.QueryRowContext(ctx, `INSERT INTO runs (app, sha, branch, subject, author, trigger, actor, state, message, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, r.App, r.SHA, r.Branch, r.Subject, r.Author, r.Trigger, r.Actor, r.State, r.Message, now, now).Scan(&r.ID)
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for i, region := range regions {
+		var sid int64
+		if err := tx.QueryRowContext(ctx, `INSERT INTO stages (run_id, region, position, state, updated_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+			r.ID, region, i, StagePending, now).Scan(&sid); err != nil {
+			return nil, err
+		}
+		ids = append(ids, sid)
+		for j, h := range hosts[region] {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO host_steps (stage_id, host, position, step, updated_at) VALUES (?, ?, ?, ?, ?)`, sid, h, j, HostPending, now); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ids, nil
 }
 
 // SetRunState moves a run to state with a message.

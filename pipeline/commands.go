@@ -350,20 +350,18 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string,
 	for _, h := range reg.Hosts {
 		hosts = append(hosts, h.Name)
 	}
-	run, err := e.st.CreateRun(ctx, store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: TriggerDeploy, Actor: who.Name, State: store.RunRunning},
-		[]string{region}, map[string][]string{region: hosts})
-	if err != nil {
-		return "", err
-	}
 	asked := "deploy asked by " + who.String()
 	if force {
 		asked = "forced deploy asked by " + who.String()
 	}
-	err = e.transition(ctx, change{kind: RunCreated, run: run.ID, region: region, msg: fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region),
-		write: func(ctx context.Context) error {
-			return e.st.UpdateStage(ctx, run.Stages[0].ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: asked, Forced: force})
-		}})
+	// The run and its stage's approval are one write: no reader (the scheduler) sees a
+	// deploy nobody approved.
+	run, err := e.st.CreateApprovedRun(ctx, store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: TriggerDeploy, Actor: who.Name, State: store.RunRunning},
+		region, hosts, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: asked, Forced: force})
 	if err != nil {
+		return "", err
+	}
+	if err := e.emitRun(ctx, RunCreated, run.ID, region, "", fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region)); err != nil {
 		return "", err
 	}
 	e.Kick()
@@ -504,26 +502,15 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 		err = e.newerIn(ctx, r, region)
 	}
 	if err == nil {
+		// The stage, the later stages it brings back and the run, in one write; a stage
+		// that changed since it was read (re-run by someone else) is left as it is.
 		err = e.transition(ctx, change{kind: StageChanged, run: runID, region: region, msg: fmt.Sprintf("%s re-runs %s of %s", who.Name, region, short(r.SHA)),
 			write: func(ctx context.Context) error {
-				if err := e.st.ResetHostSteps(ctx, st.ID); err != nil {
-					return err
-				}
-				if err := e.st.UpdateStage(ctx, st.ID, store.StageUpdate{State: store.StagePending, Message: "re-run asked by " + who.String()}); err != nil {
-					return err
-				}
-				for _, later := range r.Stages {
-					if later.Position > st.Position && (later.State == store.StageSkipped || later.State == store.StageCancelled) {
-						if err := e.st.ResetHostSteps(ctx, later.ID); err != nil {
-							return err
-						}
-						if err := e.st.UpdateStage(ctx, later.ID, store.StageUpdate{State: store.StagePending, Message: " "}); err != nil {
-							return err
-						}
-					}
-				}
-				return e.st.SetRunState(ctx, runID, store.RunRunning, "re-running "+region)
+				return e.st.RerunStage(ctx, runID, st.ID, st.State, rerunPrefix+who.String(), rerunRunMessage(region))
 			}})
+		if errors.Is(err, store.ErrStateChanged) {
+			err = fmt.Errorf("rerun %s of run %d: %w; nothing was changed", region, runID, err)
+		}
 	}
 	e.audit(ctx, who, "rerun", r.App, region, r.SHA, err)
 	if err != nil {
@@ -532,6 +519,11 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 	e.Kick()
 	return fmt.Sprintf("re-running %s of %s %s (run %d)", region, r.App, short(r.SHA), runID), nil
 }
+
+// rerunPrefix begins the message of a stage a person asked to re-run.
+const rerunPrefix = "re-run asked by "
+
+func rerunRunMessage(region string) string { return "re-running " + region }
 
 // newerIn refuses to re-run an old run in a region that a newer release of the pipeline
 // has already reached (passed, or is deploying to): that would put the older release

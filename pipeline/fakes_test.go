@@ -25,6 +25,7 @@ type fakeBuilder struct {
 	mu      sync.Mutex
 	commits []Commit
 	builds  []string
+	fail    map[string]error // the builds that fail, by SHA
 }
 
 func (b *fakeBuilder) add(subject string) string {
@@ -53,7 +54,11 @@ func (b *fakeBuilder) Commit(_ context.Context, _ *config.App, sha string) (Comm
 func (b *fakeBuilder) Build(ctx context.Context, a *config.App, sha string) (deployers.Release, error) {
 	b.mu.Lock()
 	b.builds = append(b.builds, sha)
+	fail := b.fail[sha]
 	b.mu.Unlock()
+	if fail != nil {
+		return deployers.Release{}, fail
+	}
 	src := filepath.Join(b.dir, "src-"+sha)
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "version"), []byte(sha), 0o644)
@@ -272,6 +277,7 @@ type harness struct {
 	rec     *recorder
 	clock   *fakeClock    // nil: the real clock
 	lease   time.Duration // the engine's LeaseTTL (0: the default)
+	db      string        // the store's database setting
 }
 
 // fakeClock is a clock tests move by hand; the engine and the store share it.
@@ -346,7 +352,7 @@ func newHarnessWith(t *testing.T, yml, database string, clock *fakeClock) *harne
 		database = filepath.Join(dir, "immunity.db")
 	}
 	h := &harness{t: t, dir: dir, build: &fakeBuilder{dir: dir}, dep: newFakeDeployer(),
-		tests: &fakeTester{fail: map[string]bool{}}, monitor: &fakeMonitor{failHost: map[string]bool{}}, rec: &recorder{}, clock: clock}
+		tests: &fakeTester{fail: map[string]bool{}}, monitor: &fakeMonitor{failHost: map[string]bool{}}, rec: &recorder{}, clock: clock, db: database}
 	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(yml))
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline/config"
@@ -61,9 +62,14 @@ func (e *Engine) reconcileRegion(ctx context.Context, a *config.App, reg *config
 // agree and tells the listeners; the event goes to the log of the run whose stage is
 // active in the region, if any.
 func (e *Engine) reconcileHost(ctx context.Context, a *config.App, reg *config.Region, h deployers.Host, cur, said string) error {
+	return e.reconciled(ctx, a, reg, h, cur, said, func(ctx context.Context) error { return storeErr(e.st.SetLive(ctx, a.Name, reg.Name, h.Name, cur)) })
+}
+
+// reconciled is reconcileHost with the write that makes the store agree (the host's live
+// release, and whatever else was said of it).
+func (e *Engine) reconciled(ctx context.Context, a *config.App, reg *config.Region, h deployers.Host, cur, said string, write func(ctx context.Context) error) error {
 	msg := fmt.Sprintf("%s found on %s, store said %s", h, orNothing(short(cur)), orNothing(short(said)))
 	e.log.Warn("reconciled", "app", a.Name, "region", reg.Name, "host", h.Name, "found", cur, "store", said)
-	write := func(ctx context.Context) error { return storeErr(e.st.SetLive(ctx, a.Name, reg.Name, h.Name, cur)) }
 	run, err := e.activeRun(ctx, a.Name, reg.Name)
 	if err != nil {
 		return err
@@ -156,34 +162,98 @@ func readyMessage(a *config.App, r *store.Run, region string) string {
 	return fmt.Sprintf("%s %s is ready for %s: promote it with `promote %s %s`", a.Name, short(r.SHA), region, a.Name, region)
 }
 
-// healRuns puts right, on a start or a takeover, what an older binary that wrote a stage
-// and its run in two steps may have left half done: a run still running whose next stage
-// is awaiting promotion, with no stage in progress, waits for that promotion, with the
-// message it would have had. A stage promoted meanwhile is left as it is.
+// healRuns puts right, on a start or a takeover, what an older binary that wrote one
+// transition in several steps may have left half done, and tells the listeners (the old
+// write stopped before its event). Each repair is one guarded write: a run that moved on
+// meanwhile is left as it is.
+//   - A run still running whose next stage is awaiting promotion, with no stage in
+//     progress, waits for that promotion, with the message it would have had.
+//   - A run not finished whose next stage was cancelled by a newer run (its message says
+//     "superseded by") is superseded, with its later stages cancelled.
+//   - A run still building with stages skipped by a failed build, its release failed,
+//     fails, with every stage skipped.
+//   - A deploy whose stage was never approved (its run was written first) is cancelled:
+//     nobody is recorded as having asked for it.
+//   - A finished run with a stage a person asked to re-run is re-run: the later stages
+//     come back and the run runs, as the re-run would have left them.
 func (e *Engine) healRuns(ctx context.Context, a *config.App) error {
 	runs, err := e.st.Runs(ctx, a.Name, true, 0)
 	if err != nil {
 		return storeError{fmt.Errorf("runs of %s: %w", a.Name, err)}
 	}
+	ended, err := e.st.EndedRunsWaiting(ctx, a.Name)
+	if err != nil {
+		return storeError{err}
+	}
 	var errs []error
-	for i := range runs {
-		r := &runs[i]
-		n := nextStage(r)
-		if r.State != store.RunRunning || n == nil || n.State != store.StageAwaitingApproval || inProgress(r) {
-			continue
-		}
-		e.log.Warn("healed", "app", a.Name, "run", r.ID, "region", n.Region, "store", "stage awaiting promotion in a running run")
-		// The listeners were never told (the old write stopped before its event): as the
-		// scheduler tells them.
-		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: readyMessage(a, r, n.Region),
-			write: func(ctx context.Context) error {
-				return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{OnlyIf: []store.StageState{store.StageAwaitingApproval}}, r.ID, store.RunWaiting, waitingMessage(n.Region))
-			}})
+	heal := func(r *store.Run, what, region, msg string, write func(ctx context.Context) error) {
+		e.log.Warn("healed", "app", a.Name, "run", r.ID, "region", region, "store", what)
+		err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: region, msg: msg, write: write})
 		if err != nil && !errors.Is(err, store.ErrStateChanged) {
 			errs = append(errs, err)
 		}
 	}
+	for i := range runs {
+		r := &runs[i]
+		n := nextStage(r)
+		switch {
+		case r.State == store.RunRunning && n != nil && n.State == store.StageAwaitingApproval && !inProgress(r):
+			e.log.Warn("healed", "app", a.Name, "run", r.ID, "region", n.Region, "store", "stage awaiting promotion in a running run")
+			// As the scheduler tells it.
+			err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: readyMessage(a, r, n.Region),
+				write: func(ctx context.Context) error {
+					return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{OnlyIf: []store.StageState{store.StageAwaitingApproval}}, r.ID, store.RunWaiting, waitingMessage(n.Region))
+				}})
+			if err != nil && !errors.Is(err, store.ErrStateChanged) {
+				errs = append(errs, err)
+			}
+		case r.State != store.RunBuilding && n != nil && n.State == store.StageCancelled && strings.HasPrefix(n.Message, supersededPrefix):
+			heal(r, "stage superseded in a run not superseded", n.Region, n.Message, func(ctx context.Context) error {
+				return e.st.EndRun(ctx, store.RunEnd{RunID: r.ID, StageID: n.ID, OnlyIf: []store.StageState{store.StageCancelled},
+					Stage: store.StageCancelled, Run: store.RunSuperseded, Message: n.Message})
+			})
+		case r.State == store.RunBuilding && skippedByBuild(r):
+			rel, err := e.st.Release(ctx, a.Name, r.SHA)
+			if err != nil || rel.State != store.ReleaseFailed {
+				errs = append(errs, fmt.Errorf("run %d is building with stages skipped by a failed build, but its release is not failed (%s): %v", r.ID, rel.State, err))
+				continue
+			}
+			why := buildFailedPrefix + rel.Message
+			heal(r, "stages skipped by a failed build in a run still building", "", why, func(ctx context.Context) error {
+				return e.st.FinishBuild(ctx, r.ID, rel, why)
+			})
+		case r.Trigger == TriggerDeploy && len(r.Stages) == 1 && r.Stages[0].ApprovedBy == "" && r.Stages[0].State.Waiting():
+			s := r.Stages[0]
+			msg := fmt.Sprintf("cancelled: the deploy of %s %s to %s by %s was cut off before it was approved; ask for it again", a.Name, short(r.SHA), s.Region, orNothing(r.Actor))
+			heal(r, "deploy never approved", s.Region, msg, func(ctx context.Context) error {
+				return e.st.EndRun(ctx, store.RunEnd{RunID: r.ID, StageID: s.ID, Stage: store.StageCancelled, Run: store.RunCancelled, Message: msg})
+			})
+		}
+	}
+	for i := range ended {
+		r := &ended[i]
+		for _, s := range r.Stages {
+			if s.State != store.StagePending || !strings.HasPrefix(s.Message, rerunPrefix) {
+				continue
+			}
+			msg := fmt.Sprintf("re-running %s of %s (%s)", s.Region, short(r.SHA), s.Message)
+			heal(r, "stage re-run in a finished run", s.Region, msg, func(ctx context.Context) error {
+				return e.st.RerunStage(ctx, r.ID, s.ID, store.StagePending, s.Message, rerunRunMessage(s.Region))
+			})
+			break
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// skippedByBuild reports whether a failed build skipped a stage of a run.
+func skippedByBuild(r *store.Run) bool {
+	for _, s := range r.Stages {
+		if s.State == store.StageSkipped && s.Message == store.BuildFailedStage {
+			return true
+		}
+	}
+	return false
 }
 
 // inProgress reports whether a stage of a run is doing work in its region.

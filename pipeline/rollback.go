@@ -168,11 +168,10 @@ func (e *Engine) rollbackHost(ctx context.Context, a *config.App, reg *config.Re
 				return fmt.Errorf("ask %s what it runs: %w", h, err)
 			}
 			if st.Current != rh.From {
-				if err := e.reconcileHost(ctx, a, reg, h, st.Current, rh.From); err != nil {
+				// The host's live release and the plan's From for it, in one write.
+				found := func(ctx context.Context) error { return storeErr(e.st.RollbackHostFound(ctx, rb, rh.Host, st.Current)) }
+				if err := e.reconciled(ctx, a, reg, h, st.Current, rh.From, found); err != nil {
 					return err
-				}
-				if err := e.st.SetRollbackFrom(ctx, rb.ID, rh.Host, st.Current); err != nil {
-					return storeError{err}
 				}
 				rh.From = st.Current
 			}

@@ -123,8 +123,7 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		return e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region,
 			write: func(ctx context.Context) error { return e.st.SetRunState(ctx, r.ID, state, n.Message) }})
 	}
-	// A deploy is a person's explicit ask: no waiting release supersedes it (its run is
-	// written a moment before its stage is approved, and the scheduler may look between).
+	// A deploy is a person's explicit ask: no waiting release supersedes it.
 	if newer := newestWaiting[n.Region]; newer != 0 && newer != r.ID && n.State != store.StageApproved && r.Trigger != TriggerDeploy {
 		return e.supersede(ctx, r, n, newer)
 	}
@@ -133,8 +132,8 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		return err
 	}
 	if n.State == store.StagePending && reg.ManualApproval && n.ApprovedBy == "" {
-		// Only a stage still pending waits: one approved since it was read (a deploy
-		// approves its stage right after writing its run) is not put back.
+		// Only a stage still pending waits: one approved since it was read (promoted) is
+		// not put back.
 		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region,
 			msg: readyMessage(a, r, n.Region),
 			write: func(ctx context.Context) error {
@@ -211,23 +210,29 @@ func (e *Engine) hold(ctx context.Context, r *store.Run, n *store.Stage, why str
 		write: func(ctx context.Context) error { return e.st.UpdateStage(ctx, n.ID, store.StageUpdate{Message: why}) }})
 }
 
-// supersede ends a run that waits for a region a newer run also waits for.
+// supersede ends a run that waits for a region a newer run also waits for: the stage and
+// every later one cancelled, the run superseded, in one write. A stage promoted since it
+// was read is not superseded (looked at again on the next round).
 func (e *Engine) supersede(ctx context.Context, r *store.Run, n *store.Stage, newer int64) error {
 	nr, err := e.st.Run(ctx, newer)
 	if err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("superseded by %s (run %d) at %s", short(nr.SHA), newer, n.Region)
-	return e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region, msg: msg, write: func(ctx context.Context) error {
-		for _, s := range r.Stages {
-			if s.Position >= n.Position && (s.State.Waiting()) {
-				if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageCancelled, Message: msg}); err != nil {
-					return err
-				}
-			}
-		}
-		return e.st.SetRunState(ctx, r.ID, store.RunSuperseded, msg)
+	msg := supersededMessage(nr.SHA, newer, n.Region)
+	err = e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region, msg: msg, write: func(ctx context.Context) error {
+		return e.st.EndRun(ctx, store.RunEnd{RunID: r.ID, StageID: n.ID, Stage: store.StageCancelled, Run: store.RunSuperseded, Message: msg})
 	}})
+	if errors.Is(err, store.ErrStateChanged) {
+		return nil
+	}
+	return err
+}
+
+// supersededPrefix begins the message of a run superseded by a newer one, and of its stages.
+const supersededPrefix = "superseded by "
+
+func supersededMessage(sha string, run int64, region string) string {
+	return fmt.Sprintf("%s%s (run %d) at %s", supersededPrefix, short(sha), run, region)
 }
 
 // doneMessage says truthfully where a finished run's release is, after asking the hosts:

@@ -54,28 +54,28 @@ func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) error {
 	if ctx.Err() != nil {
 		return ctx.Err() // stopping; the next Start builds again (idempotent)
 	}
+	var end store.Release
+	var msg, why string
 	if err != nil {
-		why := "build failed: " + err.Error()
-		return e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: why, write: func(ctx context.Context) error {
-			if err := e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: store.ReleaseFailed, Message: err.Error()}); err != nil {
-				return err
-			}
-			for _, s := range r.Stages {
-				if err := e.st.UpdateStage(ctx, s.ID, store.StageUpdate{State: store.StageSkipped, Message: "build failed"}); err != nil {
-					return err
-				}
-			}
-			return e.st.SetRunState(ctx, r.ID, store.RunFailed, why)
-		}})
+		why = buildFailedPrefix + err.Error()
+		end = store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: store.ReleaseFailed, Message: err.Error()}
+		msg = why
+	} else {
+		why = "built"
+		end = store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: store.ReleaseReady, Artifact: built.Artifact, Checksum: built.Checksum}
+		msg = fmt.Sprintf("built %s %s (sha256 %s)", a.Name, short(r.SHA), built.Checksum[:12])
 	}
-	return e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("built %s %s (sha256 %s)", a.Name, short(r.SHA), built.Checksum[:12]),
-		write: func(ctx context.Context) error {
-			if err := e.st.PutRelease(ctx, store.Release{App: a.Name, SHA: r.SHA, Subject: r.Subject, Author: r.Author, State: store.ReleaseReady, Artifact: built.Artifact, Checksum: built.Checksum}); err != nil {
-				return err
-			}
-			return e.st.SetRunState(ctx, r.ID, store.RunRunning, "built")
-		}})
+	// The release and the run (and, for a failure, every stage skipped) in one write.
+	err = e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: msg,
+		write: func(ctx context.Context) error { return e.st.FinishBuild(ctx, r.ID, end, why) }})
+	if errors.Is(err, store.ErrStateChanged) {
+		return nil // the run left building meanwhile: whoever moved it tells the story
+	}
+	return err
 }
+
+// buildFailedPrefix begins the message of a run whose build failed.
+const buildFailedPrefix = "build failed: "
 
 // startStage runs (or resumes) a stage in its own goroutine.
 func (e *Engine) startStage(a *config.App, r store.Run, s store.Stage) {

@@ -45,11 +45,8 @@ func (e *Engine) pruneDisk(ctx context.Context, a *config.App) {
 			e.log.Warn("prune release", "app", a.Name, "sha", r.SHA, "err", err)
 			continue
 		}
-		if err := e.st.DeleteArtifact(ctx, a.Name, r.SHA); err != nil { // stored for replicas (PostgreSQL)
-			e.log.Warn("prune release", "app", a.Name, "sha", r.SHA, "err", err)
-			continue
-		}
-		if err := e.st.SetReleaseState(ctx, a.Name, r.SHA, store.ReleasePruned, "no host keeps it; its artifact was deleted"); err != nil {
+		// Its stored copy (for replicas, on PostgreSQL) and its state, in one write.
+		if err := e.st.PruneRelease(ctx, a.Name, r.SHA, "no host keeps it; its artifact was deleted"); err != nil {
 			e.log.Warn("prune release", "app", a.Name, "sha", r.SHA, "err", err)
 			continue
 		}

@@ -133,17 +133,19 @@ func (s *Store) FetchArtifact(ctx context.Context, app, sha string, w io.Writer)
 
 // DeleteArtifact removes the stored artifact of app@sha, if any (pruned, or corrupt).
 func (s *Store) DeleteArtifact(ctx context.Context, app, sha string) error {
-	err := s.tx(ctx, func(tx tx) error {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM artifacts WHERE app = ? AND sha = ?`, app, sha); err != nil {
-			return err
-		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM artifact_chunks WHERE app = ? AND sha = ?`, app, sha)
-		return err
-	})
+	err := s.tx(ctx, func(tx tx) error { return deleteArtifact(ctx, tx, app, sha) })
 	if err != nil {
 		return fmt.Errorf("delete artifact %s@%s: %w", app, short(sha), err)
 	}
 	return nil
+}
+
+func deleteArtifact(ctx context.Context, tx tx, app, sha string) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM artifacts WHERE app = ? AND sha = ?`, app, sha); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM artifact_chunks WHERE app = ? AND sha = ?`, app, sha)
+	return err
 }
 
 // ArtifactChecksum is the sha256 of the stored artifact of app@sha; ErrNotFound when

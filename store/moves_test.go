@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -322,6 +324,47 @@ func TestEndedRunsWaiting(t *testing.T) {
 		got, err := s.EndedRunsWaiting(ctx, "papi")
 		if err != nil || len(got) != 1 || got[0].ID != r.ID || len(got[0].Stages) != 3 {
 			t.Fatalf("ended runs waiting: %+v %v; want run %d", got, err, r.ID)
+		}
+	})
+}
+
+// A pruned release's stored artifact goes with its move to pruned, or stays with it ready.
+func TestPruneReleaseIsAllOrNothing(t *testing.T) {
+	engines(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := open(t, db)
+		path := filepath.Join(t.TempDir(), "papi.tar.gz")
+		os.WriteFile(path, []byte("a build"), 0o644)
+		if _, err := s.PutArtifact(ctx, "papi", "1a2b3c4", path); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutRelease(ctx, Release{App: "papi", SHA: "1a2b3c4", State: ReleaseReady, Artifact: path}); err != nil {
+			t.Fatal(err)
+		}
+		stored := func() string {
+			rel, err := s.Release(ctx, "papi", "1a2b3c4")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.ArtifactChecksum(ctx, "papi", "1a2b3c4")
+			return fmt.Sprintf("%s, artifact stored %v", rel.State, err == nil)
+		}
+		lift := failWrites(t, s, "UPDATE", "releases", "NEW.state = 'pruned'")
+		if err := s.PruneRelease(ctx, "papi", "1a2b3c4", "no host keeps it"); err == nil {
+			t.Fatal("a prune whose write failed succeeded")
+		}
+		if got := stored(); got != "ready, artifact stored true" {
+			t.Fatalf("a failed prune changed the store: %s", got)
+		}
+		lift()
+		if err := s.PruneRelease(ctx, "papi", "1a2b3c4", "no host keeps it"); err != nil {
+			t.Fatal(err)
+		}
+		if got := stored(); got != "pruned, artifact stored false" {
+			t.Fatalf("after the prune: %s", got)
+		}
+		if err := s.PruneRelease(ctx, "papi", "1a2b3c4", "again"); !errors.Is(err, ErrStateChanged) {
+			t.Fatalf("a pruned release pruned again: %v", err)
 		}
 	})
 }

@@ -499,10 +499,24 @@ func (s *Store) Releases(ctx context.Context, app string) ([]Release, error) {
 	return out, rows.Err()
 }
 
-// SetReleaseState moves a release to state (pruned: its artifact is gone).
-func (s *Store) SetReleaseState(ctx context.Context, app, sha string, state ReleaseState, msg string) error {
-	if _, err := s.db.ExecContext(ctx, `UPDATE releases SET state = ?, message = ? WHERE app = ? AND sha = ?`, state, msg, app, sha); err != nil {
-		return fmt.Errorf("release %s@%s -> %s: %w", app, short(sha), state, err)
+// PruneRelease records that a ready release's artifact is gone (its file deleted): its
+// stored copy (for replicas) is deleted and the release moves to pruned with msg, in one
+// transaction. A release no longer ready is left as it is (ErrStateChanged).
+func (s *Store) PruneRelease(ctx context.Context, app, sha, msg string) error {
+	err := s.tx(ctx, func(tx tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE releases SET state = ?, message = ? WHERE app = ? AND sha = ? AND state = ?`, ReleasePruned, msg, app, sha, ReleaseReady)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrStateChanged
+		}
+		return deleteArtifact(ctx, tx, app, sha)
+	})
+	if err != nil {
+		return fmt.Errorf("prune release %s@%s: %w", app, short(sha), err)
 	}
 	return nil
 }

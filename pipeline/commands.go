@@ -466,7 +466,7 @@ func (e *Engine) Unlock(ctx context.Context, who Actor, app, region string, forc
 	case l.HolderID != who.Key() && !force:
 		err = fmt.Errorf("unlock %s %s: %w by %s (%s); only they can unlock it, or use --force", app, region, ErrNotHolder, holderName(l), l.Reason)
 	default:
-		err = e.st.DeleteLock(ctx, app, region)
+		err = e.st.DeleteLock(ctx, l) // only the lock read: not one taken again meanwhile
 	}
 	args := ""
 	if force {

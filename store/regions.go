@@ -120,10 +120,20 @@ func (s *Store) PutLock(ctx context.Context, l Lock) error {
 	return nil
 }
 
-// DeleteLock removes a region's lock.
-func (s *Store) DeleteLock(ctx context.Context, app, region string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM locks WHERE app = ? AND region = ?`, app, region)
-	return err
+// DeleteLock removes a region's lock l, as it was read (Lock): a lock lifted and taken
+// again since, by someone else or with another reason, is left as it is (ErrStateChanged).
+func (s *Store) DeleteLock(ctx context.Context, l Lock) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM locks WHERE app = ? AND region = ? AND holder_id = ? AND reason = ? AND at = ?`,
+		l.App, l.Region, l.HolderID, l.Reason, l.At.UnixNano())
+	if err != nil {
+		return fmt.Errorf("unlock %s/%s: %w", l.App, l.Region, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("unlock %s/%s: %w", l.App, l.Region, err)
+	} else if n == 0 {
+		return fmt.Errorf("unlock %s/%s: the lock changed since it was read: %w", l.App, l.Region, ErrStateChanged)
+	}
+	return nil
 }
 
 // Lock returns a region's lock, or ErrNotFound.

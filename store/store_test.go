@@ -98,8 +98,23 @@ func TestALockHasOneHolder(t *testing.T) {
 		if !errors.Is(err, ErrLocked) {
 			t.Fatalf("second lock: %v", err)
 		}
-		if l, _ := s.Lock(ctx, "papi", "prod3"); l.Holder != "ada" {
+		l, _ := s.Lock(ctx, "papi", "prod3")
+		if l.Holder != "ada" {
 			t.Fatalf("holder = %q", l.Holder)
+		}
+		// An unlock of the lock as read lifts it; one read before the region was
+		// locked again lifts nothing.
+		if err := s.DeleteLock(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutLock(ctx, Lock{App: "papi", Region: "prod3", Holder: "bob", HolderID: "cli:bob", Reason: "release day"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.DeleteLock(ctx, l); !errors.Is(err, ErrStateChanged) {
+			t.Fatalf("a stale unlock: %v; want ErrStateChanged", err)
+		}
+		if l, err := s.Lock(ctx, "papi", "prod3"); err != nil || l.Holder != "bob" {
+			t.Fatalf("after a stale unlock the lock is %+v %v; want bob's", l, err)
 		}
 	})
 }

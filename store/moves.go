@@ -139,6 +139,30 @@ func (s *Store) RerunStage(ctx context.Context, runID, stageID int64, from Stage
 	return nil
 }
 
+// SucceedRun moves a run that is not finished to succeeded with msg, while none of its
+// stages waits for its region or is active in it (a re-run asked for meanwhile):
+// ErrStateChanged otherwise, and nothing changed.
+func (s *Store) SucceedRun(ctx context.Context, runID int64, msg string) error {
+	open := append(append([]StageState{}, WaitingStageStates...), ActiveStageStates...)
+	args := []any{RunSucceeded, msg, s.nowNS(), runID}
+	for _, st := range TerminalRunStates {
+		args = append(args, st)
+	}
+	args = append(append(args, runID), states(open)...)
+	res, err := s.db.ExecContext(ctx, `UPDATE runs SET state = ?, message = ?, updated_at = ? WHERE id = ? AND state NOT IN `+marks(len(TerminalRunStates))+`
+		AND NOT EXISTS (SELECT 1 FROM stages WHERE run_id = ? AND state IN `+marks(len(open))+`)`, args...)
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = ErrStateChanged
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("run %d -> %s: %w", runID, RunSucceeded, err)
+	}
+	return nil
+}
+
 // moveRun moves a run to state with msg: while in one of from, or (none given) while not
 // finished; ErrStateChanged otherwise.
 func moveRun(ctx context.Context, tx tx, runID int64, state RunState, msg string, now int64, from []RunState) error {

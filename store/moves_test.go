@@ -368,3 +368,34 @@ func TestPruneReleaseIsAllOrNothing(t *testing.T) {
 		}
 	})
 }
+
+// A run succeeds only while none of its stages waits or works: a stale scheduler that read
+// it finished before a re-run changes nothing.
+func TestSucceedRunWaitsForEveryStage(t *testing.T) {
+	engines(t, func(t *testing.T, db string) {
+		ctx := context.Background()
+		s := open(t, db)
+		r := threeStages(t, s)
+		before := runRows(t, s, r.ID)
+		if err := s.SucceedRun(ctx, r.ID, "is live in every region"); !errors.Is(err, ErrStateChanged) {
+			t.Fatalf("a run with a stage waiting succeeded: %v", err)
+		}
+		if got := runRows(t, s, r.ID); got != before {
+			t.Fatalf("a refused success changed the run:\n%s", got)
+		}
+		for _, st := range r.Stages[1:] {
+			if err := s.UpdateStage(ctx, st.ID, StageUpdate{State: StageSucceeded}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.SucceedRun(ctx, r.ID, "is live in every region"); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Run(ctx, r.ID); got.State != RunSucceeded || got.Message != "is live in every region" {
+			t.Fatalf("after the success: %s", runRows(t, s, r.ID))
+		}
+		if err := s.SucceedRun(ctx, r.ID, "again"); !errors.Is(err, ErrStateChanged) {
+			t.Fatalf("a finished run succeeded again: %v", err)
+		}
+	})
+}

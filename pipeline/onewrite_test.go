@@ -421,3 +421,40 @@ func TestStartHealsADeployNeverApproved(t *testing.T) {
 	}
 	h.storeAgreesWithHosts()
 }
+
+// A scheduler that read a run with every stage done, and writes its success after a
+// person re-ran a stage, changes nothing: the re-run goes on, and the run ends once it is
+// done.
+func TestAStaleSuccessDoesNotEndAReRun(t *testing.T) {
+	h := newHarness(t, fourRegions)
+	ctx := context.Background()
+	h.seed()
+	run := h.push("change")
+	h.waitState(run.ID, store.RunWaiting)
+	if _, err := h.eng.Promote(ctx, ada, "papi", "prod3", ""); err != nil {
+		t.Fatal(err)
+	}
+	done := h.waitState(run.ID, store.RunSucceeded)
+	h.eng.Stop()
+	stale := done
+	stale.State = store.RunRunning // as the scheduler read it, a moment before its write
+	if _, err := h.eng.Rerun(ctx, ada, run.ID, "prod4"); err != nil {
+		t.Fatal(err)
+	}
+	rerun := h.rows(run.ID)
+	if err := h.eng.scheduleRun(ctx, &h.cfg.Apps[0], &stale, map[string]int64{}, map[string]int64{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.rows(run.ID); got != rerun {
+		t.Fatalf("a stale success changed the re-run:\n%s\nit was\n%s", got, rerun)
+	}
+
+	h.start()
+	r := h.waitRun(run.ID, "re-run and succeeded", func(r store.Run) bool {
+		return r.State == store.RunSucceeded && stageOf(r, "prod4").State == store.StageSucceeded
+	})
+	if r.Message != "is live in every region" {
+		t.Fatalf("after the re-run: %s", h.rows(run.ID))
+	}
+	h.storeAgreesWithHosts()
+}

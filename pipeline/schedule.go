@@ -108,8 +108,13 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		if err != nil {
 			return err
 		}
-		return e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("%s %s %s", a.Name, short(r.SHA), what),
-			write: func(ctx context.Context) error { return e.st.SetRunState(ctx, r.ID, store.RunSucceeded, what) }})
+		// Only while no stage went back to waiting since the run was read (a re-run).
+		err = e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("%s %s %s", a.Name, short(r.SHA), what),
+			write: func(ctx context.Context) error { return e.st.SucceedRun(ctx, r.ID, what) }})
+		if errors.Is(err, store.ErrStateChanged) {
+			return nil // looked at again on the next round
+		}
+		return err
 	}
 	if n.State.Active() {
 		return nil
@@ -120,8 +125,15 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		if n.State == store.StageCancelled {
 			state = store.RunCancelled
 		}
-		return e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region,
-			write: func(ctx context.Context) error { return e.st.SetRunState(ctx, r.ID, state, n.Message) }})
+		// Only while the stage that ended it is as it was read (not re-run meanwhile).
+		err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region,
+			write: func(ctx context.Context) error {
+				return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{OnlyIf: []store.StageState{n.State}}, r.ID, state, n.Message)
+			}})
+		if errors.Is(err, store.ErrStateChanged) {
+			return nil
+		}
+		return err
 	}
 	// A deploy is a person's explicit ask: no waiting release supersedes it.
 	if newer := newestWaiting[n.Region]; newer != 0 && newer != r.ID && n.State != store.StageApproved && r.Trigger != TriggerDeploy {

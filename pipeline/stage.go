@@ -38,8 +38,12 @@ func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) error {
 	rel, err := e.st.Release(ctx, a.Name, r.SHA)
 	switch {
 	case err == nil && rel.State == store.ReleaseReady:
-		return e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("%s %s is already built", a.Name, short(r.SHA)),
-			write: func(ctx context.Context) error { return e.st.SetRunState(ctx, r.ID, store.RunRunning, "built") }})
+		err := e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("%s %s is already built", a.Name, short(r.SHA)),
+			write: func(ctx context.Context) error { return e.st.FinishBuild(ctx, r.ID, rel, "built") }})
+		if errors.Is(err, store.ErrStateChanged) {
+			return nil
+		}
+		return err
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("build %s %s: %w", a.Name, short(r.SHA), err)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -342,8 +343,11 @@ func (s *Server) cookie(c *gin.Context, name string) (string, error) {
 }
 
 // localPath is a return path after sign-in: a path of this server, never another site.
+// Browsers drop tabs and newlines from a URL and read a backslash as a slash, so a path
+// holding any control character or backslash ("/\t/evil.example" is "//evil.example") is
+// refused, not only one that starts with "//".
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsRune(p, '\\') || strings.ContainsFunc(p, unicode.IsControl) {
 		return "/"
 	}
 	return p

@@ -286,11 +286,23 @@ func TestTokenSignInSessionsAndCSRF(t *testing.T) {
 			t.Errorf("%s session signs in:\n%s", ck, page)
 		}
 	}
-	// Sign-in never sends the browser to another site.
-	for _, next := range []string{"https://evil.example/", "//evil.example/", "/\\evil.example"} {
+	// Sign-in never sends the browser to another site. Browsers drop tabs and newlines
+	// from a URL and read a backslash as a slash.
+	for _, next := range []string{"https://evil.example/", "//evil.example/", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "/\r/evil.example", "/\x00/evil.example"} {
 		if got := localPath(next); got != "/" {
 			t.Errorf("localPath(%q) = %q", next, got)
 		}
+	}
+	tok2, err := CreateToken(ctx, in.Store, "root2", RoleAdmin, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = newBrowser(t)
+	_, page = b.do("GET", base+"/signin?next="+url.QueryEscape("/\t/evil.example"), nil)
+	m = csrfField.FindStringSubmatch(page)
+	resp, _ = b.do("POST", base+"/signin/token", url.Values{"token": {tok2}, "csrf": {m[1]}, "next": {"/\t/evil.example"}})
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/" {
+		t.Errorf("sign-in asked to go on to /\\t/evil.example: %d to %q; want / (a browser reads that path as //evil.example)", resp.StatusCode, loc)
 	}
 }
 

@@ -164,7 +164,7 @@ func (s *Server) action(c *gin.Context) {
 		}
 		for _, a := range sts {
 			for _, r := range a.Regions {
-				if r.Name == f.Region && r.Production {
+				if strings.EqualFold(r.Name, f.Region) && r.Production { // commands take a region in any case
 					render(c, "confirm", confirmView{Title: "confirm", Form: f, Me: me})
 					return
 				}

@@ -405,3 +405,39 @@ type fakeListener struct{ addr net.Addr }
 func (fakeListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
 func (fakeListener) Close() error              { return nil }
 func (l fakeListener) Addr() net.Addr          { return l.addr }
+
+// signIn signs a fresh browser in with a new admin token and returns it with the
+// session's CSRF token.
+func signIn(t *testing.T, in *Instance, base, name string) (*webClient, string) {
+	t.Helper()
+	tok, err := CreateToken(t.Context(), in.Store, name, RoleAdmin, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBrowser(t)
+	_, page := b.do("GET", base+"/signin", nil)
+	b.do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrfField.FindStringSubmatch(page)[1]}})
+	_, page = b.do("GET", base+"/", nil)
+	m := csrfField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("not signed in")
+	}
+	return b, m[1]
+}
+
+// TestProductionActionsAreConfirmedWhateverTheCase: commands take a region's name in any
+// case, and so a dashboard action on PROD3 is confirmed first like one on prod3.
+func TestProductionActionsAreConfirmedWhateverTheCase(t *testing.T) {
+	t.Parallel()
+	in, base := dashboardServer(t, nil)
+	b, csrf := signIn(t, in, base, "root")
+	for _, region := range []string{"prod3", "PROD3", "Prod3"} {
+		resp, page := b.do("POST", base+"/actions", url.Values{"csrf": {csrf}, "action": {"lock"}, "app": {"papi"}, "region": {region}, "reason": {"db migration"}})
+		if resp.StatusCode != 200 || !strings.Contains(page, `id="confirm"`) {
+			t.Errorf("lock %s: %d without a confirmation page", region, resp.StatusCode)
+		}
+		if l, err := in.Store.Lock(t.Context(), "papi", "prod3"); err == nil {
+			t.Fatalf("lock %s unconfirmed locked prod3: %+v", region, l)
+		}
+	}
+}

@@ -371,6 +371,15 @@ func TestLogsNeedSignInBeyondLoopback(t *testing.T) {
 	if resp, _ := anon.do("GET", base+"/api/audit", nil); resp.StatusCode != 401 {
 		t.Errorf("anonymous /api/audit: %d", resp.StatusCode)
 	}
+	// The list of runs is open, without the stages' test output and who approved them.
+	if resp, page := anon.do("GET", base+"/api/runs?limit=500", nil); resp.StatusCode != 200 || !strings.Contains(page, `"App":"papi"`) || strings.Contains(page, "TestSearch") || strings.Contains(page, `"ApprovedByID":"github`) {
+		t.Errorf("anonymous /api/runs: %d\n%s", resp.StatusCode, page)
+	}
+	for _, limit := range []string{"0", "-1", "abc", "1001"} {
+		if resp, page := anon.do("GET", base+"/api/runs?limit="+limit, nil); resp.StatusCode != 400 || !strings.Contains(page, "expected a number of runs from 1 to 1000") {
+			t.Errorf("/api/runs?limit=%s: %d %s; want 400", limit, resp.StatusCode, page)
+		}
+	}
 	in.Engine.Audit(t.Context(), pipeline.Actor{ID: "github:7", Name: "bob", Via: "github"}, "rollback", "papi", "prod3", "", "", "refused", "bob may not roll back papi/prod3")
 	if resp, page := anon.do("GET", base+"/", nil); resp.StatusCode != 200 || !strings.Contains(page, "papi") || strings.Contains(page, "bob may not") || !strings.Contains(page, "Who did what is shown once you") {
 		t.Errorf("overview: %d; want the regions without the audit log", resp.StatusCode)
@@ -390,6 +399,9 @@ func TestLogsNeedSignInBeyondLoopback(t *testing.T) {
 	anon.do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrfField.FindStringSubmatch(page)[1]}})
 	if resp, page := anon.do("GET", base+"/runs/1", nil); resp.StatusCode != 200 || !strings.Contains(page, "TestSearch") {
 		t.Errorf("run page signed in: %d", resp.StatusCode)
+	}
+	if resp, page := anon.do("GET", base+"/api/runs", nil); resp.StatusCode != 200 || !strings.Contains(page, "TestSearch") {
+		t.Errorf("/api/runs signed in: %d; want the test output", resp.StatusCode)
 	}
 	if resp, page := anon.do("GET", base+"/audit", nil); resp.StatusCode != 200 || !strings.Contains(page, "sign in") {
 		t.Errorf("audit page signed in: %d", resp.StatusCode)

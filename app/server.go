@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -190,12 +191,31 @@ func (s *Server) apiStatus(c *gin.Context) {
 	c.JSON(http.StatusOK, st)
 }
 
+// maxRunsListed is the most runs GET /api/runs answers at once.
+const maxRunsListed = 1000
+
+// apiRuns lists runs, newest first. Beyond loopback, a caller who is not signed in gets
+// them without what only a signed-in caller reads (GET /api/runs/N): each stage's test
+// output, who approved it and who started the run.
 func (s *Server) apiRuns(c *gin.Context) {
-	limit, _ := strconv.Atoi(c.DefaultQuery("limit", "50"))
+	limit, err := strconv.Atoi(c.DefaultQuery("limit", "50"))
+	if err != nil || limit < 1 || limit > maxRunsListed {
+		c.JSON(http.StatusBadRequest, gin.H{"error": fmt.Sprintf("limit %q: expected a number of runs from 1 to %d", c.Query("limit"), maxRunsListed)})
+		return
+	}
 	runs, err := s.eng.Runs(c.Request.Context(), c.Query("app"), c.Query("active") == "1", limit)
 	if err != nil {
 		c.JSON(http.StatusInternalServerError, gin.H{"error": err.Error()})
 		return
+	}
+	if !s.mayReadPrivate(c) {
+		for i := range runs {
+			runs[i].Actor = ""
+			for j := range runs[i].Stages {
+				st := &runs[i].Stages[j]
+				st.Tests, st.ApprovedBy, st.ApprovedByID, st.ApprovedVia = "", "", "", ""
+			}
+		}
 	}
 	c.JSON(http.StatusOK, runs)
 }

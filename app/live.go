@@ -299,7 +299,23 @@ func (l *Live) endOnShutdown(r *http.Request) {
 
 // ServeEvents streams events to one browser until it leaves, falls behind or the server
 // shuts down.
-func (l *Live) ServeEvents(c *gin.Context) {
+func (l *Live) ServeEvents(c *gin.Context) { l.serveEvents(c, true) }
+
+// withoutLogs is an event as a browser that may not read the run's log receives it: no
+// log line at all (ok false), and no message, only what its page refreshes by.
+func withoutLogs(data []byte) ([]byte, bool) {
+	var ev liveEvent
+	if json.Unmarshal(data, &ev) != nil || ev.Kind == string(pipeline.Logged) {
+		return nil, false
+	}
+	ev.Message = ""
+	out, err := json.Marshal(ev)
+	return out, err == nil
+}
+
+// serveEvents is ServeEvents; full false leaves the run's log lines and the events'
+// messages out (withoutLogs).
+func (l *Live) serveEvents(c *gin.Context, full bool) {
 	l.endOnShutdown(c.Request)
 	if !l.waitReady(c.Request.Context()) {
 		c.String(http.StatusServiceUnavailable, "live updates unavailable: not subscribed to the database's live messages")
@@ -322,6 +338,11 @@ func (l *Live) ServeEvents(c *gin.Context) {
 		case data, ok := <-events:
 			if !ok {
 				return
+			}
+			if !full {
+				if data, ok = withoutLogs(data); !ok {
+					continue
+				}
 			}
 			if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
 				return

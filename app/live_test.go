@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -159,5 +160,51 @@ func TestEventStreamShowsAnotherReplicasTransition(t *testing.T) {
 	}
 	if b.Server.live.Sent() == 0 || a.Server.live.Lost() != 0 {
 		t.Errorf("B sent %d events, A lost %d; seen %v", b.Server.live.Sent(), a.Server.live.Lost(), seen)
+	}
+}
+
+// TestEventStreamBeyondLoopbackKeepsTheLogToSignedInCallers: on a server reachable beyond
+// loopback, an anonymous stream gets no line of a run's log and no event's message (the
+// run's log needs sign-in there); a signed-in caller's stream gets both.
+func TestEventStreamBeyondLoopbackKeepsTheLogToSignedInCallers(t *testing.T) {
+	t.Parallel()
+	in := openTest(t)
+	in.Server.notePrivate(fakeListener{&net.TCPAddr{IP: net.IPv4zero}})
+	srv := httptest.NewServer(in.Server.Handler())
+	defer srv.Close()
+	tok, err := CreateToken(t.Context(), in.Store, "ci", RoleMember, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	open := func(headers ...string) *bufio.Reader {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/api/events", nil)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		r := bufio.NewReader(resp.Body)
+		if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "retry:") {
+			t.Fatalf("first line %q, want the retry hint", line)
+		}
+		return r
+	}
+	anon, signed := open(), open("Authorization", "Bearer "+tok)
+	in.Server.live.Notify(ctx, pipeline.Event{Kind: pipeline.Logged, App: "papi", Run: store.Run{ID: 7}, Message: "secret build output"})
+	in.Server.live.Notify(ctx, pipeline.Event{Kind: pipeline.StageChanged, App: "papi", Region: "sandbox1", Run: store.Run{ID: 7}, Message: "FAIL TestSearch: secret test output"})
+	if data := readEvent(t, anon); !strings.Contains(data, `"kind":"stage.changed"`) || strings.Contains(data, "secret") || !strings.Contains(data, `"run":7`) {
+		t.Errorf("anonymous stream's first event %s; want the stage's change without its message (and no log line)", data)
+	}
+	if data := readEvent(t, signed); !strings.Contains(data, `"kind":"log"`) || !strings.Contains(data, "secret build output") {
+		t.Errorf("signed-in stream's first event %s; want the log line", data)
+	}
+	if data := readEvent(t, signed); !strings.Contains(data, "secret test output") {
+		t.Errorf("signed-in stream's second event %s; want the stage's message", data)
 	}
 }

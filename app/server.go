@@ -80,7 +80,7 @@ func NewServer(eng engine, m *metrics.Metrics, command CommandFunc, log *slog.Lo
 	s.router.GET("/ui/runs/:id/log", s.private, s.runLogFragment)
 	s.router.GET("/ui/audit", s.private, s.auditFragment)
 	s.router.GET("/assets/:name", asset)
-	api.GET("/events", s.live.ServeEvents)
+	api.GET("/events", func(c *gin.Context) { s.live.serveEvents(c, s.mayReadPrivate(c)) })
 	s.signInRoutes(s.router)
 	s.router.POST("/actions", s.action)
 	for _, m := range mounts {

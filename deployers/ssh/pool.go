@@ -15,21 +15,39 @@ import (
 )
 
 // pool keeps one SSH client per (address, credentials), dialled on first use and again
-// after it drops.
+// after it drops. A dial is shared by every caller that needs the connection meanwhile and
+// belongs to none of them: it runs under the pool's own context, bounded by dialTimeout,
+// and each caller waits for it only as long as its own context lets it, so a caller with a
+// short deadline that gives up cuts no dial the others wait for.
 type pool struct {
-	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
-	mu    sync.Mutex
-	conns map[string]*pooled
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	ctx    context.Context // ends with closeAll, and with it every dial under way
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	conns  map[string]*pooled
 }
 
 type pooled struct {
-	mu     sync.Mutex // held while dialling, so one host is dialled once
-	client *ssh.Client
-	dead   chan struct{} // closed when client's connection ends
+	mu      sync.Mutex
+	client  *ssh.Client
+	dead    chan struct{} // closed when client's connection ends
+	dialing *dialing      // the dial under way, nil when none
 }
 
+// dialing is one dial of a pooled connection; done is closed once client or err is set.
+type dialing struct {
+	done   chan struct{}
+	client *ssh.Client
+	err    error
+}
+
+// dialTimeout bounds one shared dial, its retries included; each caller's own context
+// bounds only its wait for it.
+const dialTimeout = time.Minute
+
 func newPool(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *pool {
-	return &pool{dial: dial, conns: map[string]*pooled{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &pool{dial: dial, ctx: ctx, cancel: cancel, conns: map[string]*pooled{}}
 }
 
 // target is where a host's connection goes.
@@ -60,7 +78,8 @@ func parseAddress(addr string, s Settings) (target, error) {
 	return t, nil
 }
 
-// get returns the live client for t, dialling when there is none.
+// get returns the live client for t, dialling when there is none, or waiting for the dial
+// under way. It gives up when ctx ends; the dial goes on for the others.
 func (p *pool) get(ctx context.Context, t target) (*ssh.Client, error) {
 	p.mu.Lock()
 	e := p.conns[t.key()]
@@ -70,23 +89,51 @@ func (p *pool) get(ctx context.Context, t target) (*ssh.Client, error) {
 	}
 	p.mu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.client != nil {
 		select {
 		case <-e.dead:
 			e.client = nil
 		default:
-			return e.client, nil
+			c := e.client
+			e.mu.Unlock()
+			return c, nil
 		}
 	}
-	c, err := p.dialRetry(ctx, t)
-	if err != nil {
-		return nil, err
+	d := e.dialing
+	if d == nil {
+		d = &dialing{done: make(chan struct{})}
+		e.dialing = d
+		go p.dialFor(e, d, t)
 	}
-	e.client, e.dead = c, make(chan struct{})
-	go func(c *ssh.Client, dead chan struct{}) { c.Wait(); close(dead) }(c, e.dead)
-	go keepalive(c, e.dead)
-	return c, nil
+	e.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.client, d.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("connect to %s@%s: %w", t.user, t.hostport, ctx.Err())
+	}
+}
+
+// dialFor carries out dial d of e's connection under the pool's context and dialTimeout,
+// and makes the client it gets e's pooled one.
+func (p *pool) dialFor(e *pooled, d *dialing, t target) {
+	ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)
+	defer cancel()
+	c, err := p.dialRetry(ctx, t)
+	e.mu.Lock()
+	e.dialing = nil
+	if err == nil && p.ctx.Err() != nil { // closeAll ran meanwhile
+		c.Close()
+		c, err = nil, fmt.Errorf("connect to %s@%s: %w", t.user, t.hostport, net.ErrClosed)
+	}
+	if err == nil {
+		e.client, e.dead = c, make(chan struct{})
+		go func(c *ssh.Client, dead chan struct{}) { c.Wait(); close(dead) }(c, e.dead)
+		go keepalive(c, e.dead)
+	}
+	d.client, d.err = c, err
+	close(d.done)
+	e.mu.Unlock()
 }
 
 // Keepalive timing: a pooled connection that does not answer a keepalive within
@@ -136,6 +183,7 @@ func (p *pool) drop(t target, c *ssh.Client) {
 }
 
 func (p *pool) closeAll() {
+	p.cancel()
 	p.mu.Lock()
 	conns := p.conns
 	p.conns = map[string]*pooled{}

@@ -32,8 +32,10 @@
 //
 // One SSH connection per address (user@host:port) is kept open and reused for upload,
 // switch, tests and rollback, so a rollback costs a round trip or two rather than fresh
-// logins. A keepalive closes a connection that stops answering; a dropped connection is
-// redialled on the next call. Hosts need a POSIX sh, GNU coreutils, tar and mkfifo.
+// logins. A dial is shared by every call that needs the connection meanwhile and is
+// bounded by its own time limit, not by any one call's: a call whose context ends stops
+// waiting for it, and the others still get the connection. A keepalive closes a
+// connection that stops answering; a dropped connection is redialled on the next call. Hosts need a POSIX sh, GNU coreutils, tar and mkfifo.
 package ssh
 
 import (

@@ -9,9 +9,7 @@ import (
 
 // switchScript marks the release as the most recently used (for pruning), points
 // `previous` at the old release and renames a fresh symlink over `current` (rename is
-// atomic); it leaves the links' targets in $cur and $prev for pruneBody. The restart
-// command and the prune may be appended. Exit 64: the release is not on the host.
-// Args: base, sha.
+// atomic). Exit 64: the release is not on the host. Args: base, sha.
 const switchScript = `set -e
 cd %[1]s
 if [ ! -f releases/%[2]s/.immunity-release ]; then
@@ -20,18 +18,13 @@ if [ ! -f releases/%[2]s/.immunity-release ]; then
 fi
 touch releases/%[2]s/.immunity-release
 cur=$(readlink current 2>/dev/null || true)
-prev=
 if [ "$cur" != releases/%[2]s ]; then
 	if [ -n "$cur" ]; then
 		ln -sfn "$cur" .previous.tmp
 		mv -fT .previous.tmp previous
-		prev=$cur
 	fi
 	ln -sfn releases/%[2]s .current.tmp
 	mv -fT .current.tmp current
-	cur=releases/%[2]s
-else
-	prev=$(readlink previous 2>/dev/null || true)
 fi
 `
 
@@ -73,14 +66,16 @@ if [ -d releases ]; then
 fi
 `
 
-// pruneScript is pruneBody on its own, after the health check. Args: base, keep.
+// pruneScript is pruneBody after reading the links. Args: base, keep.
 const pruneScript = `cd %s || exit 0
 cur=$(readlink current 2>/dev/null || true)
 prev=$(readlink previous 2>/dev/null || true)
 ` + pruneBody
 
 // Activate switches h to release sha, restarts the app, waits for the health check and
-// prunes old releases.
+// prunes old releases. The switch, the restart and the prune are each a command of their
+// own, each begun only once the context's fence (deployers.WithFence) lets it: a server
+// paused in the middle of Activate that lost the app meanwhile changes nothing more.
 func (d *Deployer) Activate(ctx context.Context, h deployers.Host, sha string) error {
 	if err := d.activate(ctx, h, sha); err != nil {
 		return fmt.Errorf("activate %s@%s on %s: %w", h.App, short(sha), h, err)
@@ -98,39 +93,11 @@ func (d *Deployer) activate(ctx context.Context, h deployers.Host, sha string) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	sw, err := d.switchCommand(h, s, sha)
-	if err != nil {
+	if err := d.switchTo(ctx, h, t, sha); err != nil {
 		return err
 	}
-	keep := fmt.Sprint(s.Keep)
-	healthCheck := len(s.HealthCommand) > 0 || (s.HealthPath != "" && h.URL != "")
-	if !healthCheck {
-		// Nothing to wait for: switch, restart and prune in one round trip.
-		sw += fmt.Sprintf(pruneBody, shellQuote(keep))
-	}
-	err = d.pool.run(ctx, t, command{script: sw})
-	switch exitCode(err) {
-	case 64:
-		return deployers.ErrNotFound
-	case 66:
-		return fmt.Errorf("restart: %w", err)
-	}
-	if err != nil {
-		return fmt.Errorf("switch current: %w", err)
-	}
-	if !healthCheck {
-		d.log.InfoContext(ctx, "release active", "app", h.App, "region", h.Region, "host", h.Name, "sha", sha)
-		return nil
-	}
-	if err := d.waitHealthy(ctx, h, s, t); err != nil {
+	if err := d.restartOn(ctx, h, s, t); err != nil {
 		return err
-	}
-	prune, err := script(pruneScript, h.Base, keep)
-	if err != nil {
-		return err
-	}
-	if err := d.pool.run(ctx, t, command{script: prune}); err != nil {
-		return fmt.Errorf("prune old releases: %w", err)
 	}
 	d.log.InfoContext(ctx, "release active", "app", h.App, "region", h.Region, "host", h.Name, "sha", sha)
 	return nil
@@ -155,13 +122,24 @@ func (d *Deployer) switchOnly(ctx context.Context, h deployers.Host, sha string)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
+	return d.switchTo(ctx, h, t, sha)
+}
+
+// switchTo runs the switch on the host, once the fence lets it.
+func (d *Deployer) switchTo(ctx context.Context, h deployers.Host, t target, sha string) error {
 	sw, err := script(switchScript, h.Base, sha)
 	if err != nil {
 		return err
 	}
-	err = d.pool.run(ctx, t, command{script: sw})
-	if exitCode(err) == 64 {
+	err = d.pool.run(ctx, t, command{script: sw, change: true})
+	switch {
+	case exitCode(err) == 64:
 		return deployers.ErrNotFound
+	case err != nil && !refusedByFence(err):
+		return fmt.Errorf("switch current: %w", err)
+	}
+	if err == nil {
+		d.log.InfoContext(ctx, "switched current", "app", h.App, "region", h.Region, "host", h.Name, "sha", sha)
 	}
 	return err
 }
@@ -181,7 +159,8 @@ export IMMUNITY_RELEASE
 `
 
 // Restart runs the region's restart command in h's current release, waits for the
-// health check and prunes old releases.
+// health check and prunes old releases; the restart and the prune each begin only once
+// the context's fence lets them.
 func (d *Deployer) Restart(ctx context.Context, h deployers.Host) error {
 	if err := d.restart(ctx, h); err != nil {
 		return fmt.Errorf("restart %s on %s: %w", h.App, h, err)
@@ -196,6 +175,14 @@ func (d *Deployer) restart(ctx context.Context, h deployers.Host) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
+	return d.restartOn(ctx, h, s, t)
+}
+
+// restartOn runs the restart command in the host's current release (once the fence lets
+// it), waits for the health check, then prunes old releases (once the fence lets it). A
+// prune that fails is only logged: the release is live and healthy, and the next prune
+// tries again; a prune the fence refuses answers the fence's error.
+func (d *Deployer) restartOn(ctx context.Context, h deployers.Host, s Settings, t target) error {
 	sc, err := script(restartScript, h.Base)
 	if err != nil {
 		return err
@@ -211,46 +198,30 @@ func (d *Deployer) restart(ctx context.Context, h deployers.Host) error {
 		}
 		sc += fmt.Sprintf(restartTail, line)
 	}
-	healthCheck := len(s.HealthCommand) > 0 || (s.HealthPath != "" && h.URL != "")
-	keep := fmt.Sprint(s.Keep)
-	if !healthCheck {
-		sc += fmt.Sprintf(pruneBody, shellQuote(keep))
-	}
-	err = d.pool.run(ctx, t, command{script: sc})
+	err = d.pool.run(ctx, t, command{script: sc, change: true})
 	switch exitCode(err) {
 	case 64:
 		return deployers.ErrNotFound
 	case 66:
 		return fmt.Errorf("restart: %w", err)
 	}
-	if err != nil || !healthCheck {
-		return err
-	}
-	if err := d.waitHealthy(ctx, h, s, t); err != nil {
-		return err
-	}
-	prune, err := script(pruneScript, h.Base, keep)
 	if err != nil {
 		return err
 	}
-	if err := d.pool.run(ctx, t, command{script: prune}); err != nil {
-		return fmt.Errorf("prune old releases: %w", err)
+	if len(s.HealthCommand) > 0 || (s.HealthPath != "" && h.URL != "") {
+		if err := d.waitHealthy(ctx, h, s, t); err != nil {
+			return err
+		}
+	}
+	prune, err := script(pruneScript, h.Base, fmt.Sprint(s.Keep))
+	if err != nil {
+		return err
+	}
+	if err := d.pool.run(ctx, t, command{script: prune, change: true}); err != nil {
+		if refusedByFence(err) {
+			return err
+		}
+		d.log.WarnContext(ctx, "prune old releases", "app", h.App, "region", h.Region, "host", h.Name, "err", err)
 	}
 	return nil
-}
-
-func (d *Deployer) switchCommand(h deployers.Host, s Settings, sha string) (string, error) {
-	sw, err := script(switchScript, h.Base, sha)
-	if err != nil || len(s.Restart) == 0 {
-		return sw, err
-	}
-	env, err := envArgs(map[string]string{"IMMUNITY_RELEASE": sha, "IMMUNITY_BASE": h.Base, "IMMUNITY_HOST": h.Name})
-	if err != nil {
-		return "", err
-	}
-	line, err := shellJoin(append(append([]string{"env"}, env...), s.Restart...))
-	if err != nil {
-		return "", fmt.Errorf("restart command: %w", err)
-	}
-	return sw + fmt.Sprintf(restartTail, line), nil
 }

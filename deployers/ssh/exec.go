@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/internal/wait"
 )
 
@@ -42,6 +43,21 @@ type command struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer // also captured (the tail) for the error
+	// change: the command changes the host, so it is started only once the context's
+	// fence (deployers.CheckFence) lets it, checked right before it starts.
+	change bool
+}
+
+// fenceRefusal is the answer of a fence that refused a command: nothing was started.
+type fenceRefusal struct{ err error }
+
+func (f *fenceRefusal) Error() string { return f.err.Error() }
+func (f *fenceRefusal) Unwrap() error { return f.err }
+
+// refusedByFence reports whether err is a fence's refusal of a command.
+func refusedByFence(err error) bool {
+	var f *fenceRefusal
+	return errors.As(err, &f)
 }
 
 // run runs c on t's pooled connection. A session the server refuses (at its MaxSessions
@@ -74,6 +90,14 @@ func (p *pool) run(ctx context.Context, t target, c command) error {
 		default:
 			p.drop(t, client)
 			return fmt.Errorf("open session on %s: %w", t.hostport, err)
+		}
+		if c.change {
+			// Right before the command starts, after any wait for the connection or a
+			// session: a server paused meanwhile may have lost the work.
+			if err := deployers.CheckFence(ctx); err != nil {
+				sess.Close()
+				return &fenceRefusal{err}
+			}
 		}
 		err = runSession(ctx, sess, c)
 		var r *remoteError

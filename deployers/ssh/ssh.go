@@ -10,7 +10,8 @@
 //
 // Upload streams the artifact over the connection into a folder of its own attempt
 // (a random token in its name), checks its sha256 on the host (openssl when present, else
-// sha256sum), unpacks it, writes the marker and renames the folder to releases/<sha>. A
+// sha256sum), unpacks it and writes the marker; a second command renames the folder to
+// releases/<sha>. A
 // command whose connection was cut keeps running on the host until it notices, so attempts
 // of one release may overlap there: each removes only its own folders, and a complete copy
 // another attempt already put in place is kept. A release whose marker already holds the
@@ -21,9 +22,14 @@
 // Activate marks the release as the most recently used, points `previous` at the old
 // release and renames a new symlink over `current` (atomic), runs the region's restart
 // command in the new release, waits for the health check, then prunes releases beyond the
-// keep limit, never the live or previous one. With no health check, switch, restart and
-// prune are one round trip. Rollback is Activate of an older release; the engine calls it
-// for every host of a region in parallel.
+// keep limit, never the live or previous one. Rollback is Activate of an older release;
+// the engine calls it for every host of a region in parallel.
+//
+// Every command that changes a host (receiving an upload, putting it in place, the switch,
+// the restart command, the prune) is a command of its own, started only once the
+// context's fence (deployers.WithFence) lets it, checked right before it starts: a server
+// paused in the middle of a call that lost the app meanwhile changes nothing more on the
+// host (what the host already runs of a command finishes there).
 //
 // Every remote command is a fixed template of this package whose arguments are all
 // single-quoted (see script); no text from a config, commit or user is ever placed in a

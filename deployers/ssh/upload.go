@@ -20,17 +20,15 @@ const presentScript = `test "$(cat %[1]s/releases/%[2]s/.immunity-release 2>/dev
 
 // uploadScript receives the release on stdin into a folder of its own attempt,
 // releases/.<sha>.<token>.tmp, checks its sha256 (openssl when present: several times
-// faster than sha256sum), unpacks it, writes the marker and renames the folder to
-// releases/<sha>. Attempts of one release may overlap on a host: a command whose
-// connection was cut goes on until it notices, and a retry may already be running beside
-// it. So each attempt touches only its own folders (removed on the way out by an EXIT
-// trap; on a checksum mismatch before the message, which a cut connection's closed stderr
-// may not let a shell survive), and the rename into place never goes into or over a
-// complete copy another attempt put there first: that copy is kept and this one dropped. A
-// folder under the release's name that is not a complete copy of this artifact is renamed
-// aside first, then replaced. The script first deletes uploads abandoned over an hour ago.
-// Exit 65 means the checksum did not match. (Writing the file and reading it back costs
-// less CPU than hashing and unpacking the stream through tee and a fifo.)
+// faster than sha256sum), unpacks it and writes the marker; placeScript then puts it in
+// place, a command of its own so that the fence is checked right before it. Attempts of
+// one release may overlap on a host: a command whose connection was cut goes on until it
+// notices, and a retry may already be running beside it. So each attempt touches only its
+// own folders (removed on the way out by an EXIT trap unless the folder is complete; on a
+// checksum mismatch before the message, which a cut connection's closed stderr may not let
+// a shell survive). The script first deletes uploads abandoned over an hour ago. Exit 65
+// means the checksum did not match. (Writing the file and reading it back costs less CPU
+// than hashing and unpacking the stream through tee and a fifo.)
 // Args: base, sha, sha256 of the stream, marker checksum, tar flags (-xzf or -xf), token.
 const uploadScript = `set -e
 umask 022
@@ -41,9 +39,8 @@ want=%[3]s
 sum=%[4]s
 tok=%[6]s
 tmp=".$sha.$tok.tmp"
-old=".$sha.$tok.old.tmp"
 find . -mindepth 1 -maxdepth 1 -name '*.tmp' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
-trap 'rm -rf "$tmp" "$old"' EXIT
+trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp"
 cat > "$tmp/.immunity-upload"
 if command -v openssl >/dev/null 2>&1; then
@@ -60,7 +57,28 @@ fi
 tar -b 256 %[5]s "$tmp/.immunity-upload" -C "$tmp" --no-same-owner
 rm -f "$tmp/.immunity-upload"
 printf '%%s\n' "$sum" > "$tmp/.immunity-release"
+trap - EXIT
+`
+
+// placeScript renames an attempt's complete folder (uploadScript) to releases/<sha>. The
+// rename never goes into or over a complete copy another attempt put there first: that
+// copy is kept and this one dropped. A folder under the release's name that is not a
+// complete copy of this artifact is renamed aside first, then replaced. The attempt's
+// folders are removed on the way out. Args: base, sha, marker checksum, token.
+const placeScript = `set -e
+cd %[1]s/releases
+sha=%[2]s
+sum=%[3]s
+tok=%[4]s
+tmp=".$sha.$tok.tmp"
+old=".$sha.$tok.old.tmp"
+trap 'rm -rf "$tmp" "$old"' EXIT
 complete() { [ "$(cat "$sha/.immunity-release" 2>/dev/null)" = "$sum" ]; }
+if [ ! -f "$tmp/.immunity-release" ]; then
+	complete && exit 0
+	echo "immunity: the upload of release $sha is gone from the host" >&2
+	exit 1
+fi
 if ! mv -T "$tmp" "$sha" 2>/dev/null && ! complete; then
 	mv -T "$sha" "$old" 2>/dev/null || true
 	if ! mv -T "$tmp" "$sha" && ! complete; then
@@ -68,6 +86,13 @@ if ! mv -T "$tmp" "$sha" 2>/dev/null && ! complete; then
 		exit 1
 	fi
 fi
+`
+
+// dropScript removes an attempt's folder that was not put in place. Args: base, sha, token.
+const dropScript = `cd %[1]s/releases || exit 0
+sha=%[2]s
+tok=%[3]s
+rm -rf ".$sha.$tok.tmp"
 `
 
 // Upload places rel under BASE/releases/<sha> on h, unless a verified copy is there.
@@ -124,7 +149,20 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 	if err != nil {
 		return err
 	}
-	if err := d.pool.run(ctx, t, command{script: up, stdin: f}); err != nil {
+	if err := d.pool.run(ctx, t, command{script: up, stdin: f, change: true}); err != nil {
+		return err
+	}
+	place, err := script(placeScript, h.Base, rel.SHA, rel.Checksum, tok)
+	if err != nil {
+		return err
+	}
+	if err := d.pool.run(ctx, t, command{script: place, change: true}); err != nil {
+		if refusedByFence(err) {
+			// Only this attempt's own folder is left to remove: no change of the host.
+			if drop, derr := script(dropScript, h.Base, rel.SHA, tok); derr == nil {
+				d.pool.run(ctx, t, command{script: drop})
+			}
+		}
 		return err
 	}
 	d.log.InfoContext(ctx, "release uploaded", "app", h.App, "region", h.Region, "host", h.Name, "sha", rel.SHA)

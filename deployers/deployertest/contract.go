@@ -28,6 +28,8 @@ func Run(t *testing.T, h Harness) {
 		{"SecondReleaseAndRollback", testRollback},
 		{"SwitchThenRestart", testSwitchThenRestart},
 		{"KeepPruning", testKeepPruning},
+		{"PruneCutPartWay", testPruneCutPartWay},
+		{"PruneKeepsTheLinkedReleases", testPruneKeepsTheLinkedReleases},
 		{"CrashBetweenUploadAndSwitch", testCrashLeftovers},
 		{"ActivateMissing", testActivateMissing},
 		{"FailingHealthCheck", testFailingHealth},

@@ -12,7 +12,11 @@
 //   - a second Upload of the same release unpacks nothing again;
 //   - Activate of a second release sets `previous` to the first; Activate of `previous`
 //     (rollback) brings the old release back;
-//   - pruning keeps Keep releases and never the live or previous one (rule below);
+//   - pruning keeps Keep releases and never the live or previous one (rule below), however
+//     their links are written (an absolute path too);
+//   - a prune whose removal of a release stops part-way (its marker cannot be deleted)
+//     leaves no half release that is listed, can be switched to, or holds a marker without
+//     the release's files; the next Upload deletes what it left;
 //   - crash leftovers (releases/<sha>.tmp-x, a releases/<sha> without its completion
 //     marker) are not listed, cannot be activated (ErrNotFound), leave `current` alone,
 //     and a retried Upload and Activate succeeds;

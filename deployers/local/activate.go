@@ -122,7 +122,10 @@ func (d *Deployer) switchTo(ctx context.Context, h deployers.Host, sha string) e
 }
 
 // prune keeps current, previous and the most recently used other releases up to Keep,
-// and removes what crashes left behind (temporary folders and links, incomplete releases).
+// and removes what crashes left behind (temporary folders and links, incomplete releases,
+// releases whose removal was cut part-way). A release is renamed aside before it is
+// deleted (removeRelease), so a prune cut part-way leaves no half release behind. The
+// releases current and previous point at are kept whatever they hold.
 func (d *Deployer) prune(ctx context.Context, h deployers.Host) error {
 	rels, err := listReleases(h.Base)
 	if err != nil {
@@ -143,17 +146,22 @@ func (d *Deployer) prune(ctx context.Context, h deployers.Host) error {
 	}
 	var errs []error
 	for _, ent := range entries {
-		if keep[ent.Name()] {
+		name := ent.Name()
+		if keep[name] || name == cur || name == prev {
 			continue
 		}
 		if err := deployers.CheckFence(ctx); err != nil {
 			return err
 		}
-		if err := os.RemoveAll(filepath.Join(h.Base, releasesDir, ent.Name())); err != nil {
+		remove := removeRelease
+		if !isReleaseName(name) { // an upload's leftover or trash: never a release
+			remove = func(base, name string) error { return os.RemoveAll(filepath.Join(base, releasesDir, name)) }
+		}
+		if err := remove(h.Base, name); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		d.hostLog(h).InfoContext(ctx, "pruned", "entry", ent.Name())
+		d.hostLog(h).InfoContext(ctx, "pruned", "entry", name)
 	}
 	if err := deployers.CheckFence(ctx); err != nil {
 		return errors.Join(append(errs, err)...)

@@ -22,6 +22,10 @@ const (
 	logFile     = "app.log"
 	pidFile     = "app.pid"
 	tmpInfix    = ".tmp-"
+	// trashInfix names a release folder set aside to be removed: .<sha>.trash-<random>.
+	// A name starting with a dot is never a release, so no reader takes a folder that is
+	// half removed for one.
+	trashInfix = ".trash-"
 )
 
 func releasePath(base, sha string) string { return filepath.Join(base, releasesDir, sha) }
@@ -59,6 +63,45 @@ func switchLink(base, name, sha string) error {
 	return nil
 }
 
+// isReleaseName reports whether an entry of releases/ may be a release: not an upload in
+// progress (<sha>.tmp-x) nor a folder set aside to be removed (.<sha>.trash-x).
+func isReleaseName(name string) bool {
+	return !strings.HasPrefix(name, ".") && !strings.Contains(name, tmpInfix)
+}
+
+// removeRelease removes releases/<name> so that no reader ever finds it half removed: it
+// is first renamed aside under a name that is no release (atomic), then deleted. A removal
+// cut part-way leaves only that trash folder, which a later prune or upload deletes.
+func removeRelease(base, name string) error {
+	dir := filepath.Join(base, releasesDir, name)
+	trash := filepath.Join(base, releasesDir, "."+name+trashInfix+randomSuffix())
+	if err := os.Rename(dir, trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
+// removeTrash deletes what removals cut part-way left in releases/ (.<sha>.trash-x).
+func removeTrash(base string) error {
+	entries, err := os.ReadDir(filepath.Join(base, releasesDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), trashInfix) {
+			errs = append(errs, os.RemoveAll(filepath.Join(base, releasesDir, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func randomSuffix() string {
 	b := make([]byte, 6)
 	rand.Read(b)
@@ -87,7 +130,7 @@ func listReleases(base string) ([]string, error) {
 	}
 	var rels []rel
 	for _, e := range entries {
-		if !e.IsDir() || strings.Contains(e.Name(), tmpInfix) {
+		if !e.IsDir() || !isReleaseName(e.Name()) {
 			continue
 		}
 		fi, err := os.Stat(filepath.Join(base, releasesDir, e.Name(), markerFile))

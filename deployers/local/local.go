@@ -16,7 +16,9 @@
 // rm + ln), stops the old process group (SIGTERM, SIGKILL after 5s), starts Options.Run in
 // the release folder in a new process group (so it outlives a crash of Immunity), and waits
 // for its health check. Then it prunes releases beyond Options.Keep, never the live or
-// previous one. A failed health check leaves `current` on the failed release with its app
+// previous one (whatever they hold): each is renamed aside to releases/.<sha>.trash-<random>
+// first, then deleted, so a prune cut part-way never leaves a folder that looks like a
+// release but misses files; the next prune or upload deletes such leftovers. A failed health check leaves `current` on the failed release with its app
 // stopped: the engine decides to roll back (Activate of the previous release).
 //
 // One Deployer serves one app. Calls on different hosts run concurrently; calls on the same

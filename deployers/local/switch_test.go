@@ -110,3 +110,40 @@ func TestKeepSet(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneNeverTakesTheLinkedReleases: the releases current and previous point at are
+// kept by a prune whatever they hold, even a folder whose marker is missing or empty,
+// while complete releases beyond Keep go.
+func TestPruneNeverTakesTheLinkedReleases(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	for sha, marker := range map[string]string{"live": "", "back": "\n", "a": "sum", "b": "sum", "c": "sum"} {
+		dir := releasePath(base, sha)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if sha != "live" {
+			if err := os.WriteFile(filepath.Join(dir, markerFile), []byte(marker), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for name, sha := range map[string]string{currentLink: "live", prevLink: "back"} {
+		if err := switchLink(base, name, sha); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := New(Options{Run: []string{"bin/app"}, Keep: 2})
+	if err := d.prune(context.Background(), deployers.Host{Region: "r", Name: "h", Base: base}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sha := range []string{"live", "back"} {
+		if _, err := os.Stat(releasePath(base, sha)); err != nil {
+			t.Errorf("release %s, which a link points at, was pruned: %v", sha, err)
+		}
+	}
+	rels, err := listReleases(base)
+	if err != nil || len(rels) != 2 {
+		t.Errorf("complete releases after the prune: %v, %v; want Keep (2) of a, b, c", rels, err)
+	}
+}

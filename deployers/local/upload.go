@@ -45,6 +45,12 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 	if err := os.MkdirAll(releases, 0o755); err != nil {
 		return err
 	}
+	if err := deployers.CheckFence(ctx); err != nil {
+		return err
+	}
+	if err := removeTrash(h.Base); err != nil {
+		d.hostLog(h).WarnContext(ctx, "remove what a cut removal left", "err", err)
+	}
 	tmp, err := os.MkdirTemp(releases, rel.SHA+tmpInfix)
 	if err != nil {
 		return err
@@ -58,7 +64,7 @@ func (d *Deployer) upload(ctx context.Context, h deployers.Host, rel deployers.R
 		os.RemoveAll(tmp)
 		return err
 	}
-	if err := os.RemoveAll(final); err != nil { // an incomplete leftover of a crash
+	if err := removeRelease(h.Base, rel.SHA); err != nil { // an incomplete leftover of a crash
 		os.RemoveAll(tmp)
 		return err
 	}

@@ -18,7 +18,8 @@ if [ ! -f releases/%[2]s/.immunity-release ]; then
 fi
 touch releases/%[2]s/.immunity-release
 cur=$(readlink current 2>/dev/null || true)
-if [ "$cur" != releases/%[2]s ]; then
+name=${cur%%/}
+if [ "${name##*/}" != %[2]s ]; then
 	if [ -n "$cur" ]; then
 		ln -sfn "$cur" .previous.tmp
 		mv -fT .previous.tmp previous
@@ -39,12 +40,23 @@ if [ $rc -ne 0 ]; then
 fi
 `
 
-// pruneBody keeps the releases `current` and `previous` point at ($cur, $prev), then the
-// most recently uploaded or activated others until keep releases remain, and deletes the
-// rest. It runs in BASE; it lists by time only when there are more than keep releases.
-// Args: keep.
+// pruneBody keeps the releases `current` and `previous` point at ($cur, $prev, compared
+// by name however the links are written), then the most recently uploaded or activated
+// others until keep releases remain, and deletes the rest. A release is first renamed
+// aside to releases/.<sha>.<pid>.trash, a name no reader takes for a release (the glob
+// releases/* skips it, and no release name starts with a dot), and only then deleted, so
+// a removal cut part-way (a kill, a reboot) never leaves a half release that still looks
+// complete. Trash left by such a cut is deleted first. It runs in BASE; it lists by time
+// only when there are more than keep releases; it exits 1 when something could not be
+// deleted. Args: keep.
 const pruneBody = `slots=%s
+rc=0
 if [ -d releases ]; then
+	cur=${cur%%/}; cur=${cur##*/}
+	prev=${prev%%/}; prev=${prev##*/}
+	for t in releases/.*.trash; do
+		[ ! -e "$t" ] || rm -rf "$t" || rc=1
+	done
 	set -- releases/*/.immunity-release
 	if [ "$#" -gt "$slots" ]; then
 		[ -z "$cur" ] || slots=$((slots-1))
@@ -53,17 +65,24 @@ if [ -d releases ]; then
 '
 		for m in $(ls -1t releases/*/.immunity-release 2>/dev/null); do
 			d=${m%%/.immunity-release}
-			if [ "$d" = "$cur" ] || [ "$d" = "$prev" ]; then
+			n=${d#releases/}
+			if [ "$n" = "$cur" ] || [ "$n" = "$prev" ]; then
 				continue
 			fi
 			if [ "$slots" -gt 0 ]; then
 				slots=$((slots-1))
 				continue
 			fi
-			rm -rf "$d"
+			t="releases/.$n.$$.trash"
+			if mv -T "$d" "$t"; then
+				rm -rf "$t" || rc=1
+			else
+				rc=1
+			fi
 		done
 	fi
 fi
+exit $rc
 `
 
 // pruneScript is pruneBody after reading the links. Args: base, keep.
@@ -154,7 +173,8 @@ if [ -z "$cur" ] || [ ! -f "$cur/.immunity-release" ]; then
 	echo "immunity: current points at no complete release" >&2
 	exit 64
 fi
-IMMUNITY_RELEASE=${cur#releases/}
+IMMUNITY_RELEASE=${cur%%/}
+IMMUNITY_RELEASE=${IMMUNITY_RELEASE##*/}
 export IMMUNITY_RELEASE
 `
 

@@ -5,6 +5,7 @@
 //
 //	BASE/releases/<sha>/               one unpacked release; .immunity-release inside holds its sha256
 //	BASE/releases/.<sha>.<token>.tmp/  an upload in progress, one per attempt (never looks complete)
+//	BASE/releases/.<sha>.<pid>.trash/  a pruned release being deleted (renamed aside first)
 //	BASE/current -> releases/<sha>
 //	BASE/previous -> releases/<sha>
 //
@@ -22,7 +23,9 @@
 // Activate marks the release as the most recently used, points `previous` at the old
 // release and renames a new symlink over `current` (atomic), runs the region's restart
 // command in the new release, waits for the health check, then prunes releases beyond the
-// keep limit, never the live or previous one. Rollback is Activate of an older release;
+// keep limit, never the live or previous one: each is renamed aside, then deleted, so a
+// prune cut part-way leaves no half release; a prune that fails is logged, not the
+// activation's failure. Rollback is Activate of an older release;
 // the engine calls it for every host of a region in parallel.
 //
 // Every command that changes a host (receiving an upload, putting it in place, the switch,

@@ -26,7 +26,8 @@ const presentScript = `test "$(cat %[1]s/releases/%[2]s/.immunity-release 2>/dev
 // notices, and a retry may already be running beside it. So each attempt touches only its
 // own folders (removed on the way out by an EXIT trap unless the folder is complete; on a
 // checksum mismatch before the message, which a cut connection's closed stderr may not let
-// a shell survive). The script first deletes uploads abandoned over an hour ago. Exit 65
+// a shell survive). The script first deletes uploads abandoned over an hour ago and what a
+// prune cut part-way left (releases set aside to be deleted, see pruneBody). Exit 65
 // means the checksum did not match. (Writing the file and reading it back costs less CPU
 // than hashing and unpacking the stream through tee and a fifo.)
 // Args: base, sha, sha256 of the stream, marker checksum, tar flags (-xzf or -xf), token.
@@ -39,7 +40,7 @@ want=%[3]s
 sum=%[4]s
 tok=%[6]s
 tmp=".$sha.$tok.tmp"
-find . -mindepth 1 -maxdepth 1 -name '*.tmp' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
+find . -mindepth 1 -maxdepth 1 \( -name '*.tmp' -mmin +60 -o -name '.*.trash' \) -exec rm -rf {} + 2>/dev/null || true
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp"
 cat > "$tmp/.immunity-upload"

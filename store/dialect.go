@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // the database/sql driver "pgx"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -27,7 +29,10 @@ import (
 //     BLOB is BYTEA);
 //   - errors: a unique-constraint violation is recognised from either driver;
 //   - row locks: FOR UPDATE SKIP LOCKED and FOR SHARE on PostgreSQL (leases), nothing on
-//     SQLite, whose write transactions take the one write lock.
+//     SQLite, whose write transactions take the one write lock;
+//   - sessions: on PostgreSQL a session idle inside a transaction for the lease's time is
+//     ended by the server (db.session), so a paused replica's locks do not outlast its
+//     lease; SQLite serves one process.
 
 // engine names the database behind a Store.
 type engine int
@@ -57,6 +62,44 @@ type db struct {
 	binds  sync.Map     // statement with ? -> statement with $n (PostgreSQL)
 	nowNS  func() int64 // the store's clock, for fences
 	url    string       // PostgreSQL: the database's URL, for connections of their own (live.go)
+	// idleInTx is how long (a time.Duration) a PostgreSQL session may sit idle inside a
+	// transaction: the lease's ttl (session).
+	idleInTx atomic.Int64
+}
+
+// pgMaxConns is how many connections a store keeps to PostgreSQL at most.
+const pgMaxConns = 16
+
+// session sets up each new PostgreSQL connection: the server ends the session when it sits
+// idle inside a transaction for longer than a lease lasts (idle_in_transaction_session_timeout,
+// the lease's ttl), rolling the transaction back and freeing its locks. A replica paused in
+// the middle of a transaction (SIGSTOP, a long GC, a frozen VM) holds the row locks it
+// took: the lease's row, share-locked by every fenced transaction, which the heir's claim
+// skips as taken (FOR UPDATE SKIP LOCKED), and the rows it wrote, which the heir's writes
+// would wait for. Without the timeout the heir waits for the pause to end, however long
+// after the lease's expiry; with it, for the lease's time at most. When the paused replica
+// goes on, its transaction is gone: its next statement or its commit fails, and tx answers
+// ErrLeaseLost once the lease is no longer its own. The store's transactions do nothing
+// but SQL between their statements (no network call, nothing that waits for another
+// process), so none of them is legitimately idle that long; a long statement is not idle
+// and is not cut.
+func (d *db) session(ctx context.Context, c *pgx.Conn) error {
+	ms := max(time.Duration(d.idleInTx.Load()).Milliseconds(), 1)
+	if _, err := c.Exec(ctx, "SET idle_in_transaction_session_timeout = "+strconv.FormatInt(ms, 10)); err != nil {
+		return fmt.Errorf("set idle_in_transaction_session_timeout: %w", err)
+	}
+	return nil
+}
+
+// setIdleInTransaction makes ttl how long a PostgreSQL session may sit idle inside a
+// transaction (session). The connections already open and idle are closed, so every
+// connection taken from now on has it.
+func (d *db) setIdleInTransaction(ttl time.Duration) {
+	if d.engine != postgresEngine || d.idleInTx.Swap(int64(ttl)) == int64(ttl) {
+		return
+	}
+	d.pool.SetMaxIdleConns(0)
+	d.pool.SetMaxIdleConns(pgMaxConns)
 }
 
 // q rewrites a statement for the engine.
@@ -90,13 +133,16 @@ func (d *db) ExecContext(ctx context.Context, query string, args ...any) (sql.Re
 // tx runs fn in a transaction, committed when fn returns nil. Under a lease (WithLease)
 // the transaction first checks that the lease is still held, share-locking its row on
 // PostgreSQL until the commit (SQLite's write transactions hold the one write lock), and
-// changes nothing (ErrLeaseLost) when it is not.
+// changes nothing (ErrLeaseLost) when it is not. A transaction under a lease that fails
+// once the lease is no longer held (the server ended the session of a replica paused in
+// it past its lease: session) answers ErrLeaseLost too, with the failure.
 func (d *db) tx(ctx context.Context, fn func(tx) error) error {
 	t, err := d.pool.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if l, ok := leaseOf(ctx); ok {
+	l, leased := leaseOf(ctx)
+	if leased {
 		var one int
 		err := t.QueryRowContext(ctx, d.q(`SELECT 1 FROM leases WHERE name = ? AND token = ? AND expires_at > ?`+d.engine.forShare()), l.Name, l.Token, d.nowNS()).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -107,11 +153,26 @@ func (d *db) tx(ctx context.Context, fn func(tx) error) error {
 			return err
 		}
 	}
-	if err := fn(tx{t: t, d: d}); err != nil {
+	err = fn(tx{t: t, d: d})
+	if err != nil {
 		t.Rollback()
+	} else {
+		err = t.Commit()
+	}
+	if err != nil && leased && !errors.Is(err, ErrLeaseLost) {
+		err = d.lostWith(ctx, l, err)
+	}
+	return err
+}
+
+// lostWith is the failure err of a transaction under lease l: wrapped with ErrLeaseLost
+// when the lease is no longer held (checked on another connection), else err itself.
+func (d *db) lostWith(ctx context.Context, l Lease, err error) error {
+	var held int
+	if d.pool.QueryRowContext(ctx, d.q(`SELECT count(*) FROM leases WHERE name = ? AND token = ? AND expires_at > ?`), l.Name, l.Token, d.nowNS()).Scan(&held) != nil || held > 0 {
 		return err
 	}
-	return t.Commit()
+	return fmt.Errorf("lease %s (token %d): %w: %w", l.Name, l.Token, ErrLeaseLost, err)
 }
 
 func (d *db) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {

@@ -142,8 +142,9 @@ func (s *Store) ReleaseLease(ctx context.Context, l Lease) error {
 
 // fence is the condition a fenced write adds to its WHERE clause, with its arguments: the
 // lease is still held with this token and has not expired. On PostgreSQL the lease row
-// is share-locked until the write commits, so a takeover waits for it (and a write that
-// finds the lease taken over changes nothing).
+// is share-locked until the write commits, so a takeover waits for it (no longer than the
+// lease's time when the writer is paused: db.session), and a write that finds the lease
+// taken over changes nothing.
 func (s *Store) fence(l Lease) (string, []any) {
 	return `EXISTS (SELECT 1 FROM leases WHERE name = ? AND token = ? AND expires_at > ?` + s.db.engine.forShare() + `)`,
 		[]any{l.Name, l.Token, s.leaseNS()}
@@ -183,10 +184,13 @@ func (s *Store) SetLeaseClock(now func() time.Time) { s.leaseNow = now }
 const DefaultLeaseTTL = 15 * time.Second
 
 // SetLeaseTTL sets how long the leases this process holds last without renewal (the
-// server's server.lease) before any is held; 0 keeps DefaultLeaseTTL.
+// server's server.lease) before any is held; 0 keeps DefaultLeaseTTL. On PostgreSQL it is
+// also how long a session of this store may sit idle inside a transaction before the
+// server ends it (db.session).
 func (s *Store) SetLeaseTTL(d time.Duration) {
 	if d > 0 {
 		s.leaseTTL = d
+		s.db.setIdleInTransaction(d)
 	}
 }
 

@@ -27,6 +27,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // the database/sql driver "sqlite"
 )
 
@@ -85,14 +87,17 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 
 func openDB(database string) (*db, error) {
 	if isPostgresURL(database) {
-		pool, err := sql.Open("pgx", database)
+		cfg, err := pgx.ParseConfig(database)
 		if err != nil {
 			return nil, err
 		}
-		pool.SetMaxOpenConns(16)
-		pool.SetMaxIdleConns(16)
-		pool.SetConnMaxIdleTime(5 * time.Minute)
-		return &db{pool: pool, engine: postgresEngine, url: database}, nil
+		d := &db{engine: postgresEngine, url: database}
+		d.idleInTx.Store(int64(DefaultLeaseTTL))
+		d.pool = stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(d.session))
+		d.pool.SetMaxOpenConns(pgMaxConns)
+		d.pool.SetMaxIdleConns(pgMaxConns)
+		d.pool.SetConnMaxIdleTime(5 * time.Minute)
+		return d, nil
 	}
 	dsn := "file:" + database + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	pool, err := sql.Open("sqlite", dsn)

@@ -10,7 +10,12 @@ import (
 	"github.com/immunity-app/immunity/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(pausedHolderEnv) != "" {
+		os.Exit(pausedHolder())
+	}
+	os.Exit(pgtest.Main(m))
+}
 
 // engines runs a test once on each engine: a SQLite file and a fresh PostgreSQL database.
 // The test gets the database setting, to open (and reopen) the store with.

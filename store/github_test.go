@@ -2,12 +2,15 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/immunity-app/immunity/internal/pgtest"
 )
 
 func TestDeliveriesAreRecordedOnceAndFailedOnesRetried(t *testing.T) {
@@ -160,4 +163,49 @@ func TestInstallationsCheckRunsAndDeployments(t *testing.T) {
 			t.Fatalf("active deployments: %+v %v", others, err)
 		}
 	})
+}
+
+// A delivery log whose PostgreSQL session was ended (the server restarted, or ended a
+// session of a replica paused in the middle of a batch) takes a new connection: the batch
+// that found it gone fails (its deliveries are not acknowledged, so GitHub redelivers
+// them), and the next ones are recorded.
+func TestTheDeliveryLogGoesOnAfterItsSessionEnds(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, pgtest.Database(t))
+	l, err := s.OpenDeliveryLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Record(ctx, Delivery{ID: "d1", Event: "push"}); err != nil {
+		t.Fatal(err)
+	}
+	var ended int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&ended); err != nil || ended == 0 {
+		t.Fatalf("ended %d sessions: %v", ended, err)
+	}
+	var errs []error
+	for i := range 3 {
+		id := fmt.Sprint("d", i+2)
+		fresh, err := l.Record(ctx, Delivery{ID: id, Event: "push"})
+		if err == nil {
+			if !fresh {
+				t.Fatalf("%s was recorded as seen before", id)
+			}
+			if i > 1 {
+				t.Fatalf("recorded only after %d failures: %v", i, errs)
+			}
+			t.Logf("recorded after %d failed batches: %v", i, errs)
+			all, err := s.Deliveries(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(all, func(d Delivery) bool { return d.ID == id && d.State == "received" }) {
+				t.Fatalf("%s is not stored as received: %+v", id, all)
+			}
+			return
+		}
+		errs = append(errs, err)
+	}
+	t.Fatalf("the log records nothing once its session ended: %v", errs)
 }

@@ -70,31 +70,52 @@ const (
 // OpenDeliveryLog starts the delivery log on a connection of its own; Close drains and
 // stops it.
 func (s *Store) OpenDeliveryLog(ctx context.Context) (*DeliveryLog, error) {
-	conn, err := s.db.pool.Conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("delivery log: %w", err)
-	}
-	if s.db.engine == sqliteEngine {
-		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("delivery log: %w", err)
-		}
-	}
-	l := &DeliveryLog{s: s, conn: conn, stmts: map[string]*sql.Stmt{}, ops: make(chan deliveryOp, 4096), done: make(chan struct{}),
-		checkpoint: make(chan struct{}, 1)}
-	for _, q := range []string{sqlInsertDelivery, sqlDeliveryState, sqlRetryDelivery, sqlDuplicate, sqlFinishDelivery} {
-		st, err := conn.PrepareContext(ctx, s.db.q(q))
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("delivery log: prepare: %w", err)
-		}
-		l.stmts[q] = st
+	l := &DeliveryLog{s: s, ops: make(chan deliveryOp, 4096), done: make(chan struct{}), checkpoint: make(chan struct{}, 1)}
+	if err := l.connect(ctx); err != nil {
+		return nil, err
 	}
 	go l.loop()
 	if s.db.engine == sqliteEngine {
 		go l.checkpoints()
 	}
 	return l, nil
+}
+
+// connect takes the log's connection from the pool and prepares its statements on it.
+func (l *DeliveryLog) connect(ctx context.Context) error {
+	conn, err := l.s.db.pool.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("delivery log: %w", err)
+	}
+	if l.s.db.engine == sqliteEngine {
+		if _, err := conn.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`); err != nil {
+			conn.Close()
+			return fmt.Errorf("delivery log: %w", err)
+		}
+	}
+	stmts := map[string]*sql.Stmt{}
+	for _, q := range []string{sqlInsertDelivery, sqlDeliveryState, sqlRetryDelivery, sqlDuplicate, sqlFinishDelivery} {
+		st, err := conn.PrepareContext(ctx, l.s.db.q(q))
+		if err != nil {
+			conn.Close()
+			return fmt.Errorf("delivery log: prepare: %w", err)
+		}
+		stmts[q] = st
+	}
+	l.conn, l.stmts = conn, stmts
+	return nil
+}
+
+// disconnect lets the log's connection go (Close, or a connection found dead); the next
+// write takes a new one.
+func (l *DeliveryLog) disconnect() {
+	for _, st := range l.stmts {
+		st.Close()
+	}
+	if l.conn != nil {
+		l.conn.Close()
+	}
+	l.conn, l.stmts = nil, nil
 }
 
 // Record persists a delivery before it is acted on and returns once it is committed:
@@ -132,10 +153,7 @@ func (l *DeliveryLog) Close() error {
 	l.once.Do(func() {
 		close(l.ops)
 		<-l.done
-		for _, st := range l.stmts {
-			st.Close()
-		}
-		l.conn.Close()
+		l.disconnect()
 	})
 	return nil
 }
@@ -244,20 +262,32 @@ func (l *DeliveryLog) commit(batch []deliveryOp) {
 }
 
 // write commits a batch and answers each of its callers. A failed transaction fails
-// every one of them (GitHub redelivers what was not acknowledged).
+// every one of them (GitHub redelivers what was not acknowledged). A connection found dead
+// after a failure (the database restarted, or ended the session) is let go, and the next
+// batch takes a new one; the failed batch is not tried again, as its commit may have
+// happened.
 func (l *DeliveryLog) write(batch []deliveryOp) {
 	ctx := context.Background()
 	fresh := make([]bool, len(batch))
-	err := l.tx(ctx, func() error {
-		for i, op := range batch {
-			f, err := l.apply(ctx, op)
-			if err != nil {
-				return err
+	var err error
+	if l.conn == nil {
+		err = l.connect(ctx)
+	}
+	if err == nil {
+		err = l.tx(ctx, func() error {
+			for i, op := range batch {
+				f, err := l.apply(ctx, op)
+				if err != nil {
+					return err
+				}
+				fresh[i] = f
 			}
-			fresh[i] = f
+			return nil
+		})
+		if err != nil && !l.alive() {
+			l.disconnect()
 		}
-		return nil
-	})
+	}
 	for i, op := range batch {
 		if err != nil {
 			op.answer <- recorded{err: fmt.Errorf("delivery %s: %w", op.d.ID, err)}
@@ -286,6 +316,13 @@ func (l *DeliveryLog) tx(ctx context.Context, fn func() error) error {
 }
 
 func (l *DeliveryLog) stmt(q string) *sql.Stmt { return l.stmts[q] }
+
+// alive reports whether the log's connection still answers.
+func (l *DeliveryLog) alive() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return l.conn.PingContext(ctx) == nil
+}
 
 // apply makes one write of a batch; for a record it says whether the delivery is fresh.
 func (l *DeliveryLog) apply(ctx context.Context, op deliveryOp) (bool, error) {

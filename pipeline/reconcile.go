@@ -222,7 +222,7 @@ func (e *Engine) healRuns(ctx context.Context, a *config.App) error {
 			heal(r, "stages skipped by a failed build in a run still building", "", why, func(ctx context.Context) error {
 				return e.st.FinishBuild(ctx, r.ID, rel, why)
 			})
-		case r.Trigger == TriggerDeploy && len(r.Stages) == 1 && r.Stages[0].ApprovedBy == "" && r.Stages[0].State.Waiting():
+		case r.Trigger == TriggerDeploy && len(r.Stages) == 1 && r.Stages[0].ApprovedBy == "" && r.Stages[0].ApprovedByID == "" && r.Stages[0].State.Waiting():
 			s := r.Stages[0]
 			msg := fmt.Sprintf("cancelled: the deploy of %s %s to %s by %s was cut off before it was approved; ask for it again", a.Name, short(r.SHA), s.Region, orNothing(r.Actor))
 			heal(r, "deploy never approved", s.Region, msg, func(ctx context.Context) error {

@@ -483,3 +483,40 @@ func TestRootOnceWhenSlacksAnswerIsLost(t *testing.T) {
 		})
 	}
 }
+
+// A failure whose message is one very long line (a test printing a whole document) still
+// reaches Slack, in the thread and the root: the fake refuses, as Slack does for good
+// (invalid_blocks), a text over Slack's 3000 characters.
+func TestLongMessagesFitSlacksLimits(t *testing.T) {
+	t.Parallel()
+	f := newFakeSlack(t)
+	b, _ := newTestBot(t, testConfig(f.GetAPIURL()), openStore(t, filepath.Join(t.TempDir(), "db")), &fakeExec{})
+	evs := runEvents(t)
+	long := "tests failed on p3b: FAIL TestLogin: got " + strings.Repeat("<tag a=\"b&c\">", 400) + "; rolled back 2 hosts"
+	for _, i := range []int{17, 18} {
+		evs[i].Message = long
+		if evs[i].Stage != nil {
+			evs[i].Stage.Message = long
+		}
+		evs[i].Run.Message = long
+		for j := range evs[i].Run.Stages {
+			if evs[i].Run.Stages[j].Region == "prod3" {
+				evs[i].Run.Stages[j].Message = long
+			}
+		}
+	}
+	replay(t, b, evs)
+	var failure, rootEdit bool
+	for _, c := range f.Calls() {
+		blocks := string(c.Blocks)
+		switch {
+		case c.Method == "chat.postMessage" && c.ThreadTS != "" && strings.Contains(blocks, "FAIL TestLogin"):
+			failure = true
+		case c.Method == "chat.update" && strings.Contains(blocks, "FAIL TestLogin"):
+			rootEdit = true
+		}
+	}
+	if !failure || !rootEdit {
+		t.Errorf("the failure was posted in the thread: %v, and shown in the root: %v; want both", failure, rootEdit)
+	}
+}

@@ -122,12 +122,71 @@ func refuseChannel(w http.ResponseWriter, ch string, idOnly bool) bool {
 	return true
 }
 
+// Slack's limits on a message's blocks: at most 50 blocks, a section's or header's text
+// and a context element's at most 3000 (header 150) characters, a button's text 75 and
+// its value 2000.
+const (
+	maxBlocks      = 50
+	maxSectionText = 3000
+	maxHeaderText  = 150
+	maxButtonText  = 75
+	maxButtonValue = 2000
+)
+
+// refuseBlocks answers Slack's invalid_blocks for blocks beyond Slack's limits.
+func refuseBlocks(w http.ResponseWriter, blocks string) bool {
+	if blocks == "" {
+		return false
+	}
+	type text struct {
+		Text string `json:"text"`
+	}
+	var bs []struct {
+		Type     string `json:"type"`
+		Text     *text  `json:"text"`
+		Fields   []text `json:"fields"`
+		Elements []struct {
+			Type  string `json:"type"`
+			Text  any    `json:"text"`
+			Value string `json:"value"`
+		} `json:"elements"`
+	}
+	long := func(s string, n int) bool { return len([]rune(s)) > n }
+	bad := json.Unmarshal([]byte(blocks), &bs) != nil || len(bs) > maxBlocks
+	for _, b := range bs {
+		limit := maxSectionText
+		if b.Type == "header" {
+			limit = maxHeaderText
+		}
+		if b.Text != nil && long(b.Text.Text, limit) {
+			bad = true
+		}
+		for _, f := range b.Fields {
+			bad = bad || long(f.Text, 2000)
+		}
+		for _, e := range b.Elements {
+			switch t := e.Text.(type) {
+			case string: // a context's mrkdwn element
+				bad = bad || long(t, maxSectionText)
+			case map[string]any: // a button's plain text
+				s, _ := t["text"].(string)
+				bad = bad || long(s, maxButtonText)
+			}
+			bad = bad || long(e.Value, maxButtonValue)
+		}
+	}
+	if bad {
+		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "invalid_blocks"})
+	}
+	return bad
+}
+
 func (f *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	if f.Hold != nil {
 		<-f.Hold
 	}
 	v, ok := f.form(w, r, "chat.postMessage")
-	if !ok || refuseChannel(w, v.Get("channel"), false) {
+	if !ok || refuseChannel(w, v.Get("channel"), false) || refuseBlocks(w, v.Get("blocks")) {
 		return
 	}
 	f.Mu.Lock()
@@ -145,7 +204,7 @@ func (f *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 
 func (f *Server) update(w http.ResponseWriter, r *http.Request) {
 	v, ok := f.form(w, r, "chat.update")
-	if !ok || refuseChannel(w, v.Get("channel"), true) {
+	if !ok || refuseChannel(w, v.Get("channel"), true) || refuseBlocks(w, v.Get("blocks")) {
 		return
 	}
 	f.Mu.Lock()

@@ -179,6 +179,31 @@ func (s *Server) mayReadPrivate(c *gin.Context) bool {
 	return ok && err == nil
 }
 
+// operatorOnly lets a request through to what only the server's operator may do from a
+// browser, the GitHub App's setup (it writes the App's credentials into data_dir): on
+// loopback only, anyone on the machine, as for the other views; beyond it, an admin (a
+// session or bearer of an admin token, or the local socket). Others are sent to sign in,
+// or refused when signed in or posting.
+func (s *Server) operatorOnly(c *gin.Context) bool {
+	if !s.auth.private.Load() {
+		return true
+	}
+	_, a, signedIn := s.session(c)
+	if signedIn && a.Admin {
+		return true
+	}
+	if who, ok, err := s.caller(c); ok && err == nil && who.Admin {
+		return true
+	}
+	if signedIn || c.Request.Method != http.MethodGet {
+		s.message(c, http.StatusForbidden, "Refused", "Setting up the GitHub App needs the server's operator: sign in with an admin token (immunity token create NAME --role admin, on the server). Nothing was done.")
+		return false
+	}
+	c.Redirect(http.StatusSeeOther, "/signin?next="+url.QueryEscape(c.Request.URL.RequestURI()))
+	c.Abort()
+	return false
+}
+
 // notePrivate marks the views with logs, test output or the audit as needing sign-in when ln is
 // reachable from beyond this machine (a TCP listener not on loopback).
 func (s *Server) notePrivate(ln net.Listener) {

@@ -453,3 +453,40 @@ func TestProductionActionsAreConfirmedWhateverTheCase(t *testing.T) {
 		}
 	}
 }
+
+// TestGitHubSetupNeedsTheOperatorBeyondLoopback: the GitHub App's setup writes the App's
+// credentials into data_dir, so beyond loopback only an admin reaches it: anyone else is
+// sent to sign in or refused, and a member is refused; on loopback it is open, as the
+// other views.
+func TestGitHubSetupNeedsTheOperatorBeyondLoopback(t *testing.T) {
+	t.Parallel()
+	in, base := dashboardServer(t, nil)
+	anon := newBrowser(t)
+	if resp, page := anon.do("GET", base+"/github/setup", nil); resp.StatusCode != 200 || !strings.Contains(page, `action="/github/setup"`) {
+		t.Fatalf("setup page on loopback: %d", resp.StatusCode)
+	}
+	in.Server.notePrivate(fakeListener{&net.TCPAddr{IP: net.IPv4zero}})
+	if resp, _ := anon.do("GET", base+"/github/setup", nil); resp.StatusCode != http.StatusSeeOther || anon.to != "/signin?next=%2Fgithub%2Fsetup" {
+		t.Errorf("anonymous setup page beyond loopback: %d to %q; want sign-in", resp.StatusCode, anon.to)
+	}
+	if resp, page := anon.do("POST", base+"/github/setup", url.Values{"name": {"Mallory's app"}}); resp.StatusCode != http.StatusForbidden || strings.Contains(page, "settings/apps/new") {
+		t.Errorf("anonymous setup start beyond loopback: %d; want 403", resp.StatusCode)
+	}
+	tok, err := CreateToken(t.Context(), in.Store, "bob", RoleMember, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := newBrowser(t)
+	_, page := member.do("GET", base+"/signin", nil)
+	member.do("POST", base+"/signin/token", url.Values{"token": {tok}, "csrf": {csrfField.FindStringSubmatch(page)[1]}})
+	if resp, _ := member.do("GET", base+"/github/setup", nil); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a member's setup page: %d; want 403", resp.StatusCode)
+	}
+	admin, _ := signIn(t, in, base, "root")
+	if resp, page := admin.do("GET", base+"/github/setup", nil); resp.StatusCode != 200 || !strings.Contains(page, `action="/github/setup"`) {
+		t.Errorf("the admin's setup page: %d", resp.StatusCode)
+	}
+	if resp, page := admin.do("POST", base+"/github/setup", url.Values{"name": {"Immunity"}}); resp.StatusCode != 200 || !strings.Contains(page, "settings/apps/new") {
+		t.Errorf("the admin's setup start: %d", resp.StatusCode)
+	}
+}

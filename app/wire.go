@@ -134,6 +134,7 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 	in.Commands = bot.New(eng, members)
 	cmds := countedCommands{in.Commands, in.Metrics}
 	mounts := o.Mounts
+	var setup *github.Setup // the GitHub App's setup, while none is configured
 	if slackClient != nil {
 		sb, err := slackbot.New(slackbot.Options{Config: cfg, Client: slackClient, Commands: cmds, Store: st, Logger: o.Logger,
 			OnRateLimit: func(d time.Duration) { in.Metrics.RateLimitWait("slack", d) }, OnRetry: func() { in.Metrics.Retry("slack") }})
@@ -167,9 +168,13 @@ func Open(ctx context.Context, o Options) (*Instance, error) {
 		if url == "" {
 			url = "http://" + cfg.Server.Listen
 		}
-		mounts = append(mounts, github.NewSetup(cfg.GitHub, url, cfg.Server.DataDir, o.Logger).Routes)
+		setup = github.NewSetup(cfg.GitHub, url, cfg.Server.DataDir, o.Logger)
+		mounts = append(mounts, setup.Routes)
 	}
 	in.Server = NewServer(eng, in.Metrics, in.command, o.Logger, mounts...)
+	if setup != nil {
+		setup.Guard(in.Server.operatorOnly)
+	}
 	if err := in.Server.configureSignIn(cfg, in.Metrics.Transport("github", nil)); err != nil {
 		st.Close()
 		return nil, err

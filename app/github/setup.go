@@ -34,7 +34,15 @@ type Setup struct {
 	log       *slog.Logger
 	mu        sync.Mutex
 	states    map[string]time.Time // one-time state tokens of flows in progress
+	allow     func(*gin.Context) bool
 }
+
+// Guard makes the setup page and its start ask allow first: it reports whether the
+// request may set the App up, and answers it itself when not (sign in, refused).
+func (s *Setup) Guard(allow func(*gin.Context) bool) { s.allow = allow }
+
+// allowed reports whether the request may go on to the setup.
+func (s *Setup) allowed(c *gin.Context) bool { return s.allow == nil || s.allow(c) }
 
 // NewSetup makes the setup page. serverURL is Config.Server.URL (falls back to the listen
 // address), dataDir is Config.Server.DataDir.
@@ -84,12 +92,18 @@ secret, which are saved under <code>{{.Dir}}</code>.</p>
 `))
 
 func (s *Setup) page(c *gin.Context) {
+	if !s.allowed(c) {
+		return
+	}
 	c.Header("Content-Type", "text/html; charset=utf-8")
 	setupPage.Execute(c.Writer, map[string]any{"Dir": s.dir, "Hook": s.serverURL + "/webhooks/github"})
 }
 
 // start sends the browser to GitHub with the manifest.
 func (s *Setup) start(c *gin.Context) {
+	if !s.allowed(c) {
+		return
+	}
 	name := strings.TrimSpace(c.PostForm("name"))
 	org := strings.TrimSpace(c.PostForm("org"))
 	if org != "" && !nameOK(org) {

@@ -63,16 +63,23 @@ func (s *Store) TokenByHash(ctx context.Context, hash string) (Token, error) {
 
 // RevokeToken revokes the token in force of that name, or answers ErrNotFound.
 func (s *Store) RevokeToken(ctx context.Context, name string) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at = 0`, s.nowNS(), name)
+	err := s.tx(ctx, func(tx tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at = 0`, s.nowNS(), name)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		// Sessions signed in with the token end with it (SessionByHash also refuses any
+		// left: they need their token in force).
+		_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE token = ?`, name)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("revoke token %s: %w", name, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("revoke token %s: %w", name, ErrNotFound)
-	}
-	// Sessions signed in with the token end with it.
-	_, err = s.db.ExecContext(ctx, `DELETE FROM sessions WHERE token = ?`, name)
-	return err
+	return nil
 }
 
 // Tokens lists every token, those in force first, by name.
@@ -118,11 +125,16 @@ func (s *Store) PutSession(ctx context.Context, se Session) error {
 	return err
 }
 
-// SessionByHash returns a session that has not expired, or ErrNotFound.
+// SessionByHash returns a session that has not expired, or ErrNotFound. A session signed
+// in with a token lives only while that token is in force: one whose token was revoked is
+// nobody, even if it was written after the revocation deleted the token's sessions (a
+// sign-in that read the token just before), and a token made again under the same name
+// does not bring older sessions back.
 func (s *Store) SessionByHash(ctx context.Context, hash string) (Session, error) {
 	var se Session
 	var exp int64
-	err := s.db.QueryRowContext(ctx, `SELECT hash, actor, token, csrf, expires_at FROM sessions WHERE hash = ? AND expires_at > ?`, hash, s.nowNS()).
+	err := s.db.QueryRowContext(ctx, `SELECT hash, actor, token, csrf, expires_at FROM sessions WHERE hash = ? AND expires_at > ?
+		AND (token = '' OR EXISTS (SELECT 1 FROM api_tokens t WHERE t.name = sessions.token AND t.revoked_at = 0 AND t.created_at <= sessions.created_at))`, hash, s.nowNS()).
 		Scan(&se.Hash, &se.Actor, &se.Token, &se.CSRF, &exp)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Session{}, ErrNotFound

@@ -44,7 +44,24 @@ func TestTokensSessionsAndTheAuditPage(t *testing.T) {
 		if err := s.RevokeToken(ctx, "ci"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("revoking twice: %v", err)
 		}
-		if toks, err := s.Tokens(ctx); err != nil || len(toks) != 1 || toks[0].Revoked.IsZero() {
+		// A sign-in that read the token just before it was revoked writes its session
+		// after: that session is nobody, and stays so when a token of that name is made again.
+		if err := s.PutSession(ctx, Session{Hash: "late", Actor: `{"id":"token:ci","admin":true}`, Token: "ci", CSRF: "c", Expires: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SessionByHash(ctx, "late"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a session written after its token was revoked: %v; want nobody", err)
+		}
+		if err := s.CreateToken(ctx, Token{Hash: "h3", Name: "ci", Role: "member"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.SessionByHash(ctx, "late"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("a session of a revoked token after a new token of its name: %v; want nobody", err)
+		}
+		if err := s.RevokeToken(ctx, "ci"); err != nil {
+			t.Fatal(err)
+		}
+		if toks, err := s.Tokens(ctx); err != nil || len(toks) != 2 || toks[0].Revoked.IsZero() || toks[1].Revoked.IsZero() {
 			t.Fatalf("tokens: %+v %v", toks, err)
 		}
 

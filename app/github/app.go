@@ -20,7 +20,6 @@ type engine interface {
 	Config() *config.Config
 	Store() *store.Store
 	StartRun(ctx context.Context, app, sha string, t pipeline.Trigger) (store.Run, error)
-	Rerun(ctx context.Context, a pipeline.Actor, runID int64, region string) (string, error)
 	Status(ctx context.Context, app string) ([]pipeline.AppStatus, error)
 	Audit(ctx context.Context, a pipeline.Actor, action, app, region, sha, args, outcome, detail string)
 	Answer(ctx context.Context, runID int64, region, msg string) error

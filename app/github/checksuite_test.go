@@ -48,7 +48,11 @@ func TestCheckSuiteRerun(t *testing.T) {
 	if code := h.post(t, "check_suite", "s1", body, ""); code != 202 {
 		t.Fatalf("check_suite: %d", code)
 	}
-	want := []string{"rerun " + itoa(newest.ID) + " sandbox1 by Codertocat (button)"}
+	// The re-run is the command rerun, judged by the access grants like any other.
+	if reqs := h.cmds.Requests(); len(reqs) != 1 || reqs[0].Text != "rerun papi sandbox1 --run "+itoa(newest.ID) || reqs[0].Actor.ID != "github:49795351" || reqs[0].Actor.Via != "button" {
+		t.Errorf("commands %+v; want rerun papi sandbox1 --run %d by github:49795351 (button)", reqs, newest.ID)
+	}
+	var want []string
 	if d := cmp.Diff(want, h.eng.Calls()); d != "" {
 		t.Errorf("engine calls (-want +got):\n%s", d)
 	}
@@ -68,7 +72,7 @@ func TestCheckSuiteRerun(t *testing.T) {
 	// A suite whose commit has no run, and a completed suite, change nothing.
 	h.post(t, "check_suite", "s3", fixture(t, "check_suite.rerequested.json", map[string]any{"check_suite.head_sha": "2222222222222222222222222222222222222222"}), "")
 	h.post(t, "check_suite", "s4", fixture(t, "check_suite.rerequested.json", map[string]any{"action": "completed"}), "")
-	if n := len(h.eng.Calls()); n != 3 {
+	if n := len(h.eng.Calls()); n != 2 || len(h.cmds.Requests()) != 1 {
 		t.Errorf("engine calls %v; want nothing more", h.eng.Calls())
 	}
 	for id, state := range h.deliveries(t) {

@@ -2,7 +2,6 @@ package github
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,7 +10,6 @@ import (
 	gh "github.com/google/go-github/v60/github"
 
 	"github.com/immunity-app/immunity/bot"
-	"github.com/immunity-app/immunity/pipeline"
 )
 
 // onIssueComment runs a command typed on a pull request or an issue of an app's repo.
@@ -303,7 +301,11 @@ func (a *App) onRerequest(ctx context.Context, ev checkRunEvent) (string, error)
 		return "ignored: " + err.Error(), nil
 	}
 	c := a.buttonConversation(ev, runID, region, "Re-run")
-	return a.rerun(ctx, c, a.impliedApp(ev.Repository.FullName), ev.CheckRun.HeadSHA, "Re-run", runID, []string{region})
+	app := a.impliedApp(ev.Repository.FullName)
+	if run, err := a.st.Run(ctx, runID); err == nil {
+		app = run.App // the check run's own run says whose it is
+	}
+	return a.rerun(ctx, c, app, ev.CheckRun.HeadSHA, "Re-run", runID, []string{region})
 }
 
 // rerun re-runs regions of a run for someone who may write (pressed: the button), and
@@ -327,20 +329,18 @@ func (a *App) rerun(ctx context.Context, c conversation, app, sha, pressed strin
 		}
 		return "refused rerun for " + c.login, nil
 	}
+	// Each re-run is the command `rerun`, so the app's access grants (deploy) judge it as
+	// on every other surface; GitHub's write access alone is not enough.
 	var out []string
-	var errs []error
 	for _, region := range regions {
-		msg, err := a.eng.Rerun(ctx, c.actor(), runID, region)
-		switch {
-		case err == nil:
-			out = append(out, msg)
-		case errors.Is(err, pipeline.ErrGate):
-			tell(region, fmt.Sprintf("@%s refused: %v. Nothing was done.", c.login, err))
-			out = append(out, "refused: "+err.Error())
-		default:
-			tell(region, fmt.Sprintf("@%s the re-run failed: %v. Nothing was done.", c.login, err))
-			errs = append(errs, fmt.Errorf("re-run run %d %s for %s: %w", runID, region, c.login, err))
+		r := a.cmd.Exec(ctx, bot.Request{Actor: c.actor(), App: app, Text: fmt.Sprintf("rerun %s %s --run %d", app, region, runID),
+			SHA: sha, SHASource: "this check run's commit"})
+		if !r.OK {
+			tell(region, fmt.Sprintf("@%s %s", c.login, r.Text))
+			out = append(out, "refused: "+r.Text)
+			continue
 		}
+		out = append(out, r.Text)
 	}
-	return strings.Join(out, "; "), errors.Join(errs...)
+	return strings.Join(out, "; "), nil
 }

@@ -267,12 +267,15 @@ func TestCheckRunButtons(t *testing.T) {
 	wantEng := []string{
 		"answer 7 prod3: codebytere pressed Promote: done: /promote prod3 --release 5bd5f196a46b8222fb7484f05faba41a73cf34bd",
 		"answer 7 prod3: codebytere pressed Roll back: 5bd5f19 is no longer live in prod3, so nothing was rolled back; roll back the release live there with `/rollback prod3`.",
-		"rerun 9 sandbox1 by octocat (button)",
 		`audit octocat (button) rerun hello/sandbox1 "run 9" refused: GitHub permission "read" on github/hello-world; write, maintain or admin needed`,
 		"answer 9 sandbox1: octocat pressed Re-run: @octocat re-running needs write access to github/hello-world; you have read. Nothing was done.",
 	}
 	if d := cmp.Diff(wantEng, h.eng.Calls()); d != "" {
 		t.Errorf("engine calls (-want +got):\n%s", d)
+	}
+	// The writer's re-run is the command rerun (the access grants judge it); the reader's never runs.
+	if reqs := h.cmds.Requests(); len(reqs) != 2 || reqs[1].Text != "rerun hello sandbox1 --run 9" || reqs[1].Actor.Via != "button" {
+		t.Errorf("commands %+v; want the promote, then rerun hello sandbox1 --run 9", reqs)
 	}
 }
 

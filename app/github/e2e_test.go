@@ -189,11 +189,20 @@ func TestEndToEnd(t *testing.T) {
 // description does not allow.
 func newEndToEnd(t *testing.T, contract *githubtest.Contract, failing ...string) (*harness, *pipeline.Engine, *checks.Reporter, *hosts) {
 	t.Helper()
+	return newEndToEndWith(t, contract, nil, failing...)
+}
+
+// newEndToEndWith is newEndToEnd with the config changed by edit first.
+func newEndToEndWith(t *testing.T, contract *githubtest.Contract, edit func(*config.Config), failing ...string) (*harness, *pipeline.Engine, *checks.Reporter, *hosts) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	cfg, err := config.Parse(filepath.Join(dir, "immunity.yml"), []byte(e2eConfig))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(cfg)
 	}
 	st, err := store.Open(ctx, filepath.Join(dir, "immunity.db"))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/immunity-app/immunity/app/github/githubtest"
 	"github.com/immunity-app/immunity/deployers"
 	"github.com/immunity-app/immunity/pipeline"
+	"github.com/immunity-app/immunity/pipeline/config"
 	"github.com/immunity-app/immunity/store"
 )
 
@@ -61,7 +62,7 @@ func TestEndToEndGatesHoldOnGitHub(t *testing.T) {
 		"check_suite.head_sha": shaA, "sender.login": "Codertocat", "sender.type": "User", "installation.id": 1}), "")
 	waitCheck(t, rep, fake, "run/1/sandbox1", func(b map[string]any) bool {
 		s := outputOf(b, "summary")
-		return strings.Contains(s, "Codertocat pressed Re-run all checks: @Codertocat refused:") && strings.Contains(s, "the newer release "+shaB[:7]+" (run 2) is already in sandbox1")
+		return strings.Contains(s, "Codertocat pressed Re-run all checks: @Codertocat rerun sandbox1 of run 1") && strings.Contains(s, "refused by the pipeline's gates: the newer release "+shaB[:7]+" (run 2) is already in sandbox1")
 	})
 	if after := snapshot(t, h.store); after != before {
 		t.Errorf("a refused re-run changed the store:\nbefore %s\nafter  %s", before, after)
@@ -118,4 +119,33 @@ func stageState(t *testing.T, eng *pipeline.Engine, runID int64, region string) 
 // deployersState is a host running cur, with prev before it.
 func deployersState(cur, prev string) deployers.HostState {
 	return deployers.HostState{Current: cur, Previous: prev, Releases: []string{cur, prev}}
+}
+
+// TestReRunButtonsNeedTheAccessGrants: "Re-run all checks" and a check run's "Re-run" are
+// the command rerun, judged by the app's access grants (deploy) like a comment: a writer of
+// the repository who is granted no deploy there is refused, told so on the check run, and
+// nothing changes.
+func TestReRunButtonsNeedTheAccessGrants(t *testing.T) {
+	t.Parallel()
+	contract := githubtest.LoadContract(t)
+	h, eng, rep, _ := newEndToEndWith(t, contract, func(cfg *config.Config) {
+		cfg.Apps[0].Access = &config.Access{NonProduction: []config.Grant{{Actions: []string{"lock", "unlock"}, GitHubUsers: []string{"Codertocat"}}}}
+	}, "6113728f27ae82c7b1a177c8d03f9e96e0adf246")
+	h.fake.SetPermission("Codertocat", "write")
+	shaA := jsonField(t, fixture(t, "push.json", nil), "after")
+	h.post(t, "push", "grants-push", fixture(t, "push.json", nil), "")
+	waitRunState(t, eng, 1, store.RunFailed)
+	before := snapshot(t, h.store)
+	h.post(t, "check_suite", "grants-rerun", fixture(t, "check_suite.rerequested.json", map[string]any{
+		"check_suite.head_sha": shaA, "sender.login": "Codertocat", "sender.type": "User", "installation.id": 1}), "")
+	h.post(t, "check_run", "grants-rerun-one", fixture(t, "check_run.rerequested.json", map[string]any{
+		"check_run.external_id": "run/1/sandbox1", "check_run.head_sha": shaA, "sender.login": "Codertocat", "installation.id": 1}), "")
+	waitCheck(t, rep, h.fake, "run/1/sandbox1", func(b map[string]any) bool {
+		s := outputOf(b, "summary")
+		return strings.Contains(s, "Codertocat pressed Re-run all checks: @Codertocat Codertocat may not deploy papi/sandbox1") &&
+			strings.Contains(s, "Codertocat pressed Re-run: @Codertocat Codertocat may not deploy papi/sandbox1")
+	})
+	if after := snapshot(t, h.store); after != before {
+		t.Errorf("a re-run refused by the grants changed the store:\nbefore %s\nafter  %s", before, after)
+	}
 }

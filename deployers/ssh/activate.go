@@ -115,7 +115,7 @@ func (d *Deployer) activate(ctx context.Context, h deployers.Host, sha string) e
 	if err := d.switchTo(ctx, h, t, sha); err != nil {
 		return err
 	}
-	if err := d.restartOn(ctx, h, s, t); err != nil {
+	if err := d.restartOn(ctx, h, s, t, true); err != nil {
 		return err
 	}
 	d.log.InfoContext(ctx, "release active", "app", h.App, "region", h.Region, "host", h.Name, "sha", sha)
@@ -195,14 +195,43 @@ func (d *Deployer) restart(ctx context.Context, h deployers.Host) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	return d.restartOn(ctx, h, s, t)
+	return d.restartOn(ctx, h, s, t, false)
 }
 
 // restartOn runs the restart command in the host's current release (once the fence lets
 // it), waits for the health check, then prunes old releases (once the fence lets it). A
 // prune that fails is only logged: the release is live and healthy, and the next prune
-// tries again; a prune the fence refuses answers the fence's error.
-func (d *Deployer) restartOn(ctx context.Context, h deployers.Host, s Settings, t target) error {
+// tries again; a prune the fence refuses answers the fence's error. Right after a switch
+// (switched), a region with no restart command skips the command that would only check
+// that current points at a complete release: the switch just did.
+func (d *Deployer) restartOn(ctx context.Context, h deployers.Host, s Settings, t target, switched bool) error {
+	if err := d.runRestart(ctx, h, s, t, switched); err != nil {
+		return err
+	}
+	if len(s.HealthCommand) > 0 || (s.HealthPath != "" && h.URL != "") {
+		if err := d.waitHealthy(ctx, h, s, t); err != nil {
+			return err
+		}
+	}
+	prune, err := script(pruneScript, h.Base, fmt.Sprint(s.Keep))
+	if err != nil {
+		return err
+	}
+	if err := d.pool.run(ctx, t, command{script: prune, change: true}); err != nil {
+		if refusedByFence(err) {
+			return err
+		}
+		d.log.WarnContext(ctx, "prune old releases", "app", h.App, "region", h.Region, "host", h.Name, "err", err)
+	}
+	return nil
+}
+
+// runRestart runs the region's restart command in the host's current release, once the
+// fence lets it (see restartOn for switched).
+func (d *Deployer) runRestart(ctx context.Context, h deployers.Host, s Settings, t target, switched bool) error {
+	if switched && len(s.Restart) == 0 {
+		return nil
+	}
 	sc, err := script(restartScript, h.Base)
 	if err != nil {
 		return err
@@ -225,23 +254,5 @@ func (d *Deployer) restartOn(ctx context.Context, h deployers.Host, s Settings, 
 	case 66:
 		return fmt.Errorf("restart: %w", err)
 	}
-	if err != nil {
-		return err
-	}
-	if len(s.HealthCommand) > 0 || (s.HealthPath != "" && h.URL != "") {
-		if err := d.waitHealthy(ctx, h, s, t); err != nil {
-			return err
-		}
-	}
-	prune, err := script(pruneScript, h.Base, fmt.Sprint(s.Keep))
-	if err != nil {
-		return err
-	}
-	if err := d.pool.run(ctx, t, command{script: prune, change: true}); err != nil {
-		if refusedByFence(err) {
-			return err
-		}
-		d.log.WarnContext(ctx, "prune old releases", "app", h.App, "region", h.Region, "host", h.Name, "err", err)
-	}
-	return nil
+	return err
 }

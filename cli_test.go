@@ -92,9 +92,14 @@ apps:
 	if code, out := cli("unlock", "papi", "prod3", "--force"); code != 0 || !strings.Contains(out, "unlocked") {
 		t.Fatalf("ada unlocks with --force: %d %q", code, out)
 	}
-	if code, out := cli("token", "list"); code == 0 || !strings.Contains(out, "Forbidden") {
-		t.Fatalf("a member lists tokens: %d %q", code, out)
+	if code, out := cli("token", "list"); code == 0 || !strings.Contains(out, "managing tokens needs the server's local socket or an admin token (403 Forbidden") {
+		t.Fatalf("a member lists tokens: %d %q; want the server's reason", code, out)
 	}
+	t.Setenv("IMMUNITY_SERVER", listen) // no scheme
+	if code, out := cli("status"); code == 0 || !strings.Contains(out, "expected the server's URL, such as http://10.0.3.2:3102") {
+		t.Fatalf("IMMUNITY_SERVER without http://: %d %q", code, out)
+	}
+	t.Setenv("IMMUNITY_SERVER", "http://"+listen)
 	t.Setenv("IMMUNITY_SERVER", "")
 	t.Setenv("IMMUNITY_TOKEN", "")
 	if code, out := cli("token", "revoke", "ada"); code != 0 {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,7 @@ type client struct {
 	token string
 	http  *http.Client
 	where string // for errors: the socket path or the URL
+	err   error  // the server cannot be named so (a malformed IMMUNITY_SERVER)
 }
 
 // dial finds the server. IMMUNITY_SOCKET names a socket; IMMUNITY_SERVER a URL (with
@@ -52,7 +54,11 @@ func dial() client {
 		server = "http://" + envOr("IMMUNITY_LISTEN", "127.0.0.1:3102")
 	}
 	server = strings.TrimRight(server, "/")
-	return client{base: server, token: os.Getenv("IMMUNITY_TOKEN"), http: http.DefaultClient, where: server}
+	c := client{base: server, token: os.Getenv("IMMUNITY_TOKEN"), http: http.DefaultClient, where: server}
+	if u, err := url.Parse(server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		c.err = fmt.Errorf("IMMUNITY_SERVER %q: expected the server's URL, such as http://10.0.3.2:3102", server)
+	}
+	return c
 }
 
 // defaultSocket is the socket in the data_dir the server would use here.
@@ -71,6 +77,9 @@ func defaultSocket() string {
 
 // do sends a request with a JSON body (nil: none) and decodes the JSON answer into out.
 func (c client) do(ctx context.Context, method, path string, body, out any) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -91,7 +100,17 @@ func (c client) do(ctx context.Context, method, path string, body, out any) (int
 		return 0, fmt.Errorf("cannot reach the server at %s (start it with `immunity serve` or `immunity demo`): %w", c.where, err)
 	}
 	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return resp.StatusCode, fmt.Errorf("read the answer from %s: %w", c.where, err)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		// A refusal the answer's shape does not hold ({"error": ...} where a list was
+		// asked for) is said in the server's words.
+		var refusal struct{ Error, Text string }
+		if json.Unmarshal(raw, &refusal) == nil && refusal.Error+refusal.Text != "" {
+			return resp.StatusCode, fmt.Errorf("%s (%s from %s)", refusal.Error+refusal.Text, resp.Status, c.where)
+		}
 		return resp.StatusCode, fmt.Errorf("bad answer from %s: %s", c.where, resp.Status)
 	}
 	return resp.StatusCode, nil

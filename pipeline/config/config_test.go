@@ -128,7 +128,7 @@ apps:
         hosts: [{name: host1, port: 4002}]
     access:
       production:
-        - {actions: [promote], github_users: [ada]}
+        - {actions: [promote], github_users: [ada, 4242, old--login-, ada_acme]}
         - actions: [rollback]
           github_users: ["@ada"]
           slack_users: [ada]

@@ -200,7 +200,9 @@ func (a *Access) Validate(app *App) error {
 var (
 	slackUserID  = regexp.MustCompile(`^[UW][A-Z0-9]{2,}$`)
 	slackGroupID = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
-	githubLogin  = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9]|-[A-Za-z0-9]){0,38}$`)
+	// githubLogin: letters, digits and hyphens, not first (older logins may have two
+	// hyphens in a row or one last), and underscores (Enterprise Managed Users' _SHORTCODE).
+	githubLogin = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
 	// TokenName is the form of a personal token's name (`immunity token create NAME`).
 	TokenName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 )

@@ -79,7 +79,7 @@ apps:
       non_production:
         - {actions: ["*"], github_teams: [acme/devs]}
       production:
-        - {actions: [promote, rollback], slack_groups: [S0SRE], github_users: [alice]}
+        - {actions: [promote, rollback], slack_groups: [S0SRE], github_users: [alice, 4242, old--login-, ada_acme]}
       regions:
         prod3: [{actions: [lock, unlock], slack_users: [U024BE7LH]}]
 `

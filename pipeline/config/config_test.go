@@ -104,7 +104,7 @@ apps:
     repo: {path: papi.git}
     build: {command: [make], artifacts: [bin]}
     run: {command: [bin/papi]}
-    slack: {channel: "#Deploys"}
+    slack: {channel: "#deploys, #ops"}
     regions:
       - name: prod3
         production: true
@@ -112,7 +112,7 @@ apps:
 `, []string{
 			`immunity.yml:3: server.listen: expected HOST:PORT such as 127.0.0.1:3102 or 0.0.0.0:3102, got "3102"`,
 			`immunity.yml:4: server.url: expected where people reach the dashboard, such as https://immunity.example.com, got "immunity.example.com"`,
-			`immunity.yml:6: slack.channel: expected a channel id such as C024BE91L or a name such as #deploys (lower case letters, digits, - and _, at most 80), got "deploys channel"`,
+			`immunity.yml:6: slack.channel: expected a channel id such as C024BE91L or a name such as #deploys (letters, digits, - and _, at most 80), got "deploys channel"`,
 			`immunity.yml:7: slack.users: expected Slack user ids such as U024BE7LH as keys, got "ada"`,
 			`immunity.yml:13: app papi: slack.channel: expected a channel id such as C024BE91L or a name such as #deploys`,
 		}},

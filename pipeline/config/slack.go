@@ -270,10 +270,11 @@ var (
 )
 
 // checkSlackChannel reports a channel that Slack could never post to: not an id, and not
-// a name (with or without #) of lower case letters, digits, '-' and '_'.
+// a name (with or without #) of letters, digits, '-' and '_' (Slack keeps names in lower
+// case).
 func checkSlackChannel(ch string) error {
-	if ch == "" || slackChannelID.MatchString(ch) || slackChannelName.MatchString(strings.TrimPrefix(ch, "#")) {
+	if ch == "" || slackChannelID.MatchString(ch) || slackChannelName.MatchString(strings.ToLower(strings.TrimPrefix(ch, "#"))) {
 		return nil
 	}
-	return fmt.Errorf("expected a channel id such as C024BE91L or a name such as #deploys (lower case letters, digits, - and _, at most 80), got %q", ch)
+	return fmt.Errorf("expected a channel id such as C024BE91L or a name such as #deploys (letters, digits, - and _, at most 80), got %q", ch)
 }

@@ -3,6 +3,7 @@ package slackbot
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/slack-go/slack"
 
@@ -20,60 +21,128 @@ func mrkdwn(s string) *slack.TextBlockObject {
 	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
 }
 
+// Slack refuses a whole message over any of its limits (invalid_blocks), and a refused
+// post is retried and then dropped, so every text is fitted to its limit here: a
+// section's or context's text at most sectionMax characters as sent (escaped), a
+// button's label buttonMax, at most maxBlocks blocks and actionsMax buttons.
+// slackfake refuses what Slack refuses (slackfake.CheckMessage).
+const (
+	sectionMax = 3000
+	buttonMax  = 75
+	maxBlocks  = 50
+	actionsMax = 25
+)
+
+// fit escapes s for mrkdwn and clips it to at most max characters as sent, ending with
+// "…" when clipped; an escape is never cut in half.
+func fit(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for i, r := range s {
+		e := string(r)
+		switch r {
+		case '&':
+			e = "&amp;"
+		case '<':
+			e = "&lt;"
+		case '>':
+			e = "&gt;"
+		}
+		last := i+len(string(r)) == len(s)
+		if k := utf8.RuneCountInString(e); n+k > max || (!last && n+k > max-1) {
+			b.WriteString("…")
+			return b.String()
+		}
+		b.WriteString(e)
+		n += utf8.RuneCountInString(e)
+	}
+	return b.String()
+}
+
 // rootBlocks render a run's root message: the commit, then a live line per region.
-// runURL links to the run on the dashboard when the server's URL is known.
+// runURL links to the run on the dashboard when the server's URL is known. The region
+// lines fill as many sections as they need; past Slack's block limit, the last line
+// says how many regions are left out.
 func rootBlocks(r bot.Root, runURL string) []slack.Block {
 	run := fmt.Sprintf("run #%d", r.RunID)
 	if runURL != "" {
 		run = fmt.Sprintf("<%s|run #%d>", runURL, r.RunID)
 	}
-	head := fmt.Sprintf("*%s* `%s` %s", esc(r.App), short(r.SHA), esc(clip(r.Subject, 150)))
+	head := fmt.Sprintf("*%s* `%s` %s", fit(clip(r.App, 100), 600), short(r.SHA), fit(clip(r.Subject, 150), 800))
 	var ctx []string
 	if r.Author != "" {
-		ctx = append(ctx, "by "+esc(r.Author))
+		ctx = append(ctx, "by "+fit(clip(r.Author, 100), 600))
 	}
 	if r.Trigger != "" {
-		ctx = append(ctx, esc(r.Trigger))
+		ctx = append(ctx, fit(clip(r.Trigger, 200), 1200))
 	}
 	ctx = append(ctx, run, "*"+esc(r.State.Words())+"*")
-	var lines []string
-	for _, l := range r.Regions {
-		lines = append(lines, fmt.Sprintf("%s *%s* %s", emoji[l.Icon], esc(l.Region), esc(l.Text)))
-	}
 	blocks := []slack.Block{
 		slack.NewSectionBlock(mrkdwn(head), nil, nil, slack.SectionBlockOptionBlockID("immunity_head")),
 		slack.NewContextBlock("immunity_context", mrkdwn(strings.Join(ctx, " · "))),
 	}
-	if len(lines) > 0 {
-		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(strings.Join(lines, "\n")), nil, nil, slack.SectionBlockOptionBlockID("immunity_regions")))
+	var lines []string
+	size := 0
+	section := func() {
+		if len(lines) == 0 {
+			return
+		}
+		id := "immunity_regions"
+		if n := len(blocks) - 2; n > 0 {
+			id = fmt.Sprintf("immunity_regions_%d", n+1)
+		}
+		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(strings.Join(lines, "\n")), nil, nil, slack.SectionBlockOptionBlockID(id)))
+		lines, size = nil, 0
 	}
+	for i, l := range r.Regions {
+		line := fmt.Sprintf("%s *%s* %s", emoji[l.Icon], fit(clip(l.Region, 100), 600), fit(l.Text, 1000))
+		n := utf8.RuneCountInString(line) + 1
+		if size+n > sectionMax {
+			if len(blocks) == maxBlocks-1 {
+				// The last block Slack allows: room for a last line saying what is left out.
+				for size+40 > sectionMax && len(lines) > 0 {
+					size -= utf8.RuneCountInString(lines[len(lines)-1]) + 1
+					lines, i = lines[:len(lines)-1], i-1
+				}
+				lines = append(lines, fmt.Sprintf("… and %d more regions", len(r.Regions)-i))
+				break
+			}
+			section()
+		}
+		lines = append(lines, line)
+		size += n
+	}
+	section()
 	return blocks
 }
 
 // rootText is the root message's notification text.
 func rootText(r bot.Root) string {
-	return fmt.Sprintf("%s %s %s: %s", r.App, short(r.SHA), clip(r.Subject, 80), r.State.Words())
+	return fmt.Sprintf("%s %s %s: %s", clip(r.App, 100), short(r.SHA), clip(r.Subject, 80), r.State.Words())
 }
+
+// postText is a post's notification text.
+func postText(p bot.Post) string { return clip(p.Text, sectionMax) }
 
 // postBlocks render one post: its line, the log lines, the metric table, its buttons.
 func postBlocks(p bot.Post) []slack.Block {
-	blocks := []slack.Block{slack.NewSectionBlock(mrkdwn(emoji[p.Icon]+" "+esc(p.Text)), nil, nil)}
+	blocks := []slack.Block{slack.NewSectionBlock(mrkdwn(emoji[p.Icon]+" "+fit(p.Text, sectionMax-40)), nil, nil)}
 	if len(p.Detail) > 0 {
 		blocks = append(blocks, slack.NewSectionBlock(mrkdwn(codeBlock(strings.Join(p.Detail, "\n"))), nil, nil))
 	}
 	if p.Verdict != nil {
 		blocks = append(blocks,
-			slack.NewSectionBlock(mrkdwn("*Canary vs baseline* "+esc(bot.VerdictSummary(*p.Verdict))), nil, nil),
+			slack.NewSectionBlock(mrkdwn("*Canary vs baseline* "+fit(bot.VerdictSummary(*p.Verdict), sectionMax-30)), nil, nil),
 			slack.NewSectionBlock(mrkdwn(codeBlock(bot.VerdictTable(*p.Verdict))), nil, nil))
 	}
 	if len(p.Actions) > 0 {
 		var els []slack.BlockElement
-		for _, a := range p.Actions {
+		for _, a := range p.Actions[:min(len(p.Actions), actionsMax)] {
 			id := actionPrefix + a.ID
 			if a.IfLive != "" {
 				id += ifLiveSep + a.IfLive
 			}
-			btn := slack.NewButtonBlockElement(id, a.Command, slack.NewTextBlockObject(slack.PlainTextType, a.Label, false, false))
+			btn := slack.NewButtonBlockElement(id, a.Command, slack.NewTextBlockObject(slack.PlainTextType, clip(a.Label, buttonMax-1), false, false))
 			btn.Style = slack.Style(a.Style)
 			els = append(els, btn)
 		}
@@ -82,13 +151,9 @@ func postBlocks(p bot.Post) []slack.Block {
 	return blocks
 }
 
-// codeBlock fences text for mrkdwn, within Slack's 3000-character section limit.
+// codeBlock fences text for mrkdwn, within Slack's section limit.
 func codeBlock(s string) string {
-	s = esc(strings.ReplaceAll(s, "```", "'''"))
-	if r := []rune(s); len(r) > 2900 {
-		s = string(r[:2900]) + "\n…"
-	}
-	return "```\n" + s + "\n```"
+	return "```\n" + fit(strings.ReplaceAll(s, "```", "'''"), sectionMax-10) + "\n```"
 }
 
 func short(sha string) string {

@@ -130,7 +130,7 @@ func pressedMessage(orig slack.Message, actor pipeline.Actor, a slack.BlockActio
 }
 
 func pressedBlock(actor pipeline.Actor, label, result string) slack.Block {
-	text := fmt.Sprintf(":point_right: <@%s> pressed *%s*: %s", actor.SlackUserID, esc(label), esc(result))
+	text := fmt.Sprintf(":point_right: <@%s> pressed *%s*: %s", actor.SlackUserID, fit(label, 200), fit(result, sectionMax-300))
 	return slack.NewContextBlock("immunity_pressed", slack.NewTextBlockObject(slack.MarkdownType, text, false, false))
 }
 

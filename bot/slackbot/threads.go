@@ -158,7 +158,7 @@ func (b *Bot) deliver(ctx context.Context, row store.OutboxItem, mark func() err
 	case kindPost:
 		p := *it.Post
 		channel := it.Channel
-		opts := []slack.MsgOption{slack.MsgOptionBlocks(postBlocks(p)...), slack.MsgOptionText(p.Text, false)}
+		opts := []slack.MsgOption{slack.MsgOptionBlocks(postBlocks(p)...), slack.MsgOptionText(postText(p), false)}
 		if it.RunID != 0 {
 			if !found {
 				return errWait // its root did not make it (yet)

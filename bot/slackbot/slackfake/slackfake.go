@@ -31,6 +31,7 @@ type Call struct {
 	Blocks    json.RawMessage `json:"blocks,omitempty"`
 	Metadata  json.RawMessage `json:"-"` // chat.postMessage's metadata, as sent
 	At        time.Time       `json:"-"` // when it was accepted, by now (or the real clock)
+	Refusal   string          `json:"-"` // a refused call's error and what was wrong (Refused)
 }
 
 // Server is slacktest's server with the handlers it lacks (chat.update, the files
@@ -59,6 +60,7 @@ type Server struct {
 	// Unscoped methods answer missing_scope, as Slack does for a token without their scope.
 	Unscoped map[string]bool
 	names    map[string]string // file id -> its name (files.getUploadURLExternal)
+	refused  []Call            // messages refused as Slack refuses them (CheckMessage)
 }
 
 // New starts a fake Slack, stopped at the test's end; its Web API is at GetAPIURL().
@@ -122,63 +124,20 @@ func refuseChannel(w http.ResponseWriter, ch string, idOnly bool) bool {
 	return true
 }
 
-// Slack's limits on a message's blocks: at most 50 blocks, a section's or header's text
-// and a context element's at most 3000 (header 150) characters, a button's text 75 and
-// its value 2000.
-const (
-	maxBlocks      = 50
-	maxSectionText = 3000
-	maxHeaderText  = 150
-	maxButtonText  = 75
-	maxButtonValue = 2000
-)
-
-// refuseBlocks answers Slack's invalid_blocks for blocks beyond Slack's limits.
-func refuseBlocks(w http.ResponseWriter, blocks string) bool {
-	if blocks == "" {
+// refuseMessage answers Slack's error for a message over its limits (CheckMessage), and
+// keeps the call among the refused ones.
+func (f *Server) refuseMessage(w http.ResponseWriter, method string, v url.Values) bool {
+	code, problems := CheckMessage(v.Get("text"), []byte(v.Get("blocks")))
+	if code == "" {
 		return false
 	}
-	type text struct {
-		Text string `json:"text"`
-	}
-	var bs []struct {
-		Type     string `json:"type"`
-		Text     *text  `json:"text"`
-		Fields   []text `json:"fields"`
-		Elements []struct {
-			Type  string `json:"type"`
-			Text  any    `json:"text"`
-			Value string `json:"value"`
-		} `json:"elements"`
-	}
-	long := func(s string, n int) bool { return len([]rune(s)) > n }
-	bad := json.Unmarshal([]byte(blocks), &bs) != nil || len(bs) > maxBlocks
-	for _, b := range bs {
-		limit := maxSectionText
-		if b.Type == "header" {
-			limit = maxHeaderText
-		}
-		if b.Text != nil && long(b.Text.Text, limit) {
-			bad = true
-		}
-		for _, f := range b.Fields {
-			bad = bad || long(f.Text, 2000)
-		}
-		for _, e := range b.Elements {
-			switch t := e.Text.(type) {
-			case string: // a context's mrkdwn element
-				bad = bad || long(t, maxSectionText)
-			case map[string]any: // a button's plain text
-				s, _ := t["text"].(string)
-				bad = bad || long(s, maxButtonText)
-			}
-			bad = bad || long(e.Value, maxButtonValue)
-		}
-	}
-	if bad {
-		json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": "invalid_blocks"})
-	}
-	return bad
+	f.Mu.Lock()
+	f.refused = append(f.refused, Call{At: f.stamp(), Method: method, Channel: v.Get("channel"), TS: v.Get("ts"), ThreadTS: v.Get("thread_ts"),
+		Text: v.Get("text"), Blocks: json.RawMessage(v.Get("blocks")), Refusal: code + ": " + strings.Join(problems, "; ")})
+	f.Mu.Unlock()
+	json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": code, "errors": problems,
+		"response_metadata": map[string]any{"messages": problems}})
+	return true
 }
 
 func (f *Server) postMessage(w http.ResponseWriter, r *http.Request) {
@@ -186,7 +145,7 @@ func (f *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		<-f.Hold
 	}
 	v, ok := f.form(w, r, "chat.postMessage")
-	if !ok || refuseChannel(w, v.Get("channel"), false) || refuseBlocks(w, v.Get("blocks")) {
+	if !ok || refuseChannel(w, v.Get("channel"), false) || f.refuseMessage(w, "chat.postMessage", v) {
 		return
 	}
 	f.Mu.Lock()
@@ -204,7 +163,7 @@ func (f *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 
 func (f *Server) update(w http.ResponseWriter, r *http.Request) {
 	v, ok := f.form(w, r, "chat.update")
-	if !ok || refuseChannel(w, v.Get("channel"), true) || refuseBlocks(w, v.Get("blocks")) {
+	if !ok || refuseChannel(w, v.Get("channel"), true) || f.refuseMessage(w, "chat.update", v) {
 		return
 	}
 	f.Mu.Lock()
@@ -386,6 +345,13 @@ func (f *Server) stamp() time.Time {
 		return f.Now()
 	}
 	return time.Now()
+}
+
+// Refused lists the messages refused for being over Slack's limits, in order.
+func (f *Server) Refused() []Call {
+	f.Mu.Lock()
+	defer f.Mu.Unlock()
+	return append([]Call(nil), f.refused...)
 }
 
 // Calls lists the calls received, in order.

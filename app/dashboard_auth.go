@@ -33,7 +33,8 @@ import (
 // path can set or shadow it) and the sign-in cookies with __Secure-. Every form a session
 // posts carries the session's CSRF token, and crossOrigin refuses posts from other origins
 // before any handler runs. Views with logs or test output need a signed-in caller unless
-// every listener of the server is on loopback (the demo).
+// every listener of the server is on loopback and its server.url (if any) names this
+// machine (the demo).
 
 const (
 	sessionCookie = "immunity_session"
@@ -64,6 +65,12 @@ func (s *Server) configureSignIn(cfg *config.Config, rt http.RoundTripper) error
 		base = "http://" + cfg.Server.Listen
 	}
 	s.auth.secure = strings.HasPrefix(base, "https://")
+	if cfg.Server.URL != "" && !loopbackURL(cfg.Server.URL) {
+		// People reach the dashboard beyond this machine (a reverse proxy in front of a
+		// loopback listener, most often): the views with logs need sign-in, as when the
+		// server listens beyond loopback itself.
+		s.auth.private.Store(true)
+	}
 	if !cfg.GitHub.SignIn() {
 		return nil
 	}
@@ -202,6 +209,21 @@ func (s *Server) operatorOnly(c *gin.Context) bool {
 	c.Redirect(http.StatusSeeOther, "/signin?next="+url.QueryEscape(c.Request.URL.RequestURI()))
 	c.Abort()
 	return false
+}
+
+// loopbackURL reports whether a URL names this machine only (localhost or a loopback
+// address).
+func loopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // notePrivate marks the views with logs, test output or the audit as needing sign-in when ln is

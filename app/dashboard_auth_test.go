@@ -490,3 +490,19 @@ func TestGitHubSetupNeedsTheOperatorBeyondLoopback(t *testing.T) {
 		t.Errorf("the admin's setup start: %d", resp.StatusCode)
 	}
 }
+
+// TestLogsNeedSignInBehindAProxy: a server on loopback whose server.url names another host
+// (a reverse proxy in front of it) is reached from beyond this machine: its logs, test
+// output and audit need sign-in as if it listened there itself; a URL on this machine
+// leaves them open.
+func TestLogsNeedSignInBehindAProxy(t *testing.T) {
+	t.Parallel()
+	for url, private := range map[string]bool{"https://immunity.example.com": true, "http://10.0.3.2:3102": true, "http://localhost:3102": false, "http://127.0.0.1:3102/": false, "http://[::1]:3102": false} {
+		in, base := dashboardServer(t, func(cfg *config.Config) { cfg.Server.URL = url })
+		fillDashboard(t, in)
+		resp, page := newBrowser(t).do("GET", base+"/runs/1", nil)
+		if open := resp.StatusCode == 200 && strings.Contains(page, "TestSearch"); open == private {
+			t.Errorf("server.url %s: the run page answered %d to an anonymous visitor; want it private: %v", url, resp.StatusCode, private)
+		}
+	}
+}

@@ -291,6 +291,13 @@ func takePositionals(params []param, pos []string, implied bool, p *Parsed) erro
 		}
 	}
 	if len(pos) < required {
+		// One word short with a literal left out (`deploy papi 1a2b3c4 prod3`): the
+		// literal is what is missing, not the word after it, which was typed.
+		for k, q := range ps {
+			if len(pos) == required-1 && q.literal && k+1 < len(ps) && !slices.ContainsFunc(pos, func(w string) bool { return strings.EqualFold(w, q.name) }) {
+				return fmt.Errorf("missing %q before %s", q.name, ps[k+1].name)
+			}
+		}
 		return fmt.Errorf("missing %s", missing(ps, len(pos), implied))
 	}
 	spare := len(pos) - required

@@ -66,7 +66,8 @@ func (s *Store) Freezes(ctx context.Context, app string, now time.Time) ([]Freez
 
 // LiftFreezes ends the freezes holding at now on the app's regions named (none: every
 // freeze of the app; app "": the org-wide ones), recording who lifted them; it returns
-// the freezes lifted (none is not an error).
+// the freezes lifted (none is not an error). A freeze lifted by someone else between the
+// read and the write: ErrStateChanged, and nothing lifted.
 func (s *Store) LiftFreezes(ctx context.Context, app string, regions []string, now time.Time, by, byID string) ([]Freeze, error) {
 	open, err := s.Freezes(ctx, app, now)
 	if err != nil {
@@ -84,8 +85,14 @@ func (s *Store) LiftFreezes(ctx context.Context, app string, regions []string, n
 	}
 	err = s.tx(ctx, func(tx tx) error {
 		for _, f := range lift {
-			if _, err := tx.ExecContext(ctx, `UPDATE freezes SET lifted_at = ?, lifted_by = ?, lifted_by_id = ? WHERE id = ? AND lifted_at = 0`, s.nowNS(), by, byID, f.ID); err != nil {
+			res, err := tx.ExecContext(ctx, `UPDATE freezes SET lifted_at = ?, lifted_by = ?, lifted_by_id = ? WHERE id = ? AND lifted_at = 0`, s.nowNS(), by, byID, f.ID)
+			if err != nil {
 				return fmt.Errorf("unfreeze %s/%s: %w", orAll(f.App), orAll(f.Region), err)
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return fmt.Errorf("unfreeze %s/%s: %w", orAll(f.App), orAll(f.Region), err)
+			} else if n == 0 {
+				return fmt.Errorf("unfreeze %s/%s: lifted meanwhile: %w", orAll(f.App), orAll(f.Region), ErrStateChanged)
 			}
 		}
 		return nil

@@ -117,12 +117,14 @@ type Session struct {
 // PutSession records a new session and prunes expired ones, so every sign-in keeps
 // the table to the sessions still alive.
 func (s *Store) PutSession(ctx context.Context, se Session) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, s.nowNS()); err != nil {
-		return fmt.Errorf("prune expired sessions: %w", err)
-	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions (hash, actor, token, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		se.Hash, se.Actor, se.Token, se.CSRF, s.nowNS(), se.Expires.UnixNano())
-	return err
+	return s.tx(ctx, func(tx tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, s.nowNS()); err != nil {
+			return fmt.Errorf("prune expired sessions: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (hash, actor, token, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			se.Hash, se.Actor, se.Token, se.CSRF, s.nowNS(), se.Expires.UnixNano())
+		return err
+	})
 }
 
 // SessionByHash returns a session that has not expired, or ErrNotFound. A session signed
@@ -145,6 +147,8 @@ func (s *Store) SessionByHash(ctx context.Context, hash string) (Session, error)
 
 // DeleteSession ends a session (and drops expired ones).
 func (s *Store) DeleteSession(ctx context.Context, hash string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ? OR expires_at <= ?`, hash, s.nowNS())
-	return err
+	return s.tx(ctx, func(tx tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE hash = ? OR expires_at <= ?`, hash, s.nowNS())
+		return err
+	})
 }

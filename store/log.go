@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,11 +64,52 @@ type Audit struct {
 	Outcome, Detail  string
 }
 
-// AddAudit appends to the audit log.
+// AddAudit appends to the audit log, on its own: for what changed nothing (a refusal, a
+// failure); a change is audited in its own transaction (AuditNote).
 func (s *Store) AddAudit(ctx context.Context, a Audit) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO audit (at, actor, actor_id, via, action, app, region, sha, args, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	return s.db.tx(ctx, func(tx tx) error { return s.addAudit(ctx, tx, a) }) // never with a note's entry
+}
+
+func (s *Store) addAudit(ctx context.Context, tx tx, a Audit) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO audit (at, actor, actor_id, via, action, app, region, sha, args, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		s.nowNS(), a.Actor, a.ActorID, a.Via, a.Action, a.App, a.Region, a.SHA, a.Args, a.Outcome, a.Detail)
 	return err
+}
+
+// AuditNote is the audit entry of a change, written in the change's own transaction: a
+// write of the store's made with a context from With (a lock put, a stage promoted, a
+// rollback planned, ...) inserts the entry before it commits, so the change and the entry
+// saying who made it are committed together or not at all. The first such write that
+// commits takes the entry; Written says whether one did. A write that changes nothing (a
+// stale state, a failure) rolls the entry back with it.
+type AuditNote struct {
+	entry   Audit
+	written atomic.Bool
+}
+
+// NewAuditNote is the note of entry a, to be written with a change.
+func NewAuditNote(a Audit) *AuditNote { return &AuditNote{entry: a} }
+
+type auditKey struct{}
+
+// With is ctx carrying the note to the store's writes.
+func (n *AuditNote) With(ctx context.Context) context.Context {
+	return context.WithValue(ctx, auditKey{}, n)
+}
+
+// Written reports whether a change committed with the entry.
+func (n *AuditNote) Written() bool { return n.written.Load() }
+
+// Entry is the entry the note writes.
+func (n *AuditNote) Entry() Audit { return n.entry }
+
+// pendingAudit is the note a write under ctx must write, nil when none is left to write.
+func pendingAudit(ctx context.Context) *AuditNote {
+	n, _ := ctx.Value(auditKey{}).(*AuditNote)
+	if n == nil || n.written.Load() {
+		return nil
+	}
+	return n
 }
 
 // Audits lists the audit log, newest first; app "" means every app.

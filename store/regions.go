@@ -106,7 +106,10 @@ var ErrLocked = errors.New("region is locked")
 
 // PutLock locks a region; it fails with ErrLocked if someone holds it already.
 func (s *Store) PutLock(ctx context.Context, l Lock) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO locks (app, region, holder, holder_id, reason, at) VALUES (?, ?, ?, ?, ?, ?)`, l.App, l.Region, l.Holder, l.HolderID, l.Reason, s.nowNS())
+	err := s.tx(ctx, func(tx tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO locks (app, region, holder, holder_id, reason, at) VALUES (?, ?, ?, ?, ?, ?)`, l.App, l.Region, l.Holder, l.HolderID, l.Reason, s.nowNS())
+		return err
+	})
 	if isUniqueViolation(err) {
 		holder := "someone"
 		if cur, gerr := s.Lock(ctx, l.App, l.Region); gerr == nil {
@@ -123,15 +126,21 @@ func (s *Store) PutLock(ctx context.Context, l Lock) error {
 // DeleteLock removes a region's lock l, as it was read (Lock): a lock lifted and taken
 // again since, by someone else or with another reason, is left as it is (ErrStateChanged).
 func (s *Store) DeleteLock(ctx context.Context, l Lock) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM locks WHERE app = ? AND region = ? AND holder_id = ? AND reason = ? AND at = ?`,
-		l.App, l.Region, l.HolderID, l.Reason, l.At.UnixNano())
+	err := s.tx(ctx, func(tx tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM locks WHERE app = ? AND region = ? AND holder_id = ? AND reason = ? AND at = ?`,
+			l.App, l.Region, l.HolderID, l.Reason, l.At.UnixNano())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return fmt.Errorf("the lock changed since it was read: %w", ErrStateChanged)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("unlock %s/%s: %w", l.App, l.Region, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("unlock %s/%s: %w", l.App, l.Region, err)
-	} else if n == 0 {
-		return fmt.Errorf("unlock %s/%s: the lock changed since it was read: %w", l.App, l.Region, ErrStateChanged)
 	}
 	return nil
 }

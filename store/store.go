@@ -191,8 +191,28 @@ func (s *Store) migrate(ctx context.Context) error {
 	})
 }
 
-// tx runs fn in a transaction, committing if it returns nil (fenced under a lease).
-func (s *Store) tx(ctx context.Context, fn func(tx) error) error { return s.db.tx(ctx, fn) }
+// tx runs fn in a transaction, committing if it returns nil (fenced under a lease). A
+// context carrying an audit entry still to write (AuditNote.With) has it written in the
+// same transaction, after fn: the change and its entry commit together.
+func (s *Store) tx(ctx context.Context, fn func(tx) error) error {
+	n := pendingAudit(ctx)
+	if n == nil {
+		return s.db.tx(ctx, fn)
+	}
+	err := s.db.tx(ctx, func(t tx) error {
+		if err := fn(t); err != nil {
+			return err
+		}
+		if err := s.addAudit(ctx, t, n.entry); err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+		return nil
+	})
+	if err == nil {
+		n.written.Store(true)
+	}
+	return err
+}
 
 func fromNS(ns int64) time.Time {
 	if ns == 0 {

@@ -69,8 +69,9 @@ func (e *Engine) StartRun(ctx context.Context, app, sha string, t Trigger) (stor
 // frozen region refuses it; outside the region's deploy windows, or before the soak of the
 // region before is over, it is approved and waits.
 func (e *Engine) Promote(ctx context.Context, who Actor, app, region, sha string) (string, error) {
-	msg, err := e.promote(ctx, who, app, region, sha, false)
-	e.audit(ctx, who, "promote", app, region, sha, err)
+	c := e.command(who, "promote", app, region, sha, "")
+	msg, err := e.promote(ctx, c, false)
+	e.end(ctx, c, err)
 	return msg, err
 }
 
@@ -78,12 +79,14 @@ func (e *Engine) Promote(ctx context.Context, who Actor, app, region, sha string
 // it passes a freeze, the deploy windows and soak, never a lock. It is audited, and the
 // stage remembers it was forced.
 func (e *Engine) ForcePromote(ctx context.Context, who Actor, app, region, sha string) (string, error) {
-	msg, err := e.promote(ctx, who, app, region, sha, true)
-	e.auditArgs(ctx, who, "promote", app, region, sha, "--force", err)
+	c := e.command(who, "promote", app, region, sha, "--force")
+	msg, err := e.promote(ctx, c, true)
+	e.end(ctx, c, err)
 	return msg, err
 }
 
-func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string, force bool) (string, error) {
+func (e *Engine) promote(ctx context.Context, c *command, force bool) (string, error) {
+	who, app, region, sha := c.who, c.app, c.region, c.sha
 	a, err := e.app(app)
 	if err != nil {
 		return "", err
@@ -132,7 +135,7 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: region, point: "promote",
 			msg: fmt.Sprintf("%s %s %s %s to %s", who.Name, verb, app, short(r.SHA), region),
 			write: func(ctx context.Context) error {
-				return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via,
+				return e.st.MoveStageAndRun(c.in(ctx), n.ID, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via,
 					Message: note, Forced: force, OnlyIf: []store.StageState{n.State}}, r.ID, store.RunRunning, "promoted to "+region+" by "+who.Name)
 			}})
 		if err != nil {
@@ -164,12 +167,15 @@ func (e *Engine) promote(ctx context.Context, who Actor, app, region, sha string
 // Rollback puts the previous release (or toSHA) back on every host of a region, in
 // parallel. A stage running in the region is cancelled first.
 func (e *Engine) Rollback(ctx context.Context, who Actor, app, region, toSHA string) (string, error) {
-	msg, sha, err := e.rollback(ctx, who, app, region, toSHA)
-	e.audit(ctx, who, "rollback", app, region, sha, err)
+	c := e.command(who, "rollback", app, region, toSHA, "")
+	msg, sha, err := e.rollback(ctx, c)
+	c.sha = sha
+	e.end(ctx, c, err)
 	return msg, err
 }
 
-func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA string) (string, string, error) {
+func (e *Engine) rollback(ctx context.Context, c *command) (string, string, error) {
+	who, app, region, toSHA := c.who, c.app, c.region, c.sha
 	a, err := e.app(app)
 	if err != nil {
 		return "", toSHA, err
@@ -234,7 +240,8 @@ func (e *Engine) rollback(ctx context.Context, who Actor, app, region, toSHA str
 		Message: fmt.Sprintf("%s rolls %s %s back to %s (was %s) on %s", who.Name, app, region, short(rel.SHA), short(current), plural(len(plan.Hosts), "host"))},
 		"manual-rollback-plan", func(ctx context.Context) error {
 			var err error
-			rb, err = e.st.PlanRollback(ctx, plan)
+			c.sha = rel.SHA // the plan and its audit entry are one write
+			rb, err = e.st.PlanRollback(c.in(ctx), plan)
 			return err
 		})
 	if err != nil {
@@ -305,16 +312,18 @@ func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha
 // refused deploy changes nothing; a deploy never supersedes a release waiting for
 // promotion.
 func (e *Engine) Deploy(ctx context.Context, who Actor, app, sha, region string, force bool) (string, error) {
-	msg, err := e.deploy(ctx, who, app, sha, region, force)
 	args := ""
 	if force {
 		args = "--force"
 	}
-	e.auditArgs(ctx, who, "deploy", app, region, sha, args, err)
+	c := e.command(who, "deploy", app, region, sha, args)
+	msg, err := e.deploy(ctx, c, force)
+	e.end(ctx, c, err)
 	return msg, err
 }
 
-func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string, force bool) (string, error) {
+func (e *Engine) deploy(ctx context.Context, c *command, force bool) (string, error) {
+	who, app, sha, region := c.who, c.app, c.sha, c.region
 	a, err := e.app(app)
 	if err != nil {
 		return "", err
@@ -354,9 +363,9 @@ func (e *Engine) deploy(ctx context.Context, who Actor, app, sha, region string,
 	if force {
 		asked = "forced deploy asked by " + who.String()
 	}
-	// The run and its stage's approval are one write: no reader (the scheduler) sees a
-	// deploy nobody approved.
-	run, err := e.st.CreateApprovedRun(ctx, store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: TriggerDeploy, Actor: who.Name, State: store.RunRunning},
+	// The run, its stage's approval and the audit entry are one write: no reader (the
+	// scheduler) sees a deploy nobody approved, nor one nobody is recorded to have asked for.
+	run, err := e.st.CreateApprovedRun(c.in(ctx), store.Run{App: app, SHA: rel.SHA, Subject: rel.Subject, Author: rel.Author, Trigger: TriggerDeploy, Actor: who.Name, State: store.RunRunning},
 		region, hosts, store.StageUpdate{State: store.StageApproved, ApprovedBy: who.Name, ApprovedByID: who.Key(), ApprovedVia: who.Via, Message: asked, Forced: force})
 	if err != nil {
 		return "", err
@@ -424,8 +433,9 @@ func (e *Engine) gate(ctx context.Context, a *config.App, sha, region string) (s
 
 // Lock freezes a region: no automatic deploys or promotions there until Unlock.
 func (e *Engine) Lock(ctx context.Context, who Actor, app, region, reason string) (string, error) {
-	err := e.lock(ctx, who, app, region, reason)
-	e.audit(ctx, who, "lock", app, region, "", err)
+	c := e.command(who, "lock", app, region, "", "")
+	err := e.lock(ctx, c, reason)
+	e.end(ctx, c, err)
 	if err != nil {
 		return "", err
 	}
@@ -433,7 +443,8 @@ func (e *Engine) Lock(ctx context.Context, who Actor, app, region, reason string
 	return fmt.Sprintf("locked %s %s: %s", app, region, reason), nil
 }
 
-func (e *Engine) lock(ctx context.Context, who Actor, app, region, reason string) error {
+func (e *Engine) lock(ctx context.Context, c *command, reason string) error {
+	who, app, region := c.who, c.app, c.region
 	a, err := e.app(app)
 	if err != nil {
 		return err
@@ -447,7 +458,7 @@ func (e *Engine) lock(ctx context.Context, who Actor, app, region, reason string
 	if reason == "" {
 		reason = "no reason given"
 	}
-	if err := e.st.PutLock(ctx, store.Lock{App: app, Region: region, Holder: who.Name, HolderID: who.Key(), Reason: reason}); err != nil {
+	if err := e.st.PutLock(c.in(ctx), store.Lock{App: app, Region: region, Holder: who.Name, HolderID: who.Key(), Reason: reason}); err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			return fmt.Errorf("lock %s %s: %w", app, region, ErrLocked)
 		}
@@ -458,6 +469,11 @@ func (e *Engine) lock(ctx context.Context, who Actor, app, region, reason string
 
 // Unlock lifts a region's freeze; only its holder may, unless force.
 func (e *Engine) Unlock(ctx context.Context, who Actor, app, region string, force bool) (string, error) {
+	args := ""
+	if force {
+		args = "--force"
+	}
+	c := e.command(who, "unlock", app, region, "", args)
 	l, err := e.st.Lock(ctx, app, region)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -466,13 +482,9 @@ func (e *Engine) Unlock(ctx context.Context, who Actor, app, region string, forc
 	case l.HolderID != who.Key() && !force:
 		err = fmt.Errorf("unlock %s %s: %w by %s (%s); only they can unlock it, or use --force", app, region, ErrNotHolder, holderName(l), l.Reason)
 	default:
-		err = e.st.DeleteLock(ctx, l) // only the lock read: not one taken again meanwhile
+		err = e.st.DeleteLock(c.in(ctx), l) // only the lock read: not one taken again meanwhile
 	}
-	args := ""
-	if force {
-		args = "--force"
-	}
-	e.auditArgs(ctx, who, "unlock", app, region, "", args, err)
+	e.end(ctx, c, err)
 	if err != nil {
 		return "", err
 	}
@@ -487,6 +499,7 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 	if err != nil {
 		return "", err
 	}
+	c := e.command(who, "rerun", r.App, region, r.SHA, "")
 	var st *store.Stage
 	for i := range r.Stages {
 		if r.Stages[i].Region == region {
@@ -506,13 +519,13 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 		// that changed since it was read (re-run by someone else) is left as it is.
 		err = e.transition(ctx, change{kind: StageChanged, run: runID, region: region, msg: fmt.Sprintf("%s re-runs %s of %s", who.Name, region, short(r.SHA)),
 			write: func(ctx context.Context) error {
-				return e.st.RerunStage(ctx, runID, st.ID, st.State, rerunPrefix+who.String(), rerunRunMessage(region))
+				return e.st.RerunStage(c.in(ctx), runID, st.ID, st.State, rerunPrefix+who.String(), rerunRunMessage(region))
 			}})
 		if errors.Is(err, store.ErrStateChanged) {
 			err = fmt.Errorf("rerun %s of run %d: %w; nothing was changed", region, runID, err)
 		}
 	}
-	e.audit(ctx, who, "rerun", r.App, region, r.SHA, err)
+	e.end(ctx, c, err)
 	if err != nil {
 		return "", err
 	}
@@ -621,6 +634,41 @@ func (e *Engine) Audit(ctx context.Context, who Actor, action, app, region, sha,
 	if err != nil {
 		e.log.Error("audit log not written", "actor", who.Key(), "action", action, "app", app, "region", region, "outcome", outcome, "err", err)
 	}
+}
+
+// command is one person's command that changes the store, and its audit entry: written by
+// the store in the change's own transaction (store.AuditNote), so a change is never
+// without the entry saying who made it, nor an entry without its change. A command that
+// changed nothing (refused, failed, its state stale) is audited on its own, saying so (end).
+type command struct {
+	who                            Actor
+	action, app, region, sha, args string
+	note                           *store.AuditNote
+}
+
+func (e *Engine) command(who Actor, action, app, region, sha, args string) *command {
+	return &command{who: who, action: action, app: app, region: region, sha: sha, args: args}
+}
+
+// in is ctx for the command's change: the store writes its entry with it.
+func (c *command) in(ctx context.Context) context.Context {
+	if c.note == nil {
+		c.note = store.NewAuditNote(store.Audit{Actor: c.who.Name, ActorID: c.who.Key(), Via: c.who.Via, Action: c.action,
+			App: c.app, Region: c.region, SHA: c.sha, Args: c.args, Outcome: "ok"})
+	}
+	return c.note.With(ctx)
+}
+
+// end audits a command that wrote no entry with a change: how it was refused or failed.
+// One whose change was written is audited already; what failed after it is logged.
+func (e *Engine) end(ctx context.Context, c *command, err error) {
+	if c.note != nil && c.note.Written() {
+		if err != nil {
+			e.log.Warn("a command failed after its change", "actor", c.who.Key(), "action", c.action, "app", c.app, "region", c.region, "err", err)
+		}
+		return
+	}
+	e.auditArgs(ctx, c.who, c.action, c.app, c.region, c.sha, c.args, err)
 }
 
 func (e *Engine) audit(ctx context.Context, who Actor, action, app, region, sha string, err error) {

@@ -259,11 +259,12 @@ const MaxFreeze = 90 * 24 * time.Hour
 // app "": every app, an org-wide freeze) until a time, for a reason, held by the verified
 // identity who froze. Rollbacks are never held. Bad input changes nothing.
 func (e *Engine) Freeze(ctx context.Context, who Actor, app string, regions []string, until time.Time, reason string) (string, error) {
+	c := e.command(who, "freeze", app, strings.Join(regions, ","), "", "until "+until.UTC().Format(time.RFC3339))
 	fs, scope, err := e.freezes(who, app, regions, until, reason)
 	if err == nil {
-		err = e.st.AddFreezes(ctx, fs)
+		err = e.st.AddFreezes(c.in(ctx), fs)
 	}
-	e.auditArgs(ctx, who, "freeze", app, strings.Join(regions, ","), "", "until "+until.UTC().Format(time.RFC3339), err)
+	e.end(ctx, c, err)
 	if err != nil {
 		return "", err
 	}
@@ -321,6 +322,7 @@ func (e *Engine) freezes(who Actor, app string, regions []string, until time.Tim
 // Unfreeze lifts the freezes holding regions of an app (none named: all of the app's;
 // app "": the org-wide ones) before they end; who lifted them is kept.
 func (e *Engine) Unfreeze(ctx context.Context, who Actor, app string, regions []string) (string, error) {
+	c := e.command(who, "unfreeze", app, strings.Join(regions, ","), "", "")
 	scope := "every app"
 	var lifted []store.Freeze
 	var err error
@@ -336,12 +338,12 @@ func (e *Engine) Unfreeze(ctx context.Context, who Actor, app string, regions []
 		}
 	}
 	if err == nil {
-		lifted, err = e.st.LiftFreezes(ctx, app, regions, e.now(), who.Name, who.Key())
+		lifted, err = e.st.LiftFreezes(c.in(ctx), app, regions, e.now(), who.Name, who.Key())
 	}
 	if err == nil && len(lifted) == 0 {
 		err = fmt.Errorf("unfreeze %s: %w: no freeze of it holds now", scope, ErrBadInput)
 	}
-	e.auditArgs(ctx, who, "unfreeze", app, strings.Join(regions, ","), "", "", err)
+	e.end(ctx, c, err)
 	if err != nil {
 		return "", err
 	}

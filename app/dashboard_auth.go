@@ -328,8 +328,9 @@ func (s *Server) startSession(c *gin.Context, a pipeline.Actor, token, next stri
 	if ttl <= 0 {
 		ttl = sessionTTL
 	}
-	err := s.eng.Store().PutSession(c.Request.Context(), store.Session{Hash: hashToken(ck), Actor: string(who), Token: token, CSRF: randomToken(), Expires: time.Now().Add(ttl)})
-	s.eng.Audit(c.Request.Context(), a, "sign in", "", "", "", "", outcomeOf(err), errText(err))
+	err := s.audited(c.Request.Context(), a, "sign in", "", func(ctx context.Context) error {
+		return s.eng.Store().PutSession(ctx, store.Session{Hash: hashToken(ck), Actor: string(who), Token: token, CSRF: randomToken(), Expires: time.Now().Add(ttl)})
+	})
 	if err != nil {
 		s.message(c, http.StatusInternalServerError, "Sign-in failed", "could not record the session: "+err.Error())
 		return
@@ -346,8 +347,9 @@ func (s *Server) signOut(c *gin.Context) {
 		return
 	}
 	se, _, _ := s.session(c)
-	err := s.eng.Store().DeleteSession(c.Request.Context(), se.Hash)
-	s.eng.Audit(c.Request.Context(), a, "sign out", "", "", "", "", outcomeOf(err), errText(err))
+	err := s.audited(c.Request.Context(), a, "sign out", "", func(ctx context.Context) error {
+		return s.eng.Store().DeleteSession(ctx, se.Hash)
+	})
 	if err != nil {
 		s.message(c, http.StatusInternalServerError, "Sign-out failed", err.Error())
 		return

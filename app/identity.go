@@ -175,8 +175,11 @@ func (s *Server) apiCreateToken(c *gin.Context) {
 		c.JSON(http.StatusBadRequest, gin.H{"error": `expected a JSON body {"name": "ada", "role": "member"}`})
 		return
 	}
-	tok, err := CreateToken(c.Request.Context(), s.eng.Store(), req.Name, req.Role, who.Key())
-	s.eng.Audit(c.Request.Context(), who, "token create", "", "", "", req.Name+" "+req.Role, outcomeOf(err), errText(err))
+	var tok string
+	err := s.audited(c.Request.Context(), who, "token create", req.Name+" "+req.Role, func(ctx context.Context) (err error) {
+		tok, err = CreateToken(ctx, s.eng.Store(), req.Name, req.Role, who.Key())
+		return err
+	})
 	if err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, store.ErrExists) {
@@ -197,8 +200,9 @@ func (s *Server) apiRevokeToken(c *gin.Context) {
 		return
 	}
 	name := c.Param("name")
-	err := s.eng.Store().RevokeToken(c.Request.Context(), name)
-	s.eng.Audit(c.Request.Context(), who, "token revoke", "", "", "", name, outcomeOf(err), errText(err))
+	err := s.audited(c.Request.Context(), who, "token revoke", name, func(ctx context.Context) error {
+		return s.eng.Store().RevokeToken(ctx, name)
+	})
 	if err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, store.ErrNotFound) {
@@ -208,6 +212,19 @@ func (s *Server) apiRevokeToken(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"revoked": name})
+}
+
+// audited runs change, a store write of who's action, with its audit entry written in the
+// change's own transaction (store.AuditNote): a token is never made or revoked, nor a
+// session begun or ended, without the entry saying who did it. A change that wrote none
+// (it failed) is audited on its own.
+func (s *Server) audited(ctx context.Context, who pipeline.Actor, action, args string, change func(ctx context.Context) error) error {
+	n := store.NewAuditNote(store.Audit{Actor: who.Name, ActorID: who.Key(), Via: who.Via, Action: action, Args: args, Outcome: "ok"})
+	err := change(n.With(ctx))
+	if !n.Written() {
+		s.eng.Audit(ctx, who, action, "", "", "", args, outcomeOf(err), errText(err))
+	}
+	return err
 }
 
 func outcomeOf(err error) string {

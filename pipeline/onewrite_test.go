@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/immunity-app/immunity/store"
 )
@@ -95,14 +96,23 @@ func (h *harness) storeAgreesWithHosts() {
 	}
 }
 
-// told reports how many events of a run the listeners were told with msg.
+// told reports how many events of a run the listeners were told with msg, once they were
+// told the first or after 10 s: they are told just after the write a test may already
+// have seen in the store.
 func (h *harness) told(run int64, kind EventKind, msg string) (n int) {
-	for _, ev := range h.rec.kinds(kind) {
-		if ev.Run.ID == run && ev.Message == msg {
-			n++
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n = 0
+		for _, ev := range h.rec.kinds(kind) {
+			if ev.Run.ID == run && ev.Message == msg {
+				n++
+			}
 		}
+		if n > 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return n
 }
 
 func TestSupersedeIsOneWrite(t *testing.T) { testSupersedeIsOneWrite(t, newHarness(t, fourRegions)) }

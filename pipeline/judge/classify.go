@@ -23,6 +23,7 @@ const maxEffect = 1e9
 // Names of the tests, as explanations print them.
 const (
 	testRanks   = "ranks within intervals"
+	testMedians = "medians within intervals"
 	testPaired  = "paired intervals"
 	testNonZero = "non-zero intervals"
 	testCounts  = "exact count test"
@@ -90,11 +91,16 @@ type evidence struct {
 
 func (h *history) evidence() evidence {
 	if h.perRequest {
-		ps, ratio := make([]point, len(h.requests)), true
-		for i, iv := range h.requests {
-			ps[i], ratio = iv.p, ratio && iv.log
+		ratio := true
+		for _, iv := range h.requests {
+			ratio = ratio && iv.log
 		}
-		return evidence{test: testRanks, points: ps, ratio: ratio}
+		ps, medians := rankPoints(h.requests)
+		test := testRanks
+		if medians {
+			test = testMedians
+		}
+		return evidence{test: test, points: ps, ratio: ratio}
 	}
 	lb, lc, ks := h.paired()
 	if len(lb) > 0 && mostlyZero(lb, lc) {

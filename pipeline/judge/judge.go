@@ -13,7 +13,9 @@
 //     Mann-Whitney probability P that a canary request is slower), and P is turned into
 //     that interval's log-shift d = σ·√2·Φ⁻¹(P) with σ the interval's log-spread (exact
 //     for a lognormal shift). The intervals are combined as strata, as van Elteren's test
-//     combines them (stratified.go).
+//     combines them (stratified.go). Where the canary's requests are nearly all slower
+//     than the baseline's, the ranks no longer tell how much, and the window's effect is
+//     estimated from the intervals' medians instead ("medians within intervals").
 //   - A gauge (one value per host and interval, a latency quantile from a query) gives
 //     d = log(canary/baseline) for each interval (a plain difference relative to the
 //     baseline's level when values are not all positive).

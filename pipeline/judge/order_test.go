@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"gonum.org/v1/gonum/stat/distuv"
 )
 
 func keys(xs ...float64) []uint64 {
@@ -144,14 +143,8 @@ func referenceInterval(baseline, canary []float64) interval {
 			}
 		}
 	}
-	p := (u + 0.5) / (m*n + 1)
-	d := sigma * math.Sqrt2 * distuv.UnitNormal.Quantile(p)
-	v := 2 * sigma * sigma * (m + n + 1) / (12 * m * n) * 2 * math.Pi
-	if !logScale {
-		s := relScale(out.medB)
-		d, v = d/s, v/(s*s)
-	}
-	out.p, out.ok = point{d: d, v: v}, true
+	out.u, out.sigma = u, sigma
+	out.p, out.ok = rankPoint(u, sigma, m, n, out.medB, out.medC, logScale), true
 	return out
 }
 

@@ -58,6 +58,7 @@ func (e *Engine) StartRun(ctx context.Context, app, sha string, t Trigger) (stor
 	if err != nil {
 		return store.Run{}, err
 	}
+	e.reached("run")
 	if err := e.emitRun(ctx, RunCreated, run.ID, "", "", fmt.Sprintf("run %d: %s %s %q by %s", run.ID, app, short(c.SHA), c.Subject, c.Author)); err != nil {
 		return run, err
 	}
@@ -288,7 +289,7 @@ func (e *Engine) cancelRegion(ctx context.Context, app, region, why string) (sha
 				return "", fmt.Errorf("%s %s: %w: run %d is rolling back %s; wait for it", app, region, ErrRegionBusy, r.ID, short(r.SHA))
 			}
 			// Recorded first, so that neither the scheduler nor a restart resumes it.
-			err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: region, msg: why, write: func(ctx context.Context) error {
+			err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: region, point: "cancel", msg: why, write: func(ctx context.Context) error {
 				return e.st.FailStage(ctx, r.ID, s.ID, store.StageCancelled, store.RunCancelled, why)
 			}})
 			if errors.Is(err, store.ErrStateChanged) {
@@ -370,6 +371,7 @@ func (e *Engine) deploy(ctx context.Context, c *command, force bool) (string, er
 	if err != nil {
 		return "", err
 	}
+	e.reached("deploy")
 	if err := e.emitRun(ctx, RunCreated, run.ID, region, "", fmt.Sprintf("%s deploys %s %s to %s", who.Name, app, short(rel.SHA), region)); err != nil {
 		return "", err
 	}
@@ -464,6 +466,7 @@ func (e *Engine) lock(ctx context.Context, c *command, reason string) error {
 		}
 		return err
 	}
+	e.reached("lock")
 	return nil
 }
 
@@ -483,6 +486,9 @@ func (e *Engine) Unlock(ctx context.Context, who Actor, app, region string, forc
 		err = fmt.Errorf("unlock %s %s: %w by %s (%s); only they can unlock it, or use --force", app, region, ErrNotHolder, holderName(l), l.Reason)
 	default:
 		err = e.st.DeleteLock(c.in(ctx), l) // only the lock read: not one taken again meanwhile
+		if err == nil {
+			e.reached("unlock")
+		}
 	}
 	e.end(ctx, c, err)
 	if err != nil {
@@ -517,7 +523,7 @@ func (e *Engine) Rerun(ctx context.Context, who Actor, runID int64, region strin
 	if err == nil {
 		// The stage, the later stages it brings back and the run, in one write; a stage
 		// that changed since it was read (re-run by someone else) is left as it is.
-		err = e.transition(ctx, change{kind: StageChanged, run: runID, region: region, msg: fmt.Sprintf("%s re-runs %s of %s", who.Name, region, short(r.SHA)),
+		err = e.transition(ctx, change{kind: StageChanged, run: runID, region: region, point: "rerun", msg: fmt.Sprintf("%s re-runs %s of %s", who.Name, region, short(r.SHA)),
 			write: func(ctx context.Context) error {
 				return e.st.RerunStage(c.in(ctx), runID, st.ID, st.State, rerunPrefix+who.String(), rerunRunMessage(region))
 			}})

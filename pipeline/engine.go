@@ -405,9 +405,7 @@ func (e *Engine) transition(ctx context.Context, c change) error {
 			return err
 		}
 	}
-	if c.point != "" && e.persisted != nil {
-		e.persisted(c.point)
-	}
+	e.reached(c.point)
 	r, err := e.st.Run(ctx, c.run)
 	if err != nil {
 		return fmt.Errorf("read run %d after its change: %w", c.run, err)
@@ -425,6 +423,14 @@ func (e *Engine) transition(ctx context.Context, c change) error {
 	}
 	e.deliver(ctx, ev)
 	return nil
+}
+
+// reached tells Options.Persisted that the transition named point was just written
+// ("": none).
+func (e *Engine) reached(point string) {
+	if point != "" && e.persisted != nil {
+		e.persisted(point)
+	}
 }
 
 // emitRun tells listeners of a run's state as it is now (a line of its log, a look).
@@ -447,9 +453,7 @@ func (e *Engine) regionEvent(ctx context.Context, ev Event, point string, write 
 			return err
 		}
 	}
-	if point != "" && e.persisted != nil {
-		e.persisted(point)
-	}
+	e.reached(point)
 	if ev.Message != "" {
 		if err := e.st.AddEvent(ctx, store.Event{RunID: ev.Run.ID, App: ev.App, Region: ev.Region, Host: ev.Host, Kind: string(ev.Kind), Message: ev.Message}); err != nil {
 			return fmt.Errorf("event log: %w", err)

@@ -50,6 +50,7 @@ func (e *Engine) pruneDisk(ctx context.Context, a *config.App) {
 			e.log.Warn("prune release", "app", a.Name, "sha", r.SHA, "err", err)
 			continue
 		}
+		e.reached("prune")
 		e.log.Info("release pruned", "app", a.Name, "sha", r.SHA, "artifact", filepath.Base(r.Artifact))
 	}
 	if p, ok := e.tester.Tester.(testbedPruner); ok {

@@ -62,12 +62,12 @@ func (e *Engine) reconcileRegion(ctx context.Context, a *config.App, reg *config
 // agree and tells the listeners; the event goes to the log of the run whose stage is
 // active in the region, if any.
 func (e *Engine) reconcileHost(ctx context.Context, a *config.App, reg *config.Region, h deployers.Host, cur, said string) error {
-	return e.reconciled(ctx, a, reg, h, cur, said, func(ctx context.Context) error { return storeErr(e.st.SetLive(ctx, a.Name, reg.Name, h.Name, cur)) })
+	return e.reconciled(ctx, a, reg, h, cur, said, "reconcile", func(ctx context.Context) error { return storeErr(e.st.SetLive(ctx, a.Name, reg.Name, h.Name, cur)) })
 }
 
 // reconciled is reconcileHost with the write that makes the store agree (the host's live
-// release, and whatever else was said of it).
-func (e *Engine) reconciled(ctx context.Context, a *config.App, reg *config.Region, h deployers.Host, cur, said string, write func(ctx context.Context) error) error {
+// release, and whatever else was said of it); point names it for Options.Persisted.
+func (e *Engine) reconciled(ctx context.Context, a *config.App, reg *config.Region, h deployers.Host, cur, said, point string, write func(ctx context.Context) error) error {
 	msg := fmt.Sprintf("%s found on %s, store said %s", h, orNothing(short(cur)), orNothing(short(said)))
 	e.log.Warn("reconciled", "app", a.Name, "region", reg.Name, "host", h.Name, "found", cur, "store", said)
 	run, err := e.activeRun(ctx, a.Name, reg.Name)
@@ -75,9 +75,9 @@ func (e *Engine) reconciled(ctx context.Context, a *config.App, reg *config.Regi
 		return err
 	}
 	if run != 0 {
-		return e.transition(ctx, change{kind: Reconciled, run: run, region: reg.Name, host: h.Name, msg: msg, write: write})
+		return e.transition(ctx, change{kind: Reconciled, run: run, region: reg.Name, host: h.Name, point: point, msg: msg, write: write})
 	}
-	return e.regionEvent(ctx, Event{Kind: Reconciled, App: a.Name, Region: reg.Name, Host: h.Name, SHA: cur, Message: msg}, "", write)
+	return e.regionEvent(ctx, Event{Kind: Reconciled, App: a.Name, Region: reg.Name, Host: h.Name, SHA: cur, Message: msg}, point, write)
 }
 
 // activeRun is the run whose stage is active in a region (0: none).

@@ -170,7 +170,7 @@ func (e *Engine) rollbackHost(ctx context.Context, a *config.App, reg *config.Re
 			if st.Current != rh.From {
 				// The host's live release and the plan's From for it, in one write.
 				found := func(ctx context.Context) error { return storeErr(e.st.RollbackHostFound(ctx, rb, rh.Host, st.Current)) }
-				if err := e.reconciled(ctx, a, reg, h, st.Current, rh.From, found); err != nil {
+				if err := e.reconciled(ctx, a, reg, h, st.Current, rh.From, "rollback-found", found); err != nil {
 					return err
 				}
 				rh.From = st.Current

@@ -109,7 +109,7 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 			return err
 		}
 		// Only while no stage went back to waiting since the run was read (a re-run).
-		err = e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("%s %s %s", a.Name, short(r.SHA), what),
+		err = e.transition(ctx, change{kind: RunChanged, run: r.ID, point: "succeed", msg: fmt.Sprintf("%s %s %s", a.Name, short(r.SHA), what),
 			write: func(ctx context.Context) error { return e.st.SucceedRun(ctx, r.ID, what) }})
 		if errors.Is(err, store.ErrStateChanged) {
 			return nil // looked at again on the next round
@@ -126,7 +126,7 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 			state = store.RunCancelled
 		}
 		// Only while the stage that ended it is as it was read (not re-run meanwhile).
-		err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region,
+		err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region, point: "run-end",
 			write: func(ctx context.Context) error {
 				return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{OnlyIf: []store.StageState{n.State}}, r.ID, state, n.Message)
 			}})
@@ -146,7 +146,7 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 	if n.State == store.StagePending && reg.ManualApproval && n.ApprovedBy == "" {
 		// Only a stage still pending waits: one approved since it was read (promoted) is
 		// not put back.
-		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region,
+		err := e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, point: "waiting",
 			msg: readyMessage(a, r, n.Region),
 			write: func(ctx context.Context) error {
 				return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{State: store.StageAwaitingApproval, Message: "ready for " + n.Region + "; waiting for promotion",
@@ -182,7 +182,7 @@ func (e *Engine) scheduleRun(ctx context.Context, a *config.App, r *store.Run, b
 		}
 	}
 	busy[n.Region] = r.ID
-	err = e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: fmt.Sprintf("deploying %s %s to %s", a.Name, short(r.SHA), n.Region),
+	err = e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, point: "deploying", msg: fmt.Sprintf("deploying %s %s to %s", a.Name, short(r.SHA), n.Region),
 		write: func(ctx context.Context) error {
 			return e.st.MoveStageAndRun(ctx, n.ID, store.StageUpdate{State: store.StageDeploying, Message: "deploying", Start: true}, r.ID, store.RunRunning, "in "+n.Region)
 		}})
@@ -218,7 +218,7 @@ func (e *Engine) hold(ctx context.Context, r *store.Run, n *store.Stage, why str
 	if n.Message == why {
 		return nil
 	}
-	return e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, msg: why,
+	return e.transition(ctx, change{kind: StageChanged, run: r.ID, region: n.Region, point: "hold", msg: why,
 		write: func(ctx context.Context) error { return e.st.UpdateStage(ctx, n.ID, store.StageUpdate{Message: why}) }})
 }
 
@@ -231,7 +231,7 @@ func (e *Engine) supersede(ctx context.Context, r *store.Run, n *store.Stage, ne
 		return err
 	}
 	msg := supersededMessage(nr.SHA, newer, n.Region)
-	err = e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region, msg: msg, write: func(ctx context.Context) error {
+	err = e.transition(ctx, change{kind: RunChanged, run: r.ID, region: n.Region, point: "supersede", msg: msg, write: func(ctx context.Context) error {
 		return e.st.EndRun(ctx, store.RunEnd{RunID: r.ID, StageID: n.ID, Stage: store.StageCancelled, Run: store.RunSuperseded, Message: msg})
 	}})
 	if errors.Is(err, store.ErrStateChanged) {

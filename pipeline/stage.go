@@ -38,7 +38,7 @@ func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) error {
 	rel, err := e.st.Release(ctx, a.Name, r.SHA)
 	switch {
 	case err == nil && rel.State == store.ReleaseReady:
-		err := e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: fmt.Sprintf("%s %s is already built", a.Name, short(r.SHA)),
+		err := e.transition(ctx, change{kind: RunChanged, run: r.ID, point: "built", msg: fmt.Sprintf("%s %s is already built", a.Name, short(r.SHA)),
 			write: func(ctx context.Context) error { return e.st.FinishBuild(ctx, r.ID, rel, "built") }})
 		if errors.Is(err, store.ErrStateChanged) {
 			return nil
@@ -70,7 +70,7 @@ func (e *Engine) build(ctx context.Context, a *config.App, r store.Run) error {
 		msg = fmt.Sprintf("built %s %s (sha256 %s)", a.Name, short(r.SHA), built.Checksum[:12])
 	}
 	// The release and the run (and, for a failure, every stage skipped) in one write.
-	err = e.transition(ctx, change{kind: RunChanged, run: r.ID, msg: msg,
+	err = e.transition(ctx, change{kind: RunChanged, run: r.ID, point: "built", msg: msg,
 		write: func(ctx context.Context) error { return e.st.FinishBuild(ctx, r.ID, end, why) }})
 	if errors.Is(err, store.ErrStateChanged) {
 		return nil // the run left building meanwhile: whoever moved it tells the story
@@ -264,7 +264,7 @@ func (e *Engine) execStage(ctx context.Context, a *config.App, r store.Run, s st
 		action = "promote"
 	}
 	msg := "live on " + plural(len(s.Hosts), "host")
-	err = e.transition(ctx, change{kind: StageChanged, run: r.ID, region: s.Region, msg: fmt.Sprintf("%s %s passed %s", a.Name, short(r.SHA), s.Region),
+	err = e.transition(ctx, change{kind: StageChanged, run: r.ID, region: s.Region, point: "passed", msg: fmt.Sprintf("%s %s passed %s", a.Name, short(r.SHA), s.Region),
 		write: func(ctx context.Context) error {
 			return e.st.SucceedStage(ctx, s.ID, msg, store.HistoryEntry{App: a.Name, Region: s.Region, SHA: r.SHA, Action: action,
 				Actor: s.ApprovedBy, ActorID: s.ApprovedByID, Via: s.ApprovedVia, RunID: r.ID})
@@ -368,7 +368,7 @@ func (e *Engine) hostDone(ctx context.Context, sr *stageRun, hs store.HostStep) 
 
 // setStage moves a running stage to its next activity, unless it was cancelled meanwhile.
 func (e *Engine) setStage(ctx context.Context, sr *stageRun, state store.StageState, msg string) error {
-	return e.transition(ctx, change{kind: StageChanged, run: sr.run.ID, region: sr.region.Name, msg: msg, write: func(ctx context.Context) error {
+	return e.transition(ctx, change{kind: StageChanged, run: sr.run.ID, region: sr.region.Name, point: "stage-" + string(state), msg: msg, write: func(ctx context.Context) error {
 		err := e.st.UpdateStage(ctx, sr.stage.ID, store.StageUpdate{State: state, Message: msg, OnlyIf: []store.StageState{store.StageDeploying, store.StageTesting, store.StageMonitoring}})
 		if err != nil && !errors.Is(err, store.ErrStateChanged) {
 			return storeError{err}
@@ -595,7 +595,7 @@ func (e *Engine) failStage(ctx context.Context, sr *stageRun, r store.Run, s sto
 			return e.execRollback(ctx, sr.app, sr.region, rb)
 		}
 	}
-	err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: s.Region, msg: reason, write: func(ctx context.Context) error {
+	err := e.transition(ctx, change{kind: RunChanged, run: r.ID, region: s.Region, point: "stage-failed", msg: reason, write: func(ctx context.Context) error {
 		return e.st.FailStage(ctx, r.ID, s.ID, store.StageFailed, store.RunFailed, reason)
 	}})
 	if errors.Is(err, store.ErrStateChanged) {

@@ -263,6 +263,9 @@ func (e *Engine) Freeze(ctx context.Context, who Actor, app string, regions []st
 	fs, scope, err := e.freezes(who, app, regions, until, reason)
 	if err == nil {
 		err = e.st.AddFreezes(c.in(ctx), fs)
+		if err == nil {
+			e.reached("freeze")
+		}
 	}
 	e.end(ctx, c, err)
 	if err != nil {
@@ -339,6 +342,9 @@ func (e *Engine) Unfreeze(ctx context.Context, who Actor, app string, regions []
 	}
 	if err == nil {
 		lifted, err = e.st.LiftFreezes(c.in(ctx), app, regions, e.now(), who.Name, who.Key())
+		if err == nil && len(lifted) > 0 {
+			e.reached("unfreeze")
+		}
 	}
 	if err == nil && len(lifted) == 0 {
 		err = fmt.Errorf("unfreeze %s: %w: no freeze of it holds now", scope, ErrBadInput)

@@ -310,6 +310,9 @@ func (e *Engine) takeOver(why string) {
 		if err := e.healRuns(ctx, a); err != nil {
 			e.log.Warn("heal runs", "app", a.Name, "why", why, "err", err)
 		}
+		if err := e.retell(ctx, a); err != nil {
+			e.log.Warn("tell runs again", "app", a.Name, "why", why, "err", err)
+		}
 		e.adopt(ctx, a)
 		e.setTenure(a.Name, l.Token)
 	}

@@ -87,6 +87,9 @@ type Event struct {
 	Message string
 	Run     store.Run
 	Stage   *store.Stage
+	// Again: the run's state told again on a start or a takeover (Engine.retell), which
+	// a listener may have been told before; a report keyed by what it says repeats nothing.
+	Again bool `json:",omitempty"`
 }
 
 // Listener is told about every transition after it is persisted. Notify must return

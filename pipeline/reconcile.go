@@ -246,6 +246,43 @@ func (e *Engine) healRuns(ctx context.Context, a *config.App) error {
 	return errors.Join(errs...)
 }
 
+// retell tells the listeners, on a start or a takeover, the state of the app's runs in
+// flight and of the run that ended last. Each transition is written before it is told,
+// so a server that died right after a write told no one of it: without this, Slack, GitHub
+// and the dashboard would show the run as it was before (a run ended by that write has no
+// later transition to tell it). The reports are keyed by what they say (Slack's posts,
+// GitHub's check runs, a root's content), so what was told before is not repeated.
+func (e *Engine) retell(ctx context.Context, a *config.App) error {
+	active, err := e.st.Runs(ctx, a.Name, true, 0)
+	if err != nil {
+		return storeError{fmt.Errorf("runs of %s: %w", a.Name, err)}
+	}
+	recent, err := e.st.Runs(ctx, a.Name, false, 50)
+	if err != nil {
+		return storeError{fmt.Errorf("runs of %s: %w", a.Name, err)}
+	}
+	var last *store.Run // the run that ended last: the only one a dead server may have ended untold
+	for i := range recent {
+		if r := &recent[i]; r.State.Terminal() && (last == nil || r.Updated.After(last.Updated)) {
+			last = r
+		}
+	}
+	tell := active
+	if last != nil {
+		tell = append(tell, *last)
+	}
+	e.emitMu.Lock()
+	defer e.emitMu.Unlock()
+	for _, r := range tell {
+		fresh, err := e.st.Run(ctx, r.ID)
+		if err != nil {
+			return storeError{fmt.Errorf("run %d: %w", r.ID, err)}
+		}
+		e.deliver(ctx, Event{Kind: RunChanged, Run: fresh, SHA: fresh.SHA, Again: true})
+	}
+	return nil
+}
+
 // skippedByBuild reports whether a failed build skipped a stage of a run.
 func skippedByBuild(r *store.Run) bool {
 	for _, s := range r.Stages {

@@ -167,7 +167,7 @@ func (m *Metrics) Notify(_ context.Context, ev pipeline.Event) {
 	case pipeline.RunCreated:
 		m.runsStarted.WithLabelValues(ev.App).Inc()
 	case pipeline.RunChanged:
-		if ev.Run.State.Terminal() {
+		if ev.Run.State.Terminal() && !ev.Again { // a run told again after a start was counted by the server that ended it
 			m.mu.Lock()
 			first := !m.closed[ev.Run.ID]
 			m.closed[ev.Run.ID] = true

@@ -39,22 +39,14 @@ func fit(s string, max int) string {
 	var b strings.Builder
 	n := 0
 	for i, r := range s {
-		e := string(r)
-		switch r {
-		case '&':
-			e = "&amp;"
-		case '<':
-			e = "&lt;"
-		case '>':
-			e = "&gt;"
-		}
-		last := i+len(string(r)) == len(s)
-		if k := utf8.RuneCountInString(e); n+k > max || (!last && n+k > max-1) {
+		e := esc(string(r)) // the escaping every other text gets, one character at a time
+		k := utf8.RuneCountInString(e)
+		if last := i+len(string(r)) == len(s); n+k > max || (!last && n+k > max-1) {
 			b.WriteString("…")
 			return b.String()
 		}
 		b.WriteString(e)
-		n += utf8.RuneCountInString(e)
+		n += k
 	}
 	return b.String()
 }

@@ -82,7 +82,7 @@ func rankPoint(u, sigma, m, n, medB, medC float64, logScale bool) point {
 	d := sigma * math.Sqrt2 * distuv.UnitNormal.Quantile(p)
 	// The variance is P's under no change, mapped at P = 1/2: the transform is a scale,
 	// and the evidence stays the ranks'.
-	v := 2 * sigma * sigma * (m + n + 1) / (12 * m * n) * 2 * math.Pi
+	v := nullVar(sigma, m, n)
 	if !logScale {
 		s := relScale(medB)
 		d, v = d/s, v/(s*s)
@@ -120,7 +120,7 @@ func rankPoints(ivs []interval) (ps []point, medians bool) {
 	vars := func(iv interval) (vRanks, vMed float64) {
 		m, n, s2 := float64(iv.nb), float64(iv.nc), iv.sigma*iv.sigma
 		d := iv.sigma * math.Sqrt2 * z
-		v0 := 2 * s2 * (m + n + 1) / (12 * m * n) * 2 * math.Pi
+		v0 := nullVar(iv.sigma, m, n)
 		vRanks = math.Max(v0, 2*s2*ranksVar(pool, n, m)/(slope*slope)+d*d*spreadVar(m, n))
 		return vRanks, math.Pi / 2 * s2 * (1/m + 1/n)
 	}
@@ -152,6 +152,12 @@ func rankPoints(ivs []interval) (ps []point, medians bool) {
 		ps[i] = point{d: d, v: v}
 	}
 	return ps, wMed > wRanks
+}
+
+// nullVar is the variance of an interval's effect under no change: P's, (m+n+1)/(12mn),
+// times the transform's squared slope at P = 1/2, 2σ²·2π.
+func nullVar(sigma, m, n float64) float64 {
+	return 2 * sigma * sigma * (m + n + 1) / (12 * m * n) * 2 * math.Pi
 }
 
 // ranksVar is the variance of P, the share of (canary, baseline) pairs where the canary
